@@ -1,0 +1,37 @@
+/* common.h: checks for bugs (CHECK), allocation that never returns NULL, and the error record that
+ * code reading files or user input fills in (the second tier of errors in house-style.md). */
+#ifndef JTRAK_COMMON_H
+#define JTRAK_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* A bug, not bad input: print where and abort. Always on (not assert). */
+#define CHECK(cond, ...)                                                                          \
+    do {                                                                                           \
+        if (!(cond)) jt_panic(__FILE__, __LINE__, #cond, __VA_ARGS__);                             \
+    } while (0)
+
+void jt_panic(const char *file, int line, const char *cond, const char *fmt, ...)
+    __attribute__((noreturn, format(printf, 4, 5)));
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t count, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+
+/* Bad input (a malformed file, a wrong argument): functions return JT_ERR and fill this with one
+ * line naming the file and the tensor or field, so that the CLI can print it and tests can match it. */
+typedef struct {
+    char msg[1024];
+} JtError;
+
+enum { JT_OK = 0, JT_ERR = -1 };
+
+/* Fills err (if non-NULL) and returns JT_ERR, so that `return jt_fail(err, ...)` reads naturally. */
+int jt_fail(JtError *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* a*b with overflow detection: returns 0 on overflow (and leaves *out unset). */
+int jt_mul_size(size_t a, size_t b, size_t *out);
+
+#endif

@@ -1,0 +1,170 @@
+/* nn.h: the stateless neural-network ops of jtrak, as forward/backward pairs over explicit float32
+ * NCHW buffers (the llm.c pattern, house-style.md conventions 1, 2 and 8).
+ *
+ * Rules every op follows:
+ *  - inputs are const, every buffer carries a shape comment; ops never allocate: scratch comes from
+ *    the OpCtx;
+ *  - backward ACCUMULATES (+=) into every gradient it touches (activation and parameter gradients);
+ *    a NULL activation-gradient pointer (din) means "not needed" and is skipped;
+ *  - work is split over the batch with OpenMP, BLAS runs single-threaded inside; results do not
+ *    depend on the number of threads (parameter gradients are reduced over the batch in a fixed
+ *    order, see OpCtx);
+ *  - parameter gradients go either summed over the batch, or one slab per example (per-example
+ *    gradients, what attribution needs), as OpCtx.example_stride says. */
+#ifndef JTRAK_NN_H
+#define JTRAK_NN_H
+
+#include <stddef.h>
+
+/* Scratch and gradient mode shared by every op call. */
+typedef struct {
+    /* Per-thread scratch: thread t (omp_get_thread_num()) owns thread_buf[t*thread_floats ...]. */
+    float *thread_buf;
+    size_t thread_floats;
+    int nthreads;
+    /* Batch-summed mode only: room for B per-example copies of one op's parameter gradients
+     * (weights and biases together), reduced into the real gradient in example order. */
+    float *grad_buf;
+    size_t grad_floats;
+    /* 0: parameter gradients are summed over the batch into the given pointer.
+     * k > 0: example b's gradient of a tensor whose gradient pointer is d lives at d + b*k
+     * (one full parameter slab per example). */
+    size_t example_stride;
+} OpCtx;
+
+/* The calling thread's scratch region (thread_floats floats). */
+float *opctx_scratch(const OpCtx *c);
+
+/* Per-example parameter-gradient slots of one op call with n_tensors parameter tensors of sizes
+ * numel[i] whose gradient pointers are d[i]. In per-example mode slot (b, i) is d[i] + b*stride;
+ * in summed mode it is a zeroed region of grad_buf, and grad_slots_end adds the B regions into d[i]
+ * in order b = 0..B-1. Every op backward that touches parameters uses these. */
+typedef struct {
+    const OpCtx *ctx;
+    int B, n;
+    float *d[8];
+    size_t numel[8];
+    size_t per_example; /* sum of numel */
+} GradSlots;
+
+void grad_slots_begin(GradSlots *s, const OpCtx *c, int B, int n_tensors, float *const *d,
+                      const size_t *numel);
+float *grad_slot(const GradSlots *s, int b, int i);
+void grad_slots_end(GradSlots *s);
+
+/* ---- conv2d: cross-correlation, weights (cout, cin, k, k), optional bias (cout) ---------------- */
+enum {
+    CONV_PAD_SAME = 0, /* symmetric zero padding (k-1)/2: 3x3 pad 1, 1x1 pad 0 */
+    CONV_PAD_RB = 1    /* diffusers downsample_padding=0: one zero row at the bottom and one zero
+                          column at the right, then no padding */
+};
+typedef struct {
+    int B, cin, cout, H, W; /* input (B, cin, H, W) */
+    int k;                  /* 1 or 3 */
+    int stride;             /* 1 or 2 */
+    int pad;                /* CONV_PAD_SAME or CONV_PAD_RB */
+} Conv2dDims;
+int conv2d_out_h(const Conv2dDims *d);
+int conv2d_out_w(const Conv2dDims *d);
+size_t conv2d_scratch_floats(const Conv2dDims *d); /* per thread */
+void conv2d_forward(float *out /* (B,cout,Ho,Wo) */, const float *in /* (B,cin,H,W) */,
+                    const float *w /* (cout,cin,k,k) */, const float *bias /* (cout) or NULL */,
+                    const Conv2dDims *d, const OpCtx *c);
+void conv2d_backward(float *din /* (B,cin,H,W) or NULL */, float *dw /* (cout,cin,k,k) */,
+                     float *dbias /* (cout) or NULL */, const float *dout /* (B,cout,Ho,Wo) */,
+                     const float *in /* (B,cin,H,W) */, const float *w /* (cout,cin,k,k) */,
+                     const Conv2dDims *d, const OpCtx *c);
+
+/* ---- group norm: G contiguous channel groups, biased variance, affine gamma/beta (C) ----------- */
+typedef struct {
+    int B, C, HW, G;
+    float eps;
+} GroupNormDims;
+void groupnorm_forward(float *out /* (B,C,HW) */, float *mean /* (B,G) */, float *rstd /* (B,G) */,
+                       const float *in /* (B,C,HW) */, const float *gamma /* (C) */,
+                       const float *beta /* (C) */, const GroupNormDims *d, const OpCtx *c);
+void groupnorm_backward(float *din /* (B,C,HW) */, float *dgamma /* (C) */, float *dbeta /* (C) */,
+                        const float *dout /* (B,C,HW) */, const float *in /* (B,C,HW) */,
+                        const float *mean /* (B,G) */, const float *rstd /* (B,G) */,
+                        const float *gamma /* (C) */, const GroupNormDims *d, const OpCtx *c);
+
+/* ---- SiLU: x * sigmoid(x) ---------------------------------------------------------------------- */
+void silu_forward(float *out /* (n) */, const float *in /* (n) */, size_t n);
+void silu_backward(float *din /* (n) */, const float *dout /* (n) */, const float *in /* (n) */,
+                   size_t n);
+
+/* ---- linear on a batch of vectors: y = W x + b, W (out, in) as torch nn.Linear ----------------- */
+typedef struct {
+    int B, in, out;
+} LinearDims;
+void linear_forward(float *y /* (B,out) */, const float *x /* (B,in) */, const float *w /* (out,in) */,
+                    const float *bias /* (out) or NULL */, const LinearDims *d, const OpCtx *c);
+void linear_backward(float *dx /* (B,in) or NULL */, float *dw /* (out,in) */,
+                     float *dbias /* (out) or NULL */, const float *dy /* (B,out) */,
+                     const float *x /* (B,in) */, const float *w /* (out,in) */,
+                     const LinearDims *d, const OpCtx *c);
+
+/* ---- sinusoidal timestep embedding (diffusers get_timestep_embedding, max_period 10000) --------- *
+ * Computed in float32 in diffusers' op order (unet2d.md section 3). No parameters, no backward. */
+void timestep_embedding(float *out /* (B,dim) */, const float *t /* (B) */, int B, int dim,
+                        int flip_sin_to_cos, float freq_shift);
+
+/* ---- broadcast add of a per-sample channel vector (the resnet time projection) ----------------- */
+void add_channel_vec_forward(float *out /* (B,C,HW) */, const float *in /* (B,C,HW) */,
+                             const float *v /* (B,C) */, int B, int C, int HW);
+void add_channel_vec_backward(float *din /* (B,C,HW) or NULL */, float *dv /* (B,C) */,
+                              const float *dout /* (B,C,HW) */, int B, int C, int HW);
+
+/* ---- out = (a + b) * scale (residual sums; scale = 1/output_scale_factor) ---------------------- */
+void add_scaled_forward(float *out, const float *a, const float *b, float scale, size_t n);
+void add_scaled_backward(float *da, float *db, const float *dout, float scale, size_t n);
+
+/* ---- spatial self-attention (diffusers Attention with _from_deprecated_attn_block) ------------ *
+ * x is the group-normed input viewed as N = H*W tokens of C channels (token n = y*W + x);
+ * Q/K/V = X Wq^T + bq ...; per head h (channels h*d .. h*d+d-1, d = C/heads):
+ * O_h = softmax(Q_h K_h^T / sqrt(d)) V_h; Y = O Wo^T + bo; out = (Y^T + residual) * scale, with
+ * scale = 1/rescale_output_factor. `saved` keeps what backward needs. */
+typedef struct {
+    int B, C, N, heads;
+    float scale;
+} AttnDims;
+size_t attention_saved_floats(const AttnDims *d);  /* whole batch */
+size_t attention_scratch_floats(const AttnDims *d); /* per thread */
+void attention_forward(float *out /* (B,C,N) */, float *saved, const float *x /* (B,C,N) */,
+                       const float *residual /* (B,C,N) */, const float *wq /* (C,C) */,
+                       const float *bq, const float *wk, const float *bk, const float *wv,
+                       const float *bv, const float *wo, const float *bo, const AttnDims *d,
+                       const OpCtx *c);
+/* dwq..dbo are the 8 parameter gradients in the order of the weights above. */
+void attention_backward(float *dx /* (B,C,N) */, float *dresidual /* (B,C,N) */,
+                        float *const dparams[8], const float *dout /* (B,C,N) */,
+                        const float *x /* (B,C,N) */, const float *saved, const float *wq,
+                        const float *wk, const float *wv, const float *wo, const AttnDims *d,
+                        const OpCtx *c);
+
+/* ---- nearest-neighbour 2x upsample ------------------------------------------------------------- */
+void upsample2x_forward(float *out /* (B,C,2H,2W) */, const float *in /* (B,C,H,W) */, int B, int C,
+                        int H, int W);
+void upsample2x_backward(float *din /* (B,C,H,W) */, const float *dout /* (B,C,2H,2W) */, int B,
+                         int C, int H, int W);
+
+/* ---- channel concat: out = [a, b] along channels ----------------------------------------------- */
+void concat_forward(float *out /* (B,Ca+Cb,HW) */, const float *a /* (B,Ca,HW) */,
+                    const float *b /* (B,Cb,HW) */, int B, int Ca, int Cb, int HW);
+void concat_backward(float *da /* (B,Ca,HW) or NULL */, float *db /* (B,Cb,HW) or NULL */,
+                     const float *dout /* (B,Ca+Cb,HW) */, int B, int Ca, int Cb, int HW);
+
+/* ---- mean squared error: mean over n elements of (pred - target)^2, accumulated in double ------ */
+double mse_forward(const float *pred, const float *target, size_t n);
+/* dpred += scale * 2 (pred - target) / n */
+void mse_backward(float *dpred, const float *pred, const float *target, size_t n, float scale);
+
+/* ---- AdamW, exactly as torch.optim.AdamW (decoupled weight decay, bias correction) ------------- */
+typedef struct {
+    float lr, beta1, beta2, eps, weight_decay;
+} AdamWConfig;
+/* step is 1-based (the number of this update). m and v start at zero. */
+void adamw_step(float *p, float *m, float *v, const float *g, size_t n, const AdamWConfig *cfg,
+                long step);
+
+#endif

@@ -1,0 +1,44 @@
+/* config.h: the diffusers UNet2DModel configuration (config.json), every field that changes
+ * numerics (unet2d.md sections 1 and 12). A value jtrak does not support is refused by the parser
+ * with an error naming the file and the field; nothing is silently ignored. */
+#ifndef JTRAK_UNET_CONFIG_H
+#define JTRAK_UNET_CONFIG_H
+
+#include "core/common.h"
+
+#define UNET_MAX_LEVELS 8
+
+typedef struct {
+    int sample_size;
+    int in_channels, out_channels;
+    int center_input_sample;   /* bool: x <- 2x - 1 first */
+    int time_embedding_dim;    /* 0 = null: 4 * block_out_channels[0] */
+    float freq_shift;          /* diffusers default 0 */
+    int flip_sin_to_cos;       /* bool, diffusers default true */
+    int n_levels;              /* len(block_out_channels) */
+    int block_out_channels[UNET_MAX_LEVELS];
+    int down_attn[UNET_MAX_LEVELS]; /* down_block_types[i]: 0 DownBlock2D, 1 AttnDownBlock2D */
+    int up_attn[UNET_MAX_LEVELS];   /* up_block_types[i]: 0 UpBlock2D, 1 AttnUpBlock2D */
+    int layers_per_block;
+    float mid_block_scale_factor; /* default 1 */
+    int downsample_padding;    /* 1: symmetric pad 1; 0: pad right/bottom then valid */
+    int attention_head_dim;    /* 0 = null: one head of width C */
+    int norm_num_groups;       /* default 32 */
+    int attn_norm_num_groups;  /* 0 = null: norm_num_groups (mid-block attention only) */
+    float norm_eps;            /* default 1e-5 */
+    int add_attention;         /* bool: mid block has its attention, default true */
+    int num_train_timesteps;   /* 0 = null; only used by the "learned" embedding, kept for round trip */
+} UNetConfig;
+
+/* diffusers' UNet2DModel defaults (as in unet2d.md section 1.1, with attention_head_dim null). */
+void unet_config_default(UNetConfig *cfg);
+/* Parses config.json text; `path` is only used in error messages. Also validates (below). */
+int unet_config_parse(UNetConfig *cfg, const char *json_text, const char *path, JtError *err);
+int unet_config_load(UNetConfig *cfg, const char *path, JtError *err);
+/* Checks the combination: group counts divide every channel count (including up-block concats),
+ * head_dim divides attention channels, levels within limits. */
+int unet_config_validate(const UNetConfig *cfg, const char *path, JtError *err);
+/* diffusers-style config.json text (malloc'd, caller frees), loadable by UNet2DModel.from_config. */
+char *unet_config_to_json(const UNetConfig *cfg);
+
+#endif

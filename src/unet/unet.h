@@ -1,0 +1,48 @@
+/* unet.h: diffusers UNet2DModel in C (unet2d.md sections 3-6): built from a UNetConfig as a static
+ * graph of nn ops, parameters in one slab described by a ParamLayout with diffusers key names,
+ * forward for a batch with a per-sample timestep, backward to all parameter gradients, summed over
+ * the batch or one slab per example. */
+#ifndef JTRAK_UNET_H
+#define JTRAK_UNET_H
+
+#include "core/common.h"
+#include "core/layout.h"
+#include "unet/config.h"
+
+#include <stdint.h>
+
+typedef struct UNet UNet;
+typedef struct UNetRun UNetRun;
+
+/* Builds the model for cfg (validated first). Parameters start at zero: call unet_init_params or
+ * load them. */
+int unet_create(UNet **out, const UNetConfig *cfg, JtError *err);
+void unet_free(UNet *net);
+const UNetConfig *unet_config(const UNet *net);
+const ParamLayout *unet_layout(const UNet *net);
+size_t unet_num_params(const UNet *net);
+float *unet_params(UNet *net);             /* (num_params) in layout order */
+const float *unet_params_const(const UNet *net);
+/* PyTorch default initialisation (unet2d.md section 7): conv/linear weight and bias
+ * ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), norm gamma 1, beta 0; draws keyed by (seed, tensor, index). */
+void unet_init_params(UNet *net, uint64_t seed);
+
+/* Activations and scratch for batches of up to B images of H x W (H, W divisible by
+ * 2^(n_levels-1)). */
+int unet_run_create(UNetRun **out, const UNet *net, int B, int H, int W, JtError *err);
+void unet_run_free(UNetRun *run);
+/* Bytes held by the run (activations, their gradients, scratch): for memory estimates. */
+size_t unet_run_bytes(const UNetRun *run);
+
+/* eps = unet(x, t) for the first B images (B <= the run's capacity). t holds one timestep per
+ * sample (float, as diffusers converts them). */
+void unet_forward(const UNet *net, UNetRun *run, int B, float *out /* (B,out_ch,H,W) */,
+                  const float *x /* (B,in_ch,H,W) */, const float *t /* (B) */);
+/* Backward of the last forward: accumulates (+=) parameter gradients into dparams. With
+ * example_stride 0 they are summed over the batch (dparams has num_params floats); otherwise
+ * example b's gradient goes to dparams + b*example_stride (example_stride >= num_params).
+ * dout is d(loss)/d(out). If dx is non-NULL the input gradient is written (overwritten) there. */
+void unet_backward(const UNet *net, UNetRun *run, int B, float *dparams, size_t example_stride,
+                   const float *dout /* (B,out_ch,H,W) */, float *dx /* (B,in_ch,H,W) or NULL */);
+
+#endif
