@@ -22,7 +22,7 @@
         }                                                                                          \
     }                                                                                              \
     if (r.n_bad)                                                                                   \
-        cr_fail("%s: %zu of %zu outside atol %.3g + rtol %.3g; max abs %.3g, max rel %.3g; worst " \
+        cr_expect_fail("%s: %zu of %zu outside atol %.3g + rtol %.3g; max abs %.3g, max rel %.3g; worst " \
                 "[%zu] got %.9g want %.9g",                                                        \
                 what, r.n_bad, n, atol, rtol, r.max_abs, r.max_rel, r.worst,                       \
                 (double)got[r.worst], (double)want[r.worst]);                                      \

@@ -1,0 +1,10 @@
+/* commands.h: the subcommands of the jtrak CLI, one cmd_<name>.c each (git's command table). Each
+ * returns the process exit status: 0 success, 1 bad input or failure (one line on stderr), 2 usage. */
+#ifndef JTRAK_CLI_COMMANDS_H
+#define JTRAK_CLI_COMMANDS_H
+
+int cmd_info(int argc, char **argv);
+int cmd_init(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
+
+#endif

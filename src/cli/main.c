@@ -1,0 +1,37 @@
+/* main.c: the jtrak command table. `jtrak CMD [options]` runs one subcommand; `jtrak help` lists
+ * them. Results go to stdout, logs and progress to stderr (house-style convention 9). */
+#include "cli/commands.h"
+
+#include <stdio.h>
+#include <string.h>
+
+typedef struct {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *summary;
+} Command;
+
+static const Command COMMANDS[] = {
+    {"demo", cmd_demo, "the main job on the embedded Fashion-MNIST default"},
+    {"info", cmd_info, "describe a model folder (config, parameters, memory per batch)"},
+    {"init", cmd_init, "create a model folder with freshly initialised weights from a config.json"},
+};
+
+static void print_help(FILE *f) {
+    fprintf(f, "jtrak: which training images made a diffusion model generate this image?\n\n"
+               "usage: jtrak COMMAND [options]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof *COMMANDS; i++)
+        fprintf(f, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
+    fprintf(f, "\n'jtrak COMMAND --help' describes a command's options.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0) {
+        print_help(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof *COMMANDS; i++)
+        if (strcmp(argv[1], COMMANDS[i].name) == 0) return COMMANDS[i].fn(argc - 2, argv + 2);
+    fprintf(stderr, "jtrak: unknown command '%s' (see 'jtrak help')\n", argv[1]);
+    return 2;
+}

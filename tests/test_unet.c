@@ -1,0 +1,284 @@
+/* test_unet.c: the whole U-Net against diffusers' own UNet2DModel (fixtures written by
+ * ref/make_unet_fixtures.py): output, loss, every parameter gradient and three AdamW steps, for
+ * configs that together cover one and several heads, both downsample paddings, flipped/unflipped
+ * sinusoids with freq_shift 0/1, norm_eps 1e-5/1e-6, 3 and 4 levels, 1 and 3 channels, plus legacy
+ * attention names and F16 weights. Also: per-example gradients equal single-example backward
+ * passes and sum to the batch gradient, and results do not depend on the thread count. */
+#include "helpers/numcheck.h"
+#include "io/model_folder.h"
+#include "io/safetensors.h"
+#include "nn/nn.h"
+#include "unet/unet.h"
+
+#include <criterion/criterion.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    UNet *net;
+    StFile io;
+    float *x, *t, *eps, *out, *loss_pe;
+    float loss;
+    int B, C, H, W, Co;
+} Fixture;
+
+static float *read_tensor(StFile *f, const char *name, size_t *numel) {
+    int i = st_find(f, name);
+    cr_assert(i >= 0, "fixture %s lacks tensor %s", f->path, name);
+    size_t n = (size_t)f->tensors[i].numel;
+    float *buf = malloc((n ? n : 1) * sizeof *buf);
+    JtError err;
+    cr_assert(st_read_f32(f, i, buf, &err) == JT_OK, "%s", err.msg);
+    if (numel) *numel = n;
+    return buf;
+}
+
+static void fixture_load(Fixture *fx, const char *name) {
+    char dir[512], path[600];
+    snprintf(dir, sizeof dir, "%s/unet/%s", JTRAK_FIXTURES, name);
+    JtError err;
+    cr_assert(model_load(dir, &fx->net, &err) == JT_OK, "%s", err.msg);
+    snprintf(path, sizeof path, "%s/io.safetensors", dir);
+    cr_assert(st_open(&fx->io, path, &err) == JT_OK, "%s", err.msg);
+    fx->x = read_tensor(&fx->io, "x", NULL);
+    fx->t = read_tensor(&fx->io, "t", NULL);
+    fx->eps = read_tensor(&fx->io, "eps", NULL);
+    fx->out = read_tensor(&fx->io, "out", NULL);
+    const StTensor *tx = &fx->io.tensors[st_find(&fx->io, "x")];
+    const StTensor *to = &fx->io.tensors[st_find(&fx->io, "out")];
+    fx->B = (int)tx->shape[0];
+    fx->C = (int)tx->shape[1];
+    fx->H = (int)tx->shape[2];
+    fx->W = (int)tx->shape[3];
+    fx->Co = (int)to->shape[1];
+    if (st_find(&fx->io, "loss") >= 0) {
+        float *l = read_tensor(&fx->io, "loss", NULL);
+        fx->loss = l[0];
+        free(l);
+        fx->loss_pe = read_tensor(&fx->io, "loss_per_example", NULL);
+    }
+}
+
+static void fixture_free(Fixture *fx) {
+    unet_free(fx->net);
+    st_close(&fx->io);
+    free(fx->x), free(fx->t), free(fx->eps), free(fx->out), free(fx->loss_pe);
+}
+
+static size_t out_numel(const Fixture *fx) { return (size_t)fx->B * fx->Co * fx->H * fx->W; }
+
+/* Forward + MSE loss + backward of the fixture batch; returns the loss, grads summed in g. */
+static double forward_backward(Fixture *fx, UNetRun *run, float *g, float *y) {
+    size_t n = out_numel(fx);
+    float *dy = calloc(n, sizeof *dy);
+    unet_forward(fx->net, run, fx->B, y, fx->x, fx->t);
+    double loss = mse_forward(y, fx->eps, n);
+    mse_backward(dy, y, fx->eps, n, 1.0f);
+    unet_backward(fx->net, run, fx->B, g, 0, dy, NULL);
+    free(dy);
+    return loss;
+}
+
+static void check_against_diffusers(const char *name) {
+    Fixture fx = {0};
+    fixture_load(&fx, name);
+    JtError err;
+    UNetRun *run;
+    cr_assert(unet_run_create(&run, fx.net, fx.B, fx.H, fx.W, &err) == JT_OK, "%s", err.msg);
+    size_t P = unet_num_params(fx.net), n = out_numel(&fx);
+    float *g = calloc(P, sizeof *g), *y = malloc(n * sizeof *y);
+    double loss = forward_backward(&fx, run, g, y);
+
+    /* unet2d.md section 7: float32 C vs float32 torch differ by summation order only; outputs are
+     * O(1), so 1e-4 absolute and relative is the suggested bound (measured errors are ~1e-6). */
+    expect_close("output vs diffusers", y, fx.out, n, 1e-4, 1e-4);
+    float lossf = (float)loss;
+    expect_close("loss vs diffusers", &lossf, &fx.loss, 1, 1e-6, 1e-5);
+
+    /* Every parameter gradient. Gradients are sums over many terms of both signs, so an absolute
+     * floor relative to the tensor's own scale (1e-4 of its largest entry) absorbs cancellation;
+     * 1e-3 relative covers float32 reordering through ~20 layers. */
+    const ParamLayout *l = unet_layout(fx.net);
+    double global_scale = 0; /* largest gradient entry of the whole model */
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < l->count; i++) {
+            const LayoutEntry *e = &l->entries[i];
+            char key[300];
+            snprintf(key, sizeof key, "grad.%s", e->name);
+            float *want = read_tensor(&fx.io, key, NULL);
+            double scale = 0;
+            for (size_t k = 0; k < e->numel; k++) scale = fmax(scale, fabs(want[k]));
+            if (pass == 0)
+                global_scale = fmax(global_scale, scale);
+            else /* 1e-6 of the model's largest gradient: the float32 noise floor (to_k.bias) */
+                expect_close(key, g + e->offset, want, e->numel,
+                             1e-4 * scale + 1e-6 * global_scale, 1e-3);
+            free(want);
+        }
+
+    /* Three AdamW steps on the same batch, as torch.optim.AdamW(lr 1e-3, wd 0.01). */
+    float *m = calloc(P, sizeof *m), *v = calloc(P, sizeof *v);
+    AdamWConfig opt = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f};
+    for (int step = 1; step <= 3; step++) {
+        if (step > 1) {
+            memset(g, 0, P * sizeof *g);
+            forward_backward(&fx, run, g, y);
+        }
+        adamw_step(unet_params(fx.net), m, v, g, P, &opt, step);
+    }
+    for (int i = 0; i < l->count; i++) {
+        const LayoutEntry *e = &l->entries[i];
+        char key[300];
+        snprintf(key, sizeof key, "grad.%s", e->name);
+        float *g_ref = read_tensor(&fx.io, key, NULL);
+        snprintf(key, sizeof key, "adamw3.%s", e->name);
+        float *want = read_tensor(&fx.io, key, NULL);
+        const float *got = unet_params(fx.net) + e->offset;
+        double scale = 0;
+        for (size_t k = 0; k < e->numel; k++) scale = fmax(scale, fabs(g_ref[k]));
+        /* Adam moves each weight by about lr * g / |g| per step, so where the gradient is at the
+         * float-noise level (below 1e-3 of its tensor's largest entry or 1e-6 of the model's; e.g.
+         * to_k.bias, whose true gradient is exactly zero since softmax ignores a per-row shift),
+         * either sign is
+         * right: such weights must only stay within the 3 steps' reach of 3 lr (+1%). Every other
+         * weight: 1e-5 absolute, 1e-4 relative (the gradient tolerance above, damped by Adam). */
+        float *tight_got = malloc(e->numel * sizeof(float)), *tight_want = malloc(e->numel * sizeof(float));
+        size_t n_tight = 0;
+        for (size_t k = 0; k < e->numel; k++) {
+            if (fabs(g_ref[k]) < 1e-3 * scale || fabs(g_ref[k]) < 1e-6 * global_scale) {
+                cr_expect(fabs(got[k] - want[k]) <= 3.03 * opt.lr, "%s[%zu]: got %g want %g", key,
+                          k, got[k], want[k]);
+            } else {
+                tight_got[n_tight] = got[k];
+                tight_want[n_tight++] = want[k];
+            }
+        }
+        expect_close(key, tight_got, tight_want, n_tight, 1e-5, 1e-4);
+        free(tight_got), free(tight_want), free(want), free(g_ref);
+    }
+    free(g), free(y), free(m), free(v);
+    unet_run_free(run);
+    fixture_free(&fx);
+}
+
+Test(unet_vs_diffusers, fm3_12x12) { check_against_diffusers("fm3_12x12"); }
+Test(unet_vs_diffusers, google4_16x16) { check_against_diffusers("google4_16x16"); }
+Test(unet_vs_diffusers, multihead3_8x8) { check_against_diffusers("multihead3_8x8"); }
+Test(unet_vs_diffusers, rect2_8x12) { check_against_diffusers("rect2_8x12"); }
+
+static void check_forward_only(const char *name) {
+    Fixture fx = {0};
+    fixture_load(&fx, name);
+    JtError err;
+    UNetRun *run;
+    cr_assert(unet_run_create(&run, fx.net, fx.B, fx.H, fx.W, &err) == JT_OK, "%s", err.msg);
+    size_t n = out_numel(&fx);
+    float *y = malloc(n * sizeof *y);
+    unet_forward(fx.net, run, fx.B, y, fx.x, fx.t);
+    expect_close("output vs diffusers", y, fx.out, n, 1e-4, 1e-4); /* as above */
+    free(y);
+    unet_run_free(run);
+    fixture_free(&fx);
+}
+
+Test(unet_vs_diffusers, legacy_attention_names) { check_forward_only("google4_16x16_legacy"); }
+Test(unet_vs_diffusers, f16_weights) { check_forward_only("fm3_12x12_f16"); }
+
+/* Per-example gradients: one slab per example equals a B=1 backward of that example alone, and
+ * the slabs sum to the batch-summed gradient. */
+Test(unet_per_example, equals_single_example_passes) {
+    Fixture fx = {0};
+    fixture_load(&fx, "multihead3_8x8");
+    JtError err;
+    UNetRun *run, *run1;
+    cr_assert(unet_run_create(&run, fx.net, fx.B, fx.H, fx.W, &err) == JT_OK, "%s", err.msg);
+    cr_assert(unet_run_create(&run1, fx.net, 1, fx.H, fx.W, &err) == JT_OK, "%s", err.msg);
+    size_t P = unet_num_params(fx.net), n = out_numel(&fx), per = n / (size_t)fx.B;
+    size_t per_in = (size_t)fx.C * fx.H * fx.W;
+    float *y = malloc(n * sizeof *y), *dy = calloc(n, sizeof *dy);
+    float *gpe = calloc(P * (size_t)fx.B, sizeof *gpe), *gsum = calloc(P, sizeof *gsum);
+
+    unet_forward(fx.net, run, fx.B, y, fx.x, fx.t);
+    /* Per-example loss: the mean over that example's elements (what attribution differentiates). */
+    for (int b = 0; b < fx.B; b++) {
+        double lb = mse_forward(y + b * per, fx.eps + b * per, per);
+        float lbf = (float)lb;
+        expect_close("per-example loss vs diffusers", &lbf, &fx.loss_pe[b], 1, 1e-6, 1e-5);
+        mse_backward(dy + b * per, y + b * per, fx.eps + b * per, per, 1.0f);
+    }
+    unet_backward(fx.net, run, fx.B, gpe, P, dy, NULL);
+    unet_forward(fx.net, run, fx.B, y, fx.x, fx.t);
+    unet_backward(fx.net, run, fx.B, gsum, 0, dy, NULL);
+
+    float *g1 = calloc(P, sizeof *g1), *y1 = malloc(per * sizeof *y1), *acc = calloc(P, sizeof *acc);
+    for (int b = 0; b < fx.B; b++) {
+        memset(g1, 0, P * sizeof *g1);
+        unet_forward(fx.net, run1, 1, y1, fx.x + b * per_in, fx.t + b);
+        unet_backward(fx.net, run1, 1, g1, 0, dy + b * per, NULL);
+        /* Same ops on the same sample: only BLAS blocking can differ, so 1e-6 relative. */
+        expect_close("per-example slab vs single-example backward", gpe + b * P, g1, P, 1e-9, 1e-6);
+        for (size_t k = 0; k < P; k++) acc[k] += gpe[b * P + k];
+    }
+    /* Summation order differs (per-example slabs added here vs inside the ops). */
+    expect_close("sum of per-example slabs vs batch gradient", acc, gsum, P, 1e-7, 1e-5);
+    free(y), free(dy), free(gpe), free(gsum), free(g1), free(y1), free(acc);
+    unet_run_free(run);
+    unet_run_free(run1);
+    fixture_free(&fx);
+}
+
+Test(unet_threads, gradients_do_not_depend_on_thread_count) {
+    Fixture fx = {0};
+    fixture_load(&fx, "google4_16x16");
+    JtError err;
+    UNetRun *run;
+    size_t P = unet_num_params(fx.net), n = out_numel(&fx);
+    float *g[2], *y = malloc(n * sizeof *y);
+    for (int k = 0; k < 2; k++) {
+        omp_set_num_threads(k + 1);
+        cr_assert(unet_run_create(&run, fx.net, fx.B, fx.H, fx.W, &err) == JT_OK, "%s", err.msg);
+        g[k] = calloc(P, sizeof *g[k]);
+        forward_backward(&fx, run, g[k], y);
+        unet_run_free(run);
+    }
+    omp_set_num_threads(2);
+    cr_assert(memcmp(g[0], g[1], P * sizeof(float)) == 0,
+              "gradients differ between 1 and 2 threads");
+    free(g[0]), free(g[1]), free(y);
+    fixture_free(&fx);
+}
+
+Test(unet_layout, parameter_counts_match_diffusers) {
+    /* Counts from instantiating the real classes (unet2d.md section 11). */
+    static const struct {
+        const char *file;
+        size_t params;
+    } cases[] = {{"configs/fm-s.json", 1112801}, {"configs/fm-xs.json", 280177},
+                 {"configs/t8.json", 701345}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s", JTRAK_SOURCE_DIR, cases[i].file);
+        UNetConfig cfg;
+        UNet *net;
+        JtError err;
+        cr_assert(unet_config_load(&cfg, path, &err) == JT_OK, "%s", err.msg);
+        cr_assert(unet_create(&net, &cfg, &err) == JT_OK, "%s", err.msg);
+        cr_expect_eq(unet_num_params(net), cases[i].params, "%s: %zu parameters, want %zu",
+                     cases[i].file, unet_num_params(net), cases[i].params);
+        unet_free(net);
+    }
+}
+
+Test(unet_run, refuses_sizes_the_levels_cannot_halve) {
+    Fixture fx = {0};
+    fixture_load(&fx, "google4_16x16"); /* 4 levels: sizes must be divisible by 8 */
+    UNetRun *run = NULL;
+    JtError err;
+    cr_assert(unet_run_create(&run, fx.net, 2, 12, 16, &err) == JT_ERR);
+    cr_assert(run == NULL);
+    cr_assert(strstr(err.msg, "12x16") && strstr(err.msg, "divisible by 8"), "%s", err.msg);
+    fixture_free(&fx);
+}
