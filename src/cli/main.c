@@ -1,6 +1,7 @@
 /* main.c: the jtrak command table. `jtrak CMD [options]` runs one subcommand; `jtrak help` lists
  * them. Results go to stdout, logs and progress to stderr (house-style convention 9). */
 #include "cli/commands.h"
+#include "core/fpenv.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -15,6 +16,8 @@ static const Command COMMANDS[] = {
     {"demo", cmd_demo, "the main job on the embedded Fashion-MNIST default"},
     {"info", cmd_info, "describe a model folder (config, parameters, memory per batch)"},
     {"init", cmd_init, "create a model folder with freshly initialised weights from a config.json"},
+    {"sample", cmd_sample, "draw samples (DDPM or DDIM) and save their full trajectories"},
+    {"train", cmd_train, "train a DDPM U-Net on a dataset (resumable)"},
 };
 
 static void print_help(FILE *f) {
@@ -26,6 +29,7 @@ static void print_help(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+    fpenv_flush_denormals();
     if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0) {
         print_help(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;

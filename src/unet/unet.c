@@ -4,6 +4,7 @@
  * parameter gradients summed over the batch or one slab per example). */
 #include "unet/unet_internal.h"
 
+#include "core/fpenv.h"
 #include "core/linalg.h"
 
 #include <omp.h>
@@ -106,6 +107,7 @@ int unet_run_create(UNetRun **out, const UNet *net, int B, int H, int W, JtError
     r->ctx.grad_buf = r->grad_buf;
     r->ctx.grad_floats = gradbuf;
     la_blas_single_threaded(); /* ops parallelise over the batch themselves */
+    fpenv_flush_denormals();
     *out = r;
     return JT_OK;
 }

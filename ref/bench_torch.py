@@ -1,0 +1,98 @@
+"""bench_torch.py: the PyTorch side of `make bench`. Times diffusers' UNet2DModel on the CPU for one
+config.json: (a) forward only under torch.no_grad, (b) one training step = forward + MSE loss against
+random noise (random timesteps) + backward + torch.optim.AdamW step. Prints one JSON line per
+measurement on stdout (progress on stderr):
+
+  {"impl": "diffusers", "config": "fm-s", "what": "forward"|"train_step", "batch": 64, "size": 28,
+   "threads": 2, "iters": 5, "images_per_s": ..., "ms_per_image": ..., "peak_rss_mb": ..., "torch": "..."}
+
+images_per_s is batch / median seconds per iteration, after warm-up. peak_rss_mb is the process's
+peak resident set so far (forward runs first, so the train_step figure includes the forward's peak).
+
+Run: python ref/bench_torch.py configs/fm-s.json [--batch 64] [--size 28] [--threads 2] [--iters 10] [--warmup 2]
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import twin_common as tc  # noqa: E402
+
+
+def timed(fn, warmup, iters):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main():
+    ap = argparse.ArgumentParser(description="PyTorch/diffusers UNet2DModel CPU benchmark")
+    ap.add_argument("config", help="diffusers config.json (e.g. configs/fm-s.json)")
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--size", type=int, default=None, help="image height = width (default: sample_size)")
+    ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    ap.add_argument("--iters", type=int, default=10, help="timed iterations per measurement (median)")
+    ap.add_argument("--warmup", type=int, default=2, help="untimed iterations first")
+    ap.add_argument("--what", choices=["forward", "train_step", "both"], default="both")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    cfg = tc.load_config(args.config)
+    name = os.path.splitext(os.path.basename(args.config))[0]
+    size = args.size or cfg["sample_size"]
+    if isinstance(size, (list, tuple)):
+        size = size[0]
+    model = tc.build_unet(cfg, args.seed)
+    gen = torch.Generator().manual_seed(args.seed + 1)
+    shape = (args.batch, cfg.get("in_channels", 3), size, size)
+    x = torch.rand(shape, generator=gen) * 2 - 1
+    noise = torch.randn(shape, generator=gen)
+    t = torch.randint(0, 1000, (args.batch,), generator=gen)
+    tc.log(f"{name}: {tc.count_params(model):,} parameters, batch {args.batch}, {size}x{size}, "
+           f"{args.threads} threads, {args.warmup} warm-up + {args.iters} timed iterations")
+
+    base = {"impl": "diffusers", "config": name, "batch": args.batch, "size": size, "threads": args.threads,
+            "iters": args.iters, "torch": torch.__version__}
+
+    def report(what, sec):
+        row = dict(base, what=what, images_per_s=round(args.batch / sec, 2),
+                   ms_per_image=round(1000.0 * sec / args.batch, 3), peak_rss_mb=round(tc.peak_rss_mb(), 1))
+        print(json.dumps(row), flush=True)
+
+    if args.what in ("forward", "both"):
+        model.eval()
+
+        def fwd():
+            with torch.no_grad():
+                model(x, t).sample
+
+        report("forward", timed(fwd, args.warmup, args.iters))
+
+    if args.what in ("train_step", "both"):
+        model.train()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            loss = F.mse_loss(model(x, t).sample, noise)
+            loss.backward()
+            opt.step()
+
+        report("train_step", timed(step, args.warmup, args.iters))
+
+
+if __name__ == "__main__":
+    main()

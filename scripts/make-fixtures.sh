@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Regenerates the committed test fixtures with the real diffusers and torch (the reference twin in
+# ref/): creates ref/.venv, installs ref/requirements.txt from PyPI, runs the fixture scripts.
+# Deterministic: a second run writes byte-identical files.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=ref/.venv
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV"
+fi
+"$VENV/bin/pip" install -q -r ref/requirements.txt
+"$VENV/bin/python" ref/make_unet_fixtures.py
+"$VENV/bin/python" ref/make_scheduler_fixtures.py
+(cd ref && "../$VENV/bin/python" make_sampler_fixtures.py)
+echo "fixtures written under tests/fixtures/"

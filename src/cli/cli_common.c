@@ -1,0 +1,83 @@
+/* cli_common.c: see cli_common.h. */
+#include "cli/cli_common.h"
+
+#include "io/png.h"
+#include "unet/presets.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+int cli_error(const char *cmd, const JtError *err) {
+    fprintf(stderr, "jtrak %s: %s\n", cmd, err->msg);
+    return 1;
+}
+
+int cli_model_config(const char *spec, UNetConfig *cfg, JtError *err) {
+    if (unet_config_preset(spec, cfg)) return JT_OK;
+    struct stat sb;
+    if (stat(spec, &sb) != 0)
+        return jt_fail(err, "model config '%s': not a shipped config (%s) nor an existing file "
+                            "or folder", spec, unet_config_preset_names());
+    if (S_ISDIR(sb.st_mode)) {
+        size_t n = strlen(spec) + 16;
+        char *path = xmalloc(n);
+        snprintf(path, n, "%s/config.json", spec);
+        int rc = unet_config_load(cfg, path, err);
+        free(path);
+        return rc;
+    }
+    return unet_config_load(cfg, spec, err);
+}
+
+int cli_load_dataset(Args *a, const UNetConfig *cfg, Dataset *ds, JtError *err) {
+    static const char *const keys[] = {"data", "classes", "limit", "indices", "fit", "color"};
+    DatasetSpec spec;
+    data_spec_init(&spec);
+    int rc = JT_OK;
+    for (size_t i = 0; i < sizeof keys / sizeof *keys && rc == JT_OK; i++) {
+        const char *v = args_str(a, keys[i], NULL);
+        if (v) rc = data_spec_set(&spec, keys[i], v, err);
+    }
+    if (rc == JT_OK) {
+        spec.height = spec.width = cfg->sample_size;
+        spec.channels = cfg->in_channels;
+        rc = data_load(&spec, ds, err);
+    }
+    data_spec_free(&spec);
+    return rc;
+}
+
+void cli_data_help(FILE *f) {
+    fprintf(f,
+            "data options:\n"
+            "  --data SRC       fashion-mnist (default), fashion-mnist:test, mnist:DIR, idx:FILE,\n"
+            "                   cifar10:DIR, folder:DIR (PNG/JPEG), npy:FILE (uint8 N,H,W[,C])\n"
+            "  --classes LIST   keep only these labels or class names (e.g. 0,7 or sneaker,bag)\n"
+            "  --limit N        keep the first N images (after the other filters)\n"
+            "  --indices FILE   keep the source indices listed in FILE (one per line)\n"
+            "  --fit MODE       none (default), pad, crop, resize, nearest: fit images to the model\n"
+            "  --color MODE     auto (default), gray, rgb\n");
+}
+
+int cli_write_grid(const char *path, const float *x, int n, int c, int h, int w, int cols,
+                   JtError *err) {
+    const int gap = 2;
+    if (cols < 1) cols = 1;
+    if (cols > n) cols = n;
+    int rows = (n + cols - 1) / cols;
+    int W = cols * w + (cols + 1) * gap, H = rows * h + (rows + 1) * gap;
+    uint8_t *pix = xcalloc((size_t)W * H * c, 1);
+    uint8_t *tile = xmalloc((size_t)h * w * c);
+    for (int i = 0; i < n; i++) {
+        png_f32_to_u8(tile, x + (size_t)i * c * h * w, c, h, w);
+        int oy = gap + (i / cols) * (h + gap), ox = gap + (i % cols) * (w + gap);
+        for (int y = 0; y < h; y++)
+            memcpy(pix + (((size_t)(oy + y) * W + ox) * c), tile + (size_t)y * w * c,
+                   (size_t)w * c);
+    }
+    int rc = png_write(path, pix, W, H, c, err);
+    free(pix);
+    free(tile);
+    return rc;
+}

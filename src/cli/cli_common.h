@@ -1,0 +1,27 @@
+/* cli_common.h: what several subcommands share: printing a JtError as the command's one error
+ * line, resolving a model config (shipped name, config.json or model folder), and turning the
+ * data options into a loaded Dataset. */
+#ifndef JTRAK_CLI_COMMON_H
+#define JTRAK_CLI_COMMON_H
+
+#include "cli/args.h"
+#include "core/common.h"
+#include "data/dataset.h"
+#include "unet/config.h"
+
+#include <stdio.h>
+
+/* Prints "jtrak CMD: <message>" on stderr and returns 1 (the exit status of bad input). */
+int cli_error(const char *cmd, const JtError *err);
+/* spec: a shipped config name (fm-s, fm-xs, t8), a config.json path, or a model folder. */
+int cli_model_config(const char *spec, UNetConfig *cfg, JtError *err);
+/* Reads --data --classes --limit --indices --fit --color into a spec sized for cfg and loads it. */
+int cli_load_dataset(Args *a, const UNetConfig *cfg, Dataset *ds, JtError *err);
+/* The data options' help text. */
+void cli_data_help(FILE *f);
+/* Writes a grid of images (n, c, h, w) in [-1, 1] as one PNG with `cols` columns and a 2-pixel
+ * gap. */
+int cli_write_grid(const char *path, const float *x, int n, int c, int h, int w, int cols,
+                   JtError *err);
+
+#endif

@@ -1,0 +1,133 @@
+/* cmd_sample.c: `jtrak sample --model DIR --out DIR` draws samples with DDPM (diffusers'
+ * DDPMPipeline math) or DDIM and writes samples.png, trajectory.png (x̂_0 along the trajectory)
+ * and trajectory.safetensors (every step's x_t, x̂_0 and sampler noise; see trajectory.h). */
+#include "cli/cli_common.h"
+#include "cli/commands.h"
+#include "diffusion/trajectory.h"
+#include "io/model_folder.h"
+#include "io/npy.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static void help(void) {
+    printf("usage: jtrak sample --model DIR --out DIR [options]\n"
+           "  --n N            samples (default 16)\n"
+           "  --sampler S      ddpm (default) or ddim\n"
+           "  --steps N        sampler steps (default 1000 for ddpm, 50 for ddim)\n"
+           "  --eta X          DDIM eta (default 0: deterministic)\n"
+           "  --seed N         seed of x_T and of the sampler noise (default 0)\n"
+           "  --noise FILE     start from x_T in FILE (.npy float32 (N,C,H,W)) instead of the seed\n"
+           "  --batch B        U-Net batch (default 64)\n"
+           "  --quiet          no progress line\n");
+}
+
+/* x̂_0 of the first rows samples at `cols` evenly spaced steps, then the final sample. */
+static int write_strip(const char *path, const Trajectory *tr, int rows, int cols, JtError *err) {
+    size_t D = (size_t)tr->C * tr->H * tr->W;
+    int n = rows * (cols + 1);
+    float *tiles = xmalloc((size_t)n * D * sizeof(float));
+    for (int i = 0; i < rows; i++) {
+        for (int c = 0; c < cols; c++) {
+            int k = cols > 1 ? (int)((long)c * (tr->S - 1) / (cols - 1)) : tr->S - 1;
+            memcpy(tiles + ((size_t)i * (cols + 1) + c) * D,
+                   tr->x0_hat + ((size_t)i * tr->S + k) * D, D * sizeof(float));
+        }
+        memcpy(tiles + ((size_t)i * (cols + 1) + cols) * D, tr->x_0 + (size_t)i * D,
+               D * sizeof(float));
+    }
+    int rc = cli_write_grid(path, tiles, n, tr->C, tr->H, tr->W, cols + 1, err);
+    free(tiles);
+    return rc;
+}
+
+int cmd_sample(int argc, char **argv) {
+    Args a;
+    args_init(&a, "sample", argc, argv);
+    if (args_flag(&a, "help")) {
+        help();
+        args_free(&a);
+        return 0;
+    }
+    const char *model = args_str(&a, "model", NULL), *out = args_str(&a, "out", NULL);
+    const char *sampler = args_str(&a, "sampler", "ddpm"), *noise = args_str(&a, "noise", NULL);
+    SampleOptions opt = {0};
+    opt.n = (int)args_long(&a, "n", 16, 1, 1 << 20);
+    opt.steps = (int)args_long(&a, "steps", 0, 1, 100000);
+    opt.eta = (float)args_double(&a, "eta", 0.0, 0.0, 1e6);
+    opt.seed = args_u64(&a, "seed", 0);
+    opt.batch = (int)args_long(&a, "batch", 64, 1, 1 << 16);
+    opt.quiet = args_flag(&a, "quiet");
+    int rc = args_finish(&a);
+    if (rc == 0 && (!model || !out)) {
+        fprintf(stderr, "jtrak sample: --model and --out are required (see 'jtrak sample --help')\n");
+        rc = 2;
+    }
+    if (rc == 0 && strcmp(sampler, "ddpm") != 0 && strcmp(sampler, "ddim") != 0) {
+        fprintf(stderr, "jtrak sample: --sampler must be ddpm or ddim, not '%s'\n", sampler);
+        rc = 2;
+    }
+    args_free(&a);
+    if (rc) return rc;
+    opt.sampler = strcmp(sampler, "ddim") == 0 ? SAMPLER_DDIM : SAMPLER_DDPM;
+    if (opt.steps == 0) opt.steps = opt.sampler == SAMPLER_DDIM ? 50 : 1000;
+
+    JtError err;
+    UNet *net;
+    if (model_load(model, &net, &err) != JT_OK) return cli_error("sample", &err);
+    const UNetConfig *cfg = unet_config(net);
+    NoiseSchedule sched;
+    SchedConfig sc;
+    sched_config_default(&sc);
+    size_t n = strlen(model) + 32;
+    char *sched_path = xmalloc(n);
+    snprintf(sched_path, n, "%s/scheduler_config.json", model);
+    struct stat sb;
+    rc = stat(sched_path, &sb) == 0 ? sched_config_load(&sc, sched_path, &err) : JT_OK;
+    free(sched_path);
+    if (rc == JT_OK) rc = sched_init(&sched, &sc, &err);
+    if (rc != JT_OK) {
+        unet_free(net);
+        return cli_error("sample", &err);
+    }
+    float *x_T = NULL;
+    if (noise) {
+        NpyHeader h;
+        void *data = NULL;
+        rc = npy_read_as(noise, NPY_F32, &h, &data, &err);
+        if (rc == JT_OK && (h.ndim != 4 || (int)h.shape[1] != cfg->in_channels ||
+                            (int)h.shape[2] != cfg->sample_size || (int)h.shape[3] != cfg->sample_size))
+            rc = jt_fail(&err, "%s: initial noise must be float32 (N,%d,%d,%d) for this model", noise,
+                         cfg->in_channels, cfg->sample_size, cfg->sample_size);
+        if (rc == JT_OK) opt.n = (int)h.shape[0];
+        x_T = data;
+    }
+    Trajectory tr = {0};
+    if (rc == JT_OK) rc = traj_sample(net, &sched, &opt, x_T, &tr, &err);
+    if (rc == JT_OK) rc = model_mkdirs(out, &err);
+    char *p = xmalloc(strlen(out) + 40);
+    if (rc == JT_OK) {
+        int cols = 1;
+        while (cols * cols < tr.n) cols++;
+        sprintf(p, "%s/samples.png", out);
+        rc = cli_write_grid(p, tr.x_0, tr.n, tr.C, tr.H, tr.W, cols, &err);
+    }
+    if (rc == JT_OK) {
+        sprintf(p, "%s/trajectory.png", out);
+        rc = write_strip(p, &tr, tr.n < 8 ? tr.n : 8, tr.S < 10 ? tr.S : 10, &err);
+    }
+    if (rc == JT_OK) {
+        sprintf(p, "%s/trajectory.safetensors", out);
+        rc = traj_save(&tr, p, &err);
+    }
+    free(p);
+    free(x_T);
+    traj_free(&tr);
+    sched_free(&sched);
+    unet_free(net);
+    if (rc != JT_OK) return cli_error("sample", &err);
+    printf("%s\n", out);
+    return 0;
+}

@@ -1,0 +1,159 @@
+/* dataset.h: the data layer every command uses. A DatasetSpec says what the user asked for (a
+ * source, a selection, transforms); data_load turns it into a Dataset: the selected images as
+ * uint8 (N, C, H, W) after colour conversion, fitting to the model's size and (optionally)
+ * flipping, with labels, the index of each image in the source as loaded, and a fingerprint.
+ *
+ * Sources ("--data" text, see data_spec_set):
+ *   fashion-mnist[:train|:test]          Debian's dataset-fashion-mnist (/usr/share/datasets/...)
+ *   fashion-mnist:DIR[,train|,test]      the same files in another directory
+ *   mnist:DIR[,train|,test]              MNIST IDX files in DIR (*-idx3-ubyte[.gz])
+ *   idx:IMAGES[,LABELS]                  one IDX image file (raw or .gz), optional label file
+ *   cifar10:DIR[,train|,test]            CIFAR-10 binary batches (data_batch_1..5.bin or
+ *                                        test_batch.bin)
+ *   cifar10:FILE.bin                     one CIFAR-10 binary batch
+ *   folder:DIR                           PNG/JPEG images in DIR (unlabelled), or in class
+ *                                        sub-folders DIR/<class>/ (labels = sorted folder order,
+ *                                        as torchvision's ImageFolder); files in byte order of
+ *                                        their names
+ *   npy:FILE[,LABELS]                    uint8 (N, H, W) or (N, H, W, C) .npy; labels: integer (N,)
+ *   PATH                                 any of the above guessed from what PATH is
+ *
+ * Selection, applied in this order to the source as loaded: the indices file (kept in file order),
+ * the class filter, then the first-N limit. Row i of the Dataset is source image index[i]; the
+ * attribution scores and the manifests refer to rows, and record `index` so that a row always
+ * names the same image.
+ *
+ * Transforms, in this order (each as torchvision/PIL does it, so the Python twin matches bit for
+ * bit): colour (gray <-> RGB; alpha dropped), fit to the model's H x W (pad centred with black,
+ * which scales to -1; centre crop; PIL-style bilinear or nearest resize), flip. Pixels are kept as
+ * uint8 (a quarter of the memory of float) and scaled to [-1, 1] on the way out exactly as
+ * ToTensor + Normalize(0.5, 0.5) does: (x / 255 - 0.5) / 0.5 in float32, so 0 -> -1, 255 -> 1. */
+#ifndef JTRAK_DATASET_H
+#define JTRAK_DATASET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/common.h"
+
+/* Where Debian's dataset-fashion-mnist installs the files: the embedded default. */
+#define DATA_FASHION_MNIST_DIR "/usr/share/datasets/fashion-mnist"
+
+typedef enum {
+    DATA_SRC_FASHION_MNIST,
+    DATA_SRC_MNIST,
+    DATA_SRC_IDX,
+    DATA_SRC_CIFAR10,
+    DATA_SRC_FOLDER,
+    DATA_SRC_NPY
+} DataSourceKind;
+
+typedef enum {
+    DATA_FIT_NONE,   /* sizes must match the model: a mismatch is an error */
+    DATA_FIT_PAD,    /* centred in a black (-1) border; a larger image is an error */
+    DATA_FIT_CROP,   /* centre crop (torchvision CenterCrop); a smaller image is an error */
+    DATA_FIT_RESIZE, /* PIL's BILINEAR resize (antialiased when shrinking); aspect not kept */
+    DATA_FIT_NEAREST /* PIL's NEAREST resize */
+} DataFit;
+
+typedef enum {
+    DATA_COLOR_AUTO, /* as the source: gray stays gray, RGB stays RGB (alpha dropped) */
+    DATA_COLOR_GRAY, /* RGB -> gray with PIL's "L" weights (299, 587, 114 per mille) */
+    DATA_COLOR_RGB   /* gray -> RGB by replication */
+} DataColor;
+
+typedef enum {
+    DATA_FLIP_NONE,
+    DATA_FLIP_ALL,   /* every image mirrored left-right when loading (changes the fingerprint) */
+    DATA_FLIP_RANDOM /* recorded only: the trainer flips each draw with a counter-based coin and
+                        data_image_f32(..., flip) */
+} DataFlip;
+
+typedef struct {
+    DataSourceKind kind;
+    char *path;       /* directory or file; NULL for fashion-mnist means DATA_FASHION_MNIST_DIR */
+    char *path2;      /* labels file for idx:/npy:, else NULL */
+    int test_split;   /* fashion-mnist, mnist, cifar10 directories: 1 = the test split */
+    char *classes;    /* class filter as given ("0,3", "sneaker,bag"), NULL = all */
+    size_t limit;     /* keep the first `limit` images after the other filters; 0 = all */
+    char *index_file; /* one source index per line, '#' comments; NULL = none */
+    DataFit fit;
+    int height, width; /* the model's size; 0 = take the source's (all images must agree) */
+    int channels;      /* the model's in_channels; 0 = whatever the colour option gives */
+    DataColor color;
+    DataFlip flip;
+} DatasetSpec;
+
+typedef struct {
+    size_t n; /* rows */
+    int c, h, w;
+    uint8_t *pixels;    /* (n, c, h, w) */
+    int *labels;        /* (n); -1 for every row when the source has no labels */
+    size_t *index;      /* (n): index of each row's image in the source as loaded */
+    size_t n_source;    /* images in the source before selection */
+    int n_classes;      /* 0 when unlabelled */
+    char **class_names; /* (n_classes) */
+    DataFlip flip;
+    /* FNV-1a 64 (core/hash.h) over "jtrak-dataset-v1", (n, c, h, w) as 4 little-endian u64, the
+     * pixels, the labels as little-endian int32: identical content gives an identical fingerprint
+     * whatever the path. */
+    uint64_t fingerprint;
+    char *description; /* the spec in data_spec_describe form, with resolved size and paths */
+} Dataset;
+
+/* ---- spec ---------------------------------------------------------------------------------- */
+
+/* Defaults: fashion-mnist train, everything selected, fit none, size and channels from the source,
+ * colour auto, no flip. */
+void data_spec_init(DatasetSpec *s);
+void data_spec_free(DatasetSpec *s);
+void data_spec_copy(DatasetSpec *dst, const DatasetSpec *src);
+
+/* Sets one option from text, for the command line and for reading a description back:
+ *   data      source text (see the top of this file)
+ *   classes   comma-separated labels or class names ("all" clears)
+ *   limit     non-negative integer ("all" or 0 = no limit)
+ *   indices   path of an index file ("none" clears)
+ *   fit       none | pad | crop | resize | nearest
+ *   size      N or HxW ("source" = as the source)
+ *   channels  1 | 3 | source
+ *   color     auto | gray | rgb
+ *   flip      none | all | random
+ * A bad value is a usage error: JT_ERR with a message naming the option. */
+int data_spec_set(DatasetSpec *s, const char *key, const char *value, JtError *err);
+
+/* Canonical text, "data=...;classes=...;limit=...;indices=...;fit=...;size=...;channels=...;
+ * color=...;flip=..." (every key, fixed order); malloc'd. */
+char *data_spec_describe(const DatasetSpec *s);
+/* Reads a description back (data_spec_init + data_spec_set per key). */
+int data_spec_parse(DatasetSpec *s, const char *description, JtError *err);
+
+/* ---- loading ------------------------------------------------------------------------------- */
+
+/* Loads, selects, transforms. On error ds is left empty (data_free-safe) and err names the file
+ * and the reason; nothing is printed. */
+int data_load(const DatasetSpec *spec, Dataset *ds, JtError *err);
+void data_free(Dataset *ds);
+
+/* A new Dataset holding rows[0..k) of src (e.g. an LDS subset); out->index maps to the source
+ * as before; the fingerprint is recomputed and the description gains ";rows=<k>:<hash>". */
+int data_subset(const Dataset *src, const size_t *rows, size_t k, Dataset *out, JtError *err);
+
+/* ---- access -------------------------------------------------------------------------------- */
+
+/* The [-1, 1] value of pixel value v (exact for 0 and 255). */
+float data_scale_u8(uint8_t v);
+/* Row `row` as float: out (c, h, w), mirrored left-right when flip is non-zero. */
+void data_image_f32(const Dataset *ds, size_t row, int flip, float *out);
+/* A batch: out (b, c, h, w) from rows[0..b); flips (b) or NULL for none. */
+void data_batch_f32(const Dataset *ds, const size_t *rows, const uint8_t *flips, size_t b,
+                    float *out);
+/* Every row as float (n, c, h, w), malloc'd. */
+float *data_images_f32(const Dataset *ds);
+
+/* Class name of a label, or NULL (unlabelled, or out of range). */
+const char *data_class_name(const Dataset *ds, int label);
+/* The fingerprint as 16 lowercase hex digits into buf (17 bytes). */
+const char *data_fingerprint_hex(const Dataset *ds, char buf[17]);
+
+#endif

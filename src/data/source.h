@@ -1,0 +1,63 @@
+/* source.h: the interface between the dataset readers (idx.c, cifar.c, imagefolder.c,
+ * npy_images.c) and the loader (dataset.c). A DataSource is a source as loaded: n images in a
+ * fixed order, labels, class names, and a way to get image i as uint8 pixels with strides, so that
+ * CHW (CIFAR-10), HW (IDX) and HWC (npy, decoded PNG/JPEG) need no copy. */
+#ifndef JTRAK_DATA_SOURCE_H
+#define JTRAK_DATA_SOURCE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/common.h"
+#include "data/dataset.h"
+
+/* One image as the source holds it: pixel (y, x, ch) is data[y*sy + x*sx + ch*sc]. c is 1 (gray),
+ * 2 (gray + alpha), 3 (RGB) or 4 (RGBA). */
+typedef struct {
+    const uint8_t *data;
+    int h, w, c;
+    ptrdiff_t sy, sx, sc;
+} DataRaw;
+
+typedef struct DataSource DataSource;
+struct DataSource {
+    size_t n;
+    int *labels;        /* (n), or NULL when unlabelled */
+    int n_classes;      /* 0 when unlabelled */
+    char **class_names; /* (n_classes), or NULL */
+    char *what;         /* the dataset in messages: a file or directory path */
+    /* Image i; the pixels stay valid until the next get or the free. Fills err naming the image
+     * (e.g. a file that cannot be decoded). */
+    int (*get)(DataSource *src, size_t i, DataRaw *img, JtError *err);
+    /* The file image i came from, for messages, or NULL when the source is one file. */
+    const char *(*item_name)(const DataSource *src, size_t i);
+    void (*free_impl)(DataSource *src);
+    void *impl;
+};
+
+/* Releases everything (safe on a zeroed DataSource). */
+void data_source_free(DataSource *src);
+/* class_names from a NULL-terminated table of n strings. */
+char **data_names_dup(const char *const *names, int n);
+
+/* Readers: each fills src or returns JT_ERR with a message naming the file. */
+/* MNIST-style directory: {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]. names: NULL or 10
+ * class names. */
+int data_open_mnist_dir(DataSource *src, const char *dir, int test_split, const char *const *names,
+                        JtError *err);
+/* One IDX image file and an optional label file (NULL). */
+int data_open_idx(DataSource *src, const char *images, const char *labels, const char *const *names,
+                  JtError *err);
+int data_open_cifar10(DataSource *src, const char *path, int test_split, JtError *err);
+int data_open_folder(DataSource *src, const char *dir, JtError *err);
+int data_open_npy(DataSource *src, const char *images, const char *labels, JtError *err);
+
+/* The class filter text as sorted labels, e.g. "sneaker, 8" -> "7,8" (malloc'd), for descriptions:
+ * two spellings of one filter describe the same dataset. */
+int data_classes_canonical(const char *text, const DataSource *src, char **out, JtError *err);
+
+/* Selection (select.c): the source indices the spec keeps, in order; *rows malloc'd. */
+int data_select(const DatasetSpec *spec, const DataSource *src, size_t **rows, size_t *n,
+                JtError *err);
+
+#endif

@@ -1,0 +1,376 @@
+/* train.c: see train.h. The loop per step: draw the batch rows (a seeded permutation per epoch),
+ * flips, timesteps and noise from counter-based streams keyed by (seed, step, slot); x_t =
+ * add_noise(x_0, eps, t); loss = mean (unet(x_t, t) - eps)^2 over the batch; backward; clip the
+ * global gradient norm; AdamW at the scheduled learning rate; EMA update. */
+#include "diffusion/train.h"
+
+#include "core/hash.h"
+#include "core/progress.h"
+#include "core/rng.h"
+#include "io/model_folder.h"
+#include "io/safetensors.h"
+#include "nn/nn.h"
+#include "unet/unet.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define STATE_FILE "train_state.safetensors"
+#define RECORD_FILE "training.json"
+#define LOG_FILE "log.jsonl"
+
+void train_recipe_default(TrainRecipe *r) {
+    memset(r, 0, sizeof *r);
+    r->batch = 64;
+    r->steps = 1000;
+    r->lr = 1e-4;
+    r->warmup = 100;
+    r->lr_schedule = LR_COSINE;
+    r->beta1 = 0.95;
+    r->beta2 = 0.999;
+    r->adam_eps = 1e-8;
+    r->weight_decay = 1e-6;
+    r->clip_norm = 1.0;
+    r->ema_max_decay = 0.9999;
+    r->ema_inv_gamma = 1.0;
+    r->ema_power = 0.75;
+    r->random_flip = 0;
+    r->seed = 0;
+}
+
+char *train_recipe_json(const TrainRecipe *r) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "batch", r->batch);
+    cJSON_AddNumberToObject(o, "steps", (double)r->steps);
+    cJSON_AddNumberToObject(o, "lr", r->lr);
+    cJSON_AddNumberToObject(o, "warmup", (double)r->warmup);
+    cJSON_AddStringToObject(o, "lr_schedule", r->lr_schedule == LR_COSINE ? "cosine" : "constant");
+    cJSON_AddNumberToObject(o, "adam_beta1", r->beta1);
+    cJSON_AddNumberToObject(o, "adam_beta2", r->beta2);
+    cJSON_AddNumberToObject(o, "adam_eps", r->adam_eps);
+    cJSON_AddNumberToObject(o, "weight_decay", r->weight_decay);
+    cJSON_AddNumberToObject(o, "clip_norm", r->clip_norm);
+    cJSON_AddNumberToObject(o, "ema_max_decay", r->ema_max_decay);
+    cJSON_AddNumberToObject(o, "ema_inv_gamma", r->ema_inv_gamma);
+    cJSON_AddNumberToObject(o, "ema_power", r->ema_power);
+    cJSON_AddBoolToObject(o, "random_flip", r->random_flip);
+    char seed[32];
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)r->seed);
+    cJSON_AddStringToObject(o, "seed", seed); /* a string: JSON numbers lose 64-bit integers */
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return s;
+}
+
+double train_lr_at(const TrainRecipe *r, long step) {
+    if (step < r->warmup) return r->lr * (double)step / (double)(r->warmup > 0 ? r->warmup : 1);
+    if (r->lr_schedule == LR_CONSTANT) return r->lr;
+    double progress = (double)(step - r->warmup) / (double)(r->steps - r->warmup > 0 ? r->steps - r->warmup : 1);
+    const double pi = 3.14159265358979323846;
+    return r->lr * 0.5 * (1.0 + cos(pi * progress));
+}
+
+double train_ema_decay(const TrainRecipe *r, long step) {
+    long s = step - 1; /* diffusers: max(0, optimization_step - update_after_step - 1) */
+    if (s <= 0) return 0.0;
+    double d = 1.0 - pow(1.0 + (double)s / r->ema_inv_gamma, -r->ema_power);
+    return d < r->ema_max_decay ? d : r->ema_max_decay;
+}
+
+static volatile sig_atomic_t g_stop_signal = 0;
+static void on_signal(int sig) { g_stop_signal = sig; }
+
+static char *path_in(const char *dir, const char *name) {
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = xmalloc(n);
+    snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+static uint64_t slab_fingerprint(const float *slab, size_t n) {
+    return hash_fnv1a(HASH_FNV_OFFSET, slab, n * sizeof *slab);
+}
+
+/* A diffusers model folder (config.json + weights) holding `slab`. */
+static int save_model_folder(const char *dir, const UNetConfig *cfg, const ParamLayout *l,
+                             const float *slab, JtError *err) {
+    if (model_mkdirs(dir, err) != JT_OK) return JT_ERR;
+    char *wpath = path_in(dir, MODEL_WEIGHTS_FILE), *cpath = path_in(dir, MODEL_CONFIG_FILE);
+    int rc = model_slab_save(wpath, l, slab, err);
+    if (rc == JT_OK) {
+        char *json = unet_config_to_json(cfg);
+        rc = atomic_file_write(cpath, json, strlen(json), err);
+        free(json);
+    }
+    free(wpath), free(cpath);
+    return rc;
+}
+
+typedef struct {
+    float *params, *ema, *m, *v;
+    long step;
+} TrainState;
+
+static int save_state(const char *out_dir, const ParamLayout *l, const TrainState *s,
+                      const char *recipe_json, const char *config_json, uint64_t data_fp,
+                      JtError *err) {
+    StWriter w;
+    st_writer_init(&w);
+    model_slab_add(&w, "params.", l, s->params, ST_F32);
+    model_slab_add(&w, "ema.", l, s->ema, ST_F32);
+    model_slab_add(&w, "adam_m.", l, s->m, ST_F32);
+    model_slab_add(&w, "adam_v.", l, s->v, ST_F32);
+    char buf[32];
+    snprintf(buf, sizeof buf, "%ld", s->step);
+    st_writer_set_metadata(&w, "step", buf);
+    st_writer_set_metadata(&w, "recipe", recipe_json);
+    st_writer_set_metadata(&w, "config", config_json);
+    snprintf(buf, sizeof buf, "%016llx", (unsigned long long)data_fp);
+    st_writer_set_metadata(&w, "data_fingerprint", buf);
+    char *path = path_in(out_dir, STATE_FILE);
+    int rc = st_writer_write(&w, path, err);
+    free(path);
+    st_writer_free(&w);
+    return rc;
+}
+
+/* Loads a state written by save_state, refusing one from another recipe, config or dataset. */
+static int load_state(const char *path, const ParamLayout *l, TrainState *s,
+                      const char *recipe_json, const char *config_json, uint64_t data_fp,
+                      JtError *err) {
+    StFile f;
+    if (st_open(&f, path, err) != JT_OK) return JT_ERR;
+    int rc = JT_OK;
+    const char *step = st_metadata_get(&f, "step"), *recipe = st_metadata_get(&f, "recipe");
+    const char *config = st_metadata_get(&f, "config"), *dfp = st_metadata_get(&f, "data_fingerprint");
+    char want_fp[32];
+    snprintf(want_fp, sizeof want_fp, "%016llx", (unsigned long long)data_fp);
+    if (!step || !recipe || !config || !dfp) {
+        rc = jt_fail(err, "%s: not a jtrak training state (metadata step/recipe/config/"
+                          "data_fingerprint missing)", path);
+    } else if (strcmp(recipe, recipe_json) != 0) {
+        rc = jt_fail(err, "%s: the run in this folder used another recipe (%s); use a new --out "
+                          "or the same options", path, recipe);
+    } else if (strcmp(config, config_json) != 0) {
+        rc = jt_fail(err, "%s: the run in this folder trained another model config; use a new "
+                          "--out", path);
+    } else if (strcmp(dfp, want_fp) != 0) {
+        rc = jt_fail(err, "%s: the run in this folder trained on other data (fingerprint %s, "
+                          "now %s); use a new --out", path, dfp, want_fp);
+    } else {
+        char *end;
+        errno = 0;
+        s->step = strtol(step, &end, 10);
+        if (errno || *end || s->step < 0) rc = jt_fail(err, "%s: bad step '%s'", path, step);
+    }
+    if (rc == JT_OK) rc = model_slab_read(&f, "params.", l, s->params, err);
+    if (rc == JT_OK) rc = model_slab_read(&f, "ema.", l, s->ema, err);
+    if (rc == JT_OK) rc = model_slab_read(&f, "adam_m.", l, s->m, err);
+    if (rc == JT_OK) rc = model_slab_read(&f, "adam_v.", l, s->v, err);
+    st_close(&f);
+    return rc;
+}
+
+static int write_record(const char *out_dir, const char *recipe_json, const Dataset *data,
+                        const TrainState *s, const float *ema, size_t P, JtError *err) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "format", "jtrak-training-v1");
+    cJSON_AddItemToObject(o, "recipe", cJSON_Parse(recipe_json));
+    cJSON *d = cJSON_AddObjectToObject(o, "dataset");
+    char fp[32];
+    cJSON_AddStringToObject(d, "spec", data->description);
+    cJSON_AddStringToObject(d, "fingerprint", data_fingerprint_hex(data, fp));
+    cJSON_AddNumberToObject(d, "n", (double)data->n);
+    cJSON_AddNumberToObject(o, "step", (double)s->step);
+    snprintf(fp, sizeof fp, "%016llx", (unsigned long long)slab_fingerprint(ema, P));
+    cJSON_AddStringToObject(o, "weights_fingerprint", fp);
+    cJSON_AddStringToObject(o, "weights", "ema");
+    char *text = cJSON_Print(o);
+    cJSON_Delete(o);
+    char *path = path_in(out_dir, RECORD_FILE);
+    int rc = atomic_file_write(path, text, strlen(text), err);
+    free(path);
+    free(text);
+    return rc;
+}
+
+/* Everything a finished (or paused) run leaves in its folder. */
+static int save_outputs(const char *out_dir, const UNetConfig *cfg, const SchedConfig *sched,
+                        const ParamLayout *l, const TrainState *s, const char *recipe_json,
+                        const char *config_json, const Dataset *data, JtError *err) {
+    char *raw = path_in(out_dir, "raw");
+    int rc = save_state(out_dir, l, s, recipe_json, config_json, data->fingerprint, err);
+    if (rc == JT_OK) rc = save_model_folder(out_dir, cfg, l, s->ema, err);
+    if (rc == JT_OK) rc = save_model_folder(raw, cfg, l, s->params, err);
+    if (rc == JT_OK) rc = sched_config_save(sched, out_dir, err);
+    if (rc == JT_OK) rc = write_record(out_dir, recipe_json, data, s, s->ema, l->total, err);
+    free(raw);
+    return rc;
+}
+
+static int check_inputs(const UNetConfig *cfg, const Dataset *data, const TrainRecipe *r,
+                        JtError *err) {
+    if (data->n == 0) return jt_fail(err, "the dataset (%s) has no images", data->description);
+    if (data->c != cfg->in_channels)
+        return jt_fail(err, "the data has %d channel(s) but the model's in_channels is %d (%s)",
+                       data->c, cfg->in_channels, data->description);
+    if (cfg->out_channels != cfg->in_channels)
+        return jt_fail(err, "config: out_channels %d differs from in_channels %d; epsilon "
+                            "prediction needs them equal", cfg->out_channels, cfg->in_channels);
+    if (r->batch < 1) return jt_fail(err, "batch size %d: must be at least 1", r->batch);
+    if (r->steps < 1) return jt_fail(err, "steps %ld: must be at least 1", r->steps);
+    return JT_OK;
+}
+
+int train_run(const UNetConfig *cfg, const SchedConfig *sched_cfg, const Dataset *data,
+              const TrainRecipe *r, const TrainControl *ctl, int *stopped, JtError *err) {
+    *stopped = 0;
+    if (check_inputs(cfg, data, r, err) != JT_OK) return JT_ERR;
+    NoiseSchedule sched;
+    if (sched_init(&sched, sched_cfg, err) != JT_OK) return JT_ERR;
+    UNet *net = NULL;
+    UNetRun *run = NULL;
+    if (unet_create(&net, cfg, err) != JT_OK) {
+        sched_free(&sched);
+        return JT_ERR;
+    }
+    if (unet_run_create(&run, net, r->batch, data->h, data->w, err) != JT_OK ||
+        model_mkdirs(ctl->out_dir, err) != JT_OK) {
+        unet_free(net);
+        sched_free(&sched);
+        return JT_ERR;
+    }
+    const ParamLayout *l = unet_layout(net);
+    const size_t P = l->total, n = data->n, B = (size_t)r->batch;
+    const size_t D = (size_t)data->c * data->h * data->w;
+    char *recipe_json = train_recipe_json(r), *config_json = unet_config_to_json(cfg);
+    TrainState s = {unet_params(net), xmalloc(P * sizeof(float)), xcalloc(P, sizeof(float)),
+                    xcalloc(P, sizeof(float)), 0};
+    float *g = xmalloc(P * sizeof(float));
+    float *x0 = xmalloc(B * D * sizeof(float)), *eps = xmalloc(B * D * sizeof(float));
+    float *xt = xmalloc(B * D * sizeof(float)), *y = xmalloc(B * D * sizeof(float));
+    float *dy = xmalloc(B * D * sizeof(float)), *tf = xmalloc(B * sizeof(float));
+    int *ti = xmalloc(B * sizeof(int));
+    size_t *rows = xmalloc(B * sizeof(size_t));
+    uint8_t *flips = xmalloc(B);
+    uint32_t *perm = xmalloc(n * sizeof(uint32_t));
+    long perm_epoch = -1;
+    FILE *log = NULL;
+    int rc = JT_OK;
+
+    char *state_path = path_in(ctl->out_dir, STATE_FILE);
+    struct stat sb;
+    if (stat(state_path, &sb) == 0) {
+        rc = load_state(state_path, l, &s, recipe_json, config_json, data->fingerprint, err);
+        if (rc == JT_OK && !ctl->quiet)
+            fprintf(stderr, "train: resuming %s at step %ld/%ld\n", ctl->out_dir, s.step, r->steps);
+    } else {
+        unet_init_params(net, r->seed);
+        memcpy(s.ema, s.params, P * sizeof(float));
+    }
+    char *log_path = path_in(ctl->out_dir, LOG_FILE);
+    if (rc == JT_OK && !(log = fopen(log_path, s.step > 0 ? "a" : "w")))
+        rc = jt_fail(err, "%s: cannot open for writing: %s", log_path, strerror(errno));
+    free(log_path);
+
+    void (*old_int)(int) = signal(SIGINT, on_signal);
+    void (*old_term)(int) = signal(SIGTERM, on_signal);
+    g_stop_signal = 0;
+    Progress prog;
+    progress_init(&prog, "train", (size_t)r->steps, (size_t)s.step, (double)B, "img");
+    prog.quiet = ctl->quiet;
+    double loss_sum = 0;
+    long loss_count = 0, run_steps = 0;
+    const uint64_t seed = r->seed;
+
+    while (rc == JT_OK && s.step < r->steps) {
+        const long step = s.step;
+        for (size_t j = 0; j < B; j++) {
+            uint64_t gpos = (uint64_t)step * B + j; /* position in the endless epoch stream */
+            long epoch = (long)(gpos / n);
+            if (epoch != perm_epoch) {
+                rng_permutation(perm, (uint32_t)n, seed, rng_stream(RNG_TAG_TRAIN_ORDER, (uint64_t)epoch, 0));
+                perm_epoch = epoch;
+            }
+            rows[j] = perm[gpos % n];
+            flips[j] = r->random_flip
+                           ? (uint8_t)(rng_u32(seed, rng_stream(RNG_TAG_TRAIN_ORDER, (uint64_t)step, 1), j) & 1)
+                           : 0;
+            ti[j] = (int)rng_randint(seed, rng_stream(RNG_TAG_TRAIN_TIMESTEP, 0, (uint64_t)step), j,
+                                     (uint32_t)sched.T);
+            tf[j] = (float)ti[j];
+            rng_fill_normal(eps + j * D, D, seed, rng_stream(RNG_TAG_TRAIN_NOISE, (uint64_t)step, j), 0);
+        }
+        data_batch_f32(data, rows, flips, B, x0);
+        sched_add_noise(xt, x0, eps, ti, B, D, &sched);
+        unet_forward(net, run, (int)B, y, xt, tf);
+        double loss = mse_forward(y, eps, B * D);
+        memset(dy, 0, B * D * sizeof(float));
+        mse_backward(dy, y, eps, B * D, 1.0f);
+        memset(g, 0, P * sizeof(float));
+        unet_backward(net, run, (int)B, g, 0, dy, NULL);
+        if (!isfinite(loss)) {
+            rc = jt_fail(err, "training diverged at step %ld (loss %g); lower --lr", step, loss);
+            break;
+        }
+        if (r->clip_norm > 0) { /* torch.nn.utils.clip_grad_norm_ */
+            double sq = 0;
+            for (size_t k = 0; k < P; k++) sq += (double)g[k] * g[k];
+            double norm = sqrt(sq), coef = r->clip_norm / (norm + 1e-6);
+            if (coef < 1.0)
+                for (size_t k = 0; k < P; k++) g[k] = (float)(g[k] * coef);
+        }
+        AdamWConfig opt = {(float)train_lr_at(r, step), (float)r->beta1, (float)r->beta2,
+                           (float)r->adam_eps, (float)r->weight_decay};
+        adamw_step(s.params, s.m, s.v, g, P, &opt, step + 1);
+        float decay = (float)train_ema_decay(r, step + 1), one_minus = 1.0f - decay;
+        for (size_t k = 0; k < P; k++) s.ema[k] -= one_minus * (s.ema[k] - s.params[k]);
+        s.step = step + 1;
+        run_steps++;
+        loss_sum += loss;
+        loss_count++;
+
+        char extra[64];
+        snprintf(extra, sizeof extra, "loss %.4f", loss);
+        progress_update(&prog, (size_t)s.step, extra, s.step == r->steps);
+        if (s.step % (ctl->log_every > 0 ? ctl->log_every : 50) == 0 || s.step == r->steps) {
+            fprintf(log, "{\"step\":%ld,\"loss\":%.6f,\"lr\":%.6g,\"images_per_s\":%.2f,"
+                         "\"elapsed_s\":%.1f}\n",
+                    s.step, loss_sum / (double)loss_count, opt.lr,
+                    progress_rate(&prog, (size_t)s.step), progress_now() - prog.t_start);
+            fflush(log);
+            loss_sum = 0;
+            loss_count = 0;
+        }
+        int pause = g_stop_signal || (ctl->stop_after > 0 && run_steps >= ctl->stop_after);
+        if (pause || s.step == r->steps || (ctl->save_every > 0 && s.step % ctl->save_every == 0))
+            rc = save_outputs(ctl->out_dir, cfg, sched_cfg, l, &s, recipe_json, config_json, data, err);
+        if (pause && s.step < r->steps) {
+            *stopped = g_stop_signal ? 2 : 1;
+            if (!ctl->quiet)
+                fprintf(stderr, "train: stopped at step %ld/%ld%s; the same command resumes\n",
+                        s.step, r->steps, g_stop_signal ? " (signal)" : "");
+            break;
+        }
+    }
+    if (rc == JT_OK && s.step >= r->steps && run_steps == 0)
+        rc = save_outputs(ctl->out_dir, cfg, sched_cfg, l, &s, recipe_json, config_json, data, err);
+    signal(SIGINT, old_int);
+    signal(SIGTERM, old_term);
+
+    if (log) fclose(log);
+    free(state_path);
+    free(recipe_json), free(config_json);
+    free(s.ema), free(s.m), free(s.v), free(g), free(x0), free(eps), free(xt), free(y), free(dy);
+    free(tf), free(ti), free(rows), free(flips), free(perm);
+    unet_run_free(run);
+    unet_free(net);
+    sched_free(&sched);
+    return rc;
+}

@@ -1,0 +1,69 @@
+/* train.h: DDPM training of a UNet2DModel (epsilon prediction, t ~ U{0..T-1}, loss = MSE against
+ * the noise, unet2d.md 8.3) with AdamW, learning-rate warmup and cosine decay, gradient clipping
+ * and EMA weights (diffusers' train_unconditional.py recipe). Every random draw (data order, flips,
+ * timesteps, noise) is keyed by (seed, step, slot), so a run killed and resumed from its state
+ * file ends bitwise identical to an uninterrupted one, whatever the thread count.
+ *
+ * The output folder is a diffusers model folder (EMA weights) plus:
+ *   raw/                      the raw (non-EMA) weights as a model folder
+ *   scheduler_config.json     the DDPMScheduler config of the run
+ *   training.json             what the model was derived from: dataset, recipe, seed, step,
+ *                             fingerprints of the data and of the weights
+ *   train_state.safetensors   parameters, EMA, Adam moments and the step: for exact resume
+ *   log.jsonl                 one line per logging interval */
+#ifndef JTRAK_TRAIN_H
+#define JTRAK_TRAIN_H
+
+#include "core/common.h"
+#include "data/dataset.h"
+#include "diffusion/schedule.h"
+#include "unet/config.h"
+
+#include <stdint.h>
+
+typedef enum { LR_CONSTANT = 0, LR_COSINE = 1 } LrSchedule;
+
+/* Everything that changes the trained weights. Two runs with equal recipes, configs and data give
+ * identical weights. */
+typedef struct {
+    int batch;
+    long steps;
+    double lr;
+    long warmup;
+    LrSchedule lr_schedule;
+    double beta1, beta2, adam_eps, weight_decay;
+    double clip_norm; /* 0 = no clipping */
+    double ema_max_decay, ema_inv_gamma, ema_power;
+    int random_flip; /* horizontal flip with probability 1/2 per draw */
+    uint64_t seed;
+} TrainRecipe;
+
+/* How the run is conducted (does not change the result). */
+typedef struct {
+    const char *out_dir;
+    long save_every; /* steps between state saves (0 = only at the end) */
+    long log_every;  /* steps between log.jsonl lines */
+    long stop_after; /* stop (saving the state) after this many steps of this invocation; 0 = no */
+    int quiet;       /* no progress line */
+} TrainControl;
+
+/* diffusers train_unconditional.py defaults where they fit a CPU run (lr 1e-4, betas 0.95/0.999,
+ * weight decay 1e-6, eps 1e-8, EMA max 0.9999 with warmup inv_gamma 1 power 0.75, clip 1,
+ * cosine schedule), batch 64, 1000 steps, warmup 100, seed 0, no flip. */
+void train_recipe_default(TrainRecipe *r);
+
+/* Canonical JSON of the recipe (malloc'd), as recorded in training.json and the state file. */
+char *train_recipe_json(const TrainRecipe *r);
+
+/* Learning rate at (0-based) step, as torch's LambdaLR with diffusers' get_scheduler. */
+double train_lr_at(const TrainRecipe *r, long step);
+/* EMA decay used after optimisation step number `step` (1-based), as diffusers' EMAModel. */
+double train_ema_decay(const TrainRecipe *r, long step);
+
+/* Trains (or resumes) a model of config `cfg` on `data` with noise schedule `sched`. Returns JT_OK
+ * when all steps are done, JT_ERR with err filled on bad input or I/O failure; *stopped is set to 1
+ * when the run stopped early after stop_after steps, 2 after SIGINT/SIGTERM (state saved). */
+int train_run(const UNetConfig *cfg, const SchedConfig *sched, const Dataset *data,
+              const TrainRecipe *recipe, const TrainControl *ctl, int *stopped, JtError *err);
+
+#endif

@@ -1,0 +1,215 @@
+/* trajectory.c: see trajectory.h. Sampler noise for sample i at step k is drawn from the stream
+ * (RNG_TAG_SAMPLE_NOISE, i, k) and x_T from (RNG_TAG_SAMPLE_INIT, i, 0), so a sample's trajectory
+ * does not depend on how many other samples were drawn with it or on the batch size. */
+#include "diffusion/trajectory.h"
+
+#include "core/hash.h"
+#include "core/progress.h"
+#include "core/rng.h"
+#include "diffusion/sampler.h"
+#include "io/safetensors.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *traj_sampler_name(SamplerKind k) { return k == SAMPLER_DDIM ? "ddim" : "ddpm"; }
+
+uint64_t traj_model_fingerprint(const UNet *net) {
+    char *cfg = unet_config_to_json(unet_config(net));
+    uint64_t h = hash_fnv1a(HASH_FNV_OFFSET, cfg, strlen(cfg));
+    free(cfg);
+    return hash_fnv1a(h, unet_params_const(net), unet_num_params(net) * sizeof(float));
+}
+
+void traj_free(Trajectory *tr) {
+    free(tr->timesteps), free(tr->x_T), free(tr->x_t), free(tr->x0_hat), free(tr->noise);
+    free(tr->x_0);
+    memset(tr, 0, sizeof *tr);
+}
+
+int traj_step_index(const Trajectory *tr, int t) {
+    for (int k = 0; k < tr->S; k++)
+        if (tr->timesteps[k] == t) return k;
+    return -1;
+}
+
+static void traj_alloc(Trajectory *tr) {
+    size_t D = (size_t)tr->C * tr->H * tr->W, nD = (size_t)tr->n * D;
+    size_t nSD = nD * (size_t)tr->S;
+    tr->timesteps = xcalloc((size_t)tr->S, sizeof(int));
+    tr->x_T = xcalloc(nD, sizeof(float));
+    tr->x_0 = xcalloc(nD, sizeof(float));
+    tr->x_t = xcalloc(nSD, sizeof(float));
+    tr->x0_hat = xcalloc(nSD, sizeof(float));
+    tr->noise = xcalloc(nSD, sizeof(float));
+}
+
+int traj_sample(const UNet *net, const NoiseSchedule *sched, const SampleOptions *opt,
+                const float *x_T, Trajectory *tr, JtError *err) {
+    memset(tr, 0, sizeof *tr);
+    const UNetConfig *cfg = unet_config(net);
+    if (opt->n < 1) return jt_fail(err, "number of samples %d: must be at least 1", opt->n);
+    if (opt->steps < 1 || opt->steps > sched->T)
+        return jt_fail(err, "sampler steps %d: must be in 1..%d", opt->steps, sched->T);
+    int S = opt->steps;
+    int *ts = xmalloc((size_t)S * sizeof(int));
+    if (sched_set_timesteps(sched, S, ts, err) != JT_OK) {
+        free(ts);
+        return JT_ERR;
+    }
+    int batch = opt->batch > 0 ? opt->batch : 64;
+    if (batch > opt->n) batch = opt->n;
+    UNetRun *run;
+    if (unet_run_create(&run, net, batch, cfg->sample_size, cfg->sample_size, err) != JT_OK) {
+        free(ts);
+        return JT_ERR;
+    }
+    tr->n = opt->n;
+    tr->S = S;
+    tr->C = cfg->in_channels;
+    tr->H = tr->W = cfg->sample_size;
+    tr->sampler = opt->sampler;
+    tr->num_inference_steps = S;
+    tr->eta = opt->sampler == SAMPLER_DDIM ? opt->eta : 0.0f;
+    tr->seed = opt->seed;
+    tr->model_fingerprint = traj_model_fingerprint(net);
+    traj_alloc(tr);
+    memcpy(tr->timesteps, ts, (size_t)S * sizeof(int));
+    free(ts);
+
+    const size_t D = (size_t)tr->C * tr->H * tr->W;
+    for (int i = 0; i < tr->n; i++) {
+        if (x_T)
+            memcpy(tr->x_T + i * D, x_T + i * D, D * sizeof(float));
+        else
+            rng_fill_normal(tr->x_T + i * D, D, opt->seed,
+                            rng_stream(RNG_TAG_SAMPLE_INIT, (uint64_t)i, 0), 0);
+    }
+    float *x = xmalloc((size_t)batch * D * sizeof(float));
+    float *eps = xmalloc((size_t)batch * D * sizeof(float));
+    float *tf = xmalloc((size_t)batch * sizeof(float));
+    Progress prog;
+    size_t total = (size_t)S * (size_t)((tr->n + batch - 1) / batch);
+    progress_init(&prog, "sample", total, 0, (double)batch, "img-steps");
+    prog.quiet = opt->quiet;
+    size_t done = 0;
+
+    for (int b0 = 0; b0 < tr->n; b0 += batch) {
+        int nb = tr->n - b0 < batch ? tr->n - b0 : batch;
+        memcpy(x, tr->x_T + (size_t)b0 * D, (size_t)nb * D * sizeof(float));
+        for (int k = 0; k < S; k++) {
+            int t = tr->timesteps[k];
+            for (int j = 0; j < nb; j++) tf[j] = (float)t;
+            unet_forward(net, run, nb, eps, x, tf);
+            for (int j = 0; j < nb; j++) {
+                int i = b0 + j;
+                size_t at = ((size_t)i * S + k) * D;
+                float *xj = x + j * D, *z = tr->noise + at;
+                memcpy(tr->x_t + at, xj, D * sizeof(float));
+                int adds_noise = opt->sampler == SAMPLER_DDPM ? t > 0 : tr->eta > 0;
+                if (adds_noise)
+                    rng_fill_normal(z, D, opt->seed,
+                                    rng_stream(RNG_TAG_SAMPLE_NOISE, (uint64_t)i, (uint64_t)k), 0);
+                if (opt->sampler == SAMPLER_DDPM)
+                    ddpm_step(xj, tr->x0_hat + at, xj, eps + j * D, adds_noise ? z : NULL, D,
+                              sched, t, ddpm_prev_timestep(tr->timesteps, S, k));
+                else
+                    ddim_step(xj, tr->x0_hat + at, xj, eps + j * D, adds_noise ? z : NULL, D,
+                              sched, t, S, tr->eta, false);
+            }
+            done++;
+            progress_update(&prog, done, NULL, done == total);
+        }
+        memcpy(tr->x_0 + (size_t)b0 * D, x, (size_t)nb * D * sizeof(float));
+    }
+    free(x), free(eps), free(tf);
+    unet_run_free(run);
+    return JT_OK;
+}
+
+int traj_save(const Trajectory *tr, const char *path, JtError *err) {
+    StWriter w;
+    st_writer_init(&w);
+    int64_t img[4] = {tr->n, tr->C, tr->H, tr->W};
+    int64_t seq[5] = {tr->n, tr->S, tr->C, tr->H, tr->W};
+    int64_t steps[1] = {tr->S};
+    st_writer_add_f32(&w, "x_T", ST_F32, 4, img, tr->x_T);
+    st_writer_add_f32(&w, "x_0", ST_F32, 4, img, tr->x_0);
+    st_writer_add_f32(&w, "x_t", ST_F32, 5, seq, tr->x_t);
+    st_writer_add_f32(&w, "x0_hat", ST_F32, 5, seq, tr->x0_hat);
+    st_writer_add_f32(&w, "noise", ST_F32, 5, seq, tr->noise);
+    int32_t *t32 = xmalloc((size_t)tr->S * sizeof(int32_t));
+    for (int k = 0; k < tr->S; k++) t32[k] = tr->timesteps[k];
+    st_writer_add(&w, "timesteps", ST_I32, 1, steps, t32);
+    char buf[64];
+    st_writer_set_metadata(&w, "format", "jtrak-trajectory-v1");
+    st_writer_set_metadata(&w, "sampler", traj_sampler_name(tr->sampler));
+    snprintf(buf, sizeof buf, "%d", tr->num_inference_steps);
+    st_writer_set_metadata(&w, "steps", buf);
+    snprintf(buf, sizeof buf, "%.9g", tr->eta);
+    st_writer_set_metadata(&w, "eta", buf);
+    snprintf(buf, sizeof buf, "%llu", (unsigned long long)tr->seed);
+    st_writer_set_metadata(&w, "seed", buf);
+    snprintf(buf, sizeof buf, "%016llx", (unsigned long long)tr->model_fingerprint);
+    st_writer_set_metadata(&w, "model_fingerprint", buf);
+    int rc = st_writer_write(&w, path, err);
+    st_writer_free(&w);
+    free(t32);
+    return rc;
+}
+
+static int read_named(StFile *f, const char *name, int ndim, const int64_t *shape, float *dst,
+                      JtError *err) {
+    int i = st_find(f, name);
+    if (i < 0) return jt_fail(err, "%s: not a jtrak trajectory: tensor '%s' missing", f->path, name);
+    const StTensor *t = &f->tensors[i];
+    int ok = t->ndim == ndim;
+    for (int d = 0; ok && d < ndim; d++) ok = t->shape[d] == shape[d];
+    if (!ok) return jt_fail(err, "%s: tensor '%s' has the wrong shape", f->path, name);
+    return st_read_f32(f, i, dst, err);
+}
+
+int traj_load(Trajectory *tr, const char *path, JtError *err) {
+    memset(tr, 0, sizeof *tr);
+    StFile f;
+    if (st_open(&f, path, err) != JT_OK) return JT_ERR;
+    int rc = JT_OK;
+    const char *fmt = st_metadata_get(&f, "format"), *sampler = st_metadata_get(&f, "sampler");
+    const char *seed = st_metadata_get(&f, "seed"), *eta = st_metadata_get(&f, "eta");
+    const char *fp = st_metadata_get(&f, "model_fingerprint");
+    int it = st_find(&f, "x_t"), its = st_find(&f, "timesteps");
+    if (!fmt || strcmp(fmt, "jtrak-trajectory-v1") != 0 || !sampler || !seed || !eta || !fp ||
+        it < 0 || its < 0 || f.tensors[it].ndim != 5 || f.tensors[its].ndim != 1 ||
+        f.tensors[its].dtype != ST_I32 || f.tensors[its].shape[0] != f.tensors[it].shape[1]) {
+        st_close(&f);
+        return jt_fail(err, "%s: not a jtrak trajectory file (format jtrak-trajectory-v1)", path);
+    }
+    const StTensor *x = &f.tensors[it];
+    tr->n = (int)x->shape[0];
+    tr->S = (int)x->shape[1];
+    tr->C = (int)x->shape[2];
+    tr->H = (int)x->shape[3];
+    tr->W = (int)x->shape[4];
+    tr->sampler = strcmp(sampler, "ddim") == 0 ? SAMPLER_DDIM : SAMPLER_DDPM;
+    tr->num_inference_steps = tr->S;
+    tr->eta = strtof(eta, NULL);
+    tr->seed = strtoull(seed, NULL, 10);
+    tr->model_fingerprint = strtoull(fp, NULL, 16);
+    traj_alloc(tr);
+    int64_t img[4] = {tr->n, tr->C, tr->H, tr->W};
+    int64_t seq[5] = {tr->n, tr->S, tr->C, tr->H, tr->W};
+    int32_t *t32 = xmalloc((size_t)tr->S * sizeof(int32_t));
+    rc = st_read_raw(&f, its, t32, err);
+    for (int k = 0; rc == JT_OK && k < tr->S; k++) tr->timesteps[k] = t32[k];
+    free(t32);
+    if (rc == JT_OK) rc = read_named(&f, "x_T", 4, img, tr->x_T, err);
+    if (rc == JT_OK) rc = read_named(&f, "x_0", 4, img, tr->x_0, err);
+    if (rc == JT_OK) rc = read_named(&f, "x_t", 5, seq, tr->x_t, err);
+    if (rc == JT_OK) rc = read_named(&f, "x0_hat", 5, seq, tr->x0_hat, err);
+    if (rc == JT_OK) rc = read_named(&f, "noise", 5, seq, tr->noise, err);
+    st_close(&f);
+    if (rc != JT_OK) traj_free(tr);
+    return rc;
+}

@@ -1,0 +1,59 @@
+/* trajectory.h: sampling with full trajectories (method.md 1.1, 1.3). For every sample and every
+ * sampler step k (timestep t_k, descending) the file keeps the step's input x_t, the predicted
+ * x̂_0 (diffusers' clipped pred_original_sample) and the sampler noise z that the step added (zero
+ * where none), so that attribution can re-noise x̂_0 at step t and counterfactual regeneration can
+ * replay the exact same noise from x_t or from x_T.
+ *
+ * File (safetensors): "x_T" (N,C,H,W), "x_t" (N,S,C,H,W), "x0_hat" (N,S,C,H,W), "noise"
+ * (N,S,C,H,W), "x_0" (N,C,H,W) the final samples, "timesteps" (S) I32; metadata: sampler, steps,
+ * eta, seed, model fingerprint, format "jtrak-trajectory-v1". */
+#ifndef JTRAK_TRAJECTORY_H
+#define JTRAK_TRAJECTORY_H
+
+#include "core/common.h"
+#include "diffusion/schedule.h"
+#include "unet/unet.h"
+
+#include <stdint.h>
+
+typedef enum { SAMPLER_DDPM = 0, SAMPLER_DDIM = 1 } SamplerKind;
+
+typedef struct {
+    SamplerKind sampler;
+    int steps;        /* number of inference steps (set_timesteps); DDPM default 1000, DDIM 50 */
+    float eta;        /* DDIM only */
+    uint64_t seed;    /* x_T and sampler noise of sample i come from streams keyed by (seed, i) */
+    int n;            /* samples */
+    int batch;        /* U-Net batch (memory bound), all samples share the timestep */
+    int quiet;
+} SampleOptions;
+
+typedef struct {
+    int n, S, C, H, W;
+    SamplerKind sampler;
+    int num_inference_steps;
+    float eta;
+    uint64_t seed;
+    uint64_t model_fingerprint;
+    int *timesteps; /* (S) */
+    float *x_T;     /* (n, C, H, W) */
+    float *x_t;     /* (n, S, C, H, W) the input of step k */
+    float *x0_hat;  /* (n, S, C, H, W) */
+    float *noise;   /* (n, S, C, H, W) z added by step k (zeros when none) */
+    float *x_0;     /* (n, C, H, W) */
+} Trajectory;
+
+/* Fingerprint of a model's weights and config (FNV-1a 64). */
+uint64_t traj_model_fingerprint(const UNet *net);
+
+/* Runs the sampler. x_T (n,C,H,W) may be given; otherwise drawn from the seed. */
+int traj_sample(const UNet *net, const NoiseSchedule *sched, const SampleOptions *opt,
+                const float *x_T, Trajectory *out, JtError *err);
+int traj_save(const Trajectory *tr, const char *path, JtError *err);
+int traj_load(Trajectory *tr, const char *path, JtError *err);
+void traj_free(Trajectory *tr);
+/* Index of timestep t in the trajectory, or -1. */
+int traj_step_index(const Trajectory *tr, int t);
+const char *traj_sampler_name(SamplerKind k);
+
+#endif

@@ -1,0 +1,209 @@
+/* conv2d.c: 2-D cross-correlation as torch.nn.Conv2d (weights (cout, cin, k, k), optional bias),
+ * k = 1 or 3, stride 1 or 2, with diffusers' two paddings: symmetric (k-1)/2 (Conv2d(padding=1))
+ * and "right/bottom" (Downsample2D with downsample_padding=0: F.pad(x, (0, 1, 0, 1)) then padding
+ * 0), unet2d.md sections 2 and 4.3.
+ *
+ * Per sample: cols (cin*k*k, Ho*Wo) = im2col(in_b); out_b (cout, Ho*Wo) = W (cout, cin*k*k) * cols
+ * + bias. A 1x1 stride-1 unpadded conv uses in_b itself as cols. Backward per sample:
+ * dW_b += dout_b * cols^T (through GradSlots), dcols = W^T * dout_b, din_b += col2im(dcols).
+ * OpenMP over the batch, BLAS single-threaded, one cols buffer of per-thread scratch. */
+#include "core/linalg.h"
+#include "nn/nn_internal.h"
+
+#include <stddef.h>
+#include <string.h>
+
+typedef struct {
+    int pt, pl;    /* zero rows above / columns left of the input */
+    int pb, pr;    /* zero rows below / columns right */
+    int Ho, Wo, K; /* output size, K = cin*k*k */
+    int direct;    /* 1x1, stride 1, no padding: cols are the input itself */
+} ConvGeom;
+
+static void conv_check(const Conv2dDims *d) {
+    CHECK(d->B >= 1 && d->cin >= 1 && d->cout >= 1 && d->H >= 1 && d->W >= 1,
+          "conv2d dims B=%d cin=%d cout=%d H=%d W=%d", d->B, d->cin, d->cout, d->H, d->W);
+    CHECK(d->k == 1 || d->k == 3, "conv2d kernel %d (1 or 3)", d->k);
+    CHECK(d->stride == 1 || d->stride == 2, "conv2d stride %d (1 or 2)", d->stride);
+    CHECK(d->pad == CONV_PAD_SAME || d->pad == CONV_PAD_RB, "conv2d pad mode %d", d->pad);
+}
+
+static ConvGeom conv_geom(const Conv2dDims *d) {
+    conv_check(d);
+    ConvGeom g;
+    if (d->pad == CONV_PAD_SAME) {
+        g.pt = g.pl = g.pb = g.pr = (d->k - 1) / 2;
+    } else {
+        g.pt = g.pl = 0;
+        g.pb = g.pr = 1;
+    }
+    int hp = d->H + g.pt + g.pb, wp = d->W + g.pl + g.pr;
+    CHECK(hp >= d->k && wp >= d->k, "conv2d input %dx%d too small for kernel %d", d->H, d->W, d->k);
+    g.Ho = (hp - d->k) / d->stride + 1;
+    g.Wo = (wp - d->k) / d->stride + 1;
+    g.K = d->cin * d->k * d->k;
+    g.direct = d->k == 1 && d->stride == 1 && d->pad == CONV_PAD_SAME;
+    return g;
+}
+
+int conv2d_out_h(const Conv2dDims *d) {
+    return conv_geom(d).Ho;
+}
+
+int conv2d_out_w(const Conv2dDims *d) {
+    return conv_geom(d).Wo;
+}
+
+size_t conv2d_scratch_floats(const Conv2dDims *d) {
+    ConvGeom g = conv_geom(d);
+    return g.direct ? 0 : (size_t)g.K * g.Ho * g.Wo;
+}
+
+/* First output index o in [0, n) whose input index o*s + off is >= 0, and the first whose input
+ * index is >= len: the valid outputs are [lo, hi). */
+static void valid_range(int off, int s, int len, int n, int *lo, int *hi) {
+    int a = off >= 0 ? 0 : (-off + s - 1) / s;
+    int b = len - off <= 0 ? 0 : (len - off + s - 1) / s;
+    *lo = a < n ? a : n;
+    *hi = b < n ? b : n;
+    if (*hi < *lo) *hi = *lo;
+}
+
+/* cols (K, Ho*Wo), row r = (c*k + i)*k + j holds in[c][oy*s + i - pt][ox*s + j - pl] (0 outside).
+ */
+static void im2col(float *cols, const float *in /* (cin,H,W) */, const Conv2dDims *d,
+                   const ConvGeom *g) {
+    int k = d->k, s = d->stride, H = d->H, W = d->W, Ho = g->Ho, Wo = g->Wo;
+    for (int c = 0; c < d->cin; c++) {
+        const float *inc = in + (size_t)c * H * W;
+        for (int i = 0; i < k; i++) {
+            int ylo, yhi;
+            valid_range(i - g->pt, s, H, Ho, &ylo, &yhi);
+            for (int j = 0; j < k; j++) {
+                float *row = cols + (size_t)((c * k + i) * k + j) * Ho * Wo;
+                int xlo, xhi;
+                valid_range(j - g->pl, s, W, Wo, &xlo, &xhi);
+                memset(row, 0, (size_t)ylo * Wo * sizeof(float));
+                for (int oy = ylo; oy < yhi; oy++) {
+                    float *r = row + (size_t)oy * Wo;
+                    /* in-bounds for ox in [xlo, xhi) (base itself may be -1) */
+                    ptrdiff_t base = (ptrdiff_t)(oy * s + i - g->pt) * W + (j - g->pl);
+                    for (int ox = 0; ox < xlo; ox++)
+                        r[ox] = 0.0f;
+                    if (s == 1) {
+                        if (xhi > xlo)
+                            memcpy(r + xlo, inc + base + xlo, (size_t)(xhi - xlo) * sizeof(float));
+                    } else {
+                        for (int ox = xlo; ox < xhi; ox++)
+                            r[ox] = inc[base + ox * s];
+                    }
+                    for (int ox = xhi; ox < Wo; ox++)
+                        r[ox] = 0.0f;
+                }
+                memset(row + (size_t)yhi * Wo, 0, (size_t)(Ho - yhi) * Wo * sizeof(float));
+            }
+        }
+    }
+}
+
+/* The adjoint of im2col: din (cin,H,W) += scatter of cols (K, Ho*Wo). */
+static void col2im_add(float *din, const float *cols, const Conv2dDims *d, const ConvGeom *g) {
+    int k = d->k, s = d->stride, H = d->H, W = d->W, Ho = g->Ho, Wo = g->Wo;
+    for (int c = 0; c < d->cin; c++) {
+        float *dc = din + (size_t)c * H * W;
+        for (int i = 0; i < k; i++) {
+            int ylo, yhi;
+            valid_range(i - g->pt, s, H, Ho, &ylo, &yhi);
+            for (int j = 0; j < k; j++) {
+                const float *row = cols + (size_t)((c * k + i) * k + j) * Ho * Wo;
+                int xlo, xhi;
+                valid_range(j - g->pl, s, W, Wo, &xlo, &xhi);
+                for (int oy = ylo; oy < yhi; oy++) {
+                    const float *r = row + (size_t)oy * Wo;
+                    ptrdiff_t base = (ptrdiff_t)(oy * s + i - g->pt) * W + (j - g->pl);
+                    for (int ox = xlo; ox < xhi; ox++)
+                        dc[base + ox * s] += r[ox];
+                }
+            }
+        }
+    }
+}
+
+void conv2d_forward(float *out /* (B,cout,Ho,Wo) */, const float *in /* (B,cin,H,W) */,
+                    const float *w /* (cout,cin,k,k) */, const float *bias /* (cout) or NULL */,
+                    const Conv2dDims *d, const OpCtx *c) {
+    ConvGeom g = conv_geom(d);
+    size_t scratch = conv2d_scratch_floats(d);
+    nn_check_ctx(c, scratch, "conv2d_forward");
+    const int HWo = g.Ho * g.Wo, cout = d->cout;
+    const size_t in_sz = (size_t)d->cin * d->H * d->W, out_sz = (size_t)cout * HWo;
+#pragma omp parallel for schedule(static) num_threads(nn_threads(c))
+    for (int b = 0; b < d->B; b++) {
+        const float *inb = in + (size_t)b * in_sz;
+        float *outb = out + (size_t)b * out_sz; /* (cout, Ho*Wo) */
+        const float *cols = inb;                /* (K, Ho*Wo) */
+        if (!g.direct) {
+            float *buf = opctx_scratch(c);
+            im2col(buf, inb, d, &g);
+            cols = buf;
+        }
+        /* Output starts as the bias, then the GEMM accumulates (beta = 1), as torch's CPU conv. */
+        for (int o = 0; o < cout; o++) {
+            float bo = bias ? bias[o] : 0.0f;
+            float *r = outb + (size_t)o * HWo;
+            for (int p = 0; p < HWo; p++)
+                r[p] = bo;
+        }
+        la_sgemm(0, 0, cout, HWo, g.K, 1.0f, w, g.K, cols, HWo, 1.0f, outb, HWo);
+    }
+}
+
+void conv2d_backward(float *din /* (B,cin,H,W) or NULL */, float *dw /* (cout,cin,k,k) */,
+                     float *dbias /* (cout) or NULL */, const float *dout /* (B,cout,Ho,Wo) */,
+                     const float *in /* (B,cin,H,W) */, const float *w /* (cout,cin,k,k) */,
+                     const Conv2dDims *d, const OpCtx *c) {
+    ConvGeom g = conv_geom(d);
+    size_t scratch = conv2d_scratch_floats(d);
+    nn_check_ctx(c, scratch, "conv2d_backward");
+    CHECK(dw != NULL, "conv2d_backward: NULL dw");
+    const int HWo = g.Ho * g.Wo, cout = d->cout, K = g.K;
+    const size_t in_sz = (size_t)d->cin * d->H * d->W, out_sz = (size_t)cout * HWo;
+
+    GradSlots gs;
+    float *dptr[2] = {dw, dbias};
+    size_t numel[2] = {(size_t)cout * K, dbias ? (size_t)cout : 0};
+    grad_slots_begin(&gs, c, d->B, 2, dptr, numel);
+
+#pragma omp parallel for schedule(static) num_threads(nn_threads(c))
+    for (int b = 0; b < d->B; b++) {
+        const float *inb = in + (size_t)b * in_sz;
+        const float *doutb = dout + (size_t)b * out_sz; /* (cout, Ho*Wo) */
+        float *sw = grad_slot(&gs, b, 0);               /* (cout, K) */
+        float *sb = grad_slot(&gs, b, 1);               /* (cout) or NULL */
+        if (sb) {
+            for (int o = 0; o < cout; o++) {
+                const float *r = doutb + (size_t)o * HWo;
+                double acc = 0.0; /* a sum over Ho*Wo positions: double keeps it order-robust */
+                for (int p = 0; p < HWo; p++)
+                    acc += r[p];
+                sb[o] += (float)acc;
+            }
+        }
+        if (g.direct) {
+            /* cols = in_b (cin, HW): dW_b += dout_b in_b^T; din_b += W^T dout_b. */
+            la_sgemm(0, 1, cout, K, HWo, 1.0f, doutb, HWo, inb, HWo, 1.0f, sw, K);
+            if (din)
+                la_sgemm(1, 0, K, HWo, cout, 1.0f, w, K, doutb, HWo, 1.0f, din + (size_t)b * in_sz,
+                         HWo);
+        } else {
+            float *cols = opctx_scratch(c); /* (K, Ho*Wo), reused for dcols */
+            im2col(cols, inb, d, &g);
+            la_sgemm(0, 1, cout, K, HWo, 1.0f, doutb, HWo, cols, HWo, 1.0f, sw, K);
+            if (din) {
+                la_sgemm(1, 0, K, HWo, cout, 1.0f, w, K, doutb, HWo, 0.0f, cols, HWo);
+                col2im_add(din + (size_t)b * in_sz, cols, d, &g);
+            }
+        }
+    }
+    grad_slots_end(&gs);
+}

@@ -1,0 +1,105 @@
+/* groupnorm.c: torch.nn.GroupNorm(G, C, eps, affine=True) (unet2d.md section 2). Channels split
+ * into G contiguous groups; per (sample, group) the mean and the biased variance over (C/G)*HW
+ * values, accumulated in double (torch CPU uses float; the difference is about 1e-7), eps inside
+ * the sqrt; y = (x - mean) * rstd * gamma[c] + beta[c]. Backward is the exact closed form: with
+ * xhat = (x - mean) * rstd and g = dout * gamma, din = rstd * (g - mean(g) - xhat * mean(g * xhat))
+ * over the group; dgamma = sum dout * xhat, dbeta = sum dout over HW, through GradSlots. OpenMP
+ * over (sample, group) pairs, whose writes are disjoint. */
+#include "nn/nn_internal.h"
+
+#include <math.h>
+
+static void gn_check(const GroupNormDims *d) {
+    CHECK(d->B >= 1 && d->C >= 1 && d->HW >= 1 && d->G >= 1, "groupnorm dims B=%d C=%d HW=%d G=%d",
+          d->B, d->C, d->HW, d->G);
+    CHECK(d->C % d->G == 0, "groupnorm: C=%d not divisible by G=%d", d->C, d->G);
+    CHECK(d->eps >= 0.0f, "groupnorm eps %g", (double)d->eps);
+}
+
+void groupnorm_forward(float *out /* (B,C,HW) */, float *mean /* (B,G) */, float *rstd /* (B,G) */,
+                       const float *in /* (B,C,HW) */, const float *gamma /* (C) */,
+                       const float *beta /* (C) */, const GroupNormDims *d, const OpCtx *c) {
+    gn_check(d);
+    const int G = d->G, cpg = d->C / d->G, HW = d->HW;
+    const size_t gsize = (size_t)cpg * HW;
+    const int items = d->B * G;
+#pragma omp parallel for schedule(static) num_threads(nn_threads(c))
+    for (int bg = 0; bg < items; bg++) {
+        /* (b, g) = (bg / G, bg % G); the group is gsize contiguous floats. */
+        const float *x = in + (size_t)bg * gsize; /* (cpg, HW) */
+        float *y = out + (size_t)bg * gsize;
+        const int c0 = (bg % G) * cpg;
+        double s = 0.0;
+        for (size_t i = 0; i < gsize; i++)
+            s += x[i];
+        const double mu = s / (double)gsize;
+        double ss = 0.0; /* two passes: no cancellation in E[x^2] - E[x]^2 */
+        for (size_t i = 0; i < gsize; i++) {
+            double t = x[i] - mu;
+            ss += t * t;
+        }
+        const double rs = 1.0 / sqrt(ss / (double)gsize + (double)d->eps);
+        mean[bg] = (float)mu;
+        rstd[bg] = (float)rs;
+        for (int ch = 0; ch < cpg; ch++) {
+            const double ga = gamma[c0 + ch], be = beta[c0 + ch];
+            const float *xr = x + (size_t)ch * HW;
+            float *yr = y + (size_t)ch * HW;
+            for (int p = 0; p < HW; p++)
+                yr[p] = (float)((xr[p] - mu) * rs * ga + be);
+        }
+    }
+}
+
+void groupnorm_backward(float *din /* (B,C,HW) */, float *dgamma /* (C) */, float *dbeta /* (C) */,
+                        const float *dout /* (B,C,HW) */, const float *in /* (B,C,HW) */,
+                        const float *mean /* (B,G) */, const float *rstd /* (B,G) */,
+                        const float *gamma /* (C) */, const GroupNormDims *d, const OpCtx *c) {
+    gn_check(d);
+    nn_check_ctx(c, 0, "groupnorm_backward");
+    const int G = d->G, cpg = d->C / d->G, HW = d->HW, B = d->B;
+    const size_t gsize = (size_t)cpg * HW;
+    GradSlots gs;
+    float *dptr[2] = {dgamma, dbeta};
+    size_t numel[2] = {dgamma ? (size_t)d->C : 0, dbeta ? (size_t)d->C : 0};
+    grad_slots_begin(&gs, c, B, 2, dptr, numel);
+    const int items = B * G;
+#pragma omp parallel for schedule(static) num_threads(nn_threads(c))
+    for (int bg = 0; bg < items; bg++) {
+        const int b = bg / G, c0 = (bg % G) * cpg;
+        const float *x = in + (size_t)bg * gsize;    /* (cpg, HW) */
+        const float *dy = dout + (size_t)bg * gsize; /* (cpg, HW) */
+        const double mu = mean[bg], rs = rstd[bg];
+        float *sg = grad_slot(&gs, b, 0); /* (C) or NULL */
+        float *sb = grad_slot(&gs, b, 1); /* (C) or NULL */
+        double sum_g = 0.0, sum_gx = 0.0; /* over the group: g and g * xhat */
+        for (int ch = 0; ch < cpg; ch++) {
+            const double ga = gamma[c0 + ch];
+            const float *xr = x + (size_t)ch * HW, *dr = dy + (size_t)ch * HW;
+            double sdy = 0.0, sdyx = 0.0;
+            for (int p = 0; p < HW; p++) {
+                double xh = (xr[p] - mu) * rs;
+                sdy += dr[p];
+                sdyx += dr[p] * xh;
+            }
+            if (sg) sg[c0 + ch] += (float)sdyx;
+            if (sb) sb[c0 + ch] += (float)sdy;
+            sum_g += ga * sdy;
+            sum_gx += ga * sdyx;
+        }
+        if (din) {
+            const double mg = sum_g / (double)gsize, mgx = sum_gx / (double)gsize;
+            float *dx = din + (size_t)bg * gsize;
+            for (int ch = 0; ch < cpg; ch++) {
+                const double ga = gamma[c0 + ch];
+                const float *xr = x + (size_t)ch * HW, *dr = dy + (size_t)ch * HW;
+                float *dxr = dx + (size_t)ch * HW;
+                for (int p = 0; p < HW; p++) {
+                    double xh = (xr[p] - mu) * rs;
+                    dxr[p] += (float)(rs * (ga * dr[p] - mg - xh * mgx));
+                }
+            }
+        }
+    }
+    grad_slots_end(&gs);
+}

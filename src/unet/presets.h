@@ -1,0 +1,12 @@
+/* presets.h: the model configs shipped with jtrak, by name. */
+#ifndef JTRAK_UNET_PRESETS_H
+#define JTRAK_UNET_PRESETS_H
+
+#include "unet/config.h"
+
+/* Fills cfg and returns 1 if name is a shipped config ("fm-s", "fm-xs", "t8"), else 0. */
+int unet_config_preset(const char *name, UNetConfig *cfg);
+/* "fm-s, fm-xs, t8", for messages. */
+const char *unet_config_preset_names(void);
+
+#endif
