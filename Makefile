@@ -2,15 +2,17 @@
 BUILD ?= build
 JOBS ?= 2
 CMAKE_FLAGS ?=
+WERROR ?= OFF
 
 .PHONY: all deps test asan demo bench fixtures clean
 
 all: $(BUILD)/Makefile
 	cmake --build $(BUILD) -j $(JOBS)
 
+# A fresh machine gets its Debian packages first (scripts/install-deps.sh uses sudo when not root).
 $(BUILD)/Makefile:
-	@scripts/check-deps.sh || (echo "missing packages: run 'sudo scripts/install-deps.sh'" && false)
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS)
+	@scripts/check-deps.sh >/dev/null || scripts/install-deps.sh
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DJTRAK_WERROR=$(WERROR) $(CMAKE_FLAGS)
 
 deps:
 	scripts/install-deps.sh
@@ -20,7 +22,7 @@ test: all
 
 # The whole suite once under AddressSanitizer + UndefinedBehaviorSanitizer.
 asan:
-	$(MAKE) test BUILD=build-asan CMAKE_FLAGS="-DJTRAK_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug"
+	$(MAKE) test BUILD=build-asan CMAKE_FLAGS="-DJTRAK_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo"
 
 demo: all
 	$(BUILD)/jtrak demo

@@ -8,6 +8,7 @@
 #include "io/model_folder.h"
 #include "io/safetensors.h"
 #include "nn/nn.h"
+#include "unet/presets.h"
 #include "unet/unet.h"
 
 #include <criterion/criterion.h>
@@ -251,13 +252,13 @@ Test(unet_threads, gradients_do_not_depend_on_thread_count) {
     fixture_free(&fx);
 }
 
-Test(unet_layout, parameter_counts_match_diffusers) {
+Test(unet_layout, parameter_counts_and_presets_match_diffusers_configs) {
     /* Counts from instantiating the real classes (unet2d.md section 11). */
     static const struct {
-        const char *file;
+        const char *file, *preset;
         size_t params;
-    } cases[] = {{"configs/fm-s.json", 1112801}, {"configs/fm-xs.json", 280177},
-                 {"configs/t8.json", 701345}};
+    } cases[] = {{"configs/fm-s.json", "fm-s", 1112801}, {"configs/fm-xs.json", "fm-xs", 280177},
+                 {"configs/t8.json", "t8", 701345}};
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         char path[512];
         snprintf(path, sizeof path, "%s/%s", JTRAK_SOURCE_DIR, cases[i].file);
@@ -269,6 +270,12 @@ Test(unet_layout, parameter_counts_match_diffusers) {
         cr_expect_eq(unet_num_params(net), cases[i].params, "%s: %zu parameters, want %zu",
                      cases[i].file, unet_num_params(net), cases[i].params);
         unet_free(net);
+        /* The shipped config of that name is the same model as the JSON file. */
+        UNetConfig preset;
+        cr_assert(unet_config_preset(cases[i].preset, &preset));
+        char *a = unet_config_to_json(&cfg), *b = unet_config_to_json(&preset);
+        cr_expect_str_eq(a, b, "preset %s differs from %s", cases[i].preset, cases[i].file);
+        free(a), free(b);
     }
 }
 

@@ -81,3 +81,23 @@ int cli_write_grid(const char *path, const float *x, int n, int c, int h, int w,
     free(tile);
     return rc;
 }
+
+/* See cli_common.h: tile k of a row is x̂_0 at step round(k (S-1) / 9). */
+int cli_write_trajectory_strip(const char *path, const Trajectory *tr, JtError *err) {
+    int rows = tr->n < 8 ? tr->n : 8, cols = tr->S < 10 ? tr->S : 10;
+    size_t D = (size_t)tr->C * tr->H * tr->W;
+    int n = rows * (cols + 1);
+    float *tiles = xmalloc((size_t)n * D * sizeof(float));
+    for (int i = 0; i < rows; i++) {
+        for (int c = 0; c < cols; c++) {
+            int k = cols > 1 ? (int)((long)c * (tr->S - 1) / (cols - 1)) : tr->S - 1;
+            memcpy(tiles + ((size_t)i * (cols + 1) + c) * D,
+                   tr->x0_hat + ((size_t)i * tr->S + k) * D, D * sizeof(float));
+        }
+        memcpy(tiles + ((size_t)i * (cols + 1) + cols) * D, tr->x_0 + (size_t)i * D,
+               D * sizeof(float));
+    }
+    int rc = cli_write_grid(path, tiles, n, tr->C, tr->H, tr->W, cols + 1, err);
+    free(tiles);
+    return rc;
+}

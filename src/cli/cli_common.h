@@ -7,6 +7,7 @@
 #include "cli/args.h"
 #include "core/common.h"
 #include "data/dataset.h"
+#include "diffusion/trajectory.h"
 #include "unet/config.h"
 
 #include <stdio.h>
@@ -23,5 +24,8 @@ void cli_data_help(FILE *f);
  * gap. */
 int cli_write_grid(const char *path, const float *x, int n, int c, int h, int w, int cols,
                    JtError *err);
+/* x̂_0 of the first (up to) 8 samples at (up to) 10 evenly spaced sampler steps, each row ending
+ * with the final sample: how the image emerges along the trajectory. */
+int cli_write_trajectory_strip(const char *path, const Trajectory *tr, JtError *err);
 
 #endif

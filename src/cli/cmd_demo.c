@@ -30,7 +30,7 @@ int cmd_demo(int argc, char **argv) {
     r.lr = 2e-3; /* a small model trained briefly: a high peak rate, cosine-decayed */
     r.warmup = 100;
     r.batch = 64;
-    r.steps = args_long(&a, "steps", quick ? 4 : 3000, 1, 1L << 40);
+    r.steps = args_long(&a, "steps", quick ? 4 : 2000, 1, 1L << 40);
     if (quick) r.warmup = 1;
     int n_samples = (int)args_long(&a, "samples", 16, 1, 4096);
     int rc = args_finish(&a);
@@ -83,6 +83,10 @@ int cmd_demo(int argc, char **argv) {
         while (cols * cols < tr.n) cols++;
         sprintf(p, "%s/samples.png", sample_dir);
         rc = cli_write_grid(p, tr.x_0, tr.n, tr.C, tr.H, tr.W, cols, &err);
+    }
+    if (rc == JT_OK) {
+        sprintf(p, "%s/trajectory.png", sample_dir);
+        rc = cli_write_trajectory_strip(p, &tr, &err);
     }
     if (rc == JT_OK) {
         sprintf(p, "%s/trajectory.safetensors", sample_dir);

@@ -24,25 +24,6 @@ static void help(void) {
            "  --quiet          no progress line\n");
 }
 
-/* x̂_0 of the first rows samples at `cols` evenly spaced steps, then the final sample. */
-static int write_strip(const char *path, const Trajectory *tr, int rows, int cols, JtError *err) {
-    size_t D = (size_t)tr->C * tr->H * tr->W;
-    int n = rows * (cols + 1);
-    float *tiles = xmalloc((size_t)n * D * sizeof(float));
-    for (int i = 0; i < rows; i++) {
-        for (int c = 0; c < cols; c++) {
-            int k = cols > 1 ? (int)((long)c * (tr->S - 1) / (cols - 1)) : tr->S - 1;
-            memcpy(tiles + ((size_t)i * (cols + 1) + c) * D,
-                   tr->x0_hat + ((size_t)i * tr->S + k) * D, D * sizeof(float));
-        }
-        memcpy(tiles + ((size_t)i * (cols + 1) + cols) * D, tr->x_0 + (size_t)i * D,
-               D * sizeof(float));
-    }
-    int rc = cli_write_grid(path, tiles, n, tr->C, tr->H, tr->W, cols + 1, err);
-    free(tiles);
-    return rc;
-}
-
 int cmd_sample(int argc, char **argv) {
     Args a;
     args_init(&a, "sample", argc, argv);
@@ -116,7 +97,7 @@ int cmd_sample(int argc, char **argv) {
     }
     if (rc == JT_OK) {
         sprintf(p, "%s/trajectory.png", out);
-        rc = write_strip(p, &tr, tr.n < 8 ? tr.n : 8, tr.S < 10 ? tr.S : 10, &err);
+        rc = cli_write_trajectory_strip(p, &tr, &err);
     }
     if (rc == JT_OK) {
         sprintf(p, "%s/trajectory.safetensors", out);

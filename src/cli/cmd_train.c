@@ -16,6 +16,7 @@ static void help(void) {
            "  --scheduler-config F a diffusers scheduler_config.json instead\n"
            "recipe (changes the result; a resumed run must use the same):\n"
            "  --steps N            optimiser steps (default 1000)\n"
+           "  --epochs E           or: passes over the data (steps = ceil(E * images / batch))\n"
            "  --batch B            images per step (default 64)\n"
            "  --lr X               peak learning rate (default 1e-4)\n"
            "  --warmup N           linear warmup steps (default 100)\n"
@@ -48,7 +49,9 @@ int cmd_train(int argc, char **argv) {
     const char *beta = args_str(&a, "beta-schedule", NULL);
     const char *sched_file = args_str(&a, "scheduler-config", NULL);
     ctl.out_dir = args_str(&a, "out", NULL);
+    int steps_given = args_str(&a, "steps", NULL) != NULL;
     r.steps = args_long(&a, "steps", r.steps, 1, 1L << 40);
+    long epochs = args_long(&a, "epochs", 0, 1, 1L << 20);
     r.batch = (int)args_long(&a, "batch", r.batch, 1, 1 << 16);
     r.lr = args_double(&a, "lr", r.lr, 0, 10);
     r.warmup = args_long(&a, "warmup", r.warmup, 0, 1L << 40);
@@ -75,6 +78,10 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "jtrak train: --out DIR is required (see 'jtrak train --help')\n");
         rc = 2;
     }
+    if (rc == 0 && steps_given && epochs) {
+        fprintf(stderr, "jtrak train: give --steps or --epochs, not both\n");
+        rc = 2;
+    }
     if (rc == 0 && strcmp(sched, "cosine") != 0 && strcmp(sched, "constant") != 0) {
         fprintf(stderr, "jtrak train: --lr-schedule must be cosine or constant, not '%s'\n", sched);
         rc = 2;
@@ -86,6 +93,7 @@ int cmd_train(int argc, char **argv) {
     }
     if (!loaded_cfg || !loaded_data) return cli_error("train", &err);
     r.lr_schedule = strcmp(sched, "cosine") == 0 ? LR_COSINE : LR_CONSTANT;
+    if (epochs) r.steps = (long)((epochs * (long)data.n + r.batch - 1) / r.batch);
     if (sched_file && sched_config_load(&sc, sched_file, &err) != JT_OK) {
         data_free(&data);
         return cli_error("train", &err);
