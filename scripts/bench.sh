@@ -31,7 +31,8 @@ import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 by = {}
 for r in rows:
-    by.setdefault((r["config"].split("/")[-1], r["what"]), {})[r["impl"]] = r
+    name = r["config"].split("/")[-1].removesuffix(".json")
+    by.setdefault((name, r["what"]), {})[r["impl"]] = r
 print(f"{'config':<12} {'measure':<11} {'jtrak img/s':>12} {'diffusers img/s':>16} {'ratio':>7} {'jtrak MB':>9} {'torch MB':>9}")
 for (cfg, what), d in sorted(by.items()):
     j, t = d.get("jtrak"), d.get("diffusers")
