@@ -10,6 +10,8 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 "$VENV/bin/pip" install -q -r ref/requirements.txt
 "$VENV/bin/python" ref/make_unet_fixtures.py
+"$VENV/bin/python" ref/make_attrib_fixtures.py
 "$VENV/bin/python" ref/make_scheduler_fixtures.py
 (cd ref && "../$VENV/bin/python" make_sampler_fixtures.py)
+"$VENV/bin/python" ref/make_traker_fixtures.py
 echo "fixtures written under tests/fixtures/"

@@ -14,9 +14,12 @@ typedef struct {
 
 static const Command COMMANDS[] = {
     {"demo", cmd_demo, "the main job on the embedded Fashion-MNIST default"},
+    {"featurize", cmd_featurize, "TRAK features and kernels of the training set for an ensemble"},
     {"info", cmd_info, "describe a model folder (config, parameters, memory per batch)"},
     {"init", cmd_init, "create a model folder with freshly initialised weights from a config.json"},
+    {"report", cmd_report, "an HTML page and a PNG figure of the top proponents and opponents"},
     {"sample", cmd_sample, "draw samples (DDPM or DDIM) and save their full trajectories"},
+    {"score", cmd_score, "attribution scores of generated samples, per sampling step"},
     {"train", cmd_train, "train a DDPM U-Net on a dataset (resumable)"},
 };
 

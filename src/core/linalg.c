@@ -6,6 +6,7 @@
 #include "core/common.h"
 
 #include <cblas.h>
+#include <lapacke.h>
 #include <omp.h>
 
 void openblas_set_num_threads(int num_threads);
@@ -43,4 +44,32 @@ void la_blas_single_threaded(void) {
     int omp_threads = omp_get_max_threads();
     openblas_set_num_threads(1);
     if (omp_get_max_threads() != omp_threads) omp_set_num_threads(omp_threads);
+}
+
+/* The SPD helpers below call LAPACKE in column-major order on the same memory: a row-major lower
+ * triangle is the column-major upper triangle, so uplo 'U' with LAPACK_COL_MAJOR works in place
+ * (LAPACKE's row-major path would transpose into a scratch copy first). */
+int la_dpotrf_lower(int n, double *A, int lda) {
+    CHECK(n >= 0 && lda >= (n > 1 ? n : 1), "dpotrf n=%d lda=%d", n, lda);
+    if (n == 0) return 0;
+    lapack_int info = LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'U', n, A, lda);
+    CHECK(info >= 0, "dpotrf argument %d invalid", (int)-info);
+    return (int)info;
+}
+
+int la_dpotri_lower(int n, double *A, int lda) {
+    CHECK(n >= 0 && lda >= (n > 1 ? n : 1), "dpotri n=%d lda=%d", n, lda);
+    if (n == 0) return 0;
+    lapack_int info = LAPACKE_dpotri(LAPACK_COL_MAJOR, 'U', n, A, lda);
+    CHECK(info >= 0, "dpotri argument %d invalid", (int)-info);
+    return (int)info;
+}
+
+double la_dpocon_lower(int n, const double *L, int lda, double anorm) {
+    CHECK(n >= 0 && lda >= (n > 1 ? n : 1), "dpocon n=%d lda=%d", n, lda);
+    if (n == 0) return 1.0;
+    double rcond = 0;
+    lapack_int info = LAPACKE_dpocon(LAPACK_COL_MAJOR, 'U', n, L, lda, anorm, &rcond);
+    CHECK(info == 0, "dpocon failed (%d)", (int)info);
+    return rcond;
 }

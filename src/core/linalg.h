@@ -21,4 +21,18 @@ void la_sger(int M, int N, float alpha, const float *x, const float *y, float *A
  * from the OpenMP loops around the calls. Idempotent; call it from serial code. */
 void la_blas_single_threaded(void);
 
+/* Symmetric positive definite helpers (LAPACKE, double). Row-major A (n,n) with row stride lda;
+ * only its lower triangle is read and written (the row-major lower triangle is LAPACK's
+ * column-major upper one, so no transposed copy is made). */
+
+/* Cholesky A = L L^T: L overwrites the lower triangle. Returns 0, or j > 0 when the leading minor
+ * of order j is not positive definite (LAPACKE_dpotrf's info; A is then partly overwritten). */
+int la_dpotrf_lower(int n, double *A, int lda);
+/* From la_dpotrf_lower's factor: the lower triangle becomes that of A^{-1} (dpotri). Returns 0,
+ * or j > 0 when L[j-1][j-1] is zero. */
+int la_dpotri_lower(int n, double *A, int lda);
+/* Reciprocal condition number estimate in the 1-norm (dpocon) from la_dpotrf_lower's factor,
+ * given anorm = ||A||_1 of the matrix before factorisation. */
+double la_dpocon_lower(int n, const double *L, int lda, double anorm);
+
 #endif

@@ -1,0 +1,671 @@
+/* featurize.c: see featurize.h. The run: check every model against the data and fingerprint it;
+ * create the store or check the existing one (rank 0), then for each model: load it, build the
+ * gradient engine and the projector, compute this process's chunks that are not done yet (draws ->
+ * per-example gradients -> projection -> rows -> done mask), wait for every process, and let rank 0
+ * accumulate X^T X from the stored rows, invert it and write the kernel (method.md 2.1, 2.4). Long
+ * work in the style of diffusion/train.c: a progress line, log.jsonl, signals stop cleanly after
+ * the chunk in flight. */
+#include "attrib/featurize.h"
+
+#include "attrib/store.h"
+#include "core/progress.h"
+#include "diffusion/schedule.h"
+#include "diffusion/trajectory.h"
+#include "io/model_folder.h"
+#include "unet/unet.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#ifdef JTRAK_MPI
+#include <mpi.h>
+#endif
+
+void featurize_options_default(FeaturizeOptions *o) {
+    memset(o, 0, sizeof *o);
+    o->k = 2048;
+    o->S = 20;
+    o->outfn = OUTFN_LOSS;
+    o->proj_kind = PROJ_RADEMACHER;
+    o->batch = 16;
+    o->kernel.lambda = 0;
+    o->kernel.auto_ridge = 0;
+    o->kernel.rescale = 1;
+}
+
+/* ---- MPI: every collective goes through these, so that without MPI they are no-ops ---------- */
+
+int featurize_mpi_built(void) {
+#ifdef JTRAK_MPI
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+#ifdef JTRAK_MPI
+static int mpi_active(void) {
+    int init = 0, fin = 0;
+    MPI_Initialized(&init);
+    MPI_Finalized(&fin);
+    return init && !fin;
+}
+#endif
+
+int featurize_mpi_init(int *argc, char ***argv) {
+#ifdef JTRAK_MPI
+    if (mpi_active()) {
+        int size;
+        MPI_Comm_size(MPI_COMM_WORLD, &size);
+        return size;
+    }
+    if (!getenv("OMPI_COMM_WORLD_SIZE") && !getenv("PMI_SIZE") && !getenv("PMIX_RANK")) return 1;
+    if (MPI_Init(argc, argv) != MPI_SUCCESS) return 1;
+    int size;
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    return size;
+#else
+    (void)argc, (void)argv;
+    return 1;
+#endif
+}
+
+int featurize_mpi_rank(void) {
+#ifdef JTRAK_MPI
+    if (mpi_active()) {
+        int r;
+        MPI_Comm_rank(MPI_COMM_WORLD, &r);
+        return r;
+    }
+#endif
+    return 0;
+}
+
+void featurize_mpi_finalize(void) {
+#ifdef JTRAK_MPI
+    if (mpi_active()) MPI_Finalize();
+#endif
+}
+
+static void comm_info(int *rank, int *size) {
+    *rank = 0, *size = 1;
+#ifdef JTRAK_MPI
+    if (mpi_active()) {
+        MPI_Comm_rank(MPI_COMM_WORLD, rank);
+        MPI_Comm_size(MPI_COMM_WORLD, size);
+    }
+#endif
+}
+
+/* The maximum of v over all processes (also a barrier). */
+static int comm_max(int v, int size) {
+#ifdef JTRAK_MPI
+    if (size > 1) {
+        int out = v;
+        MPI_Allreduce(&v, &out, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+        return out;
+    }
+#endif
+    (void)size;
+    return v;
+}
+
+/* ---- helpers -------------------------------------------------------------------------------- */
+
+static volatile sig_atomic_t g_stop_signal = 0;
+static void on_signal(int sig) {
+    g_stop_signal = sig;
+}
+
+static char *path_in(const char *dir, const char *name) {
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = xmalloc(n);
+    snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+static void fmt_bytes(char *buf, size_t cap, double b) {
+    if (b >= 1024.0 * 1024 * 1024)
+        snprintf(buf, cap, "%.2f GiB", b / (1024.0 * 1024 * 1024));
+    else
+        snprintf(buf, cap, "%.1f MiB", b / (1024.0 * 1024));
+}
+
+static void fmt_duration(char *buf, size_t cap, double s) {
+    if (!(s >= 0))
+        snprintf(buf, cap, "?");
+    else if (s < 60)
+        snprintf(buf, cap, "%.0fs", s);
+    else if (s < 3600)
+        snprintf(buf, cap, "%dm%02ds", (int)(s / 60), (int)s % 60);
+    else
+        snprintf(buf, cap, "%dh%02dm", (int)(s / 3600), (int)(s / 60) % 60);
+}
+
+size_t featurize_bytes(size_t engine_bytes, size_t P, int batch, int S, size_t D, int k,
+                       size_t proj_block_rows) {
+    size_t B = (size_t)batch, K = (size_t)k;
+    return engine_bytes + B * P * sizeof(float)  /* gradient slab (B, P) */
+           + proj_block_rows * K * sizeof(float) /* projector block */
+           + B * (size_t)S * D * sizeof(float)   /* draws eps (B, S, D) */
+           + B * D * sizeof(float)               /* x0 */
+           + B * K * sizeof(float)               /* projected rows */
+           + P * sizeof(float)                   /* the model's weights */
+           + K * K * sizeof(double)              /* Gram (rank 0) */
+           + K * K * sizeof(float);              /* kernel */
+}
+
+/* The model's schedule: its folder's scheduler_config.json, else diffusers' defaults. */
+static int load_schedule(const char *dir, NoiseSchedule *sched, JtError *err) {
+    SchedConfig sc;
+    sched_config_default(&sc);
+    char *sp = path_in(dir, "scheduler_config.json");
+    struct stat sb;
+    int rc = stat(sp, &sb) == 0 ? sched_config_load(&sc, sp, err) : JT_OK;
+    free(sp);
+    if (rc == JT_OK) rc = sched_init(sched, &sc, err);
+    return rc;
+}
+
+static int check_model_data(const char *dir, const UNet *net, const Dataset *data, JtError *err) {
+    const UNetConfig *cfg = unet_config(net);
+    if (data->c != cfg->in_channels || data->h != cfg->sample_size || data->w != cfg->sample_size)
+        return jt_fail(err,
+                       "%s/config.json: the model takes %dx%dx%d images (in_channels %d, "
+                       "sample_size %d) but the data are %dx%dx%d (%s); featurize with the "
+                       "data the model was trained on",
+                       dir, cfg->in_channels, cfg->sample_size, cfg->sample_size, cfg->in_channels,
+                       cfg->sample_size, data->c, data->h, data->w, data->description);
+    return JT_OK;
+}
+
+/* A warning (not an error) when the model's training.json names other data than `data`. */
+static void warn_training_data(const char *dir, const Dataset *data) {
+    char *path = path_in(dir, "training.json");
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        free(path);
+        return;
+    }
+    fseek(f, 0, SEEK_END);
+    long sz = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *text = xmalloc(sz > 0 ? (size_t)sz + 1 : 1);
+    size_t got = sz > 0 ? fread(text, 1, (size_t)sz, f) : 0;
+    text[got] = 0;
+    fclose(f);
+    cJSON *o = cJSON_Parse(text);
+    cJSON *d = o ? cJSON_GetObjectItemCaseSensitive(o, "dataset") : NULL;
+    cJSON *fp = d ? cJSON_GetObjectItemCaseSensitive(d, "fingerprint") : NULL;
+    cJSON *spec = d ? cJSON_GetObjectItemCaseSensitive(d, "spec") : NULL;
+    char want[17];
+    data_fingerprint_hex(data, want);
+    if (cJSON_IsString(fp) && strcmp(fp->valuestring, want) != 0)
+        fprintf(stderr,
+                "featurize: warning: %s says the model was trained on other data "
+                "(fingerprint %s: %s) than the data given (%s: %s); the scores will refer "
+                "to the rows of the data given\n",
+                path, fp->valuestring, cJSON_IsString(spec) ? spec->valuestring : "?", want,
+                data->description);
+    cJSON_Delete(o);
+    free(text);
+    free(path);
+}
+
+static void log_line(const char *dir, const char *line) {
+    char *path = path_in(dir, "log.jsonl");
+    FILE *f = fopen(path, "a");
+    if (f) {
+        fprintf(f, "%s\n", line);
+        fclose(f);
+    }
+    free(path);
+}
+
+/* ---- one model's rows ----------------------------------------------------------------------- */
+
+typedef struct {
+    const FeaturizeOptions *opt;
+    const Dataset *data;
+    FeatureStore *st;
+    int rank, size;
+    size_t rows_this_call; /* rows computed by this process in this call */
+    size_t rows_left_all;  /* rows still to compute by this process over all models (estimate) */
+    int estimated;         /* the memory/time estimate was printed */
+    double t_start;
+} Run;
+
+/* Which rows of the chunk still need computing (a chunk is redone whole if any row is missing, so
+ * that its rows are computed in the same batch as in any other run). */
+static int chunk_needed(const uint8_t *mask, size_t r0, size_t rows) {
+    for (size_t i = 0; i < rows; i++)
+        if (!mask[r0 + i]) return 1;
+    return 0;
+}
+
+/* Computes this process's missing chunks of model m. Sets *stopped on stop_after_rows/signal. */
+static int featurize_model(Run *run, int m, int *stopped, JtError *err) {
+    const FeaturizeOptions *opt = run->opt;
+    const Dataset *data = run->data;
+    FeatureStore *st = run->st;
+    const char *dir = opt->model_dirs[m];
+    const size_t n = st->n, B = (size_t)opt->batch, D = (size_t)data->c * data->h * data->w;
+    const int S = st->S, k = st->k;
+    const size_t n_chunks = (n + B - 1) / B;
+
+    uint8_t *mask = xmalloc(n);
+    if (store_rows_done(st, m, mask, NULL, err) != JT_OK) {
+        free(mask);
+        return JT_ERR;
+    }
+    size_t mine = 0, mine_done = 0; /* rows of this process's chunks, and those already done */
+    for (size_t c = (size_t)run->rank; c < n_chunks; c += (size_t)run->size) {
+        size_t r0 = c * B, rows = r0 + B <= n ? B : n - r0;
+        mine += rows;
+        if (!chunk_needed(mask, r0, rows)) mine_done += rows;
+    }
+    if (mine_done == mine) {
+        free(mask);
+        return JT_OK;
+    }
+
+    UNet *net = NULL;
+    NoiseSchedule sched = {0};
+    GradEngine *ge = NULL;
+    int rc = model_load(dir, &net, err);
+    if (rc == JT_OK && traj_model_fingerprint(net) != st->model_fingerprints[m])
+        rc = jt_fail(err,
+                     "%s: the model changed while featurizing (fingerprint differs from the "
+                     "store's); use a new --out",
+                     dir);
+    if (rc == JT_OK) rc = load_schedule(dir, &sched, err);
+    int cap = (int)(B < n ? B : n);
+    if (rc == JT_OK) rc = grad_engine_create(&ge, net, &sched, cap, err);
+    if (rc != JT_OK) {
+        if (net) unet_free(net);
+        if (sched.betas) sched_free(&sched);
+        free(mask);
+        return JT_ERR;
+    }
+    const size_t P = unet_num_params(net);
+    Projector pr;
+    proj_init(&pr, st->proj_kind, st->proj_seed, m, P, k);
+    float *grads = xmalloc(B * P * sizeof(float));           /* (B, P) */
+    float *X = xmalloc(B * (size_t)k * sizeof(float));       /* (B, k) */
+    float *x0 = xmalloc(B * D * sizeof(float));              /* (B, C, H, W) */
+    float *eps = xmalloc(B * (size_t)S * D * sizeof(float)); /* (B, S, C, H, W) */
+    int *t = xmalloc(B * (size_t)S * sizeof(int));           /* (B, S) */
+    size_t *rows_idx = xmalloc(B * sizeof(size_t));
+
+    if (!run->estimated && run->rank == 0 && !opt->quiet) {
+        size_t bytes =
+            featurize_bytes(grad_engine_bytes(ge), P, (int)B, S, D, k, pr.rows_per_block);
+        char b1[32], b2[32], b3[32];
+        fmt_bytes(b1, sizeof b1, (double)bytes);
+        fmt_bytes(b2, sizeof b2, (double)grad_engine_bytes(ge));
+        fmt_bytes(b3, sizeof b3, (double)(B * P * sizeof(float)));
+        fprintf(stderr,
+                "featurize: memory about %s per process (grad engine %s, gradient slab %s "
+                "for %zu x %zu, projector block %zu x %d, Gram %d x %d doubles) plus the "
+                "data\n",
+                b1, b2, b3, B, P, pr.rows_per_block, k, k, k);
+    }
+
+    char label[64];
+    if (run->size > 1)
+        snprintf(label, sizeof label, "featurize model %d/%d rank 0/%d", m + 1, st->n_models,
+                 run->size);
+    else
+        snprintf(label, sizeof label, "featurize model %d/%d", m + 1, st->n_models);
+    Progress prog;
+    progress_init(&prog, label, mine, mine_done, 1.0, "img");
+    prog.quiet = opt->quiet || run->rank != 0;
+    size_t done_mine = mine_done;
+    double t_sync = progress_now(), t_log = t_sync;
+    const int T = sched.T;
+
+    for (size_t c = (size_t)run->rank; c < n_chunks && rc == JT_OK; c += (size_t)run->size) {
+        size_t r0 = c * B, rows = r0 + B <= n ? B : n - r0;
+        if (!chunk_needed(mask, r0, rows)) continue;
+        double t0 = progress_now();
+#pragma omp parallel for schedule(static)
+        for (size_t b = 0; b < rows; b++)
+            attrib_draws(st->draw_seed, m,
+                         st->shared_draws ? ATTRIB_SHARED_ITEM : (uint64_t)(r0 + b), S, T, -1, D, t + b * (size_t)S,
+                         eps + b * (size_t)S * D);
+        for (size_t b = 0; b < rows; b++)
+            rows_idx[b] = r0 + b;
+        /* No flip: featurization is deterministic (method.md 6.2). */
+        data_batch_f32(data, rows_idx, NULL, rows, x0);
+        grad_engine_run(ge, st->outfn, (int)rows, S, x0, t, eps, grads, NULL);
+        proj_apply(&pr, grads, (int)rows, P, X);
+        for (size_t i = 0; i < rows * (size_t)k; i++) {
+            if (!isfinite(X[i])) {
+                rc = jt_fail(err,
+                             "%s: the features of training row %zu are not finite (NaN or "
+                             "Inf in the weights or the gradients)",
+                             dir, r0 + i / (size_t)k);
+                break;
+            }
+        }
+        if (rc == JT_OK) rc = store_write_rows(st, m, r0, rows, X, err);
+        if (rc == JT_OK) rc = store_mark_done(st, m, r0, rows, err);
+        if (rc != JT_OK) break;
+        memset(mask + r0, 1, rows);
+        done_mine += rows;
+        run->rows_this_call += rows;
+        if (run->rows_left_all >= rows) run->rows_left_all -= rows;
+        double now = progress_now();
+        if (!run->estimated) {
+            run->estimated = 1;
+            if (run->rank == 0 && !opt->quiet) {
+                double rate = (double)rows / (now - t0 > 1e-9 ? now - t0 : 1e-9);
+                char e[32];
+                fmt_duration(e, sizeof e, (double)run->rows_left_all / rate);
+                fprintf(stderr,
+                        "featurize: first chunk: %zu rows in %.2f s (%.2f rows/s per "
+                        "process): about %s for the %zu rows left to this process, plus "
+                        "the kernels\n",
+                        rows, now - t0, rate, e, run->rows_left_all);
+            }
+        }
+        progress_update(&prog, done_mine, NULL, done_mine == mine);
+        if (now - t_sync > 5.0) {
+            rc = store_sync(st, m, err);
+            t_sync = now;
+        }
+        if (run->rank == 0 && now - t_log > 30.0) {
+            char line[256];
+            snprintf(line, sizeof line,
+                     "{\"model\":%d,\"rows_done\":%zu,\"rows\":%zu,\"processes\":%d,"
+                     "\"rows_per_s\":%.3f,\"elapsed_s\":%.1f}",
+                     m, done_mine * (size_t)run->size, n, run->size,
+                     progress_rate(&prog, done_mine), now - run->t_start);
+            log_line(st->dir, line);
+            t_log = now;
+        }
+        if (g_stop_signal) {
+            *stopped = 2;
+            break;
+        }
+        if (opt->stop_after_rows > 0 && run->rows_this_call >= opt->stop_after_rows) {
+            *stopped = 1;
+            break;
+        }
+    }
+    if (rc == JT_OK) rc = store_sync(st, m, err);
+    if (rc == JT_OK && run->rank == 0) {
+        char line[256];
+        snprintf(line, sizeof line,
+                 "{\"model\":%d,\"rows_done_rank0\":%zu,\"rows_rank0\":%zu,"
+                 "\"processes\":%d,\"rows_per_s\":%.3f,\"elapsed_s\":%.1f,\"stopped\":%d}",
+                 m, done_mine, mine, run->size, progress_rate(&prog, done_mine),
+                 progress_now() - run->t_start, *stopped);
+        log_line(st->dir, line);
+    }
+    free(grads), free(X), free(x0), free(eps), free(t), free(rows_idx), free(mask);
+    proj_free(&pr);
+    grad_engine_free(ge);
+    sched_free(&sched);
+    unet_free(net);
+    return rc;
+}
+
+/* Rank 0: X^T X from the stored rows (blocks of about 32 MiB), the kernel, the manifest. */
+static int finalize_model(Run *run, int m, JtError *err) {
+    FeatureStore *st = run->st;
+    const int k = st->k;
+    const FeaturizeOptions *opt = run->opt;
+    uint8_t *mask = xmalloc(st->n);
+    size_t done = 0;
+    int rc = store_rows_done(st, m, mask, &done, err);
+    free(mask);
+    if (rc != JT_OK) return JT_ERR;
+    if (done != st->n)
+        return jt_fail(err,
+                       "%s/model_%d/done.npy: %zu of %zu rows done after every process "
+                       "finished; run the same command again",
+                       st->dir, m, done, st->n);
+    if (!st->featurized[m] && store_mark_featurized(st, m, err) != JT_OK) return JT_ERR;
+    double t0 = progress_now();
+    size_t blk = ((size_t)32 << 20) / ((size_t)k * sizeof(float));
+    if (blk < 1) blk = 1;
+    if (blk > st->n) blk = st->n;
+    float *X = xmalloc(blk * (size_t)k * sizeof(float));
+    Gram g;
+    gram_init(&g, k);
+    for (size_t r0 = 0; r0 < st->n && rc == JT_OK; r0 += blk) {
+        size_t rows = r0 + blk <= st->n ? blk : st->n - r0;
+        rc = store_read_features(st, m, r0, rows, X, err);
+        if (rc == JT_OK) gram_add(&g, X, rows);
+    }
+    free(X);
+    float *A = xmalloc((size_t)k * (size_t)k * sizeof(float));
+    KernelInfo info = {0};
+    if (rc == JT_OK) {
+        rc = kernel_invert(&g, &st->kernel, A, &info, err);
+        if (rc != JT_OK) {
+            JtError inner = *err;
+            jt_fail(err, "model %d (%s): %s", m, st->model_paths[m], inner.msg);
+        }
+    }
+    if (rc == JT_OK) rc = store_write_kernel(st, m, A, &info, err);
+    double dt = progress_now() - t0;
+    if (rc == JT_OK) {
+        if (!opt->quiet)
+            fprintf(stderr,
+                    "featurize: model %d/%d kernel (%d x %d, %.1f s): lambda %g (%s), "
+                    "%s\n",
+                    m + 1, st->n_models, k, k, dt, info.lambda_used,
+                    info.ridge_added ? "ridge added by --auto-ridge: X^T X was singular"
+                                     : "as requested, no ridge added",
+                    st->kernel.rescale ? "rescaled by 1/mean|A|" : "not rescaled");
+        char line[256];
+        snprintf(line, sizeof line,
+                 "{\"model\":%d,\"kernel\":{\"lambda_used\":%.9g,\"ridge_added\":"
+                 "%s,\"rescale_divisor\":%.9g,\"seconds\":%.2f}}",
+                 m, info.lambda_used, info.ridge_added ? "true" : "false", info.rescale_divisor,
+                 dt);
+        log_line(st->dir, line);
+    }
+    gram_free(&g);
+    free(A);
+    return rc;
+}
+
+/* ---- the run -------------------------------------------------------------------------------- */
+
+static int kernel_options_equal(const KernelOptions *a, const KernelOptions *b) {
+    return a->lambda == b->lambda && (a->auto_ridge != 0) == (b->auto_ridge != 0) &&
+           (a->rescale != 0) == (b->rescale != 0);
+}
+
+/* Rank 0: opens and checks the store, or creates it. */
+static int prepare_store(const FeaturizeOptions *opt, const StoreSpec *spec, FeatureStore *st,
+                         JtError *err) {
+    char *mp = path_in(opt->out_dir, STORE_MANIFEST);
+    struct stat sb;
+    int exists = stat(mp, &sb) == 0;
+    free(mp);
+    if (!exists) return store_create(st, opt->out_dir, spec, err);
+    if (store_open(st, opt->out_dir, err) != JT_OK) return JT_ERR;
+    int rc = store_check(st, spec, err);
+    if (rc == JT_OK && !kernel_options_equal(&st->kernel, &spec->kernel)) {
+        int any = 0;
+        for (int m = 0; m < st->n_models; m++)
+            any |= st->model_finalized[m];
+        if (any && !opt->quiet)
+            fprintf(stderr,
+                    "featurize: the kernel options changed (lambda %g -> %g, auto_ridge "
+                    "%d -> %d, rescale %d -> %d): the kernels are computed again from the "
+                    "stored features\n",
+                    st->kernel.lambda, spec->kernel.lambda, st->kernel.auto_ridge,
+                    spec->kernel.auto_ridge, st->kernel.rescale, spec->kernel.rescale);
+        rc = store_set_kernel_options(st, &spec->kernel, err);
+    }
+    if (rc != JT_OK) store_close(st);
+    return rc;
+}
+
+int featurize_run(const FeaturizeOptions *opt, const Dataset *data, JtError *err) {
+    if (opt->stopped) *opt->stopped = 0;
+    if (opt->n_models < 1) return jt_fail(err, "no model given (--models DIR[,DIR...])");
+    if (!opt->out_dir) return jt_fail(err, "no output store given (--out STORE)");
+    if (opt->k < 1) return jt_fail(err, "--k %d: must be at least 1", opt->k);
+    if (opt->S < 1) return jt_fail(err, "--S %d: must be at least 1", opt->S);
+    if (opt->batch < 1) return jt_fail(err, "--batch %d: must be at least 1", opt->batch);
+    if (!(opt->kernel.lambda >= 0))
+        return jt_fail(err, "--lambda %g: must be >= 0", opt->kernel.lambda);
+    if (data->n == 0) return jt_fail(err, "the dataset (%s) has no images", data->description);
+
+    Run run = {0};
+    run.opt = opt;
+    run.data = data;
+    run.t_start = progress_now();
+    comm_info(&run.rank, &run.size);
+    const int M = opt->n_models;
+
+    /* Every model: matches the data, fingerprint, parameter count. */
+    uint64_t *fps = xcalloc((size_t)M, sizeof *fps);
+    size_t *params = xcalloc((size_t)M, sizeof *params);
+    int rc = JT_OK;
+    for (int m = 0; m < M && rc == JT_OK; m++) {
+        UNet *net = NULL;
+        rc = model_load(opt->model_dirs[m], &net, err);
+        if (rc == JT_OK) rc = check_model_data(opt->model_dirs[m], net, data, err);
+        if (rc == JT_OK) {
+            fps[m] = traj_model_fingerprint(net);
+            params[m] = unet_num_params(net);
+            if (run.rank == 0) warn_training_data(opt->model_dirs[m], data);
+        }
+        if (net) unet_free(net);
+    }
+    StoreSpec spec = {M,
+                      opt->model_dirs,
+                      fps,
+                      params,
+                      data->n,
+                      data->fingerprint,
+                      data->description,
+                      opt->outfn,
+                      opt->S,
+                      opt->k,
+                      opt->proj_kind,
+                      opt->proj_seed,
+                      opt->draw_seed,
+                      opt->shared_draws,
+                      opt->kernel};
+    FeatureStore st;
+    memset(&st, 0, sizeof st);
+    int open = 0;
+    if (rc == JT_OK && run.rank == 0) {
+        rc = prepare_store(opt, &spec, &st, err);
+        open = rc == JT_OK;
+    }
+    /* Rank 0 has created or checked the store before anyone else opens it. */
+    int bad = comm_max(rc != JT_OK, run.size);
+    if (bad && rc == JT_OK)
+        rc = jt_fail(err, "%s: another process failed to prepare the store (see its message)",
+                     opt->out_dir);
+    if (rc == JT_OK && run.rank != 0) {
+        rc = store_open(&st, opt->out_dir, err);
+        open = rc == JT_OK;
+    }
+    bad = comm_max(rc != JT_OK, run.size);
+    if (bad && rc == JT_OK)
+        rc = jt_fail(err, "%s: another process failed to open the store (see its message)",
+                     opt->out_dir);
+    if (rc != JT_OK) {
+        if (open) store_close(&st);
+        free(fps), free(params);
+        return JT_ERR;
+    }
+    run.st = &st;
+
+    /* What is left, for the estimate and the opening line. */
+    int *need_rows = xcalloc((size_t)M, sizeof *need_rows),
+        *need_kernel = xcalloc((size_t)M, sizeof *need_kernel);
+    size_t left_total = 0;
+    {
+        uint8_t *mask = xmalloc(st.n);
+        const size_t B = (size_t)opt->batch, n_chunks = (st.n + B - 1) / B;
+        for (int m = 0; m < M && rc == JT_OK; m++) {
+            need_kernel[m] = !st.model_finalized[m];
+            need_rows[m] = !st.featurized[m];
+            if (!need_rows[m]) continue;
+            size_t done = 0;
+            rc = store_rows_done(&st, m, mask, &done, err);
+            left_total += st.n - done;
+            for (size_t c = (size_t)run.rank; c < n_chunks && rc == JT_OK; c += (size_t)run.size) {
+                size_t r0 = c * B, rows = r0 + B <= st.n ? B : st.n - r0;
+                if (chunk_needed(mask, r0, rows)) run.rows_left_all += rows;
+            }
+        }
+        free(mask);
+    }
+    bad = comm_max(rc != JT_OK, run.size);
+    if (bad && rc == JT_OK)
+        rc = jt_fail(err, "%s: another process failed to read the store (see its message)",
+                     opt->out_dir);
+    if (rc == JT_OK && run.rank == 0 && !opt->quiet) {
+        int nk = 0;
+        for (int m = 0; m < M; m++)
+            nk += need_kernel[m];
+        fprintf(stderr,
+                "featurize: %d model(s), %zu rows (%s), k %d, S %d, output %s, batch %d, "
+                "%d process(es): %zu rows and %d kernel(s) left -> %s\n",
+                M, st.n, data->description, st.k, st.S, outfn_name(st.outfn), opt->batch, run.size,
+                left_total, nk, st.dir);
+    }
+
+    void (*old_int)(int) = signal(SIGINT, on_signal);
+    void (*old_term)(int) = signal(SIGTERM, on_signal);
+    g_stop_signal = 0;
+    int stopped = 0;
+    for (int m = 0; m < M && rc == JT_OK; m++) {
+        if (!need_kernel[m]) continue;
+        if (need_rows[m]) {
+            int my_stop = 0;
+            rc = featurize_model(&run, m, &my_stop, err);
+            /* Every process reaches this point for every model: errors and stops are shared. */
+            int any_bad = comm_max(rc != JT_OK, run.size), any_stop = comm_max(my_stop, run.size);
+            if (any_bad && rc == JT_OK)
+                rc = jt_fail(err, "model %d: another process failed (see its message)", m);
+            if (rc != JT_OK) break;
+            if (any_stop) {
+                stopped = my_stop ? my_stop : any_stop;
+                if (run.rank == 0 && !opt->quiet) {
+                    uint8_t *mask = xmalloc(st.n);
+                    size_t done = 0;
+                    if (store_rows_done(&st, m, mask, &done, err) == JT_OK)
+                        fprintf(stderr,
+                                "featurize: stopped at %zu/%zu rows of model %d/%d%s; the "
+                                "same command resumes\n",
+                                done, st.n, m + 1, M, stopped == 2 ? " (signal)" : "");
+                    free(mask);
+                }
+                break;
+            }
+        }
+        if (run.rank == 0) rc = finalize_model(&run, m, err);
+        int any_bad = comm_max(rc != JT_OK, run.size);
+        if (any_bad && rc == JT_OK)
+            rc = jt_fail(err, "model %d: the kernel failed on rank 0 (see its message)", m);
+    }
+    signal(SIGINT, old_int);
+    signal(SIGTERM, old_term);
+    if (rc == JT_OK && !stopped && run.rank == 0 && !opt->quiet)
+        fprintf(stderr, "featurize: done: %d model(s) finalized in %s (%.1f s)\n", M, st.dir,
+                progress_now() - run.t_start);
+    if (opt->stopped) *opt->stopped = stopped;
+    free(need_rows), free(need_kernel);
+    store_close(&st);
+    free(fps), free(params);
+    return rc;
+}

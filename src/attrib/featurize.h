@@ -1,0 +1,79 @@
+/* featurize.h: TRAK's featurize and finalize steps (method.md 1.4, 2.1-2.5) for an ensemble of
+ * model folders: for every model m and training row i,
+ *   x_i = P_m^T phi_i / sqrt(p),  phi_i = sum_{s<S} grad_theta f(theta_m; x_i, t_s, eps_s)
+ * with (t_s, eps_s) = attrib_draws(draw seed, m, i) and P_m the Rademacher matrix of
+ * (projector seed, m); then A_m = (X_m^T X_m + lambda I)^{-1} / mean|.| . Everything goes to a
+ * feature store (attrib/store.h).
+ *
+ * Rows are computed in chunks of `batch` consecutive rows; a chunk's rows are written, synced and
+ * then marked done, so a run that is killed or stopped loses at most the chunk in flight and the
+ * same call resumes it. Every draw is keyed by (seed, model, row), the projection by (seed, model,
+ * parameter row), and a row's gradient and projection are bitwise independent of the other rows of
+ * its batch (attrib/outfn.c, attrib/project.c), so the features do not depend on how the work is
+ * split: a resumed run (with any --batch), a run on several MPI ranks and an uninterrupted one
+ * write identical files.
+ *
+ * MPI (when built with JTRAK_MPI and MPI was initialised, see featurize_mpi_init): rank r of size
+ * computes the chunks c with c % size == r and writes its rows into the shared files (pwrite at
+ * row offsets); rank 0 creates or checks the store first and computes each model's kernel once
+ * every rank has finished the model's rows. Without MPI the same code runs as rank 0 of 1. */
+#ifndef JTRAK_FEATURIZE_H
+#define JTRAK_FEATURIZE_H
+
+#include "attrib/kernel.h"
+#include "attrib/outfn.h"
+#include "attrib/project.h"
+#include "core/common.h"
+#include "data/dataset.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    const char *const *model_dirs; /* (n_models) model folders: the ensemble, model_id = index */
+    int n_models;
+    const char *out_dir;    /* the store */
+    int k;                  /* projection dimension (default 2048) */
+    int S;                  /* draws (timestep, noise) per training row (default 20) */
+    OutFn outfn;            /* default OUTFN_LOSS */
+    ProjKind proj_kind;     /* default PROJ_RADEMACHER */
+    uint64_t proj_seed;     /* default 0 */
+    uint64_t draw_seed;     /* default 0 */
+    int shared_draws;       /* same draws for every row (ATTRIB_SHARED_ITEM); default 0 */
+    int batch;              /* rows per chunk (default 16); does not change the features:
+                               per-example gradients and projections are batch-invariant */
+    KernelOptions kernel;   /* lambda 0, auto_ridge off, rescale on */
+    size_t stop_after_rows; /* stop after the chunk that reaches this many rows computed by
+                               this process in this call (0 = no limit): for tests */
+    int quiet;              /* no progress line, estimates or notes */
+    int *stopped;           /* out, may be NULL: 0 complete, 1 stop_after_rows, 2 signal */
+} FeaturizeOptions;
+
+void featurize_options_default(FeaturizeOptions *o);
+
+/* Featurizes (or resumes) and finalizes every model on `data` (the rows as selected: row i of the
+ * store is row i of data). An existing store must describe the same models, data, output function,
+ * S, k, projector and draw seed, or it is refused naming the field; changed kernel options
+ * recompute the kernels from the stored features. Returns JT_OK when the run ended (complete or
+ * stopped: see opt->stopped), JT_ERR with err filled otherwise. */
+int featurize_run(const FeaturizeOptions *opt, const Dataset *data, JtError *err);
+
+/* Bytes of memory a process needs per model, the estimate featurize prints: grad engine, gradient
+ * slab (batch x P floats), projector block, draws, features, model, Gram (k x k doubles) and
+ * kernel, with the grad engine's bytes given (grad_engine_bytes). */
+size_t featurize_bytes(size_t engine_bytes, size_t P, int batch, int S, size_t D, int k,
+                       size_t proj_block_rows);
+
+/* ---- MPI ---- */
+
+/* 1 if this binary was built with MPI (JTRAK_MPI). */
+int featurize_mpi_built(void);
+/* Initialises MPI when the binary was built with it and the environment says the process was
+ * started by mpirun / mpiexec (OMPI_COMM_WORLD_SIZE, PMI_SIZE or PMIX_RANK set); returns the number
+ * of processes (1 otherwise). Call once, before featurize_run; pair with featurize_mpi_finalize. */
+int featurize_mpi_init(int *argc, char ***argv);
+/* This process's rank (0 without MPI). */
+int featurize_mpi_rank(void);
+void featurize_mpi_finalize(void);
+
+#endif

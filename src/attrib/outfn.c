@@ -1,0 +1,190 @@
+/* outfn.c: the model-output functions of attribution (method.md 1.3, 1.4) and their per-example
+ * gradients (method.md 2.2, Journey-TRAK's torch.func.vmap(grad(...))), computed from batched
+ * forward/backward passes of the U-Net with one gradient slab per example (unet_backward's
+ * example stride), and the keyed random draws (timesteps and noise) of attribution.
+ *
+ * Per draw slot s the batch is x_t[b] = sqrt(abar) x0[b] + sqrt(1 - abar) eps[b, s] at t[b, s]
+ * (diffusers' add_noise), one forward, d f / d eps_theta per example, one backward accumulating
+ * into grads + b * P. Every op of the U-Net loops over the batch and calls BLAS once per sample
+ * with the shapes of that sample alone, so example b's slab is bitwise what a batch of one
+ * example gives (tests/test_outfn.c checks it). The S draws accumulate in the slabs: the sum over
+ * draws is Journey-TRAK's in-place accumulation (method.md 1.3, 1.4: a sum, not a mean). */
+#include "attrib/outfn.h"
+
+#include "core/rng.h"
+#include "nn/nn.h"
+
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct GradEngine {
+    const UNet *net;
+    const NoiseSchedule *sched;
+    int batch;
+    int H, W;
+    size_t D_in;  /* in_channels * H * W: one image, one noise draw */
+    size_t D_out; /* out_channels * H * W: eps_theta of one image (D of method.md) */
+    size_t P;
+    UNetRun *run;
+    float *xt;   /* (batch, D_in) the noised inputs of one draw slot */
+    float *tf;   /* (batch) their timesteps as float (as diffusers converts them) */
+    float *out;  /* (batch, D_out) eps_theta */
+    float *dout; /* (batch, D_out) d f / d eps_theta */
+};
+
+const char *outfn_name(OutFn f) {
+    switch (f) {
+    case OUTFN_LOSS:
+        return "loss";
+    case OUTFN_SQNORM:
+        return "sqnorm";
+    }
+    CHECK(0, "bad output function %d", (int)f);
+}
+
+int outfn_parse(const char *name, OutFn *f) {
+    if (strcmp(name, "loss") == 0) {
+        *f = OUTFN_LOSS;
+        return 1;
+    }
+    if (strcmp(name, "sqnorm") == 0) {
+        *f = OUTFN_SQNORM;
+        return 1;
+    }
+    return 0;
+}
+
+int grad_engine_create(GradEngine **out, const UNet *net, const NoiseSchedule *sched, int batch,
+                       JtError *err) {
+    *out = NULL;
+    if (batch < 1) return jt_fail(err, "gradient batch %d: must be at least 1", batch);
+    const UNetConfig *cfg = unet_config(net);
+    GradEngine *g = xcalloc(1, sizeof *g);
+    g->net = net;
+    g->sched = sched;
+    g->batch = batch;
+    g->H = g->W = cfg->sample_size;
+    g->D_in = (size_t)cfg->in_channels * g->H * g->W;
+    g->D_out = (size_t)cfg->out_channels * g->H * g->W;
+    g->P = unet_num_params(net);
+    if (unet_run_create(&g->run, net, batch, g->H, g->W, err) != JT_OK) {
+        free(g);
+        return JT_ERR;
+    }
+    g->xt = xmalloc((size_t)batch * g->D_in * sizeof(float));
+    g->tf = xmalloc((size_t)batch * sizeof(float));
+    g->out = xmalloc((size_t)batch * g->D_out * sizeof(float));
+    g->dout = xmalloc((size_t)batch * g->D_out * sizeof(float));
+    *out = g;
+    return JT_OK;
+}
+
+void grad_engine_free(GradEngine *g) {
+    if (!g) return;
+    unet_run_free(g->run);
+    free(g->xt);
+    free(g->tf);
+    free(g->out);
+    free(g->dout);
+    free(g);
+}
+
+size_t grad_engine_bytes(const GradEngine *g) {
+    size_t B = (size_t)g->batch;
+    return sizeof *g + unet_run_bytes(g->run) +
+           sizeof(float) * (B * g->D_in + B + 2 * B * g->D_out);
+}
+
+void grad_engine_run(GradEngine *g, OutFn f, int B, int S, const float *x0, const int *t,
+                     const float *eps, float *grads, double *values) {
+    CHECK(B >= 1 && B <= g->batch, "batch %d outside 1..%d", B, g->batch);
+    CHECK(S >= 1, "%d draws", S);
+    CHECK(f == OUTFN_LOSS || f == OUTFN_SQNORM, "bad output function %d", (int)f);
+    /* The loss compares eps_theta with the noise that was added: same shape needed. */
+    CHECK(f != OUTFN_LOSS || g->D_in == g->D_out,
+          "the denoising loss needs in_channels == out_channels (%zu vs %zu values per image)",
+          g->D_in, g->D_out);
+    const size_t D_in = g->D_in, D = g->D_out, P = g->P;
+    const int T = g->sched->T;
+
+    /* Zero the B slabs, one example per iteration (B * P floats: parallel over examples). */
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < B; b++)
+        memset(grads + (size_t)b * P, 0, P * sizeof(float));
+    if (values)
+        for (int b = 0; b < B; b++)
+            values[b] = 0.0;
+
+    /* torch's mse_loss backward: (pred - target) * (2 / D) * grad_out; for mean(eps_theta^2),
+     * (1 / D) * (2 * eps_theta), which is the same float since 2 * x and 2 / D = 2 * (1 / D) are
+     * exact scalings by two. */
+    const float norm = (float)(2.0 / (double)D);
+    for (int s = 0; s < S; s++) {
+        for (int b = 0; b < B; b++) {
+            const int ts = t[(size_t)b * S + s];
+            CHECK(ts >= 0 && ts < T, "timestep %d of example %d, draw %d outside 0..%d", ts, b, s,
+                  T - 1);
+            const float *e = eps + ((size_t)b * S + s) * D_in;
+            sched_add_noise(g->xt + (size_t)b * D_in, x0 + (size_t)b * D_in, e, &ts, 1, D_in,
+                            g->sched);
+            g->tf[b] = (float)ts;
+        }
+        unet_forward(g->net, g->run, B, g->out, g->xt, g->tf);
+        for (int b = 0; b < B; b++) {
+            const float *y = g->out + (size_t)b * D;
+            float *dy = g->dout + (size_t)b * D;
+            const float *e = eps + ((size_t)b * S + s) * D_in;
+            double fv = 0.0;
+            if (f == OUTFN_LOSS) {
+                fv = mse_forward(y, e, D);
+                for (size_t i = 0; i < D; i++)
+                    dy[i] = (y[i] - e[i]) * norm;
+            } else {
+                for (size_t i = 0; i < D; i++) {
+                    fv += (double)y[i] * (double)y[i];
+                    dy[i] = y[i] * norm;
+                }
+                fv /= (double)D;
+            }
+            if (values) values[b] += fv;
+        }
+        unet_backward(g->net, g->run, B, grads, P, g->dout, NULL);
+    }
+}
+
+/* ---- the draws ----------------------------------------------------------------------------
+ * One attribution stream per (model, item, slot), all under RNG_TAG_ATTRIB_NOISE:
+ *   rng_stream(RNG_TAG_ATTRIB_NOISE, a = item, b = (uint32 model_id) << 32 | slot)
+ * with slot = s (0 <= s < 2^32 - 1) for the noise of draw s (index = element 0..D-1, through
+ * rng_fill_normal) and slot = 0xffffffff for the timesteps (index = s, through rng_randint).
+ * Distinct (model_id, item, slot) are distinct (a, b) pairs, and rng_stream is a bijection of
+ * (a, b) before its truncation to 64 bits, so streams coincide only by a 64-bit chance (rng.h).
+ * A draw depends only on (seed, model_id, item, s) (and D, T): not on S, the batch, the threads
+ * or the order of calls; the first S draws of S' > S draws are the S draws. */
+#define ATTRIB_SLOT_TIMESTEPS 0xffffffffu
+
+static uint64_t attrib_stream(int model_id, uint64_t item, uint32_t slot) {
+    return rng_stream(RNG_TAG_ATTRIB_NOISE, item, ((uint64_t)(uint32_t)model_id << 32) | slot);
+}
+
+void attrib_draws(uint64_t seed, int model_id, uint64_t item, int S, int T, int t_fixed, size_t D,
+                  int *t, float *eps) {
+    CHECK(model_id >= 0, "model id %d", model_id);
+    CHECK(S >= 1 && (uint64_t)S < ATTRIB_SLOT_TIMESTEPS, "%d draws", S);
+    CHECK(T >= 1, "T = %d", T);
+    CHECK(t_fixed < T, "fixed timestep %d outside 0..%d", t_fixed, T - 1);
+    const uint64_t ts = attrib_stream(model_id, item, ATTRIB_SLOT_TIMESTEPS);
+    for (int s = 0; s < S; s++) {
+        t[s] = t_fixed >= 0 ? t_fixed : (int)rng_randint(seed, ts, (uint64_t)s, (uint32_t)T);
+        rng_fill_normal(eps + (size_t)s * D, D, seed, attrib_stream(model_id, item, (uint32_t)s),
+                        0);
+    }
+}
+
+/* Bit 62 set (training rows are < 2^62), sample in bits 24..55, timestep in bits 0..23. */
+uint64_t attrib_target_key(int sample, int timestep) {
+    CHECK(sample >= 0, "target sample %d", sample);
+    CHECK(timestep >= 0 && timestep < (1 << 24), "target timestep %d outside 0..2^24-1", timestep);
+    return ((uint64_t)1 << 62) | ((uint64_t)(uint32_t)sample << 24) | (uint64_t)timestep;
+}

@@ -1,0 +1,55 @@
+/* outfn.h: the model-output functions of attribution and their per-example gradients
+ * (method.md 1.3, 1.4, 2.2). For an example (or a target) with clean image x0 and S draws
+ * (t_s, eps_s), the function is summed over the draws:
+ *   OUTFN_LOSS    f = sum_s mean_e (eps_s - eps_theta(sqrt(abar_t) x0 + sqrt(1 - abar_t) eps_s, t_s))^2
+ *                 (the denoising loss: TRAK / Journey-TRAK, F.mse_loss with mean reduction)
+ *   OUTFN_SQNORM  f = sum_s mean_e eps_theta(x_t_s, t_s)^2      (D-TRAK's "square" output)
+ * and its gradient with respect to every parameter is one row of a (B, P) slab, computed from
+ * batched forward/backward passes with per-example gradient slabs (unet_backward's example
+ * stride), never with batch size 1. */
+#ifndef JTRAK_OUTFN_H
+#define JTRAK_OUTFN_H
+
+#include "core/common.h"
+#include "diffusion/schedule.h"
+#include "unet/unet.h"
+
+#include <stdint.h>
+
+typedef enum { OUTFN_LOSS = 0, OUTFN_SQNORM = 1 } OutFn;
+
+const char *outfn_name(OutFn f); /* "loss", "sqnorm" */
+int outfn_parse(const char *name, OutFn *f);
+
+typedef struct GradEngine GradEngine;
+
+/* An engine for batches of up to `batch` examples of the model's image size. */
+int grad_engine_create(GradEngine **out, const UNet *net, const NoiseSchedule *sched, int batch,
+                       JtError *err);
+void grad_engine_free(GradEngine *g);
+size_t grad_engine_bytes(const GradEngine *g);
+
+/* grads (B, P) is OVERWRITTEN with the per-example gradients of f for B <= batch examples:
+ * x0 (B, C, H, W), t (B, S) timesteps, eps (B, S, C, H, W) noise. Also writes each example's
+ * value of f into values (B) when non-NULL. */
+void grad_engine_run(GradEngine *g, OutFn f, int B, int S, const float *x0, const int *t,
+                     const float *eps, float *grads, double *values);
+
+/* The draws of attribution, keyed so they depend only on (seed, model, item, slot):
+ * train features:   item = training row, timesteps uniform on {0..T-1} (with replacement)
+ * target gradients: item = target key (see attrib_target_key), timesteps all equal to t_fixed
+ *                   when t_fixed >= 0, else uniform.
+ * t (S) and eps (S, D). */
+void attrib_draws(uint64_t seed, int model_id, uint64_t item, int S, int T, int t_fixed, size_t D,
+                  int *t, float *eps);
+/* The item of shared draws (common random numbers): with them every training row and every target
+ * uses the same (t_s, eps_s) for slot s (a journey target keeps its fixed t and takes eps_s), as
+ * D-TRAK seeds its noise by timestep so that training and query gradients share it. Row indices
+ * and target keys (bit 62) never reach bit 63. */
+#define ATTRIB_SHARED_ITEM ((uint64_t)1 << 63)
+
+/* A key for target draws that differs from every training row: (sample index, step) packed with
+ * a high tag bit. */
+uint64_t attrib_target_key(int sample, int timestep);
+
+#endif

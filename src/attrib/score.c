@@ -1,0 +1,484 @@
+/* score.c: see score.h. Phase 1 computes the projected target gradients Gamma[m][s] (N, k) of
+ * every model and step (small); phase 2 walks the training rows in tiles, adding each model's
+ * X_tile A_m Gamma^T / M, and writes the tile's scores and offers them to the top-k trackers. */
+/* realpath() is XSI */
+#define _XOPEN_SOURCE 700
+#include "attrib/score.h"
+
+#include "attrib/kernel.h"
+#include "attrib/outfn.h"
+#include "attrib/project.h"
+#include "attrib/scoremat.h"
+#include "attrib/store.h"
+#include "core/progress.h"
+#include "diffusion/trajectory.h"
+#include "io/model_folder.h"
+#include "io/npy.h"
+#include "io/safetensors.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const METHOD_NAMES[] = {"journey", "trak", "dtrak", "pixel"};
+
+const char *score_method_name(ScoreMethod m) { return METHOD_NAMES[m]; }
+
+int score_method_parse(const char *name, ScoreMethod *m) {
+    for (int i = 0; i < 4; i++)
+        if (strcmp(name, METHOD_NAMES[i]) == 0) {
+            *m = (ScoreMethod)i;
+            return JT_OK;
+        }
+    return JT_ERR;
+}
+
+void score_options_default(ScoreOptions *o) {
+    memset(o, 0, sizeof *o);
+    o->method = METHOD_JOURNEY;
+    o->steps = "all";
+    o->targets = "all";
+    o->R = 20;
+    o->topk = 10;
+    o->tile_rows = 4096;
+    o->batch = 16;
+}
+
+static int step_specific(ScoreMethod m) { return m == METHOD_JOURNEY || m == METHOD_PIXEL; }
+
+/* Parses a comma list of integers into a malloc'd array. */
+static int parse_int_list(const char *s, const char *what, int **out, int *n, JtError *err) {
+    *out = NULL;
+    *n = 0;
+    int cap = 8;
+    int *v = xmalloc((size_t)cap * sizeof *v);
+    const char *p = s;
+    while (*p) {
+        char *end;
+        errno = 0;
+        long x = strtol(p, &end, 10);
+        if (end == p || errno || x < 0 || x > 1000000000 || (*end && *end != ',')) {
+            free(v);
+            return jt_fail(err, "%s '%s': expected comma-separated non-negative integers", what, s);
+        }
+        if (*n == cap) v = xrealloc(v, (size_t)(cap *= 2) * sizeof *v);
+        v[(*n)++] = (int)x;
+        p = *end ? end + 1 : end;
+    }
+    if (*n == 0) {
+        free(v);
+        return jt_fail(err, "%s '%s': empty list", what, s);
+    }
+    *out = v;
+    return JT_OK;
+}
+
+/* Resolves --steps against the trajectory: indices into its steps, in trajectory order. */
+static int resolve_steps(const char *spec, const Trajectory *tr, int **kidx, int *n, JtError *err) {
+    *kidx = xmalloc((size_t)tr->S * sizeof **kidx);
+    *n = 0;
+    if (strcmp(spec, "all") == 0) {
+        for (int k = 0; k < tr->S; k++) (*kidx)[(*n)++] = k;
+        return JT_OK;
+    }
+    int a, b, c;
+    char tail;
+    if (sscanf(spec, "%d:%d:%d%c", &a, &b, &c, &tail) == 3) {
+        if (a < 0 || b <= a || c < 1)
+            return jt_fail(err, "--steps '%s': a range is START:STOP:STRIDE with 0 <= START < STOP "
+                                "and STRIDE >= 1", spec);
+        for (int k = 0; k < tr->S; k++) {
+            int t = tr->timesteps[k];
+            if (t >= a && t < b && (t - a) % c == 0) (*kidx)[(*n)++] = k;
+        }
+        if (*n == 0)
+            return jt_fail(err, "--steps '%s': no step of the trajectory (%d..%d, %d steps) is in "
+                                "that range", spec, tr->timesteps[tr->S - 1], tr->timesteps[0], tr->S);
+        return JT_OK;
+    }
+    int *ts, nt;
+    if (parse_int_list(spec, "--steps", &ts, &nt, err) != JT_OK) return JT_ERR;
+    for (int i = 0; i < nt; i++) {
+        int k = traj_step_index(tr, ts[i]);
+        if (k < 0) {
+            int t0 = tr->timesteps[0], t1 = tr->timesteps[tr->S - 1];
+            jt_fail(err, "--steps: step %d is not in the trajectory (its %d steps run from %d down "
+                         "to %d)", ts[i], tr->S, t0, t1);
+            free(ts);
+            return JT_ERR;
+        }
+        (*kidx)[(*n)++] = k;
+    }
+    free(ts);
+    return JT_OK;
+}
+
+static int resolve_targets(const char *spec, const Trajectory *tr, int **out, int *n, JtError *err) {
+    if (strcmp(spec, "all") == 0) {
+        *out = xmalloc((size_t)tr->n * sizeof **out);
+        for (int i = 0; i < tr->n; i++) (*out)[i] = i;
+        *n = tr->n;
+        return JT_OK;
+    }
+    if (parse_int_list(spec, "--targets", out, n, err) != JT_OK) return JT_ERR;
+    for (int i = 0; i < *n; i++)
+        if ((*out)[i] >= tr->n)
+            return jt_fail(err, "--targets: sample %d is not in the trajectory (it has %d samples)",
+                           (*out)[i], tr->n);
+    return JT_OK;
+}
+
+static char *fmt_hex(uint64_t v, char buf[17]) {
+    snprintf(buf, 17, "%016llx", (unsigned long long)v);
+    return buf;
+}
+
+/* The clean image a target's output function starts from. */
+static const float *target_image(const Trajectory *tr, ScoreMethod m, int sample, int k) {
+    size_t D = (size_t)tr->C * tr->H * tr->W;
+    if (m == METHOD_JOURNEY || m == METHOD_PIXEL) return tr->x0_hat + ((size_t)sample * tr->S + k) * D;
+    return tr->x_0 + (size_t)sample * D;
+}
+
+/* Phase 1 for one model: Gamma (n_eff, N, k) of the projected target gradients. */
+static int target_features(const FeatureStore *st, int m, const Trajectory *tr,
+                           const ScoreOptions *o, const int *tg, int N, const int *kidx,
+                           int n_eff, float *gamma, JtError *err) {
+    UNet *net;
+    if (model_load(st->model_paths[m], &net, err) != JT_OK) return JT_ERR;
+    int rc = JT_OK;
+    if (traj_model_fingerprint(net) != st->model_fingerprints[m])
+        rc = jt_fail(err, "%s: the model changed since the store %s was featurized (fingerprint "
+                          "differs); featurize again", st->model_paths[m], st->dir);
+    NoiseSchedule sched;
+    SchedConfig sc;
+    sched_config_default(&sc);
+    char *sp = xmalloc(strlen(st->model_paths[m]) + 32);
+    sprintf(sp, "%s/scheduler_config.json", st->model_paths[m]);
+    FILE *probe = fopen(sp, "r");
+    if (probe) fclose(probe);
+    if (rc == JT_OK && probe) rc = sched_config_load(&sc, sp, err);
+    free(sp);
+    if (rc == JT_OK) rc = sched_init(&sched, &sc, err);
+    if (rc != JT_OK) {
+        unet_free(net);
+        return JT_ERR;
+    }
+    int B = o->batch < N ? o->batch : N;
+    GradEngine *ge = NULL;
+    rc = grad_engine_create(&ge, net, &sched, B, err);
+    const size_t P = unet_num_params(net), D = (size_t)tr->C * tr->H * tr->W;
+    const int R = o->R, k = st->k;
+    OutFn fn = st->outfn; /* journey takes the store's; trak and dtrak were checked to match */
+    Projector pr;
+    proj_init(&pr, st->proj_kind, st->proj_seed, m, P, k);
+    float *x0 = xmalloc((size_t)B * D * sizeof(float)), *eps = xmalloc((size_t)B * R * D * sizeof(float));
+    float *grads = xmalloc((size_t)B * P * sizeof(float));
+    int *t = xmalloc((size_t)B * R * sizeof(int));
+    Progress prog;
+    progress_init(&prog, "score: target gradients", (size_t)n_eff * N, 0, 1.0, "targets");
+    prog.quiet = o->quiet;
+    for (int s = 0; rc == JT_OK && s < n_eff; s++) {
+        int tstep = step_specific(o->method) ? tr->timesteps[kidx[s]] : -1;
+        for (int j0 = 0; j0 < N; j0 += B) {
+            int nb = N - j0 < B ? N - j0 : B;
+            for (int b = 0; b < nb; b++) {
+                int sample = tg[j0 + b];
+                memcpy(x0 + b * D, target_image(tr, o->method, sample, kidx[s]), D * sizeof(float));
+                uint64_t key = st->shared_draws
+                                   ? ATTRIB_SHARED_ITEM
+                                   : attrib_target_key(sample, tstep >= 0 ? tstep : sched.T);
+                attrib_draws(o->seed, m, key, R, sched.T, tstep, D, t + (size_t)b * R,
+                             eps + (size_t)b * R * D);
+            }
+            grad_engine_run(ge, fn, nb, R, x0, t, eps, grads, NULL);
+            proj_apply(&pr, grads, nb, P, gamma + ((size_t)s * N + j0) * k);
+            progress_update(&prog, (size_t)s * N + j0 + nb, NULL, 0);
+        }
+    }
+    free(x0), free(eps), free(grads), free(t);
+    proj_free(&pr);
+    grad_engine_free(ge);
+    sched_free(&sched);
+    unet_free(net);
+    return rc;
+}
+
+typedef struct {
+    char *final_path, *tmp_path;
+    NpyFile f;
+    int open;
+} ScoreFile;
+
+static void print_table(const TopK *tk, int n_eff, const int *tg, int N, const int *labels_t,
+                        const Dataset *data) {
+    for (int j = 0; j < N; j++)
+        for (int s = 0; s < n_eff; s++) {
+            const TopK *t = &tk[s];
+            if (labels_t)
+                printf("target %d (sample %d) t=%d\n", j, tg[j], labels_t[s]);
+            else
+                printf("target %d (sample %d) final image\n", j, tg[j]);
+            for (int side = 0; side < 2; side++) {
+                printf("  %s:", side ? "opponents " : "proponents");
+                for (int r = 0; r < t->count[j]; r++) {
+                    size_t row = side ? t->opp_idx[j * t->k + r] : t->pro_idx[j * t->k + r];
+                    float v = side ? t->opp_val[j * t->k + r] : t->pro_val[j * t->k + r];
+                    const char *cls = data ? data_class_name(data, data->labels[row]) : NULL;
+                    printf(" %zu%s%s%s(%+.4g)", row, cls ? "[" : "", cls ? cls : "", cls ? "]" : "", v);
+                }
+                printf("\n");
+            }
+        }
+}
+
+static cJSON *topk_json(const TopK *tk, int n_eff, const int *tg, int N, const int *labels_t,
+                        const Dataset *data) {
+    cJSON *arr = cJSON_CreateArray();
+    for (int j = 0; j < N; j++)
+        for (int s = 0; s < n_eff; s++) {
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddNumberToObject(e, "target", j);
+            cJSON_AddNumberToObject(e, "sample", tg[j]);
+            if (labels_t)
+                cJSON_AddNumberToObject(e, "step", labels_t[s]);
+            else
+                cJSON_AddStringToObject(e, "step", "final");
+            for (int side = 0; side < 2; side++) {
+                cJSON *list = cJSON_AddArrayToObject(e, side ? "opponents" : "proponents");
+                for (int r = 0; r < tk[s].count[j]; r++) {
+                    size_t row = side ? tk[s].opp_idx[j * tk[s].k + r] : tk[s].pro_idx[j * tk[s].k + r];
+                    float v = side ? tk[s].opp_val[j * tk[s].k + r] : tk[s].pro_val[j * tk[s].k + r];
+                    cJSON *it = cJSON_CreateObject();
+                    cJSON_AddNumberToObject(it, "row", (double)row);
+                    if (data) cJSON_AddNumberToObject(it, "source_index", (double)data->index[row]);
+                    cJSON_AddNumberToObject(it, "score", v);
+                    cJSON_AddItemToArray(list, it);
+                }
+            }
+            cJSON_AddItemToArray(arr, e);
+        }
+    return arr;
+}
+
+static int write_json(const char *dir, const char *name, cJSON *o, JtError *err) {
+    char *text = cJSON_Print(o);
+    char *path = xmalloc(strlen(dir) + strlen(name) + 2);
+    sprintf(path, "%s/%s", dir, name);
+    int rc = atomic_file_write(path, text, strlen(text), err);
+    free(path);
+    free(text);
+    return rc;
+}
+
+int score_run(const ScoreOptions *o, const Dataset *data_in, JtError *err) {
+    Trajectory tr = {0};
+    FeatureStore st;
+    memset(&st, 0, sizeof st);
+    int have_store = 0, rc = JT_OK, N = 0, n_steps = 0;
+    int *tg = NULL, *kidx = NULL;
+    Dataset own = {0};
+    const Dataset *data = data_in;
+    if (o->R < 1) return jt_fail(err, "--R %d: need at least one draw per target", o->R);
+    if (o->topk < 1) return jt_fail(err, "--topk %d: must be at least 1", o->topk);
+    if (traj_load(&tr, o->traj_path, err) != JT_OK) return JT_ERR;
+    rc = resolve_steps(o->steps, &tr, &kidx, &n_steps, err);
+    if (rc == JT_OK) rc = resolve_targets(o->targets, &tr, &tg, &N, err);
+
+    if (rc == JT_OK && o->store_dir) {
+        rc = store_open(&st, o->store_dir, err);
+        have_store = rc == JT_OK;
+    } else if (rc == JT_OK && o->method != METHOD_PIXEL) {
+        rc = jt_fail(err, "method %s needs a feature store (--store); only pixel works without one",
+                     score_method_name(o->method));
+    }
+    if (rc == JT_OK && have_store && o->method != METHOD_PIXEL) {
+        OutFn want = o->method == METHOD_DTRAK ? OUTFN_SQNORM : OUTFN_LOSS;
+        int found = 0;
+        for (int m = 0; m < st.n_models; m++) found |= st.model_fingerprints[m] == tr.model_fingerprint;
+        char h1[17];
+        if (o->method != METHOD_JOURNEY && st.outfn != want)
+            rc = jt_fail(err, "%s: the store was featurized with output function '%s', method %s "
+                              "needs '%s' (featurize with --output %s)", st.dir, outfn_name(st.outfn),
+                         score_method_name(o->method), outfn_name(want), outfn_name(want));
+        else if (!st.finalized)
+            rc = jt_fail(err, "%s: the store is not finished (featurize was interrupted); run the "
+                              "same featurize command to complete it", st.dir);
+        else if (!found)
+            rc = jt_fail(err, "%s: the trajectory was sampled from a model (fingerprint %s) that is "
+                              "not one of the store's %d model(s)", o->traj_path,
+                         fmt_hex(tr.model_fingerprint, h1), st.n_models);
+    }
+    if (rc == JT_OK && !data) {
+        if (!have_store) {
+            rc = jt_fail(err, "method pixel without a store needs the training data (data options)");
+        } else {
+            DatasetSpec spec;
+            data_spec_init(&spec);
+            rc = data_spec_parse(&spec, st.data_spec, err);
+            if (rc == JT_OK) rc = data_load(&spec, &own, err);
+            data_spec_free(&spec);
+            data = rc == JT_OK ? &own : NULL;
+        }
+    }
+    if (rc == JT_OK && have_store && data->fingerprint != st.data_fingerprint)
+        rc = jt_fail(err, "the training data (%s) is not the store's (fingerprint differs)",
+                     data->description);
+    if (rc == JT_OK && (data->c != tr.C || data->h != tr.H || data->w != tr.W))
+        rc = jt_fail(err, "%s: samples are %dx%dx%d but the training images are %dx%dx%d",
+                     o->traj_path, tr.C, tr.H, tr.W, data->c, data->h, data->w);
+    if (rc != JT_OK) goto done;
+
+    const size_t n = data->n, D = (size_t)tr.C * tr.H * tr.W;
+    const int n_eff = step_specific(o->method) ? n_steps : 1;
+    const int M = o->method == METHOD_PIXEL ? 0 : st.n_models, k = have_store ? st.k : 0;
+    int *labels_t = NULL;
+    if (step_specific(o->method)) {
+        labels_t = xmalloc((size_t)n_eff * sizeof(int));
+        for (int s = 0; s < n_eff; s++) labels_t[s] = tr.timesteps[kidx[s]];
+    }
+
+    /* Phase 1: projected target gradients of every model. */
+    float **gamma = xcalloc((size_t)(M ? M : 1), sizeof(float *)), **AG = xcalloc((size_t)(M ? M : 1), sizeof(float *));
+    for (int m = 0; rc == JT_OK && m < M; m++) {
+        gamma[m] = xmalloc((size_t)n_eff * N * k * sizeof(float));
+        rc = target_features(&st, m, &tr, o, tg, N, kidx, n_eff, gamma[m], err);
+        if (rc == JT_OK) { /* A_m Gamma^T for every step */
+            float *A = xmalloc((size_t)k * k * sizeof(float));
+            rc = store_read_kernel(&st, m, A, err);
+            AG[m] = xmalloc((size_t)n_eff * k * N * sizeof(float));
+            for (int s = 0; rc == JT_OK && s < n_eff; s++)
+                scoremat_prepare(A, gamma[m] + (size_t)s * N * k, k, N, AG[m] + (size_t)s * k * N);
+            free(A);
+        }
+    }
+    if (rc == JT_OK) rc = model_mkdirs(o->out_dir, err);
+
+    /* Phase 2: training rows in tiles. */
+    ScoreFile *files = xcalloc((size_t)n_eff, sizeof *files);
+    TopK *tk = xcalloc((size_t)n_eff, sizeof *tk);
+    for (int s = 0; s < n_eff; s++) topk_init(&tk[s], N, o->topk);
+    for (int s = 0; rc == JT_OK && !o->topk_only && s < n_eff; s++) {
+        char name[64];
+        if (labels_t)
+            snprintf(name, sizeof name, "scores_t%d.npy", labels_t[s]);
+        else
+            snprintf(name, sizeof name, "scores_final.npy");
+        files[s].final_path = xmalloc(strlen(o->out_dir) + 80);
+        files[s].tmp_path = xmalloc(strlen(o->out_dir) + 90);
+        sprintf(files[s].final_path, "%s/%s", o->out_dir, name);
+        sprintf(files[s].tmp_path, "%s/.%s.partial", o->out_dir, name);
+        size_t shape[2] = {n, (size_t)N};
+        rc = npy_create(&files[s].f, files[s].tmp_path, NPY_F32, 2, shape, err);
+        files[s].open = rc == JT_OK;
+    }
+    size_t tile = o->tile_rows ? o->tile_rows : 4096;
+    float *X = xmalloc(tile * (size_t)(k ? k : 1) * sizeof(float));
+    float *out = xmalloc(tile * (size_t)N * n_eff * sizeof(float));
+    float *timg = o->method == METHOD_PIXEL ? xmalloc(tile * D * sizeof(float)) : NULL;
+    Progress prog;
+    progress_init(&prog, "score: training rows", n, 0, 1.0, "rows");
+    prog.quiet = o->quiet;
+    for (size_t row0 = 0; rc == JT_OK && row0 < n; row0 += tile) {
+        size_t rows = n - row0 < tile ? n - row0 : tile;
+        memset(out, 0, rows * (size_t)N * n_eff * sizeof(float));
+        for (int m = 0; rc == JT_OK && m < M; m++) {
+            rc = store_read_features(&st, m, row0, rows, X, err);
+            for (int s = 0; rc == JT_OK && s < n_eff; s++)
+                scoremat_tile(X, rows, AG[m] + (size_t)s * k * N, k, N, 1.0f / (float)M,
+                              out + (size_t)s * rows * N);
+        }
+        if (o->method == METHOD_PIXEL) {
+            for (size_t i = 0; i < rows; i++) data_image_f32(data, row0 + i, 0, timg + i * D);
+            for (int s = 0; s < n_eff; s++)
+                for (int j = 0; j < N; j++) {
+                    const float *y = target_image(&tr, o->method, tg[j], kidx[s]);
+                    double yy = 0;
+                    for (size_t e = 0; e < D; e++) yy += (double)y[e] * y[e];
+#pragma omp parallel for schedule(static)
+                    for (size_t i = 0; i < rows; i++) {
+                        const float *x = timg + i * D;
+                        double xy = 0, xx = 0;
+                        for (size_t e = 0; e < D; e++) xy += (double)x[e] * y[e], xx += (double)x[e] * x[e];
+                        double den = sqrt(xx * yy);
+                        out[(size_t)s * rows * N + i * N + j] = den > 0 ? (float)(xy / den) : 0.0f;
+                    }
+                }
+        }
+        for (int s = 0; rc == JT_OK && s < n_eff; s++) {
+            const float *o_s = out + (size_t)s * rows * N;
+            if (files[s].open) rc = npy_write_rows(&files[s].f, row0, rows, o_s, err);
+            topk_push(&tk[s], o_s, row0, rows);
+        }
+        progress_update(&prog, row0 + rows, NULL, row0 + rows == n);
+    }
+    for (int s = 0; s < n_eff; s++) {
+        if (files[s].open) {
+            JtError e2;
+            int crc = npy_close(&files[s].f, &e2);
+            if (rc == JT_OK && crc != JT_OK) rc = crc, *err = e2;
+            if (rc == JT_OK && rename(files[s].tmp_path, files[s].final_path) != 0)
+                rc = jt_fail(err, "%s: cannot rename into place: %s", files[s].final_path, strerror(errno));
+            if (rc != JT_OK) remove(files[s].tmp_path);
+        }
+        free(files[s].final_path), free(files[s].tmp_path);
+        topk_finish(&tk[s]);
+    }
+    if (rc == JT_OK) {
+        cJSON *topk = cJSON_CreateObject();
+        cJSON_AddStringToObject(topk, "method", score_method_name(o->method));
+        cJSON_AddNumberToObject(topk, "topk", o->topk);
+        cJSON_AddItemToObject(topk, "results", topk_json(tk, n_eff, tg, N, labels_t, data));
+        rc = write_json(o->out_dir, "topk.json", topk, err);
+        cJSON_Delete(topk);
+    }
+    if (rc == JT_OK) {
+        char h[17];
+        cJSON *man = cJSON_CreateObject();
+        cJSON_AddStringToObject(man, "format", "jtrak-scores-v1");
+        cJSON_AddStringToObject(man, "method", score_method_name(o->method));
+        cJSON_AddNumberToObject(man, "R", o->R);
+        char seed[32];
+        snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed);
+        cJSON_AddStringToObject(man, "seed", seed);
+        cJSON_AddBoolToObject(man, "topk_only", o->topk_only);
+        cJSON *steps = cJSON_AddArrayToObject(man, "steps");
+        for (int s = 0; labels_t && s < n_eff; s++) cJSON_AddItemToArray(steps, cJSON_CreateNumber(labels_t[s]));
+        cJSON *targets = cJSON_AddArrayToObject(man, "targets");
+        for (int j = 0; j < N; j++) cJSON_AddItemToArray(targets, cJSON_CreateNumber(tg[j]));
+        cJSON *t = cJSON_AddObjectToObject(man, "trajectory");
+        char *abs = realpath(o->traj_path, NULL);
+        cJSON_AddStringToObject(t, "path", abs ? abs : o->traj_path);
+        free(abs);
+        cJSON_AddStringToObject(t, "model_fingerprint", fmt_hex(tr.model_fingerprint, h));
+        if (have_store) {
+            cJSON *sj = cJSON_AddObjectToObject(man, "store");
+            abs = realpath(st.dir, NULL);
+            cJSON_AddStringToObject(sj, "path", abs ? abs : st.dir);
+            free(abs);
+            cJSON_AddNumberToObject(sj, "models", st.n_models);
+            cJSON_AddNumberToObject(sj, "k", st.k);
+            cJSON_AddNumberToObject(sj, "S", st.S);
+            cJSON_AddStringToObject(sj, "output_function", outfn_name(st.outfn));
+        }
+        cJSON *dj = cJSON_AddObjectToObject(man, "dataset");
+        cJSON_AddStringToObject(dj, "spec", data->description);
+        cJSON_AddStringToObject(dj, "fingerprint", fmt_hex(data->fingerprint, h));
+        cJSON_AddNumberToObject(dj, "n", (double)n);
+        rc = write_json(o->out_dir, "manifest.json", man, err);
+        cJSON_Delete(man);
+    }
+    if (rc == JT_OK) print_table(tk, n_eff, tg, N, labels_t, data);
+    for (int s = 0; s < n_eff; s++) topk_free(&tk[s]);
+    for (int m = 0; m < M; m++) free(gamma[m]), free(AG[m]);
+    free(gamma), free(AG), free(files), free(tk), free(X), free(out), free(timg), free(labels_t);
+done:
+    free(tg), free(kidx);
+    traj_free(&tr);
+    if (have_store) store_close(&st);
+    data_free(&own);
+    return rc;
+}

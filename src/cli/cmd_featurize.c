@@ -1,0 +1,167 @@
+/* cmd_featurize.c: `jtrak featurize --models DIR[,DIR...] --out STORE` computes the TRAK features
+ * of every training row for every model of an ensemble and each model's kernel, into a feature
+ * store (see attrib/featurize.h and attrib/store.h). Re-running the same command resumes; under
+ * mpirun (a build with MPI) the rows are shared among the processes. */
+#include "attrib/featurize.h"
+#include "cli/cli_common.h"
+#include "cli/commands.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void help(void) {
+    printf(
+        "usage: jtrak featurize --models DIR[,DIR...] --out STORE [options]\n\n"
+        "  --models LIST        model folders (an ensemble; model m gets projection m), trained\n"
+        "                       on the data given below\n"
+        "  --out STORE          the feature store folder (created, or resumed if it exists)\n"
+        "features (a resumed store must use the same):\n"
+        "  --k N                projection dimension (default 2048)\n"
+        "  --S N                (timestep, noise) draws per training image (default 20)\n"
+        "  --output F           loss (default: TRAK / Journey-TRAK) or sqnorm (D-TRAK)\n"
+        "  --proj-seed N        seed of the projection matrices (default 0)\n"
+        "  --draws D            independent (default: fresh (t, eps) per row, as Journey-TRAK) or\n"
+        "                       shared (the same draws for every row and target, as D-TRAK)\n"
+        "  --seed N             seed of the timestep and noise draws (default 0)\n"
+        "kernel (may change on a finished store: the kernels are recomputed):\n"
+        "  --lambda X           ridge added to X^T X before inversion (default 0)\n"
+        "  --auto-ridge         if X^T X + lambda I is singular, add the smallest ridge that "
+        "works\n"
+        "  --no-rescale         keep A = (X^T X + lambda I)^-1 (default: divide by mean |A| as "
+        "TRAK)\n"
+        "run control:\n"
+        "  --batch N            training images per gradient batch (default 16; results do not\n"
+        "                       depend on it)\n"
+        "  --stop-after-rows N  stop after about N rows of this invocation (whole batches)\n"
+        "  --quiet              no progress line\n\n"
+        "Under mpirun (when jtrak was built with MPI) every process computes a share of the "
+        "rows.\n\n");
+    cli_data_help(stdout);
+}
+
+/* Splits "a,b,c" into a NULL-terminated malloc'd array of malloc'd strings. */
+static char **split_list(const char *s, int *count) {
+    int n = 1;
+    for (const char *p = s; *p; p++)
+        n += *p == ',';
+    char **out = xcalloc((size_t)n + 1, sizeof *out);
+    int i = 0;
+    const char *start = s;
+    for (const char *p = s;; p++) {
+        if (*p == ',' || *p == 0) {
+            size_t len = (size_t)(p - start);
+            if (len > 0) {
+                out[i] = xmalloc(len + 1);
+                memcpy(out[i], start, len);
+                out[i][len] = 0;
+                i++;
+            }
+            if (*p == 0) break;
+            start = p + 1;
+        }
+    }
+    *count = i;
+    return out;
+}
+
+static void free_list(char **l) {
+    if (!l) return;
+    for (char **p = l; *p; p++)
+        free(*p);
+    free(l);
+}
+
+int cmd_featurize(int argc, char **argv) {
+    Args a;
+    args_init(&a, "featurize", argc, argv);
+    if (args_flag(&a, "help")) {
+        help();
+        args_free(&a);
+        return 0;
+    }
+    FeaturizeOptions o;
+    featurize_options_default(&o);
+    const char *models = args_str(&a, "models", NULL);
+    o.out_dir = args_str(&a, "out", NULL);
+    o.k = (int)args_long(&a, "k", o.k, 1, 1 << 20);
+    o.S = (int)args_long(&a, "S", o.S, 1, 1 << 20);
+    const char *output = args_str(&a, "output", "loss");
+    o.proj_seed = args_u64(&a, "proj-seed", o.proj_seed);
+    o.draw_seed = args_u64(&a, "seed", o.draw_seed);
+    const char *draws = args_str(&a, "draws", "independent");
+    if (strcmp(draws, "shared") == 0) {
+        o.shared_draws = 1;
+    } else if (strcmp(draws, "independent") != 0) {
+        fprintf(stderr, "jtrak featurize: --draws must be independent or shared, not '%s'\n", draws);
+        args_free(&a);
+        return 2;
+    }
+    o.batch = (int)args_long(&a, "batch", o.batch, 1, 1 << 16);
+    o.kernel.lambda = args_double(&a, "lambda", 0, 0, 1e300);
+    o.kernel.auto_ridge = args_flag(&a, "auto-ridge");
+    o.kernel.rescale = !args_flag(&a, "no-rescale");
+    o.stop_after_rows = (size_t)args_long(&a, "stop-after-rows", 0, 0, 1L << 50);
+    o.quiet = args_flag(&a, "quiet");
+    int stopped = 0;
+    o.stopped = &stopped;
+
+    int rc = 0;
+    if (!models || !o.out_dir) {
+        fprintf(stderr, "jtrak featurize: --models DIR[,DIR...] and --out STORE are required (see "
+                        "'jtrak featurize --help')\n");
+        args_free(&a);
+        return 2;
+    }
+    if (!outfn_parse(output, &o.outfn)) {
+        fprintf(stderr, "jtrak featurize: --output must be loss or sqnorm, not '%s'\n", output);
+        args_free(&a);
+        return 2;
+    }
+    char **dirs = split_list(models, &o.n_models);
+    o.model_dirs = (const char *const *)dirs;
+    if (o.n_models == 0) {
+        fprintf(stderr, "jtrak featurize: --models '%s' names no folder\n", models);
+        free_list(dirs);
+        args_free(&a);
+        return 2;
+    }
+
+    /* The data are loaded at the size of the first model; featurize_run checks every model. */
+    JtError err;
+    UNetConfig cfg;
+    Dataset data = {0};
+    /* A bad model folder is reported as such, not as the data options left unread. */
+    if (cli_model_config(dirs[0], &cfg, &err) != JT_OK) {
+        args_free(&a);
+        free_list(dirs);
+        return cli_error("featurize", &err);
+    }
+    int loaded_data = cli_load_dataset(&a, &cfg, &data, &err) == JT_OK;
+    rc = args_finish(&a);
+    args_free(&a);
+    if (rc) {
+        data_free(&data);
+        free_list(dirs);
+        return rc;
+    }
+    if (!loaded_data) {
+        free_list(dirs);
+        return cli_error("featurize", &err);
+    }
+
+    featurize_mpi_init(NULL, NULL);
+    int rank = featurize_mpi_rank();
+    rc = featurize_run(&o, &data, &err);
+    data_free(&data);
+    free_list(dirs);
+    int status = 0;
+    if (rc != JT_OK) {
+        status = cli_error("featurize", &err);
+    } else {
+        if (rank == 0) printf("%s\n", o.out_dir);
+        status = stopped == 2 ? 130 : 0; /* 130: interrupted, as shells report SIGINT */
+    }
+    featurize_mpi_finalize();
+    return status;
+}

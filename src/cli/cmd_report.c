@@ -1,0 +1,192 @@
+/* cmd_report.c: `jtrak report --scores DIR` turns a score folder (manifest.json + topk.json) into
+ * the HTML page and the PNG figure of src/report: per target, x̂_0 along the scored steps and the
+ * top proponents and opponents under each step. The trajectory and the training images are read
+ * from where the score manifest says they came from, and their fingerprints are checked. */
+#include "cli/cli_common.h"
+#include "cli/commands.h"
+#include "diffusion/trajectory.h"
+#include "report/report.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static cJSON *read_json(const char *dir, const char *name, JtError *err) {
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *path = xmalloc(n);
+    snprintf(path, n, "%s/%s", dir, name);
+    FILE *f = fopen(path, "rb");
+    cJSON *j = NULL;
+    if (!f) {
+        jt_fail(err, "%s: cannot open (is %s a score folder written by jtrak score?)", path, dir);
+    } else {
+        fseek(f, 0, SEEK_END);
+        long len = ftell(f);
+        fseek(f, 0, SEEK_SET);
+        char *text = xmalloc((size_t)len + 1);
+        size_t got = fread(text, 1, (size_t)len, f);
+        text[got] = 0;
+        fclose(f);
+        j = cJSON_Parse(text);
+        free(text);
+        if (!j) jt_fail(err, "%s: not valid JSON", path);
+    }
+    free(path);
+    return j;
+}
+
+static const char *jstr(const cJSON *o, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+int cmd_report(int argc, char **argv) {
+    Args a;
+    args_init(&a, "report", argc, argv);
+    if (args_flag(&a, "help")) {
+        printf("usage: jtrak report --scores DIR [--out report.html] [--png figure.png]\n"
+               "Writes a self-contained HTML page and a PNG figure from a folder written by\n"
+               "jtrak score (default: DIR/report.html and DIR/figure.png).\n");
+        args_free(&a);
+        return 0;
+    }
+    const char *dir = args_str(&a, "scores", NULL);
+    const char *html = args_str(&a, "out", NULL), *png = args_str(&a, "png", NULL);
+    int rc = args_finish(&a);
+    if (rc == 0 && !dir) {
+        fprintf(stderr, "jtrak report: --scores DIR is required\n");
+        rc = 2;
+    }
+    args_free(&a);
+    if (rc) return rc;
+    char *html_def = xmalloc(strlen(dir) + 32), *png_def = xmalloc(strlen(dir) + 32);
+    sprintf(html_def, "%s/report.html", dir);
+    sprintf(png_def, "%s/figure.png", dir);
+    if (!html) html = html_def;
+    if (!png) png = png_def;
+
+    JtError err;
+    Trajectory tr = {0};
+    Dataset data = {0};
+    cJSON *man = read_json(dir, "manifest.json", &err), *topk = NULL;
+    rc = man ? JT_OK : JT_ERR;
+    if (rc == JT_OK && !(topk = read_json(dir, "topk.json", &err))) rc = JT_ERR;
+    const cJSON *traj = man ? cJSON_GetObjectItem(man, "trajectory") : NULL;
+    const cJSON *ds = man ? cJSON_GetObjectItem(man, "dataset") : NULL;
+    const cJSON *steps = man ? cJSON_GetObjectItem(man, "steps") : NULL;
+    const cJSON *targets = man ? cJSON_GetObjectItem(man, "targets") : NULL;
+    const cJSON *results = topk ? cJSON_GetObjectItem(topk, "results") : NULL;
+    const char *method = man ? jstr(man, "method") : NULL;
+    if (rc == JT_OK && (!traj || !jstr(traj, "path") || !ds || !jstr(ds, "spec") ||
+                        !jstr(ds, "fingerprint") || !cJSON_IsArray(steps) ||
+                        !cJSON_IsArray(targets) || !cJSON_IsArray(results) || !method))
+        rc = jt_fail(&err, "%s/manifest.json or topk.json: not a jtrak score folder "
+                           "(format jtrak-scores-v1)", dir);
+    if (rc == JT_OK) rc = traj_load(&tr, jstr(traj, "path"), &err);
+    if (rc == JT_OK) {
+        char h[17];
+        snprintf(h, sizeof h, "%016llx", (unsigned long long)tr.model_fingerprint);
+        if (!jstr(traj, "model_fingerprint") || strcmp(h, jstr(traj, "model_fingerprint")) != 0)
+            rc = jt_fail(&err, "%s: the trajectory changed since it was scored (model fingerprint "
+                               "differs)", jstr(traj, "path"));
+    }
+    if (rc == JT_OK) {
+        DatasetSpec spec;
+        data_spec_init(&spec);
+        rc = data_spec_parse(&spec, jstr(ds, "spec"), &err);
+        if (rc == JT_OK) rc = data_load(&spec, &data, &err);
+        data_spec_free(&spec);
+        char h[17];
+        if (rc == JT_OK && strcmp(data_fingerprint_hex(&data, h), jstr(ds, "fingerprint")) != 0)
+            rc = jt_fail(&err, "the training data (%s) changed since it was scored", data.description);
+    }
+    if (rc != JT_OK) {
+        cJSON_Delete(man), cJSON_Delete(topk);
+        traj_free(&tr);
+        free(html_def), free(png_def);
+        return cli_error("report", &err);
+    }
+
+    const int N = cJSON_GetArraySize(targets), n_steps = cJSON_GetArraySize(steps);
+    const int final_only = n_steps == 0, n_cols = final_only ? 1 : n_steps;
+    const int K = cJSON_GetObjectItem(topk, "topk") ? cJSON_GetObjectItem(topk, "topk")->valueint : 0;
+    const size_t D = (size_t)tr.C * tr.H * tr.W;
+    int *step_v = xmalloc((size_t)(n_steps ? n_steps : 1) * sizeof(int));
+    int *tid = xmalloc((size_t)N * sizeof(int));
+    float *xhat = xmalloc((size_t)N * (n_steps ? n_steps : 1) * D * sizeof(float));
+    float *final = xmalloc((size_t)N * D * sizeof(float));
+    size_t cells = (size_t)N * n_cols * (K > 0 ? K : 1);
+    size_t *pro_idx = xmalloc(cells * sizeof(size_t)), *opp_idx = xmalloc(cells * sizeof(size_t));
+    float *pro_val = xcalloc(cells, sizeof(float)), *opp_val = xcalloc(cells, sizeof(float));
+    for (size_t c = 0; c < cells; c++) pro_idx[c] = opp_idx[c] = REPORT_NO_ROW;
+    for (int s = 0; s < n_steps; s++) step_v[s] = cJSON_GetArrayItem(steps, s)->valueint;
+    for (int j = 0; rc == JT_OK && j < N; j++) {
+        tid[j] = cJSON_GetArrayItem(targets, j)->valueint;
+        if (tid[j] < 0 || tid[j] >= tr.n) {
+            rc = jt_fail(&err, "%s: target sample %d is not in the trajectory", dir, tid[j]);
+            break;
+        }
+        memcpy(final + j * D, tr.x_0 + (size_t)tid[j] * D, D * sizeof(float));
+        for (int s = 0; rc == JT_OK && s < n_steps; s++) {
+            int k = traj_step_index(&tr, step_v[s]);
+            if (k < 0) rc = jt_fail(&err, "%s: step %d is not in the trajectory", dir, step_v[s]);
+            else memcpy(xhat + ((size_t)j * n_steps + s) * D, tr.x0_hat + ((size_t)tid[j] * tr.S + k) * D, D * sizeof(float));
+        }
+    }
+    /* topk.json lists (target, step) entries; place each in its cell. */
+    const cJSON *e;
+    cJSON_ArrayForEach(e, results) {
+        if (rc != JT_OK) break;
+        int j = cJSON_GetObjectItem(e, "target") ? cJSON_GetObjectItem(e, "target")->valueint : -1;
+        const cJSON *st = cJSON_GetObjectItem(e, "step");
+        int col = 0;
+        if (!final_only) {
+            col = -1;
+            for (int s = 0; st && cJSON_IsNumber(st) && s < n_steps; s++)
+                if (step_v[s] == st->valueint) col = s;
+        }
+        if (j < 0 || j >= N || col < 0) {
+            rc = jt_fail(&err, "%s/topk.json: an entry names a target or step the manifest lacks", dir);
+            break;
+        }
+        for (int side = 0; side < 2; side++) {
+            const cJSON *list = cJSON_GetObjectItem(e, side ? "opponents" : "proponents"), *it;
+            int r = 0;
+            cJSON_ArrayForEach(it, list) {
+                if (r >= K) break;
+                size_t c = ((size_t)j * n_cols + col) * K + r++;
+                double row = cJSON_GetObjectItem(it, "row") ? cJSON_GetObjectItem(it, "row")->valuedouble : -1;
+                double v = cJSON_GetObjectItem(it, "score") ? cJSON_GetObjectItem(it, "score")->valuedouble : 0;
+                if (row < 0 || row >= (double)data.n) {
+                    rc = jt_fail(&err, "%s/topk.json: training row %.0f is outside the dataset (%zu rows)",
+                                 dir, row, data.n);
+                    break;
+                }
+                (side ? opp_idx : pro_idx)[c] = (size_t)row;
+                (side ? opp_val : pro_val)[c] = (float)v;
+            }
+        }
+    }
+    float *train = rc == JT_OK ? data_images_f32(&data) : NULL;
+    char prov[1024];
+    snprintf(prov, sizeof prov, "scores: %s; trajectory: %s (model %s); training data: %s",
+             dir, jstr(traj, "path"), jstr(traj, "model_fingerprint"), data.description);
+    ReportData rd = {
+        .n_targets = N, .n_steps = n_steps, .topk = K, .C = tr.C, .H = tr.H, .W = tr.W,
+        .steps = step_v, .xhat = n_steps ? xhat : NULL, .final = final, .final_only = final_only,
+        .pro_idx = pro_idx, .opp_idx = opp_idx, .pro_val = pro_val, .opp_val = opp_val,
+        .train = train, .n_train = data.n, .train_source_index = data.index,
+        .train_labels = data.n_classes ? data.labels : NULL,
+        .class_names = (const char *const *)data.class_names, .n_classes = data.n_classes,
+        .target_ids = tid, .title = NULL, .method = method, .provenance = prov};
+    if (rc == JT_OK) rc = report_write_html(html, &rd, &err);
+    if (rc == JT_OK) rc = report_write_png(png, &rd, &err);
+    if (rc == JT_OK) printf("%s\n%s\n", html, png);
+    free(step_v), free(tid), free(xhat), free(final), free(pro_idx), free(opp_idx), free(pro_val);
+    free(opp_val), free(train), free(html_def), free(png_def);
+    cJSON_Delete(man), cJSON_Delete(topk);
+    traj_free(&tr);
+    data_free(&data);
+    return rc == JT_OK ? 0 : cli_error("report", &err);
+}

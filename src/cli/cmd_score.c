@@ -1,0 +1,84 @@
+/* cmd_score.c: `jtrak score` scores generated samples (a trajectory file) against the training set
+ * of a feature store, per sampling step; see attrib/score.h. The top-k table goes to stdout. */
+#include "attrib/score.h"
+#include "cli/cli_common.h"
+#include "cli/commands.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static void help(void) {
+    printf("usage: jtrak score --store STORE --trajectory FILE --out DIR [options]\n"
+           "  --method M       journey (default: x̂_0 of step t re-noised at t), trak (final image,\n"
+           "                   loss at random t), dtrak (final image, squared-norm output; needs a\n"
+           "                   store featurized with --output sqnorm), pixel (cosine similarity)\n"
+           "  --steps S        all (default), a list 900,500,100, or START:STOP:STRIDE\n"
+           "  --targets L      all (default) or a list of sample indices\n"
+           "  --R N            noise draws per target gradient (default 20)\n"
+           "  --topk K         proponents and opponents kept per target and step (default 10)\n"
+           "  --topk-only      do not write the dense score matrices\n"
+           "  --tile N         training rows per tile (memory bound; default 4096)\n"
+           "  --batch B        targets per gradient batch (default 16)\n"
+           "  --seed N         seed of the target draws (default 0)\n"
+           "  --quiet          no progress line\n"
+           "pixel works without --store when given the training data (--size N: the samples'\n"
+           "size, to fit the images with --fit):\n");
+    cli_data_help(stdout);
+}
+
+int cmd_score(int argc, char **argv) {
+    Args a;
+    args_init(&a, "score", argc, argv);
+    if (args_flag(&a, "help")) {
+        help();
+        args_free(&a);
+        return 0;
+    }
+    ScoreOptions o;
+    score_options_default(&o);
+    o.store_dir = args_str(&a, "store", NULL);
+    o.traj_path = args_str(&a, "trajectory", NULL);
+    o.out_dir = args_str(&a, "out", NULL);
+    const char *method = args_str(&a, "method", "journey");
+    o.steps = args_str(&a, "steps", o.steps);
+    o.targets = args_str(&a, "targets", o.targets);
+    o.R = (int)args_long(&a, "R", o.R, 1, 100000);
+    o.topk = (int)args_long(&a, "topk", o.topk, 1, 100000);
+    o.topk_only = args_flag(&a, "topk-only");
+    o.tile_rows = (size_t)args_long(&a, "tile", (long)o.tile_rows, 1, 1L << 30);
+    o.batch = (int)args_long(&a, "batch", o.batch, 1, 4096);
+    o.seed = args_u64(&a, "seed", 0);
+    o.quiet = args_flag(&a, "quiet");
+    int want_data = args_str(&a, "data", NULL) != NULL; /* pixel without a store */
+    JtError err;
+    Dataset data = {0};
+    int data_rc = JT_OK;
+    if (want_data) {
+        /* The data options describe the training images; --size fits them to the samples. */
+        UNetConfig cfg;
+        unet_config_default(&cfg);
+        cfg.sample_size = (int)args_long(&a, "size", 0, 0, 1 << 16);
+        cfg.in_channels = 0;
+        data_rc = cli_load_dataset(&a, &cfg, &data, &err);
+    }
+    int rc = args_finish(&a);
+    if (rc == 0 && (!o.traj_path || !o.out_dir)) {
+        fprintf(stderr, "jtrak score: --trajectory and --out are required (see 'jtrak score --help')\n");
+        rc = 2;
+    }
+    if (rc == 0 && score_method_parse(method, &o.method) != JT_OK) {
+        fprintf(stderr, "jtrak score: --method must be journey, trak, dtrak or pixel, not '%s'\n", method);
+        rc = 2;
+    }
+    args_free(&a);
+    if (rc) {
+        data_free(&data);
+        return rc;
+    }
+    if (data_rc != JT_OK) return cli_error("score", &err);
+    rc = score_run(&o, want_data ? &data : NULL, &err);
+    data_free(&data);
+    if (rc != JT_OK) return cli_error("score", &err);
+    fprintf(stderr, "score: wrote %s\n", o.out_dir);
+    return 0;
+}
