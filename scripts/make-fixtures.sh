@@ -14,4 +14,5 @@ fi
 "$VENV/bin/python" ref/make_scheduler_fixtures.py
 (cd ref && "../$VENV/bin/python" make_sampler_fixtures.py)
 "$VENV/bin/python" ref/make_traker_fixtures.py
+"$VENV/bin/python" ref/make_stats_fixtures.py
 echo "fixtures written under tests/fixtures/"

@@ -246,6 +246,14 @@ Test(train, trajectory_replays_exactly_and_round_trips) {
     /* The last DDPM step (t = 0) adds no noise. */
     for (size_t e = 0; e < D; e++) cr_assert(tr.noise[(size_t)(tr.S - 1) * D + e] == 0.0f);
 
+    /* Regeneration with the same model replays the stored noise: from x_T and from a middle step
+     * it lands exactly on x_0. */
+    float regen[64];
+    for (int k0 = 0; k0 < tr.S; k0 += tr.S / 2) {
+        cr_assert(traj_replay(net, &sched, &tr, 2, k0, regen, &err) == JT_OK, "%s", err.msg);
+        cr_assert(memcmp(regen, tr.x_0 + 2 * D, sizeof regen) == 0, "replay from step %d differs", k0);
+    }
+
     char path[200];
     snprintf(path, sizeof path, "%s/traj.safetensors", g_tmp);
     cr_assert(traj_save(&tr, path, &err) == JT_OK, "%s", err.msg);

@@ -60,28 +60,6 @@ void cli_data_help(FILE *f) {
             "  --color MODE     auto (default), gray, rgb\n");
 }
 
-int cli_write_grid(const char *path, const float *x, int n, int c, int h, int w, int cols,
-                   JtError *err) {
-    const int gap = 2;
-    if (cols < 1) cols = 1;
-    if (cols > n) cols = n;
-    int rows = (n + cols - 1) / cols;
-    int W = cols * w + (cols + 1) * gap, H = rows * h + (rows + 1) * gap;
-    uint8_t *pix = xcalloc((size_t)W * H * c, 1);
-    uint8_t *tile = xmalloc((size_t)h * w * c);
-    for (int i = 0; i < n; i++) {
-        png_f32_to_u8(tile, x + (size_t)i * c * h * w, c, h, w);
-        int oy = gap + (i / cols) * (h + gap), ox = gap + (i % cols) * (w + gap);
-        for (int y = 0; y < h; y++)
-            memcpy(pix + (((size_t)(oy + y) * W + ox) * c), tile + (size_t)y * w * c,
-                   (size_t)w * c);
-    }
-    int rc = png_write(path, pix, W, H, c, err);
-    free(pix);
-    free(tile);
-    return rc;
-}
-
 /* See cli_common.h: tile k of a row is x̂_0 at step round(k (S-1) / 9). */
 int cli_write_trajectory_strip(const char *path, const Trajectory *tr, JtError *err) {
     int rows = tr->n < 8 ? tr->n : 8, cols = tr->S < 10 ? tr->S : 10;
@@ -97,7 +75,7 @@ int cli_write_trajectory_strip(const char *path, const Trajectory *tr, JtError *
         memcpy(tiles + ((size_t)i * (cols + 1) + cols) * D, tr->x_0 + (size_t)i * D,
                D * sizeof(float));
     }
-    int rc = cli_write_grid(path, tiles, n, tr->C, tr->H, tr->W, cols + 1, err);
+    int rc = png_write_grid(path, tiles, n, tr->C, tr->H, tr->W, cols + 1, err);
     free(tiles);
     return rc;
 }

@@ -20,10 +20,6 @@ int cli_model_config(const char *spec, UNetConfig *cfg, JtError *err);
 int cli_load_dataset(Args *a, const UNetConfig *cfg, Dataset *ds, JtError *err);
 /* The data options' help text. */
 void cli_data_help(FILE *f);
-/* Writes a grid of images (n, c, h, w) in [-1, 1] as one PNG with `cols` columns and a 2-pixel
- * gap. */
-int cli_write_grid(const char *path, const float *x, int n, int c, int h, int w, int cols,
-                   JtError *err);
 /* x̂_0 of the first (up to) 8 samples at (up to) 10 evenly spaced sampler steps, each row ending
  * with the final sample: how the image emerges along the trajectory. */
 int cli_write_trajectory_strip(const char *path, const Trajectory *tr, JtError *err);

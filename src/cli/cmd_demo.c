@@ -5,6 +5,7 @@
  * the demo is run again after an interruption. */
 #include "cli/cli_common.h"
 #include "cli/commands.h"
+#include "io/png.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -5,6 +5,7 @@
 #include "cli/cli_common.h"
 #include "cli/commands.h"
 #include "diffusion/trajectory.h"
+#include "io/jsonfile.h"
 #include "report/report.h"
 
 #include <cjson/cJSON.h>
@@ -12,33 +13,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* dir/name as JSON; the error says what dir should have been. */
 static cJSON *read_json(const char *dir, const char *name, JtError *err) {
     size_t n = strlen(dir) + strlen(name) + 2;
     char *path = xmalloc(n);
     snprintf(path, n, "%s/%s", dir, name);
-    FILE *f = fopen(path, "rb");
-    cJSON *j = NULL;
-    if (!f) {
-        jt_fail(err, "%s: cannot open (is %s a score folder written by jtrak score?)", path, dir);
-    } else {
-        fseek(f, 0, SEEK_END);
-        long len = ftell(f);
-        fseek(f, 0, SEEK_SET);
-        char *text = xmalloc((size_t)len + 1);
-        size_t got = fread(text, 1, (size_t)len, f);
-        text[got] = 0;
-        fclose(f);
-        j = cJSON_Parse(text);
-        free(text);
-        if (!j) jt_fail(err, "%s: not valid JSON", path);
-    }
+    cJSON *j = json_load_file(path, err);
+    if (!j) jt_fail(err, "%s: cannot read it as JSON (is %s a score folder written by jtrak score?)",
+                    path, dir);
     free(path);
     return j;
-}
-
-static const char *jstr(const cJSON *o, const char *key) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
 int cmd_report(int argc, char **argv) {
@@ -77,28 +61,28 @@ int cmd_report(int argc, char **argv) {
     const cJSON *steps = man ? cJSON_GetObjectItem(man, "steps") : NULL;
     const cJSON *targets = man ? cJSON_GetObjectItem(man, "targets") : NULL;
     const cJSON *results = topk ? cJSON_GetObjectItem(topk, "results") : NULL;
-    const char *method = man ? jstr(man, "method") : NULL;
-    if (rc == JT_OK && (!traj || !jstr(traj, "path") || !ds || !jstr(ds, "spec") ||
-                        !jstr(ds, "fingerprint") || !cJSON_IsArray(steps) ||
+    const char *method = man ? json_str(man, "method") : NULL;
+    if (rc == JT_OK && (!traj || !json_str(traj, "path") || !ds || !json_str(ds, "spec") ||
+                        !json_str(ds, "fingerprint") || !cJSON_IsArray(steps) ||
                         !cJSON_IsArray(targets) || !cJSON_IsArray(results) || !method))
         rc = jt_fail(&err, "%s/manifest.json or topk.json: not a jtrak score folder "
                            "(format jtrak-scores-v1)", dir);
-    if (rc == JT_OK) rc = traj_load(&tr, jstr(traj, "path"), &err);
+    if (rc == JT_OK) rc = traj_load(&tr, json_str(traj, "path"), &err);
     if (rc == JT_OK) {
         char h[17];
         snprintf(h, sizeof h, "%016llx", (unsigned long long)tr.model_fingerprint);
-        if (!jstr(traj, "model_fingerprint") || strcmp(h, jstr(traj, "model_fingerprint")) != 0)
+        if (!json_str(traj, "model_fingerprint") || strcmp(h, json_str(traj, "model_fingerprint")) != 0)
             rc = jt_fail(&err, "%s: the trajectory changed since it was scored (model fingerprint "
-                               "differs)", jstr(traj, "path"));
+                               "differs)", json_str(traj, "path"));
     }
     if (rc == JT_OK) {
         DatasetSpec spec;
         data_spec_init(&spec);
-        rc = data_spec_parse(&spec, jstr(ds, "spec"), &err);
+        rc = data_spec_parse(&spec, json_str(ds, "spec"), &err);
         if (rc == JT_OK) rc = data_load(&spec, &data, &err);
         data_spec_free(&spec);
         char h[17];
-        if (rc == JT_OK && strcmp(data_fingerprint_hex(&data, h), jstr(ds, "fingerprint")) != 0)
+        if (rc == JT_OK && strcmp(data_fingerprint_hex(&data, h), json_str(ds, "fingerprint")) != 0)
             rc = jt_fail(&err, "the training data (%s) changed since it was scored", data.description);
     }
     if (rc != JT_OK) {
@@ -171,7 +155,7 @@ int cmd_report(int argc, char **argv) {
     float *train = rc == JT_OK ? data_images_f32(&data) : NULL;
     char prov[1024];
     snprintf(prov, sizeof prov, "scores: %s; trajectory: %s (model %s); training data: %s",
-             dir, jstr(traj, "path"), jstr(traj, "model_fingerprint"), data.description);
+             dir, json_str(traj, "path"), json_str(traj, "model_fingerprint"), data.description);
     ReportData rd = {
         .n_targets = N, .n_steps = n_steps, .topk = K, .C = tr.C, .H = tr.H, .W = tr.W,
         .steps = step_v, .xhat = n_steps ? xhat : NULL, .final = final, .final_only = final_only,

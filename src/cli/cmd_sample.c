@@ -3,6 +3,7 @@
  * and trajectory.safetensors (every step's x_t, x̂_0 and sampler noise; see trajectory.h). */
 #include "cli/cli_common.h"
 #include "cli/commands.h"
+#include "io/png.h"
 #include "diffusion/trajectory.h"
 #include "io/model_folder.h"
 #include "io/npy.h"
@@ -93,7 +94,7 @@ int cmd_sample(int argc, char **argv) {
         int cols = 1;
         while (cols * cols < tr.n) cols++;
         sprintf(p, "%s/samples.png", out);
-        rc = cli_write_grid(p, tr.x_0, tr.n, tr.C, tr.H, tr.W, cols, &err);
+        rc = png_write_grid(p, tr.x_0, tr.n, tr.C, tr.H, tr.W, cols, &err);
     }
     if (rc == JT_OK) {
         sprintf(p, "%s/trajectory.png", out);

@@ -11,5 +11,7 @@ int cmd_sample(int argc, char **argv);
 int cmd_featurize(int argc, char **argv);
 int cmd_score(int argc, char **argv);
 int cmd_report(int argc, char **argv);
+int cmd_lds(int argc, char **argv);
+int cmd_counterfactual(int argc, char **argv);
 
 #endif

@@ -13,10 +13,12 @@ typedef struct {
 } Command;
 
 static const Command COMMANDS[] = {
+    {"counterfactual", cmd_counterfactual, "retrain without the top-k attributed images and regenerate"},
     {"demo", cmd_demo, "the main job on the embedded Fashion-MNIST default"},
     {"featurize", cmd_featurize, "TRAK features and kernels of the training set for an ensemble"},
     {"info", cmd_info, "describe a model folder (config, parameters, memory per batch)"},
     {"init", cmd_init, "create a model folder with freshly initialised weights from a config.json"},
+    {"lds", cmd_lds, "linear datamodeling score: retrain on subsets, measure, correlate"},
     {"report", cmd_report, "an HTML page and a PNG figure of the top proponents and opponents"},
     {"sample", cmd_sample, "draw samples (DDPM or DDIM) and save their full trajectories"},
     {"score", cmd_score, "attribution scores of generated samples, per sampling step"},
@@ -27,7 +29,7 @@ static void print_help(FILE *f) {
     fprintf(f, "jtrak: which training images made a diffusion model generate this image?\n\n"
                "usage: jtrak COMMAND [options]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof COMMANDS / sizeof *COMMANDS; i++)
-        fprintf(f, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
+        fprintf(f, "  %-15s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
     fprintf(f, "\n'jtrak COMMAND --help' describes a command's options.\n");
 }
 

@@ -68,6 +68,41 @@ char *train_recipe_json(const TrainRecipe *r) {
     return s;
 }
 
+int train_recipe_from_json(TrainRecipe *r, const void *object, const char *where, JtError *err) {
+    const cJSON *o = object;
+    static const char *const nums[] = {"batch", "steps", "lr", "warmup", "adam_beta1", "adam_beta2",
+                                       "adam_eps", "weight_decay", "clip_norm", "ema_max_decay",
+                                       "ema_inv_gamma", "ema_power"};
+    double v[12];
+    train_recipe_default(r);
+    for (int i = 0; i < 12; i++) {
+        const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, nums[i]);
+        if (!cJSON_IsNumber(x))
+            return jt_fail(err, "%s: recipe field '%s' missing or not a number", where, nums[i]);
+        v[i] = x->valuedouble;
+    }
+    const cJSON *sched = cJSON_GetObjectItemCaseSensitive(o, "lr_schedule");
+    const cJSON *flip = cJSON_GetObjectItemCaseSensitive(o, "random_flip");
+    const cJSON *seed = cJSON_GetObjectItemCaseSensitive(o, "seed");
+    if (!cJSON_IsString(sched) || (strcmp(sched->valuestring, "cosine") != 0 &&
+                                   strcmp(sched->valuestring, "constant") != 0))
+        return jt_fail(err, "%s: recipe field 'lr_schedule' must be cosine or constant", where);
+    if (!cJSON_IsBool(flip)) return jt_fail(err, "%s: recipe field 'random_flip' not a bool", where);
+    if (!cJSON_IsString(seed)) return jt_fail(err, "%s: recipe field 'seed' not a string", where);
+    char *end;
+    errno = 0;
+    unsigned long long sd = strtoull(seed->valuestring, &end, 10);
+    if (errno || *end || end == seed->valuestring)
+        return jt_fail(err, "%s: recipe field 'seed' is not an integer", where);
+    r->batch = (int)v[0], r->steps = (long)v[1], r->lr = v[2], r->warmup = (long)v[3];
+    r->beta1 = v[4], r->beta2 = v[5], r->adam_eps = v[6], r->weight_decay = v[7];
+    r->clip_norm = v[8], r->ema_max_decay = v[9], r->ema_inv_gamma = v[10], r->ema_power = v[11];
+    r->lr_schedule = strcmp(sched->valuestring, "cosine") == 0 ? LR_COSINE : LR_CONSTANT;
+    r->random_flip = cJSON_IsTrue(flip);
+    r->seed = (uint64_t)sd;
+    return JT_OK;
+}
+
 double train_lr_at(const TrainRecipe *r, long step) {
     if (step < r->warmup) return r->lr * (double)step / (double)(r->warmup > 0 ? r->warmup : 1);
     if (r->lr_schedule == LR_CONSTANT) return r->lr;

@@ -55,6 +55,10 @@ void train_recipe_default(TrainRecipe *r);
 /* Canonical JSON of the recipe (malloc'd), as recorded in training.json and the state file. */
 char *train_recipe_json(const TrainRecipe *r);
 
+/* Reads a recipe back from train_recipe_json's object (e.g. training.json's "recipe"); `where`
+ * names the file in errors. */
+int train_recipe_from_json(TrainRecipe *r, const void *cjson_object, const char *where, JtError *err);
+
 /* Learning rate at (0-based) step, as torch's LambdaLR with diffusers' get_scheduler. */
 double train_lr_at(const TrainRecipe *r, long step);
 /* EMA decay used after optimisation step number `step` (1-based), as diffusers' EMAModel. */

@@ -129,6 +129,37 @@ int traj_sample(const UNet *net, const NoiseSchedule *sched, const SampleOptions
     return JT_OK;
 }
 
+int traj_replay(const UNet *net, const NoiseSchedule *sched, const Trajectory *tr, int j, int k0,
+                float *x0, JtError *err) {
+    const UNetConfig *cfg = unet_config(net);
+    if (j < 0 || j >= tr->n || k0 < 0 || k0 >= tr->S)
+        return jt_fail(err, "trajectory: no sample %d / step index %d (it has %d samples, %d steps)",
+                       j, k0, tr->n, tr->S);
+    if (cfg->in_channels != tr->C || cfg->sample_size != tr->H || tr->H != tr->W)
+        return jt_fail(err, "trajectory: samples are %dx%dx%d, the model makes %dx%dx%d", tr->C,
+                       tr->H, tr->W, cfg->in_channels, cfg->sample_size, cfg->sample_size);
+    UNetRun *run;
+    if (unet_run_create(&run, net, 1, tr->H, tr->W, err) != JT_OK) return JT_ERR;
+    const size_t D = (size_t)tr->C * tr->H * tr->W;
+    float *x = xmalloc(D * sizeof(float)), *eps = xmalloc(D * sizeof(float));
+    memcpy(x, tr->x_t + ((size_t)j * tr->S + k0) * D, D * sizeof(float));
+    for (int k = k0; k < tr->S; k++) {
+        int t = tr->timesteps[k];
+        float tf = (float)t;
+        unet_forward(net, run, 1, eps, x, &tf);
+        const float *z = tr->noise + ((size_t)j * tr->S + k) * D;
+        if (tr->sampler == SAMPLER_DDPM)
+            ddpm_step(x, NULL, x, eps, z, D, sched, t, ddpm_prev_timestep(tr->timesteps, tr->S, k));
+        else
+            ddim_step(x, NULL, x, eps, tr->eta > 0 ? z : NULL, D, sched, t, tr->num_inference_steps,
+                      tr->eta, false);
+    }
+    memcpy(x0, x, D * sizeof(float));
+    free(x), free(eps);
+    unet_run_free(run);
+    return JT_OK;
+}
+
 int traj_save(const Trajectory *tr, const char *path, JtError *err) {
     StWriter w;
     st_writer_init(&w);

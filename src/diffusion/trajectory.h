@@ -49,6 +49,12 @@ uint64_t traj_model_fingerprint(const UNet *net);
 /* Runs the sampler. x_T (n,C,H,W) may be given; otherwise drawn from the seed. */
 int traj_sample(const UNet *net, const NoiseSchedule *sched, const SampleOptions *opt,
                 const float *x_T, Trajectory *out, JtError *err);
+/* Counterfactual regeneration: runs sample j's sampler again with `net` from step index k0 (its
+ * stored x_t; k0 = 0 starts from x_T) to the end, adding the stored sampler noise at every step,
+ * and writes the final sample into x0 (C, H, W). With the trajectory's own model it reproduces
+ * x_0 exactly. */
+int traj_replay(const UNet *net, const NoiseSchedule *sched, const Trajectory *tr, int j, int k0,
+                float *x0, JtError *err);
 int traj_save(const Trajectory *tr, const char *path, JtError *err);
 int traj_load(Trajectory *tr, const char *path, JtError *err);
 void traj_free(Trajectory *tr);

@@ -94,3 +94,25 @@ int png_write_image_f32(const char *path, const float *x, int c, int h, int w, J
     free(pix);
     return rc;
 }
+
+int png_write_grid(const char *path, const float *x, int n, int c, int h, int w, int cols,
+                   JtError *err) {
+    const int gap = 2;
+    if (cols < 1) cols = 1;
+    if (cols > n) cols = n;
+    int rows = (n + cols - 1) / cols;
+    int W = cols * w + (cols + 1) * gap, H = rows * h + (rows + 1) * gap;
+    uint8_t *pix = xcalloc((size_t)W * H * c, 1);
+    uint8_t *tile = xmalloc((size_t)h * w * c);
+    for (int i = 0; i < n; i++) {
+        png_f32_to_u8(tile, x + (size_t)i * c * h * w, c, h, w);
+        int oy = gap + (i / cols) * (h + gap), ox = gap + (i % cols) * (w + gap);
+        for (int y = 0; y < h; y++)
+            memcpy(pix + (((size_t)(oy + y) * W + ox) * c), tile + (size_t)y * w * c,
+                   (size_t)w * c);
+    }
+    int rc = png_write(path, pix, W, H, c, err);
+    free(pix);
+    free(tile);
+    return rc;
+}

@@ -1,0 +1,59 @@
+/* model_record.c: see model_record.h. */
+#include "eval/model_record.h"
+
+#include "diffusion/trajectory.h"
+#include "io/jsonfile.h"
+#include "io/model_folder.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static char *join(const char *a, const char *b) {
+    size_t n = strlen(a) + strlen(b) + 2;
+    char *p = xmalloc(n);
+    snprintf(p, n, "%s/%s", a, b);
+    return p;
+}
+
+int model_record_load(ModelRecord *mr, const char *model_dir, const char *why, JtError *err) {
+    memset(mr, 0, sizeof *mr);
+    UNet *net;
+    if (model_load(model_dir, &net, err) != JT_OK) return JT_ERR;
+    mr->cfg = *unet_config(net);
+    mr->fingerprint = traj_model_fingerprint(net);
+    unet_free(net);
+    sched_config_default(&mr->sched);
+    char *sp = join(model_dir, "scheduler_config.json"), *tp = join(model_dir, "training.json");
+    struct stat sb;
+    int rc = stat(sp, &sb) == 0 ? sched_config_load(&mr->sched, sp, err) : JT_OK;
+    cJSON *rec = NULL;
+    if (rc == JT_OK && stat(tp, &sb) != 0)
+        rc = jt_fail(err, "%s: missing: %s, and needs the training record that jtrak train writes",
+                     tp, why);
+    if (rc == JT_OK && !(rec = json_load_file(tp, err))) rc = JT_ERR;
+    const cJSON *ds = rec ? cJSON_GetObjectItem(rec, "dataset") : NULL;
+    if (rc == JT_OK)
+        rc = train_recipe_from_json(&mr->recipe, cJSON_GetObjectItem(rec, "recipe"), tp, err);
+    if (rc == JT_OK && (!ds || !json_str(ds, "spec") || !json_str(ds, "fingerprint")))
+        rc = jt_fail(err, "%s: field 'dataset' (spec, fingerprint) missing", tp);
+    if (rc == JT_OK) {
+        DatasetSpec spec;
+        data_spec_init(&spec);
+        rc = data_spec_parse(&spec, json_str(ds, "spec"), err);
+        if (rc == JT_OK) rc = data_load(&spec, &mr->data, err);
+        data_spec_free(&spec);
+        char h[17];
+        if (rc == JT_OK && strcmp(data_fingerprint_hex(&mr->data, h), json_str(ds, "fingerprint")) != 0)
+            rc = jt_fail(err, "%s: the training data (%s) changed since the model was trained", tp,
+                         mr->data.description);
+    }
+    cJSON_Delete(rec);
+    free(sp), free(tp);
+    if (rc != JT_OK) model_record_free(mr);
+    return rc;
+}
+
+void model_record_free(ModelRecord *mr) { data_free(&mr->data); }

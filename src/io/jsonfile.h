@@ -1,0 +1,14 @@
+/* jsonfile.h: reading a JSON file (manifests, training records) into a cJSON tree. */
+#ifndef JTRAK_JSONFILE_H
+#define JTRAK_JSONFILE_H
+
+#include "core/common.h"
+
+#include <cjson/cJSON.h>
+
+/* The parsed file, or NULL with err naming the file ("cannot open" / "not valid JSON"). */
+cJSON *json_load_file(const char *path, JtError *err);
+/* The string member `key` of o, or NULL when absent or not a string. */
+const char *json_str(const cJSON *o, const char *key);
+
+#endif
