@@ -7,6 +7,7 @@
 #include "attrib/score.h"
 #include "diffusion/train.h"
 #include "diffusion/trajectory.h"
+#include "helpers/tmpdir.h"
 #include "helpers/cli_run.h"
 #include "io/model_folder.h"
 #include "io/npy.h"
@@ -21,7 +22,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static char g_tmp[64];
 enum { N_IMG = 8, SIDE = 8 };
 
 static void tiny_config(UNetConfig *cfg) {
@@ -61,7 +61,7 @@ static void load_data(Dataset *ds) {
     uint8_t pix[N_IMG * SIDE * SIDE];
     make_images(pix);
     char path[200], src[300];
-    snprintf(path, sizeof path, "%s/images.npy", g_tmp);
+    snprintf(path, sizeof path, "%s/images.npy", test_tmp);
     size_t shape[3] = {N_IMG, SIDE, SIDE};
     JtError err;
     cr_assert(npy_write(path, NPY_U8, 3, shape, pix, &err) == JT_OK, "%s", err.msg);
@@ -89,7 +89,7 @@ static void train_model(const char *sub, uint64_t seed, long steps) {
     r.ema_max_decay = 0.99;
     r.seed = seed;
     char out[200];
-    snprintf(out, sizeof out, "%s/%s", g_tmp, sub);
+    snprintf(out, sizeof out, "%s/%s", test_tmp, sub);
     TrainControl ctl = {out, 0, 1000, 0, 1};
     int stopped;
     JtError err;
@@ -99,7 +99,7 @@ static void train_model(const char *sub, uint64_t seed, long steps) {
 
 static void sample_model(const char *model_sub, const char *traj_name, int n) {
     char path[200];
-    snprintf(path, sizeof path, "%s/%s", g_tmp, model_sub);
+    snprintf(path, sizeof path, "%s/%s", test_tmp, model_sub);
     UNet *net;
     JtError err;
     cr_assert(model_load(path, &net, &err) == JT_OK, "%s", err.msg);
@@ -110,7 +110,7 @@ static void sample_model(const char *model_sub, const char *traj_name, int n) {
     SampleOptions opt = {SAMPLER_DDIM, 50, 0.0f, 11, n, n, 1};
     Trajectory tr;
     cr_assert(traj_sample(net, &sched, &opt, NULL, &tr, &err) == JT_OK, "%s", err.msg);
-    snprintf(path, sizeof path, "%s/%s", g_tmp, traj_name);
+    snprintf(path, sizeof path, "%s/%s", test_tmp, traj_name);
     cr_assert(traj_save(&tr, path, &err) == JT_OK, "%s", err.msg);
     traj_free(&tr);
     sched_free(&sched);
@@ -121,8 +121,8 @@ static void featurize_model(const char *model_sub, const char *store_sub, OutFn 
     Dataset ds = {0};
     load_data(&ds);
     char model[200], store[200];
-    snprintf(model, sizeof model, "%s/%s", g_tmp, model_sub);
-    snprintf(store, sizeof store, "%s/%s", g_tmp, store_sub);
+    snprintf(model, sizeof model, "%s/%s", test_tmp, model_sub);
+    snprintf(store, sizeof store, "%s/%s", test_tmp, store_sub);
     const char *dirs[1] = {model};
     FeaturizeOptions o;
     featurize_options_default(&o);
@@ -140,23 +140,12 @@ static void featurize_model(const char *model_sub, const char *store_sub, OutFn 
     data_free(&ds);
 }
 
-static void setup(void) {
-    strcpy(g_tmp, "/tmp/jtrak-attr-XXXXXX");
-    cr_assert(mkdtemp(g_tmp) != NULL);
-}
-
-static void teardown(void) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", g_tmp);
-    cr_expect(system(cmd) == 0);
-}
-
-TestSuite(attribution, .init = setup, .fini = teardown, .timeout = 300);
+TestSuite(attribution, .init = test_tmp_setup, .fini = test_tmp_teardown, .timeout = 300);
 
 /* Reads scores (n, N) of one step. */
 static float *read_scores(const char *dir, const char *name, size_t *n, size_t *N) {
     char path[300];
-    snprintf(path, sizeof path, "%s/%s/%s", g_tmp, dir, name);
+    snprintf(path, sizeof path, "%s/%s/%s", test_tmp, dir, name);
     NpyHeader h;
     void *data;
     JtError err;
@@ -192,22 +181,22 @@ Test(attribution, memorised_samples_rank_the_image_they_copy_near_the_top) {
                       "\"norm_num_groups\":4,\"down_block_types\":[\"DownBlock2D\",\"AttnDownBlock2D\"],"
                       "\"up_block_types\":[\"AttnUpBlock2D\",\"UpBlock2D\"],\"attention_head_dim\":null}";
     char path[300];
-    snprintf(path, sizeof path, "%s/cfg.json", g_tmp);
+    snprintf(path, sizeof path, "%s/cfg.json", test_tmp);
     FILE *f = fopen(path, "w");
     cr_assert(f && fputs(cfg, f) >= 0);
     fclose(f);
     const char *data = "--data fashion-mnist --limit 64 --fit resize";
     jtrak_ok("train --config %s/cfg.json %s --batch 16 --steps 3000 --lr 3e-3 --warmup 50 "
-             "--ema-max-decay 0.995 --seed 1 --out %s/m --quiet", g_tmp, data, g_tmp);
+             "--ema-max-decay 0.995 --seed 1 --out %s/m --quiet", test_tmp, data, test_tmp);
     jtrak_ok("sample --model %s/m --out %s/s --n 8 --sampler ddim --steps 50 --seed 11 --quiet",
-             g_tmp, g_tmp);
-    jtrak_ok("featurize --models %s/m %s --out %s/f --S 32 --k 32 --batch 16 --quiet", g_tmp,
-             data, g_tmp);
+             test_tmp, test_tmp);
+    jtrak_ok("featurize --models %s/m %s --out %s/f --S 32 --k 32 --batch 16 --quiet", test_tmp,
+             data, test_tmp);
     jtrak_ok("score --store %s/f --trajectory %s/s/trajectory.safetensors --out %s/j "
-             "--steps 600,200,0 --R 32 --quiet", g_tmp, g_tmp, g_tmp);
+             "--steps 600,200,0 --R 32 --quiet", test_tmp, test_tmp, test_tmp);
     /* Which image each sample copies: pixel cosine similarity of the final sample. */
     jtrak_ok("score --method pixel %s --size 8 --trajectory %s/s/trajectory.safetensors "
-             "--out %s/p --steps 0 --quiet", data, g_tmp, g_tmp);
+             "--out %s/p --steps 0 --quiet", data, test_tmp, test_tmp);
     size_t n, N;
     float *pix = read_scores("p", "scores_t0.npy", &n, &N);
     cr_assert(n == 64 && N == 8);
@@ -249,7 +238,7 @@ Test(attribution, score_folder_report_and_refusals) {
     snprintf(args, sizeof args,
              "score --store %s/store --trajectory %s/traj.safetensors --out %s/sc --steps 0:1000:200 "
              "--R 4 --topk 2 --quiet",
-             g_tmp, g_tmp, g_tmp);
+             test_tmp, test_tmp, test_tmp);
     cr_assert_eq(cli_run(args, err_text, sizeof err_text), 0, "%s", err_text);
     static const int steps[] = {800, 600, 400, 200, 0};
     for (int s = 0; s < 5; s++) {
@@ -260,24 +249,24 @@ Test(attribution, score_folder_report_and_refusals) {
         cr_expect(n == N_IMG && N == 3, "%s: %zux%zu", name, n, N);
         free(sc);
     }
-    snprintf(args, sizeof args, "report --scores %s/sc", g_tmp);
+    snprintf(args, sizeof args, "report --scores %s/sc", test_tmp);
     cr_assert_eq(cli_run(args, err_text, sizeof err_text), 0, "%s", err_text);
     struct stat sb;
     char path[300];
-    snprintf(path, sizeof path, "%s/sc/report.html", g_tmp);
+    snprintf(path, sizeof path, "%s/sc/report.html", test_tmp);
     cr_expect(stat(path, &sb) == 0 && sb.st_size > 1000);
-    snprintf(path, sizeof path, "%s/sc/figure.png", g_tmp);
+    snprintf(path, sizeof path, "%s/sc/figure.png", test_tmp);
     cr_expect(stat(path, &sb) == 0 && sb.st_size > 100);
 
     /* trak and pixel work on the same inputs; top-k only writes no matrix. */
     snprintf(args, sizeof args,
              "score --store %s/store --trajectory %s/traj.safetensors --out %s/tk --method trak "
              "--R 4 --topk 2 --topk-only --quiet",
-             g_tmp, g_tmp, g_tmp);
+             test_tmp, test_tmp, test_tmp);
     cr_assert_eq(cli_run(args, err_text, sizeof err_text), 0, "%s", err_text);
-    snprintf(path, sizeof path, "%s/tk/scores_final.npy", g_tmp);
+    snprintf(path, sizeof path, "%s/tk/scores_final.npy", test_tmp);
     cr_expect(stat(path, &sb) != 0, "top-k only mode wrote a dense matrix");
-    snprintf(path, sizeof path, "%s/tk/topk.json", g_tmp);
+    snprintf(path, sizeof path, "%s/tk/topk.json", test_tmp);
     cr_expect(stat(path, &sb) == 0);
 
     /* Refusals, each with one line naming the problem and no output folder. */
@@ -291,10 +280,10 @@ Test(attribution, score_folder_report_and_refusals) {
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         snprintf(args, sizeof args,
                  "score --store %s/store --trajectory %s/%s.safetensors --out %s/bad%zu %s --quiet",
-                 g_tmp, g_tmp, bad[i].traj, g_tmp, i, bad[i].extra);
+                 test_tmp, test_tmp, bad[i].traj, test_tmp, i, bad[i].extra);
         cr_expect_eq(cli_run(args, err_text, sizeof err_text), 1, "%s", err_text);
         cr_expect(strstr(err_text, bad[i].want) != NULL, "want '%s' in: %s", bad[i].want, err_text);
-        snprintf(path, sizeof path, "%s/bad%zu", g_tmp, i);
+        snprintf(path, sizeof path, "%s/bad%zu", test_tmp, i);
         cr_expect(stat(path, &sb) != 0, "a refused score left %s behind", path);
     }
 }

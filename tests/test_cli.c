@@ -1,5 +1,6 @@
 /* test_cli.c: the CLI on bad input, as a user meets it: one clear line on stderr naming what is
  * wrong and where, exit status 1 (2 for usage errors), no crash, and no output folder left behind. */
+#include "helpers/tmpdir.h"
 #include "helpers/cli_run.h"
 #include "io/npy.h"
 
@@ -11,25 +12,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char g_tmp[64];
 static char g_err[8192];
 
-static void setup(void) {
-    strcpy(g_tmp, "/tmp/jtrak-cli-XXXXXX");
-    cr_assert(mkdtemp(g_tmp) != NULL);
-}
-
-static void teardown(void) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", g_tmp);
-    cr_expect(system(cmd) == 0);
-}
-
-TestSuite(cli, .init = setup, .fini = teardown);
+TestSuite(cli, .init = test_tmp_setup, .fini = test_tmp_teardown);
 
 static int exists(const char *sub) {
     char p[256];
-    snprintf(p, sizeof p, "%s/%s", g_tmp, sub);
+    snprintf(p, sizeof p, "%s/%s", test_tmp, sub);
     struct stat sb;
     return stat(p, &sb) == 0;
 }
@@ -65,15 +54,15 @@ static void write_tiny_npy(void) {
     char p[200];
     size_t shape[3] = {6, 8, 8}, ls[1] = {6};
     JtError err;
-    snprintf(p, sizeof p, "%s/img.npy", g_tmp);
+    snprintf(p, sizeof p, "%s/img.npy", test_tmp);
     cr_assert(npy_write(p, NPY_U8, 3, shape, pix, &err) == JT_OK);
-    snprintf(p, sizeof p, "%s/lab.npy", g_tmp);
+    snprintf(p, sizeof p, "%s/lab.npy", test_tmp);
     cr_assert(npy_write(p, NPY_I64, 1, ls, labels, &err) == JT_OK);
 }
 
 static void write_file(const char *sub, const void *data, size_t n) {
     char p[256];
-    snprintf(p, sizeof p, "%s/%s", g_tmp, sub);
+    snprintf(p, sizeof p, "%s/%s", test_tmp, sub);
     FILE *f = fopen(p, "wb");
     cr_assert(f != NULL);
     cr_assert(fwrite(data, 1, n, f) == n);
@@ -84,15 +73,15 @@ Test(cli, usage_errors_exit_2) {
     int got = cli_run("no-such-command", g_err, sizeof g_err);
     cr_expect_eq(got, 2, "%s", g_err);
     cr_expect(strstr(g_err, "unknown command 'no-such-command'"), "%s", g_err);
-    expect_failure(2, "train", (const char *[]){"--bogus", NULL}, "train --bogus 1 --out %s/o", g_tmp);
+    expect_failure(2, "train", (const char *[]){"--bogus", NULL}, "train --bogus 1 --out %s/o", test_tmp);
     expect_failure(2, "train", (const char *[]){"--out", NULL}, "train --steps 3");
-    expect_failure(2, "train", (const char *[]){"--steps", NULL}, "train --steps x --out %s/o", g_tmp);
+    expect_failure(2, "train", (const char *[]){"--steps", NULL}, "train --steps x --out %s/o", test_tmp);
     cr_expect(!exists("o"));
 }
 
 Test(cli, missing_dataset_file) {
     expect_failure(1, "train", (const char *[]){"/nonexistent/images.gz", NULL},
-                   "train --data idx:/nonexistent/images.gz --out %s/o --quiet", g_tmp);
+                   "train --data idx:/nonexistent/images.gz --out %s/o --quiet", test_tmp);
     cr_expect(!exists("o"), "an output folder was left behind");
 }
 
@@ -100,7 +89,7 @@ Test(cli, wrong_magic_number) {
     unsigned char bad[16 + 64] = {0, 0, 8, 1, 0, 0, 0, 1, 0, 0, 0, 8, 0, 0, 0, 8};
     write_file("bad-idx3-ubyte", bad, sizeof bad);
     expect_failure(1, "train", (const char *[]){"bad-idx3-ubyte", "magic", NULL},
-                   "train --data idx:%s/bad-idx3-ubyte --config t8 --out %s/o --quiet", g_tmp, g_tmp);
+                   "train --data idx:%s/bad-idx3-ubyte --config t8 --out %s/o --quiet", test_tmp, test_tmp);
     cr_expect(!exists("o"));
 }
 
@@ -108,14 +97,14 @@ Test(cli, class_filter_that_leaves_nothing) {
     write_tiny_npy();
     expect_failure(1, "train", (const char *[]){"class", NULL},
                    "train --data npy:%s/img.npy,%s/lab.npy --classes 7 --config t8 --out %s/o --quiet",
-                   g_tmp, g_tmp, g_tmp);
+                   test_tmp, test_tmp, test_tmp);
     cr_expect(!exists("o"));
 }
 
 Test(cli, images_that_do_not_fit_the_model) {
     write_tiny_npy(); /* 8x8, fm-xs expects 28x28 */
     expect_failure(1, "train", (const char *[]){"28x28", "--fit", NULL},
-                   "train --data npy:%s/img.npy --config fm-xs --out %s/o --quiet", g_tmp, g_tmp);
+                   "train --data npy:%s/img.npy --config fm-xs --out %s/o --quiet", test_tmp, test_tmp);
     cr_expect(!exists("o"));
 }
 
@@ -127,8 +116,8 @@ Test(cli, model_that_does_not_match_the_data_channels) {
                       "\"up_block_types\":[\"AttnUpBlock2D\",\"UpBlock2D\"],\"attention_head_dim\":null}";
     write_file("rgb.json", cfg, strlen(cfg));
     expect_failure(1, "train", (const char *[]){"channel", NULL},
-                   "train --data npy:%s/img.npy --config %s/rgb.json --out %s/o --quiet", g_tmp, g_tmp,
-                   g_tmp);
+                   "train --data npy:%s/img.npy --config %s/rgb.json --out %s/o --quiet", test_tmp, test_tmp,
+                   test_tmp);
     cr_expect(!exists("o"));
 }
 
@@ -138,20 +127,20 @@ Test(cli, unsupported_config_value) {
                       "\"down_block_types\":[\"DownBlock2D\",\"AttnDownBlock2D\"],"
                       "\"up_block_types\":[\"AttnUpBlock2D\",\"UpBlock2D\"],\"act_fn\":\"mish\"}";
     write_file("mish.json", cfg, strlen(cfg));
-    expect_failure(1, "info", (const char *[]){"mish.json", "act_fn", NULL}, "info %s/mish.json", g_tmp);
+    expect_failure(1, "info", (const char *[]){"mish.json", "act_fn", NULL}, "info %s/mish.json", test_tmp);
 }
 
 Test(cli, sample_from_a_missing_or_corrupt_model) {
     expect_failure(1, "sample", (const char *[]){"nomodel", NULL},
-                   "sample --model %s/nomodel --out %s/o --quiet", g_tmp, g_tmp);
+                   "sample --model %s/nomodel --out %s/o --quiet", test_tmp, test_tmp);
     cr_expect(!exists("o"));
     /* A model folder whose weights file is cut short. */
     char args[512], weights[300];
-    snprintf(args, sizeof args, "init --config t8 --out %s/bad", g_tmp);
+    snprintf(args, sizeof args, "init --config t8 --out %s/bad", test_tmp);
     cr_assert_eq(cli_run(args, g_err, sizeof g_err), 0, "%s", g_err);
-    snprintf(weights, sizeof weights, "%s/bad/diffusion_pytorch_model.safetensors", g_tmp);
+    snprintf(weights, sizeof weights, "%s/bad/diffusion_pytorch_model.safetensors", test_tmp);
     cr_assert(truncate(weights, 1000) == 0);
     expect_failure(1, "sample", (const char *[]){"diffusion_pytorch_model.safetensors", NULL},
-                   "sample --model %s/bad --out %s/o --quiet", g_tmp, g_tmp);
+                   "sample --model %s/bad --out %s/o --quiet", test_tmp, test_tmp);
     cr_expect(!exists("o"));
 }

@@ -15,50 +15,20 @@
 
 #include "data/dataset.h"
 #include "data/transform.h"
+#include "helpers/tmpdir.h"
 #include "helpers/numcheck.h"
 #include "io/npy.h"
 #include "io/png.h"
 
-static char tmpdir[256];
 
-static void rm_tree(const char *path) {
-    DIR *d = opendir(path);
-    if (!d) {
-        unlink(path);
-        return;
-    }
-    struct dirent *e;
-    char p[1024];
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-        snprintf(p, sizeof p, "%s/%s", path, e->d_name);
-        struct stat st;
-        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
-            rm_tree(p);
-        else
-            unlink(p);
-    }
-    closedir(d);
-    rmdir(path);
-}
+TestSuite(data, .init = test_tmp_setup, .fini = test_tmp_teardown);
 
-static void setup(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/jtrak_data_XXXXXX");
-    cr_assert_not_null(mkdtemp(tmpdir));
-}
-
-static void teardown(void) {
-    rm_tree(tmpdir);
-}
-
-TestSuite(data, .init = setup, .fini = teardown);
-
-/* tmpdir/name; a few rotating buffers so that several can be live at once. */
+/* test_tmp/name; a few rotating buffers so that several can be live at once. */
 static const char *tpath(const char *name) {
     static char buf[8][512];
     static int k = 0;
     k = (k + 1) % 8;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", tmpdir, name);
+    snprintf(buf[k], sizeof buf[k], "%s/%s", test_tmp, name);
     return buf[k];
 }
 
@@ -118,7 +88,7 @@ static void labels_mod3(uint8_t *l, size_t n) {
         l[i] = (uint8_t)(i % 3);
 }
 
-/* An MNIST-style directory tmpdir/name with n train and m test images of h x w. */
+/* An MNIST-style directory test_tmp/name with n train and m test images of h x w. */
 static const char *make_mnist_dir(const char *name, size_t n, size_t m, int h, int w) {
     const char *dir = tpath(name);
     mkdir(dir, 0755);

@@ -10,6 +10,7 @@
 #include "attrib/store.h"
 #include "diffusion/train.h"
 #include "diffusion/trajectory.h"
+#include "helpers/tmpdir.h"
 #include "helpers/cli_run.h"
 #include "io/model_folder.h"
 #include "io/npy.h"
@@ -24,7 +25,6 @@
 
 enum { N_ROWS = 24, K = 32, S_DRAWS = 2 };
 
-static char g_tmp[64];
 static char g_img[128], g_lab[128];
 
 /* A 2-level 8x8 one-channel U-Net (about 20k parameters), as in test_train_sample.c. */
@@ -60,10 +60,10 @@ static void tiny_data(Dataset *ds, size_t limit) {
 }
 
 static void path_of(char *buf, size_t cap, const char *sub) {
-    snprintf(buf, cap, "%s/%s", g_tmp, sub);
+    snprintf(buf, cap, "%s/%s", test_tmp, sub);
 }
 
-/* Trains the tiny model for 4 steps with `seed` into g_tmp/sub. */
+/* Trains the tiny model for 4 steps with `seed` into test_tmp/sub. */
 static void train_tiny(const char *sub, uint64_t seed) {
     UNetConfig cfg;
     tiny_config(&cfg);
@@ -83,17 +83,17 @@ static void train_tiny(const char *sub, uint64_t seed) {
     data_free(&ds);
 }
 
+/* The scratch folder, the tiny dataset as npy files, and model m0 trained on it. */
 static void setup(void) {
-    strcpy(g_tmp, "/tmp/jtrak-feat-XXXXXX");
-    cr_assert(mkdtemp(g_tmp) != NULL);
+    test_tmp_setup();
     uint8_t pix[N_ROWS * 64];
     int64_t labels[N_ROWS];
     for (int i = 0; i < N_ROWS * 64; i++)
         pix[i] = (uint8_t)((i * 2654435761u) >> 24);
     for (int i = 0; i < N_ROWS; i++)
         labels[i] = i % 3;
-    snprintf(g_img, sizeof g_img, "%s/images.npy", g_tmp);
-    snprintf(g_lab, sizeof g_lab, "%s/labels.npy", g_tmp);
+    snprintf(g_img, sizeof g_img, "%s/images.npy", test_tmp);
+    snprintf(g_lab, sizeof g_lab, "%s/labels.npy", test_tmp);
     size_t shape[3] = {N_ROWS, 8, 8}, lshape[1] = {N_ROWS};
     JtError err;
     cr_assert(npy_write(g_img, NPY_U8, 3, shape, pix, &err) == JT_OK, "%s", err.msg);
@@ -101,13 +101,7 @@ static void setup(void) {
     train_tiny("m0", 7);
 }
 
-static void teardown(void) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", g_tmp);
-    cr_expect(system(cmd) == 0);
-}
-
-TestSuite(featurize, .init = setup, .fini = teardown);
+TestSuite(featurize, .init = setup, .fini = test_tmp_teardown);
 
 /* Featurize options for the tiny runs: n = 24 < k = 32, so X^T X is singular: auto ridge. */
 static const char *g_dirs[4];
@@ -155,8 +149,8 @@ static unsigned char *slurp(const char *path, size_t *len) {
 /* Byte equality of STORE_A/model_m/name and STORE_B/model_m/name. */
 static void expect_same_file(const char *a, const char *b, int m, const char *name) {
     char pa[300], pb[300];
-    snprintf(pa, sizeof pa, "%s/%s/model_%d/%s", g_tmp, a, m, name);
-    snprintf(pb, sizeof pb, "%s/%s/model_%d/%s", g_tmp, b, m, name);
+    snprintf(pa, sizeof pa, "%s/%s/model_%d/%s", test_tmp, a, m, name);
+    snprintf(pb, sizeof pb, "%s/%s/model_%d/%s", test_tmp, b, m, name);
     size_t la, lb;
     unsigned char *x = slurp(pa, &la), *y = slurp(pb, &lb);
     cr_expect(la == lb && memcmp(x, y, la) == 0, "%s and %s differ", pa, pb);
@@ -507,14 +501,14 @@ Test(featurize, cli_errors_and_warning) {
     snprintf(args, sizeof args,
              "featurize --models %s/m0 --out %s/s --data %s --k 32 --S 2 "
              "--auto-ridge --quiet --stop-after-rows 4",
-             g_tmp, g_tmp, img_src);
+             test_tmp, test_tmp, img_src);
     rc = cli_run(args, err, sizeof err);
     cr_expect_eq(rc, 0, "exit %d: %s", rc, err);
     cr_expect(err[0] == 0, "stderr not empty with --quiet and matching data: %s", err);
     snprintf(args, sizeof args,
              "featurize --models %s/m0 --out %s/s --data %s --k 16 --S 2 "
              "--quiet",
-             g_tmp, g_tmp, img_src);
+             test_tmp, test_tmp, img_src);
     rc = cli_run(args, err, sizeof err);
     cr_expect_eq(rc, 1, "exit %d: %s", rc, err);
     cr_expect(strncmp(err, "jtrak featurize: ", 17) == 0 && strstr(err, "k is 32 but --k 16") &&
@@ -524,7 +518,7 @@ Test(featurize, cli_errors_and_warning) {
     snprintf(args, sizeof args,
              "featurize --models %s/m0 --out %s/s10 --data %s --limit 10 --k 32 "
              "--S 2 --auto-ridge --quiet",
-             g_tmp, g_tmp, img_src);
+             test_tmp, test_tmp, img_src);
     rc = cli_run(args, err, sizeof err);
     cr_expect_eq(rc, 0, "exit %d: %s", rc, err);
     cr_expect(strstr(err, "warning") && strstr(err, "training.json"), "%s", err);
@@ -532,7 +526,7 @@ Test(featurize, cli_errors_and_warning) {
     snprintf(args, sizeof args,
              "featurize --models %s/m0 --out %s/m0 --data %s --k 32 --S 2 "
              "--quiet",
-             g_tmp, g_tmp, img_src);
+             test_tmp, test_tmp, img_src);
     rc = cli_run(args, err, sizeof err);
     cr_expect_eq(rc, 1, "exit %d: %s", rc, err);
     cr_expect(strstr(err, "not a feature store"), "%s", err);
@@ -549,18 +543,18 @@ Test(featurize, mpi_two_processes_equal_one) {
     snprintf(common, sizeof common,
              "featurize --models %s/m0,%s/m1 --data %s --k 32 --S 2 "
              "--batch 3 --auto-ridge --quiet",
-             g_tmp, g_tmp, img_src);
-    snprintf(cmd, sizeof cmd, "%s --out %s/one", common, g_tmp);
+             test_tmp, test_tmp, img_src);
+    snprintf(cmd, sizeof cmd, "%s --out %s/one", common, test_tmp);
     int rc = cli_run(cmd, err, sizeof err);
     cr_assert_eq(rc, 0, "1 process: exit %d: %s", rc, err);
     /* One thread per process, leak checks off (OpenMPI's own allocations under ASan). */
     snprintf(cmd, sizeof cmd,
              "OMP_NUM_THREADS=1 ASAN_OPTIONS=detect_leaks=0 mpirun "
              "--allow-run-as-root --oversubscribe -np 2 %s %s --out %s/two >%s/mpi.log 2>&1",
-             JTRAK_CLI, common, g_tmp, g_tmp);
+             JTRAK_CLI, common, test_tmp, test_tmp);
     rc = system(cmd);
     char log[300];
-    snprintf(log, sizeof log, "%s/mpi.log", g_tmp);
+    snprintf(log, sizeof log, "%s/mpi.log", test_tmp);
     size_t len = 0;
     char *out = (char *)slurp(log, &len);
     out = realloc(out, len + 1);

@@ -5,6 +5,7 @@
  * are refused (the statistics themselves are checked against scipy in test_stats.c).
  * `jtrak counterfactual`: the top-k removed are the highest-scored rows, every removal kind
  * retrains and regenerates, bad steps and k are refused. */
+#include "helpers/tmpdir.h"
 #include "helpers/cli_run.h"
 #include "io/npy.h"
 
@@ -16,21 +17,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static char g_tmp[64];
 static char g_err[8192];
 
-static void setup(void) {
-    strcpy(g_tmp, "/tmp/jtrak-lds-XXXXXX");
-    cr_assert(mkdtemp(g_tmp) != NULL);
-}
-
-static void teardown(void) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", g_tmp);
-    cr_expect(system(cmd) == 0);
-}
-
-TestSuite(lds, .init = setup, .fini = teardown, .timeout = 300);
+TestSuite(lds, .init = test_tmp_setup, .fini = test_tmp_teardown, .timeout = 300);
 
 static int jtrak(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int jtrak(const char *fmt, ...) {
@@ -51,26 +40,26 @@ static void prepare(void) {
     char p[256];
     size_t shape[3] = {16, 8, 8}, ls[1] = {16};
     JtError err;
-    snprintf(p, sizeof p, "%s/img.npy", g_tmp);
+    snprintf(p, sizeof p, "%s/img.npy", test_tmp);
     cr_assert(npy_write(p, NPY_U8, 3, shape, pix, &err) == JT_OK);
-    snprintf(p, sizeof p, "%s/lab.npy", g_tmp);
+    snprintf(p, sizeof p, "%s/lab.npy", test_tmp);
     cr_assert(npy_write(p, NPY_I64, 1, ls, labels, &err) == JT_OK);
     const char *cfg = "{\"_class_name\":\"UNet2DModel\",\"sample_size\":8,\"in_channels\":1,"
                       "\"out_channels\":1,\"block_out_channels\":[8,16],\"layers_per_block\":1,"
                       "\"norm_num_groups\":4,\"down_block_types\":[\"DownBlock2D\",\"AttnDownBlock2D\"],"
                       "\"up_block_types\":[\"AttnUpBlock2D\",\"UpBlock2D\"],\"attention_head_dim\":null}";
-    snprintf(p, sizeof p, "%s/cfg.json", g_tmp);
+    snprintf(p, sizeof p, "%s/cfg.json", test_tmp);
     FILE *f = fopen(p, "w");
     cr_assert(f && fputs(cfg, f) >= 0);
     fclose(f);
-    const char *t = g_tmp;
+    const char *t = test_tmp;
     cr_assert_eq(jtrak("train --config %s/cfg.json --data npy:%s/img.npy,%s/lab.npy --batch 8 "
                        "--steps 12 --warmup 2 --out %s/m --quiet", t, t, t, t), 0, "%s", g_err);
     cr_assert_eq(jtrak("sample --model %s/m --out %s/s --n 2 --sampler ddim --steps 10 --quiet", t,
                        t), 0, "%s", g_err);
     cr_assert_eq(jtrak("featurize --models %s/m --data npy:%s/img.npy,%s/lab.npy --out %s/f --S 2 "
                        "--k 8 --quiet", t, t, t, t), 0, "%s", g_err);
-    cr_assert_eq(jtrak("score --store %s/f --trajectory %s/s/trajectory.safetensors --out %s/j "
+    cr_assert_eq(jtrak("score --store %s/f --trajectory %s/s/trajectory.safetensors --out %s/journey "
                        "--steps 500,0 --R 2 --quiet", t, t, t), 0, "%s", g_err);
 }
 
@@ -78,9 +67,9 @@ static const char *LDS_ARGS = "--K 4 --ceiling 2 --R-eval 3 --grid 2 --steps 500
 
 Test(lds, runs_once_and_reports_every_method) {
     prepare();
-    const char *t = g_tmp;
+    const char *t = test_tmp;
     cr_assert_eq(jtrak("lds --model %s/m --trajectory %s/s/trajectory.safetensors --out %s/l "
-                       "--scores %s/j %s", t, t, t, t, LDS_ARGS), 0, "%s", g_err);
+                       "--scores %s/journey %s", t, t, t, t, LDS_ARGS), 0, "%s", g_err);
     char p[256];
     struct stat first, again;
     snprintf(p, sizeof p, "%s/l/gt/s3_r0.npy", t);
@@ -128,7 +117,7 @@ Test(lds, runs_once_and_reports_every_method) {
 
     /* A rerun trains and measures nothing again. */
     cr_assert_eq(jtrak("lds --model %s/m --trajectory %s/s/trajectory.safetensors --out %s/l "
-                       "--scores %s/j %s", t, t, t, t, LDS_ARGS), 0, "%s", g_err);
+                       "--scores %s/journey %s", t, t, t, t, LDS_ARGS), 0, "%s", g_err);
     snprintf(p, sizeof p, "%s/l/gt/s1_r1.npy", t);
     cr_assert(stat(p, &again) == 0);
     cr_expect(first.st_mtim.tv_sec == again.st_mtim.tv_sec && first.st_mtim.tv_nsec == again.st_mtim.tv_nsec,
@@ -156,9 +145,9 @@ Test(lds, runs_once_and_reports_every_method) {
 
 Test(lds, counterfactual_retrains_regenerates_and_refuses) {
     prepare();
-    const char *t = g_tmp;
+    const char *t = test_tmp;
     cr_assert_eq(jtrak("counterfactual --model %s/m --trajectory %s/s/trajectory.safetensors "
-                       "--scores %s/j --step 500 --k 2 --targets 1 --out %s/cf --quiet", t, t, t, t),
+                       "--scores %s/journey --step 500 --k 2 --targets 1 --out %s/cf --quiet", t, t, t, t),
                  0, "%s", g_err);
     char p[256];
     snprintf(p, sizeof p, "%s/cf/counterfactual.json", t);
@@ -181,7 +170,7 @@ Test(lds, counterfactual_retrains_regenerates_and_refuses) {
         cr_expect(d > 0 && d < 2, "%s: RMSE %g", kinds[k], d);
     }
     /* The top-k removed are the two highest-scored rows at t = 500 for sample 1. */
-    snprintf(p, sizeof p, "%s/j/scores_t500.npy", t);
+    snprintf(p, sizeof p, "%s/journey/scores_t500.npy", t);
     NpyHeader h;
     void *sc;
     JtError err;
@@ -203,10 +192,10 @@ Test(lds, counterfactual_retrains_regenerates_and_refuses) {
     cr_expect(stat(p, &sb) == 0);
 
     cr_expect_eq(jtrak("counterfactual --model %s/m --trajectory %s/s/trajectory.safetensors "
-                       "--scores %s/j --step 123 --out %s/cf2 --quiet", t, t, t, t), 1);
+                       "--scores %s/journey --step 123 --out %s/cf2 --quiet", t, t, t, t), 1);
     cr_expect(strstr(g_err, "--step 123 is not in the trajectory"), "%s", g_err);
     cr_expect_eq(jtrak("counterfactual --model %s/m --trajectory %s/s/trajectory.safetensors "
-                       "--scores %s/j --step 500 --k 99 --out %s/cf3 --quiet", t, t, t, t), 1);
+                       "--scores %s/journey --step 500 --k 99 --out %s/cf3 --quiet", t, t, t, t), 1);
     cr_expect(strstr(g_err, "only 16 images"), "%s", g_err);
     snprintf(p, sizeof p, "%s/cf2", t);
     cr_expect(stat(p, &sb) != 0, "a refused run left its output folder");

@@ -1,6 +1,7 @@
 /* test_npy.c: the .npy reader and writer: round trips for every dtype and shape kind, the exact
  * header numpy writes, reading version 2.0 headers, the row store, and one test per malformed
  * file (each checks that the message names the file). Files live in a mkdtemp() folder. */
+#include "helpers/tmpdir.h"
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <stdio.h>
@@ -10,34 +11,14 @@
 
 #include "io/npy.h"
 
-static char tmpdir[256];
 
-static void setup(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/jtrak_npy_XXXXXX");
-    cr_assert_not_null(mkdtemp(tmpdir));
-}
-
-static void teardown(void) {
-    DIR *d = opendir(tmpdir);
-    if (!d) return;
-    struct dirent *e;
-    char p[512];
-    while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.') continue;
-        snprintf(p, sizeof p, "%s/%s", tmpdir, e->d_name);
-        unlink(p);
-    }
-    closedir(d);
-    rmdir(tmpdir);
-}
-
-TestSuite(npy, .init = setup, .fini = teardown);
+TestSuite(npy, .init = test_tmp_setup, .fini = test_tmp_teardown);
 
 static const char *tpath(const char *name) {
     static char buf[4][512];
     static int k = 0;
     k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", tmpdir, name);
+    snprintf(buf[k], sizeof buf[k], "%s/%s", test_tmp, name);
     return buf[k];
 }
 
@@ -231,14 +212,14 @@ Test(npy, refuses_bad_magic_and_missing_file) {
 
 Test(npy, write_failure_leaves_nothing) {
     char p[512];
-    snprintf(p, sizeof p, "%s/no/such/dir/x.npy", tmpdir);
+    snprintf(p, sizeof p, "%s/no/such/dir/x.npy", test_tmp);
     size_t shape[1] = {1};
     float d = 1;
     JtError err;
     expect_error_names(npy_write(p, NPY_F32, 1, shape, &d, &err), &err, p, "cannot create");
     /* A successful write leaves exactly the one file: no temporary behind. */
     cr_assert_eq(npy_write(tpath("ok.npy"), NPY_F32, 1, shape, &d, &err), JT_OK);
-    DIR *dir = opendir(tmpdir);
+    DIR *dir = opendir(test_tmp);
     int files = 0;
     struct dirent *e;
     while ((e = readdir(dir)) != NULL)

@@ -8,6 +8,7 @@
  * drawing is the upright one turned. Bad input (no series, an empty series, a non-finite x, too
  * many series, an empty y range, a bad size, an unwritable path) gives JT_ERR naming the problem
  * and the path, and leaves the folder empty. */
+#include "helpers/tmpdir.h"
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <math.h>
@@ -21,39 +22,8 @@
 
 #include "report/plot.h"
 
-static char tmpdir[256];
 
-static void rm_tree(const char *path) {
-    DIR *dir = opendir(path);
-    if (!dir) {
-        unlink(path);
-        return;
-    }
-    struct dirent *e;
-    char p[1024];
-    while ((e = readdir(dir)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-        snprintf(p, sizeof p, "%s/%s", path, e->d_name);
-        struct stat st;
-        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
-            rm_tree(p);
-        else
-            unlink(p);
-    }
-    closedir(dir);
-    rmdir(path);
-}
-
-static void setup(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/jtrak_plot_XXXXXX");
-    cr_assert_not_null(mkdtemp(tmpdir));
-}
-
-static void teardown(void) {
-    rm_tree(tmpdir);
-}
-
-TestSuite(plot, .init = setup, .fini = teardown);
+TestSuite(plot, .init = test_tmp_setup, .fini = test_tmp_teardown);
 
 static int count_entries(const char *path) {
     DIR *dir = opendir(path);
@@ -104,13 +74,13 @@ typedef struct {
     PlotLayout L;
 } Image;
 
-/* Writes the three-series plot to name in tmpdir and reads it back, with its layout. */
+/* Writes the three-series plot to name in test_tmp and reads it back, with its layout. */
 static Image render(const char *name, int reverse_x) {
     PlotSeries s[3];
     series(s);
     PlotOptions o = options(reverse_x);
     char path[512];
-    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
+    snprintf(path, sizeof path, "%s/%s", test_tmp, name);
     JtError err;
     cr_assert_eq(plot_write_png(path, s, 3, &o, &err), JT_OK, "%s", err.msg);
     Image im;
@@ -305,7 +275,7 @@ Test(plot, default_options_and_one_point) {
     double x = 3.0, y = 0.5;
     PlotSeries s = {NULL, 1, &x, &y, NULL, NULL, 0};
     char path[512];
-    snprintf(path, sizeof path, "%s/one.png", tmpdir);
+    snprintf(path, sizeof path, "%s/one.png", test_tmp);
     JtError err;
     cr_assert_eq(plot_write_png(path, &s, 1, NULL, &err), JT_OK, "%s", err.msg);
     int w, h, comp;
@@ -407,7 +377,7 @@ static void expect_error(const char *path, const PlotSeries *s, int n, const Plo
     cr_assert(strstr(err.msg, path) != NULL, "message does not name %s: %s", path, err.msg);
     cr_assert(strstr(err.msg, needle) != NULL, "message lacks '%s': %s", needle, err.msg);
     cr_assert(strchr(err.msg, '\n') == NULL, "not one line: %s", err.msg);
-    cr_assert_eq(count_entries(tmpdir), 0, "files left behind after: %s", err.msg);
+    cr_assert_eq(count_entries(test_tmp), 0, "files left behind after: %s", err.msg);
 }
 
 Test(plot, bad_input_is_refused_and_leaves_nothing) {
@@ -415,7 +385,7 @@ Test(plot, bad_input_is_refused_and_leaves_nothing) {
     series(s);
     PlotOptions o = options(0);
     char path[512];
-    snprintf(path, sizeof path, "%s/bad.png", tmpdir);
+    snprintf(path, sizeof path, "%s/bad.png", test_tmp);
 
     expect_error(path, s, 0, &o, "no series");
 
@@ -448,6 +418,6 @@ Test(plot, bad_input_is_refused_and_leaves_nothing) {
     expect_error(path, s, 3, &bad, "image size 100 x 500");
 
     char unwritable[600];
-    snprintf(unwritable, sizeof unwritable, "%s/no/such/dir/plot.png", tmpdir);
+    snprintf(unwritable, sizeof unwritable, "%s/no/such/dir/plot.png", test_tmp);
     expect_error(unwritable, s, 3, &o, "cannot create");
 }

@@ -5,6 +5,7 @@
  * pixels, escaping, no external resources. The figure: its size follows the layout formula of
  * report.h and tiles hold the source pixels. Bad input: an unwritable path or a bad training row
  * gives JT_ERR naming it and leaves no file; n_targets = 0 is refused. */
+#include "helpers/tmpdir.h"
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <stdio.h>
@@ -18,39 +19,8 @@
 #include "io/png.h"
 #include "report/report.h"
 
-static char tmpdir[256];
 
-static void rm_tree(const char *path) {
-    DIR *dir = opendir(path);
-    if (!dir) {
-        unlink(path);
-        return;
-    }
-    struct dirent *e;
-    char p[1024];
-    while ((e = readdir(dir)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-        snprintf(p, sizeof p, "%s/%s", path, e->d_name);
-        struct stat st;
-        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
-            rm_tree(p);
-        else
-            unlink(p);
-    }
-    closedir(dir);
-    rmdir(path);
-}
-
-static void setup(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/jtrak_report_XXXXXX");
-    cr_assert_not_null(mkdtemp(tmpdir));
-}
-
-static void teardown(void) {
-    rm_tree(tmpdir);
-}
-
-TestSuite(report, .init = setup, .fini = teardown);
+TestSuite(report, .init = test_tmp_setup, .fini = test_tmp_teardown);
 
 /* Entries in a folder (not . and ..). */
 static int count_entries(const char *path) {
@@ -262,10 +232,10 @@ static void check_html(int C) {
     Synth s;
     synth_init(&s, C);
     char path[512];
-    snprintf(path, sizeof path, "%s/report.html", tmpdir);
+    snprintf(path, sizeof path, "%s/report.html", test_tmp);
     JtError err = {{0}};
     cr_assert_eq(report_write_html(path, &s.d, &err), JT_OK, "%s", err.msg);
-    cr_assert_eq(count_entries(tmpdir), 1, "a temporary file was left behind");
+    cr_assert_eq(count_entries(test_tmp), 1, "a temporary file was left behind");
     char *html = read_text(path);
 
     for (int st = 0; st < NS; st++) {
@@ -340,7 +310,7 @@ Test(report, html_final_only_and_empty_slots) {
     s.d.method = "trak";
     s.pro_idx[1] = REPORT_NO_ROW;
     char path[512];
-    snprintf(path, sizeof path, "%s/final.html", tmpdir);
+    snprintf(path, sizeof path, "%s/final.html", test_tmp);
     JtError err = {{0}};
     cr_assert_eq(report_write_html(path, &s.d, &err), JT_OK, "%s", err.msg);
     char *html = read_text(path);
@@ -349,21 +319,21 @@ Test(report, html_final_only_and_empty_slots) {
                  count_str(html, "<img "), n_img);
     cr_assert_eq(count_str(html, "(none)"), 1);
     free(html);
-    snprintf(path, sizeof path, "%s/final.png", tmpdir);
+    snprintf(path, sizeof path, "%s/final.png", test_tmp);
     cr_assert_eq(report_write_png(path, &s.d, &err), JT_OK, "%s", err.msg);
 
     /* no trajectory at all: the final sample and its lists only */
     s.d.n_steps = 0;
     s.d.steps = NULL;
     s.d.xhat = NULL;
-    snprintf(path, sizeof path, "%s/final0.html", tmpdir);
+    snprintf(path, sizeof path, "%s/final0.html", test_tmp);
     cr_assert_eq(report_write_html(path, &s.d, &err), JT_OK, "%s", err.msg);
     html = read_text(path);
     n_img = NT + 2 * NT * TOPK - 1;
     cr_assert_eq(count_str(html, "<img "), n_img, "%zu <img> tags, want %zu",
                  count_str(html, "<img "), n_img);
     free(html);
-    snprintf(path, sizeof path, "%s/final0.png", tmpdir);
+    snprintf(path, sizeof path, "%s/final0.png", test_tmp);
     cr_assert_eq(report_write_png(path, &s.d, &err), JT_OK, "%s", err.msg);
     int w, h, comp;
     unsigned char *pix = stbi_load(path, &w, &h, &comp, 3);
@@ -382,10 +352,10 @@ static void check_png(int C) {
     Synth s;
     synth_init(&s, C);
     char path[512];
-    snprintf(path, sizeof path, "%s/figure.png", tmpdir);
+    snprintf(path, sizeof path, "%s/figure.png", test_tmp);
     JtError err = {{0}};
     cr_assert_eq(report_write_png(path, &s.d, &err), JT_OK, "%s", err.msg);
-    cr_assert_eq(count_entries(tmpdir), 1, "a temporary file was left behind");
+    cr_assert_eq(count_entries(test_tmp), 1, "a temporary file was left behind");
 
     /* the layout formula of report.h, spelled out */
     const int F = REPORT_FIG_FRAME, G = REPORT_FIG_GAP;
@@ -481,17 +451,17 @@ Test(report, unwritable_path_fails_and_leaves_nothing) {
     synth_init(&s, 1);
     char path[512];
     JtError err = {{0}};
-    snprintf(path, sizeof path, "%s/no/such/folder/report.html", tmpdir);
+    snprintf(path, sizeof path, "%s/no/such/folder/report.html", test_tmp);
     cr_assert_eq(report_write_html(path, &s.d, &err), JT_ERR);
     cr_assert_not_null(strstr(err.msg, path), "error does not name the path: %s", err.msg);
-    snprintf(path, sizeof path, "%s/no/such/folder/figure.png", tmpdir);
+    snprintf(path, sizeof path, "%s/no/such/folder/figure.png", test_tmp);
     err.msg[0] = '\0';
     cr_assert_eq(report_write_png(path, &s.d, &err), JT_ERR);
     cr_assert_not_null(strstr(err.msg, path), "error does not name the path: %s", err.msg);
-    cr_assert_eq(count_entries(tmpdir), 0);
+    cr_assert_eq(count_entries(test_tmp), 0);
 
     /* a path that is a folder: the temporary file is written, the rename fails, nothing is left */
-    snprintf(path, sizeof path, "%s/taken", tmpdir);
+    snprintf(path, sizeof path, "%s/taken", test_tmp);
     cr_assert_eq(mkdir(path, 0755), 0);
     err.msg[0] = '\0';
     cr_assert_eq(report_write_html(path, &s.d, &err), JT_ERR);
@@ -499,7 +469,7 @@ Test(report, unwritable_path_fails_and_leaves_nothing) {
     err.msg[0] = '\0';
     cr_assert_eq(report_write_png(path, &s.d, &err), JT_ERR);
     cr_assert_not_null(strstr(err.msg, path), "error does not name the path: %s", err.msg);
-    cr_assert_eq(count_entries(tmpdir), 1, "a temporary file was left behind");
+    cr_assert_eq(count_entries(test_tmp), 1, "a temporary file was left behind");
     cr_assert_eq(count_entries(path), 0);
     synth_free(&s);
 }
@@ -509,15 +479,15 @@ Test(report, no_targets_refused) {
     synth_init(&s, 1);
     s.d.n_targets = 0;
     char path[512];
-    snprintf(path, sizeof path, "%s/report.html", tmpdir);
+    snprintf(path, sizeof path, "%s/report.html", test_tmp);
     JtError err = {{0}};
     cr_assert_eq(report_write_html(path, &s.d, &err), JT_ERR);
     cr_assert_not_null(strstr(err.msg, "n_targets = 0"), "unclear message: %s", err.msg);
     cr_assert_not_null(strstr(err.msg, "no targets"), "unclear message: %s", err.msg);
-    snprintf(path, sizeof path, "%s/figure.png", tmpdir);
+    snprintf(path, sizeof path, "%s/figure.png", test_tmp);
     cr_assert_eq(report_write_png(path, &s.d, &err), JT_ERR);
     cr_assert_not_null(strstr(err.msg, "n_targets = 0"), "unclear message: %s", err.msg);
-    cr_assert_eq(count_entries(tmpdir), 0);
+    cr_assert_eq(count_entries(test_tmp), 0);
     synth_free(&s);
 }
 
@@ -527,18 +497,18 @@ Test(report, bad_training_row_refused) {
     /* the second opponent of target 1 at the second step (t=500) */
     s.opp_idx[(1 * NS + 1) * TOPK + 1] = NTRAIN + 89;
     char path[512];
-    snprintf(path, sizeof path, "%s/report.html", tmpdir);
+    snprintf(path, sizeof path, "%s/report.html", test_tmp);
     JtError err = {{0}};
     cr_assert_eq(report_write_html(path, &s.d, &err), JT_ERR);
     cr_assert_not_null(strstr(err.msg, "opponent #2 of target 1 at step t=500 is training row 99"),
                        "unclear message: %s", err.msg);
     cr_assert_not_null(strstr(err.msg, "10 rows"), "unclear message: %s", err.msg);
-    cr_assert_eq(count_entries(tmpdir), 0);
+    cr_assert_eq(count_entries(test_tmp), 0);
 
     s.opp_idx[(1 * NS + 1) * TOPK + 1] = 0;
     s.d.C = 2;
     cr_assert_eq(report_write_png(path, &s.d, &err), JT_ERR);
     cr_assert_not_null(strstr(err.msg, "2 channels"), "unclear message: %s", err.msg);
-    cr_assert_eq(count_entries(tmpdir), 0);
+    cr_assert_eq(count_entries(test_tmp), 0);
     synth_free(&s);
 }

@@ -6,6 +6,7 @@
 #include "diffusion/sampler.h"
 #include "diffusion/train.h"
 #include "diffusion/trajectory.h"
+#include "helpers/tmpdir.h"
 #include "helpers/numcheck.h"
 #include "io/model_folder.h"
 #include "io/npy.h"
@@ -19,7 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static char g_tmp[64];
 
 /* A 2-level 8x8 one-channel U-Net (about 20k parameters). */
 static void tiny_config(UNetConfig *cfg) {
@@ -43,8 +43,8 @@ static void tiny_data(Dataset *ds) {
     for (int i = 0; i < N * 64; i++) pix[i] = (uint8_t)((i * 2654435761u) >> 24);
     for (int i = 0; i < N; i++) labels[i] = i % 3;
     char img[128], lab[128], src[300];
-    snprintf(img, sizeof img, "%s/images.npy", g_tmp);
-    snprintf(lab, sizeof lab, "%s/labels.npy", g_tmp);
+    snprintf(img, sizeof img, "%s/images.npy", test_tmp);
+    snprintf(lab, sizeof lab, "%s/labels.npy", test_tmp);
     size_t shape[3] = {N, 8, 8}, lshape[1] = {N};
     JtError err;
     cr_assert(npy_write(img, NPY_U8, 3, shape, pix, &err) == JT_OK, "%s", err.msg);
@@ -67,17 +67,6 @@ static void tiny_recipe(TrainRecipe *r) {
     r->seed = 7;
 }
 
-static void setup(void) {
-    strcpy(g_tmp, "/tmp/jtrak-train-XXXXXX");
-    cr_assert(mkdtemp(g_tmp) != NULL);
-}
-
-static void teardown(void) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", g_tmp);
-    cr_expect(system(cmd) == 0);
-}
-
 static int train_into(const char *sub, const TrainRecipe *r, long stop_after, int *stopped,
                       JtError *err) {
     UNetConfig cfg;
@@ -87,7 +76,7 @@ static int train_into(const char *sub, const TrainRecipe *r, long stop_after, in
     Dataset ds = {0};
     tiny_data(&ds);
     char out[200];
-    snprintf(out, sizeof out, "%s/%s", g_tmp, sub);
+    snprintf(out, sizeof out, "%s/%s", test_tmp, sub);
     TrainControl ctl = {out, 0, 2, stop_after, 1};
     int rc = train_run(&cfg, &sc, &ds, r, &ctl, stopped, err);
     data_free(&ds);
@@ -97,7 +86,7 @@ static int train_into(const char *sub, const TrainRecipe *r, long stop_after, in
 /* The four slabs of a state file, concatenated. */
 static float *read_state(const char *sub, size_t *n) {
     char path[200];
-    snprintf(path, sizeof path, "%s/%s/train_state.safetensors", g_tmp, sub);
+    snprintf(path, sizeof path, "%s/%s/train_state.safetensors", test_tmp, sub);
     StFile f;
     JtError err;
     cr_assert(st_open(&f, path, &err) == JT_OK, "%s", err.msg);
@@ -115,7 +104,7 @@ static float *read_state(const char *sub, size_t *n) {
     return all;
 }
 
-TestSuite(train, .init = setup, .fini = teardown);
+TestSuite(train, .init = test_tmp_setup, .fini = test_tmp_teardown);
 
 Test(train, resumed_run_equals_uninterrupted_run) {
     TrainRecipe r;
@@ -146,18 +135,18 @@ Test(train, resumed_run_equals_uninterrupted_run) {
     /* Every output file is there and loads. */
     char path[300];
     UNet *net;
-    snprintf(path, sizeof path, "%s/full", g_tmp);
+    snprintf(path, sizeof path, "%s/full", test_tmp);
     cr_assert(model_load(path, &net, &err) == JT_OK, "%s", err.msg);
     unet_free(net);
-    snprintf(path, sizeof path, "%s/full/raw", g_tmp);
+    snprintf(path, sizeof path, "%s/full/raw", test_tmp);
     cr_assert(model_load(path, &net, &err) == JT_OK, "%s", err.msg);
     unet_free(net);
     SchedConfig sc;
     sched_config_default(&sc);
-    snprintf(path, sizeof path, "%s/full/scheduler_config.json", g_tmp);
+    snprintf(path, sizeof path, "%s/full/scheduler_config.json", test_tmp);
     cr_assert(sched_config_load(&sc, path, &err) == JT_OK, "%s", err.msg);
 
-    snprintf(path, sizeof path, "%s/full/training.json", g_tmp);
+    snprintf(path, sizeof path, "%s/full/training.json", test_tmp);
     FILE *f = fopen(path, "r");
     cr_assert(f != NULL);
     char buf[4096];
@@ -170,7 +159,7 @@ Test(train, resumed_run_equals_uninterrupted_run) {
     cr_expect(cJSON_IsString(cJSON_GetObjectItem(cJSON_GetObjectItem(rec, "dataset"), "fingerprint")));
     cJSON_Delete(rec);
 
-    snprintf(path, sizeof path, "%s/full/log.jsonl", g_tmp);
+    snprintf(path, sizeof path, "%s/full/log.jsonl", test_tmp);
     f = fopen(path, "r");
     cr_assert(f != NULL);
     int lines = 0;
@@ -204,7 +193,7 @@ static UNet *trained_model(void) {
     int stopped;
     cr_assert(train_into("m", &r, 0, &stopped, &err) == JT_OK, "%s", err.msg);
     char path[200];
-    snprintf(path, sizeof path, "%s/m", g_tmp);
+    snprintf(path, sizeof path, "%s/m", test_tmp);
     UNet *net;
     cr_assert(model_load(path, &net, &err) == JT_OK, "%s", err.msg);
     return net;
@@ -255,7 +244,7 @@ Test(train, trajectory_replays_exactly_and_round_trips) {
     }
 
     char path[200];
-    snprintf(path, sizeof path, "%s/traj.safetensors", g_tmp);
+    snprintf(path, sizeof path, "%s/traj.safetensors", test_tmp);
     cr_assert(traj_save(&tr, path, &err) == JT_OK, "%s", err.msg);
     cr_assert(traj_load(&back, path, &err) == JT_OK, "%s", err.msg);
     cr_assert(back.n == tr.n && back.S == tr.S && back.seed == tr.seed);

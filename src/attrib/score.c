@@ -334,7 +334,9 @@ int score_run(const ScoreOptions *o, const Dataset *data_in, JtError *err) {
 
     const size_t n = data->n, D = (size_t)tr.C * tr.H * tr.W;
     const int n_eff = step_specific(o->method) ? n_steps : 1;
-    const int M = o->method == METHOD_PIXEL ? 0 : st.n_models, k = have_store ? st.k : 0;
+    int M = o->method == METHOD_PIXEL ? 0 : st.n_models;
+    if (M && o->ensemble > 0 && o->ensemble < M) M = o->ensemble;
+    const int k = have_store ? st.k : 0;
     int *labels_t = NULL;
     if (step_specific(o->method)) {
         labels_t = xmalloc((size_t)n_eff * sizeof(int));
@@ -460,6 +462,7 @@ int score_run(const ScoreOptions *o, const Dataset *data_in, JtError *err) {
             cJSON_AddStringToObject(sj, "path", abs ? abs : st.dir);
             free(abs);
             cJSON_AddNumberToObject(sj, "models", st.n_models);
+            cJSON_AddNumberToObject(sj, "models_used", M);
             cJSON_AddNumberToObject(sj, "k", st.k);
             cJSON_AddNumberToObject(sj, "S", st.S);
             cJSON_AddStringToObject(sj, "output_function", outfn_name(st.outfn));

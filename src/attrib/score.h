@@ -39,6 +39,7 @@ typedef struct {
     int topk_only;          /* no dense score files */
     size_t tile_rows;       /* default 4096 */
     int batch;              /* targets per gradient batch (default 16) */
+    int ensemble;           /* use the store's first `ensemble` models (0 = all) */
     uint64_t seed;          /* target draw seed */
     int quiet;
 } ScoreOptions;

@@ -19,6 +19,7 @@ static void help(void) {
            "  --topk-only      do not write the dense score matrices\n"
            "  --tile N         training rows per tile (memory bound; default 4096)\n"
            "  --batch B        targets per gradient batch (default 16)\n"
+           "  --ensemble M     use only the store's first M models (default: all)\n"
            "  --seed N         seed of the target draws (default 0)\n"
            "  --quiet          no progress line\n"
            "pixel works without --store when given the training data (--size N: the samples'\n"
@@ -47,6 +48,7 @@ int cmd_score(int argc, char **argv) {
     o.topk_only = args_flag(&a, "topk-only");
     o.tile_rows = (size_t)args_long(&a, "tile", (long)o.tile_rows, 1, 1L << 30);
     o.batch = (int)args_long(&a, "batch", o.batch, 1, 4096);
+    o.ensemble = (int)args_long(&a, "ensemble", 0, 0, 1 << 20);
     o.seed = args_u64(&a, "seed", 0);
     o.quiet = args_flag(&a, "quiet");
     int want_data = args_str(&a, "data", NULL) != NULL; /* pixel without a store */

@@ -463,7 +463,10 @@ static int evaluate_all(const LdsOptions *o, LdsInputs *in, cJSON *results, JtEr
                     rc = jt_fail(err, "%s: scores of targets from another model than %s", mp, o->model_dir);
                 const cJSON *steps = man ? cJSON_GetObjectItem(man, "steps") : NULL;
                 const cJSON *tg = man ? cJSON_GetObjectItem(man, "targets") : NULL;
-                snprintf(method, sizeof method, "%s", man && json_str(man, "method") ? json_str(man, "method") : "?");
+                /* Methods are named by their folder (journey-M4, journey-S5, ...), the method
+                 * being in the folder's manifest. */
+                const char *slash = strrchr(o->score_dirs[s], '/');
+                snprintf(method, sizeof method, "%s", slash && slash[1] ? slash + 1 : o->score_dirs[s]);
                 int final_only = !steps || cJSON_GetArraySize(steps) == 0, has_step = final_only;
                 for (int q = 0; !final_only && q < cJSON_GetArraySize(steps); q++)
                     has_step |= cJSON_GetArrayItem(steps, q)->valueint == t;

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The LDS benchmark of jtrak: the Fashion-MNIST analogue of the CIFAR-2 benchmark of the diffusion
+# attribution literature (landscape.md 0), run end to end with jtrak alone. See bench/lds/README.md.
+#
+#   bench/lds/run.sh            the full protocol (K = 64 subsets, ensembles of 1, 4 and 8 models)
+#   QUICK=1 bench/lds/run.sh    the smoke variant (K = 16, ensembles of 1 and 2)
+#
+# Every stage resumes: run the same command again after an interruption.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+J=${JTRAK:-build/jtrak}
+if [ "${QUICK:-0}" = 1 ]; then
+  K=${K:-16}; M=${M:-2}; CEIL=${CEIL:-2}; OUT=${OUT:-out/bench-lds-quick}
+else
+  K=${K:-64}; M=${M:-8}; CEIL=${CEIL:-4}; OUT=${OUT:-out/bench-lds}
+fi
+N_TRAIN=${N_TRAIN:-1000}   # training images: the first N of Fashion-MNIST train, resized to 16x16
+STEPS=${STEPS:-750}        # optimiser steps of 64 images, for the full and every subset model
+N_TARGETS=${N_TARGETS:-16} # generated samples (targets)
+S=${S:-20}                 # draws per training feature
+K_PROJ=${K_PROJ:-512}      # projection dimension (below the 1,000 training images: X^T X invertible)
+R=${R:-20}                 # draws per target gradient
+R_EVAL=${R_EVAL:-100}      # draws per ground-truth value
+T_GRID=${T_GRID:-900,700,500,300,100,0}
+DATA="--data fashion-mnist --limit $N_TRAIN --fit resize"
+RECIPE="--config bench/lds/fm16.json --steps $STEPS --batch 64 --lr 2e-3 --warmup 50"
+start=$(date +%s)
+stage() { echo "[bench-lds $(( $(date +%s) - start ))s] $*" >&2; }
+
+stage "full models: an ensemble of $M (seeds 0..$((M-1)))"
+models=""
+for m in $(seq 0 $((M-1))); do
+  $J train $RECIPE $DATA --seed "$m" --out "$OUT/full/m$m" --quiet >/dev/null
+  models="${models:+$models,}$OUT/full/m$m"
+done
+
+stage "targets: $N_TARGETS samples of model 0 (DDPM, 1000 steps)"
+[ -f "$OUT/samples/trajectory.safetensors" ] ||
+  $J sample --model "$OUT/full/m0" --out "$OUT/samples" --n "$N_TARGETS" --quiet >/dev/null
+TRAJ="$OUT/samples/trajectory.safetensors"
+
+stage "features: loss output, k $K_PROJ, S $S, $M models; S 5 for model 0; D-TRAK output for model 0"
+$J featurize --models "$models" $DATA --out "$OUT/features" --k "$K_PROJ" --S "$S" --batch 32 --quiet >/dev/null
+$J featurize --models "$OUT/full/m0" $DATA --out "$OUT/features-S5" --k "$K_PROJ" --S 5 --batch 32 --quiet >/dev/null
+$J featurize --models "$OUT/full/m0" $DATA --out "$OUT/features-dtrak" --k "$K_PROJ" --S "$S" --output sqnorm --batch 32 --quiet >/dev/null
+
+stage "scores"
+score() { # name, then score options
+  local name=$1; shift
+  [ -f "$OUT/scores/$name/manifest.json" ] ||
+    $J score --trajectory "$TRAJ" --out "$OUT/scores/$name" --R "$R" --quiet "$@" >/dev/null
+  SCORES="${SCORES:+$SCORES,}$OUT/scores/$name"
+}
+SCORES=""
+for e in 1 $( [ "$M" -ge 4 ] && echo 4 ) $( [ "$M" -gt 1 ] && echo "$M" ); do
+  score "journey-M$e" --store "$OUT/features" --ensemble "$e" --steps "$T_GRID"
+done
+score journey-S5 --store "$OUT/features-S5" --steps "$T_GRID"
+score "trak-M$M" --store "$OUT/features" --method trak
+score dtrak-M1 --store "$OUT/features-dtrak" --method dtrak
+score pixel --method pixel $DATA --size 16 --steps "$T_GRID"
+
+stage "LDS: $K subset models (+$CEIL for the noise ceiling), ground truth, statistics"
+$J lds --model "$OUT/full/m0" --trajectory "$TRAJ" --out "$OUT/lds" --scores "$SCORES" \
+  --K "$K" --ceiling "$CEIL" --steps "$T_GRID" --R-eval "$R_EVAL" --quiet | tee "$OUT/lds-table.txt"
+stage "done: $OUT/lds/lds.json, $OUT/lds/lds.png"
