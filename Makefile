@@ -4,7 +4,7 @@ JOBS ?= 2
 CMAKE_FLAGS ?=
 WERROR ?= OFF
 
-.PHONY: all deps test asan demo bench fixtures clean
+.PHONY: all deps test asan demo bench bench-attrib fixtures clean
 
 all: $(BUILD)/Makefile
 	cmake --build $(BUILD) -j $(JOBS)
@@ -29,6 +29,10 @@ demo: all
 
 bench: all
 	scripts/bench.sh $(BUILD)
+
+# featurize and score beside the traker library (needs the twin's environment, ref/.venv).
+bench-attrib: all
+	scripts/bench-attrib.sh $(BUILD)
 
 # Regenerates the committed fixtures with the real diffusers (needs PyPI access).
 fixtures:

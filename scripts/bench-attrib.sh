@@ -1,0 +1,201 @@
+#!/usr/bin/env bash
+# `make bench-attrib`: Journey-TRAK attribution throughput of jtrak beside the traker library (PyPI
+# `traker`, MadryLab/trak, driven as journey-TRAK's diffusion_trak drives it) on the CPU, measured in
+# the same run on the same machine, for the same diffusers model, the same first N Fashion-MNIST
+# training images, the same S, k, batch and thread count, and the same targets, steps and R:
+#
+#   featurize  per-example gradients of the training output function (S timesteps, fresh noise,
+#              summed), projected to k, stored; then the kernel (X^T X + lambda I)^-1 / mean|.|
+#   score      N_T targets of one 1000-step DDPM trajectory (jtrak sample), x0_hat of each step
+#              re-noised R times, projected, scored against the features
+#
+# The traker side needs the reference twin's environment (ref/.venv with torch, diffusers, traker)
+# or JTRAK_TORCH_PYTHON; without it only jtrak is measured. traker runs twice: in float32
+# (use_half_precision=False: the same precision as jtrak, and traker's faster setting on a CPU) on the
+# same N images, and with its default float16 (use_half_precision=True) on N16 images (per-image
+# rates). With N < k, X^T X is singular: jtrak adds the smallest working ridge (--auto-ridge) and
+# traker gets the same lambda (lambda_reg).
+#
+# Results: a table on stdout, JSON lines in $BUILD/bench-attrib.jsonl, logs and stores under
+# $BUILD/bench-attrib/. Defaults take about 4 minutes on a 2-core machine (plus the wait for an idle
+# machine). Each measurement records how much CPU the rest of the machine used meanwhile
+# (other_cpu_cores) and the table warns when that is not ~0: PyTorch's OpenMP threads slow down by
+# several times when they share the cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${1:-build}
+THREADS=${THREADS:-2}
+N=${N:-256}             # training images (jtrak and traker fp32)
+N16=${N16:-32}          # training images for traker's float16 default (slow on a CPU)
+S=${S:-20}
+K=${K:-2048}
+BATCH=${BATCH:-16}
+NT=${NT:-4}             # targets
+STEPS=${STEPS:-900,500,100}
+R=${R:-20}
+FP16=${FP16:-1}         # 0: skip traker's float16 run
+LOAD_MAX=${LOAD_MAX:-1.0}  # wait (up to WAIT_S seconds) for the 1-minute load average to drop below this
+WAIT_S=${WAIT_S:-300}
+PY=${JTRAK_TORCH_PYTHON:-ref/.venv/bin/python}
+JT="$BUILD/jtrak"
+WORK="$BUILD/bench-attrib"
+OUT="$BUILD/bench-attrib.jsonl"
+mkdir -p "$WORK"
+: > "$OUT"
+
+[ -x "$JT" ] || { echo "bench-attrib: $JT not built (run make)" >&2; exit 1; }
+[ -x /usr/bin/time ] || { echo "bench-attrib: /usr/bin/time is needed for peak memory (apt-get install time)" >&2; exit 1; }
+HAVE_TRAKER=0
+if [ -x "$PY" ] && "$PY" -c "import torch, diffusers, trak, safetensors" 2>/dev/null; then HAVE_TRAKER=1; fi
+
+# The model: the demo's if there is one, else a small fm-xs (the demo's architecture; the cost of a
+# gradient does not depend on how long the model was trained).
+MODEL=${MODEL:-}
+if [ -z "$MODEL" ]; then
+  if [ -f out/demo/model/config.json ]; then MODEL=out/demo/model; else MODEL="$WORK/model"; fi
+fi
+if ! [ -f "$MODEL/config.json" ]; then
+  echo "bench-attrib: training a small fm-xs model folder in $MODEL (5 steps)" >&2
+  "$JT" train --config fm-xs --steps 5 --out "$MODEL" --quiet >/dev/null
+fi
+
+load1() { cut -d' ' -f1 /proc/loadavg; }
+waited=0
+while awk -v l="$(load1)" -v m="$LOAD_MAX" 'BEGIN { exit !(l >= m) }' && [ "$waited" -lt "$WAIT_S" ]; do
+  [ "$waited" -eq 0 ] && echo "bench-attrib: load average $(load1) >= $LOAD_MAX; waiting up to ${WAIT_S}s for it to drop" >&2
+  sleep 10; waited=$((waited + 10))
+done
+LOAD_START=$(load1)
+CPU=$(lscpu | sed -n 's/^Model name: *//p')
+echo "machine: $CPU, $(nproc) cores; threads $THREADS; load average $LOAD_START; model $MODEL" >&2
+echo "bench-attrib: N=$N S=$S k=$K batch $BATCH; targets $NT, steps $STEPS, R=$R" >&2
+
+now() { date +%s.%N; }
+# peak RSS (MB) from a /usr/bin/time -v report
+peak_mb() { awk -F': *' '/Maximum resident set size/ { printf "%.1f", $2 / 1024 }' "$1"; }
+# busy CPU seconds of the whole machine (user nice system irq softirq steal)
+HZ=$(getconf CLK_TCK)
+busy() { awk -v hz="$HZ" '/^cpu / { printf "%.2f", ($2 + $3 + $4 + $7 + $8 + $9) / hz }' /proc/stat; }
+# CPU the rest of the machine used during a command, in cores on average: $1 busy before, $2 busy
+# after, $3 time -v report of the command, $4 wall seconds. Near 0 on an idle machine.
+other_cores() {
+  awk -F': *' -v b0="$1" -v b1="$2" -v wall="$4" '/User time|System time/ { own += $2 }
+    END { o = (b1 - b0 - own) / wall; if (o < 0) o = 0; printf "%.2f", o }' "$3"
+}
+
+# --- jtrak: featurize -------------------------------------------------------------------------
+rm -rf "$WORK/store" "$WORK/samples" "$WORK/scores"
+echo "bench-attrib: jtrak featurize ($N images)" >&2
+t0=$(now); b0=$(busy)
+OMP_NUM_THREADS=$THREADS /usr/bin/time -v -o "$WORK/featurize.time" \
+  "$JT" featurize --models "$MODEL" --out "$WORK/store" --limit "$N" --S "$S" --k "$K" \
+  --batch "$BATCH" --auto-ridge --quiet 2> "$WORK/featurize.log" > /dev/null \
+  || { cat "$WORK/featurize.log" >&2; exit 1; }
+t1=$(now); b1=$(busy)
+FEAT_PEAK=$(peak_mb "$WORK/featurize.time")
+OTHER=$(other_cores "$b0" "$b1" "$WORK/featurize.time" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')")
+python3 - "$WORK/store" "$N" "$K" "$S" "$BATCH" "$THREADS" "$t0" "$t1" "$FEAT_PEAK" "$LOAD_START" "$CPU" "$OTHER" >> "$OUT" <<'PY'
+import json, sys
+store, n, k, s, batch, threads, t0, t1, peak, load, cpu, other = sys.argv[1:]
+rows = [json.loads(l) for l in open(f"{store}/log.jsonl") if l.strip()]
+feat = [r for r in rows if "rows_per_s" in r][-1]
+kern = [r for r in rows if "kernel" in r][-1]["kernel"]
+base = dict(impl="jtrak", n=int(n), k=int(k), S=int(s), batch=int(batch), threads=int(threads),
+            precision="fp32", projector="rademacher (regenerated)", load_avg=float(load), cpu=cpu)
+sec = feat["elapsed_s"]
+print(json.dumps(dict(base, what="featurize", images_per_s=round(int(n) / sec, 3), seconds=sec,
+                      other_cpu_cores=float(other),
+                      wall_seconds=round(float(t1) - float(t0), 2), peak_rss_mb=float(peak))))
+print(json.dumps(dict(base, what="finalize", seconds=kern["seconds"], **{"lambda": kern["lambda_used"]},
+                      peak_rss_mb=float(peak))))
+PY
+LAMBDA=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["kernel"]["per_model"][0]; print(repr(r["lambda_used"]) if r else 0)' "$WORK/store/manifest.json")
+
+# --- jtrak: targets and score -----------------------------------------------------------------
+echo "bench-attrib: jtrak sample ($NT targets, 1000-step DDPM; not timed)" >&2
+OMP_NUM_THREADS=$THREADS "$JT" sample --model "$MODEL" --out "$WORK/samples" --n "$NT" --steps 1000 \
+  --quiet > /dev/null 2> "$WORK/sample.log" || { cat "$WORK/sample.log" >&2; exit 1; }
+TRAJ="$WORK/samples/trajectory.safetensors"
+TARGETS=$(seq -s, 0 $((NT - 1)))
+echo "bench-attrib: jtrak score (journey, targets $TARGETS, steps $STEPS, R=$R)" >&2
+t0=$(now); b0=$(busy)
+OMP_NUM_THREADS=$THREADS /usr/bin/time -v -o "$WORK/score.time" \
+  "$JT" score --store "$WORK/store" --trajectory "$TRAJ" --out "$WORK/scores" --method journey \
+  --steps "$STEPS" --targets "$TARGETS" --R "$R" --batch "$BATCH" --quiet \
+  > "$WORK/score.out" 2> "$WORK/score.log" || { cat "$WORK/score.log" >&2; exit 1; }
+t1=$(now); b1=$(busy)
+OTHER=$(other_cores "$b0" "$b1" "$WORK/score.time" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')")
+python3 - "$N" "$K" "$S" "$NT" "$STEPS" "$R" "$THREADS" "$t0" "$t1" "$(peak_mb "$WORK/score.time")" "$OTHER" >> "$OUT" <<'PY'
+import json, sys
+n, k, s, nt, steps, r, threads, t0, t1, peak, other = sys.argv[1:]
+sec = float(t1) - float(t0)
+steps = [int(x) for x in steps.split(",")]
+print(json.dumps(dict(impl="jtrak", what="score", n=int(n), k=int(k), S=int(s), threads=int(threads),
+                      precision="fp32", targets=int(nt), steps=steps, R=int(r), seconds=round(sec, 2),
+                      target_grads_per_s=round(int(nt) * len(steps) / sec, 3), peak_rss_mb=float(peak),
+                      other_cpu_cores=float(other))))
+PY
+
+# --- traker ------------------------------------------------------------------------------------
+if [ "$HAVE_TRAKER" = 1 ]; then
+  run_traker() {  # $1 = precision, $2 = n
+    echo "bench-attrib: traker $1 featurize ($2 images) + score (lambda_reg $LAMBDA)" >&2
+    local lam=$LAMBDA
+    OMP_NUM_THREADS=$THREADS /usr/bin/time -v -o "$WORK/traker_$1.time" \
+      "$PY" ref/bench_traker.py "$MODEL" --n "$2" --S "$S" --k "$K" --batch "$BATCH" \
+      --threads "$THREADS" --trajectory "$TRAJ" --targets "$NT" --steps "$STEPS" --R "$R" \
+      --lambda "$lam" --precision "$1" --workdir "$WORK/traker_$1" \
+      --scores-out "$WORK/traker_$1_scores.npz" >> "$OUT" 2> "$WORK/traker_$1.log" \
+      || { tail -30 "$WORK/traker_$1.log" >&2; exit 1; }
+  }
+  run_traker fp32 "$N"
+  if [ "$FP16" = 1 ]; then run_traker fp16 "$N16"; fi
+else
+  echo "bench-attrib: no traker environment ($PY with torch, diffusers, traker); run 'make fixtures' to create ref/.venv" >&2
+fi
+
+python3 - "$OUT" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+def get(impl, what, prec=None):
+    for r in rows:
+        if r["impl"] == impl and r["what"] == what and (prec is None or r.get("precision") == prec):
+            return r
+jf, jk, js = get("jtrak", "featurize"), get("jtrak", "finalize"), get("jtrak", "score")
+tf, tk, ts = get("traker", "featurize", "fp32"), get("traker", "finalize", "fp32"), get("traker", "score", "fp32")
+hf, hk, hs = get("traker", "featurize", "fp16"), get("traker", "finalize", "fp16"), get("traker", "score", "fp16")
+f = lambda r, key, fmt="{:.2f}": fmt.format(r[key]) if r and key in r else "-"
+def ratio(a, b, key, inv=False):
+    if not (a and b):
+        return "-"
+    x = a[key] / b[key]
+    return f"{1 / x if inv else x:.2f}x"
+who = f"jtrak vs traker {tf['traker']} (torch {tf['torch']}), model p = {tf['params']} parameters" if tf else "jtrak only"
+print(f"{who}; {jf['cpu']}, {jf['threads']} threads")
+print(f"featurize: S = {jf['S']}, k = {jf['k']}, batch {jf['batch']}; jtrak and traker fp32 on the same "
+      f"{jf['n']} images, traker fp16 on {hf['n'] if hf else '-'} (per-image rates)")
+w = 38
+print(f"{'measure':<{w}} {'jtrak':>10} {'traker fp32':>12} {'jtrak/traker':>13} {'traker fp16':>12}")
+print(f"{'featurize images/s':<{w}} {f(jf,'images_per_s'):>10} {f(tf,'images_per_s'):>12} "
+      f"{ratio(jf,tf,'images_per_s'):>13} {f(hf,'images_per_s'):>12}")
+print(f"{'featurize seconds':<{w}} {f(jf,'seconds',  '{:.1f}'):>10} {f(tf,'seconds','{:.1f}'):>12} {'':>13} {f(hf,'seconds','{:.1f}'):>12}")
+print(f"{'  traker: gradients / project':<{w}} {'':>10} "
+      f"{(f(tf,'grad_seconds','{:.1f}') + ' / ' + f(tf,'project_seconds','{:.1f}')) if tf else '-':>12} {'':>13} "
+      f"{(f(hf,'grad_seconds','{:.1f}') + ' / ' + f(hf,'project_seconds','{:.1f}')) if hf else '-':>12}")
+print(f"{'kernel (finalize) seconds':<{w}} {f(jk,'seconds'):>10} {f(tk,'seconds'):>12} {'':>13} {f(hk,'seconds'):>12}")
+lbl = f"score seconds ({js['targets']} tgt x {len(js['steps'])} steps, R={js['R']})"
+print(f"{lbl:<{w}} {f(js,'seconds'):>10} {f(ts,'seconds'):>12} {ratio(js,ts,'seconds',inv=True):>13} {f(hs,'seconds'):>12}")
+print(f"{'peak RSS MB, featurize':<{w}} {f(jf,'peak_rss_mb','{:.0f}'):>10} {f(tf,'peak_rss_mb','{:.0f}'):>12} {'':>13} {f(hf,'peak_rss_mb','{:.0f}'):>12}")
+print(f"{'peak RSS MB, score':<{w}} {f(js,'peak_rss_mb','{:.0f}'):>10} {f(ts,'peak_rss_mb','{:.0f}'):>12} {'':>13} {f(hs,'peak_rss_mb','{:.0f}'):>12}")
+if tf:
+    print(f"(traker: one process; its RSS after importing torch/diffusers and loading the model is "
+          f"{tf['rss_after_load_mb']:.0f} MB; score peak is the process peak. jtrak: separate processes; "
+          f"jtrak/traker: speed-up, >1 = jtrak faster)")
+other = [(r["impl"] + " " + r.get("precision", "") + " " + r["what"], r["other_cpu_cores"])
+         for r in (jf, js, tf, ts, hf, hs) if r and "other_cpu_cores" in r]
+print("other processes' CPU during each measurement (cores, average; ~0 = idle machine): "
+      + ", ".join(f"{name} {c:.2f}" for name, c in other))
+if any(c > 0.25 for _, c in other):
+    print("WARNING: another process used the CPUs during the measurement; rerun on an idle machine")
+PY
+echo "bench-attrib: JSON lines in $OUT" >&2
