@@ -123,13 +123,6 @@ static void on_signal(int sig) {
     g_stop_signal = sig;
 }
 
-static char *path_in(const char *dir, const char *name) {
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = xmalloc(n);
-    snprintf(p, n, "%s/%s", dir, name);
-    return p;
-}
-
 static void fmt_bytes(char *buf, size_t cap, double b) {
     if (b >= 1024.0 * 1024 * 1024)
         snprintf(buf, cap, "%.2f GiB", b / (1024.0 * 1024 * 1024));
@@ -165,7 +158,7 @@ size_t featurize_bytes(size_t engine_bytes, size_t P, int batch, int S, size_t D
 static int load_schedule(const char *dir, NoiseSchedule *sched, JtError *err) {
     SchedConfig sc;
     sched_config_default(&sc);
-    char *sp = path_in(dir, "scheduler_config.json");
+    char *sp = path_join(dir, "scheduler_config.json");
     struct stat sb;
     int rc = stat(sp, &sb) == 0 ? sched_config_load(&sc, sp, err) : JT_OK;
     free(sp);
@@ -187,7 +180,7 @@ static int check_model_data(const char *dir, const UNet *net, const Dataset *dat
 
 /* A warning (not an error) when the model's training.json names other data than `data`. */
 static void warn_training_data(const char *dir, const Dataset *data) {
-    char *path = path_in(dir, "training.json");
+    char *path = path_join(dir, "training.json");
     FILE *f = fopen(path, "rb");
     if (!f) {
         free(path);
@@ -219,7 +212,7 @@ static void warn_training_data(const char *dir, const Dataset *data) {
 }
 
 static void log_line(const char *dir, const char *line) {
-    char *path = path_in(dir, "log.jsonl");
+    char *path = path_join(dir, "log.jsonl");
     FILE *f = fopen(path, "a");
     if (f) {
         fprintf(f, "%s\n", line);
@@ -489,7 +482,7 @@ static int kernel_options_equal(const KernelOptions *a, const KernelOptions *b) 
 /* Rank 0: opens and checks the store, or creates it. */
 static int prepare_store(const FeaturizeOptions *opt, const StoreSpec *spec, FeatureStore *st,
                          JtError *err) {
-    char *mp = path_in(opt->out_dir, STORE_MANIFEST);
+    char *mp = path_join(opt->out_dir, STORE_MANIFEST);
     struct stat sb;
     int exists = stat(mp, &sb) == 0;
     free(mp);

@@ -30,13 +30,6 @@ typedef struct {
     NpyFile *feat_w, *done_w; /* (n_models) opened for writing on demand (fd -1 until then) */
 } StorePriv;
 
-static char *path_join(const char *dir, const char *name) {
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = xmalloc(n);
-    snprintf(p, n, "%s/%s", dir, name);
-    return p;
-}
-
 char *store_model_path(const FeatureStore *st, int model, const char *name) {
     size_t n = strlen(st->dir) + strlen(name) + 32;
     char *p = xmalloc(n);

@@ -41,6 +41,13 @@ char *xstrdup(const char *s) {
     return d;
 }
 
+char *path_join(const char *dir, const char *name) {
+    size_t dl = strlen(dir), n = dl + strlen(name) + 2;
+    char *p = xmalloc(n);
+    snprintf(p, n, "%s%s%s", dir, (dl && dir[dl - 1] == '/') ? "" : "/", name);
+    return p;
+}
+
 int jt_fail(JtError *err, const char *fmt, ...) {
     if (err) {
         va_list ap;

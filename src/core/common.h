@@ -20,6 +20,9 @@ void *xcalloc(size_t count, size_t size);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 
+/* dir/name, malloc'd (no doubled slash when dir ends with one). */
+char *path_join(const char *dir, const char *name);
+
 /* Bad input (a malformed file, a wrong argument): functions return JT_ERR and fill this with one
  * line naming the file and the tensor or field, so that the CLI can print it and tests can match it. */
 typedef struct {

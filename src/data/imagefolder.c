@@ -54,13 +54,6 @@ static int is_image_name(const char *name) {
            strcasecmp(dot, ".jpeg") == 0;
 }
 
-static char *path_join(const char *a, const char *b) {
-    size_t n = strlen(a) + strlen(b) + 2;
-    char *p = xmalloc(n);
-    snprintf(p, n, "%s/%s", a, b);
-    return p;
-}
-
 /* Sorted image files and sub-folders of dir; *other counts the files skipped. */
 static int scan_dir(const char *dir, NameList *images, NameList *subdirs, size_t *other,
                     JtError *err) {

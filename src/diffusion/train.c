@@ -121,13 +121,6 @@ double train_ema_decay(const TrainRecipe *r, long step) {
 static volatile sig_atomic_t g_stop_signal = 0;
 static void on_signal(int sig) { g_stop_signal = sig; }
 
-static char *path_in(const char *dir, const char *name) {
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = xmalloc(n);
-    snprintf(p, n, "%s/%s", dir, name);
-    return p;
-}
-
 static uint64_t slab_fingerprint(const float *slab, size_t n) {
     return hash_fnv1a(HASH_FNV_OFFSET, slab, n * sizeof *slab);
 }
@@ -136,7 +129,7 @@ static uint64_t slab_fingerprint(const float *slab, size_t n) {
 static int save_model_folder(const char *dir, const UNetConfig *cfg, const ParamLayout *l,
                              const float *slab, JtError *err) {
     if (model_mkdirs(dir, err) != JT_OK) return JT_ERR;
-    char *wpath = path_in(dir, MODEL_WEIGHTS_FILE), *cpath = path_in(dir, MODEL_CONFIG_FILE);
+    char *wpath = path_join(dir, MODEL_WEIGHTS_FILE), *cpath = path_join(dir, MODEL_CONFIG_FILE);
     int rc = model_slab_save(wpath, l, slab, err);
     if (rc == JT_OK) {
         char *json = unet_config_to_json(cfg);
@@ -168,7 +161,7 @@ static int save_state(const char *out_dir, const ParamLayout *l, const TrainStat
     st_writer_set_metadata(&w, "config", config_json);
     snprintf(buf, sizeof buf, "%016llx", (unsigned long long)data_fp);
     st_writer_set_metadata(&w, "data_fingerprint", buf);
-    char *path = path_in(out_dir, STATE_FILE);
+    char *path = path_join(out_dir, STATE_FILE);
     int rc = st_writer_write(&w, path, err);
     free(path);
     st_writer_free(&w);
@@ -228,7 +221,7 @@ static int write_record(const char *out_dir, const char *recipe_json, const Data
     cJSON_AddStringToObject(o, "weights", "ema");
     char *text = cJSON_Print(o);
     cJSON_Delete(o);
-    char *path = path_in(out_dir, RECORD_FILE);
+    char *path = path_join(out_dir, RECORD_FILE);
     int rc = atomic_file_write(path, text, strlen(text), err);
     free(path);
     free(text);
@@ -239,7 +232,7 @@ static int write_record(const char *out_dir, const char *recipe_json, const Data
 static int save_outputs(const char *out_dir, const UNetConfig *cfg, const SchedConfig *sched,
                         const ParamLayout *l, const TrainState *s, const char *recipe_json,
                         const char *config_json, const Dataset *data, JtError *err) {
-    char *raw = path_in(out_dir, "raw");
+    char *raw = path_join(out_dir, "raw");
     int rc = save_state(out_dir, l, s, recipe_json, config_json, data->fingerprint, err);
     if (rc == JT_OK) rc = save_model_folder(out_dir, cfg, l, s->ema, err);
     if (rc == JT_OK) rc = save_model_folder(raw, cfg, l, s->params, err);
@@ -299,7 +292,7 @@ int train_run(const UNetConfig *cfg, const SchedConfig *sched_cfg, const Dataset
     FILE *log = NULL;
     int rc = JT_OK;
 
-    char *state_path = path_in(ctl->out_dir, STATE_FILE);
+    char *state_path = path_join(ctl->out_dir, STATE_FILE);
     struct stat sb;
     if (stat(state_path, &sb) == 0) {
         rc = load_state(state_path, l, &s, recipe_json, config_json, data->fingerprint, err);
@@ -309,7 +302,7 @@ int train_run(const UNetConfig *cfg, const SchedConfig *sched_cfg, const Dataset
         unet_init_params(net, r->seed);
         memcpy(s.ema, s.params, P * sizeof(float));
     }
-    char *log_path = path_in(ctl->out_dir, LOG_FILE);
+    char *log_path = path_join(ctl->out_dir, LOG_FILE);
     if (rc == JT_OK && !(log = fopen(log_path, s.step > 0 ? "a" : "w")))
         rc = jt_fail(err, "%s: cannot open for writing: %s", log_path, strerror(errno));
     free(log_path);

@@ -40,13 +40,6 @@ void lds_options_default(LdsOptions *o) {
     o->replicates = 1000;
 }
 
-static char *join(const char *a, const char *b) {
-    size_t n = strlen(a) + strlen(b) + 2;
-    char *p = xmalloc(n);
-    snprintf(p, n, "%s/%s", a, b);
-    return p;
-}
-
 static void hex(uint64_t v, char buf[17]) { snprintf(buf, 17, "%016llx", (unsigned long long)v); }
 
 /* Everything lds derives from: the full model, its recipe and data, the targets. */
@@ -152,7 +145,7 @@ static cJSON *manifest(const LdsOptions *o, const LdsInputs *in) {
 
 /* Creates the folder, or checks that an existing one was made from the same inputs. */
 static int prepare_folder(const LdsOptions *o, const LdsInputs *in, JtError *err) {
-    char *mp = join(o->out_dir, "manifest.json"), *masks = join(o->out_dir, "masks.npy");
+    char *mp = path_join(o->out_dir, "manifest.json"), *masks = path_join(o->out_dir, "masks.npy");
     cJSON *want = manifest(o, in);
     struct stat sb;
     int rc = JT_OK;
@@ -256,9 +249,9 @@ static uint64_t model_seed(const LdsOptions *o, uint64_t base, int k, int r) {
 static int do_model(const LdsOptions *o, LdsInputs *in, int k, int r, int *trained, JtError *err) {
     char name[64];
     snprintf(name, sizeof name, "models/s%d_r%d", k, r);
-    char *mdir = join(o->out_dir, name);
+    char *mdir = path_join(o->out_dir, name);
     snprintf(name, sizeof name, "gt/s%d_r%d.npy", k, r);
-    char *gpath = join(o->out_dir, name), *gdir = join(o->out_dir, "gt");
+    char *gpath = path_join(o->out_dir, name), *gdir = path_join(o->out_dir, "gt");
     struct stat sb;
     int rc = JT_OK;
     *trained = 0;
@@ -293,7 +286,7 @@ static int do_model(const LdsOptions *o, LdsInputs *in, int k, int r, int *train
 static int read_gt(const LdsOptions *o, const LdsInputs *in, int k, int r, double *gt, JtError *err) {
     char name[64];
     snprintf(name, sizeof name, "gt/s%d_r%d.npy", k, r);
-    char *p = join(o->out_dir, name);
+    char *p = path_join(o->out_dir, name);
     NpyHeader h;
     void *d = NULL;
     int rc = npy_read_as(p, NPY_F64, &h, &d, err);
@@ -448,7 +441,7 @@ static int evaluate_all(const LdsOptions *o, LdsInputs *in, cJSON *results, JtEr
                 snprintf(method, sizeof method, "class");
                 for (int j = 0; j < N; j++) cols[j] = ok ? j : -1;
             } else {
-                char *mp = join(o->score_dirs[s], "manifest.json");
+                char *mp = path_join(o->score_dirs[s], "manifest.json");
                 cJSON *man = json_load_file(mp, err);
                 rc = man ? JT_OK : JT_ERR;
                 const cJSON *ds = man ? cJSON_GetObjectItem(man, "dataset") : NULL;
@@ -474,7 +467,7 @@ static int evaluate_all(const LdsOptions *o, LdsInputs *in, cJSON *results, JtEr
                 if (final_only) snprintf(file, sizeof file, "scores_final.npy");
                 else snprintf(file, sizeof file, "scores_t%d.npy", t);
                 if (rc == JT_OK && has_step && (t >= 0 || final_only)) {
-                    char *sp = join(o->score_dirs[s], file);
+                    char *sp = path_join(o->score_dirs[s], file);
                     NpyHeader hd;
                     void *d = NULL;
                     rc = npy_read_as(sp, NPY_F32, &hd, &d, err);
@@ -556,7 +549,7 @@ static int write_plot(const LdsOptions *o, const LdsInputs *in, const cJSON *res
         po.xlabel = "diffusion step t";
         po.ylabel = "LDS";
         po.reverse_x = 1;
-        char *p = join(o->out_dir, "lds.png");
+        char *p = path_join(o->out_dir, "lds.png");
         rc = plot_write_png(p, series, n_series, &po, err);
         free(p);
     }
@@ -608,7 +601,7 @@ int lds_run(const LdsOptions *o, JtError *err) {
         rc = evaluate_all(o, &in, results, err);
         if (rc == JT_OK) rc = write_plot(o, &in, results, err);
         if (rc == JT_OK) {
-            char *p = join(o->out_dir, "lds.json"), *text = cJSON_Print(results);
+            char *p = path_join(o->out_dir, "lds.json"), *text = cJSON_Print(results);
             rc = atomic_file_write(p, text, strlen(text), err);
             free(p), free(text);
         }

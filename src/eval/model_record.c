@@ -11,13 +11,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static char *join(const char *a, const char *b) {
-    size_t n = strlen(a) + strlen(b) + 2;
-    char *p = xmalloc(n);
-    snprintf(p, n, "%s/%s", a, b);
-    return p;
-}
-
 int model_record_load(ModelRecord *mr, const char *model_dir, const char *why, JtError *err) {
     memset(mr, 0, sizeof *mr);
     UNet *net;
@@ -26,7 +19,7 @@ int model_record_load(ModelRecord *mr, const char *model_dir, const char *why, J
     mr->fingerprint = traj_model_fingerprint(net);
     unet_free(net);
     sched_config_default(&mr->sched);
-    char *sp = join(model_dir, "scheduler_config.json"), *tp = join(model_dir, "training.json");
+    char *sp = path_join(model_dir, "scheduler_config.json"), *tp = path_join(model_dir, "training.json");
     struct stat sb;
     int rc = stat(sp, &sb) == 0 ? sched_config_load(&mr->sched, sp, err) : JT_OK;
     cJSON *rec = NULL;

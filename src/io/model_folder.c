@@ -12,14 +12,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static char *path_join(const char *dir, const char *name) {
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = xmalloc(n);
-    size_t dl = strlen(dir);
-    snprintf(p, n, "%s%s%s", dir, (dl && dir[dl - 1] == '/') ? "" : "/", name);
-    return p;
-}
-
 int model_mkdirs(const char *dir, JtError *err) {
     char *p = xstrdup(dir);
     size_t n = strlen(p);
