@@ -19,7 +19,7 @@ int cmd_counterfactual(int argc, char **argv) {
                "For each target, three models are trained from scratch with the model's recipe and\n"
                "seed: without the top-k images by the scores at step T, without k random images,\n"
                "and without the k images nearest in pixels; each regenerates the sample with the\n"
-               "same sampler noise from x_T and from x_T's step T state.\n");
+               "same sampler noise from x_T and from the stored x_t of step T.\n");
         args_free(&a);
         return 0;
     }
