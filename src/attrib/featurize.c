@@ -157,11 +157,7 @@ size_t featurize_bytes(size_t engine_bytes, size_t P, int batch, int S, size_t D
 /* The model's schedule: its folder's scheduler_config.json, else diffusers' defaults. */
 static int load_schedule(const char *dir, NoiseSchedule *sched, JtError *err) {
     SchedConfig sc;
-    sched_config_default(&sc);
-    char *sp = path_join(dir, "scheduler_config.json");
-    struct stat sb;
-    int rc = stat(sp, &sb) == 0 ? sched_config_load(&sc, sp, err) : JT_OK;
-    free(sp);
+    int rc = sched_config_load_model(&sc, dir, err);
     if (rc == JT_OK) rc = sched_init(sched, &sc, err);
     return rc;
 }

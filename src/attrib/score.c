@@ -155,13 +155,7 @@ static int target_features(const FeatureStore *st, int m, const Trajectory *tr,
                           "differs); featurize again", st->model_paths[m], st->dir);
     NoiseSchedule sched;
     SchedConfig sc;
-    sched_config_default(&sc);
-    char *sp = xmalloc(strlen(st->model_paths[m]) + 32);
-    sprintf(sp, "%s/scheduler_config.json", st->model_paths[m]);
-    FILE *probe = fopen(sp, "r");
-    if (probe) fclose(probe);
-    if (rc == JT_OK && probe) rc = sched_config_load(&sc, sp, err);
-    free(sp);
+    if (rc == JT_OK) rc = sched_config_load_model(&sc, st->model_paths[m], err);
     if (rc == JT_OK) rc = sched_init(&sched, &sc, err);
     if (rc != JT_OK) {
         unet_free(net);

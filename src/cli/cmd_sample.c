@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 static void help(void) {
     printf("usage: jtrak sample --model DIR --out DIR [options]\n"
@@ -62,13 +61,7 @@ int cmd_sample(int argc, char **argv) {
     const UNetConfig *cfg = unet_config(net);
     NoiseSchedule sched;
     SchedConfig sc;
-    sched_config_default(&sc);
-    size_t n = strlen(model) + 32;
-    char *sched_path = xmalloc(n);
-    snprintf(sched_path, n, "%s/scheduler_config.json", model);
-    struct stat sb;
-    rc = stat(sched_path, &sb) == 0 ? sched_config_load(&sc, sched_path, &err) : JT_OK;
-    free(sched_path);
+    rc = sched_config_load_model(&sc, model, &err);
     if (rc == JT_OK) rc = sched_init(&sched, &sc, &err);
     if (rc != JT_OK) {
         unet_free(net);

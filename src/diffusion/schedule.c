@@ -254,11 +254,16 @@ static int sched_is_dir(const char *path) {
 
 /* path itself, or path/scheduler_config.json when path is a folder (malloc'd). */
 static char *sched_config_path(const char *path) {
-    if (!sched_is_dir(path)) return xstrdup(path);
-    size_t n = strlen(path) + strlen(SCHED_CONFIG_NAME) + 2;
-    char *p = xmalloc(n);
-    snprintf(p, n, "%s/%s", path, SCHED_CONFIG_NAME);
-    return p;
+    return sched_is_dir(path) ? path_join(path, SCHED_CONFIG_NAME) : xstrdup(path);
+}
+
+int sched_config_load_model(SchedConfig *cfg, const char *model_dir, JtError *err) {
+    sched_config_default(cfg);
+    char *file = path_join(model_dir, SCHED_CONFIG_NAME);
+    struct stat sb;
+    int rc = stat(file, &sb) == 0 ? sched_config_load(cfg, file, err) : JT_OK;
+    free(file);
+    return rc;
 }
 
 int sched_config_load(SchedConfig *cfg, const char *path, JtError *err) {

@@ -18,10 +18,9 @@ int model_record_load(ModelRecord *mr, const char *model_dir, const char *why, J
     mr->cfg = *unet_config(net);
     mr->fingerprint = traj_model_fingerprint(net);
     unet_free(net);
-    sched_config_default(&mr->sched);
-    char *sp = path_join(model_dir, "scheduler_config.json"), *tp = path_join(model_dir, "training.json");
+    char *tp = path_join(model_dir, "training.json");
     struct stat sb;
-    int rc = stat(sp, &sb) == 0 ? sched_config_load(&mr->sched, sp, err) : JT_OK;
+    int rc = sched_config_load_model(&mr->sched, model_dir, err);
     cJSON *rec = NULL;
     if (rc == JT_OK && stat(tp, &sb) != 0)
         rc = jt_fail(err, "%s: missing: %s, and needs the training record that jtrak train writes",
@@ -44,7 +43,7 @@ int model_record_load(ModelRecord *mr, const char *model_dir, const char *why, J
                          mr->data.description);
     }
     cJSON_Delete(rec);
-    free(sp), free(tp);
+    free(tp);
     if (rc != JT_OK) model_record_free(mr);
     return rc;
 }
