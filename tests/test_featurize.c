@@ -10,6 +10,7 @@
 #include "attrib/store.h"
 #include "diffusion/train.h"
 #include "diffusion/trajectory.h"
+#include "helpers/tiny_unet.h"
 #include "helpers/tmpdir.h"
 #include "helpers/cli_run.h"
 #include "io/model_folder.h"
@@ -26,20 +27,6 @@
 enum { N_ROWS = 24, K = 32, S_DRAWS = 2 };
 
 static char g_img[128], g_lab[128];
-
-/* A 2-level 8x8 one-channel U-Net (about 20k parameters), as in test_train_sample.c. */
-static void tiny_config(UNetConfig *cfg) {
-    unet_config_default(cfg);
-    cfg->sample_size = 8;
-    cfg->in_channels = cfg->out_channels = 1;
-    cfg->n_levels = 2;
-    cfg->block_out_channels[0] = 8;
-    cfg->block_out_channels[1] = 16;
-    cfg->down_attn[0] = 0, cfg->down_attn[1] = 1;
-    cfg->up_attn[0] = 1, cfg->up_attn[1] = 0;
-    cfg->layers_per_block = 1;
-    cfg->norm_num_groups = 4;
-}
 
 /* N_ROWS random 8x8 uint8 images with labels 0..2 as npy files; `limit` > 0 keeps the first rows.
  */
@@ -66,7 +53,7 @@ static void path_of(char *buf, size_t cap, const char *sub) {
 /* Trains the tiny model for 4 steps with `seed` into test_tmp/sub. */
 static void train_tiny(const char *sub, uint64_t seed) {
     UNetConfig cfg;
-    tiny_config(&cfg);
+    test_tiny_unet_config(&cfg);
     SchedConfig sc;
     sched_config_default(&sc);
     TrainRecipe r;
@@ -425,7 +412,7 @@ Test(featurize, refuses_another_seed) {
 
 Test(featurize, refuses_a_model_that_does_not_fit_the_data) {
     UNetConfig cfg;
-    tiny_config(&cfg);
+    test_tiny_unet_config(&cfg);
     cfg.sample_size = 16;
     UNet *net;
     JtError err;

@@ -6,6 +6,7 @@
 #include "diffusion/sampler.h"
 #include "diffusion/train.h"
 #include "diffusion/trajectory.h"
+#include "helpers/tiny_unet.h"
 #include "helpers/tmpdir.h"
 #include "helpers/numcheck.h"
 #include "io/model_folder.h"
@@ -20,20 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
-/* A 2-level 8x8 one-channel U-Net (about 20k parameters). */
-static void tiny_config(UNetConfig *cfg) {
-    unet_config_default(cfg);
-    cfg->sample_size = 8;
-    cfg->in_channels = cfg->out_channels = 1;
-    cfg->n_levels = 2;
-    cfg->block_out_channels[0] = 8;
-    cfg->block_out_channels[1] = 16;
-    cfg->down_attn[0] = 0, cfg->down_attn[1] = 1;
-    cfg->up_attn[0] = 1, cfg->up_attn[1] = 0;
-    cfg->layers_per_block = 1;
-    cfg->norm_num_groups = 4;
-}
 
 /* 24 random 8x8 uint8 images with labels 0..2, written as npy and loaded as a Dataset. */
 static void tiny_data(Dataset *ds) {
@@ -70,7 +57,7 @@ static void tiny_recipe(TrainRecipe *r) {
 static int train_into(const char *sub, const TrainRecipe *r, long stop_after, int *stopped,
                       JtError *err) {
     UNetConfig cfg;
-    tiny_config(&cfg);
+    test_tiny_unet_config(&cfg);
     SchedConfig sc;
     sched_config_default(&sc);
     Dataset ds = {0};
