@@ -77,11 +77,11 @@ void attention_forward(float *out /* (B,C,N) */, float *saved, const float *x /*
                 float mx = row[0];
                 for (int j = 1; j < N; j++)
                     mx = row[j] > mx ? row[j] : mx;
+                for (int j = 0; j < N; j++) /* a loop of its own: it vectorizes */
+                    row[j] = nn_expf(row[j] - mx);
                 float sum = 0.0f;
-                for (int j = 0; j < N; j++) {
-                    row[j] = expf(row[j] - mx);
+                for (int j = 0; j < N; j++)
                     sum += row[j];
-                }
                 const float inv = 1.0f / sum;
                 for (int j = 0; j < N; j++)
                     row[j] *= inv;

@@ -69,11 +69,32 @@ static void valid_range(int off, int s, int len, int n, int *lo, int *hi) {
     if (*hi < *lo) *hi = *lo;
 }
 
+/* Stride 1 with the output as wide as the input (3x3, padding 1): the valid part of every cols
+ * row is the input channel shifted by one offset, so it is copied (or, in col2im, added) as one
+ * contiguous run of rows instead of row by row; the entries that run picks up from the wrong side
+ * of a row edge are exactly those outside [xlo, xhi), which are zeroed (im2col) or zeroed before
+ * the add (col2im, whose cols are scratch). Returns the run: cols row offset dst, input offset
+ * src (clipped to the channel), length n. */
+static void shifted_run(int ylo, int yhi, int Wo, ptrdiff_t base0, int HW, ptrdiff_t *dst,
+                        ptrdiff_t *src, ptrdiff_t *n) {
+    ptrdiff_t d = (ptrdiff_t)ylo * Wo, s = base0, len = (ptrdiff_t)(yhi - ylo) * Wo;
+    if (s < 0) { /* the first entry reads left of the channel: it is an ox < xlo entry */
+        d -= s;
+        len += s;
+        s = 0;
+    }
+    if (s + len > HW) len = HW - s; /* the last entry reads right of it: an ox >= xhi entry */
+    *dst = d;
+    *src = s;
+    *n = len > 0 ? len : 0;
+}
+
 /* cols (K, Ho*Wo), row r = (c*k + i)*k + j holds in[c][oy*s + i - pt][ox*s + j - pl] (0 outside).
  */
 static void im2col(float *cols, const float *in /* (cin,H,W) */, const Conv2dDims *d,
                    const ConvGeom *g) {
     int k = d->k, s = d->stride, H = d->H, W = d->W, Ho = g->Ho, Wo = g->Wo;
+    const int run = s == 1 && Wo == W;
     for (int c = 0; c < d->cin; c++) {
         const float *inc = in + (size_t)c * H * W;
         for (int i = 0; i < k; i++) {
@@ -84,21 +105,30 @@ static void im2col(float *cols, const float *in /* (cin,H,W) */, const Conv2dDim
                 int xlo, xhi;
                 valid_range(j - g->pl, s, W, Wo, &xlo, &xhi);
                 memset(row, 0, (size_t)ylo * Wo * sizeof(float));
-                for (int oy = ylo; oy < yhi; oy++) {
-                    float *r = row + (size_t)oy * Wo;
-                    /* in-bounds for ox in [xlo, xhi) (base itself may be -1) */
-                    ptrdiff_t base = (ptrdiff_t)(oy * s + i - g->pt) * W + (j - g->pl);
-                    for (int ox = 0; ox < xlo; ox++)
-                        r[ox] = 0.0f;
-                    if (s == 1) {
-                        if (xhi > xlo)
-                            memcpy(r + xlo, inc + base + xlo, (size_t)(xhi - xlo) * sizeof(float));
-                    } else {
+                if (run) {
+                    ptrdiff_t dst, src, n;
+                    shifted_run(ylo, yhi, Wo, (ptrdiff_t)(ylo + i - g->pt) * W + (j - g->pl),
+                                H * W, &dst, &src, &n);
+                    memcpy(row + dst, inc + src, (size_t)n * sizeof(float));
+                    for (int oy = ylo; oy < yhi; oy++) {
+                        float *r = row + (size_t)oy * Wo;
+                        for (int ox = 0; ox < xlo; ox++)
+                            r[ox] = 0.0f;
+                        for (int ox = xhi; ox < Wo; ox++)
+                            r[ox] = 0.0f;
+                    }
+                } else {
+                    for (int oy = ylo; oy < yhi; oy++) {
+                        float *r = row + (size_t)oy * Wo;
+                        /* in-bounds for ox in [xlo, xhi) (base itself may be -1) */
+                        ptrdiff_t base = (ptrdiff_t)(oy * s + i - g->pt) * W + (j - g->pl);
+                        for (int ox = 0; ox < xlo; ox++)
+                            r[ox] = 0.0f;
                         for (int ox = xlo; ox < xhi; ox++)
                             r[ox] = inc[base + ox * s];
+                        for (int ox = xhi; ox < Wo; ox++)
+                            r[ox] = 0.0f;
                     }
-                    for (int ox = xhi; ox < Wo; ox++)
-                        r[ox] = 0.0f;
                 }
                 memset(row + (size_t)yhi * Wo, 0, (size_t)(Ho - yhi) * Wo * sizeof(float));
             }
@@ -106,18 +136,37 @@ static void im2col(float *cols, const float *in /* (cin,H,W) */, const Conv2dDim
     }
 }
 
-/* The adjoint of im2col: din (cin,H,W) += scatter of cols (K, Ho*Wo). */
-static void col2im_add(float *din, const float *cols, const Conv2dDims *d, const ConvGeom *g) {
+/* The adjoint of im2col: din (cin,H,W) += scatter of cols (K, Ho*Wo). cols is scratch: the stride-1
+ * run path zeroes its entries outside [xlo, xhi) first. */
+static void col2im_add(float *din, float *cols, const Conv2dDims *d, const ConvGeom *g) {
     int k = d->k, s = d->stride, H = d->H, W = d->W, Ho = g->Ho, Wo = g->Wo;
+    const int run = s == 1 && Wo == W;
     for (int c = 0; c < d->cin; c++) {
         float *dc = din + (size_t)c * H * W;
         for (int i = 0; i < k; i++) {
             int ylo, yhi;
             valid_range(i - g->pt, s, H, Ho, &ylo, &yhi);
             for (int j = 0; j < k; j++) {
-                const float *row = cols + (size_t)((c * k + i) * k + j) * Ho * Wo;
+                float *row = cols + (size_t)((c * k + i) * k + j) * Ho * Wo;
                 int xlo, xhi;
                 valid_range(j - g->pl, s, W, Wo, &xlo, &xhi);
+                if (run) {
+                    for (int oy = ylo; oy < yhi; oy++) {
+                        float *r = row + (size_t)oy * Wo;
+                        for (int ox = 0; ox < xlo; ox++)
+                            r[ox] = 0.0f;
+                        for (int ox = xhi; ox < Wo; ox++)
+                            r[ox] = 0.0f;
+                    }
+                    ptrdiff_t dst, src, n;
+                    shifted_run(ylo, yhi, Wo, (ptrdiff_t)(ylo + i - g->pt) * W + (j - g->pl),
+                                H * W, &dst, &src, &n);
+                    float *restrict to = dc + src;
+                    const float *restrict from = row + dst;
+                    for (ptrdiff_t q = 0; q < n; q++)
+                        to[q] += from[q];
+                    continue;
+                }
                 for (int oy = ylo; oy < yhi; oy++) {
                     const float *r = row + (size_t)oy * Wo;
                     ptrdiff_t base = (ptrdiff_t)(oy * s + i - g->pt) * W + (j - g->pl);

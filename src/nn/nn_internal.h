@@ -6,6 +6,8 @@
 #include "nn/nn.h"
 
 #include <omp.h>
+#include <stdint.h>
+#include <string.h>
 
 /* The number of OpenMP threads an op may use: the caller's OpenMP setting, capped by the number
  * of per-thread scratch regions in the context (so opctx_scratch never runs out). */
@@ -25,6 +27,31 @@ static inline void nn_check_ctx(const OpCtx *c, size_t scratch_floats, const cha
         CHECK(c->thread_floats >= scratch_floats, "%s: thread scratch %zu floats < %zu needed", op,
               c->thread_floats, scratch_floats);
     }
+}
+
+/* exp(x) for float, written so that the compiler vectorizes loops that call it (libm's expf is a
+ * scalar call: it was 7% of a training step inside SiLU). Range reduction x = n ln2 + r with ln2
+ * split in two (Cody-Waite), e^r by its degree-6 Taylor polynomial on |r| <= ln2/2 (truncation
+ * error < 1.2e-7 relative), 2^n put into the exponent bits. Within 2.2 ulp of exp on [-87, 88]
+ * (inputs are clamped there: results stay normal, and SiLU/softmax only need the saturation). */
+static inline float nn_expf(float x) {
+    x = x < -87.0f ? -87.0f : x;
+    x = x > 88.0f ? 88.0f : x;
+    const float shifter = 12582912.0f; /* 1.5 * 2^23: adding it rounds to the nearest integer */
+    float n = (x * 1.44269504088896341f + shifter) - shifter;
+    float r = x - n * 0.693145751953125f; /* ln2's high part: n * it is exact */
+    r = r - n * 1.428606765330187e-06f;   /* ln2's low part */
+    float p = 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
 }
 
 #endif
