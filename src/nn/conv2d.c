@@ -230,13 +230,8 @@ void conv2d_backward(float *din /* (B,cin,H,W) or NULL */, float *dw /* (cout,ci
         float *sw = grad_slot(&gs, b, 0);               /* (cout, K) */
         float *sb = grad_slot(&gs, b, 1);               /* (cout) or NULL */
         if (sb) {
-            for (int o = 0; o < cout; o++) {
-                const float *r = doutb + (size_t)o * HWo;
-                double acc = 0.0; /* a sum over Ho*Wo positions: double keeps it order-robust */
-                for (int p = 0; p < HWo; p++)
-                    acc += r[p];
-                sb[o] += (float)acc;
-            }
+            for (int o = 0; o < cout; o++) /* in double: robust to the order of Ho*Wo terms */
+                sb[o] += (float)nn_sum_double(doutb + (size_t)o * HWo, (size_t)HWo);
         }
         if (g.direct) {
             /* cols = in_b (cin, HW): dW_b += dout_b in_b^T; din_b += W^T dout_b. */

@@ -31,12 +31,7 @@ void add_channel_vec_backward(float *din /* (B,C,HW) or NULL */, float *dv /* (B
 #pragma omp parallel for schedule(static) if ((size_t)rows * HW >= EW_PAR_MIN)
     for (int r = 0; r < rows; r++) {
         const float *g = dout + (size_t)r * HW;
-        if (dv) {
-            double acc = 0.0; /* a sum over HW positions */
-            for (int p = 0; p < HW; p++)
-                acc += g[p];
-            dv[r] += (float)acc;
-        }
+        if (dv) dv[r] += (float)nn_sum_double(g, (size_t)HW); /* a sum over HW positions */
         if (din) {
             float *dx = din + (size_t)r * HW;
             for (int p = 0; p < HW; p++)

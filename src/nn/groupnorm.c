@@ -1,48 +1,30 @@
 /* groupnorm.c: torch.nn.GroupNorm(G, C, eps, affine=True) (unet2d.md section 2). Channels split
  * into G contiguous groups; per (sample, group) the mean and the biased variance over (C/G)*HW
- * values, accumulated in double (torch CPU uses float; the difference is about 1e-7), eps inside
- * the sqrt; y = (x - mean) * rstd * gamma[c] + beta[c]. Backward is the exact closed form: with
- * xhat = (x - mean) * rstd and g = dout * gamma, din = rstd * (g - mean(g) - xhat * mean(g * xhat))
- * over the group; dgamma = sum dout * xhat, dbeta = sum dout over HW, through GradSlots. OpenMP
- * over (sample, group) pairs, whose writes are disjoint. */
+ * values, accumulated in double over fixed lanes (torch CPU uses float; the difference is about
+ * 1e-7), eps inside the sqrt; y = (x - mean) * rstd * gamma[c] + beta[c]. Backward is the exact
+ * closed form: with xhat = (x - mean) * rstd and g = dout * gamma,
+ * din = rstd * (g - mean(g) - xhat * mean(g * xhat)) over the group; dgamma = sum dout * xhat,
+ * dbeta = sum dout over HW, through GradSlots. OpenMP over (sample, group) pairs, whose writes
+ * are disjoint. */
 #include "nn/nn_internal.h"
 
 #include <math.h>
 
-/* Sums in double over GN_LANES interleaved partial sums, added up in a fixed order at the end:
- * the compiler vectorizes the lanes (a single running double sum cannot be, without reassociation
- * that -O3 does not allow), and the order does not depend on anything but n. */
-#define GN_LANES 8
-
-static double gn_sum(const float *x, size_t n) {
-    double acc[GN_LANES] = {0};
-    size_t i = 0;
-    for (; i + GN_LANES <= n; i += GN_LANES)
-        for (int l = 0; l < GN_LANES; l++)
-            acc[l] += x[i + l];
-    for (; i < n; i++)
-        acc[i % GN_LANES] += x[i];
-    double s = 0.0;
-    for (int l = 0; l < GN_LANES; l++)
-        s += acc[l];
-    return s;
-}
-
 /* sum (x - mu)^2 */
 static double gn_sum_sq_dev(const float *x, size_t n, double mu) {
-    double acc[GN_LANES] = {0};
+    double acc[NN_SUM_LANES] = {0};
     size_t i = 0;
-    for (; i + GN_LANES <= n; i += GN_LANES)
-        for (int l = 0; l < GN_LANES; l++) {
+    for (; i + NN_SUM_LANES <= n; i += NN_SUM_LANES)
+        for (int l = 0; l < NN_SUM_LANES; l++) {
             double t = x[i + l] - mu;
             acc[l] += t * t;
         }
     for (; i < n; i++) {
         double t = x[i] - mu;
-        acc[i % GN_LANES] += t * t;
+        acc[i % NN_SUM_LANES] += t * t;
     }
     double s = 0.0;
-    for (int l = 0; l < GN_LANES; l++)
+    for (int l = 0; l < NN_SUM_LANES; l++)
         s += acc[l];
     return s;
 }
@@ -50,21 +32,21 @@ static double gn_sum_sq_dev(const float *x, size_t n, double mu) {
 /* sum dy and sum dy * xhat with xhat = (x - mu) * rs */
 static void gn_sum_dy(const float *x, const float *dy, int n, double mu, double rs, double *sdy,
                       double *sdyx) {
-    double a[GN_LANES] = {0}, b[GN_LANES] = {0};
+    double a[NN_SUM_LANES] = {0}, b[NN_SUM_LANES] = {0};
     int i = 0;
-    for (; i + GN_LANES <= n; i += GN_LANES)
-        for (int l = 0; l < GN_LANES; l++) {
+    for (; i + NN_SUM_LANES <= n; i += NN_SUM_LANES)
+        for (int l = 0; l < NN_SUM_LANES; l++) {
             double xh = (x[i + l] - mu) * rs;
             a[l] += dy[i + l];
             b[l] += dy[i + l] * xh;
         }
     for (; i < n; i++) {
         double xh = (x[i] - mu) * rs;
-        a[i % GN_LANES] += dy[i];
-        b[i % GN_LANES] += dy[i] * xh;
+        a[i % NN_SUM_LANES] += dy[i];
+        b[i % NN_SUM_LANES] += dy[i] * xh;
     }
     double sa = 0.0, sb = 0.0;
-    for (int l = 0; l < GN_LANES; l++) {
+    for (int l = 0; l < NN_SUM_LANES; l++) {
         sa += a[l];
         sb += b[l];
     }
@@ -92,7 +74,7 @@ void groupnorm_forward(float *out /* (B,C,HW) */, float *mean /* (B,G) */, float
         const float *x = in + (size_t)bg * gsize; /* (cpg, HW) */
         float *y = out + (size_t)bg * gsize;
         const int c0 = (bg % G) * cpg;
-        const double mu = gn_sum(x, gsize) / (double)gsize;
+        const double mu = nn_sum_double(x, gsize) / (double)gsize;
         const double ss = gn_sum_sq_dev(x, gsize, mu); /* two passes: no cancellation */
         const double rs = 1.0 / sqrt(ss / (double)gsize + (double)d->eps);
         mean[bg] = (float)mu;

@@ -29,6 +29,25 @@ static inline void nn_check_ctx(const OpCtx *c, size_t scratch_floats, const cha
     }
 }
 
+/* The sum of x[0..n) in double over NN_SUM_LANES interleaved partial sums added up in a fixed
+ * order at the end: the compiler vectorizes the lanes (one running double sum cannot be, without
+ * the reassociation -O3 does not allow), and the order depends on n alone. */
+#define NN_SUM_LANES 8
+
+static inline double nn_sum_double(const float *x, size_t n) {
+    double acc[NN_SUM_LANES] = {0};
+    size_t i = 0;
+    for (; i + NN_SUM_LANES <= n; i += NN_SUM_LANES)
+        for (int l = 0; l < NN_SUM_LANES; l++)
+            acc[l] += x[i + l];
+    for (; i < n; i++)
+        acc[i % NN_SUM_LANES] += x[i];
+    double s = 0.0;
+    for (int l = 0; l < NN_SUM_LANES; l++)
+        s += acc[l];
+    return s;
+}
+
 /* exp(x) for float, written so that the compiler vectorizes loops that call it (libm's expf is a
  * scalar call: it was 7% of a training step inside SiLU). Range reduction x = n ln2 + r with ln2
  * split in two (Cody-Waite), e^r by its degree-6 Taylor polynomial on |r| <= ln2/2 (truncation
