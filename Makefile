@@ -4,7 +4,7 @@ JOBS ?= 2
 CMAKE_FLAGS ?=
 WERROR ?= OFF
 
-.PHONY: all deps test asan demo bench bench-attrib fixtures clean
+.PHONY: all deps test asan demo bench bench-attrib bench-scaling fixtures clean
 
 all: $(BUILD)/Makefile
 	cmake --build $(BUILD) -j $(JOBS)
@@ -27,12 +27,18 @@ asan:
 demo: all
 	$(BUILD)/jtrak demo
 
+# SGEMM peak, U-Net, sampling, featurize/score beside traker, projections, scaling: one table
+# (about 15 minutes on 2 cores; SMALL=1 for a quick end-to-end check). See scripts/bench.sh.
 bench: all
 	scripts/bench.sh $(BUILD)
 
 # featurize and score beside the traker library (needs the twin's environment, ref/.venv).
 bench-attrib: all
 	scripts/bench-attrib.sh $(BUILD)
+
+# featurize and score time as the training set and the targets grow, with fitted exponents.
+bench-scaling: all
+	scripts/bench-scaling.sh $(BUILD)
 
 # Regenerates the committed fixtures with the real diffusers (needs PyPI access).
 fixtures:

@@ -1,9 +1,30 @@
-/* bench_unet.c: U-Net throughput for `make bench`: images/s of the forward pass and of a training
- * step (forward + backward + AdamW) at a batch size, for a diffusers config.json. Prints one JSON
- * line per measurement, in the same format as ref/bench_torch.py so the two sit side by side. */
+/* bench_unet.c: U-Net throughput for `make bench`, for a diffusers config.json, with randomly
+ * initialised weights (the cost does not depend on the values):
+ *
+ *   forward     images/s of unet_forward at --batch
+ *   train_step  images/s of one training step at --batch: forward, MSE against fixed noise,
+ *               backward summed over the batch, AdamW
+ *   sample      U-Net evaluations/s of the real sampler loop (traj_sample: DDIM, eta 0,
+ *               --sample-steps steps, trajectories kept as `jtrak sample` keeps them) for each of
+ *               --sample-batches (n = batch samples, so every step is one U-Net call)
+ *
+ * Each figure is batch / median seconds of --iters timed iterations after one warm-up. FLOPs
+ * follow unet/unet_flops.h (2 x multiply-adds of convs, linears and attention products; backward =
+ * 2 x forward; elementwise work not counted): flops_per_image is the forward count for forward and
+ * sample, 3 x forward for a training step; gflops = images_per_s x flops_per_image. peak_rss_mb
+ * is the process's peak so far: run one --what per process for a figure of its own (scripts/
+ * bench.sh does). One JSON line per measurement on stdout, in the format of ref/bench_torch.py.
+ * --flops prints only the FLOP count (and parameter count) and runs nothing.
+ *
+ * Run: bench_unet CONFIG.json [--batch 64] [--iters 5] [--size S]
+ *        [--what forward,train_step,sample] [--sample-batches 16,64] [--sample-steps 10]
+ *        [--flops] */
 #include "core/rng.h"
+#include "diffusion/schedule.h"
+#include "diffusion/trajectory.h"
 #include "nn/nn.h"
 #include "unet/unet.h"
+#include "unet/unet_flops.h"
 
 #include <omp.h>
 #include <stdio.h>
@@ -23,70 +44,204 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+static double median(double *ts, int n) {
+    qsort(ts, (size_t)n, sizeof *ts, cmp_double);
+    return n % 2 ? ts[n / 2] : 0.5 * (ts[n / 2 - 1] + ts[n / 2]);
+}
+
 static double peak_rss_mb(void) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     return ru.ru_maxrss / 1024.0;
 }
 
-int main(int argc, char **argv) {
-    if (argc < 2) {
-        fprintf(stderr, "usage: bench_unet CONFIG.json [batch=64] [iters=5] [size=sample_size]\n");
-        return 2;
-    }
-    int B = argc > 2 ? atoi(argv[2]) : 64;
-    int iters = argc > 3 ? atoi(argv[3]) : 5;
-    UNetConfig cfg;
+static int has_word(const char *list, const char *word) {
+    size_t n = strlen(word);
+    for (const char *p = list; (p = strstr(p, word)) != NULL; p += n)
+        if ((p == list || p[-1] == ',') && (p[n] == ',' || p[n] == '\0')) return 1;
+    return 0;
+}
+
+static void print_row(const char *config, const char *what, int B, int S, size_t P, int iters,
+                      double sec, double flops, const char *extra) {
+    double ips = B / sec;
+    printf("{\"impl\":\"jtrak\",\"config\":\"%s\",\"what\":\"%s\",\"batch\":%d,\"size\":%d,"
+           "\"threads\":%d,\"params\":%zu,\"iters\":%d,\"images_per_s\":%.2f,\"ms_per_image\":%.3f,"
+           "\"flops_per_image\":%.0f,\"gflops\":%.3f,\"peak_rss_mb\":%.1f%s}\n",
+           config, what, B, S, omp_get_max_threads(), P, iters, ips, 1e3 * sec / B, flops,
+           ips * flops / 1e9, peak_rss_mb(), extra);
+    fflush(stdout);
+}
+
+/* forward (mode 0) or training step (mode 1): median seconds per batch. */
+static double time_steps(UNet *net, int mode, int B, int S, int iters) {
     JtError err;
-    UNet *net;
-    if (unet_config_load(&cfg, argv[1], &err) || unet_create(&net, &cfg, &err)) {
-        fprintf(stderr, "bench_unet: %s\n", err.msg);
-        return 1;
-    }
-    int S = argc > 4 ? atoi(argv[4]) : cfg.sample_size;
-    unet_init_params(net, 0);
     UNetRun *run;
     if (unet_run_create(&run, net, B, S, S, &err)) {
         fprintf(stderr, "bench_unet: %s\n", err.msg);
-        return 1;
+        exit(1);
     }
+    const UNetConfig *cfg = unet_config(net);
     size_t P = unet_num_params(net);
-    size_t nx = (size_t)B * cfg.in_channels * S * S, ny = (size_t)B * cfg.out_channels * S * S;
-    float *x = malloc(nx * sizeof *x), *eps = malloc(ny * sizeof *eps), *y = malloc(ny * sizeof *y);
-    float *dy = malloc(ny * sizeof *dy), *t = malloc((size_t)B * sizeof *t);
-    float *g = calloc(P, sizeof *g), *m = calloc(P, sizeof *m), *v = calloc(P, sizeof *v);
+    size_t nx = (size_t)B * cfg->in_channels * S * S, ny = (size_t)B * cfg->out_channels * S * S;
+    float *x = xmalloc(nx * sizeof *x), *eps = xmalloc(ny * sizeof *eps);
+    float *y = xmalloc(ny * sizeof *y), *dy = xmalloc(ny * sizeof *dy);
+    float *t = xmalloc((size_t)B * sizeof *t);
+    float *g = NULL, *m = NULL, *v = NULL;
+    if (mode == 1) g = xcalloc(P, sizeof *g), m = xcalloc(P, sizeof *m), v = xcalloc(P, sizeof *v);
     rng_fill_normal(x, nx, 1, 0, 0);
     rng_fill_normal(eps, ny, 1, 1, 0);
-    for (int b = 0; b < B; b++) t[b] = (float)((b * 997) % 1000);
+    for (int b = 0; b < B; b++)
+        t[b] = (float)((b * 997) % 1000);
     AdamWConfig opt = {1e-4f, 0.9f, 0.999f, 1e-8f, 0.0f};
-
-    const char *what[2] = {"forward", "train_step"};
-    for (int mode = 0; mode < 2; mode++) {
-        double *ts = malloc((size_t)(iters + 1) * sizeof *ts);
-        for (int it = 0; it <= iters; it++) { /* iteration 0 is the warm-up */
-            double t0 = now_s();
-            unet_forward(net, run, B, y, x, t);
-            if (mode == 1) {
-                memset(g, 0, P * sizeof *g);
-                memset(dy, 0, ny * sizeof *dy);
-                mse_backward(dy, y, eps, ny, 1.0f);
-                unet_backward(net, run, B, g, 0, dy, NULL);
-                adamw_step(unet_params(net), m, v, g, P, &opt, it + 1);
-            }
-            ts[it] = now_s() - t0;
+    double *ts = xmalloc((size_t)(iters + 1) * sizeof *ts);
+    for (int it = 0; it <= iters; it++) { /* iteration 0 is the warm-up */
+        double t0 = now_s();
+        unet_forward(net, run, B, y, x, t);
+        if (mode == 1) {
+            memset(g, 0, P * sizeof *g);
+            memset(dy, 0, ny * sizeof *dy);
+            mse_backward(dy, y, eps, ny, 1.0f);
+            unet_backward(net, run, B, g, 0, dy, NULL);
+            adamw_step(unet_params(net), m, v, g, P, &opt, it + 1);
         }
-        qsort(ts + 1, (size_t)iters, sizeof *ts, cmp_double);
-        double med = ts[1 + iters / 2];
-        printf("{\"impl\":\"jtrak\",\"config\":\"%s\",\"what\":\"%s\",\"batch\":%d,\"size\":%d,"
-               "\"threads\":%d,\"params\":%zu,\"images_per_s\":%.2f,\"ms_per_image\":%.3f,"
-               "\"peak_rss_mb\":%.1f}\n",
-               argv[1], what[mode], B, S, omp_get_max_threads(), P, B / med, 1e3 * med / B,
-               peak_rss_mb());
-        fflush(stdout);
-        free(ts);
+        ts[it] = now_s() - t0;
     }
+    double med = median(ts + 1, iters);
     unet_run_free(run);
+    free(x), free(eps), free(y), free(dy), free(t), free(g), free(m), free(v), free(ts);
+    return med;
+}
+
+/* The sampler loop for n = B samples of `steps` DDIM steps: median seconds per run. */
+static double time_sampler(const UNet *net, const NoiseSchedule *sched, int B, int steps,
+                           int iters) {
+    SampleOptions so = {.sampler = SAMPLER_DDIM,
+                        .steps = steps,
+                        .eta = 0.0f,
+                        .seed = 0,
+                        .n = B,
+                        .batch = B,
+                        .quiet = 1};
+    double *ts = xmalloc((size_t)(iters + 1) * sizeof *ts);
+    JtError err;
+    for (int it = 0; it <= iters; it++) {
+        Trajectory tr;
+        double t0 = now_s();
+        if (traj_sample(net, sched, &so, NULL, &tr, &err) != JT_OK) {
+            fprintf(stderr, "bench_unet: %s\n", err.msg);
+            exit(1);
+        }
+        ts[it] = now_s() - t0;
+        traj_free(&tr);
+    }
+    double med = median(ts + 1, iters);
+    free(ts);
+    return med;
+}
+
+int main(int argc, char **argv) {
+    const char *usage = "usage: bench_unet CONFIG.json [--batch 64] [--iters 5] [--size S] "
+                        "[--what forward,train_step,sample] [--sample-batches 16,64] "
+                        "[--sample-steps 10] [--flops]\n";
+    if (argc < 2 || argv[1][0] == '-') {
+        fputs(usage, stderr);
+        return 2;
+    }
+    const char *config = argv[1], *what = "forward,train_step", *sample_batches = "16,64";
+    int B = 64, iters = 5, S = 0, sample_steps = 10, flops_only = 0;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--flops") == 0) {
+            flops_only = 1;
+            continue;
+        }
+        if (!val) {
+            fputs(usage, stderr);
+            return 2;
+        }
+        i++;
+        if (strcmp(a, "--batch") == 0)
+            B = atoi(val);
+        else if (strcmp(a, "--iters") == 0)
+            iters = atoi(val);
+        else if (strcmp(a, "--size") == 0)
+            S = atoi(val);
+        else if (strcmp(a, "--what") == 0)
+            what = val;
+        else if (strcmp(a, "--sample-batches") == 0)
+            sample_batches = val;
+        else if (strcmp(a, "--sample-steps") == 0)
+            sample_steps = atoi(val);
+        else {
+            fputs(usage, stderr);
+            return 2;
+        }
+    }
+    if (B < 1 || iters < 1 || sample_steps < 1) {
+        fprintf(stderr, "bench_unet: --batch, --iters and --sample-steps must be at least 1\n");
+        return 2;
+    }
+    UNetConfig cfg;
+    JtError err;
+    UNet *net;
+    if (unet_config_load(&cfg, config, &err) || unet_create(&net, &cfg, &err)) {
+        fprintf(stderr, "bench_unet: %s\n", err.msg);
+        return 1;
+    }
+    if (S == 0) S = cfg.sample_size;
+    size_t P = unet_num_params(net);
+    UNetFlops fd;
+    double fwd = unet_forward_flops_detail(net, S, S, &fd);
+    if (fwd < 0) {
+        fprintf(stderr, "bench_unet: image size %d does not suit a %d-level U-Net\n", S,
+                cfg.n_levels);
+        return 1;
+    }
+    if (flops_only) {
+        printf(
+            "{\"impl\":\"jtrak\",\"config\":\"%s\",\"what\":\"flops\",\"size\":%d,\"params\":%zu,"
+            "\"forward_flops\":%.0f,\"train_flops\":%.0f,\"conv\":%.0f,\"linear\":%.0f,"
+            "\"attn_proj\":%.0f,\"attn_matmul\":%.0f}\n",
+            config, S, P, fwd, unet_train_flops(net, S, S), fd.conv, fd.linear, fd.attn_proj,
+            fd.attn_matmul);
+        unet_free(net);
+        return 0;
+    }
+    unet_init_params(net, 0);
+
+    if (has_word(what, "forward"))
+        print_row(config, "forward", B, S, P, iters, time_steps(net, 0, B, S, iters), fwd, "");
+    if (has_word(what, "train_step"))
+        print_row(config, "train_step", B, S, P, iters, time_steps(net, 1, B, S, iters),
+                  unet_train_flops(net, S, S), "");
+    if (has_word(what, "sample")) {
+        if (S != cfg.sample_size) {
+            fprintf(stderr, "bench_unet: the sampler makes sample_size images; drop --size\n");
+            return 2;
+        }
+        SchedConfig sc;
+        NoiseSchedule sched;
+        sched_config_default(&sc);
+        if (sched_init(&sched, &sc, &err) != JT_OK) {
+            fprintf(stderr, "bench_unet: %s\n", err.msg);
+            return 1;
+        }
+        char buf[256], extra[128];
+        snprintf(buf, sizeof buf, "%s", sample_batches);
+        for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+            int sb = atoi(tok);
+            if (sb < 1) {
+                fprintf(stderr, "bench_unet: bad sample batch '%s'\n", tok);
+                return 2;
+            }
+            double sec = time_sampler(net, &sched, sb, sample_steps, iters) / sample_steps;
+            snprintf(extra, sizeof extra, ",\"sampler\":\"ddim\",\"steps\":%d", sample_steps);
+            /* images_per_s here = U-Net evaluations (image-steps) per second */
+            print_row(config, "sample", sb, S, P, iters, sec, fwd, extra);
+        }
+        sched_free(&sched);
+    }
     unet_free(net);
-    free(x), free(eps), free(y), free(dy), free(t), free(g), free(m), free(v);
     return 0;
 }

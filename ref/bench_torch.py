@@ -1,15 +1,22 @@
 """bench_torch.py: the PyTorch side of `make bench`. Times diffusers' UNet2DModel on the CPU for one
 config.json: (a) forward only under torch.no_grad, (b) one training step = forward + MSE loss against
-random noise (random timesteps) + backward + torch.optim.AdamW step. Prints one JSON line per
-measurement on stdout (progress on stderr):
+random noise (random timesteps) + backward + torch.optim.AdamW step, (c) sampling: diffusers'
+DDIMScheduler (default config, eta 0) for --sample-steps steps on n = batch samples under
+torch.no_grad, for each of --sample-batches (as bench/bench_unet.c runs traj_sample), (d) flops:
+torch.utils.flop_counter's count of one forward and of one forward + backward, per image (a check
+of jtrak's unet/unet_flops.c: the same convention, 2 x multiply-adds of convs, matmuls and
+attention). Prints one JSON line per measurement on stdout (progress on stderr):
 
-  {"impl": "diffusers", "config": "fm-s", "what": "forward"|"train_step", "batch": 64, "size": 28,
-   "threads": 2, "iters": 5, "images_per_s": ..., "ms_per_image": ..., "peak_rss_mb": ..., "torch": "..."}
+  {"impl": "diffusers", "config": "fm-s", "what": "forward"|"train_step"|"sample", "batch": 64,
+   "size": 28, "threads": 2, "iters": 5, "images_per_s": ..., "ms_per_image": ..., "peak_rss_mb": ...,
+   "torch": "..."}
 
-images_per_s is batch / median seconds per iteration, after warm-up. peak_rss_mb is the process's
-peak resident set so far (forward runs first, so the train_step figure includes the forward's peak).
+images_per_s is batch / median seconds per iteration, after warm-up; for sample it is U-Net
+evaluations (image-steps) per second. peak_rss_mb is the process's peak resident set so far (run
+one --what per process for a figure of its own; scripts/bench.sh does).
 
-Run: python ref/bench_torch.py configs/fm-s.json [--batch 64] [--size 28] [--threads 2] [--iters 10] [--warmup 2]
+Run: python ref/bench_torch.py configs/fm-s.json [--batch 64] [--size 28] [--threads 2] [--iters 10]
+       [--warmup 2] [--what forward,train_step,sample,flops] [--sample-batches 16,64] [--sample-steps 10]
 """
 
 import argparse
@@ -45,9 +52,16 @@ def main():
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     ap.add_argument("--iters", type=int, default=10, help="timed iterations per measurement (median)")
     ap.add_argument("--warmup", type=int, default=2, help="untimed iterations first")
-    ap.add_argument("--what", choices=["forward", "train_step", "both"], default="both")
+    ap.add_argument("--what", default="forward,train_step",
+                    help="comma-separated: forward, train_step, sample, flops (both = forward,train_step)")
+    ap.add_argument("--sample-batches", default="16,64", help="sampler batch sizes (what=sample)")
+    ap.add_argument("--sample-steps", type=int, default=10, help="DDIM steps (what=sample)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    whats = set(args.what.replace("both", "forward,train_step").split(","))
+    unknown = whats - {"forward", "train_step", "sample", "flops"}
+    if unknown:
+        ap.error(f"--what: unknown {sorted(unknown)}")
 
     torch.set_num_threads(args.threads)
     cfg = tc.load_config(args.config)
@@ -67,12 +81,29 @@ def main():
     base = {"impl": "diffusers", "config": name, "batch": args.batch, "size": size, "threads": args.threads,
             "iters": args.iters, "torch": torch.__version__}
 
-    def report(what, sec):
-        row = dict(base, what=what, images_per_s=round(args.batch / sec, 2),
-                   ms_per_image=round(1000.0 * sec / args.batch, 3), peak_rss_mb=round(tc.peak_rss_mb(), 1))
+    def report(what, sec, batch=args.batch, **extra):
+        row = dict(base, what=what, batch=batch, images_per_s=round(batch / sec, 2),
+                   ms_per_image=round(1000.0 * sec / batch, 3), peak_rss_mb=round(tc.peak_rss_mb(), 1),
+                   **extra)
         print(json.dumps(row), flush=True)
 
-    if args.what in ("forward", "both"):
+    if "flops" in whats:
+        from torch.utils.flop_counter import FlopCounterMode
+
+        model.eval()
+        with FlopCounterMode(display=False) as fc:
+            with torch.no_grad():
+                model(x, t).sample
+        fwd = fc.get_total_flops() / args.batch
+        model.train()
+        with FlopCounterMode(display=False) as fc:
+            model(x, t).sample.square().mean().backward()
+        model.zero_grad(set_to_none=True)
+        print(json.dumps(dict(base, what="flops", forward_flops=fwd,
+                              train_flops=fc.get_total_flops() / args.batch,
+                              counter="torch.utils.flop_counter")), flush=True)
+
+    if "forward" in whats:
         model.eval()
 
         def fwd():
@@ -81,7 +112,7 @@ def main():
 
         report("forward", timed(fwd, args.warmup, args.iters))
 
-    if args.what in ("train_step", "both"):
+    if "train_step" in whats:
         model.train()
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
 
@@ -92,6 +123,26 @@ def main():
             opt.step()
 
         report("train_step", timed(step, args.warmup, args.iters))
+
+    if "sample" in whats:
+        from diffusers import DDIMScheduler
+
+        model.eval()
+        sched = DDIMScheduler()
+        for sb in [int(b) for b in args.sample_batches.split(",")]:
+            x_T = torch.randn((sb,) + shape[1:], generator=gen)
+
+            def sample():
+                sched.set_timesteps(args.sample_steps)
+                xs = x_T
+                with torch.no_grad():
+                    for ts in sched.timesteps:
+                        eps = model(xs, ts).sample
+                        xs = sched.step(eps, ts, xs, eta=0.0).prev_sample
+                return xs
+
+            sec = timed(sample, args.warmup, args.iters) / args.sample_steps
+            report("sample", sec, batch=sb, sampler="ddim", steps=args.sample_steps)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,10 @@
 # rates). With N < k, X^T X is singular: jtrak adds the smallest working ridge (--auto-ridge) and
 # traker gets the same lambda (lambda_reg).
 #
+# Achieved GFLOP/s of featurize (both tools, the same count): FLOPs per training image = S x 3 x
+# the U-Net forward (unet/unet_flops.h; per-example backward = 2 x forward) + 2 p k (the projection
+# as one dense p x k product); random numbers, the store and the kernel are not counted.
+#
 # Results: a table on stdout, JSON lines in $BUILD/bench-attrib.jsonl, logs and stores under
 # $BUILD/bench-attrib/. Defaults take about 4 minutes on a 2-core machine (plus the wait for an idle
 # machine). Each measurement records how much CPU the rest of the machine used meanwhile
@@ -44,6 +48,7 @@ mkdir -p "$WORK"
 : > "$OUT"
 
 [ -x "$JT" ] || { echo "bench-attrib: $JT not built (run make)" >&2; exit 1; }
+[ -x "$BUILD/bench_unet" ] || { echo "bench-attrib: $BUILD/bench_unet not built (run make)" >&2; exit 1; }
 [ -x /usr/bin/time ] || { echo "bench-attrib: /usr/bin/time is needed for peak memory (apt-get install time)" >&2; exit 1; }
 HAVE_TRAKER=0
 if [ -x "$PY" ] && "$PY" -c "import torch, diffusers, trak, safetensors" 2>/dev/null; then HAVE_TRAKER=1; fi
@@ -58,6 +63,9 @@ if ! [ -f "$MODEL/config.json" ]; then
   echo "bench-attrib: training a small fm-xs model folder in $MODEL (5 steps)" >&2
   "$JT" train --config fm-xs --steps 5 --out "$MODEL" --quiet >/dev/null
 fi
+
+# FLOPs of the model's forward per image and its parameter count (bench_unet --flops).
+"$BUILD/bench_unet" "$MODEL/config.json" --flops > "$WORK/flops.json"
 
 load1() { cut -d' ' -f1 /proc/loadavg; }
 waited=0
@@ -154,6 +162,22 @@ else
   echo "bench-attrib: no traker environment ($PY with torch, diffusers, traker); run 'make fixtures' to create ref/.venv" >&2
 fi
 
+# GFLOP/s of every featurize row (convention at the top of this file).
+python3 - "$OUT" "$WORK/flops.json" <<'PY'
+import json, os, sys
+out, flops = sys.argv[1:]
+f = json.load(open(flops))
+rows = [json.loads(l) for l in open(out) if l.strip()]
+for r in rows:
+    if r["what"] == "featurize":
+        per = r["S"] * 3 * f["forward_flops"] + 2 * f["params"] * r["k"]
+        r.update(forward_flops=f["forward_flops"], params=f["params"], flops_per_image=per,
+                 gflops=round(r["images_per_s"] * per / 1e9, 3))
+with open(out + ".partial", "w") as fo:
+    fo.writelines(json.dumps(r) + "\n" for r in rows)
+os.replace(out + ".partial", out)
+PY
+
 python3 - "$OUT" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
@@ -178,6 +202,8 @@ w = 38
 print(f"{'measure':<{w}} {'jtrak':>10} {'traker fp32':>12} {'jtrak/traker':>13} {'traker fp16':>12}")
 print(f"{'featurize images/s':<{w}} {f(jf,'images_per_s'):>10} {f(tf,'images_per_s'):>12} "
       f"{ratio(jf,tf,'images_per_s'):>13} {f(hf,'images_per_s'):>12}")
+print(f"{'featurize GFLOP/s (S x 3 fwd + 2pk)':<{w}} {f(jf,'gflops','{:.1f}'):>10} {f(tf,'gflops','{:.1f}'):>12} "
+      f"{'':>13} {f(hf,'gflops','{:.1f}'):>12}")
 print(f"{'featurize seconds':<{w}} {f(jf,'seconds',  '{:.1f}'):>10} {f(tf,'seconds','{:.1f}'):>12} {'':>13} {f(hf,'seconds','{:.1f}'):>12}")
 print(f"{'  traker: gradients / project':<{w}} {'':>10} "
       f"{(f(tf,'grad_seconds','{:.1f}') + ' / ' + f(tf,'project_seconds','{:.1f}')) if tf else '-':>12} {'':>13} "

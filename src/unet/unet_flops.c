@@ -1,0 +1,58 @@
+/* unet_flops.c: counts the multiply-adds of the U-Net forward by walking the same static graph
+ * that unet_forward executes (unet_build_graph), so the count follows the model as built rather
+ * than a second description of UNet2DModel. The convention is in unet_flops.h. */
+#include "unet/unet_flops.h"
+
+#include "unet/unet_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+double unet_forward_flops_detail(const UNet *net, int H, int W, UNetFlops *out) {
+    UNetFlops f = {0, 0, 0, 0};
+    if (out) *out = f;
+    int div = 1 << (net->cfg.n_levels - 1);
+    if (H < 1 || W < 1 || H % div || W % div) return -1.0;
+
+    /* Only the graph: no arenas are allocated (unet_run_create would also size them). */
+    UNetRun r;
+    memset(&r, 0, sizeof r);
+    r.cap_B = 1;
+    r.H = H;
+    r.W = W;
+    unet_build_graph(net, &r);
+    for (int i = 0; i < r.n_nodes; i++) {
+        const Node *n = &r.nodes[i];
+        const Tensor *in = n->in0 >= 0 ? &r.tensors[n->in0] : NULL;
+        const Tensor *o = &r.tensors[n->out];
+        switch (n->kind) {
+        case NODE_CONV:
+            f.conv += 2.0 * o->C * in->C * n->k * n->k * (double)o->H * o->W;
+            break;
+        case NODE_LINEAR:
+            f.linear += 2.0 * in->C * o->C;
+            break;
+        case NODE_ATTN: {
+            double C = in->C, N = (double)in->H * in->W;
+            f.attn_proj += 2.0 * 4.0 * N * C * C;
+            f.attn_matmul += 2.0 * 2.0 * N * N * C;
+            break;
+        }
+        default:
+            break; /* elementwise: not counted (unet_flops.h) */
+        }
+    }
+    free(r.tensors);
+    free(r.nodes);
+    if (out) *out = f;
+    return f.conv + f.linear + f.attn_proj + f.attn_matmul;
+}
+
+double unet_forward_flops(const UNet *net, int H, int W) {
+    return unet_forward_flops_detail(net, H, W, NULL);
+}
+
+double unet_train_flops(const UNet *net, int H, int W) {
+    double f = unet_forward_flops(net, H, W);
+    return f < 0 ? f : (1.0 + UNET_BACKWARD_FLOPS_FACTOR) * f;
+}
