@@ -22,6 +22,9 @@ K_PROJ=${K_PROJ:-512}      # projection dimension (below the 1,000 training imag
 R=${R:-20}                 # draws per target gradient
 R_EVAL=${R_EVAL:-100}      # draws per ground-truth value
 T_GRID=${T_GRID:-900,700,500,300,100,0}
+CF_TARGETS=${CF_TARGETS:-0,1,2,3} # counterfactual: targets, step and images removed (fixed in advance)
+CF_STEP=${CF_STEP:-500}
+CF_K=${CF_K:-50}
 DATA="--data fashion-mnist --limit $N_TRAIN --fit resize"
 RECIPE="--config bench/lds/fm16.json --steps $STEPS --batch 64 --lr 2e-3 --warmup 50"
 start=$(date +%s)
@@ -63,4 +66,8 @@ score pixel --method pixel $DATA --size 16 --steps "$T_GRID"
 stage "LDS: $K subset models (+$CEIL for the noise ceiling), ground truth, statistics"
 $J lds --model "$OUT/full/m0" --trajectory "$TRAJ" --out "$OUT/lds" --scores "$SCORES" \
   --K "$K" --ceiling "$CEIL" --steps "$T_GRID" --R-eval "$R_EVAL" --quiet | tee "$OUT/lds-table.txt"
-stage "done: $OUT/lds/lds.json, $OUT/lds/lds.png"
+
+stage "counterfactual: targets $CF_TARGETS without the top $CF_K by journey-M$M at t = $CF_STEP, $CF_K random, $CF_K nearest"
+$J counterfactual --model "$OUT/full/m0" --trajectory "$TRAJ" --scores "$OUT/scores/journey-M$M" \
+  --step "$CF_STEP" --k "$CF_K" --targets "$CF_TARGETS" --out "$OUT/counterfactual" --quiet | tee "$OUT/counterfactual-table.txt"
+stage "done: $OUT/lds/lds.json, $OUT/lds/lds.png, $OUT/counterfactual/counterfactual.json"
