@@ -3,16 +3,20 @@
  * kernel); a run stopped after 10 rows and resumed (with another batch size) writes bitwise the
  * same files as an uninterrupted one; an ensemble gets one projection per model; a store is refused
  * for another model, k, dataset or seed with a message naming the field; the kernel file is
- * kernel_invert of the stored features (and is recomputed when the kernel options change); the CLI
- * under mpirun with 2 processes writes the same features as 1 process (skipped without MPI). */
+ * kernel_invert of the stored features (and is recomputed when the kernel options change); every
+ * projector kind is recorded in the manifest and `score` projects the targets with the store's kind
+ * (a target that is a training row scores exactly as X A x^T), a manifest without the kind is
+ * rademacher, a bad --projection is a usage error; the CLI under mpirun with 2 processes writes
+ * the same features as 1 process (skipped without MPI). */
 #include "attrib/featurize.h"
 #include "attrib/kernel.h"
 #include "attrib/store.h"
 #include "diffusion/train.h"
 #include "diffusion/trajectory.h"
+#include "helpers/cli_run.h"
+#include "helpers/numcheck.h"
 #include "helpers/tiny_unet.h"
 #include "helpers/tmpdir.h"
-#include "helpers/cli_run.h"
 #include "io/model_folder.h"
 #include "io/npy.h"
 #include "unet/unet.h"
@@ -517,6 +521,240 @@ Test(featurize, cli_errors_and_warning) {
     rc = cli_run(args, err, sizeof err);
     cr_expect_eq(rc, 1, "exit %d: %s", rc, err);
     cr_expect(strstr(err, "not a feature store"), "%s", err);
+}
+
+/* STORE/manifest.json as a NUL-terminated string (malloc'd). */
+static char *read_manifest(const char *store) {
+    char mp[300];
+    snprintf(mp, sizeof mp, "%s/%s/manifest.json", test_tmp, store);
+    size_t len;
+    char *text = (char *)slurp(mp, &len);
+    text = realloc(text, len + 1);
+    text[len] = 0;
+    return text;
+}
+
+static void write_manifest(const char *store, const char *text) {
+    char mp[300];
+    snprintf(mp, sizeof mp, "%s/%s/manifest.json", test_tmp, store);
+    FILE *f = fopen(mp, "w");
+    cr_assert(f != NULL);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* text with the first `from` replaced by `to` (malloc'd); `from` must occur. */
+static char *replace_once(const char *text, const char *from, const char *to) {
+    const char *at = strstr(text, from);
+    cr_assert(at != NULL, "'%s' not in the manifest", from);
+    char *out = malloc(strlen(text) + strlen(to) + 1);
+    size_t pre = (size_t)(at - text);
+    memcpy(out, text, pre);
+    strcpy(out + pre, to);
+    strcat(out, at + strlen(from));
+    return out;
+}
+
+/* k = 16 < n = 24 rows: X^T X is regular, A well conditioned. (With n < k, A is ~1/lambda off the
+ * rows' span, and float rounding of x_i^T A x_j cancels catastrophically.) */
+enum { N_COPIES = 6, K_SC = 16 };
+
+/* A trajectory of model m0 whose final samples are training rows 0..N_COPIES-1 (the same floats
+ * featurize gives the U-Net). */
+static void write_copy_trajectory(const char *path) {
+    Dataset ds = {0};
+    tiny_data(&ds, 0);
+    char m0[200];
+    path_of(m0, sizeof m0, "m0");
+    UNet *net;
+    JtError err;
+    cr_assert(model_load(m0, &net, &err) == JT_OK, "%s", err.msg);
+    const size_t D = 64, img = N_COPIES * D;
+    Trajectory tr;
+    memset(&tr, 0, sizeof tr);
+    tr.n = N_COPIES, tr.S = 1, tr.C = 1, tr.H = 8, tr.W = 8;
+    tr.sampler = SAMPLER_DDIM, tr.num_inference_steps = 1;
+    tr.model_fingerprint = traj_model_fingerprint(net);
+    int t0 = 0;
+    tr.timesteps = &t0;
+    tr.x_T = calloc(img, sizeof(float)), tr.x_0 = calloc(img, sizeof(float));
+    tr.x_t = calloc(img, sizeof(float)), tr.x0_hat = calloc(img, sizeof(float));
+    tr.noise = calloc(img, sizeof(float));
+    size_t rows[N_COPIES];
+    for (int i = 0; i < N_COPIES; i++)
+        rows[i] = (size_t)i;
+    data_batch_f32(&ds, rows, NULL, N_COPIES, tr.x_0);
+    cr_assert(traj_save(&tr, path, &err) == JT_OK, "%s", err.msg);
+    free(tr.x_T), free(tr.x_0), free(tr.x_t), free(tr.x0_hat), free(tr.noise);
+    unet_free(net);
+    data_free(&ds);
+}
+
+/* `jtrak score --method trak` of the copy trajectory against STORE into test_tmp/out; the dense
+ * scores (N_ROWS, N_COPIES), malloc'd. */
+static float *score_copies(const char *store, const char *out) {
+    char args[1200], err[8192];
+    snprintf(args, sizeof args,
+             "score --store %s/%s --trajectory %s/copies.safetensors --out %s/%s --method trak "
+             "--R %d --seed 0 --quiet",
+             test_tmp, store, test_tmp, test_tmp, out, S_DRAWS);
+    int rc = cli_run(args, err, sizeof err);
+    cr_assert_eq(rc, 0, "score %s: exit %d: %s", store, rc, err);
+    char path[300];
+    snprintf(path, sizeof path, "%s/%s/scores_final.npy", test_tmp, out);
+    NpyHeader h;
+    void *data;
+    JtError e;
+    cr_assert(npy_read_as(path, NPY_F32, &h, &data, &e) == JT_OK, "%s", e.msg);
+    cr_assert(h.ndim == 2 && h.shape[0] == N_ROWS && h.shape[1] == N_COPIES, "%s: shape", path);
+    return data;
+}
+
+/* What score must give when the targets are training rows 0..N_COPIES-1 under shared draws with
+ * the featurize seed and R = S: their projected gradients are the stored rows, so
+ * tau[i][j] = x_i^T A x_j (one model). */
+static void expected_copy_scores(const char *store, float *want, double *amax) {
+    char dir[200];
+    path_of(dir, sizeof dir, store);
+    FeatureStore st;
+    JtError err;
+    cr_assert(store_open(&st, dir, &err) == JT_OK, "%s", err.msg);
+    float *X = all_features(&st, 0), *A = malloc(K_SC * K_SC * sizeof *A);
+    cr_assert(store_read_kernel(&st, 0, A, &err) == JT_OK, "%s", err.msg);
+    *amax = 0;
+    for (int i = 0; i < N_ROWS; i++)
+        for (int j = 0; j < N_COPIES; j++) {
+            double s = 0;
+            for (int a = 0; a < K_SC; a++)
+                for (int b = 0; b < K_SC; b++)
+                    s += (double)X[i * K_SC + a] * A[a * K_SC + b] * X[j * K_SC + b];
+            want[i * N_COPIES + j] = (float)s;
+            *amax = fmax(*amax, fabs(s));
+        }
+    free(X), free(A);
+    store_close(&st);
+}
+
+Test(featurize, every_projection_is_recorded_and_scored_with_its_own_matrix) {
+    char img_src[300], args[1200], err[8192], path[300];
+    snprintf(img_src, sizeof img_src, "npy:%s,%s", g_img, g_lab);
+    snprintf(path, sizeof path, "%s/copies.safetensors", test_tmp);
+    write_copy_trajectory(path);
+    const ProjKind kinds[] = {PROJ_RADEMACHER, PROJ_SPARSE, PROJ_HADAMARD};
+    float want[N_ROWS * N_COPIES];
+    for (int ki = 0; ki < 3; ki++) {
+        const char *name = proj_kind_name(kinds[ki]);
+        char store[32], out[32];
+        snprintf(store, sizeof store, "st_%s", name);
+        snprintf(out, sizeof out, "sc_%s", name);
+        snprintf(args, sizeof args,
+                 "featurize --models %s/m0 --out %s/%s --data %s --k %d --S %d --draws shared "
+                 "--projection %s --auto-ridge --quiet",
+                 test_tmp, test_tmp, store, img_src, K_SC, S_DRAWS, name);
+        int rc = cli_run(args, err, sizeof err);
+        cr_assert_eq(rc, 0, "featurize --projection %s: exit %d: %s", name, rc, err);
+        /* The manifest names the kind, and the store opens with it. */
+        char *text = read_manifest(store), quoted[40];
+        snprintf(quoted, sizeof quoted, "\"%s\"", name);
+        cr_expect(strstr(text, quoted) != NULL, "manifest lacks %s: %s", quoted, text);
+        FeatureStore st;
+        char dir[200];
+        path_of(dir, sizeof dir, store);
+        JtError e;
+        cr_assert(store_open(&st, dir, &e) == JT_OK, "%s", e.msg);
+        cr_expect_eq(st.proj_kind, kinds[ki], "%s: store opens as %s", name,
+                     proj_kind_name(st.proj_kind));
+        store_close(&st);
+        /* Scoring projects the targets with the store's kind: a target that is training row j
+         * scores x_i^T A x_j. float32 features, kernel and tile products (32-term sums) against a
+         * double loop: ~1e-6 relative; 1e-4 of the largest score. Another projector would make
+         * the targets' features unrelated to the rows': errors of the order of the scores. */
+        float *got = score_copies(store, out);
+        double amax;
+        expected_copy_scores(store, want, &amax);
+        char what[64];
+        snprintf(what, sizeof what, "%s: scores of copies of training rows", name);
+        NumDiff d = expect_close(what, got, want, N_ROWS * N_COPIES, 1e-4 * amax, 0);
+        fprintf(stderr, "featurize: %s, max error %.2e of max |score| %.2e\n", what, d.max_abs,
+                amax);
+        free(got);
+        /* Resuming with another kind is refused, naming both. */
+        snprintf(args, sizeof args,
+                 "featurize --models %s/m0 --out %s/%s --data %s --k %d --S %d --draws shared "
+                 "--projection %s --quiet",
+                 test_tmp, test_tmp, store, img_src, K_SC, S_DRAWS,
+                 proj_kind_name(kinds[(ki + 1) % 3]));
+        rc = cli_run(args, err, sizeof err);
+        char msg[120];
+        snprintf(msg, sizeof msg, "projector.kind is %s but --projection %s", name,
+                 proj_kind_name(kinds[(ki + 1) % 3]));
+        cr_expect(rc == 1 && strstr(err, msg), "exit %d, wanted '%s': %s", rc, msg, err);
+        free(text);
+    }
+
+    /* The sparse store relabelled hadamard: score follows the manifest, and its targets no longer
+     * match the rows (this is what the check above would see if score ignored the kind). */
+    char *text = read_manifest("st_sparse");
+    char *relabelled = replace_once(text, "\"sparse\"", "\"hadamard\"");
+    write_manifest("st_sparse", relabelled);
+    float *got = score_copies("st_sparse", "sc_relabelled");
+    double amax;
+    expected_copy_scores("st_sparse", want, &amax);
+    double worst = 0;
+    for (int i = 0; i < N_ROWS * N_COPIES; i++)
+        worst = fmax(worst, fabs(got[i] - want[i]));
+    cr_expect(worst > 1e-2 * amax, "relabelled store: scores still match (max error %g of %g)",
+              worst, amax);
+    free(got), free(relabelled);
+    write_manifest("st_sparse", text);
+    free(text);
+
+    /* A manifest without the kind (a store from before there were kinds) is rademacher; an
+     * unknown kind is refused naming the field. */
+    text = read_manifest("st_rademacher");
+    char *no_kind = replace_once(text, "\"kind\":", "\"kind_of_old\":");
+    write_manifest("st_rademacher", no_kind);
+    FeatureStore st;
+    char dir[200];
+    path_of(dir, sizeof dir, "st_rademacher");
+    JtError e;
+    cr_assert(store_open(&st, dir, &e) == JT_OK, "%s", e.msg);
+    cr_expect_eq(st.proj_kind, PROJ_RADEMACHER);
+    store_close(&st);
+    char *bad = replace_once(text, "\"rademacher\"", "\"gaussian\"");
+    write_manifest("st_rademacher", bad);
+    cr_expect(store_open(&st, dir, &e) == JT_ERR, "a manifest with kind gaussian was accepted");
+    cr_expect(strstr(e.msg, "manifest.json") && strstr(e.msg, "projector.kind") &&
+                  strstr(e.msg, "gaussian"),
+              "%s", e.msg);
+    free(text), free(no_kind), free(bad);
+}
+
+Test(featurize, bad_projection_is_a_usage_error) {
+    char err[8192], args[1200], img_src[300];
+    snprintf(img_src, sizeof img_src, "npy:%s,%s", g_img, g_lab);
+    snprintf(args, sizeof args,
+             "featurize --models %s/m0 --out %s/s --data %s --k 32 --S 2 --projection gaussian "
+             "--quiet",
+             test_tmp, test_tmp, img_src);
+    int rc = cli_run(args, err, sizeof err);
+    cr_expect_eq(rc, 2, "exit %d: %s", rc, err);
+    cr_expect(strncmp(err, "jtrak featurize: ", 17) == 0 && strstr(err, "--projection") &&
+                  strstr(err, "'gaussian'") && strchr(err, '\n') == err + strlen(err) - 1,
+              "%s", err);
+    char out[300];
+    path_of(out, sizeof out, "s");
+    struct stat sb;
+    cr_expect(stat(out, &sb) != 0, "a store was created for a bad --projection");
+    /* --help names the option and its kinds */
+    FILE *f = popen(JTRAK_CLI " featurize --help", "r");
+    cr_assert(f != NULL);
+    char help[8192];
+    size_t n = fread(help, 1, sizeof help - 1, f);
+    help[n] = 0;
+    cr_expect_eq(pclose(f), 0);
+    cr_expect(strstr(help, "--projection") && strstr(help, "sparse") && strstr(help, "hadamard"),
+              "%s", help);
 }
 
 Test(featurize, mpi_two_processes_equal_one) {

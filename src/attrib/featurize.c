@@ -142,16 +142,16 @@ static void fmt_duration(char *buf, size_t cap, double s) {
 }
 
 size_t featurize_bytes(size_t engine_bytes, size_t P, int batch, int S, size_t D, int k,
-                       size_t proj_block_rows) {
+                       size_t proj_bytes) {
     size_t B = (size_t)batch, K = (size_t)k;
-    return engine_bytes + B * P * sizeof(float)  /* gradient slab (B, P) */
-           + proj_block_rows * K * sizeof(float) /* projector block */
-           + B * (size_t)S * D * sizeof(float)   /* draws eps (B, S, D) */
-           + B * D * sizeof(float)               /* x0 */
-           + B * K * sizeof(float)               /* projected rows */
-           + P * sizeof(float)                   /* the model's weights */
-           + K * K * sizeof(double)              /* Gram (rank 0) */
-           + K * K * sizeof(float);              /* kernel */
+    return engine_bytes + B * P * sizeof(float) /* gradient slab (B, P) */
+           + proj_bytes                         /* projector scratch */
+           + B * (size_t)S * D * sizeof(float)  /* draws eps (B, S, D) */
+           + B * D * sizeof(float)              /* x0 */
+           + B * K * sizeof(float)              /* projected rows */
+           + P * sizeof(float)                  /* the model's weights */
+           + K * K * sizeof(double)             /* Gram (rank 0) */
+           + K * K * sizeof(float);             /* kernel */
 }
 
 /* The model's schedule: its folder's scheduler_config.json, else diffusers' defaults. */
@@ -293,17 +293,17 @@ static int featurize_model(Run *run, int m, int *stopped, JtError *err) {
     size_t *rows_idx = xmalloc(B * sizeof(size_t));
 
     if (!run->estimated && run->rank == 0 && !opt->quiet) {
-        size_t bytes =
-            featurize_bytes(grad_engine_bytes(ge), P, (int)B, S, D, k, pr.rows_per_block);
-        char b1[32], b2[32], b3[32];
+        const size_t proj_bytes = proj_scratch_bytes(&pr, (int)B);
+        size_t bytes = featurize_bytes(grad_engine_bytes(ge), P, (int)B, S, D, k, proj_bytes);
+        char b1[32], b2[32], b3[32], b4[32];
         fmt_bytes(b1, sizeof b1, (double)bytes);
         fmt_bytes(b2, sizeof b2, (double)grad_engine_bytes(ge));
         fmt_bytes(b3, sizeof b3, (double)(B * P * sizeof(float)));
+        fmt_bytes(b4, sizeof b4, (double)proj_bytes);
         fprintf(stderr,
                 "featurize: memory about %s per process (grad engine %s, gradient slab %s "
-                "for %zu x %zu, projector block %zu x %d, Gram %d x %d doubles) plus the "
-                "data\n",
-                b1, b2, b3, B, P, pr.rows_per_block, k, k, k);
+                "for %zu x %zu, %s projector %s, Gram %d x %d doubles) plus the data\n",
+                b1, b2, b3, B, P, proj_kind_name(pr.kind), b4, k, k);
     }
 
     char label[64];

@@ -36,7 +36,7 @@ typedef struct {
     int k;                  /* projection dimension (default 2048) */
     int S;                  /* draws (timestep, noise) per training row (default 20) */
     OutFn outfn;            /* default OUTFN_LOSS */
-    ProjKind proj_kind;     /* default PROJ_RADEMACHER */
+    ProjKind proj_kind;     /* default PROJ_RADEMACHER (--projection) */
     uint64_t proj_seed;     /* default 0 */
     uint64_t draw_seed;     /* default 0 */
     int shared_draws;       /* same draws for every row (ATTRIB_SHARED_ITEM); default 0 */
@@ -59,10 +59,11 @@ void featurize_options_default(FeaturizeOptions *o);
 int featurize_run(const FeaturizeOptions *opt, const Dataset *data, JtError *err);
 
 /* Bytes of memory a process needs per model, the estimate featurize prints: grad engine, gradient
- * slab (batch x P floats), projector block, draws, features, model, Gram (k x k doubles) and
- * kernel, with the grad engine's bytes given (grad_engine_bytes). */
+ * slab (batch x P floats), projector scratch, draws, features, model, Gram (k x k doubles) and
+ * kernel, with the grad engine's and the projector's bytes given (grad_engine_bytes,
+ * proj_scratch_bytes). */
 size_t featurize_bytes(size_t engine_bytes, size_t P, int batch, int S, size_t D, int k,
-                       size_t proj_block_rows);
+                       size_t proj_bytes);
 
 /* ---- MPI ---- */
 

@@ -277,9 +277,15 @@ static int parse_manifest(FeatureStore *st, const char *path, cJSON *o, JtError 
     cJSON *pj = get(o, "projector");
     if (!cJSON_IsObject(pj))
         return jt_fail(err, "%s: field 'projector' missing or not an object", path);
-    if (get_str(path, pj, "kind", "projector.", &s, err) != JT_OK) return JT_ERR;
-    if (!proj_kind_parse(s, &st->proj_kind))
-        return jt_fail(err, "%s: field 'projector.kind' is '%s', not a known projector", path, s);
+    /* Stores made before there was more than one kind may lack it: they are rademacher. */
+    st->proj_kind = PROJ_RADEMACHER;
+    if (get(pj, "kind")) {
+        if (get_str(path, pj, "kind", "projector.", &s, err) != JT_OK) return JT_ERR;
+        if (!proj_kind_parse(s, &st->proj_kind))
+            return jt_fail(err,
+                           "%s: field 'projector.kind' is '%s', not rademacher, sparse or hadamard",
+                           path, s);
+    }
     if (get_seed(path, pj, "seed", "projector.", &st->proj_seed, err) != JT_OK ||
         get_seed(path, o, "draw_seed", "", &st->draw_seed, err) != JT_OK)
         return JT_ERR;
@@ -553,8 +559,8 @@ int store_check(const FeatureStore *st, const StoreSpec *sp, JtError *err) {
     } else if (st->k != sp->k) {
         rc = jt_fail(err, "%s: k is %d but --k %d was given; use a new --out", mp, st->k, sp->k);
     } else if (st->proj_kind != sp->proj_kind) {
-        rc = jt_fail(err, "%s: projector.kind is %s but %s was given; use a new --out", mp,
-                     proj_kind_name(st->proj_kind), proj_kind_name(sp->proj_kind));
+        rc = jt_fail(err, "%s: projector.kind is %s but --projection %s was given; use a new --out",
+                     mp, proj_kind_name(st->proj_kind), proj_kind_name(sp->proj_kind));
     } else if (st->proj_seed != sp->proj_seed) {
         dec64(st->proj_seed, a);
         dec64(sp->proj_seed, b);

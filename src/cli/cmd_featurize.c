@@ -20,6 +20,10 @@ static void help(void) {
         "  --k N                projection dimension (default 2048)\n"
         "  --S N                (timestep, noise) draws per training image (default 20)\n"
         "  --output F           loss (default: TRAK / Journey-TRAK) or sqnorm (D-TRAK)\n"
+        "  --projection P       rademacher (default: dense +-1, as TRAK), sparse (a sparse JL\n"
+        "                       transform, 8 nonzeros per parameter) or hadamard (block randomized\n"
+        "                       Hadamard); the same feature scale, sparse and hadamard are much\n"
+        "                       faster on large models\n"
         "  --proj-seed N        seed of the projection matrices (default 0)\n"
         "  --draws D            independent (default: fresh (t, eps) per row, as Journey-TRAK) or\n"
         "                       shared (the same draws for every row and target, as D-TRAK)\n"
@@ -87,6 +91,7 @@ int cmd_featurize(int argc, char **argv) {
     o.k = (int)args_long(&a, "k", o.k, 1, 1 << 20);
     o.S = (int)args_long(&a, "S", o.S, 1, 1 << 20);
     const char *output = args_str(&a, "output", "loss");
+    const char *projection = args_str(&a, "projection", proj_kind_name(o.proj_kind));
     o.proj_seed = args_u64(&a, "proj-seed", o.proj_seed);
     o.draw_seed = args_u64(&a, "seed", o.draw_seed);
     const char *draws = args_str(&a, "draws", "independent");
@@ -115,6 +120,13 @@ int cmd_featurize(int argc, char **argv) {
     }
     if (!outfn_parse(output, &o.outfn)) {
         fprintf(stderr, "jtrak featurize: --output must be loss or sqnorm, not '%s'\n", output);
+        args_free(&a);
+        return 2;
+    }
+    if (!proj_kind_parse(projection, &o.proj_kind)) {
+        fprintf(stderr,
+                "jtrak featurize: --projection must be rademacher, sparse or hadamard, not '%s'\n",
+                projection);
         args_free(&a);
         return 2;
     }
