@@ -47,6 +47,11 @@ $J featurize --models "$models" $DATA --out "$OUT/features" --k "$K_PROJ" --S "$
 $J featurize --models "$OUT/full/m0" $DATA --out "$OUT/features-S5" --k "$K_PROJ" --S 5 --batch 32 --quiet >/dev/null
 $J featurize --models "$OUT/full/m0" $DATA --out "$OUT/features-dtrak" --k "$K_PROJ" --S "$S" --output sqnorm --batch 32 --quiet >/dev/null
 
+stage "features with the faster projections (model 0, k $K_PROJ, S $S): sparse JL and block Hadamard"
+for p in sparse hadamard; do
+  $J featurize --models "$OUT/full/m0" $DATA --out "$OUT/features-$p" --k "$K_PROJ" --S "$S" --projection "$p" --batch 32 --quiet >/dev/null
+done
+
 stage "scores"
 score() { # name, then score options
   local name=$1; shift
@@ -62,6 +67,9 @@ score journey-S5 --store "$OUT/features-S5" --steps "$T_GRID"
 score "trak-M$M" --store "$OUT/features" --method trak
 score dtrak-M1 --store "$OUT/features-dtrak" --method dtrak
 score pixel --method pixel $DATA --size 16 --steps "$T_GRID"
+for p in sparse hadamard; do
+  score "journey-M1-$p" --store "$OUT/features-$p" --steps "$T_GRID"
+done
 
 stage "LDS: $K subset models (+$CEIL for the noise ceiling), ground truth, statistics"
 $J lds --model "$OUT/full/m0" --trajectory "$TRAJ" --out "$OUT/lds" --scores "$SCORES" \
