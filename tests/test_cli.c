@@ -144,3 +144,43 @@ Test(cli, sample_from_a_missing_or_corrupt_model) {
                    "sample --model %s/bad --out %s/o --quiet", test_tmp, test_tmp);
     cr_expect(!exists("o"));
 }
+
+/* Real target images (score --targets-data, lds --heldout-data): the usage errors, a value the data
+ * layer refuses, journey on images without a trajectory, and images of another size or colour than
+ * the training images, each named with the prefixed option that fixes it. */
+Test(cli, real_target_images) {
+    write_tiny_npy(); /* 8x8 gray: the training images of pixel without a store */
+    const char *t = test_tmp;
+    uint8_t big[2 * 10 * 10], rgb[2 * 8 * 8 * 3];
+    for (size_t i = 0; i < sizeof big; i++) big[i] = (uint8_t)(i * 13);
+    for (size_t i = 0; i < sizeof rgb; i++) rgb[i] = (uint8_t)(i * 7);
+    char p[200];
+    size_t sb[3] = {2, 10, 10}, sr[4] = {2, 8, 8, 3};
+    JtError err;
+    snprintf(p, sizeof p, "%s/big.npy", t);
+    cr_assert(npy_write(p, NPY_U8, 3, sb, big, &err) == JT_OK);
+    snprintf(p, sizeof p, "%s/rgb.npy", t);
+    cr_assert(npy_write(p, NPY_U8, 4, sr, rgb, &err) == JT_OK);
+
+    expect_failure(2, "score", (const char *[]){"--trajectory", "--targets-data", NULL},
+                   "score --method pixel --data npy:%s/img.npy --targets-data npy:%s/img.npy "
+                   "--trajectory %s/x.safetensors --out %s/o", t, t, t, t);
+    expect_failure(2, "score", (const char *[]){"--targets-limit needs --targets-data", NULL},
+                   "score --trajectory %s/x.safetensors --targets-limit 2 --out %s/o", t, t);
+    expect_failure(1, "score", (const char *[]){"--targets-fit", NULL},
+                   "score --method pixel --data npy:%s/img.npy --targets-data npy:%s/img.npy "
+                   "--targets-fit sideways --out %s/o", t, t, t);
+    expect_failure(1, "score", (const char *[]){"method journey", "trak, dtrak or pixel", NULL},
+                   "score --store %s/nostore --targets-data npy:%s/img.npy --out %s/o", t, t, t);
+    expect_failure(1, "score", (const char *[]){"big.npy", "10x10", "8x8", "--targets-fit", NULL},
+                   "score --method pixel --data npy:%s/img.npy --targets-data npy:%s/big.npy "
+                   "--out %s/o --quiet", t, t, t);
+    expect_failure(1, "score", (const char *[]){"rgb.npy", "--targets-color gray", NULL},
+                   "score --method pixel --data npy:%s/img.npy --targets-data npy:%s/rgb.npy "
+                   "--out %s/o --quiet", t, t, t);
+    cr_expect(!exists("o"), "a refused score left its output folder");
+    expect_failure(2, "lds", (const char *[]){"--heldout-fit needs --heldout-data", NULL},
+                   "lds --model %s/m --trajectory %s/x.safetensors --out %s/l --heldout-fit resize",
+                   t, t, t);
+    cr_expect(!exists("l"));
+}

@@ -3,6 +3,11 @@
  * interval and permuted control for every method and ground truth, and the noise ceiling; a folder
  * made with other subsets, score folders of another training set and targets from another model
  * are refused (the statistics themselves are checked against scipy in test_stats.c).
+ * Held-out real images (the D-TRAK protocol's "val" targets): score takes them from a dataset
+ * for the final-image methods, lds adds their ground truth to a finished folder without retraining
+ * and evaluates real-target score folders against it; journey on real images, images of another
+ * size or colour, a folder without (or with another) held-out set and scores from another store
+ * are refused.
  * `jtrak counterfactual`: the top-k removed are the highest-scored rows, every removal kind
  * retrains and regenerates, bad steps and k are refused. */
 #include "helpers/tmpdir.h"
@@ -11,6 +16,7 @@
 
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -199,4 +205,197 @@ Test(lds, counterfactual_retrains_regenerates_and_refuses) {
     cr_expect(strstr(g_err, "only 16 images"), "%s", g_err);
     snprintf(p, sizeof p, "%s/cf2", t);
     cr_expect(stat(p, &sb) != 0, "a refused run left its output folder");
+}
+
+/* n random h x w images (c = 3: (n, h, w, 3) RGB) as an npy file in the scratch folder. */
+static void write_images(const char *name, int n, int h, int w, int c, unsigned salt) {
+    size_t count = (size_t)n * h * w * c;
+    uint8_t *pix = malloc(count);
+    for (size_t i = 0; i < count; i++) pix[i] = (uint8_t)(((i + salt) * 2246822519u) >> 24);
+    char p[256];
+    snprintf(p, sizeof p, "%s/%s", test_tmp, name);
+    size_t shape[4] = {(size_t)n, (size_t)h, (size_t)w, (size_t)c};
+    JtError err;
+    cr_assert(npy_write(p, NPY_U8, c == 1 ? 3 : 4, shape, pix, &err) == JT_OK, "%s", err.msg);
+    free(pix);
+}
+
+static cJSON *read_json(const char *sub) {
+    char p[256];
+    snprintf(p, sizeof p, "%s/%s", test_tmp, sub);
+    FILE *f = fopen(p, "r");
+    cr_assert(f, "no %s", p);
+    static char buf[1 << 17];
+    size_t got = fread(buf, 1, sizeof buf - 1, f);
+    buf[got] = 0;
+    fclose(f);
+    cJSON *j = cJSON_Parse(buf);
+    cr_assert(j, "%s is not JSON", p);
+    return j;
+}
+
+static struct timespec mtime_of(const char *sub) {
+    char p[256];
+    snprintf(p, sizeof p, "%s/%s", test_tmp, sub);
+    struct stat sb;
+    cr_assert(stat(p, &sb) == 0, "no %s", p);
+    return sb.st_mtim;
+}
+
+static int same_time(struct timespec a, struct timespec b) {
+    return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
+}
+
+Test(lds, heldout_images_added_to_a_finished_folder) {
+    prepare();
+    const char *t = test_tmp;
+    write_images("held.npy", 3, 8, 8, 1, 11);
+    const char *traj = "s/trajectory.safetensors";
+    /* A finished folder without held-out images, as a benchmark leaves it. */
+    cr_assert_eq(jtrak("lds --model %s/m --trajectory %s/%s --out %s/l %s", t, t, traj, t, LDS_ARGS),
+                 0, "%s", g_err);
+    static const char *const models[] = {"s0_r0", "s1_r0", "s2_r0", "s3_r0", "s0_r1", "s1_r1"};
+    struct timespec w0[6], g0[6];
+    for (int q = 0; q < 6; q++) {
+        char sub[128];
+        snprintf(sub, sizeof sub, "l/models/%s/diffusion_pytorch_model.safetensors", models[q]);
+        w0[q] = mtime_of(sub);
+        snprintf(sub, sizeof sub, "l/gt/%s.npy", models[q]);
+        g0[q] = mtime_of(sub);
+    }
+
+    /* Real targets: trak and pixel on the images themselves; the manifest names the image set. */
+    cr_assert_eq(jtrak("score --store %s/f --targets-data npy:%s/held.npy --method trak --R 2 "
+                       "--out %s/trak-heldout --quiet", t, t, t), 0, "%s", g_err);
+    cr_assert_eq(jtrak("score --store %s/f --targets-data npy:%s/held.npy --method pixel "
+                       "--out %s/pixel-heldout --quiet", t, t, t), 0, "%s", g_err);
+    char p[256];
+    NpyHeader h;
+    void *d;
+    JtError err;
+    snprintf(p, sizeof p, "%s/trak-heldout/scores_final.npy", t);
+    cr_assert(npy_read_as(p, NPY_F32, &h, &d, &err) == JT_OK, "%s", err.msg);
+    cr_expect(h.ndim == 2 && h.shape[0] == 16 && h.shape[1] == 3, "scores %zux%zu", h.shape[0], h.shape[1]);
+    free(d);
+    cJSON *man = read_json("trak-heldout/manifest.json");
+    const cJSON *ts = cJSON_GetObjectItem(man, "target_set");
+    cr_expect(ts && cJSON_GetObjectItem(ts, "fingerprint") && cJSON_GetObjectItem(ts, "n")->valueint == 3,
+              "the manifest does not record the target images");
+    cr_expect(!cJSON_GetObjectItem(man, "trajectory"));
+    cJSON_Delete(man);
+
+    /* Adding the held-out set: ground truths for every model, nothing retrained or remeasured. */
+    char scores[768];
+    snprintf(scores, sizeof scores, "%s/journey,%s/trak-heldout,%s/pixel-heldout", t, t, t);
+    cr_assert_eq(jtrak("lds --model %s/m --trajectory %s/%s --out %s/l --heldout-data npy:%s/held.npy "
+                       "--scores %s %s", t, t, traj, t, t, scores, LDS_ARGS), 0, "%s", g_err);
+    struct timespec h0[6];
+    for (int q = 0; q < 6; q++) {
+        char sub[128];
+        snprintf(sub, sizeof sub, "l/models/%s/diffusion_pytorch_model.safetensors", models[q]);
+        cr_expect(same_time(mtime_of(sub), w0[q]), "model %s was trained again", models[q]);
+        snprintf(sub, sizeof sub, "l/gt/%s.npy", models[q]);
+        cr_expect(same_time(mtime_of(sub), g0[q]), "the ground truth of %s was measured again", models[q]);
+        snprintf(sub, sizeof sub, "l/gt-heldout/%s.npy", models[q]);
+        h0[q] = mtime_of(sub);
+        snprintf(p, sizeof p, "%s/%s", t, sub);
+        cr_assert(npy_read_as(p, NPY_F64, &h, &d, &err) == JT_OK, "%s", err.msg);
+        cr_expect(h.ndim == 2 && h.shape[0] == 1 && h.shape[1] == 3, "%s: %zux%zu", sub, h.shape[0],
+                  h.shape[1]);
+        for (int j = 0; j < 3; j++) {
+            double v = ((double *)d)[j];
+            cr_expect(isfinite(v) && v < 0, "%s[%d] = %g: a negated mean loss", sub, j, v);
+        }
+        free(d);
+    }
+    cJSON *j = read_json("l/lds.json");
+    int held = 0, gen = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItem(j, "lds")) {
+        const char *m = cJSON_GetObjectItem(e, "method")->valuestring;
+        const char *gt = cJSON_GetObjectItem(e, "ground_truth")->valuestring;
+        if (strcmp(gt, "dtrak-heldout") == 0) {
+            held++;
+            cr_expect(strcmp(m, "journey") != 0, "journey scores of generated samples evaluated on "
+                                                 "held-out images");
+            cr_expect_eq(cJSON_GetObjectItem(e, "targets")->valueint, 3);
+            double lds = cJSON_GetObjectItem(e, "lds")->valuedouble;
+            cr_expect(lds >= -1 && lds <= 1, "%s: LDS %g", m, lds);
+        } else {
+            gen++;
+            cr_expect(strstr(m, "heldout") == NULL, "%s evaluated on generated targets (%s)", m, gt);
+        }
+    }
+    cr_expect_eq(held, 3, "%d methods on the held-out truth, want trak, pixel and class", held);
+    cr_expect_eq(gen, 5, "%d entries on the generated truths, want journey x2 and class x3", gen);
+    cr_expect_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "noise_ceiling")), 4);
+    cJSON_Delete(j);
+    struct stat sb;
+    snprintf(p, sizeof p, "%s/l/lds-dtrak.png", t);
+    cr_expect(stat(p, &sb) == 0 && sb.st_size > 100, "no lds-dtrak.png");
+
+    /* A rerun measures nothing again. */
+    cr_assert_eq(jtrak("lds --model %s/m --trajectory %s/%s --out %s/l --heldout-data npy:%s/held.npy "
+                       "%s", t, t, traj, t, t, LDS_ARGS), 0, "%s", g_err);
+    for (int q = 0; q < 6; q++) {
+        char sub[128];
+        snprintf(sub, sizeof sub, "l/gt-heldout/%s.npy", models[q]);
+        cr_expect(same_time(mtime_of(sub), h0[q]), "the held-out truth of %s was measured again",
+                  models[q]);
+    }
+
+    /* Refusals. */
+    cr_expect_eq(jtrak("lds --model %s/m --trajectory %s/%s --out %s/l --scores %s/trak-heldout %s", t,
+                       t, traj, t, t, LDS_ARGS), 1);
+    cr_expect(strstr(g_err, "no held-out set"), "%s", g_err);
+    cr_expect_eq(jtrak("lds --model %s/m --trajectory %s/%s --out %s/l --heldout-data npy:%s/held.npy "
+                       "--heldout-limit 2 %s", t, t, traj, t, t, LDS_ARGS), 1);
+    cr_expect(strstr(g_err, "other images"), "%s", g_err);
+    cr_assert_eq(jtrak("score --store %s/f --targets-data npy:%s/held.npy --targets-limit 2 "
+                       "--method trak --R 2 --out %s/trak-two --quiet", t, t, t), 0, "%s", g_err);
+    cr_expect_eq(jtrak("lds --model %s/m --trajectory %s/%s --out %s/l --heldout-data npy:%s/held.npy "
+                       "--scores %s/trak-two %s", t, t, traj, t, t, t, LDS_ARGS), 1);
+    cr_expect(strstr(g_err, "other target images") && strstr(g_err, "held-out set"), "%s", g_err);
+    cr_expect_eq(jtrak("score --store %s/f --targets-data npy:%s/held.npy --out %s/j-real --quiet", t,
+                       t, t), 1);
+    cr_expect(strstr(g_err, "method journey"), "%s", g_err);
+    snprintf(p, sizeof p, "%s/j-real", t);
+    cr_expect(stat(p, &sb) != 0, "a refused score left its output folder");
+    write_images("big.npy", 3, 10, 10, 1, 5);
+    cr_expect_eq(jtrak("lds --model %s/m --trajectory %s/%s --out %s/l --heldout-data npy:%s/big.npy "
+                       "%s", t, t, traj, t, t, LDS_ARGS), 1);
+    cr_expect(strstr(g_err, "8x8") && strstr(g_err, "--heldout-fit"), "%s", g_err);
+    write_images("rgb.npy", 3, 8, 8, 3, 7);
+    cr_expect_eq(jtrak("score --store %s/f --targets-data npy:%s/rgb.npy --method trak --out %s/rgb "
+                       "--quiet", t, t, t), 1);
+    cr_expect(strstr(g_err, "--targets-color gray"), "%s", g_err);
+}
+
+/* Score folders from the store of another model (same data, another seed) are refused before
+ * anything is trained, for real targets and generated ones. */
+Test(lds, scores_from_another_store_refused_up_front) {
+    prepare();
+    const char *t = test_tmp;
+    const char *traj = "s/trajectory.safetensors";
+    write_images("held.npy", 3, 8, 8, 1, 11);
+    cr_assert_eq(jtrak("train --config %s/cfg.json --data npy:%s/img.npy,%s/lab.npy --batch 8 "
+                       "--steps 3 --warmup 1 --seed 9 --out %s/m2 --quiet", t, t, t, t), 0, "%s", g_err);
+    cr_assert_eq(jtrak("featurize --models %s/m2 --data npy:%s/img.npy,%s/lab.npy --out %s/f2 --S 2 "
+                       "--k 8 --quiet", t, t, t, t), 0, "%s", g_err);
+    cr_assert_eq(jtrak("score --store %s/f2 --targets-data npy:%s/held.npy --method trak --R 2 "
+                       "--out %s/trak-m2 --quiet", t, t, t), 0, "%s", g_err);
+    cr_expect_eq(jtrak("lds --model %s/m --trajectory %s/%s --out %s/l --heldout-data npy:%s/held.npy "
+                       "--scores %s/trak-m2 %s", t, t, traj, t, t, t, LDS_ARGS), 1);
+    cr_expect(strstr(g_err, "whose models do not include"), "%s", g_err);
+    cr_assert_eq(jtrak("sample --model %s/m2 --out %s/s2 --n 2 --sampler ddim --steps 10 --quiet", t,
+                       t), 0, "%s", g_err);
+    cr_assert_eq(jtrak("score --store %s/f2 --trajectory %s/s2/trajectory.safetensors --method trak "
+                       "--R 2 --out %s/trak-gen-m2 --quiet", t, t, t), 0, "%s", g_err);
+    cr_expect_eq(jtrak("lds --model %s/m --trajectory %s/%s --out %s/l --scores %s/trak-gen-m2 %s", t,
+                       t, traj, t, t, LDS_ARGS), 1);
+    cr_expect(strstr(g_err, "targets from another model"), "%s", g_err);
+    char p[256];
+    struct stat sb;
+    snprintf(p, sizeof p, "%s/l", t);
+    cr_expect(stat(p, &sb) != 0, "a refused lds left its output folder");
 }

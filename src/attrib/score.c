@@ -10,6 +10,7 @@
 #include "attrib/project.h"
 #include "attrib/scoremat.h"
 #include "attrib/store.h"
+#include "attrib/targets.h"
 #include "core/progress.h"
 #include "diffusion/trajectory.h"
 #include "io/model_folder.h"
@@ -48,6 +49,9 @@ void score_options_default(ScoreOptions *o) {
 }
 
 static int step_specific(ScoreMethod m) { return m == METHOD_JOURNEY || m == METHOD_PIXEL; }
+
+/* Scores per step: the step-specific methods on a trajectory (real images have no steps). */
+static int per_step(ScoreMethod m, const Targets *tgt) { return step_specific(m) && !tgt->real; }
 
 /* Parses a comma list of integers into a malloc'd array. */
 static int parse_int_list(const char *s, const char *what, int **out, int *n, JtError *err) {
@@ -116,18 +120,19 @@ static int resolve_steps(const char *spec, const Trajectory *tr, int **kidx, int
     return JT_OK;
 }
 
-static int resolve_targets(const char *spec, const Trajectory *tr, int **out, int *n, JtError *err) {
+static int resolve_targets(const char *spec, const Targets *tgt, int **out, int *n, JtError *err) {
     if (strcmp(spec, "all") == 0) {
-        *out = xmalloc((size_t)tr->n * sizeof **out);
-        for (int i = 0; i < tr->n; i++) (*out)[i] = i;
-        *n = tr->n;
+        *out = xmalloc((size_t)tgt->n * sizeof **out);
+        for (int i = 0; i < tgt->n; i++) (*out)[i] = i;
+        *n = tgt->n;
         return JT_OK;
     }
     if (parse_int_list(spec, "--targets", out, n, err) != JT_OK) return JT_ERR;
     for (int i = 0; i < *n; i++)
-        if ((*out)[i] >= tr->n)
-            return jt_fail(err, "--targets: sample %d is not in the trajectory (it has %d samples)",
-                           (*out)[i], tr->n);
+        if ((*out)[i] >= tgt->n)
+            return jt_fail(err, "--targets: %s %d is not in the %s (it has %d)",
+                           tgt->real ? "image" : "sample", (*out)[i],
+                           tgt->real ? "target images" : "trajectory", tgt->n);
     return JT_OK;
 }
 
@@ -137,14 +142,12 @@ static char *fmt_hex(uint64_t v, char buf[17]) {
 }
 
 /* The clean image a target's output function starts from. */
-static const float *target_image(const Trajectory *tr, ScoreMethod m, int sample, int k) {
-    size_t D = (size_t)tr->C * tr->H * tr->W;
-    if (m == METHOD_JOURNEY || m == METHOD_PIXEL) return tr->x0_hat + ((size_t)sample * tr->S + k) * D;
-    return tr->x_0 + (size_t)sample * D;
+static const float *target_image(const Targets *tgt, ScoreMethod m, int sample, int k) {
+    return targets_image(tgt, sample, per_step(m, tgt) ? k : -1);
 }
 
 /* Phase 1 for one model: Gamma (n_eff, N, k) of the projected target gradients. */
-static int target_features(const FeatureStore *st, int m, const Trajectory *tr,
+static int target_features(const FeatureStore *st, int m, const Targets *tgt,
                            const ScoreOptions *o, const int *tg, int N, const int *kidx,
                            int n_eff, float *gamma, JtError *err) {
     UNet *net;
@@ -164,7 +167,7 @@ static int target_features(const FeatureStore *st, int m, const Trajectory *tr,
     int B = o->batch < N ? o->batch : N;
     GradEngine *ge = NULL;
     rc = grad_engine_create(&ge, net, &sched, B, err);
-    const size_t P = unet_num_params(net), D = (size_t)tr->C * tr->H * tr->W;
+    const size_t P = unet_num_params(net), D = (size_t)tgt->C * tgt->H * tgt->W;
     const int R = o->R, k = st->k;
     OutFn fn = st->outfn; /* journey takes the store's; trak and dtrak were checked to match */
     Projector pr;
@@ -176,12 +179,12 @@ static int target_features(const FeatureStore *st, int m, const Trajectory *tr,
     progress_init(&prog, "score: target gradients", (size_t)n_eff * N, 0, 1.0, "targets");
     prog.quiet = o->quiet;
     for (int s = 0; rc == JT_OK && s < n_eff; s++) {
-        int tstep = step_specific(o->method) ? tr->timesteps[kidx[s]] : -1;
+        int tstep = per_step(o->method, tgt) ? tgt->tr.timesteps[kidx[s]] : -1;
         for (int j0 = 0; j0 < N; j0 += B) {
             int nb = N - j0 < B ? N - j0 : B;
             for (int b = 0; b < nb; b++) {
                 int sample = tg[j0 + b];
-                memcpy(x0 + b * D, target_image(tr, o->method, sample, kidx[s]), D * sizeof(float));
+                memcpy(x0 + b * D, target_image(tgt, o->method, sample, kidx[s]), D * sizeof(float));
                 uint64_t key = st->shared_draws
                                    ? ATTRIB_SHARED_ITEM
                                    : attrib_target_key(sample, tstep >= 0 ? tstep : sched.T);
@@ -208,14 +211,15 @@ typedef struct {
 } ScoreFile;
 
 static void print_table(const TopK *tk, int n_eff, const int *tg, int N, const int *labels_t,
-                        const Dataset *data) {
+                        const Dataset *data, int real) {
     for (int j = 0; j < N; j++)
         for (int s = 0; s < n_eff; s++) {
             const TopK *t = &tk[s];
             if (labels_t)
                 printf("target %d (sample %d) t=%d\n", j, tg[j], labels_t[s]);
             else
-                printf("target %d (sample %d) final image\n", j, tg[j]);
+                printf("target %d (%s %d) %s\n", j, real ? "image" : "sample", tg[j],
+                       real ? "real image" : "final image");
             for (int side = 0; side < 2; side++) {
                 printf("  %s:", side ? "opponents " : "proponents");
                 for (int r = 0; r < t->count[j]; r++) {
@@ -269,7 +273,8 @@ static int write_json(const char *dir, const char *name, cJSON *o, JtError *err)
 }
 
 int score_run(const ScoreOptions *o, const Dataset *data_in, JtError *err) {
-    Trajectory tr = {0};
+    Targets tgt;
+    memset(&tgt, 0, sizeof tgt);
     FeatureStore st;
     memset(&st, 0, sizeof st);
     int have_store = 0, rc = JT_OK, N = 0, n_steps = 0;
@@ -278,9 +283,18 @@ int score_run(const ScoreOptions *o, const Dataset *data_in, JtError *err) {
     const Dataset *data = data_in;
     if (o->R < 1) return jt_fail(err, "--R %d: need at least one draw per target", o->R);
     if (o->topk < 1) return jt_fail(err, "--topk %d: must be at least 1", o->topk);
-    if (traj_load(&tr, o->traj_path, err) != JT_OK) return JT_ERR;
-    rc = resolve_steps(o->steps, &tr, &kidx, &n_steps, err);
-    if (rc == JT_OK) rc = resolve_targets(o->targets, &tr, &tg, &N, err);
+    if (!o->traj_path == !o->target_data)
+        return jt_fail(err, "the targets are either generated samples (--trajectory) or real "
+                            "images (--targets-data): give exactly one");
+    if (o->target_data && o->method == METHOD_JOURNEY)
+        return jt_fail(err, "method journey attributes the steps of a sampling trajectory, and real "
+                            "target images (--targets-data) have none: use --method trak, dtrak or "
+                            "pixel");
+    if (o->traj_path) { /* real targets are loaded below, fitted like the training images */
+        if (targets_from_trajectory(&tgt, o->traj_path, err) != JT_OK) return JT_ERR;
+        rc = resolve_steps(o->steps, &tgt.tr, &kidx, &n_steps, err);
+        if (rc == JT_OK) rc = resolve_targets(o->targets, &tgt, &tg, &N, err);
+    }
 
     if (rc == JT_OK && o->store_dir) {
         rc = store_open(&st, o->store_dir, err);
@@ -291,8 +305,8 @@ int score_run(const ScoreOptions *o, const Dataset *data_in, JtError *err) {
     }
     if (rc == JT_OK && have_store && o->method != METHOD_PIXEL) {
         OutFn want = o->method == METHOD_DTRAK ? OUTFN_SQNORM : OUTFN_LOSS;
-        int found = 0;
-        for (int m = 0; m < st.n_models; m++) found |= st.model_fingerprints[m] == tr.model_fingerprint;
+        int found = o->target_data != NULL; /* real images come from no model */
+        for (int m = 0; m < st.n_models; m++) found |= st.model_fingerprints[m] == tgt.tr.model_fingerprint;
         char h1[17];
         if (o->method != METHOD_JOURNEY && st.outfn != want)
             rc = jt_fail(err, "%s: the store was featurized with output function '%s', method %s "
@@ -304,7 +318,7 @@ int score_run(const ScoreOptions *o, const Dataset *data_in, JtError *err) {
         else if (!found)
             rc = jt_fail(err, "%s: the trajectory was sampled from a model (fingerprint %s) that is "
                               "not one of the store's %d model(s)", o->traj_path,
-                         fmt_hex(tr.model_fingerprint, h1), st.n_models);
+                         fmt_hex(tgt.tr.model_fingerprint, h1), st.n_models);
     }
     if (rc == JT_OK && !data) {
         if (!have_store) {
@@ -321,27 +335,32 @@ int score_run(const ScoreOptions *o, const Dataset *data_in, JtError *err) {
     if (rc == JT_OK && have_store && data->fingerprint != st.data_fingerprint)
         rc = jt_fail(err, "the training data (%s) is not the store's (fingerprint differs)",
                      data->description);
-    if (rc == JT_OK && (data->c != tr.C || data->h != tr.H || data->w != tr.W))
+    if (rc == JT_OK && o->target_data) { /* the model's geometry: the training images' */
+        rc = targets_from_data(&tgt, o->target_data, data->c, data->h, data->w, "targets", err);
+        kidx = xcalloc(1, sizeof *kidx), n_steps = 1;
+        if (rc == JT_OK) rc = resolve_targets(o->targets, &tgt, &tg, &N, err);
+    }
+    if (rc == JT_OK && (data->c != tgt.C || data->h != tgt.H || data->w != tgt.W))
         rc = jt_fail(err, "%s: samples are %dx%dx%d but the training images are %dx%dx%d",
-                     o->traj_path, tr.C, tr.H, tr.W, data->c, data->h, data->w);
+                     o->traj_path, tgt.C, tgt.H, tgt.W, data->c, data->h, data->w);
     if (rc != JT_OK) goto done;
 
-    const size_t n = data->n, D = (size_t)tr.C * tr.H * tr.W;
-    const int n_eff = step_specific(o->method) ? n_steps : 1;
+    const size_t n = data->n, D = (size_t)tgt.C * tgt.H * tgt.W;
+    const int n_eff = per_step(o->method, &tgt) ? n_steps : 1;
     int M = o->method == METHOD_PIXEL ? 0 : st.n_models;
     if (M && o->ensemble > 0 && o->ensemble < M) M = o->ensemble;
     const int k = have_store ? st.k : 0;
     int *labels_t = NULL;
-    if (step_specific(o->method)) {
+    if (per_step(o->method, &tgt)) {
         labels_t = xmalloc((size_t)n_eff * sizeof(int));
-        for (int s = 0; s < n_eff; s++) labels_t[s] = tr.timesteps[kidx[s]];
+        for (int s = 0; s < n_eff; s++) labels_t[s] = tgt.tr.timesteps[kidx[s]];
     }
 
     /* Phase 1: projected target gradients of every model. */
     float **gamma = xcalloc((size_t)(M ? M : 1), sizeof(float *)), **AG = xcalloc((size_t)(M ? M : 1), sizeof(float *));
     for (int m = 0; rc == JT_OK && m < M; m++) {
         gamma[m] = xmalloc((size_t)n_eff * N * k * sizeof(float));
-        rc = target_features(&st, m, &tr, o, tg, N, kidx, n_eff, gamma[m], err);
+        rc = target_features(&st, m, &tgt, o, tg, N, kidx, n_eff, gamma[m], err);
         if (rc == JT_OK) { /* A_m Gamma^T for every step */
             float *A = xmalloc((size_t)k * k * sizeof(float));
             rc = store_read_kernel(&st, m, A, err);
@@ -391,7 +410,7 @@ int score_run(const ScoreOptions *o, const Dataset *data_in, JtError *err) {
             for (size_t i = 0; i < rows; i++) data_image_f32(data, row0 + i, 0, timg + i * D);
             for (int s = 0; s < n_eff; s++)
                 for (int j = 0; j < N; j++) {
-                    const float *y = target_image(&tr, o->method, tg[j], kidx[s]);
+                    const float *y = target_image(&tgt, o->method, tg[j], kidx[s]);
                     double yy = 0;
                     for (size_t e = 0; e < D; e++) yy += (double)y[e] * y[e];
 #pragma omp parallel for schedule(static)
@@ -445,11 +464,16 @@ int score_run(const ScoreOptions *o, const Dataset *data_in, JtError *err) {
         for (int s = 0; labels_t && s < n_eff; s++) cJSON_AddItemToArray(steps, cJSON_CreateNumber(labels_t[s]));
         cJSON *targets = cJSON_AddArrayToObject(man, "targets");
         for (int j = 0; j < N; j++) cJSON_AddItemToArray(targets, cJSON_CreateNumber(tg[j]));
-        cJSON *t = cJSON_AddObjectToObject(man, "trajectory");
-        char *abs = realpath(o->traj_path, NULL);
-        cJSON_AddStringToObject(t, "path", abs ? abs : o->traj_path);
-        free(abs);
-        cJSON_AddStringToObject(t, "model_fingerprint", fmt_hex(tr.model_fingerprint, h));
+        char *abs;
+        if (tgt.real) {
+            cJSON_AddItemToObject(man, "target_set", targets_set_json(&tgt));
+        } else {
+            cJSON *t = cJSON_AddObjectToObject(man, "trajectory");
+            abs = realpath(o->traj_path, NULL);
+            cJSON_AddStringToObject(t, "path", abs ? abs : o->traj_path);
+            free(abs);
+            cJSON_AddStringToObject(t, "model_fingerprint", fmt_hex(tgt.tr.model_fingerprint, h));
+        }
         if (have_store) {
             cJSON *sj = cJSON_AddObjectToObject(man, "store");
             abs = realpath(st.dir, NULL);
@@ -457,6 +481,9 @@ int score_run(const ScoreOptions *o, const Dataset *data_in, JtError *err) {
             free(abs);
             cJSON_AddNumberToObject(sj, "models", st.n_models);
             cJSON_AddNumberToObject(sj, "models_used", M);
+            cJSON *fps = cJSON_AddArrayToObject(sj, "model_fingerprints"); /* of the models used */
+            for (int m = 0; m < M; m++)
+                cJSON_AddItemToArray(fps, cJSON_CreateString(fmt_hex(st.model_fingerprints[m], h)));
             cJSON_AddNumberToObject(sj, "k", st.k);
             cJSON_AddNumberToObject(sj, "S", st.S);
             cJSON_AddStringToObject(sj, "output_function", outfn_name(st.outfn));
@@ -468,13 +495,13 @@ int score_run(const ScoreOptions *o, const Dataset *data_in, JtError *err) {
         rc = write_json(o->out_dir, "manifest.json", man, err);
         cJSON_Delete(man);
     }
-    if (rc == JT_OK) print_table(tk, n_eff, tg, N, labels_t, data);
+    if (rc == JT_OK) print_table(tk, n_eff, tg, N, labels_t, data, tgt.real);
     for (int s = 0; s < n_eff; s++) topk_free(&tk[s]);
     for (int m = 0; m < M; m++) free(gamma[m]), free(AG[m]);
     free(gamma), free(AG), free(files), free(tk), free(X), free(out), free(timg), free(labels_t);
 done:
     free(tg), free(kidx);
-    traj_free(&tr);
+    targets_free(&tgt);
     if (have_store) store_close(&st);
     data_free(&own);
     return rc;

@@ -1,7 +1,9 @@
 /* cmd_lds.c: `jtrak lds` trains models on random subsets of a model's training set, measures the
- * per-step ground truth on them and reports the linear datamodeling score of score folders, with
- * confidence intervals, a permuted control and the noise ceiling; see eval/lds.h. */
+ * per-step ground truth on them (and the D-TRAK protocol's, of generated targets and of held-out
+ * real images) and reports the linear datamodeling score of score folders, with confidence
+ * intervals, a permuted control and the noise ceiling; see eval/lds.h. */
 #include "cli/cli_common.h"
+#include "cli/cli_targets.h"
 #include "cli/commands.h"
 #include "eval/lds.h"
 
@@ -14,7 +16,9 @@ static void help(void) {
            "  --model DIR            the full model (trained by jtrak train: its recipe and data are\n"
            "                         reused for every subset model)\n"
            "  --trajectory FILE      the targets, sampled from that model\n"
-           "  --scores LIST          score folders (jtrak score) to evaluate, e.g. journey,trak,pixel\n"
+           "  --scores LIST          score folders (jtrak score) to evaluate, e.g. journey,trak,pixel;\n"
+           "                         folders of real targets (score --targets-data) are evaluated\n"
+           "                         against the held-out ground truth, on the same images\n"
            "  --K N                  subsets (default 64)\n"
            "  --alpha X              subset fraction (default 0.5)\n"
            "  --subset-seed N        (default 0)\n"
@@ -28,7 +32,12 @@ static void help(void) {
            "  --gt-seed N            (default 0)\n"
            "  --replicates N         bootstrap replicates (default 1000)\n"
            "  --stop-after-models N  train at most N subset models now (resume later)\n"
-           "  --quiet\n");
+           "  --quiet\n"
+           "With --heldout-data, every subset model also gets the D-TRAK-protocol ground truth of\n"
+           "held-out real images (same grid, same fixed noise for every model), the \"val\" targets\n"
+           "of the D-TRAK benchmark, in OUT/gt-heldout/ (truth \"dtrak-heldout\"). Adding it to a\n"
+           "finished folder measures the models there without retraining them.\n");
+    cli_prefixed_data_help(stdout, "heldout", "held-out images");
 }
 
 int cmd_lds(int argc, char **argv) {
@@ -58,13 +67,25 @@ int cmd_lds(int argc, char **argv) {
     o.replicates = (int)args_long(&a, "replicates", o.replicates, 10, 1 << 24);
     o.stop_after_models = args_long(&a, "stop-after-models", 0, 0, 1L << 40);
     o.quiet = args_flag(&a, "quiet");
+    JtError err;
+    DatasetSpec held;
+    int have_held = 0, hrc = cli_prefixed_data_spec(&a, "heldout", &held, &have_held, &err);
     int rc = args_finish(&a);
+    if (rc == 0 && hrc == 2) {
+        fprintf(stderr, "jtrak lds: %s\n", err.msg);
+        rc = 2;
+    }
     if (rc == 0 && (!o.model_dir || !o.traj_path || !o.out_dir)) {
         fprintf(stderr, "jtrak lds: --model, --trajectory and --out are required (see 'jtrak lds --help')\n");
         rc = 2;
     }
     args_free(&a);
-    if (rc) return rc;
+    if (rc == 0 && hrc == 1) rc = cli_error("lds", &err);
+    if (rc) {
+        data_spec_free(&held);
+        return rc;
+    }
+    o.heldout = have_held ? &held : NULL;
     char *list = scores ? xstrdup(scores) : NULL;
     const char *dirs[64];
     int n = 0;
@@ -72,9 +93,9 @@ int cmd_lds(int argc, char **argv) {
         dirs[n++] = tok;
     o.score_dirs = dirs;
     o.n_scores = n;
-    JtError err;
     rc = lds_run(&o, &err);
     free(list);
+    data_spec_free(&held);
     if (rc != 0) return cli_error("lds", &err);
     return 0;
 }

@@ -7,18 +7,26 @@
  *  3. the ground truth on each model: per step t (Journey-TRAK), y = -mean over R_eval draws of the
  *     denoising loss of the full model's x̂_0 at step t re-noised to level t; and the D-TRAK
  *     protocol, y = -mean loss of the final sample over a grid of timesteps; the same draws for
- *     every model;
- *  4. the LDS of each given score folder: the mean over targets of the Spearman correlation across
+ *     every model; with held-out real images (the D-TRAK protocol's "val" targets), the same
+ *     D-TRAK-protocol ground truth of each of them on each model (added to a finished folder
+ *     without retraining anything);
+ *  4. the LDS of each given score folder (folders of generated targets against the generated
+ *     ground truths, folders of real targets against the held-out one, which must be the same
+ *     images): the mean over targets of the Spearman correlation across
  *     subsets between the subset's summed scores and the ground truth, with a bootstrap interval
  *     resampling subsets and targets together, a permuted-scores control, and the noise ceiling
  *     measured on subsets trained twice with different seeds.
  * Output folder: manifest.json, masks.npy (K, n) uint8, models/s<k>_r<r>/, gt/s<k>_r<r>.npy
- * ((n_steps + 1, N) float64: one row per step, then the D-TRAK-protocol row), lds.json, lds.png
- * (LDS against the step for every method, with the noise ceiling). */
+ * ((n_steps + 1, N) float64: one row per step, then the D-TRAK-protocol row), with held-out images
+ * gt-heldout/manifest.json (which images) and gt-heldout/s<k>_r<r>.npy ((1, N_heldout) float64),
+ * lds.json, lds.png (LDS against the step for every method, with the noise ceiling), lds-dtrak.png
+ * (the D-TRAK-protocol LDS: generated targets and held-out images). The held-out set is not part
+ * of manifest.json, so adding one to a finished folder keeps its subsets and models. */
 #ifndef JTRAK_LDS_H
 #define JTRAK_LDS_H
 
 #include "core/common.h"
+#include "data/dataset.h"
 
 #include <stdint.h>
 
@@ -36,6 +44,8 @@ typedef struct {
     int R_eval;             /* draws per target and step (default 100) */
     int grid;               /* timesteps of the D-TRAK-protocol ground truth (default 10) */
     uint64_t gt_seed;       /* default 0 */
+    const DatasetSpec *heldout; /* held-out real images (NULL: none), fitted like the training
+                                   images to the model */
     const char *const *score_dirs; /* score folders to evaluate (may be none) */
     int n_scores;
     int replicates;         /* bootstrap replicates (default 1000) */
