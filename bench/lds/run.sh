@@ -71,8 +71,23 @@ for p in sparse hadamard; do
   score "journey-M1-$p" --store "$OUT/features-$p" --steps "$T_GRID"
 done
 
+N_HELD=${N_HELD:-32}       # held-out real targets: the first N Fashion-MNIST test images
+HELD="fashion-mnist:test"
+stage "held-out targets: the first $N_HELD Fashion-MNIST test images (D-TRAK protocol, val)"
+score_heldout() { # name, then score options
+  local name=$1; shift
+  [ -f "$OUT/scores/$name/manifest.json" ] ||
+    $J score --targets-data "$HELD" --targets-limit "$N_HELD" --targets-fit resize \
+      --out "$OUT/scores/$name" --R "$R" --quiet "$@" >/dev/null
+  SCORES="${SCORES:+$SCORES,}$OUT/scores/$name"
+}
+score_heldout "trak-M$M-heldout" --store "$OUT/features" --method trak
+score_heldout dtrak-M1-heldout --store "$OUT/features-dtrak" --method dtrak
+score_heldout pixel-heldout --method pixel $DATA --size 16
+
 stage "LDS: $K subset models (+$CEIL for the noise ceiling), ground truth, statistics"
 $J lds --model "$OUT/full/m0" --trajectory "$TRAJ" --out "$OUT/lds" --scores "$SCORES" \
+  --heldout-data "$HELD" --heldout-limit "$N_HELD" --heldout-fit resize \
   --K "$K" --ceiling "$CEIL" --steps "$T_GRID" --R-eval "$R_EVAL" --quiet | tee "$OUT/lds-table.txt"
 
 stage "counterfactual: targets $CF_TARGETS without the top $CF_K by journey-M$M at t = $CF_STEP, $CF_K random, $CF_K nearest"
