@@ -89,6 +89,17 @@ static void shifted_run(int ylo, int yhi, int Wo, ptrdiff_t base0, int HW, ptrdi
     *n = len > 0 ? len : 0;
 }
 
+/* Zero the entries outside columns [xlo, xhi) of rows [ylo, yhi) of a (Ho, Wo) cols row. */
+static void zero_edges(float *row, int ylo, int yhi, int Wo, int xlo, int xhi) {
+    for (int oy = ylo; oy < yhi; oy++) {
+        float *r = row + (size_t)oy * Wo;
+        for (int ox = 0; ox < xlo; ox++)
+            r[ox] = 0.0f;
+        for (int ox = xhi; ox < Wo; ox++)
+            r[ox] = 0.0f;
+    }
+}
+
 /* cols (K, Ho*Wo), row r = (c*k + i)*k + j holds in[c][oy*s + i - pt][ox*s + j - pl] (0 outside).
  */
 static void im2col(float *cols, const float *in /* (cin,H,W) */, const Conv2dDims *d,
@@ -110,13 +121,7 @@ static void im2col(float *cols, const float *in /* (cin,H,W) */, const Conv2dDim
                     shifted_run(ylo, yhi, Wo, (ptrdiff_t)(ylo + i - g->pt) * W + (j - g->pl),
                                 H * W, &dst, &src, &n);
                     memcpy(row + dst, inc + src, (size_t)n * sizeof(float));
-                    for (int oy = ylo; oy < yhi; oy++) {
-                        float *r = row + (size_t)oy * Wo;
-                        for (int ox = 0; ox < xlo; ox++)
-                            r[ox] = 0.0f;
-                        for (int ox = xhi; ox < Wo; ox++)
-                            r[ox] = 0.0f;
-                    }
+                    zero_edges(row, ylo, yhi, Wo, xlo, xhi);
                 } else {
                     for (int oy = ylo; oy < yhi; oy++) {
                         float *r = row + (size_t)oy * Wo;
@@ -151,13 +156,7 @@ static void col2im_add(float *din, float *cols, const Conv2dDims *d, const ConvG
                 int xlo, xhi;
                 valid_range(j - g->pl, s, W, Wo, &xlo, &xhi);
                 if (run) {
-                    for (int oy = ylo; oy < yhi; oy++) {
-                        float *r = row + (size_t)oy * Wo;
-                        for (int ox = 0; ox < xlo; ox++)
-                            r[ox] = 0.0f;
-                        for (int ox = xhi; ox < Wo; ox++)
-                            r[ox] = 0.0f;
-                    }
+                    zero_edges(row, ylo, yhi, Wo, xlo, xhi);
                     ptrdiff_t dst, src, n;
                     shifted_run(ylo, yhi, Wo, (ptrdiff_t)(ylo + i - g->pt) * W + (j - g->pl),
                                 H * W, &dst, &src, &n);
