@@ -8,6 +8,8 @@
  *
  * Run: bench_project [--config configs/fm-xs.json | --p N] [--k 2048] [--batch 16] [--iters 3]
  *                    [--kinds rademacher,sparse,hadamard] */
+#include "bench_common.h"
+#include "core/progress.h"
 #include "attrib/project.h"
 #include "core/rng.h"
 #include "unet/unet.h"
@@ -17,17 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 static int has_word(const char *list, const char *word) {
     size_t n = strlen(word);
@@ -96,13 +87,12 @@ int main(int argc, char **argv) {
         proj_init(&pr, all[ki], 0, 0, p, (int)k);
         proj_apply(&pr, G, (int)B, p, out); /* warm-up: pages, caches */
         for (long it = 0; it < iters; it++) {
-            double t0 = now_s();
+            double t0 = progress_now();
             proj_apply(&pr, G, (int)B, p, out);
-            ts[it] = now_s() - t0;
+            ts[it] = progress_now() - t0;
         }
         proj_free(&pr);
-        qsort(ts, (size_t)iters, sizeof *ts, cmp_double);
-        double sec = iters % 2 ? ts[iters / 2] : 0.5 * (ts[iters / 2 - 1] + ts[iters / 2]);
+        double sec = bench_median(ts, (int)iters);
         printf("{\"impl\":\"jtrak\",\"what\":\"project\",\"kind\":\"%s\",\"p\":%zu,\"k\":%ld,"
                "\"batch\":%ld,\"threads\":%d,\"iters\":%ld,\"seconds_per_batch\":%.6f,"
                "\"images_per_s\":%.2f}\n",

@@ -12,18 +12,13 @@
  * line per (mode, n) and a last line with the peak over all of them (what "sgemm_peak").
  *
  * Run: bench_sgemm [--sizes 1024,2048,4096] [--min-seconds 0.5] */
+#include "core/progress.h"
 #include <cblas.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
 
 static float *filled(size_t n, unsigned seed) {
     float *a = malloc(n * sizeof *a);
@@ -58,7 +53,7 @@ static double best_call(const char *mode, int n, int T, double min_s) {
     omp_set_num_threads(T); /* the pthread OpenBLAS leaves it alone; the OpenMP one would not */
     double best = 1e30, spent = 0;
     for (int it = 0; it == 0 || spent < min_s; it++) {
-        double t0 = now_s();
+        double t0 = progress_now();
         if (copies > 1) {
 #pragma omp parallel for num_threads(copies) schedule(static, 1)
             for (int c = 0; c < copies; c++)
@@ -66,7 +61,7 @@ static double best_call(const char *mode, int n, int T, double min_s) {
         } else {
             gemm(n, A[0], B[0], C[0]);
         }
-        double dt = now_s() - t0;
+        double dt = progress_now() - t0;
         if (it > 0) { /* the first call warms caches, pages and the thread pool */
             spent += dt;
             if (dt < best) best = dt;

@@ -19,6 +19,8 @@
  * Run: bench_unet CONFIG.json [--batch 64] [--iters 5] [--size S]
  *        [--what forward,train_step,sample] [--sample-batches 16,64] [--sample-steps 10]
  *        [--flops] */
+#include "bench_common.h"
+#include "core/progress.h"
 #include "core/rng.h"
 #include "diffusion/schedule.h"
 #include "diffusion/trajectory.h"
@@ -32,22 +34,6 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *ts, int n) {
-    qsort(ts, (size_t)n, sizeof *ts, cmp_double);
-    return n % 2 ? ts[n / 2] : 0.5 * (ts[n / 2 - 1] + ts[n / 2]);
-}
 
 static double peak_rss_mb(void) {
     struct rusage ru;
@@ -96,7 +82,7 @@ static double time_steps(UNet *net, int mode, int B, int S, int iters) {
     AdamWConfig opt = {1e-4f, 0.9f, 0.999f, 1e-8f, 0.0f};
     double *ts = xmalloc((size_t)(iters + 1) * sizeof *ts);
     for (int it = 0; it <= iters; it++) { /* iteration 0 is the warm-up */
-        double t0 = now_s();
+        double t0 = progress_now();
         unet_forward(net, run, B, y, x, t);
         if (mode == 1) {
             memset(g, 0, P * sizeof *g);
@@ -105,9 +91,9 @@ static double time_steps(UNet *net, int mode, int B, int S, int iters) {
             unet_backward(net, run, B, g, 0, dy, NULL);
             adamw_step(unet_params(net), m, v, g, P, &opt, it + 1);
         }
-        ts[it] = now_s() - t0;
+        ts[it] = progress_now() - t0;
     }
-    double med = median(ts + 1, iters);
+    double med = bench_median(ts + 1, iters);
     unet_run_free(run);
     free(x), free(eps), free(y), free(dy), free(t), free(g), free(m), free(v), free(ts);
     return med;
@@ -127,15 +113,15 @@ static double time_sampler(const UNet *net, const NoiseSchedule *sched, int B, i
     JtError err;
     for (int it = 0; it <= iters; it++) {
         Trajectory tr;
-        double t0 = now_s();
+        double t0 = progress_now();
         if (traj_sample(net, sched, &so, NULL, &tr, &err) != JT_OK) {
             fprintf(stderr, "bench_unet: %s\n", err.msg);
             exit(1);
         }
-        ts[it] = now_s() - t0;
+        ts[it] = progress_now() - t0;
         traj_free(&tr);
     }
-    double med = median(ts + 1, iters);
+    double med = bench_median(ts + 1, iters);
     free(ts);
     return med;
 }
