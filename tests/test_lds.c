@@ -12,6 +12,7 @@
  * retrains and regenerates, bad steps and k are refused. */
 #include "helpers/tmpdir.h"
 #include "helpers/cli_run.h"
+#include "io/jsonfile.h"
 #include "io/npy.h"
 
 #include <cjson/cJSON.h>
@@ -97,14 +98,9 @@ Test(lds, runs_once_and_reports_every_method) {
 
     /* lds.json: journey at both steps and the class baseline at every ground truth. */
     snprintf(p, sizeof p, "%s/l/lds.json", t);
-    FILE *f = fopen(p, "r");
-    cr_assert(f);
-    char buf[65536];
-    size_t got = fread(buf, 1, sizeof buf - 1, f);
-    buf[got] = 0;
-    fclose(f);
-    cJSON *j = cJSON_Parse(buf);
-    cr_assert(j, "lds.json is not JSON");
+    JtError jerr;
+    cJSON *j = json_load_file(p, &jerr);
+    cr_assert(j, "%s", jerr.msg);
     int journey = 0, cls = 0;
     const cJSON *e;
     cJSON_ArrayForEach(e, cJSON_GetObjectItem(j, "lds")) {
@@ -157,14 +153,9 @@ Test(lds, counterfactual_retrains_regenerates_and_refuses) {
                  0, "%s", g_err);
     char p[256];
     snprintf(p, sizeof p, "%s/cf/counterfactual.json", t);
-    FILE *f = fopen(p, "r");
-    cr_assert(f);
-    char buf[16384];
-    size_t got = fread(buf, 1, sizeof buf - 1, f);
-    buf[got] = 0;
-    fclose(f);
-    cJSON *j = cJSON_Parse(buf);
-    cr_assert(j);
+    JtError jerr;
+    cJSON *j = json_load_file(p, &jerr);
+    cr_assert(j, "%s", jerr.msg);
     const cJSON *tg = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "targets"), 0);
     static const char *const kinds[] = {"top-k", "random-k", "nearest-k"};
     for (int k = 0; k < 3; k++) {
@@ -223,14 +214,9 @@ static void write_images(const char *name, int n, int h, int w, int c, unsigned 
 static cJSON *read_json(const char *sub) {
     char p[256];
     snprintf(p, sizeof p, "%s/%s", test_tmp, sub);
-    FILE *f = fopen(p, "r");
-    cr_assert(f, "no %s", p);
-    static char buf[1 << 17];
-    size_t got = fread(buf, 1, sizeof buf - 1, f);
-    buf[got] = 0;
-    fclose(f);
-    cJSON *j = cJSON_Parse(buf);
-    cr_assert(j, "%s is not JSON", p);
+    JtError err;
+    cJSON *j = json_load_file(p, &err);
+    cr_assert(j, "%s", err.msg);
     return j;
 }
 

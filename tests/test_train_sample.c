@@ -9,6 +9,7 @@
 #include "helpers/tiny_unet.h"
 #include "helpers/tmpdir.h"
 #include "helpers/numcheck.h"
+#include "io/jsonfile.h"
 #include "io/model_folder.h"
 #include "io/npy.h"
 #include "io/safetensors.h"
@@ -134,21 +135,16 @@ Test(train, resumed_run_equals_uninterrupted_run) {
     cr_assert(sched_config_load(&sc, path, &err) == JT_OK, "%s", err.msg);
 
     snprintf(path, sizeof path, "%s/full/training.json", test_tmp);
-    FILE *f = fopen(path, "r");
-    cr_assert(f != NULL);
-    char buf[4096];
-    size_t got = fread(buf, 1, sizeof buf - 1, f);
-    buf[got] = 0;
-    fclose(f);
-    cJSON *rec = cJSON_Parse(buf);
-    cr_assert(rec != NULL, "training.json is not JSON");
+    cJSON *rec = json_load_file(path, &err);
+    cr_assert(rec != NULL, "%s", err.msg);
     cr_expect_eq(cJSON_GetObjectItem(rec, "step")->valueint, 6);
     cr_expect(cJSON_IsString(cJSON_GetObjectItem(cJSON_GetObjectItem(rec, "dataset"), "fingerprint")));
     cJSON_Delete(rec);
 
     snprintf(path, sizeof path, "%s/full/log.jsonl", test_tmp);
-    f = fopen(path, "r");
+    FILE *f = fopen(path, "r");
     cr_assert(f != NULL);
+    char buf[4096];
     int lines = 0;
     while (fgets(buf, sizeof buf, f)) {
         cJSON *line = cJSON_Parse(buf);
