@@ -4,12 +4,31 @@
 #include "core/linalg.h"
 
 #include "core/common.h"
+#include "core/sgemm_avx512.h"
 
 #include <cblas.h>
 #include <lapacke.h>
 #include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 void openblas_set_num_threads(int num_threads);
+
+/* Set from serial code only (la_sgemm_select), read by every thread. */
+static int g_sgemm_openblas = 0;
+
+int la_sgemm_select(const char *name) {
+    if (!name || strcmp(name, "auto") == 0) g_sgemm_openblas = !sgemm_avx512_built();
+    else if (strcmp(name, "openblas") == 0) g_sgemm_openblas = 1;
+    else if (strcmp(name, "avx512") == 0 && sgemm_avx512_built()) g_sgemm_openblas = 0;
+    else return -1;
+    return 0;
+}
+
+const char *la_sgemm_kernel(void) {
+    return g_sgemm_openblas || !sgemm_avx512_built() ? "openblas" : "avx512";
+}
 
 void la_sgemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
               const float *B, int ldb, float beta, float *C, int ldc) {
@@ -18,6 +37,9 @@ void la_sgemm(int transA, int transB, int M, int N, int K, float alpha, const fl
     CHECK(lda >= (transA ? M : K) && lda >= 1, "sgemm lda %d too small", lda);
     CHECK(ldb >= (transB ? K : N) && ldb >= 1, "sgemm ldb %d too small", ldb);
     CHECK(ldc >= N, "sgemm ldc %d < N %d", ldc, N);
+    if (!g_sgemm_openblas &&
+        sgemm_avx512(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
+        return;
     cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans,
                 transB ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
@@ -44,6 +66,12 @@ void la_blas_single_threaded(void) {
     int omp_threads = omp_get_max_threads();
     openblas_set_num_threads(1);
     if (omp_get_max_threads() != omp_threads) omp_set_num_threads(omp_threads);
+    const char *env = getenv("JTRAK_SGEMM");
+    if (la_sgemm_select(env) != 0) {
+        fprintf(stderr, "jtrak: JTRAK_SGEMM=%s: expected auto, openblas or avx512 (the last only on "
+                        "a build for AVX-512)\n", env);
+        exit(2);
+    }
 }
 
 /* The SPD helpers below call LAPACKE in column-major order on the same memory: a row-major lower

@@ -9,6 +9,12 @@
 void la_sgemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
               const float *B, int ldb, float beta, float *C, int ldc);
 
+/* Which SGEMM la_sgemm runs: "avx512" (jtrak's own, core/sgemm_avx512.h; the default on a build
+ * for AVX-512), "openblas", or "auto" / NULL (the default). Returns -1 for an unknown name or a
+ * kernel this build lacks. Call from serial code; la_blas_single_threaded applies $JTRAK_SGEMM. */
+int la_sgemm_select(const char *name);
+const char *la_sgemm_kernel(void); /* "avx512" or "openblas" */
+
 /* y = alpha * op(A) x + beta * y, A stored (M,N) with row stride lda; op(A) = A^T when trans
  * (then x has M entries and y has N, otherwise x has N and y has M). */
 void la_sgemv(int trans, int M, int N, float alpha, const float *A, int lda, const float *x,
@@ -18,7 +24,8 @@ void la_sgemv(int trans, int M, int N, float alpha, const float *A, int lda, con
 void la_sger(int M, int N, float alpha, const float *x, const float *y, float *A, int lda);
 
 /* Makes OpenBLAS run every call on the calling thread (no pool of its own): parallelism comes
- * from the OpenMP loops around the calls. Idempotent; call it from serial code. */
+ * from the OpenMP loops around the calls; also applies $JTRAK_SGEMM (la_sgemm_select; a bad value
+ * is a CHECK failure). Idempotent; call it from serial code. */
 void la_blas_single_threaded(void);
 
 /* Symmetric positive definite helpers (LAPACKE, double). Row-major A (n,n) with row stride lda;

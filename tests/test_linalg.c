@@ -1,0 +1,130 @@
+/* test_linalg.c: la_sgemm, whichever kernel it runs (jtrak's AVX-512 one on a build for AVX-512,
+ * OpenBLAS otherwise): all four transpose cases against a double-precision reference over shapes
+ * that cross every edge of the kernel's blocking (8-row panels, 48-column panels, K blocks of 256,
+ * M blocks of 192), padded strides, alpha and beta (beta = 0 must ignore NaN in C), columns past N
+ * left alone; and, for the AVX-512 kernel, that a row (a column) of C is bitwise the same whatever
+ * the other rows (columns) of the call: its summation order depends on K alone. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/linalg.h"
+
+/* Deterministic uniform(-1, 1) floats (an LCG; only the values matter). */
+static void fill_random(float *x, size_t n, unsigned seed) {
+    unsigned long long s = 0x9E3779B97F4A7C15ull ^ seed;
+    for (size_t i = 0; i < n; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        x[i] = (float)((double)(s >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+    }
+}
+
+static float op_at(const float *X, int ld, int trans, int r, int c) {
+    return trans ? X[(size_t)c * ld + r] : X[(size_t)r * ld + c];
+}
+
+/* One call against the reference; pads every stride by `pad` and checks the padding of C. */
+static void check_case(int tA, int tB, int M, int N, int K, float alpha, float beta, int pad) {
+    int lda = (tA ? M : K) + pad, ldb = (tB ? K : N) + pad, ldc = N + pad;
+    size_t na = (size_t)(tA ? K : M) * lda, nb = (size_t)(tB ? N : K) * ldb, nc = (size_t)M * ldc;
+    float *A = malloc(na * sizeof *A), *B = malloc(nb * sizeof *B), *C = malloc(nc * sizeof *C);
+    float *C0 = malloc(nc * sizeof *C0);
+    fill_random(A, na, 1 + M), fill_random(B, nb, 2 + N), fill_random(C0, nc, 3 + K);
+    if (beta == 0.0f)
+        for (size_t i = 0; i < nc; i++)
+            C0[i] = (i % (size_t)ldc) < (size_t)N ? NAN : C0[i]; /* must not be read */
+    memcpy(C, C0, nc * sizeof *C);
+    la_sgemm(tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    for (int i = 0; i < M; i++) {
+        for (int j = 0; j < ldc; j++) {
+            float got = C[(size_t)i * ldc + j];
+            if (j >= N) { /* padding untouched */
+                cr_assert(memcmp(&got, &C0[(size_t)i * ldc + j], sizeof got) == 0,
+                          "tA=%d tB=%d M=%d N=%d K=%d: padding C[%d][%d] changed", tA, tB, M, N, K, i, j);
+                continue;
+            }
+            double want = 0, mag = 0;
+            for (int k = 0; k < K; k++) {
+                double p = (double)op_at(A, lda, tA, i, k) * op_at(B, ldb, tB, k, j);
+                want += p;
+                mag += fabs(p);
+            }
+            want *= alpha;
+            if (beta != 0.0f) want += (double)beta * C0[(size_t)i * ldc + j];
+            /* float32 accumulation of K products: error below ~K * 2^-24 * sum|products|; the
+             * bound is 8x looser than that worst case yet far below one misplaced product. */
+            double tol = 8.0 * (K + 2) * 6e-8 * (fabs(alpha) * mag + fabs(beta) + 1e-30);
+            cr_assert(fabs(got - want) <= tol,
+                      "tA=%d tB=%d M=%d N=%d K=%d alpha=%g beta=%g pad=%d: C[%d][%d] = %.9g, want %.9g "
+                      "(tol %.3g; kernel %s)",
+                      tA, tB, M, N, K, alpha, beta, pad, i, j, got, want, tol, la_sgemm_kernel());
+        }
+    }
+    free(A), free(B), free(C), free(C0);
+}
+
+Test(linalg, sgemm_every_transpose_and_edge) {
+    la_blas_single_threaded();
+    static const int shapes[][3] = {
+        {1, 1, 1},     {8, 48, 16},   {7, 47, 15},   {9, 49, 17},   {16, 784, 9},  {32, 196, 288},
+        {32, 49, 288}, {17, 33, 255}, {24, 96, 256}, {13, 50, 257}, {200, 20, 30}, {193, 97, 513},
+        {3, 5, 600},   {64, 16, 784}, {288, 196, 32}, {2, 130, 1},
+    };
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int tA = 0; tA < 2; tA++)
+            for (int tB = 0; tB < 2; tB++) {
+                const int *d = shapes[s];
+                check_case(tA, tB, d[0], d[1], d[2], 1.0f, (s % 3 == 0) ? 0.0f : 1.0f, (int)(s % 4));
+            }
+    check_case(0, 0, 19, 70, 300, -0.7f, 0.5f, 3);
+    check_case(1, 1, 19, 70, 300, 2.0f, -1.5f, 1);
+    check_case(0, 1, 40, 144, 196, 0.25f, 0.0f, 0);
+}
+
+/* Row i of C from a call over rows r0.. of A equals the same row from the full call, bitwise; the
+ * same for a block of columns. */
+Test(linalg, sgemm_rows_and_columns_do_not_depend_on_the_rest_of_the_call) {
+    la_blas_single_threaded();
+    if (strcmp(la_sgemm_kernel(), "avx512") != 0) cr_skip("a property of jtrak's AVX-512 kernel");
+    const int M = 37, N = 101, K = 300;
+    for (int tA = 0; tA < 2; tA++)
+        for (int tB = 0; tB < 2; tB++) {
+            float *A = malloc((size_t)M * K * sizeof *A), *B = malloc((size_t)K * N * sizeof *B);
+            float *full = calloc((size_t)M * N, sizeof *full), *part = calloc((size_t)M * N, sizeof *part);
+            fill_random(A, (size_t)M * K, 7), fill_random(B, (size_t)K * N, 8);
+            int lda = tA ? M : K, ldb = tB ? K : N;
+            la_sgemm(tA, tB, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, full, N);
+            /* rows 11..(11+9): A's rows start 11 rows (or columns, when transposed) in */
+            const float *A1 = tA ? A + 11 : A + (size_t)11 * K;
+            la_sgemm(tA, tB, 9, N, K, 1.0f, A1, lda, B, ldb, 0.0f, part + (size_t)11 * N, N);
+            cr_assert(memcmp(part + (size_t)11 * N, full + (size_t)11 * N, (size_t)9 * N * sizeof(float)) == 0,
+                      "tA=%d tB=%d: rows 11..19 differ from the full call's", tA, tB);
+            /* columns 50..(50+23) */
+            const float *B1 = tB ? B + (size_t)50 * K : B + 50;
+            memset(part, 0, (size_t)M * N * sizeof *part);
+            la_sgemm(tA, tB, M, 23, K, 1.0f, A, lda, B1, ldb, 0.0f, part + 50, N);
+            for (int i = 0; i < M; i++)
+                cr_assert(memcmp(part + (size_t)i * N + 50, full + (size_t)i * N + 50, 23 * sizeof(float)) == 0,
+                          "tA=%d tB=%d: row %d, columns 50..72 differ from the full call's", tA, tB, i);
+            free(A), free(B), free(full), free(part);
+        }
+}
+
+/* Both kernels compute the same products (to rounding), so switching kernels is safe. */
+Test(linalg, sgemm_kernels_agree) {
+    la_blas_single_threaded();
+    const char *kernels[] = {"openblas", "avx512"};
+    for (int q = 0; q < 2; q++) {
+        if (la_sgemm_select(kernels[q]) != 0) {
+            cr_assert_str_eq(kernels[q], "avx512", "openblas must always be selectable");
+            continue; /* a build without AVX-512 */
+        }
+        cr_assert_str_eq(la_sgemm_kernel(), kernels[q]);
+        check_case(0, 1, 32, 288, 196, 1.0f, 1.0f, 0);
+        check_case(1, 0, 288, 196, 32, 1.0f, 0.0f, 0);
+    }
+    cr_assert_eq(la_sgemm_select("auto"), 0);
+    cr_assert_eq(la_sgemm_select("cublas"), -1);
+}
