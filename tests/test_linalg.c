@@ -1,9 +1,10 @@
 /* test_linalg.c: la_sgemm, whichever kernel it runs (jtrak's AVX-512 one on a build for AVX-512,
  * OpenBLAS otherwise): all four transpose cases against a double-precision reference over shapes
- * that cross every edge of the kernel's blocking (8-row panels, 48-column panels, K blocks of 256,
+ * that cross every edge of the kernel's blocking (8-row panels, 48-column panels, K blocks of 128,
  * M blocks of 192), padded strides, alpha and beta (beta = 0 must ignore NaN in C), columns past N
  * left alone; and, for the AVX-512 kernel, that a row (a column) of C is bitwise the same whatever
- * the other rows (columns) of the call: its summation order depends on K alone. */
+ * the other rows (columns) of the call: its summation order depends on K alone; and the im2col-free
+ * product of convolutions (la_sgemm_im2col) against the same product on built columns. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -70,7 +71,7 @@ Test(linalg, sgemm_every_transpose_and_edge) {
     static const int shapes[][3] = {
         {1, 1, 1},     {8, 48, 16},   {7, 47, 15},   {9, 49, 17},   {16, 784, 9},  {32, 196, 288},
         {32, 49, 288}, {17, 33, 255}, {24, 96, 256}, {13, 50, 257}, {200, 20, 30}, {193, 97, 513},
-        {3, 5, 600},   {64, 16, 784}, {288, 196, 32}, {2, 130, 1},
+        {3, 5, 600},   {64, 16, 784}, {288, 196, 32}, {2, 130, 1}, {8, 48, 128}, {10, 60, 129},
     };
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (int tA = 0; tA < 2; tA++)
@@ -127,4 +128,60 @@ Test(linalg, sgemm_kernels_agree) {
     }
     cr_assert_eq(la_sgemm_select("auto"), 0);
     cr_assert_eq(la_sgemm_select("cublas"), -1);
+}
+
+/* The im2col matrix of x (C, H, W) for a k x k kernel, stride 1, padding (k-1)/2, built. */
+static float *build_cols(const float *x, int C, int H, int W, int k) {
+    const int p = (k - 1) / 2;
+    float *cols = malloc((size_t)C * k * k * H * W * sizeof *cols);
+    for (int c = 0; c < C; c++)
+        for (int i = 0; i < k; i++)
+            for (int j = 0; j < k; j++)
+                for (int y = 0; y < H; y++)
+                    for (int xx = 0; xx < W; xx++) {
+                        int yy = y + i - p, x2 = xx + j - p;
+                        cols[(((size_t)(c * k + i) * k + j) * H + y) * W + xx] =
+                            yy >= 0 && yy < H && x2 >= 0 && x2 < W ? x[((size_t)c * H + yy) * W + x2] : 0.0f;
+                    }
+    return cols;
+}
+
+/* la_sgemm_im2col equals la_sgemm on the built columns, both ways round, over image sizes narrower
+ * than a vector, not a multiple of it, and a single row or column; bitwise for the AVX-512 kernel
+ * (same packed values, same order). */
+Test(linalg, sgemm_im2col_equals_the_built_columns) {
+    la_blas_single_threaded();
+    if (strcmp(la_sgemm_kernel(), "avx512") != 0) {
+        cr_assert_eq(la_sgemm_im2col(0, 0, 1, 4, 1, 1.0f, (float[]){1}, 1, (float[]){1, 2, 3, 4}, 2, 2, 1,
+                                     0.0f, (float[4]){0}, 4),
+                     0, "OpenBLAS has no im2col path: the caller must build the columns");
+        cr_skip("no AVX-512 kernel in this build");
+    }
+    static const int cases[][5] = {/* C, H, W, k, M */
+                                   {3, 28, 28, 3, 16}, {5, 7, 7, 3, 9},  {2, 14, 14, 3, 33},
+                                   {4, 1, 19, 3, 8},   {3, 17, 1, 3, 5}, {2, 9, 11, 5, 7},
+                                   {6, 5, 4, 1, 10},   {40, 6, 6, 3, 12}};
+    for (size_t q = 0; q < sizeof cases / sizeof cases[0]; q++) {
+        const int C = cases[q][0], H = cases[q][1], W = cases[q][2], k = cases[q][3], M = cases[q][4];
+        const int Kc = C * k * k, HW = H * W;
+        float *x = malloc((size_t)C * HW * sizeof *x), *A = malloc((size_t)M * (Kc > HW ? Kc : HW) * sizeof *A);
+        fill_random(x, (size_t)C * HW, 11 + (unsigned)q), fill_random(A, (size_t)M * (Kc > HW ? Kc : HW), 12);
+        float *cols = build_cols(x, C, H, W, k);
+        /* transB = 0: (M, HW) = A (M, Kc) cols */
+        float *want = calloc((size_t)M * HW, sizeof *want), *got = calloc((size_t)M * HW, sizeof *got);
+        la_sgemm(0, 0, M, HW, Kc, 1.0f, A, Kc, cols, HW, 0.0f, want, HW);
+        cr_assert_eq(la_sgemm_im2col(0, 0, M, HW, Kc, 1.0f, A, Kc, x, H, W, k, 0.0f, got, HW), 1);
+        cr_assert(memcmp(got, want, (size_t)M * HW * sizeof *got) == 0,
+                  "C=%d H=%d W=%d k=%d: A * im2col(x) differs from the built columns'", C, H, W, k);
+        free(want), free(got);
+        /* transB = 1: (M, Kc) = A (M, HW) cols^T, accumulating (beta = 1) */
+        want = malloc((size_t)M * Kc * sizeof *want), got = malloc((size_t)M * Kc * sizeof *got);
+        fill_random(want, (size_t)M * Kc, 13);
+        memcpy(got, want, (size_t)M * Kc * sizeof *got);
+        la_sgemm(0, 1, M, Kc, HW, 1.0f, A, HW, cols, HW, 1.0f, want, Kc);
+        cr_assert_eq(la_sgemm_im2col(0, 1, M, Kc, HW, 1.0f, A, HW, x, H, W, k, 1.0f, got, Kc), 1);
+        cr_assert(memcmp(got, want, (size_t)M * Kc * sizeof *got) == 0,
+                  "C=%d H=%d W=%d k=%d: A * im2col(x)^T differs from the built columns'", C, H, W, k);
+        free(want), free(got), free(cols), free(x), free(A);
+    }
 }

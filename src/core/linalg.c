@@ -44,6 +44,17 @@ void la_sgemm(int transA, int transB, int M, int N, int K, float alpha, const fl
                 transB ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
+int la_sgemm_im2col(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
+                    const float *x, int H, int W, int k, float beta, float *C, int ldc) {
+    CHECK(M >= 0 && N >= 0 && K >= 0 && H >= 1 && W >= 1 && k >= 1, "sgemm_im2col dims");
+    CHECK(lda >= (transA ? M : K) && lda >= 1, "sgemm_im2col lda %d too small", lda);
+    CHECK(ldc >= N, "sgemm_im2col ldc %d < N %d", ldc, N);
+    CHECK(transB ? K == H * W : N == H * W, "sgemm_im2col: the image has %d pixels", H * W);
+    if (g_sgemm_openblas) return 0;
+    const SgemmIm2col cols = {x, H, W, k};
+    return sgemm_avx512_im2col(transA, transB, M, N, K, alpha, A, lda, &cols, beta, C, ldc);
+}
+
 void la_sgemv(int trans, int M, int N, float alpha, const float *A, int lda, const float *x,
               float beta, float *y) {
     CHECK(M >= 0 && N >= 0, "sgemv dims M=%d N=%d", M, N);

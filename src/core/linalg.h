@@ -9,6 +9,13 @@
 void la_sgemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
               const float *B, int ldb, float beta, float *C, int ldc);
 
+/* la_sgemm with op(B) the im2col matrix of the image x (C, H, W) for a k x k convolution with
+ * stride 1 and zero padding (k-1)/2 (rows (c, i, j), columns the H W pixels), without building it:
+ * transB = 0 gives B = im2col(x) (N = H W), transB = 1 gives B^T (K = H W). Returns 1 when done,
+ * 0 when the selected kernel cannot (OpenBLAS): the caller builds the columns itself. */
+int la_sgemm_im2col(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
+                    const float *x, int H, int W, int k, float beta, float *C, int ldc);
+
 /* Which SGEMM la_sgemm runs: "avx512" (jtrak's own, core/sgemm_avx512.h; the default on a build
  * for AVX-512), "openblas", or "auto" / NULL (the default). Returns -1 for an unknown name or a
  * kernel this build lacks. Call from serial code; la_blas_single_threaded applies $JTRAK_SGEMM. */

@@ -7,6 +7,7 @@
 #if defined(__AVX512F__) && defined(__AVX512VL__)
 
 #include <immintrin.h>
+#include <stddef.h>
 #include <stdint.h>
 
 enum {
@@ -90,32 +91,91 @@ static void pack_a(float *restrict ap, int transA, const float *A, int lda, int 
     }
 }
 
+/* Where op(B) comes from: a stored matrix (B, ldb), or, for a convolution, the im2col matrix of an
+ * image that is never built (cv): stored row r = c k^2 + t of it holds x[c] shifted by
+ * (t / k - pad, t % k - pad), zero outside the image. */
+typedef struct {
+    const float *B;
+    int ldb;
+    const SgemmIm2col *cv;
+} BSource;
+
+/* Lanes q with lo <= q < hi. */
+static inline __mmask16 lane_range(int lo, int hi) {
+    lo = lo < 0 ? 0 : lo > 16 ? 16 : lo;
+    hi = hi < 0 ? 0 : hi > 16 ? 16 : hi;
+    return (__mmask16)(lanes(hi) & ~lanes(lo));
+}
+
+/* For the pixels p0 .. p0+15 and every kernel tap t = (i, j): tap[t] has bit q set when the tap
+ * reads inside the image for pixel p0 + q (and q is in `valid`); off[t] is the tap's shift. The
+ * masked loads of the packs then never touch memory outside the image (masked lanes do not
+ * fault), although the shifted pointer may point before it. */
+static void tap_masks(const SgemmIm2col *cv, int p0, __mmask16 valid, __mmask16 *tap, ptrdiff_t *off) {
+    const int k = cv->k, pad = (k - 1) / 2, W = cv->W, HW = cv->H * cv->W;
+    __mmask16 xm[SGEMM_CONV_KMAX] = {0}; /* column j inside the image */
+    int x = p0 % W;
+    for (int q = 0; q < 16; q++) {
+        for (int j = 0; j < k; j++)
+            if (x + j - pad >= 0 && x + j - pad < W) xm[j] |= (__mmask16)(1u << q);
+        if (++x == W) x = 0;
+    }
+    for (int t = 0; t < k * k; t++) {
+        const int di = t / k - pad, dj = t % k - pad;
+        off[t] = (ptrdiff_t)di * W + dj;
+        /* row i inside the image: 0 <= p + di W < HW */
+        tap[t] = valid & xm[dj + pad] & lane_range(-di * W - p0, HW - di * W - p0);
+    }
+}
+
 /* Packs columns j0 .. j0+nj-1 (nj <= 48), K range k0 .. k0+kc-1 of op(B):
  * bp[k * 48 + j] = op(B)[k0 + k][j0 + j], zero beyond nj. */
-static void pack_b(float *restrict bp, int transB, const float *B, int ldb, int j0, int nj, int k0, int kc) {
+static void pack_b(float *restrict bp, int transB, const BSource *src, int j0, int nj, int k0, int kc) {
+    const SgemmIm2col *cv = src->cv;
+    const int kk = cv ? cv->k * cv->k : 1, HW = cv ? cv->H * cv->W : 0;
+    __mmask16 tap[3][SGEMM_CONV_KMAX * SGEMM_CONV_KMAX];
+    ptrdiff_t off[SGEMM_CONV_KMAX * SGEMM_CONV_KMAX];
     if (!transB) { /* op(B)[k][j] = B[k][j]: rows of 48 */
-        __mmask16 m0 = lanes(nj), m1 = lanes(nj - 16 > 0 ? nj - 16 : 0), m2 = lanes(nj - 32 > 0 ? nj - 32 : 0);
-        const float *src = B + (size_t)k0 * ldb + j0;
+        const __mmask16 m[3] = {lanes(nj), lanes(nj - 16 > 0 ? nj - 16 : 0), lanes(nj - 32 > 0 ? nj - 32 : 0)};
+        if (!cv) {
+            const float *s = src->B + (size_t)k0 * src->ldb + j0;
+            for (int k = 0; k < kc; k++, s += src->ldb)
+                for (int v = 0; v < 3; v++)
+                    _mm512_storeu_ps(bp + k * SGEMM_NR + 16 * v, _mm512_maskz_loadu_ps(m[v], s + 16 * v));
+            return;
+        }
+        for (int v = 0; v < 3; v++)
+            tap_masks(cv, j0 + 16 * v, m[v], tap[v], off);
+        int c = k0 / kk, t = k0 % kk; /* row k0 + k = c kk + t */
         for (int k = 0; k < kc; k++) {
-            const float *s = src + (size_t)k * ldb;
-            float *d = bp + k * SGEMM_NR;
-            _mm512_storeu_ps(d, _mm512_maskz_loadu_ps(m0, s));
-            _mm512_storeu_ps(d + 16, _mm512_maskz_loadu_ps(m1, s + 16));
-            _mm512_storeu_ps(d + 32, _mm512_maskz_loadu_ps(m2, s + 32));
+            const float *s = cv->x + (size_t)c * HW + j0 + off[t];
+            for (int v = 0; v < 3; v++)
+                _mm512_storeu_ps(bp + k * SGEMM_NR + 16 * v, _mm512_maskz_loadu_ps(tap[v][t], s + 16 * v));
+            if (++t == kk) t = 0, c++;
         }
         return;
     }
-    /* op(B)[k][j] = B[j][k]: 16 x 16 transposes */
-    for (int jb = 0; jb < SGEMM_NR; jb += 16) {
-        if (jb >= nj) break; /* vectors past nj are never read */
-        int rows = nj - jb < 16 ? nj - jb : 16;
-        const float *src = B + (size_t)(j0 + jb) * ldb + k0;
-        for (int kb = 0; kb < kc; kb += 16) {
-            int cols = kc - kb < 16 ? kc - kb : 16;
+    /* op(B)[k][j] = B[j][k]: 16 x 16 transposes of stored rows j0 + jb .. (at most 16), columns
+     * k0 + kb .. (at most 16) */
+    for (int kb = 0; kb < kc; kb += 16) {
+        const int cols = kc - kb < 16 ? kc - kb : 16;
+        if (cv) tap_masks(cv, k0 + kb, lanes(cols), tap[0], off);
+        for (int jb = 0; jb < nj; jb += 16) { /* vectors past nj are never read */
+            const int rows = nj - jb < 16 ? nj - jb : 16;
             __m512 v[16];
-            load_transposed(src + kb, ldb, rows, cols, v);
-            for (int c = 0; c < cols; c++)
-                _mm512_storeu_ps(bp + (kb + c) * SGEMM_NR + jb, v[c]);
+            int c = (j0 + jb) / kk, t = (j0 + jb) % kk;
+            for (int r = 0; r < 16; r++) {
+                if (r >= rows) v[r] = _mm512_setzero_ps();
+                else if (!cv)
+                    v[r] = _mm512_maskz_loadu_ps(lanes(cols), src->B + (size_t)(j0 + jb + r) * src->ldb + k0 + kb);
+                else {
+                    v[r] = _mm512_maskz_loadu_ps(tap[0][t], cv->x + (size_t)c * HW + k0 + kb + off[t]);
+                    if (++t == kk) t = 0, c++;
+                }
+            }
+            transpose16(v);
+            for (int q = 0; q < cols; q++)
+                _mm512_storeu_ps(bp + (kb + q) * SGEMM_NR + jb, v[q]);
         }
     }
 }
@@ -182,9 +242,8 @@ static void micro_tile_n1(int kc, const float *a, const float *b, float *c, int 
     micro_tile(kc, a, b, c, ldc, mr, 1, last, alpha, beta, first);
 }
 
-int sgemm_avx512(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
-                 const float *B, int ldb, float beta, float *C, int ldc) {
-    if (M <= 0 || N <= 0 || K <= 0) return 0; /* nothing to multiply: OpenBLAS scales C */
+static void gemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
+                 const BSource *b, float beta, float *C, int ldc) {
     /* On the stack: no allocation, nothing shared between threads. */
     float ap[SGEMM_MC * SGEMM_KC] __attribute__((aligned(64)));
     float bp[SGEMM_KC * SGEMM_NR] __attribute__((aligned(64)));
@@ -196,7 +255,7 @@ int sgemm_avx512(int transA, int transB, int M, int N, int K, float alpha, const
             for (int j0 = 0; j0 < N; j0 += SGEMM_NR) {
                 const int nj = N - j0 < SGEMM_NR ? N - j0 : SGEMM_NR, nv = (nj + 15) / 16;
                 const __mmask16 last = lanes(nj - 16 * (nv - 1));
-                pack_b(bp, transB, B, ldb, j0, nj, k0, kc);
+                pack_b(bp, transB, b, j0, nj, k0, kc);
                 for (int ip = 0; ip < mc; ip += SGEMM_MR) {
                     const int mr = mc - ip < SGEMM_MR ? mc - ip : SGEMM_MR;
                     const float *a = ap + (size_t)(ip / SGEMM_MR) * kc * SGEMM_MR;
@@ -208,6 +267,22 @@ int sgemm_avx512(int transA, int transB, int M, int N, int K, float alpha, const
             }
         }
     }
+}
+
+int sgemm_avx512(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
+                 const float *B, int ldb, float beta, float *C, int ldc) {
+    if (M <= 0 || N <= 0 || K <= 0) return 0; /* nothing to multiply: OpenBLAS scales C */
+    const BSource b = {B, ldb, NULL};
+    gemm(transA, transB, M, N, K, alpha, A, lda, &b, beta, C, ldc);
+    return 1;
+}
+
+int sgemm_avx512_im2col(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
+                        const SgemmIm2col *cols, float beta, float *C, int ldc) {
+    if (M <= 0 || N <= 0 || K <= 0) return 0;
+    if (cols->k < 1 || cols->k % 2 == 0 || cols->k > SGEMM_CONV_KMAX) return 0;
+    const BSource b = {NULL, 0, cols};
+    gemm(transA, transB, M, N, K, alpha, A, lda, &b, beta, C, ldc);
     return 1;
 }
 
@@ -219,6 +294,13 @@ int sgemm_avx512(int transA, int transB, int M, int N, int K, float alpha, const
                  const float *B, int ldb, float beta, float *C, int ldc) {
     (void)transA, (void)transB, (void)M, (void)N, (void)K, (void)alpha, (void)A, (void)lda, (void)B;
     (void)ldb, (void)beta, (void)C, (void)ldc;
+    return 0;
+}
+
+int sgemm_avx512_im2col(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
+                        const SgemmIm2col *cols, float beta, float *C, int ldc) {
+    (void)transA, (void)transB, (void)M, (void)N, (void)K, (void)alpha, (void)A, (void)lda;
+    (void)cols, (void)beta, (void)C, (void)ldc;
     return 0;
 }
 

@@ -18,6 +18,21 @@
 int sgemm_avx512(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
                  const float *B, int ldb, float beta, float *C, int ldc);
 
+/* The im2col matrix of one image x (C, H, W) for a k x k kernel, stride 1, zero padding (k-1)/2
+ * (an output as large as the input): (C k k, H W), row (c, i, j) holding x[c] shifted by
+ * (i - (k-1)/2, j - (k-1)/2) with zeros outside. Never built: the kernel packs it from x. */
+enum { SGEMM_CONV_KMAX = 7 };
+typedef struct {
+    const float *x;
+    int H, W, k; /* k odd, at most SGEMM_CONV_KMAX */
+} SgemmIm2col;
+
+/* sgemm_avx512 with op(B) the im2col matrix `cols` (transB = 0: B = cols, N = H W, K = C k k;
+ * transB = 1: B = cols^T, N = C k k, K = H W). Returns 0 (C untouched) without AVX-512 or for an
+ * even or too large k. */
+int sgemm_avx512_im2col(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
+                        const SgemmIm2col *cols, float beta, float *C, int ldc);
+
 /* 1 when this build carries the kernel. */
 int sgemm_avx512_built(void);
 

@@ -6,7 +6,9 @@
  * Per sample: cols (cin*k*k, Ho*Wo) = im2col(in_b); out_b (cout, Ho*Wo) = W (cout, cin*k*k) * cols
  * + bias. A 1x1 stride-1 unpadded conv uses in_b itself as cols. Backward per sample:
  * dW_b += dout_b * cols^T (through GradSlots), dcols = W^T * dout_b, din_b += col2im(dcols).
- * OpenMP over the batch, BLAS single-threaded, one cols buffer of per-thread scratch. */
+ * OpenMP over the batch, BLAS single-threaded, one cols buffer of per-thread scratch.
+ * With jtrak's AVX-512 SGEMM, a stride-1 'same' convolution never builds cols: la_sgemm_im2col
+ * packs them from the image, and din_b += conv2d(dout_b, W flipped) replaces dcols and col2im. */
 #include "core/linalg.h"
 #include "nn/nn_internal.h"
 
@@ -56,7 +58,25 @@ int conv2d_out_w(const Conv2dDims *d) {
 
 size_t conv2d_scratch_floats(const Conv2dDims *d) {
     ConvGeom g = conv_geom(d);
-    return g.direct ? 0 : (size_t)g.K * g.Ho * g.Wo;
+    if (g.direct) return 0;
+    size_t cols = (size_t)g.K * g.Ho * g.Wo, flipped = (size_t)d->cout * g.K; /* conv2d_backward */
+    return cols > flipped ? cols : flipped;
+}
+
+/* Stride 1, padding (k-1)/2, output as large as the input: la_sgemm_im2col can multiply by the
+ * columns without building them, and din is the convolution of dout with the flipped weights. */
+static int same_size(const Conv2dDims *d, const ConvGeom *g) {
+    return d->k > 1 && d->stride == 1 && d->pad == CONV_PAD_SAME && g->Ho == d->H && g->Wo == d->W;
+}
+
+/* wf (cin, cout, k, k) = w (cout, cin, k, k) with cin and cout swapped and the kernel rotated by 180
+ * degrees: din = conv2d(dout, wf) for a same_size convolution. */
+static void flip_weights(float *wf, const float *w, const Conv2dDims *d) {
+    const int k = d->k, kk = k * k;
+    for (int c = 0; c < d->cin; c++)
+        for (int o = 0; o < d->cout; o++)
+            for (int t = 0; t < kk; t++)
+                wf[((size_t)c * d->cout + o) * kk + t] = w[((size_t)o * d->cin + c) * kk + (kk - 1 - t)];
 }
 
 /* First output index o in [0, n) whose input index o*s + off is >= 0, and the first whose input
@@ -185,22 +205,26 @@ void conv2d_forward(float *out /* (B,cout,Ho,Wo) */, const float *in /* (B,cin,H
     nn_check_ctx(c, scratch, "conv2d_forward");
     const int HWo = g.Ho * g.Wo, cout = d->cout;
     const size_t in_sz = (size_t)d->cin * d->H * d->W, out_sz = (size_t)cout * HWo;
+    const int same = same_size(d, &g);
 #pragma omp parallel for schedule(static) num_threads(nn_threads(c))
     for (int b = 0; b < d->B; b++) {
         const float *inb = in + (size_t)b * in_sz;
         float *outb = out + (size_t)b * out_sz; /* (cout, Ho*Wo) */
-        const float *cols = inb;                /* (K, Ho*Wo) */
-        if (!g.direct) {
-            float *buf = opctx_scratch(c);
-            im2col(buf, inb, d, &g);
-            cols = buf;
-        }
         /* Output starts as the bias, then the GEMM accumulates (beta = 1), as torch's CPU conv. */
         for (int o = 0; o < cout; o++) {
             float bo = bias ? bias[o] : 0.0f;
             float *r = outb + (size_t)o * HWo;
             for (int p = 0; p < HWo; p++)
                 r[p] = bo;
+        }
+        if (same && la_sgemm_im2col(0, 0, cout, HWo, g.K, 1.0f, w, g.K, inb, d->H, d->W, d->k, 1.0f,
+                                    outb, HWo))
+            continue;
+        const float *cols = inb; /* (K, Ho*Wo) */
+        if (!g.direct) {
+            float *buf = opctx_scratch(c);
+            im2col(buf, inb, d, &g);
+            cols = buf;
         }
         la_sgemm(0, 0, cout, HWo, g.K, 1.0f, w, g.K, cols, HWo, 1.0f, outb, HWo);
     }
@@ -216,6 +240,7 @@ void conv2d_backward(float *din /* (B,cin,H,W) or NULL */, float *dw /* (cout,ci
     CHECK(dw != NULL, "conv2d_backward: NULL dw");
     const int HWo = g.Ho * g.Wo, cout = d->cout, K = g.K;
     const size_t in_sz = (size_t)d->cin * d->H * d->W, out_sz = (size_t)cout * HWo;
+    const int same = same_size(d, &g);
 
     GradSlots gs;
     float *dptr[2] = {dw, dbias};
@@ -238,6 +263,15 @@ void conv2d_backward(float *din /* (B,cin,H,W) or NULL */, float *dw /* (cout,ci
             if (din)
                 la_sgemm(1, 0, K, HWo, cout, 1.0f, w, K, doutb, HWo, 1.0f, din + (size_t)b * in_sz,
                          HWo);
+        } else if (same && la_sgemm_im2col(0, 1, cout, K, HWo, 1.0f, doutb, HWo, inb, d->H, d->W,
+                                           d->k, 1.0f, sw, K)) {
+            if (din) { /* din_b += conv2d(dout_b, flipped W): no dcols, no col2im */
+                float *wf = opctx_scratch(c); /* (cin, cout*k*k) */
+                const int kf = cout * d->k * d->k;
+                flip_weights(wf, w, d);
+                la_sgemm_im2col(0, 0, d->cin, HWo, kf, 1.0f, wf, kf, doutb, d->H, d->W, d->k, 1.0f,
+                                din + (size_t)b * in_sz, HWo);
+            }
         } else {
             float *cols = opctx_scratch(c); /* (K, Ho*Wo), reused for dcols */
             im2col(cols, inb, d, &g);
