@@ -1,17 +1,20 @@
 /* bench_sgemm.c: the machine's SGEMM peak for `make bench`, the yardstick beside the achieved
- * GFLOP/s of the U-Net and of featurize. OpenBLAS (through cblas, as src/core/linalg.c) multiplies
- * large square float32 matrices, C = A B, n x n, 2 n^3 FLOPs per call, in three ways:
+ * GFLOP/s of the U-Net and of featurize. OpenBLAS (through cblas) and, on a build for AVX-512,
+ * jtrak's own kernel (la_sgemm, src/core/sgemm_avx512.h) multiply large square float32 matrices,
+ * C = A B, n x n, 2 n^3 FLOPs per call, in three ways (jtrak's kernel: single and concurrent only):
  *
  *   single     one thread (OpenBLAS limited to 1 thread): the peak of one core
  *   threaded   one call on T threads (OpenBLAS's own thread pool)
  *   concurrent T OpenMP threads, each calling single-threaded SGEMM on its own matrices: the way
  *              jtrak's ops use BLAS (house-style convention 8), so the fairest peak for them
  *
- * with T = omp_get_max_threads() (OMP_NUM_THREADS). Each (mode, n) runs one untimed call, then
- * repeats until at least --min-seconds have passed and keeps the best call's rate. Prints one JSON
- * line per (mode, n) and a last line with the peak over all of them (what "sgemm_peak").
+ * with T = omp_get_max_threads() (OMP_NUM_THREADS). Each (kernel, mode, n) runs one untimed call,
+ * then repeats until at least --min-seconds have passed and keeps the best call's rate. Prints one
+ * JSON line per (kernel, mode, n) and a last line with the peak over all of them (what
+ * "sgemm_peak"; its "impl" names the kernel that reached it).
  *
  * Run: bench_sgemm [--sizes 1024,2048,4096] [--min-seconds 0.5] */
+#include "core/linalg.h"
 #include "core/progress.h"
 #include <cblas.h>
 #include <omp.h>
@@ -34,8 +37,11 @@ static float *filled(size_t n, unsigned seed) {
     return a;
 }
 
+static int g_jtrak_kernel; /* 1: la_sgemm with jtrak's AVX-512 kernel; 0: OpenBLAS */
+
 static void gemm(int n, const float *A, const float *B, float *C) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, A, n, B, n, 0.0f, C, n);
+    if (g_jtrak_kernel) la_sgemm(0, 0, n, n, n, 1.0f, A, n, B, n, 0.0f, C, n);
+    else cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, A, n, B, n, 0.0f, C, n);
 }
 
 /* Best seconds of one call of `mode` at size n (each of `copies` threads its own matrices). */
@@ -88,38 +94,44 @@ int main(int argc, char **argv) {
     }
     int T = omp_get_max_threads();
     static const char *const modes[3] = {"single", "threaded", "concurrent"};
+    static const char *const impls[2] = {"openblas", "jtrak-avx512"};
     double peak = 0;
-    const char *peak_mode = "";
+    const char *peak_mode = "", *peak_impl = "";
     int peak_n = 0;
-    for (int m = 0; m < 3; m++) {
-        if (T == 1 && m > 0) break; /* all three are the same call */
-        char buf[256];
-        snprintf(buf, sizeof buf, "%s", sizes);
-        for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
-            int n = atoi(tok);
-            if (n < 1) {
-                fprintf(stderr, "bench_sgemm: bad size '%s'\n", tok);
-                return 2;
-            }
-            fprintf(stderr, "bench_sgemm: %s n=%d\n", modes[m], n);
-            int copies = m == 2 ? T : 1;
-            double sec = best_call(modes[m], n, T, min_s);
-            double gflops = copies * 2.0 * n * (double)n * n / sec / 1e9;
-            printf("{\"impl\":\"openblas\",\"what\":\"sgemm\",\"mode\":\"%s\",\"n\":%d,"
-                   "\"threads\":%d,\"calls_at_once\":%d,\"best_seconds\":%.6f,\"gflops\":%.2f}\n",
-                   modes[m], n, m == 0 ? 1 : T, copies, sec, gflops);
-            fflush(stdout);
-            /* The peak for T threads: a single-thread figure counts as that of one core only. */
-            double for_T = gflops;
-            if (for_T > peak && (m > 0 || T == 1)) {
-                peak = for_T;
-                peak_mode = modes[m];
-                peak_n = n;
+    int kernels = la_sgemm_select("avx512") == 0 ? 2 : 1;
+    for (int q = 0; q < kernels; q++) {
+        g_jtrak_kernel = q == 1;
+        for (int m = 0; m < 3; m++) {
+            if (T == 1 && m > 0) break;   /* all three are the same call */
+            if (q == 1 && m == 1) continue; /* jtrak's kernel is single-threaded */
+            char buf[256];
+            snprintf(buf, sizeof buf, "%s", sizes);
+            for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+                int n = atoi(tok);
+                if (n < 1) {
+                    fprintf(stderr, "bench_sgemm: bad size '%s'\n", tok);
+                    return 2;
+                }
+                fprintf(stderr, "bench_sgemm: %s %s n=%d\n", impls[q], modes[m], n);
+                int copies = m == 2 ? T : 1;
+                double sec = best_call(modes[m], n, T, min_s);
+                double gflops = copies * 2.0 * n * (double)n * n / sec / 1e9;
+                printf("{\"impl\":\"%s\",\"what\":\"sgemm\",\"mode\":\"%s\",\"n\":%d,"
+                       "\"threads\":%d,\"calls_at_once\":%d,\"best_seconds\":%.6f,\"gflops\":%.2f}\n",
+                       impls[q], modes[m], n, m == 0 ? 1 : T, copies, sec, gflops);
+                fflush(stdout);
+                /* The peak for T threads: a single-thread figure counts as that of one core only. */
+                if (gflops > peak && (m > 0 || T == 1)) {
+                    peak = gflops;
+                    peak_mode = modes[m];
+                    peak_impl = impls[q];
+                    peak_n = n;
+                }
             }
         }
     }
-    printf("{\"impl\":\"openblas\",\"what\":\"sgemm_peak\",\"threads\":%d,\"mode\":\"%s\",\"n\":%d,"
+    printf("{\"impl\":\"%s\",\"what\":\"sgemm_peak\",\"threads\":%d,\"mode\":\"%s\",\"n\":%d,"
            "\"gflops\":%.2f,\"openblas\":\"%s\",\"core\":\"%s\"}\n",
-           T, peak_mode, peak_n, peak, openblas_get_config(), openblas_get_corename());
+           peak_impl, T, peak_mode, peak_n, peak, openblas_get_config(), openblas_get_corename());
     return 0;
 }

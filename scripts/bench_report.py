@@ -157,16 +157,17 @@ def sgemm_section(o, rows):
     sg = [r for r in rows if r.get("what") == "sgemm"]
     if not peak:
         return None
-    o.title(f"OpenBLAS SGEMM peak (n x n, 2 n^3 FLOPs; best call): {peak['gflops']:.1f} GFLOP/s "
-            f"on {peak['threads']} threads ({peak['mode']}, n = {peak['n']})")
+    o.title(f"SGEMM peak (n x n, 2 n^3 FLOPs; best call): {peak['gflops']:.1f} GFLOP/s on "
+            f"{peak['threads']} threads ({peak.get('impl', 'openblas')}, {peak['mode']}, n = {peak['n']})")
     best = {}
     for r in sg:
-        if r["mode"] not in best or r["gflops"] > best[r["mode"]]["gflops"]:
-            best[r["mode"]] = r
+        key = (r.get("impl", "openblas"), r["mode"])
+        if key not in best or r["gflops"] > best[key]["gflops"]:
+            best[key] = r
     desc = {"single": "1 thread", "threaded": "one call on T threads",
             "concurrent": "T single-threaded calls at once (jtrak's pattern)"}
-    o.table(["mode", "best n", "GFLOP/s"],
-            [[f"{k}: {desc.get(k, '')}", r["n"], fmt(r["gflops"])] for k, r in best.items()])
+    o.table(["kernel", "mode", "best n", "GFLOP/s"],
+            [[k[0], f"{k[1]}: {desc.get(k[1], '')}", r["n"], fmt(r["gflops"])] for k, r in best.items()])
     return peak["gflops"]
 
 
