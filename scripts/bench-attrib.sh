@@ -92,31 +92,39 @@ other_cores() {
 }
 
 # --- jtrak: featurize -------------------------------------------------------------------------
-rm -rf "$WORK/store" "$WORK/samples" "$WORK/scores"
-echo "bench-attrib: jtrak featurize ($N images)" >&2
+# $1 projection (rademacher: the default dense one, or a fast one), $2 store folder
+run_jtrak_featurize() {
+rm -rf "$2"
+echo "bench-attrib: jtrak featurize ($N images, projection $1)" >&2
 t0=$(now); b0=$(busy)
 OMP_NUM_THREADS=$THREADS /usr/bin/time -v -o "$WORK/featurize.time" \
-  "$JT" featurize --models "$MODEL" --out "$WORK/store" --limit "$N" --S "$S" --k "$K" \
+  "$JT" featurize --models "$MODEL" --out "$2" --limit "$N" --S "$S" --k "$K" --projection "$1" \
   --batch "$BATCH" --auto-ridge --quiet 2> "$WORK/featurize.log" > /dev/null \
   || { cat "$WORK/featurize.log" >&2; exit 1; }
 t1=$(now); b1=$(busy)
 FEAT_PEAK=$(peak_mb "$WORK/featurize.time")
 OTHER=$(other_cores "$b0" "$b1" "$WORK/featurize.time" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')")
-python3 - "$WORK/store" "$N" "$K" "$S" "$BATCH" "$THREADS" "$t0" "$t1" "$FEAT_PEAK" "$LOAD_START" "$CPU" "$OTHER" >> "$OUT" <<'PY'
+python3 - "$2" "$N" "$K" "$S" "$BATCH" "$THREADS" "$t0" "$t1" "$FEAT_PEAK" "$LOAD_START" "$CPU" "$OTHER" "$1" >> "$OUT" <<'PY'
 import json, sys
-store, n, k, s, batch, threads, t0, t1, peak, load, cpu, other = sys.argv[1:]
+store, n, k, s, batch, threads, t0, t1, peak, load, cpu, other, proj = sys.argv[1:]
 rows = [json.loads(l) for l in open(f"{store}/log.jsonl") if l.strip()]
 feat = [r for r in rows if "rows_per_s" in r][-1]
 kern = [r for r in rows if "kernel" in r][-1]["kernel"]
 base = dict(impl="jtrak", n=int(n), k=int(k), S=int(s), batch=int(batch), threads=int(threads),
-            precision="fp32", projector="rademacher (regenerated)", load_avg=float(load), cpu=cpu)
+            precision="fp32", projector=f"{proj} (regenerated)", load_avg=float(load), cpu=cpu)
 sec = feat["elapsed_s"]
 print(json.dumps(dict(base, what="featurize", images_per_s=round(int(n) / sec, 3), seconds=sec,
                       other_cpu_cores=float(other),
                       wall_seconds=round(float(t1) - float(t0), 2), peak_rss_mb=float(peak))))
-print(json.dumps(dict(base, what="finalize", seconds=kern["seconds"], **{"lambda": kern["lambda_used"]},
-                      peak_rss_mb=float(peak))))
+if proj == "rademacher":
+    print(json.dumps(dict(base, what="finalize", seconds=kern["seconds"], **{"lambda": kern["lambda_used"]},
+                          peak_rss_mb=float(peak))))
 PY
+}
+rm -rf "$WORK/samples" "$WORK/scores"
+run_jtrak_featurize rademacher "$WORK/store"
+FAST_PROJ=${FAST_PROJ:-hadamard}  # also featurize with this projection ("" to skip)
+if [ -n "$FAST_PROJ" ]; then run_jtrak_featurize "$FAST_PROJ" "$WORK/store-$FAST_PROJ"; fi
 LAMBDA=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["kernel"]["per_model"][0]; print(repr(r["lambda_used"]) if r else 0)' "$WORK/store/manifest.json")
 
 # --- jtrak: targets and score -----------------------------------------------------------------
@@ -186,6 +194,8 @@ def get(impl, what, prec=None):
         if r["impl"] == impl and r["what"] == what and (prec is None or r.get("precision") == prec):
             return r
 jf, jk, js = get("jtrak", "featurize"), get("jtrak", "finalize"), get("jtrak", "score")
+jfast = next((r for r in rows if r["impl"] == "jtrak" and r["what"] == "featurize"
+              and not r["projector"].startswith("rademacher")), None)
 tf, tk, ts = get("traker", "featurize", "fp32"), get("traker", "finalize", "fp32"), get("traker", "score", "fp32")
 hf, hk, hs = get("traker", "featurize", "fp16"), get("traker", "finalize", "fp16"), get("traker", "score", "fp16")
 f = lambda r, key, fmt="{:.2f}": fmt.format(r[key]) if r and key in r else "-"
@@ -202,6 +212,9 @@ w = 38
 print(f"{'measure':<{w}} {'jtrak':>10} {'traker fp32':>12} {'jtrak/traker':>13} {'traker fp16':>12}")
 print(f"{'featurize images/s':<{w}} {f(jf,'images_per_s'):>10} {f(tf,'images_per_s'):>12} "
       f"{ratio(jf,tf,'images_per_s'):>13} {f(hf,'images_per_s'):>12}")
+if jfast:
+    lbl = f"  jtrak, {jfast['projector'].split()[0]} projection"
+    print(f"{lbl:<{w}} {f(jfast,'images_per_s'):>10} {'':>12} {ratio(jfast,tf,'images_per_s'):>13}")
 print(f"{'featurize GFLOP/s (S x 3 fwd + 2pk)':<{w}} {f(jf,'gflops','{:.1f}'):>10} {f(tf,'gflops','{:.1f}'):>12} "
       f"{'':>13} {f(hf,'gflops','{:.1f}'):>12}")
 print(f"{'featurize seconds':<{w}} {f(jf,'seconds',  '{:.1f}'):>10} {f(tf,'seconds','{:.1f}'):>12} {'':>13} {f(hf,'seconds','{:.1f}'):>12}")
@@ -218,7 +231,7 @@ if tf:
           f"{tf['rss_after_load_mb']:.0f} MB; score peak is the process peak. jtrak: separate processes; "
           f"jtrak/traker: speed-up, >1 = jtrak faster)")
 other = [(r["impl"] + " " + r.get("precision", "") + " " + r["what"], r["other_cpu_cores"])
-         for r in (jf, js, tf, ts, hf, hs) if r and "other_cpu_cores" in r]
+         for r in (jf, jfast, js, tf, ts, hf, hs) if r and "other_cpu_cores" in r]
 print("other processes' CPU during each measurement (cores, average; ~0 = idle machine): "
       + ", ".join(f"{name} {c:.2f}" for name, c in other))
 if any(c > 0.25 for _, c in other):
