@@ -9,10 +9,15 @@
  * size or colour, a folder without (or with another) held-out set and scores from another store
  * are refused.
  * `jtrak counterfactual`: the top-k removed are the highest-scored rows, every removal kind
- * retrains and regenerates, bad steps and k are refused. */
+ * retrains and regenerates, bad steps and k are refused.
+ * Under mpirun with 2 processes (skipped without MPI or mpirun): lds and counterfactual write the
+ * same files and stdout as 1 process, a folder started by 1 process is finished by 2 without
+ * retraining, and a process that fails makes both fail. */
 #include "helpers/tmpdir.h"
 #include "helpers/cli_run.h"
+#include "core/comm.h"
 #include "io/jsonfile.h"
+#include "io/model_folder.h"
 #include "io/npy.h"
 
 #include <cjson/cJSON.h>
@@ -23,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 static char g_err[8192];
 
@@ -384,4 +390,164 @@ Test(lds, scores_from_another_store_refused_up_front) {
     struct stat sb;
     snprintf(p, sizeof p, "%s/l", t);
     cr_expect(stat(p, &sb) != 0, "a refused lds left its output folder");
+}
+
+/* ---- under mpirun ------------------------------------------------------------------------ */
+
+/* Two processes, one thread each; leak checks off (OpenMPI's own allocations under ASan). */
+#define MPIRUN2                                                                                    \
+    "OMP_NUM_THREADS=1 ASAN_OPTIONS=detect_leaks=0 mpirun --allow-run-as-root --oversubscribe "    \
+    "-np 2 "
+
+/* Runs `<launcher>jtrak <args>` through the shell (launcher "" for one process, or MPIRUN2):
+ * stdout into <scratch>/<tag>.out, every process's stderr into g_err. Returns the exit status, -1
+ * if it did not exit normally. */
+static int run_as(const char *launcher, const char *tag, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int run_as(const char *launcher, const char *tag, const char *fmt, ...) {
+    char args[2048], cmd[4096], errp[300];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(errp, sizeof errp, "%s/%s.err", test_tmp, tag);
+    snprintf(cmd, sizeof cmd, "%s%s %s >%s/%s.out 2>%s", launcher, JTRAK_CLI, args, test_tmp, tag,
+             errp);
+    int status = system(cmd);
+    FILE *f = fopen(errp, "r");
+    size_t got = f ? fread(g_err, 1, sizeof g_err - 1, f) : 0;
+    g_err[got] = 0;
+    if (f) fclose(f);
+    return status != -1 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* The bytes of <scratch>/<sub> (NULL if it cannot be read). */
+static unsigned char *slurp(const char *sub, size_t *len) {
+    char p[300];
+    snprintf(p, sizeof p, "%s/%s", test_tmp, sub);
+    FILE *f = fopen(p, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = malloc(n > 0 ? (size_t)n : 1);
+    *len = fread(b, 1, n > 0 ? (size_t)n : 0, f);
+    fclose(f);
+    return b;
+}
+
+/* <scratch>/<pa> and <scratch>/<pb> exist and hold the same bytes. */
+static void expect_same_bytes(const char *pa, const char *pb) {
+    size_t la = 0, lb = 0;
+    unsigned char *x = slurp(pa, &la), *y = slurp(pb, &lb);
+    cr_expect(x && y && la == lb && memcmp(x, y, la) == 0, "%s and %s differ (or are missing)", pa,
+              pb);
+    free(x), free(y);
+}
+
+/* <scratch>/<a>/<name> and <scratch>/<b>/<name> exist and hold the same bytes. */
+static void expect_same_file(const char *a, const char *b, const char *name) {
+    char pa[300], pb[300];
+    snprintf(pa, sizeof pa, "%s/%s", a, name);
+    snprintf(pb, sizeof pb, "%s/%s", b, name);
+    expect_same_bytes(pa, pb);
+}
+
+/* The subset models shared between 2 processes give bitwise the models, ground truths (generated
+ * and held-out), lds.json, plots and table of 1 process; so does a folder that 1 process started
+ * (--stop-after-models 1) and 2 finished, without measuring the finished model again. */
+Test(lds, mpi_two_processes_equal_one) {
+    if (!comm_built()) cr_skip("jtrak was built without MPI");
+    if (system("command -v mpirun >/dev/null 2>&1") != 0) cr_skip("mpirun is not installed");
+    prepare();
+    write_images("held.npy", 3, 8, 8, 1, 11);
+    const char *t = test_tmp;
+    char common[1024];
+    snprintf(common, sizeof common,
+             "lds --model %s/m --trajectory %s/s/trajectory.safetensors --scores %s/journey "
+             "--heldout-data npy:%s/held.npy %s",
+             t, t, t, t, LDS_ARGS);
+    cr_assert_eq(run_as("", "one", "%s --out %s/one", common, t), 0, "1 process: %s", g_err);
+    cr_assert_eq(run_as(MPIRUN2, "two", "%s --out %s/two", common, t), 0, "mpirun -np 2: %s",
+                 g_err);
+    cr_assert_eq(run_as("", "res1", "%s --out %s/res --stop-after-models 1", common, t), 0, "%s",
+                 g_err);
+    char p[300];
+    struct stat sb;
+    snprintf(p, sizeof p, "%s/res/lds.json", t);
+    cr_assert(stat(p, &sb) != 0, "a stopped run evaluated");
+    snprintf(p, sizeof p, "%s/res/gt/s1_r0.npy", t);
+    cr_assert(stat(p, &sb) != 0, "--stop-after-models 1 measured a second model");
+    struct timespec first = mtime_of("res/gt/s0_r0.npy");
+    cr_assert_eq(run_as(MPIRUN2, "res2", "%s --out %s/res", common, t), 0,
+                 "mpirun -np 2 resuming: %s", g_err);
+    cr_expect(same_time(first, mtime_of("res/gt/s0_r0.npy")),
+              "the resumed run measured a finished model again");
+
+    /* K 4 with 1 replica, then the 2 ceiling replicas. */
+    static const char *const models[] = {"s0_r0", "s1_r0", "s2_r0", "s3_r0", "s0_r1", "s1_r1"};
+    static const char *const runs[] = {"two", "res"};
+    for (int r = 0; r < 2; r++) {
+        char name[128];
+        for (int q = 0; q < 6; q++) {
+            snprintf(name, sizeof name, "gt/%s.npy", models[q]);
+            expect_same_file("one", runs[r], name);
+            snprintf(name, sizeof name, "gt-heldout/%s.npy", models[q]);
+            expect_same_file("one", runs[r], name);
+            snprintf(name, sizeof name, "models/%s/diffusion_pytorch_model.safetensors", models[q]);
+            expect_same_file("one", runs[r], name);
+        }
+        expect_same_file("one", runs[r], "masks.npy");
+        expect_same_file("one", runs[r], "lds.json");
+        expect_same_file("one", runs[r], "lds.png");
+        expect_same_file("one", runs[r], "lds-dtrak.png");
+    }
+    /* Rank 0 alone prints the table. */
+    expect_same_bytes("one.out", "two.out");
+    expect_same_bytes("one.out", "res2.out");
+
+    /* A process that fails fails both: rank 1's model folder (s1_r0) is a file. Rank 1 says why,
+     * rank 0 that another process failed, and nothing is evaluated. */
+    snprintf(p, sizeof p, "%s/bad/models", t);
+    JtError err;
+    cr_assert(model_mkdirs(p, &err) == JT_OK, "%s", err.msg);
+    snprintf(p, sizeof p, "%s/bad/models/s1_r0", t);
+    FILE *f = fopen(p, "w");
+    cr_assert(f != NULL);
+    fclose(f);
+    cr_expect_neq(run_as(MPIRUN2, "bad", "%s --out %s/bad", common, t), 0);
+    cr_expect(strstr(g_err, "bad/models/s1_r0: exists and is not a folder") &&
+                  strstr(g_err, "bad: another process failed on its subset models"),
+              "%s", g_err);
+    snprintf(p, sizeof p, "%s/bad/lds.json", t);
+    cr_expect(stat(p, &sb) != 0, "lds.json written although a process failed");
+}
+
+/* The retrained models shared between 2 processes: the same models, counterfactual.json, figure
+ * and table as 1 process. */
+Test(lds, counterfactual_mpi_two_processes_equal_one) {
+    if (!comm_built()) cr_skip("jtrak was built without MPI");
+    if (system("command -v mpirun >/dev/null 2>&1") != 0) cr_skip("mpirun is not installed");
+    prepare();
+    const char *t = test_tmp;
+    char common[1024];
+    /* 2 targets x 3 kinds: each process trains models of both targets. */
+    snprintf(common, sizeof common,
+             "counterfactual --model %s/m --trajectory %s/s/trajectory.safetensors --scores "
+             "%s/journey --step 500 --k 2 --targets 0,1 --quiet",
+             t, t, t);
+    cr_assert_eq(run_as("", "one", "%s --out %s/one", common, t), 0, "1 process: %s", g_err);
+    cr_assert_eq(run_as(MPIRUN2, "two", "%s --out %s/two", common, t), 0, "mpirun -np 2: %s",
+                 g_err);
+    static const char *const kinds[] = {"topk", "random", "nearest"};
+    for (int j = 0; j < 2; j++)
+        for (int k = 0; k < 3; k++) {
+            char name[128];
+            snprintf(name, sizeof name, "models/s%d_%s/diffusion_pytorch_model.safetensors", j,
+                     kinds[k]);
+            expect_same_file("one", "two", name);
+        }
+    expect_same_file("one", "two", "counterfactual.json");
+    expect_same_file("one", "two", "counterfactual.png");
+    expect_same_bytes("one.out", "two.out");
 }

@@ -8,6 +8,7 @@
 #include "attrib/featurize.h"
 
 #include "attrib/store.h"
+#include "core/comm.h"
 #include "core/progress.h"
 #include "diffusion/schedule.h"
 #include "diffusion/trajectory.h"
@@ -23,10 +24,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#ifdef JTRAK_MPI
-#include <mpi.h>
-#endif
-
 void featurize_options_default(FeaturizeOptions *o) {
     memset(o, 0, sizeof *o);
     o->k = 2048;
@@ -37,83 +34,6 @@ void featurize_options_default(FeaturizeOptions *o) {
     o->kernel.lambda = 0;
     o->kernel.auto_ridge = 0;
     o->kernel.rescale = 1;
-}
-
-/* ---- MPI: every collective goes through these, so that without MPI they are no-ops ---------- */
-
-int featurize_mpi_built(void) {
-#ifdef JTRAK_MPI
-    return 1;
-#else
-    return 0;
-#endif
-}
-
-#ifdef JTRAK_MPI
-static int mpi_active(void) {
-    int init = 0, fin = 0;
-    MPI_Initialized(&init);
-    MPI_Finalized(&fin);
-    return init && !fin;
-}
-#endif
-
-int featurize_mpi_init(int *argc, char ***argv) {
-#ifdef JTRAK_MPI
-    if (mpi_active()) {
-        int size;
-        MPI_Comm_size(MPI_COMM_WORLD, &size);
-        return size;
-    }
-    if (!getenv("OMPI_COMM_WORLD_SIZE") && !getenv("PMI_SIZE") && !getenv("PMIX_RANK")) return 1;
-    if (MPI_Init(argc, argv) != MPI_SUCCESS) return 1;
-    int size;
-    MPI_Comm_size(MPI_COMM_WORLD, &size);
-    return size;
-#else
-    (void)argc, (void)argv;
-    return 1;
-#endif
-}
-
-int featurize_mpi_rank(void) {
-#ifdef JTRAK_MPI
-    if (mpi_active()) {
-        int r;
-        MPI_Comm_rank(MPI_COMM_WORLD, &r);
-        return r;
-    }
-#endif
-    return 0;
-}
-
-void featurize_mpi_finalize(void) {
-#ifdef JTRAK_MPI
-    if (mpi_active()) MPI_Finalize();
-#endif
-}
-
-static void comm_info(int *rank, int *size) {
-    *rank = 0, *size = 1;
-#ifdef JTRAK_MPI
-    if (mpi_active()) {
-        MPI_Comm_rank(MPI_COMM_WORLD, rank);
-        MPI_Comm_size(MPI_COMM_WORLD, size);
-    }
-#endif
-}
-
-/* The maximum of v over all processes (also a barrier). */
-static int comm_max(int v, int size) {
-#ifdef JTRAK_MPI
-    if (size > 1) {
-        int out = v;
-        MPI_Allreduce(&v, &out, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-        return out;
-    }
-#endif
-    (void)size;
-    return v;
 }
 
 /* ---- helpers -------------------------------------------------------------------------------- */
@@ -517,7 +437,8 @@ int featurize_run(const FeaturizeOptions *opt, const Dataset *data, JtError *err
     run.opt = opt;
     run.data = data;
     run.t_start = progress_now();
-    comm_info(&run.rank, &run.size);
+    run.rank = comm_rank();
+    run.size = comm_size();
     const int M = opt->n_models;
 
     /* Every model: matches the data, fingerprint, parameter count. */
@@ -558,18 +479,14 @@ int featurize_run(const FeaturizeOptions *opt, const Dataset *data, JtError *err
         open = rc == JT_OK;
     }
     /* Rank 0 has created or checked the store before anyone else opens it. */
-    int bad = comm_max(rc != JT_OK, run.size);
-    if (bad && rc == JT_OK)
-        rc = jt_fail(err, "%s: another process failed to prepare the store (see its message)",
-                     opt->out_dir);
+    rc = comm_agree(rc, err, "%s: another process failed to prepare the store (see its message)",
+                    opt->out_dir);
     if (rc == JT_OK && run.rank != 0) {
         rc = store_open(&st, opt->out_dir, err);
         open = rc == JT_OK;
     }
-    bad = comm_max(rc != JT_OK, run.size);
-    if (bad && rc == JT_OK)
-        rc = jt_fail(err, "%s: another process failed to open the store (see its message)",
-                     opt->out_dir);
+    rc = comm_agree(rc, err, "%s: another process failed to open the store (see its message)",
+                    opt->out_dir);
     if (rc != JT_OK) {
         if (open) store_close(&st);
         free(fps), free(params);
@@ -598,10 +515,8 @@ int featurize_run(const FeaturizeOptions *opt, const Dataset *data, JtError *err
         }
         free(mask);
     }
-    bad = comm_max(rc != JT_OK, run.size);
-    if (bad && rc == JT_OK)
-        rc = jt_fail(err, "%s: another process failed to read the store (see its message)",
-                     opt->out_dir);
+    rc = comm_agree(rc, err, "%s: another process failed to read the store (see its message)",
+                    opt->out_dir);
     if (rc == JT_OK && run.rank == 0 && !opt->quiet) {
         int nk = 0;
         for (int m = 0; m < M; m++)
@@ -623,9 +538,8 @@ int featurize_run(const FeaturizeOptions *opt, const Dataset *data, JtError *err
             int my_stop = 0;
             rc = featurize_model(&run, m, &my_stop, err);
             /* Every process reaches this point for every model: errors and stops are shared. */
-            int any_bad = comm_max(rc != JT_OK, run.size), any_stop = comm_max(my_stop, run.size);
-            if (any_bad && rc == JT_OK)
-                rc = jt_fail(err, "model %d: another process failed (see its message)", m);
+            rc = comm_agree(rc, err, "model %d: another process failed (see its message)", m);
+            int any_stop = comm_max(my_stop);
             if (rc != JT_OK) break;
             if (any_stop) {
                 stopped = my_stop ? my_stop : any_stop;
@@ -643,9 +557,7 @@ int featurize_run(const FeaturizeOptions *opt, const Dataset *data, JtError *err
             }
         }
         if (run.rank == 0) rc = finalize_model(&run, m, err);
-        int any_bad = comm_max(rc != JT_OK, run.size);
-        if (any_bad && rc == JT_OK)
-            rc = jt_fail(err, "model %d: the kernel failed on rank 0 (see its message)", m);
+        rc = comm_agree(rc, err, "model %d: the kernel failed on rank 0 (see its message)", m);
     }
     signal(SIGINT, old_int);
     signal(SIGTERM, old_term);

@@ -13,7 +13,7 @@
  * split: a resumed run (with any --batch), a run on several MPI ranks and an uninterrupted one
  * write identical files.
  *
- * MPI (when built with JTRAK_MPI and MPI was initialised, see featurize_mpi_init): rank r of size
+ * MPI (when built with JTRAK_MPI and MPI was initialised, see core/comm.h): rank r of size
  * computes the chunks c with c % size == r and writes its rows into the shared files (pwrite at
  * row offsets); rank 0 creates or checks the store first and computes each model's kernel once
  * every rank has finished the model's rows. Without MPI the same code runs as rank 0 of 1. */
@@ -64,17 +64,5 @@ int featurize_run(const FeaturizeOptions *opt, const Dataset *data, JtError *err
  * proj_scratch_bytes). */
 size_t featurize_bytes(size_t engine_bytes, size_t P, int batch, int S, size_t D, int k,
                        size_t proj_bytes);
-
-/* ---- MPI ---- */
-
-/* 1 if this binary was built with MPI (JTRAK_MPI). */
-int featurize_mpi_built(void);
-/* Initialises MPI when the binary was built with it and the environment says the process was
- * started by mpirun / mpiexec (OMPI_COMM_WORLD_SIZE, PMI_SIZE or PMIX_RANK set); returns the number
- * of processes (1 otherwise). Call once, before featurize_run; pair with featurize_mpi_finalize. */
-int featurize_mpi_init(int *argc, char ***argv);
-/* This process's rank (0 without MPI). */
-int featurize_mpi_rank(void);
-void featurize_mpi_finalize(void);
 
 #endif

@@ -1,8 +1,10 @@
 /* cmd_counterfactual.c: `jtrak counterfactual` retrains without the top-k attributed images (and,
  * for comparison, without k random and k pixel-nearest ones) and measures how far the regenerated
- * samples move; see eval/counterfactual.h. */
+ * samples move; see eval/counterfactual.h. Under mpirun (a build with MPI) the models are shared
+ * among the processes. */
 #include "cli/cli_common.h"
 #include "cli/commands.h"
+#include "core/comm.h"
 #include "eval/counterfactual.h"
 
 #include <stdio.h>
@@ -19,7 +21,10 @@ int cmd_counterfactual(int argc, char **argv) {
                "For each target, three models are trained from scratch with the model's recipe and\n"
                "seed: without the top-k images by the scores at step T, without k random images,\n"
                "and without the k images nearest in pixels; each regenerates the sample with the\n"
-               "same sampler noise from x_T and from the stored x_t of step T.\n");
+               "same sampler noise from x_T and from the stored x_t of step T.\n"
+               "Under mpirun (when jtrak was built with MPI) the models are shared among the\n"
+               "processes; once all are done, process 0 writes the results, the same as one\n"
+               "process writes.\n");
         args_free(&a);
         return 0;
     }
@@ -43,6 +48,8 @@ int cmd_counterfactual(int argc, char **argv) {
     args_free(&a);
     if (rc) return rc;
     JtError err;
-    if (counterfactual_run(&o, &err) != JT_OK) return cli_error("counterfactual", &err);
-    return 0;
+    comm_init(NULL, NULL);
+    int status = counterfactual_run(&o, &err) != JT_OK ? cli_error("counterfactual", &err) : 0;
+    comm_finalize();
+    return status;
 }

@@ -5,6 +5,7 @@
 #include "attrib/featurize.h"
 #include "cli/cli_common.h"
 #include "cli/commands.h"
+#include "core/comm.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -162,8 +163,8 @@ int cmd_featurize(int argc, char **argv) {
         return cli_error("featurize", &err);
     }
 
-    featurize_mpi_init(NULL, NULL);
-    int rank = featurize_mpi_rank();
+    comm_init(NULL, NULL);
+    int rank = comm_rank();
     rc = featurize_run(&o, &data, &err);
     data_free(&data);
     free_list(dirs);
@@ -174,6 +175,6 @@ int cmd_featurize(int argc, char **argv) {
         if (rank == 0) printf("%s\n", o.out_dir);
         status = stopped == 2 ? 130 : 0; /* 130: interrupted, as shells report SIGINT */
     }
-    featurize_mpi_finalize();
+    comm_finalize();
     return status;
 }

@@ -1,10 +1,12 @@
 /* cmd_lds.c: `jtrak lds` trains models on random subsets of a model's training set, measures the
  * per-step ground truth on them (and the D-TRAK protocol's, of generated targets and of held-out
  * real images) and reports the linear datamodeling score of score folders, with confidence
- * intervals, a permuted control and the noise ceiling; see eval/lds.h. */
+ * intervals, a permuted control and the noise ceiling; see eval/lds.h. Under mpirun (a build with
+ * MPI) the subset models are shared among the processes. */
 #include "cli/cli_common.h"
 #include "cli/cli_targets.h"
 #include "cli/commands.h"
+#include "core/comm.h"
 #include "eval/lds.h"
 
 #include <stdio.h>
@@ -31,12 +33,16 @@ static void help(void) {
            "  --grid N               timesteps of the D-TRAK-protocol ground truth (default 10)\n"
            "  --gt-seed N            (default 0)\n"
            "  --replicates N         bootstrap replicates (default 1000)\n"
-           "  --stop-after-models N  train at most N subset models now (resume later)\n"
+           "  --stop-after-models N  train at most N subset models now (per process; resume\n"
+           "                         later)\n"
            "  --quiet\n"
            "With --heldout-data, every subset model also gets the D-TRAK-protocol ground truth of\n"
            "held-out real images (same grid, same fixed noise for every model), the \"val\" targets\n"
            "of the D-TRAK benchmark, in OUT/gt-heldout/ (truth \"dtrak-heldout\"). Adding it to a\n"
-           "finished folder measures the models there without retraining them.\n");
+           "finished folder measures the models there without retraining them.\n"
+           "Under mpirun (when jtrak was built with MPI) the subset models are shared among the\n"
+           "processes (model q goes to process q %% N, also when resuming); once all are done,\n"
+           "process 0 evaluates and writes the results, the same as one process writes.\n");
     cli_prefixed_data_help(stdout, "heldout", "held-out images");
 }
 
@@ -93,9 +99,11 @@ int cmd_lds(int argc, char **argv) {
         dirs[n++] = tok;
     o.score_dirs = dirs;
     o.n_scores = n;
+    comm_init(NULL, NULL);
     rc = lds_run(&o, &err);
     free(list);
     data_spec_free(&held);
-    if (rc != 0) return cli_error("lds", &err);
-    return 0;
+    int status = rc != 0 ? cli_error("lds", &err) : 0;
+    comm_finalize();
+    return status;
 }

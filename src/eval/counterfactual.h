@@ -5,7 +5,9 @@
  * how far the new sample lands from the original (RMSE in [-1, 1] pixel units; mean and 95%
  * interval over targets). Output folder: models/<target>_<kind>/, counterfactual.json,
  * counterfactual.png (per target: the original, then the regenerations from x_t after removing
- * top-k, random-k and nearest-k). */
+ * top-k, random-k and nearest-k). Under mpirun (core/comm.h) the models are shared among the
+ * processes (model q = (target q / 3, kind q % 3) by rank q % size) and rank 0 writes the results
+ * once every process has finished: the same as one process writes. */
 #ifndef JTRAK_COUNTERFACTUAL_H
 #define JTRAK_COUNTERFACTUAL_H
 

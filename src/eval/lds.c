@@ -1,10 +1,13 @@
 /* lds.c: see lds.h. The subsets, the subset models and their ground truths; lds_eval.c evaluates
- * the score folders against them. */
+ * the score folders against them. Under mpirun (core/comm.h) rank 0 prepares the folder before the
+ * others check it, subset model q is trained and measured by rank q % size, and rank 0 evaluates
+ * once every process has finished; errors are agreed, so every process fails if one does. */
 /* realpath() is XSI */
 #define _XOPEN_SOURCE 700
 #include "eval/lds.h"
 #include "eval/lds_internal.h"
 
+#include "core/comm.h"
 #include "core/progress.h"
 #include "core/rng.h"
 #include "data/dataset.h"
@@ -300,6 +303,14 @@ static int write_gt(const LdsOptions *o, const LdsInputs *in, const char *mdir, 
     return rc;
 }
 
+/* Subset model q: subsets k = 0..K-1 with replicas 0..R-1, then the ceiling replicas. */
+static void model_of(const LdsOptions *o, int q, int *k, int *r) {
+    if (q < o->K * o->seeds_per_subset)
+        *k = q / o->seeds_per_subset, *r = q % o->seeds_per_subset;
+    else
+        *k = q - o->K * o->seeds_per_subset, *r = o->seeds_per_subset;
+}
+
 /* Trains (or resumes) the model of subset k, seed replica r, and computes its ground truth; a
  * model whose ground truth exists is done. Then the held-out ground truth, if asked for and not
  * there yet: from the finished model, without training. Returns 1 in *trained when it trained. */
@@ -340,11 +351,30 @@ static int do_model(const LdsOptions *o, LdsInputs *in, int k, int r, int *train
     return rc;
 }
 
+/* Models whose ground truth exists (after every process has finished). */
+static int models_done(const LdsOptions *o, int total) {
+    int done = 0;
+    for (int q = 0; q < total; q++) {
+        int k, r;
+        model_of(o, q, &k, &r);
+        char name[64];
+        snprintf(name, sizeof name, "gt/s%d_r%d.npy", k, r);
+        char *p = path_join(o->out_dir, name);
+        struct stat sb;
+        done += stat(p, &sb) == 0;
+        free(p);
+    }
+    return done;
+}
+
 int lds_run(const LdsOptions *o, JtError *err) {
     if (o->K < 2) return jt_fail(err, "--K %d: need at least 2 subsets", o->K);
-    if (!(o->alpha > 0 && o->alpha < 1)) return jt_fail(err, "--alpha %g: must be in (0, 1)", o->alpha);
+    if (!(o->alpha > 0 && o->alpha < 1))
+        return jt_fail(err, "--alpha %g: must be in (0, 1)", o->alpha);
     if (o->R_eval < 1 || o->grid < 1 || o->seeds_per_subset < 1)
         return jt_fail(err, "--R-eval, --grid and --seeds-per-subset must be at least 1");
+    /* From here on every process reaches every comm_agree, whatever fails. */
+    const int rank = comm_rank(), size = comm_size();
     LdsInputs in;
     memset(&in, 0, sizeof in);
     int rc = load_inputs(o, &in, err);
@@ -353,35 +383,60 @@ int lds_run(const LdsOptions *o, JtError *err) {
     if (rc == JT_OK) {
         in.mask = xmalloc((size_t)o->K * in.mr.data.n);
         make_masks(o, in.mr.data.n, in.mask);
-        rc = prepare_folder(o, &in, err);
     }
-    if (rc == JT_OK && in.have_held) rc = prepare_heldout(o, &in, err);
-    /* Subset models: k = 0..K-1 with replicas 0..R-1, then the ceiling replicas. */
-    int total = o->K * o->seeds_per_subset + (o->ceiling < o->K ? o->ceiling : o->K);
+    rc = comm_agree(rc, err, "%s: another process failed to read the inputs (see its message)",
+                    o->out_dir);
+    /* Rank 0 creates the folder (or checks it) before the others check it. */
+    for (int turn = 0; turn < 2; turn++) {
+        if (rc == JT_OK && (rank == 0) == (turn == 0)) {
+            rc = prepare_folder(o, &in, err);
+            if (rc == JT_OK && in.have_held) rc = prepare_heldout(o, &in, err);
+        }
+        rc = comm_agree(rc, err, "%s: another process failed to %s the folder (see its message)",
+                        o->out_dir, turn == 0 ? "prepare" : "check");
+    }
+    /* Model q is rank q % size's, in every call, so that a stopped run resumes where it was and a
+     * model is trained and measured by one process. */
+    const int total = o->K * o->seeds_per_subset + (o->ceiling < o->K ? o->ceiling : o->K);
+    const int mine = total / size + (rank < total % size);
+    char label[64];
+    if (size > 1)
+        snprintf(label, sizeof label, "lds: subset models, rank 0/%d", size);
+    else
+        snprintf(label, sizeof label, "lds: subset models");
     Progress prog;
-    progress_init(&prog, "lds: subset models", (size_t)total, 0, 1.0, "models");
-    prog.quiet = o->quiet;
+    progress_init(&prog, label, (size_t)mine, 0, 1.0, "models");
+    prog.quiet = o->quiet || rank != 0;
     long trained_now = 0;
     int done = 0, stopped = 0;
-    for (int q = 0; rc == JT_OK && q < total; q++) {
-        int k, r;
-        if (q < o->K * o->seeds_per_subset) k = q / o->seeds_per_subset, r = q % o->seeds_per_subset;
-        else k = q - o->K * o->seeds_per_subset, r = o->seeds_per_subset;
+    for (int q = rank; rc == JT_OK && q < total; q += size) {
         if (o->stop_after_models > 0 && trained_now >= o->stop_after_models) {
             stopped = 1;
             break;
         }
-        int trained;
+        int k, r, trained;
+        model_of(o, q, &k, &r);
         rc = do_model(o, &in, k, r, &trained, err);
         trained_now += trained;
         done++;
-        progress_update(&prog, (size_t)done, NULL, done == total);
+        progress_update(&prog, (size_t)done, NULL, done == mine);
     }
+    /* Every process has finished its models before rank 0 evaluates them all. */
+    rc = comm_agree(rc, err, "%s: another process failed on its subset models (see its message)",
+                    o->out_dir);
+    stopped = comm_max(stopped);
     if (rc == JT_OK && stopped) {
-        if (!o->quiet)
-            fprintf(stderr, "lds: stopped after training %ld model(s) (%d/%d done); run again to "
-                            "continue\n", trained_now, done, total);
-    } else if (rc == JT_OK) {
+        if (!o->quiet && rank == 0 && size == 1)
+            fprintf(stderr,
+                    "lds: stopped after training %ld model(s) (%d/%d done); run again to "
+                    "continue\n",
+                    trained_now, models_done(o, total), total);
+        else if (!o->quiet && rank == 0)
+            fprintf(stderr,
+                    "lds: stopped after training at most %ld model(s) per process (%d/%d "
+                    "done); run again to continue\n",
+                    o->stop_after_models, models_done(o, total), total);
+    } else if (rc == JT_OK && rank == 0) {
         cJSON *results = cJSON_CreateObject();
         rc = lds_evaluate_all(o, &in, results, err);
         if (rc == JT_OK) rc = lds_write_plots(o, &in, results, err);
@@ -392,6 +447,7 @@ int lds_run(const LdsOptions *o, JtError *err) {
         }
         cJSON_Delete(results);
     }
+    rc = comm_agree(rc, err, "%s: the evaluation failed on rank 0 (see its message)", o->out_dir);
     free(in.kidx), free(in.mask);
     traj_free(&in.tr);
     if (in.have_held) targets_free(&in.held);

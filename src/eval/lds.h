@@ -21,7 +21,12 @@
  * gt-heldout/manifest.json (which images) and gt-heldout/s<k>_r<r>.npy ((1, N_heldout) float64),
  * lds.json, lds.png (LDS against the step for every method, with the noise ceiling), lds-dtrak.png
  * (the D-TRAK-protocol LDS: generated targets and held-out images). The held-out set is not part
- * of manifest.json, so adding one to a finished folder keeps its subsets and models. */
+ * of manifest.json, so adding one to a finished folder keeps its subsets and models.
+ * Under mpirun (core/comm.h) the subset models are shared among the processes: model q (in the
+ * order subsets x replicas, then the ceiling replicas) is trained and measured by rank q % size in
+ * every call, so a stopped run resumes and a finished model is never retrained; rank 0 creates or
+ * checks the folder before the others check it, and evaluates and writes lds.json and the plots
+ * once every process has finished. The files are the same as one process writes. */
 #ifndef JTRAK_LDS_H
 #define JTRAK_LDS_H
 
@@ -49,7 +54,8 @@ typedef struct {
     const char *const *score_dirs; /* score folders to evaluate (may be none) */
     int n_scores;
     int replicates;         /* bootstrap replicates (default 1000) */
-    long stop_after_models; /* train at most this many subset models in this call (0 = all) */
+    long stop_after_models; /* train at most this many subset models in this call, per process
+                               (0 = all) */
     int quiet;
 } LdsOptions;
 
