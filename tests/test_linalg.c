@@ -185,3 +185,9 @@ Test(linalg, sgemm_im2col_equals_the_built_columns) {
         free(want), free(got), free(cols), free(x), free(A);
     }
 }
+
+/* A JTRAK_SGEMM that names no kernel is one error line and exit status 2, not a silent default. */
+Test(linalg, unknown_sgemm_kernel_in_the_environment_exits_2, .exit_code = 2) {
+    setenv("JTRAK_SGEMM", "cublas", 1);
+    la_blas_single_threaded();
+}
