@@ -4,7 +4,6 @@
 
 #include <limits.h>
 #include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 
 #ifdef JTRAK_MPI
@@ -74,12 +73,10 @@ int comm_max(int v) {
 int comm_agree(int rc, JtError *err, const char *fmt, ...) {
     int failed = comm_max(rc != JT_OK);
     if (rc != JT_OK || !failed) return rc;
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-    }
+    va_list ap;
+    va_start(ap, fmt);
+    jt_vfail(err, fmt, ap);
+    va_end(ap);
     return JT_ERR;
 }
 

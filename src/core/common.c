@@ -48,13 +48,16 @@ char *path_join(const char *dir, const char *name) {
     return p;
 }
 
+int jt_vfail(JtError *err, const char *fmt, va_list ap) {
+    if (err) vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    return JT_ERR;
+}
+
 int jt_fail(JtError *err, const char *fmt, ...) {
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-    }
+    va_list ap;
+    va_start(ap, fmt);
+    jt_vfail(err, fmt, ap);
+    va_end(ap);
     return JT_ERR;
 }
 

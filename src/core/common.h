@@ -3,6 +3,7 @@
 #ifndef JTRAK_COMMON_H
 #define JTRAK_COMMON_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -33,6 +34,8 @@ enum { JT_OK = 0, JT_ERR = -1 };
 
 /* Fills err (if non-NULL) and returns JT_ERR, so that `return jt_fail(err, ...)` reads naturally. */
 int jt_fail(JtError *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* jt_fail with a va_list, for functions that take a message format of their own. */
+int jt_vfail(JtError *err, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
 /* a*b with overflow detection: returns 0 on overflow (and leaves *out unset). */
 int jt_mul_size(size_t a, size_t b, size_t *out);
