@@ -2,6 +2,7 @@
 #ifndef JTRAK_BENCH_COMMON_H
 #define JTRAK_BENCH_COMMON_H
 
+#include <stdio.h>
 #include <stdlib.h>
 
 static inline int bench_cmp_double(const void *a, const void *b) {
@@ -13,6 +14,25 @@ static inline int bench_cmp_double(const void *a, const void *b) {
 static inline double bench_median(double *ts, int n) {
     qsort(ts, (size_t)n, sizeof *ts, bench_cmp_double);
     return n % 2 ? ts[n / 2] : 0.5 * (ts[n / 2 - 1] + ts[n / 2]);
+}
+
+/* Parses a comma-separated list of positive integers ("16,64") into out[0..cap); returns how many,
+ * or -1 after one error line naming the program and the option. */
+static inline int bench_int_list(const char *list, int *out, int cap, const char *prog, const char *option) {
+    int n = 0;
+    const char *p = list;
+    while (*p) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 1 || v > 1 << 30 || (*end && *end != ',') || n == cap) {
+            fprintf(stderr, "%s: %s '%s': up to %d positive integers, comma-separated\n", prog, option, list, cap);
+            return -1;
+        }
+        out[n++] = (int)v;
+        p = *end ? end + 1 : end;
+    }
+    if (n == 0) fprintf(stderr, "%s: %s is empty\n", prog, option);
+    return n > 0 ? n : -1;
 }
 
 #endif

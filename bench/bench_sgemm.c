@@ -14,6 +14,7 @@
  * "sgemm_peak"; its "impl" names the kernel that reached it).
  *
  * Run: bench_sgemm [--sizes 1024,2048,4096] [--min-seconds 0.5] */
+#include "bench_common.h"
 #include "core/linalg.h"
 #include "core/progress.h"
 #include <cblas.h>
@@ -92,6 +93,9 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
+    int size_list[16];
+    const int n_sizes = bench_int_list(sizes, size_list, 16, "bench_sgemm", "--sizes");
+    if (n_sizes < 0) return 2;
     int T = omp_get_max_threads();
     static const char *const modes[3] = {"single", "threaded", "concurrent"};
     static const char *const impls[2] = {"openblas", "jtrak-avx512"};
@@ -104,14 +108,8 @@ int main(int argc, char **argv) {
         for (int m = 0; m < 3; m++) {
             if (T == 1 && m > 0) break;   /* all three are the same call */
             if (q == 1 && m == 1) continue; /* jtrak's kernel is single-threaded */
-            char buf[256];
-            snprintf(buf, sizeof buf, "%s", sizes);
-            for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
-                int n = atoi(tok);
-                if (n < 1) {
-                    fprintf(stderr, "bench_sgemm: bad size '%s'\n", tok);
-                    return 2;
-                }
+            for (int si = 0; si < n_sizes; si++) {
+                const int n = size_list[si];
                 fprintf(stderr, "bench_sgemm: %s %s n=%d\n", impls[q], modes[m], n);
                 int copies = m == 2 ? T : 1;
                 double sec = best_call(modes[m], n, T, min_s);

@@ -168,6 +168,10 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_unet: --batch, --iters and --sample-steps must be at least 1\n");
         return 2;
     }
+    int sample_batch_list[16];
+    const int n_sample_batches =
+        bench_int_list(sample_batches, sample_batch_list, 16, "bench_unet", "--sample-batches");
+    if (n_sample_batches < 0) return 2;
     UNetConfig cfg;
     JtError err;
     UNet *net;
@@ -213,14 +217,9 @@ int main(int argc, char **argv) {
             fprintf(stderr, "bench_unet: %s\n", err.msg);
             return 1;
         }
-        char buf[256], extra[128];
-        snprintf(buf, sizeof buf, "%s", sample_batches);
-        for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
-            int sb = atoi(tok);
-            if (sb < 1) {
-                fprintf(stderr, "bench_unet: bad sample batch '%s'\n", tok);
-                return 2;
-            }
+        char extra[128];
+        for (int q = 0; q < n_sample_batches; q++) {
+            const int sb = sample_batch_list[q];
             double sec = time_sampler(net, &sched, sb, sample_steps, iters) / sample_steps;
             snprintf(extra, sizeof extra, ",\"sampler\":\"ddim\",\"steps\":%d", sample_steps);
             /* images_per_s here = U-Net evaluations (image-steps) per second */
