@@ -163,17 +163,20 @@ static void pack_b(float *restrict bp, int transB, const BSource *src, int j0, i
         for (int jb = 0; jb < nj; jb += 16) { /* vectors past nj are never read */
             const int rows = nj - jb < 16 ? nj - jb : 16;
             __m512 v[16];
-            int c = (j0 + jb) / kk, t = (j0 + jb) % kk;
-            for (int r = 0; r < 16; r++) {
-                if (r >= rows) v[r] = _mm512_setzero_ps();
-                else if (!cv)
-                    v[r] = _mm512_maskz_loadu_ps(lanes(cols), src->B + (size_t)(j0 + jb + r) * src->ldb + k0 + kb);
-                else {
+            if (!cv) {
+                load_transposed(src->B + (size_t)(j0 + jb) * src->ldb + k0 + kb, src->ldb, rows, cols, v);
+            } else {
+                int c = (j0 + jb) / kk, t = (j0 + jb) % kk; /* stored row j0 + jb + r = c kk + t */
+                for (int r = 0; r < 16; r++) {
+                    if (r >= rows) {
+                        v[r] = _mm512_setzero_ps();
+                        continue;
+                    }
                     v[r] = _mm512_maskz_loadu_ps(tap[0][t], cv->x + (size_t)c * HW + k0 + kb + off[t]);
                     if (++t == kk) t = 0, c++;
                 }
+                transpose16(v);
             }
-            transpose16(v);
             for (int q = 0; q < cols; q++)
                 _mm512_storeu_ps(bp + (kb + q) * SGEMM_NR + jb, v[q]);
         }
