@@ -27,6 +27,7 @@
 # several times when they share the cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/bench-lib.sh
 BUILD=${1:-build}
 THREADS=${THREADS:-2}
 N=${N:-256}             # training images (jtrak and traker fp32)
@@ -67,20 +68,12 @@ fi
 # FLOPs of the model's forward per image and its parameter count (bench_unet --flops).
 "$BUILD/bench_unet" "$MODEL/config.json" --flops > "$WORK/flops.json"
 
-load1() { cut -d' ' -f1 /proc/loadavg; }
-waited=0
-while awk -v l="$(load1)" -v m="$LOAD_MAX" 'BEGIN { exit !(l >= m) }' && [ "$waited" -lt "$WAIT_S" ]; do
-  [ "$waited" -eq 0 ] && echo "bench-attrib: load average $(load1) >= $LOAD_MAX; waiting up to ${WAIT_S}s for it to drop" >&2
-  sleep 10; waited=$((waited + 10))
-done
+wait_for_idle bench-attrib
 LOAD_START=$(load1)
 CPU=$(lscpu | sed -n 's/^Model name: *//p')
 echo "machine: $CPU, $(nproc) cores; threads $THREADS; load average $LOAD_START; model $MODEL" >&2
 echo "bench-attrib: N=$N S=$S k=$K batch $BATCH; targets $NT, steps $STEPS, R=$R" >&2
 
-now() { date +%s.%N; }
-# peak RSS (MB) from a /usr/bin/time -v report
-peak_mb() { awk -F': *' '/Maximum resident set size/ { printf "%.1f", $2 / 1024 }' "$1"; }
 # busy CPU seconds of the whole machine (user nice system irq softirq steal)
 HZ=$(getconf CLK_TCK)
 busy() { awk -v hz="$HZ" '/^cpu / { printf "%.2f", ($2 + $3 + $4 + $7 + $8 + $9) / hz }' /proc/stat; }

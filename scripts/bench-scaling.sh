@@ -23,6 +23,7 @@
 # 2-core machine. Small runs: SIZES=32,64 TARGETS=1,2 K=256.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/bench-lib.sh
 BUILD=${1:-build}
 THREADS=${THREADS:-2}
 SIZES=${SIZES:-1000,2000,4000,8000}
@@ -62,8 +63,6 @@ for t in "${targets[@]}" "$NT0"; do [ "$t" -gt "$max_t" ] && max_t=$t; done
 largest=0
 for n in "${sizes[@]}"; do [ "$n" -gt "$largest" ] && largest=$n; done
 
-now() { date +%s.%N; }
-peak_mb() { awk -F': *' '/Maximum resident set size/ { printf "%.1f", $2 / 1024 }' "$1"; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 
 echo "bench-scaling: model $MODEL; featurize n = $SIZES at S=$SCALE_S k=$K; score targets $TARGETS (R=$SCALE_R, $SAMPLE_STEPS DDIM steps)" >&2

@@ -32,6 +32,7 @@
 # A small end-to-end run: SMALL=1 make bench (tiny sizes, about a minute; numbers meaningless).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/bench-lib.sh
 BUILD=${1:-build}
 if [ "${SMALL:-0}" = 1 ]; then
   : "${ITERS:=1}" "${BATCH:=8}" "${SAMPLE_BATCHES:=2,4}" "${SAMPLE_STEPS:=2}" "${SGEMM_SIZES:=256,512}"
@@ -66,12 +67,7 @@ else
        "jtrak only" >&2
 fi
 
-load1() { cut -d' ' -f1 /proc/loadavg; }
-waited=0
-while awk -v l="$(load1)" -v m="$LOAD_MAX" 'BEGIN { exit !(l >= m) }' && [ "$waited" -lt "$WAIT_S" ]; do
-  [ "$waited" -eq 0 ] && echo "bench: load average $(load1) >= $LOAD_MAX; waiting up to ${WAIT_S}s for it to drop" >&2
-  sleep 10; waited=$((waited + 10))
-done
+wait_for_idle bench
 CPU=$(lscpu | sed -n 's/^Model name: *//p')
 python3 -c 'import json, sys; print(json.dumps(dict(impl="machine", what="machine", cpu=sys.argv[1],
   cores=int(sys.argv[2]), threads=int(sys.argv[3]), load_avg=float(sys.argv[4]), date=sys.argv[5],
