@@ -7,7 +7,7 @@
  *  - per-example mode: slab b equals the B=1 backward of example b, and the slabs sum to the
  *    batch-summed gradient;
  *  - thread-count independence: summed-mode conv/attention/groupnorm/linear results are bitwise
- *    equal with 1 and 2 OpenMP threads.
+    equal with 1 and 2 OpenMP threads, at a batch whose examples share slots in groups.
  * Set JTRAK_TEST_VERBOSE=1 to print the measured errors. */
 #include "core/linalg.h"
 #include "helpers/numcheck.h"
@@ -1063,6 +1063,8 @@ Test(nn_per_example, conv, .init = suite_init) {
     conv_pe_case((Conv2dDims){3, 4, 5, 6, 7, 3, 1, CONV_PAD_SAME}, "conv3x3 s1");
     conv_pe_case((Conv2dDims){3, 4, 5, 6, 7, 1, 1, CONV_PAD_SAME}, "conv1x1");
     conv_pe_case((Conv2dDims){3, 4, 5, 7, 7, 3, 2, CONV_PAD_RB}, "conv3x3 s2 rb");
+    /* more examples than summed-mode slots: groups of 3 accumulate in one slot */
+    conv_pe_case((Conv2dDims){37, 4, 5, 6, 7, 3, 1, CONV_PAD_SAME}, "conv3x3 s1 B=37");
 }
 
 typedef struct {
@@ -1171,9 +1173,11 @@ static void conv_threads_run(void *s, float *res) {
     conv2d_backward(din, dw, db, st->r, st->cs.in, st->cs.w, d, &st->cs.c);
 }
 Test(nn_threads, conv_bitwise, .init = suite_init) {
-    const Conv2dDims cases[] = {{5, 16, 12, 12, 12, 3, 1, CONV_PAD_SAME},
-                                {5, 16, 12, 12, 12, 1, 1, CONV_PAD_SAME},
-                                {5, 16, 12, 12, 12, 3, 2, CONV_PAD_RB}};
+    /* B = 37 > NN_GRAD_SLOTS: examples share summed-mode slots in groups of 3, the last one
+     * short; the groups must stay whole on one thread whatever the thread count. */
+    const Conv2dDims cases[] = {{37, 16, 12, 12, 12, 3, 1, CONV_PAD_SAME},
+                                {37, 16, 12, 12, 12, 1, 1, CONV_PAD_SAME},
+                                {37, 16, 12, 12, 12, 3, 2, CONV_PAD_RB}};
     for (int k = 0; k < 3; k++) {
         Conv2dDims d = cases[k];
         ConvPe st = {conv_setup(d, 1, 90 + k), NULL};
@@ -1202,7 +1206,7 @@ static void attn_threads_run(void *s, float *res) {
                        st->as.p[4], st->as.p[6], d, &st->as.c);
 }
 Test(nn_threads, attention_bitwise, .init = suite_init) {
-    AttnDims d = {5, 16, 36, 2, 1.0f};
+    AttnDims d = {37, 16, 36, 2, 1.0f}; /* grouped slots, as in conv_bitwise */
     AttnPe st = {attn_setup(d, 95), NULL, NULL};
     size_t n = (size_t)d.B * d.C * d.N;
     st.r = rand_buf(n, 1.0f);
@@ -1230,14 +1234,14 @@ static void lin_threads_run(void *s, float *res) {
                     st->ls.x, st->ls.w, d, &st->ls.c);
 }
 Test(nn_threads, groupnorm_linear_bitwise, .init = suite_init) {
-    GroupNormDims gd = {5, 8, 49, 2, 1e-5f};
+    GroupNormDims gd = {37, 8, 49, 2, 1e-5f}; /* grouped slots, as in conv_bitwise */
     GnPe g = {gn_setup(gd, 96), NULL};
     size_t n = (size_t)gd.B * gd.C * gd.HW;
     g.r = rand_buf(n, 1.0f);
     threads_check("groupnorm", gn_threads_run, &g, 2 * n + 2 * gd.C);
     free(g.r);
     gn_teardown(&g.gs);
-    LinearDims ld = {5, 33, 17};
+    LinearDims ld = {37, 33, 17};
     LinPe l = {lin_setup(ld, 97), NULL};
     l.r = rand_buf((size_t)ld.B * ld.out, 1.0f);
     threads_check("linear", lin_threads_run, &l,
@@ -1283,7 +1287,7 @@ Test(nn_contract, backward_accumulates, .init = suite_init) {
 Test(nn_contract, grad_buf_too_small_aborts, .init = suite_init, .signal = SIGABRT) {
     LinearDims d = {3, 4, 5};
     LinState st = lin_setup(d, 99);
-    st.c.grad_floats = (size_t)d.B * (d.out * d.in + d.out) - 1;
+    st.c.grad_floats = grad_slots_floats(d.B, (size_t)d.out * d.in + d.out) - 1;
     float dy[15] = {0}, dw[20] = {0}, db[5] = {0};
     linear_backward(NULL, dw, db, dy, st.x, st.w, &st.d, &st.c);
     lin_teardown(&st);

@@ -3,18 +3,21 @@
  * stays in L1) -> the 8 x 48 micro-kernel over each A panel. Transposed operands are packed through
  * 16 x 16 in-register transposes; edges are zero-padded in the packs and masked on the stores. */
 #include "core/sgemm_avx512.h"
+#include "core/common.h"
 
 #if defined(__AVX512F__) && defined(__AVX512VL__)
 
 #include <immintrin.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 enum {
     SGEMM_MR = 8,   /* rows of the register tile */
     SGEMM_NR = 48,  /* columns of the register tile: 3 vectors of 16 */
     SGEMM_KC = 128, /* K block: a packed B panel (KC x NR floats, 24 KiB) stays in L1 */
     SGEMM_MC = 192, /* M block: a packed A block (MC x KC floats, 192 KiB) fits L2 */
+    SGEMM_TAP_STACK = 2304, /* im2col tap masks kept on the stack (4.5 KiB) */
 };
 
 static inline __mmask16 lanes(int n) { return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u); }
@@ -91,6 +94,42 @@ static void pack_a(float *restrict ap, int transA, const float *A, int lda, int 
     }
 }
 
+/* Masks of every 16-pixel group of the image, built once per call: table[g kk + t] has bit q set
+ * when tap t = (i, j) of pixel 16 g + q reads inside the image (the pixel exists, row y + i - pad
+ * and column x + j - pad inside). The masked loads of the packs then never touch memory outside
+ * the image (masked lanes do not fault), although the shifted pointer may point before it. Packs
+ * only ask for groups starting at multiples of 16 (N panels of 48, K blocks of 128, steps of 16). */
+typedef struct {
+    __mmask16 *mask;             /* (groups, kk) */
+    ptrdiff_t off[SGEMM_CONV_KMAX * SGEMM_CONV_KMAX]; /* tap t's shift in the flattened image */
+} TapTable;
+
+static void tap_table_fill(const SgemmIm2col *cv, TapTable *tt) {
+    const int k = cv->k, pad = (k - 1) / 2, W = cv->W, H = cv->H, HW = H * W, kk = k * k;
+    for (int t = 0; t < kk; t++)
+        tt->off[t] = (ptrdiff_t)(t / k - pad) * W + (t % k - pad);
+    const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i vW = _mm512_set1_epi32(W), vH = _mm512_set1_epi32(H), zero = _mm512_setzero_si512();
+    for (int g = 0, p0 = 0; p0 < HW; g++, p0 += 16) {
+        /* (y, x) of pixels p0 .. p0+15: x0 + q wraps into the next rows (several when W < 16) */
+        __m512i x = _mm512_add_epi32(_mm512_set1_epi32(p0 % W), iota), y = _mm512_set1_epi32(p0 / W);
+        for (__mmask16 m; (m = _mm512_cmpge_epi32_mask(x, vW)) != 0;) {
+            x = _mm512_mask_sub_epi32(x, m, x, vW);
+            y = _mm512_mask_add_epi32(y, m, y, _mm512_set1_epi32(1));
+        }
+        __mmask16 xm[SGEMM_CONV_KMAX], ym[SGEMM_CONV_KMAX];
+        for (int d = 0; d < k; d++) {
+            const __m512i xs = _mm512_add_epi32(x, _mm512_set1_epi32(d - pad));
+            const __m512i ys = _mm512_add_epi32(y, _mm512_set1_epi32(d - pad));
+            xm[d] = _mm512_cmpge_epi32_mask(xs, zero) & _mm512_cmplt_epi32_mask(xs, vW);
+            ym[d] = _mm512_cmpge_epi32_mask(ys, zero) & _mm512_cmplt_epi32_mask(ys, vH);
+        }
+        const __mmask16 exists = lanes(HW - p0);
+        for (int t = 0; t < kk; t++)
+            tt->mask[(size_t)g * kk + t] = exists & ym[t / k] & xm[t % k];
+    }
+}
+
 /* Where op(B) comes from: a stored matrix (B, ldb), or, for a convolution, the im2col matrix of an
  * image that is never built (cv): stored row r = c k^2 + t of it holds x[c] shifted by
  * (t / k - pad, t % k - pad), zero outside the image. */
@@ -98,43 +137,16 @@ typedef struct {
     const float *B;
     int ldb;
     const SgemmIm2col *cv;
+    const TapTable *taps; /* cv's masks */
 } BSource;
 
-/* Lanes q with lo <= q < hi. */
-static inline __mmask16 lane_range(int lo, int hi) {
-    lo = lo < 0 ? 0 : lo > 16 ? 16 : lo;
-    hi = hi < 0 ? 0 : hi > 16 ? 16 : hi;
-    return (__mmask16)(lanes(hi) & ~lanes(lo));
-}
-
-/* For the pixels p0 .. p0+15 and every kernel tap t = (i, j): tap[t] has bit q set when the tap
- * reads inside the image for pixel p0 + q (and q is in `valid`); off[t] is the tap's shift. The
- * masked loads of the packs then never touch memory outside the image (masked lanes do not
- * fault), although the shifted pointer may point before it. */
-static void tap_masks(const SgemmIm2col *cv, int p0, __mmask16 valid, __mmask16 *tap, ptrdiff_t *off) {
-    const int k = cv->k, pad = (k - 1) / 2, W = cv->W, HW = cv->H * cv->W;
-    __mmask16 xm[SGEMM_CONV_KMAX] = {0}; /* column j inside the image */
-    int x = p0 % W;
-    for (int q = 0; q < 16; q++) {
-        for (int j = 0; j < k; j++)
-            if (x + j - pad >= 0 && x + j - pad < W) xm[j] |= (__mmask16)(1u << q);
-        if (++x == W) x = 0;
-    }
-    for (int t = 0; t < k * k; t++) {
-        const int di = t / k - pad, dj = t % k - pad;
-        off[t] = (ptrdiff_t)di * W + dj;
-        /* row i inside the image: 0 <= p + di W < HW */
-        tap[t] = valid & xm[dj + pad] & lane_range(-di * W - p0, HW - di * W - p0);
-    }
-}
 
 /* Packs columns j0 .. j0+nj-1 (nj <= 48), K range k0 .. k0+kc-1 of op(B):
  * bp[k * 48 + j] = op(B)[k0 + k][j0 + j], zero beyond nj. */
 static void pack_b(float *restrict bp, int transB, const BSource *src, int j0, int nj, int k0, int kc) {
     const SgemmIm2col *cv = src->cv;
     const int kk = cv ? cv->k * cv->k : 1, HW = cv ? cv->H * cv->W : 0;
-    __mmask16 tap[3][SGEMM_CONV_KMAX * SGEMM_CONV_KMAX];
-    ptrdiff_t off[SGEMM_CONV_KMAX * SGEMM_CONV_KMAX];
+    const ptrdiff_t *off = cv ? src->taps->off : NULL;
     if (!transB) { /* op(B)[k][j] = B[k][j]: rows of 48 */
         const __mmask16 m[3] = {lanes(nj), lanes(nj - 16 > 0 ? nj - 16 : 0), lanes(nj - 32 > 0 ? nj - 32 : 0)};
         if (!cv) {
@@ -144,13 +156,14 @@ static void pack_b(float *restrict bp, int transB, const BSource *src, int j0, i
                     _mm512_storeu_ps(bp + k * SGEMM_NR + 16 * v, _mm512_maskz_loadu_ps(m[v], s + 16 * v));
             return;
         }
+        const __mmask16 *tap[3]; /* the groups of the 3 vectors (a vector past nj reads group 0, masked off) */
         for (int v = 0; v < 3; v++)
-            tap_masks(cv, j0 + 16 * v, m[v], tap[v], off);
+            tap[v] = src->taps->mask + (size_t)(m[v] ? (j0 + 16 * v) / 16 : 0) * kk;
         int c = k0 / kk, t = k0 % kk; /* row k0 + k = c kk + t */
         for (int k = 0; k < kc; k++) {
             const float *s = cv->x + (size_t)c * HW + j0 + off[t];
             for (int v = 0; v < 3; v++)
-                _mm512_storeu_ps(bp + k * SGEMM_NR + 16 * v, _mm512_maskz_loadu_ps(tap[v][t], s + 16 * v));
+                _mm512_storeu_ps(bp + k * SGEMM_NR + 16 * v, _mm512_maskz_loadu_ps(tap[v][t] & m[v], s + 16 * v));
             if (++t == kk) t = 0, c++;
         }
         return;
@@ -159,7 +172,7 @@ static void pack_b(float *restrict bp, int transB, const BSource *src, int j0, i
      * k0 + kb .. (at most 16) */
     for (int kb = 0; kb < kc; kb += 16) {
         const int cols = kc - kb < 16 ? kc - kb : 16;
-        if (cv) tap_masks(cv, k0 + kb, lanes(cols), tap[0], off);
+        const __mmask16 *tap = cv ? src->taps->mask + (size_t)((k0 + kb) / 16) * kk : NULL;
         for (int jb = 0; jb < nj; jb += 16) { /* vectors past nj are never read */
             const int rows = nj - jb < 16 ? nj - jb : 16;
             __m512 v[16];
@@ -172,7 +185,7 @@ static void pack_b(float *restrict bp, int transB, const BSource *src, int j0, i
                         v[r] = _mm512_setzero_ps();
                         continue;
                     }
-                    v[r] = _mm512_maskz_loadu_ps(tap[0][t], cv->x + (size_t)c * HW + k0 + kb + off[t]);
+                    v[r] = _mm512_maskz_loadu_ps(tap[t], cv->x + (size_t)c * HW + k0 + kb + off[t]);
                     if (++t == kk) t = 0, c++;
                 }
                 transpose16(v);
@@ -275,7 +288,7 @@ static void gemm(int transA, int transB, int M, int N, int K, float alpha, const
 int sgemm_avx512(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
                  const float *B, int ldb, float beta, float *C, int ldc) {
     if (M <= 0 || N <= 0 || K <= 0) return 0; /* nothing to multiply: OpenBLAS scales C */
-    const BSource b = {B, ldb, NULL};
+    const BSource b = {B, ldb, NULL, NULL};
     gemm(transA, transB, M, N, K, alpha, A, lda, &b, beta, C, ldc);
     return 1;
 }
@@ -284,8 +297,14 @@ int sgemm_avx512_im2col(int transA, int transB, int M, int N, int K, float alpha
                         const SgemmIm2col *cols, float beta, float *C, int ldc) {
     if (M <= 0 || N <= 0 || K <= 0) return 0;
     if (cols->k < 1 || cols->k % 2 == 0 || cols->k > SGEMM_CONV_KMAX) return 0;
-    const BSource b = {NULL, 0, cols};
+    /* The masks on the stack up to 64x64 images with 3x3 kernels, on the heap beyond. */
+    __mmask16 stack_masks[SGEMM_TAP_STACK];
+    const size_t n_masks = (size_t)(cols->H * cols->W + 15) / 16 * (size_t)(cols->k * cols->k);
+    TapTable taps = {n_masks <= SGEMM_TAP_STACK ? stack_masks : xmalloc(n_masks * sizeof(__mmask16)), {0}};
+    tap_table_fill(cols, &taps);
+    const BSource b = {NULL, 0, cols, &taps};
     gemm(transA, transB, M, N, K, alpha, A, lda, &b, beta, C, ldc);
+    if (taps.mask != stack_masks) free(taps.mask);
     return 1;
 }
 

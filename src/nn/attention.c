@@ -129,7 +129,7 @@ void attention_backward(float *dx /* (B,C,N) */, float *dresidual /* (B,C,N) */,
         (size_t)C * C, dparams[5] ? (size_t)C : 0, (size_t)C * C, dparams[7] ? (size_t)C : 0};
     grad_slots_begin(&gs, c, d->B, 8, dparams, numel);
     const float *wqkv[3] = {wq, wk, wv};
-#pragma omp parallel for schedule(static) num_threads(nn_threads(c))
+#pragma omp parallel for schedule(static, gs.group) num_threads(nn_threads(c))
     for (int b = 0; b < d->B; b++) {
         const float *xb = x + (size_t)b * CN, *g = dout + (size_t)b * CN; /* (C,N) */
         const float *Q = saved + (size_t)b * per, *K = Q + CN, *V = K + CN, *O = V + CN;

@@ -247,7 +247,7 @@ void conv2d_backward(float *din /* (B,cin,H,W) or NULL */, float *dw /* (cout,ci
     size_t numel[2] = {(size_t)cout * K, dbias ? (size_t)cout : 0};
     grad_slots_begin(&gs, c, d->B, 2, dptr, numel);
 
-#pragma omp parallel for schedule(static) num_threads(nn_threads(c))
+#pragma omp parallel for schedule(static, gs.group) num_threads(nn_threads(c))
     for (int b = 0; b < d->B; b++) {
         const float *inb = in + (size_t)b * in_sz;
         const float *doutb = dout + (size_t)b * out_sz; /* (cout, Ho*Wo) */

@@ -102,7 +102,7 @@ void groupnorm_backward(float *din /* (B,C,HW) */, float *dgamma /* (C) */, floa
     size_t numel[2] = {dgamma ? (size_t)d->C : 0, dbeta ? (size_t)d->C : 0};
     grad_slots_begin(&gs, c, B, 2, dptr, numel);
     const int items = B * G;
-#pragma omp parallel for schedule(static) num_threads(nn_threads(c))
+#pragma omp parallel for schedule(static, gs.group * G) num_threads(nn_threads(c))
     for (int bg = 0; bg < items; bg++) {
         const int b = bg / G, c0 = (bg % G) * cpg;
         const float *x = in + (size_t)bg * gsize;    /* (cpg, HW) */

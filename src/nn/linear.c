@@ -36,7 +36,7 @@ void linear_backward(float *dx /* (B,in) or NULL */, float *dw /* (out,in) */,
     float *dptr[2] = {dw, dbias};
     size_t numel[2] = {(size_t)out * in, dbias ? (size_t)out : 0};
     grad_slots_begin(&gs, c, d->B, 2, dptr, numel);
-#pragma omp parallel for schedule(static) num_threads(nn_threads(c))
+#pragma omp parallel for schedule(static, gs.group) num_threads(nn_threads(c))
     for (int b = 0; b < d->B; b++) {
         const float *dyb = dy + (size_t)b * out, *xb = x + (size_t)b * in;
         float *sw = grad_slot(&gs, b, 0); /* (out, in) */

@@ -1,12 +1,24 @@
-/* opctx.c: per-thread scratch lookup and the per-example parameter-gradient slots (GradSlots) that
- * every op backward writes through. In summed mode the B per-example slots live in the context's
- * grad_buf and are reduced in example order (b = 0..B-1, accumulated in double), so a batch
- * gradient does not depend on how many threads computed it (house-style convention 7). */
+/* opctx.c: per-thread scratch lookup and the parameter-gradient slots (GradSlots) that every op
+ * backward writes through. In summed mode at most NN_GRAD_SLOTS slots live in the context's
+ * grad_buf, each filled by a fixed group of examples in order, and are reduced in slot order
+ * (accumulated in double), so a batch gradient does not depend on how many threads computed it
+ * (house-style convention 7). */
 #include "core/common.h"
 #include "nn/nn.h"
 
 #include <omp.h>
 #include <string.h>
+
+static int slot_group(int B) {
+    return (B + NN_GRAD_SLOTS - 1) / NN_GRAD_SLOTS;
+}
+
+size_t grad_slots_floats(int B, size_t params) {
+    size_t n;
+    int slots = (B + slot_group(B) - 1) / slot_group(B);
+    CHECK(jt_mul_size((size_t)slots, params, &n), "grad slot size overflows");
+    return n;
+}
 
 float *opctx_scratch(const OpCtx *c) {
     int t = omp_get_thread_num();
@@ -32,12 +44,12 @@ void grad_slots_begin(GradSlots *s, const OpCtx *c, int B, int n_tensors, float 
         s->numel[i] = numel[i];
         s->per_example += numel[i];
     }
+    s->group = c->example_stride > 0 ? 1 : slot_group(B);
     if (c->example_stride > 0) return;
-    size_t total;
-    CHECK(jt_mul_size((size_t)B, s->per_example, &total), "grad slot size overflows");
+    const size_t total = grad_slots_floats(B, s->per_example);
     CHECK(c->grad_buf != NULL && c->grad_floats >= total,
-          "OpCtx.grad_buf holds %zu floats, summed-mode backward needs B*params = %d*%zu = %zu",
-          c->grad_floats, B, s->per_example, total);
+          "OpCtx.grad_buf holds %zu floats, summed-mode backward of batch %d needs %zu (params %zu)",
+          c->grad_floats, B, total, s->per_example);
     size_t nchunks = (total + SLOT_ZERO_CHUNK - 1) / SLOT_ZERO_CHUNK;
     float *buf = c->grad_buf;
 #pragma omp parallel for schedule(static) if (nchunks > 1)
@@ -55,26 +67,39 @@ float *grad_slot(const GradSlots *s, int b, int i) {
     size_t off = 0;
     for (int k = 0; k < i; k++)
         off += s->numel[k];
-    return s->ctx->grad_buf + (size_t)b * s->per_example + off;
+    return s->ctx->grad_buf + (size_t)(b / s->group) * s->per_example + off;
 }
+
+/* Elements reduced at a time: their double sums stay in L1 while the slots stream past. */
+#define SLOT_REDUCE_CHUNK 512
 
 void grad_slots_end(GradSlots *s) {
     if (s->ctx->example_stride > 0) return;
     const float *buf = s->ctx->grad_buf;
-    size_t P = s->per_example, off = 0;
-    int B = s->B;
+    const size_t P = s->per_example;
+    const int slots = (s->B + s->group - 1) / s->group;
+    size_t off = 0;
     for (int i = 0; i < s->n; i++) {
         float *d = s->d[i];
-        size_t n = s->numel[i];
+        const size_t n = s->numel[i];
         if (d != NULL) {
-            /* Parallel over elements, never over examples: each element sums its B slots in
-             * order b = 0..B-1, in double, whatever the thread count. */
-#pragma omp parallel for schedule(static) if (n * (size_t)B > 32768)
-            for (size_t j = 0; j < n; j++) {
-                double acc = d[j];
-                for (int b = 0; b < B; b++)
-                    acc += buf[(size_t)b * P + off + j];
-                d[j] = (float)acc;
+            /* Parallel over elements, never over slots: each element sums its slots in order
+             * 0, 1, ..., in double, whatever the thread count. */
+            const size_t nchunks = (n + SLOT_REDUCE_CHUNK - 1) / SLOT_REDUCE_CHUNK;
+#pragma omp parallel for schedule(static) if (n * (size_t)slots > 32768)
+            for (size_t ch = 0; ch < nchunks; ch++) {
+                const size_t j0 = ch * SLOT_REDUCE_CHUNK;
+                const size_t len = n - j0 < SLOT_REDUCE_CHUNK ? n - j0 : SLOT_REDUCE_CHUNK;
+                double acc[SLOT_REDUCE_CHUNK];
+                for (size_t j = 0; j < len; j++)
+                    acc[j] = d[j0 + j];
+                for (int q = 0; q < slots; q++) {
+                    const float *src = buf + (size_t)q * P + off + j0;
+                    for (size_t j = 0; j < len; j++)
+                        acc[j] += src[j];
+                }
+                for (size_t j = 0; j < len; j++)
+                    d[j0 + j] = (float)acc[j];
             }
         }
         off += n;

@@ -90,11 +90,11 @@ int unet_run_create(UNetRun **out, const UNet *net, int B, int H, int W, JtError
     }
     size_t act, aux;
     if (!jt_mul_size(r->act_floats, (size_t)B, &act) ||
-        !jt_mul_size(r->aux_per_sample, (size_t)B, &aux) ||
-        !jt_mul_size(gradbuf, (size_t)B, &gradbuf)) {
+        !jt_mul_size(r->aux_per_sample, (size_t)B, &aux)) {
         unet_run_free(r);
         return jt_fail(err, "batch %d of %dx%d images: activation memory overflows", B, H, W);
     }
+    gradbuf = grad_slots_floats(B, gradbuf); /* at most NN_GRAD_SLOTS copies of the largest op's */
     r->act = xmalloc(act * sizeof(float));
     r->grad = xmalloc(act * sizeof(float));
     r->aux = xmalloc((aux ? aux : 1) * sizeof(float));
