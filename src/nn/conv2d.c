@@ -247,38 +247,42 @@ void conv2d_backward(float *din /* (B,cin,H,W) or NULL */, float *dw /* (cout,ci
     size_t numel[2] = {(size_t)cout * K, dbias ? (size_t)cout : 0};
     grad_slots_begin(&gs, c, d->B, 2, dptr, numel);
 
-#pragma omp parallel for schedule(static, gs.group) num_threads(nn_threads(c))
-    for (int b = 0; b < d->B; b++) {
-        const float *inb = in + (size_t)b * in_sz;
-        const float *doutb = dout + (size_t)b * out_sz; /* (cout, Ho*Wo) */
-        float *sw = grad_slot(&gs, b, 0);               /* (cout, K) */
-        float *sb = grad_slot(&gs, b, 1);               /* (cout) or NULL */
-        if (sb) {
-            for (int o = 0; o < cout; o++) /* in double: robust to the order of Ho*Wo terms */
-                sb[o] += (float)nn_sum_double(doutb + (size_t)o * HWo, (size_t)HWo);
-        }
-        if (g.direct) {
-            /* cols = in_b (cin, HW): dW_b += dout_b in_b^T; din_b += W^T dout_b. */
-            la_sgemm(0, 1, cout, K, HWo, 1.0f, doutb, HWo, inb, HWo, 1.0f, sw, K);
-            if (din)
-                la_sgemm(1, 0, K, HWo, cout, 1.0f, w, K, doutb, HWo, 1.0f, din + (size_t)b * in_sz,
-                         HWo);
-        } else if (same && la_sgemm_im2col(0, 1, cout, K, HWo, 1.0f, doutb, HWo, inb, d->H, d->W,
-                                           d->k, 1.0f, sw, K)) {
-            if (din) { /* din_b += conv2d(dout_b, flipped W): no dcols, no col2im */
-                float *wf = opctx_scratch(c); /* (cin, cout*k*k) */
-                const int kf = cout * d->k * d->k;
-                flip_weights(wf, w, d);
-                la_sgemm_im2col(0, 0, d->cin, HWo, kf, 1.0f, wf, kf, doutb, d->H, d->W, d->k, 1.0f,
-                                din + (size_t)b * in_sz, HWo);
+#pragma omp parallel num_threads(nn_threads(c))
+    {
+        int flipped = 0; /* this thread's scratch holds W flipped (once per call, not per image) */
+#pragma omp for schedule(static, gs.group)
+        for (int b = 0; b < d->B; b++) {
+            const float *inb = in + (size_t)b * in_sz;
+            const float *doutb = dout + (size_t)b * out_sz; /* (cout, Ho*Wo) */
+            float *sw = grad_slot(&gs, b, 0);               /* (cout, K) */
+            float *sb = grad_slot(&gs, b, 1);               /* (cout) or NULL */
+            if (sb) {
+                for (int o = 0; o < cout; o++) /* in double: robust to the order of Ho*Wo terms */
+                    sb[o] += (float)nn_sum_double(doutb + (size_t)o * HWo, (size_t)HWo);
             }
-        } else {
-            float *cols = opctx_scratch(c); /* (K, Ho*Wo), reused for dcols */
-            im2col(cols, inb, d, &g);
-            la_sgemm(0, 1, cout, K, HWo, 1.0f, doutb, HWo, cols, HWo, 1.0f, sw, K);
-            if (din) {
-                la_sgemm(1, 0, K, HWo, cout, 1.0f, w, K, doutb, HWo, 0.0f, cols, HWo);
-                col2im_add(din + (size_t)b * in_sz, cols, d, &g);
+            if (g.direct) {
+                /* cols = in_b (cin, HW): dW_b += dout_b in_b^T; din_b += W^T dout_b. */
+                la_sgemm(0, 1, cout, K, HWo, 1.0f, doutb, HWo, inb, HWo, 1.0f, sw, K);
+                if (din)
+                    la_sgemm(1, 0, K, HWo, cout, 1.0f, w, K, doutb, HWo, 1.0f,
+                             din + (size_t)b * in_sz, HWo);
+            } else if (same && la_sgemm_im2col(0, 1, cout, K, HWo, 1.0f, doutb, HWo, inb, d->H,
+                                               d->W, d->k, 1.0f, sw, K)) {
+                if (din) { /* din_b += conv2d(dout_b, flipped W): no dcols, no col2im */
+                    float *wf = opctx_scratch(c); /* (cin, cout*k*k) */
+                    const int kf = cout * d->k * d->k;
+                    if (!flipped) flip_weights(wf, w, d), flipped = 1;
+                    la_sgemm_im2col(0, 0, d->cin, HWo, kf, 1.0f, wf, kf, doutb, d->H, d->W, d->k,
+                                    1.0f, din + (size_t)b * in_sz, HWo);
+                }
+            } else {
+                float *cols = opctx_scratch(c); /* (K, Ho*Wo), reused for dcols */
+                im2col(cols, inb, d, &g);
+                la_sgemm(0, 1, cout, K, HWo, 1.0f, doutb, HWo, cols, HWo, 1.0f, sw, K);
+                if (din) {
+                    la_sgemm(1, 0, K, HWo, cout, 1.0f, w, K, doutb, HWo, 0.0f, cols, HWo);
+                    col2im_add(din + (size_t)b * in_sz, cols, d, &g);
+                }
             }
         }
     }
