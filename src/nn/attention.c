@@ -74,15 +74,10 @@ void attention_forward(float *out /* (B,C,N) */, float *saved, const float *x /*
             la_sgemm(0, 1, N, N, dh, as, Q + h * dh, C, K + h * dh, C, 0.0f, Ph, N);
             for (int i = 0; i < N; i++) {
                 float *row = Ph + (size_t)i * N;
-                float mx = row[0];
-                for (int j = 1; j < N; j++)
-                    mx = row[j] > mx ? row[j] : mx;
+                const float mx = nn_max_float(row, (size_t)N);
                 for (int j = 0; j < N; j++) /* a loop of its own: it vectorizes */
                     row[j] = nn_expf(row[j] - mx);
-                float sum = 0.0f;
-                for (int j = 0; j < N; j++)
-                    sum += row[j];
-                const float inv = 1.0f / sum;
+                const float inv = (float)(1.0 / nn_sum_double(row, (size_t)N));
                 for (int j = 0; j < N; j++)
                     row[j] *= inv;
             }
@@ -100,13 +95,22 @@ void attention_forward(float *out /* (B,C,N) */, float *saved, const float *x /*
     }
 }
 
-/* dbias (C) += column sums of dM (N,C), in double. */
+/* dbias (C) += column sums of dM (N,C), in double, row by row (contiguous: it vectorizes), in
+ * blocks of COLSUM_BLOCK columns. */
+#define COLSUM_BLOCK 256
 static void colsum_add(float *db, const float *dm, int N, int C) {
-    for (int ch = 0; ch < C; ch++) {
-        double acc = 0.0;
-        for (int n = 0; n < N; n++)
-            acc += dm[(size_t)n * C + ch];
-        db[ch] += (float)acc;
+    double acc[COLSUM_BLOCK];
+    for (int c0 = 0; c0 < C; c0 += COLSUM_BLOCK) {
+        const int nc = C - c0 < COLSUM_BLOCK ? C - c0 : COLSUM_BLOCK;
+        for (int ch = 0; ch < nc; ch++)
+            acc[ch] = 0.0;
+        for (int n = 0; n < N; n++) {
+            const float *row = dm + (size_t)n * C + c0;
+            for (int ch = 0; ch < nc; ch++)
+                acc[ch] += row[ch];
+        }
+        for (int ch = 0; ch < nc; ch++)
+            db[c0 + ch] += (float)acc[ch];
     }
 }
 
@@ -145,9 +149,7 @@ void attention_backward(float *dx /* (B,C,N) */, float *dresidual /* (B,C,N) */,
         float *sbo = grad_slot(&gs, b, 7);
         if (sbo) {
             for (int ch = 0; ch < C; ch++) {
-                double acc = 0.0;
-                for (int n = 0; n < N; n++)
-                    acc += g[(size_t)ch * N + n];
+                const double acc = nn_sum_double(g + (size_t)ch * N, (size_t)N);
                 sbo[ch] += (float)(sc * acc);
             }
         }
@@ -160,10 +162,7 @@ void attention_backward(float *dx /* (B,C,N) */, float *dresidual /* (B,C,N) */,
             for (int i = 0; i < N; i++) { /* softmax backward, dS overwrites dP */
                 const float *pr = Ph + (size_t)i * N;
                 float *dr = dP + (size_t)i * N;
-                double dot = 0.0;
-                for (int j = 0; j < N; j++)
-                    dot += (double)pr[j] * dr[j];
-                const float fdot = (float)dot;
+                const float fdot = (float)nn_dot_double(pr, dr, (size_t)N);
                 for (int j = 0; j < N; j++)
                     dr[j] = pr[j] * (dr[j] - fdot);
             }

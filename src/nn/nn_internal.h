@@ -48,6 +48,39 @@ static inline double nn_sum_double(const float *x, size_t n) {
     return s;
 }
 
+/* The dot product of x and y in double, in nn_sum_double's lanes and order. */
+static inline double nn_dot_double(const float *x, const float *y, size_t n) {
+    double acc[NN_SUM_LANES] = {0};
+    size_t i = 0;
+    for (; i + NN_SUM_LANES <= n; i += NN_SUM_LANES)
+        for (int l = 0; l < NN_SUM_LANES; l++)
+            acc[l] += (double)x[i + l] * y[i + l];
+    for (; i < n; i++)
+        acc[i % NN_SUM_LANES] += (double)x[i] * y[i];
+    double s = 0.0;
+    for (int l = 0; l < NN_SUM_LANES; l++)
+        s += acc[l];
+    return s;
+}
+
+/* The largest of x[0..n), n >= 1 (no NaN expected), over 16 lanes: the scalar running max does not
+ * vectorize (GCC keeps its order for NaN), and a maximum does not depend on the order. */
+static inline float nn_max_float(const float *x, size_t n) {
+    float m[16];
+    size_t i = 0;
+    for (int l = 0; l < 16; l++)
+        m[l] = x[0];
+    for (; i + 16 <= n; i += 16)
+        for (int l = 0; l < 16; l++)
+            m[l] = x[i + l] > m[l] ? x[i + l] : m[l];
+    for (; i < n; i++)
+        m[0] = x[i] > m[0] ? x[i] : m[0];
+    float mx = m[0];
+    for (int l = 1; l < 16; l++)
+        mx = m[l] > mx ? m[l] : mx;
+    return mx;
+}
+
 /* exp(x) for float, written so that the compiler vectorizes loops that call it (libm's expf is a
  * scalar call: it was 7% of a training step inside SiLU). Range reduction x = n ln2 + r with ln2
  * split in two (Cody-Waite), e^r by its degree-6 Taylor polynomial on |r| <= ln2/2 (truncation
