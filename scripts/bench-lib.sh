@@ -17,3 +17,6 @@ now() { date +%s.%N; }
 
 # peak RSS (MB) from a /usr/bin/time -v report
 peak_mb() { awk -F': *' '/Maximum resident set size/ { printf "%.1f", $2 / 1024 }' "$1"; }
+
+# Adds "round": $1 to every JSON line on stdin (repeated measurements of one thing).
+tagged_round() { sed "s/}\$/,\"round\":$1}/"; }

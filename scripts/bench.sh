@@ -24,6 +24,7 @@
 # minutes on a 2-core machine (plus the wait for an idle machine).
 #
 # Knobs (environment): THREADS (2), BATCH (U-Net batch, 64), ITERS (timed iterations, 5),
+# ROUNDS (alternating jtrak/diffusers rounds of the forward and training step, 3),
 # CONFIGS (configs/fm-xs.json configs/fm-s.json), SAMPLE_BATCHES (16,64), SAMPLE_STEPS (10),
 # SGEMM_SIZES (1024,2048,4096); ATTRIB=0 / SCALING=0 / PROJECT=0 / TWIN=0 skip a part; the
 # attribution part reads N, S, K, ATTRIB_BATCH (its BATCH), NT, STEPS, R, FP16 (scripts/
@@ -35,7 +36,7 @@ cd "$(dirname "$0")/.."
 . scripts/bench-lib.sh
 BUILD=${1:-build}
 if [ "${SMALL:-0}" = 1 ]; then
-  : "${ITERS:=1}" "${BATCH:=8}" "${SAMPLE_BATCHES:=2,4}" "${SAMPLE_STEPS:=2}" "${SGEMM_SIZES:=256,512}"
+  : "${ITERS:=1}" "${ROUNDS:=2}" "${BATCH:=8}" "${SAMPLE_BATCHES:=2,4}" "${SAMPLE_STEPS:=2}" "${SGEMM_SIZES:=256,512}"
   : "${N:=16}" "${S:=2}" "${K:=256}" "${NT:=2}" "${STEPS:=900,100}" "${R:=2}" "${N16:=8}"
   : "${SIZES:=16,32,64}" "${SCALE_S:=1}" "${TARGETS:=1,2,4}" "${NT0:=2}" "${SCALE_R:=1}"
   : "${SGEMM_MIN_S:=0.05}" "${WAIT_S:=0}" "${CONFIGS:=configs/fm-xs.json}" "${PROJECT_ITERS:=1}"
@@ -44,6 +45,7 @@ fi
 THREADS=${THREADS:-2}
 BATCH=${BATCH:-64}
 ITERS=${ITERS:-5}
+ROUNDS=${ROUNDS:-3}
 CONFIGS=${CONFIGS:-configs/fm-xs.json configs/fm-s.json}
 SAMPLE_BATCHES=${SAMPLE_BATCHES:-16,64}
 SAMPLE_STEPS=${SAMPLE_STEPS:-10}
@@ -81,25 +83,38 @@ echo "bench: OpenBLAS SGEMM peak (n = $SGEMM_SIZES)" >&2
 OMP_NUM_THREADS=$THREADS "$BUILD/bench_sgemm" --sizes "$SGEMM_SIZES" --min-seconds "$SGEMM_MIN_S" \
   >> "$OUT"
 
-# 2-3. U-Net forward, training step and sampling; one process per measurement
+# 2-3. U-Net forward, training step and sampling; one process per measurement. Forward and
+# training step run in ROUNDS alternating rounds (jtrak, then diffusers, then jtrak again, ...):
+# this machine's speed drifts by 10-20% over minutes (other tenants of the host), so one
+# measurement of each side would compare different machines; the report gives the median of the
+# rounds and the range of the per-round ratios.
+jtrak_unet() { # cfg what [round]
+  echo "bench: jtrak $1 $2${3:+ (round $3)}" >&2
+  OMP_NUM_THREADS=$THREADS "$BUILD/bench_unet" "$1" --what "$2" --batch "$BATCH" \
+    --iters "$ITERS" --sample-batches "$SAMPLE_BATCHES" --sample-steps "$SAMPLE_STEPS" \
+    | tagged_round "${3:-1}" >> "$OUT"
+}
+torch_unet() { # cfg what [round]
+  [ "$HAVE_TORCH" = 1 ] || return 0
+  echo "bench: diffusers $1 $2${3:+ (round $3)}" >&2
+  # flops is counted on a batch of 2 (the count is per image and does not depend on it)
+  local b=$BATCH; [ "$2" = flops ] && b=2
+  OMP_NUM_THREADS=$THREADS "$PY" ref/bench_torch.py "$1" --what "$2" --batch "$b" \
+    --threads "$THREADS" --iters "$ITERS" --warmup 1 --sample-batches "$SAMPLE_BATCHES" \
+    --sample-steps "$SAMPLE_STEPS" 2> "$BUILD/bench_torch.log" | tagged_round "${3:-1}" >> "$OUT" \
+    || { tail -20 "$BUILD/bench_torch.log" >&2; exit 1; }
+}
 for cfg in $CONFIGS; do
   "$BUILD/bench_unet" "$cfg" --flops >> "$OUT"
-  for what in forward train_step sample; do
-    echo "bench: jtrak $cfg $what" >&2
-    OMP_NUM_THREADS=$THREADS "$BUILD/bench_unet" "$cfg" --what "$what" --batch "$BATCH" \
-      --iters "$ITERS" --sample-batches "$SAMPLE_BATCHES" --sample-steps "$SAMPLE_STEPS" >> "$OUT"
-  done
-  if [ "$HAVE_TORCH" = 1 ]; then
-    for what in flops forward train_step sample; do
-      echo "bench: diffusers $cfg $what" >&2
-      # flops is counted on a batch of 2 (the count is per image and does not depend on it)
-      b=$BATCH; [ "$what" = flops ] && b=2
-      OMP_NUM_THREADS=$THREADS "$PY" ref/bench_torch.py "$cfg" --what "$what" --batch "$b" \
-        --threads "$THREADS" --iters "$ITERS" --warmup 1 --sample-batches "$SAMPLE_BATCHES" \
-        --sample-steps "$SAMPLE_STEPS" >> "$OUT" 2> "$BUILD/bench_torch.log" \
-        || { tail -20 "$BUILD/bench_torch.log" >&2; exit 1; }
+  torch_unet "$cfg" flops
+  for round in $(seq 1 "$ROUNDS"); do
+    for what in forward train_step; do
+      jtrak_unet "$cfg" "$what" "$round"
+      torch_unet "$cfg" "$what" "$round"
     done
-  fi
+  done
+  jtrak_unet "$cfg" sample
+  torch_unet "$cfg" sample
 done
 
 # 4. featurize and score beside traker (its own table goes to $BUILD/bench-attrib.txt)

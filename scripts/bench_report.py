@@ -131,6 +131,11 @@ class Out:
         return "\n".join(out).lstrip("\n") + "\n"
 
 
+def median_row(rs):
+    """The row of the median images_per_s (the lower middle one of an even count)."""
+    return sorted(rs, key=lambda r: r["images_per_s"])[(len(rs) - 1) // 2]
+
+
 def first(rows, **kw):
     for r in rows:
         if all(r.get(k) == v for k, v in kw.items()):
@@ -174,12 +179,22 @@ def sgemm_section(o, rows):
 def unet_section(o, rows, peak):
     flops = {cfg_name(r): r for r in rows if r.get("what") == "flops" and r.get("impl") == "jtrak"}
     tflops = {cfg_name(r): r for r in rows if r.get("what") == "flops" and r.get("impl") == "diffusers"}
-    by = {}
+    runs = {}  # (cfg, what, batch) -> impl -> rows of its rounds, in order
     for r in rows:
         if r.get("what") in ("forward", "train_step", "sample") and "images_per_s" in r:
-            by.setdefault((cfg_name(r), r["what"], r["batch"]), {})[r["impl"]] = r
-    if not by:
+            runs.setdefault((cfg_name(r), r["what"], r["batch"]), {}).setdefault(r["impl"], []).append(r)
+    if not runs:
         return
+    # each side's median round; the rounds' own ratios (jtrak round i / diffusers round i) as a range
+    by = {k: {impl: median_row(rs) for impl, rs in d.items()} for k, d in runs.items()}
+
+    def round_ratios(key):
+        d = runs[key]
+        pairs = list(zip(d.get("jtrak", []), d.get("diffusers", [])))
+        if len(pairs) < 2:
+            return ""
+        rs = [j["images_per_s"] / t["images_per_s"] for j, t in pairs]
+        return f" ({min(rs):.2f}-{max(rs):.2f}, {len(rs)} rounds)"
     order = {"forward": 0, "train_step": 1, "sample": 2}
     cfgs = sorted({k[0] for k in by})
 
@@ -211,7 +226,7 @@ def unet_section(o, rows, peak):
         gj, gt = gf(j, c, what), gf(t, c, what)
         tab.append([c, "forward" if what == "forward" else "train step (fwd+bwd+AdamW)", b,
                     fmt(j and j["images_per_s"]), fmt(t and t["images_per_s"]),
-                    ratio(j and j["images_per_s"], t and t["images_per_s"]),
+                    ratio(j and j["images_per_s"], t and t["images_per_s"]) + round_ratios((c, what, b)),
                     fmt(gj), pct(gj, peak), fmt(gt), pct(gt, peak),
                     f"{fmt(j and j['peak_rss_mb'], '{:.0f}')} / {fmt(t and t['peak_rss_mb'], '{:.0f}')}"])
     o.table(["config", "measure", "batch", "jtrak img/s", "diffusers img/s", "jtrak/diffusers",
@@ -221,7 +236,8 @@ def unet_section(o, rows, peak):
     o.note("FLOPs (unet_flops.h): 2 x multiply-adds of convolutions, linear layers and attention "
            "(q/k/v/out projections, QK^T, softmax V); elementwise work not counted; a training step "
            "is 3 x forward (backward = 2 x forward); AdamW not counted. Both columns divide the same "
-           "count by their own time.")
+           "count by their own time. Forward and training step: the median of alternating rounds "
+           "(jtrak, diffusers, jtrak, ...); in brackets the range of the rounds' own ratios.")
 
     samp = [(k, d) for k, d in by.items() if k[1] == "sample"]
     if samp:
