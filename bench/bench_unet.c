@@ -14,6 +14,8 @@
  * sample, 3 x forward for a training step; gflops = images_per_s x flops_per_image. peak_rss_mb
  * is the process's peak so far: run one --what per process for a figure of its own (scripts/
  * bench.sh does). One JSON line per measurement on stdout, in the format of ref/bench_torch.py.
+ * A training step also reports the convolutions alone (conv_s_per_step: mean seconds of the conv
+ * nodes per step, conv_share of the step, conv_gflops: their FLOPs over that time).
  * --flops prints only the FLOP count (and parameter count) and runs nothing.
  *
  * Run: bench_unet CONFIG.json [--batch 64] [--iters 5] [--size S]
@@ -59,8 +61,9 @@ static void print_row(const char *config, const char *what, int B, int S, size_t
     fflush(stdout);
 }
 
-/* forward (mode 0) or training step (mode 1): median seconds per batch. */
-static double time_steps(UNet *net, int mode, int B, int S, int iters) {
+/* forward (mode 0) or training step (mode 1): median seconds per batch; *conv_s (may be NULL):
+ * mean seconds per batch spent in the convolution nodes over the timed iterations. */
+static double time_steps(UNet *net, int mode, int B, int S, int iters, double *conv_s) {
     JtError err;
     UNetRun *run;
     if (unet_run_create(&run, net, B, S, S, &err)) {
@@ -82,6 +85,7 @@ static double time_steps(UNet *net, int mode, int B, int S, int iters) {
     AdamWConfig opt = {1e-4f, 0.9f, 0.999f, 1e-8f, 0.0f};
     double *ts = xmalloc((size_t)(iters + 1) * sizeof *ts);
     for (int it = 0; it <= iters; it++) { /* iteration 0 is the warm-up */
+        if (it == 1) unet_run_profile(run, 1);
         double t0 = progress_now();
         unet_forward(net, run, B, y, x, t);
         if (mode == 1) {
@@ -94,6 +98,11 @@ static double time_steps(UNet *net, int mode, int B, int S, int iters) {
         ts[it] = progress_now() - t0;
     }
     double med = bench_median(ts + 1, iters);
+    if (conv_s) {
+        double other_s;
+        unet_run_profile_seconds(run, conv_s, &other_s);
+        *conv_s /= iters;
+    }
     unet_run_free(run);
     free(x), free(eps), free(y), free(dy), free(t), free(g), free(m), free(v), free(ts);
     return med;
@@ -201,10 +210,20 @@ int main(int argc, char **argv) {
     unet_init_params(net, 0);
 
     if (has_word(what, "forward"))
-        print_row(config, "forward", B, S, P, iters, time_steps(net, 0, B, S, iters), fwd, "");
-    if (has_word(what, "train_step"))
-        print_row(config, "train_step", B, S, P, iters, time_steps(net, 1, B, S, iters),
-                  unet_train_flops(net, S, S), "");
+        print_row(config, "forward", B, S, P, iters, time_steps(net, 0, B, S, iters, NULL), fwd, "");
+    if (has_word(what, "train_step")) {
+        /* The convolutions alone: their FLOPs (forward + input and weight gradients) over the
+         * time the step spent in them, for the convolution-heavy part beside the SGEMM peak. */
+        double conv_s;
+        const double sec = time_steps(net, 1, B, S, iters, &conv_s);
+        UNetFlops split;
+        unet_forward_flops_detail(net, S, S, &split);
+        const double conv_flops = (1.0 + UNET_BACKWARD_FLOPS_FACTOR) * split.conv * B;
+        char extra[160];
+        snprintf(extra, sizeof extra, ",\"conv_s_per_step\":%.5f,\"conv_share\":%.3f,\"conv_gflops\":%.3f",
+                 conv_s, conv_s / sec, conv_flops / conv_s / 1e9);
+        print_row(config, "train_step", B, S, P, iters, sec, unet_train_flops(net, S, S), extra);
+    }
     if (has_word(what, "sample")) {
         if (S != cfg.sample_size) {
             fprintf(stderr, "bench_unet: the sampler makes sample_size images; drop --size\n");

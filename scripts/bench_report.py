@@ -233,6 +233,13 @@ def unet_section(o, rows, peak):
              "jtrak GFLOP/s", "% peak", "diffusers GFLOP/s", "% peak", "peak MB jtrak / torch"], tab)
     for s in notes:
         o.note(s)
+    for (c, what, b), d in sorted(by.items()):
+        j = d.get("jtrak")
+        if what == "train_step" and j and "conv_gflops" in j:
+            o.note(f"{c} train step, the convolutions alone (their forward, input- and weight-gradient "
+                   f"FLOPs over the time spent in them): {j['conv_gflops']:.1f} GFLOP/s = "
+                   f"{pct(j['conv_gflops'], peak)} of the SGEMM peak, {100 * j['conv_share']:.0f}% of the "
+                   f"step's time")
     o.note("FLOPs (unet_flops.h): 2 x multiply-adds of convolutions, linear layers and attention "
            "(q/k/v/out projections, QK^T, softmax V); elementwise work not counted; a training step "
            "is 3 x forward (backward = 2 x forward); AdamW not counted. Both columns divide the same "

@@ -289,3 +289,30 @@ Test(unet_run, refuses_sizes_the_levels_cannot_halve) {
     cr_assert(strstr(err.msg, "12x16") && strstr(err.msg, "divisible by 8"), "%s", err.msg);
     fixture_free(&fx);
 }
+
+/* make bench's split of a step's time (unet_run_profile): both counters grow while on and stand
+ * still while off, and timing the nodes does not change the gradients. */
+Test(unet_run, profile_splits_time_without_changing_results) {
+    Fixture fx = {0};
+    fixture_load(&fx, "google4_16x16");
+    JtError err;
+    UNetRun *run;
+    cr_assert(unet_run_create(&run, fx.net, fx.B, fx.H, fx.W, &err) == JT_OK, "%s", err.msg);
+    size_t P = unet_num_params(fx.net), n = out_numel(&fx);
+    float *g0 = calloc(P, sizeof *g0), *g1 = calloc(P, sizeof *g1), *y = malloc(n * sizeof *y);
+    forward_backward(&fx, run, g0, y);
+    double conv_s, other_s;
+    unet_run_profile(run, 1);
+    forward_backward(&fx, run, g1, y);
+    unet_run_profile_seconds(run, &conv_s, &other_s);
+    cr_expect(conv_s > 0 && other_s > 0, "conv %g s, other %g s", conv_s, other_s);
+    cr_expect(memcmp(g0, g1, P * sizeof(float)) == 0, "profiling changed the gradients");
+    unet_run_profile(run, 0);
+    forward_backward(&fx, run, g1, y);
+    double conv2, other2;
+    unet_run_profile_seconds(run, &conv2, &other2);
+    cr_expect(conv2 == conv_s && other2 == other_s, "counters moved while profiling was off");
+    free(g0), free(g1), free(y);
+    unet_run_free(run);
+    fixture_free(&fx);
+}

@@ -6,6 +6,7 @@
 
 #include "core/fpenv.h"
 #include "core/linalg.h"
+#include "core/progress.h"
 
 #include <omp.h>
 #include <stdlib.h>
@@ -131,6 +132,23 @@ size_t unet_run_bytes(const UNetRun *r) {
                             r->ctx.thread_floats * (size_t)r->ctx.nthreads + r->ctx.grad_floats);
 }
 
+void unet_run_profile(UNetRun *r, int on) {
+    r->profile = on;
+    if (on) r->conv_s = r->other_s = 0.0;
+}
+
+void unet_run_profile_seconds(const UNetRun *r, double *conv_s, double *other_s) {
+    *conv_s = r->conv_s;
+    *other_s = r->other_s;
+}
+
+static void profile_add(UNetRun *r, const Node *n, double t0) {
+    if (!r->profile) return;
+    const double dt = progress_now() - t0;
+    if (n->kind == NODE_CONV) r->conv_s += dt;
+    else r->other_s += dt;
+}
+
 static float *act(const UNetRun *r, int id) { return r->act + (size_t)r->cap_B * r->tensors[id].off; }
 static float *grad(const UNetRun *r, int id) {
     return r->grad + (size_t)r->cap_B * r->tensors[id].off;
@@ -153,6 +171,7 @@ void unet_forward(const UNet *net, UNetRun *r, int B, float *out, const float *x
         const float *a = n->in0 >= 0 ? act(r, n->in0) : NULL;
         const float *b = n->in1 >= 0 ? act(r, n->in1) : NULL;
         size_t numel = (size_t)B * to->C * to->H * to->W;
+        const double t0 = r->profile ? progress_now() : 0.0;
         switch (n->kind) {
         case NODE_CENTER:
             for (size_t k = 0; k < numel; k++) o[k] = 2.0f * a[k] - 1.0f;
@@ -193,6 +212,7 @@ void unet_forward(const UNet *net, UNetRun *r, int B, float *out, const float *x
             break;
         }
         }
+        profile_add(r, n, t0);
     }
     const Tensor *tout = &r->tensors[r->output];
     memcpy(out, act(r, r->output), sizeof(float) * (size_t)B * tout->C * tout->H * tout->W);
@@ -206,7 +226,11 @@ void unet_backward(const UNet *net, UNetRun *r, int B, float *dparams, size_t ex
           net->layout.total);
     const float *P = net->params;
     r->ctx.example_stride = example_stride;
-    memset(r->grad, 0, sizeof(float) * (size_t)r->cap_B * r->act_floats);
+    /* The gradient arena starts at zero (backward ops accumulate); zeroed on every thread. */
+    const size_t n_grad = (size_t)r->cap_B * r->act_floats, chunk = (size_t)1 << 18;
+#pragma omp parallel for schedule(static)
+    for (size_t c0 = 0; c0 < n_grad; c0 += chunk)
+        memset(r->grad + c0, 0, sizeof(float) * (n_grad - c0 < chunk ? n_grad - c0 : chunk));
     const Tensor *tout = &r->tensors[r->output];
     memcpy(grad(r, r->output), dout, sizeof(float) * (size_t)B * tout->C * tout->H * tout->W);
 
@@ -220,6 +244,7 @@ void unet_backward(const UNet *net, UNetRun *r, int B, float *dparams, size_t ex
         float *gb = n->in1 >= 0 ? grad(r, n->in1) : NULL;
         const float *a = n->in0 >= 0 ? act(r, n->in0) : NULL;
         size_t numel = (size_t)B * to->C * to->H * to->W;
+        const double t0 = r->profile ? progress_now() : 0.0;
         switch (n->kind) {
         case NODE_CENTER:
             if (ga)
@@ -266,6 +291,7 @@ void unet_backward(const UNet *net, UNetRun *r, int B, float *dparams, size_t ex
             break;
         }
         }
+        profile_add(r, n, t0);
     }
     if (dx) {
         const Tensor *tin = &r->tensors[r->input];

@@ -33,6 +33,10 @@ int unet_run_create(UNetRun **out, const UNet *net, int B, int H, int W, JtError
 void unet_run_free(UNetRun *run);
 /* Bytes held by the run (activations, their gradients, scratch): for memory estimates. */
 size_t unet_run_bytes(const UNetRun *run);
+/* For make bench: while on, unet_forward and unet_backward add the wall time of their convolution
+ * nodes and of their other nodes to two counters (on = 1 also zeroes them). */
+void unet_run_profile(UNetRun *run, int on);
+void unet_run_profile_seconds(const UNetRun *run, double *conv_s, double *other_s);
 
 /* eps = unet(x, t) for the first B images (B <= the run's capacity). t holds one timestep per
  * sample (float, as diffusers converts them). */

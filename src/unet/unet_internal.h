@@ -54,6 +54,8 @@ struct UNetRun {
     float *t;             /* (cap_B) timesteps of the last forward */
     OpCtx ctx;
     float *thread_buf, *grad_buf;
+    int profile;             /* unet_run_profile: time the nodes */
+    double conv_s, other_s;  /* wall seconds in convolution nodes and in the others */
 };
 
 void unet_register_params(const UNetConfig *cfg, ParamLayout *l);
