@@ -1,12 +1,14 @@
 /* test_project.c: the random projections (src/attrib/project.h, method.md 2.3, 6.5), every kind
- * (rademacher, sparse, hadamard): proj_apply against an explicit matrix built from proj_row; the
- * result for an example does not depend on the batch around it or on the thread count (bitwise);
+ * (rademacher, sparse, hadamard; rademacher on both its paths, the fused AVX-512 kernel and the
+ * portable one): proj_apply against an explicit matrix built from proj_row; the result for an
+ * example does not depend on the batch around it or on the thread count (bitwise);
  * the Johnson-Lindenstrauss property <P^T u, P^T v> p / k ~ <u, v> at the dense kind's error level,
  * on Gaussian vectors and on structured ones (periodic, blockwise, spiky: what a fold without
  * mixing would get wrong); the entries each kind promises (balanced +-1; one +-sqrt(k/s) per column
  * block; signed Walsh rows, orthogonal within a block); the same (seed, model) gives the same
  * matrix and another model or seed an independent one. */
 #include "attrib/project.h"
+#include "core/linalg.h"
 #include "core/rng.h"
 #include "helpers/numcheck.h"
 
@@ -19,6 +21,27 @@
 
 static const ProjKind KINDS[] = {PROJ_RADEMACHER, PROJ_SPARSE, PROJ_HADAMARD};
 #define N_KINDS ((int)(sizeof KINDS / sizeof KINDS[0]))
+
+/* The kinds, with the dense one on each of its paths: la_sgemm's "auto" (the fused AVX-512 kernel
+ * on a build for AVX-512, else the portable path) and "openblas" (the portable path: materialised
+ * blocks of R and la_sgemm), as JTRAK_SGEMM selects them (project.c, dense_fused). */
+typedef struct {
+    ProjKind kind;
+    const char *sgemm;
+    const char *name;
+} Variant;
+static const Variant VARIANTS[] = {{PROJ_RADEMACHER, "auto", "rademacher"},
+                                   {PROJ_RADEMACHER, "openblas", "rademacher (portable)"},
+                                   {PROJ_SPARSE, "auto", "sparse"},
+                                   {PROJ_HADAMARD, "auto", "hadamard"}};
+#define N_VARIANTS ((int)(sizeof VARIANTS / sizeof VARIANTS[0]))
+
+/* proj_init, then the variant's SGEMM selection (proj_init applies $JTRAK_SGEMM, so after it). */
+static void variant_init(Projector *pr, const Variant *v, uint64_t seed, int model, size_t p,
+                         int k) {
+    proj_init(pr, v->kind, seed, model, p, k);
+    cr_assert_eq(la_sgemm_select(v->sgemm), 0, "la_sgemm_select(%s)", v->sgemm);
+}
 
 /* B rows of p standard normals at row stride ld (the gap filled with NaN: it must not be read). */
 static float *gaussian_rows(int B, size_t p, size_t ld, uint64_t seed) {
@@ -40,18 +63,21 @@ static double dot(const float *a, const float *b, size_t n) {
 
 Test(project, small_case_equals_explicit_matrix) {
     /* p = 2500 with ld > p. k = 300: dense column chunks 128, 128, 44 (the last ends inside a
-     * Philox block and a word); sparse blocks of 37 and 38 columns; hadamard L = 512, S keeps 300
-     * of 512 outputs, 5 blocks, the last 452 rows. k = 256: hadamard L = k. k = 5: sparse s = 5
-     * blocks of one column, hadamard L = 8. p = 2500 rows are also two full dense row blocks and a
-     * partial one. */
+     * Philox block and a word, and the fused kernel's last tile inside a vector); sparse blocks of
+     * 37 and 38 columns; hadamard L = 512, S keeps 300 of 512 outputs, 5 blocks, the last 452
+     * rows. k = 256: hadamard L = k. k = 5: sparse s = 5 blocks of one column, hadamard L = 8.
+     * k = 2048: 16 Philox blocks per row (the column index in the counter's low word up to 15).
+     * p = 2500 rows are also two full dense row blocks and a partial one (the fused kernel's runs
+     * of 128 rows: 19 and a partial one). B = 10: a full group of 8 examples and a partial one of
+     * 2 (the fused kernel's tiles of 8 and of 2 rows). */
     const size_t p = 2500, ld = 2509;
-    const int ks[] = {300, 256, 5}, B = 3;
+    const int ks[] = {300, 256, 5, 2048}, B = 10;
     float *G = gaussian_rows(B, p, ld, 5);
-    for (int kind = 0; kind < N_KINDS; kind++)
-        for (int ki = 0; ki < 3; ki++) {
+    for (int var = 0; var < N_VARIANTS; var++)
+        for (int ki = 0; ki < 4; ki++) {
             const int k = ks[ki];
             Projector pr;
-            proj_init(&pr, KINDS[kind], 17, 2, p, k);
+            variant_init(&pr, &VARIANTS[var], 17, 2, p, k);
             float *R = malloc(p * k * sizeof *R);
             for (size_t i = 0; i < p; i++)
                 proj_row(&pr, i, R + i * k);
@@ -67,15 +93,15 @@ Test(project, small_case_equals_explicit_matrix) {
                     want[b * k + j] = (float)(s / sqrt((double)p));
                     amax = fmax(amax, fabs(want[b * k + j]));
                 }
-            /* dense: float32 block GEMMs (1024-term sums of O(1) products, then summed in double)
-             * vs a double loop: ~sqrt(1024) ulp of a partial sum of size ~sqrt(1024), i.e. ~1e-5
-             * of the O(1) outputs. sparse and hadamard add in double (their error is ~1e-7, the
-             * float rounding of sqrt(k/s) in proj_row and of the outputs). 1e-5 of the largest
-             * output absolutely and 1e-5 relatively for all: an entry of R wrong anywhere moves
-             * an output by ~|g_i| / sqrt(p) ~ 2e-2. */
+            /* dense: float32 sums over blocks of rows (fused: runs of 128 rows; portable: GEMMs
+             * over 1024 rows), then summed in double, vs a double loop: at most ~sqrt(1024) ulp of
+             * a partial sum of size ~sqrt(1024), i.e. ~1e-5 of the O(1) outputs (both paths
+             * measure ~1e-6 of outputs ~4, a few ulp). sparse and hadamard add in double (their
+             * error is ~1e-7, the float rounding of sqrt(k/s) in proj_row and of the outputs).
+             * 1e-5 of the largest output absolutely and 1e-5 relatively for all: an entry of R
+             * wrong anywhere moves an output by ~|g_i| / sqrt(p) ~ 2e-2. */
             char what[64];
-            snprintf(what, sizeof what, "%s k=%d vs explicit matrix", proj_kind_name(KINDS[kind]),
-                     k);
+            snprintf(what, sizeof what, "%s k=%d vs explicit matrix", VARIANTS[var].name, k);
             NumDiff d = expect_close(what, out, want, (size_t)B * k, 1e-5 * amax, 1e-5);
             fprintf(stderr, "project: %s, max abs error %.2e (max |out| %.2f)\n", what, d.max_abs,
                     amax);
@@ -89,21 +115,25 @@ Test(project, rows_do_not_depend_on_the_batch_bitwise) {
     const size_t p = 20000, ld = 20003;
     const int k = 2048, B = 7;
     float *G = gaussian_rows(B, p, ld, 6);
-    for (int kind = 0; kind < N_KINDS; kind++) {
-        const char *name = proj_kind_name(KINDS[kind]);
+    for (int var = 0; var < N_VARIANTS; var++) {
+        const char *name = VARIANTS[var].name;
         Projector pr;
-        proj_init(&pr, KINDS[kind], 3, 1, p, k);
+        variant_init(&pr, &VARIANTS[var], 3, 1, p, k);
         float *out = malloc((size_t)B * k * sizeof *out), *one = malloc((size_t)k * sizeof *one);
         proj_apply(&pr, G, B, ld, out);
-        /* dense: every GEMM has the shape (8 rows x chunk x block rows) and an example is one row
-         * of a full register tile, whatever B is and whatever the other rows hold. sparse and
-         * hadamard: nothing mixes the examples. */
+        /* dense, fused: every example row of a register tile does the same operations, whatever
+         * the tile's height (7, 1, 8 or 2 here) and the row's place in it (the first rows of a
+         * tile add some of their products by vaddps instead of fma: bitwise the same, and this
+         * checks it). dense, portable: every GEMM has the shape (8 rows x chunk x block rows) and
+         * an example is one row of a full register tile, whatever B is and whatever the other
+         * rows hold. sparse and hadamard: nothing mixes the examples. */
         for (int b = 0; b < B; b++) {
             proj_apply(&pr, G + (size_t)b * ld, 1, p, one);
             cr_expect(memcmp(out + (size_t)b * k, one, k * sizeof *one) == 0,
                       "%s: row %d of a batch of %d differs from the same row alone", name, b, B);
         }
-        /* The same rows in another order, inside a batch of 10 (two groups of 8, padded). */
+        /* The same rows in another order, inside a batch of 10 (groups of 8 and 2; padded to 8
+         * on the portable path). */
         float *G10 = malloc(10 * p * sizeof *G10), *out10 = malloc(10 * (size_t)k * sizeof *out10);
         for (int b = 0; b < 10; b++)
             memcpy(G10 + (size_t)b * p, G + (size_t)((b * 3) % B) * ld, p * sizeof *G10);
@@ -120,15 +150,16 @@ Test(project, rows_do_not_depend_on_the_batch_bitwise) {
 
 Test(project, result_does_not_depend_on_thread_count) {
     /* p = 30000: four row chunks of sparse and hadamard (8192 rows each, the last 5424), held two,
-     * four or six at a time with 1, 2 or 3 threads; dense: 30 row blocks, 8 column chunks. */
+     * four or six at a time with 1, 2 or 3 threads; dense (both paths): 30 row blocks, 8 column
+     * chunks shared out dynamically. */
     const size_t p = 30000;
     const int k = 1024, B = 5;
     float *G = gaussian_rows(B, p, p, 7), *out[3];
-    for (int kind = 0; kind < N_KINDS; kind++) {
+    for (int var = 0; var < N_VARIANTS; var++) {
         for (int n = 0; n < 3; n++) {
             omp_set_num_threads(n + 1);
             Projector pr;
-            proj_init(&pr, KINDS[kind], 3, 0, p, k);
+            variant_init(&pr, &VARIANTS[var], 3, 0, p, k);
             out[n] = malloc((size_t)B * k * sizeof(float));
             proj_apply(&pr, G, B, p, out[n]);
             proj_free(&pr);
@@ -136,8 +167,7 @@ Test(project, result_does_not_depend_on_thread_count) {
         omp_set_num_threads(2);
         for (int n = 1; n < 3; n++)
             cr_expect(memcmp(out[0], out[n], (size_t)B * k * sizeof(float)) == 0,
-                      "%s: projections differ between 1 and %d threads",
-                      proj_kind_name(KINDS[kind]), n + 1);
+                      "%s: projections differ between 1 and %d threads", VARIANTS[var].name, n + 1);
         free(out[0]), free(out[1]), free(out[2]);
     }
     free(G);
@@ -435,14 +465,17 @@ Test(project, names) {
 }
 
 Test(project, scratch_bytes_are_reported) {
-    /* featurize prints this in its memory estimate: the dense kind holds its R block, the others
-     * their partial sums, at least one (B, k) of doubles. */
-    for (int kind = 0; kind < N_KINDS; kind++) {
+    /* featurize prints this in its memory estimate: every kind holds a (B, k) of doubles; the
+     * dense kind on its portable path also its R block (8 MiB here), on the fused path 16 KiB of
+     * Philox words per thread; the others their partial sums. */
+    for (int var = 0; var < N_VARIANTS; var++) {
         Projector pr;
-        proj_init(&pr, KINDS[kind], 0, 0, 100000, 2048);
+        variant_init(&pr, &VARIANTS[var], 0, 0, 100000, 2048);
         size_t b = proj_scratch_bytes(&pr, 16);
         cr_expect(b >= 16 * 2048 * sizeof(double) && b < ((size_t)64 << 20),
-                  "%s: %zu bytes of scratch", proj_kind_name(KINDS[kind]), b);
+                  "%s: %zu bytes of scratch", VARIANTS[var].name, b);
+        fprintf(stderr, "project: %s scratch %zu bytes at B = 16, k = 2048\n", VARIANTS[var].name,
+                b);
         proj_free(&pr);
     }
 }

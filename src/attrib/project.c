@@ -14,20 +14,45 @@
  * counter by the row instead keeps rows_per_block a pure tuning knob.) A different model_id is
  * a different stream, hence an independent matrix (TRAK's seed + 10000 * model_id).
  *
- * The product. Rows of R are taken rows_per_block at a time; the block's k columns are cut into
- * fixed chunks of PROJ_CHUNK_COLS, and each chunk (generated into its slice of pr->block, then
- * multiplied) is one OpenMP work item: the same item does the same arithmetic whichever thread
- * runs it, so the result does not depend on the thread count.
+ * The product, rademacher: two paths over the same R (dense_fused picks one per call), each
+ * with float sums over blocks of rows added in double, the total rounded once; 1/sqrt(p) is
+ * computed in double and applied in float (as TRAK divides its float32 features by sqrt(p)). The
+ * two differ in rounding order only (~1e-6 of outputs ~3; tests/test_project.c checks both
+ * against an explicit matrix, and each one's independence of the batch and of the thread count
+ * bitwise).
+ *
+ * Fused (project_dense_avx512.c: the default on a build for AVX-512; JTRAK_SGEMM=openblas, which
+ * turns jtrak's own AVX-512 SGEMM off, turns it off too). R is never written to memory: the
+ * Philox words of 1024 rows x 128 columns (16 KiB) are generated, 16 rows per vectorised Philox
+ * call, each 16-bit slice of a word becomes the signs of 16 columns in a register (a mask blend
+ * of -1 and +1), and each example's entry of G is broadcast into a register tile of 8 examples
+ * x 32 columns. Why: the portable path below materialises R as floats (1024 x k: 8 MiB at
+ * k = 2048, rewritten for every block of rows) and hands it to an SGEMM that packs it again; on
+ * featurize's fm-xs shapes (p = 280177, k = 2048, batch 16, 2 threads of a Zen 5 EPYC) it ran at
+ * ~127 GFLOP/s where the SGEMM peaks at ~440, bound by memory: it slowed 2.4x when another tenant
+ * of the host loaded memory. The fused kernel is bound by the vector pipes: 0.035 s instead of
+ * 0.144 s per batch there (~530 GFLOP/s, above the SGEMM's peak: it also adds some products on
+ * the pipes that fused multiply-adds leave idle), and a process streaming memory on the other
+ * core slowed it by 2% (one thread; the portable path by ~40%). An example's
+ * arithmetic: for each run of PROJ_DENSE_ROWS rows from row 0 up, a float sum over the run in row
+ * order (from 0; each product g R[i][j] is exact), added in double to the total. Every example
+ * of a tile does the same operations whatever its place and the tile's height (the last group
+ * of a batch is a shorter tile, not zero padding), every column likewise, and the work items
+ * (128 columns x 1024 rows) of a chunk of columns run in row order on whichever thread is free:
+ * the result depends on neither the batch nor the thread count.
+ *
+ * Portable (no AVX-512 in the build, or JTRAK_SGEMM=openblas). Rows of R are taken
+ * rows_per_block at a time; the block's k columns are cut into fixed chunks of PROJ_CHUNK_COLS,
+ * and each chunk (generated into its slice of pr->block, then multiplied with la_sgemm) is one
+ * OpenMP work item: the same item does the same arithmetic whichever thread runs it, so the
+ * result does not depend on the thread count.
  * The batch is cut into groups of PROJ_GROUP_ROWS rows (the last one padded with zero rows) and
  * every GEMM has the same shape (PROJ_GROUP_ROWS x chunk x block rows). That is what makes an
  * example's result independent of the batch: OpenBLAS (0.3.21, Haswell kernels) sums a row that
  * falls in a full register tile differently from one in a remainder tile, so GEMMs of B rows gave
  * B = 1..3 and B >= 4 results up to ~1.4e-6 apart (a few ulp of outputs ~3). With one fixed shape
  * whose rows are all computed alike, an example always gets the same arithmetic whatever B is
- * and whatever the other rows hold (tests/test_project.c checks this and the thread independence
- * bitwise; another BLAS build could break it, and that test would say so). The block products
- * are accumulated in double and rounded once; 1/sqrt(p) is computed in double and applied in
- * float (as TRAK divides its float32 features by sqrt(p)).
+ * and whatever the other rows hold (the test would say if another BLAS build broke it).
  *
  * SPARSE (a sparse JL transform: the block construction of Kane & Nelson, "Sparser
  * Johnson-Lindenstrauss transforms", J. ACM 2014, the sparse option of method.md's table row 6).
@@ -78,6 +103,7 @@
  * batch. The distinct streams (model_id, 0..3) keep the kinds' draws from ever sharing a Philox
  * counter. */
 #include "attrib/project.h"
+#include "attrib/project_dense_avx512.h"
 
 #include "core/common.h"
 #include "core/linalg.h"
@@ -88,6 +114,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* rademacher, portable path: rows of R per block, columns per work item, examples per GEMM */
 #define PROJ_ROWS_PER_BLOCK 1024
 #define PROJ_CHUNK_COLS 128 /* a multiple of 128: a chunk starts on a Philox block */
 /* 8 rows: with OpenBLAS 0.3.21's Haswell sgemm every row of an 8-row GEMM is computed alike,
@@ -152,8 +179,9 @@ void proj_init(Projector *pr, ProjKind kind, uint64_t seed, int model_id, size_t
         pr->rows_per_block = p < PROJ_ROWS_PER_BLOCK ? p : PROJ_ROWS_PER_BLOCK;
         size_t n;
         CHECK(jt_mul_size(pr->rows_per_block, (size_t)k, &n), "projection block size overflows");
-        pr->block = xmalloc(n * sizeof(float));
-        la_blas_single_threaded(); /* the chunks run in parallel, each GEMM on its own thread */
+        /* applies $JTRAK_SGEMM (which decides the path: dense_fused) and keeps OpenBLAS on the
+         * calling thread (the portable path's chunks run in parallel, each GEMM on its own) */
+        la_blas_single_threaded();
     } else if (kind == PROJ_SPARSE) {
         pr->s = k < PROJ_SPARSE_NNZ ? k : PROJ_SPARSE_NNZ;
         for (int t = 0; t <= pr->s; t++)
@@ -212,7 +240,16 @@ static void proj_gen(const Projector *pr, uint64_t stream, size_t i, int c0, int
     }
 }
 
-static void dense_apply(Projector *pr, const float *G, int B, size_t ldg, float *out) {
+/* The fused AVX-512 kernel (project_dense_avx512.h) when this build has it and la_sgemm runs
+ * jtrak's own AVX-512 SGEMM; with JTRAK_SGEMM=openblas (or a build without AVX-512) the portable
+ * path below, so that one switch still turns every jtrak kernel off. */
+static int dense_fused(void) {
+    return proj_dense_avx512_built() && strcmp(la_sgemm_kernel(), "avx512") == 0;
+}
+
+/* The portable path: acc (B, k) += G R, R materialised in float block by block (pr->block,
+ * allocated on first use) and multiplied by la_sgemm. */
+static void dense_gemm(Projector *pr, const float *G, int B, size_t ldg, double *acc) {
     const size_t p = pr->p, rpb = pr->rows_per_block;
     const int k = pr->k;
     const int ngroups = (B + PROJ_GROUP_ROWS - 1) / PROJ_GROUP_ROWS;
@@ -220,9 +257,9 @@ static void dense_apply(Projector *pr, const float *G, int B, size_t ldg, float 
     const int nchunks = (k + PROJ_CHUNK_COLS - 1) / PROJ_CHUNK_COLS;
     const uint64_t stream = proj_stream(pr, PROJ_STREAM_DENSE);
 
+    if (!pr->block) pr->block = xmalloc(rpb * (size_t)k * sizeof(float)); /* (rpb, k) */
     float *pack = xmalloc(Bp * rpb * sizeof(float));      /* (Bp, nr) one block of G */
     float *tmp = xmalloc(Bp * (size_t)k * sizeof(float)); /* (Bp, k) one block's product */
-    double *acc = xcalloc((size_t)B * k, sizeof(double)); /* (B, k) */
 
     for (size_t r0 = 0; r0 < p; r0 += rpb) {
         const int nr = (int)(p - r0 < rpb ? p - r0 : rpb);
@@ -250,11 +287,19 @@ static void dense_apply(Projector *pr, const float *G, int B, size_t ldg, float 
             }
         }
     }
-    const float scale = (float)(1.0 / sqrt((double)p));
-    for (size_t i = 0; i < (size_t)B * k; i++)
-        out[i] = (float)acc[i] * scale;
     free(pack);
     free(tmp);
+}
+
+static void dense_apply(Projector *pr, const float *G, int B, size_t ldg, float *out) {
+    const size_t Bk = (size_t)B * pr->k;
+    double *acc = xcalloc(Bk, sizeof(double)); /* (B, k) */
+    if (!dense_fused() || !proj_dense_avx512(G, B, ldg, pr->p, pr->k, pr->seed,
+                                             proj_stream(pr, PROJ_STREAM_DENSE), acc))
+        dense_gemm(pr, G, B, ldg, acc);
+    const float scale = (float)(1.0 / sqrt((double)pr->p));
+    for (size_t i = 0; i < Bk; i++)
+        out[i] = (float)acc[i] * scale;
     free(acc);
 }
 
@@ -431,6 +476,9 @@ static void chunked_apply(Projector *pr, const float *G, int B, size_t ldg, floa
 size_t proj_scratch_bytes(const Projector *pr, int B) {
     const size_t k = (size_t)pr->k, Bk = (size_t)B * k;
     if (pr->kind == PROJ_RADEMACHER) {
+        if (dense_fused())
+            return Bk * sizeof(double) +
+                   proj_dense_avx512_scratch_bytes(pr->k, omp_get_max_threads());
         const size_t Bp = (size_t)(B + PROJ_GROUP_ROWS - 1) / PROJ_GROUP_ROWS * PROJ_GROUP_ROWS;
         const size_t rpb = pr->rows_per_block;
         return (rpb * k + Bp * rpb + Bp * k) * sizeof(float) + Bk * sizeof(double);

@@ -30,8 +30,10 @@ typedef struct {
     int model_id;
     size_t p;              /* input dimension (the parameter count) */
     int k;                 /* output dimension */
-    float *block;          /* rademacher: scratch rows_per_block x k; NULL for the other kinds */
-    size_t rows_per_block; /* rademacher: rows of R generated at a time; 0 for the other kinds */
+    float *block;          /* rademacher, portable path: scratch rows_per_block x k (allocated on
+                              first use); NULL otherwise */
+    size_t rows_per_block; /* rademacher, portable path: rows of R generated at a time; 0 for the
+                              other kinds */
     int s;                 /* sparse: nonzeros per row, min(PROJ_SPARSE_NNZ, k) */
     int col0[PROJ_SPARSE_NNZ + 1]; /* sparse: column block t is [col0[t], col0[t + 1]) */
     int L;                         /* hadamard: block length, the smallest power of two >= k */
