@@ -97,11 +97,15 @@ Test(linalg, sgemm_rows_and_columns_do_not_depend_on_the_rest_of_the_call) {
             fill_random(A, (size_t)M * K, 7), fill_random(B, (size_t)K * N, 8);
             int lda = tA ? M : K, ldb = tB ? K : N;
             la_sgemm(tA, tB, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, full, N);
-            /* rows 11..(11+9): A's rows start 11 rows (or columns, when transposed) in */
+            /* rows 11..(11+m): A's rows start 11 rows (or columns, when transposed) in; m = 9, 12,
+             * 4 and 1 end on the kernel's 1-row and 4-row tiles (the full call has 8-row tiles) */
             const float *A1 = tA ? A + 11 : A + (size_t)11 * K;
-            la_sgemm(tA, tB, 9, N, K, 1.0f, A1, lda, B, ldb, 0.0f, part + (size_t)11 * N, N);
-            cr_assert(memcmp(part + (size_t)11 * N, full + (size_t)11 * N, (size_t)9 * N * sizeof(float)) == 0,
-                      "tA=%d tB=%d: rows 11..19 differ from the full call's", tA, tB);
+            const int rows[] = {9, 12, 4, 1};
+            for (int q = 0; q < 4; q++) {
+                la_sgemm(tA, tB, rows[q], N, K, 1.0f, A1, lda, B, ldb, 0.0f, part + (size_t)11 * N, N);
+                cr_assert(memcmp(part + (size_t)11 * N, full + (size_t)11 * N, (size_t)rows[q] * N * sizeof(float)) == 0,
+                          "tA=%d tB=%d: rows 11..%d differ from the full call's", tA, tB, 10 + rows[q]);
+            }
             /* columns 50..(50+23) */
             const float *B1 = tB ? B + (size_t)50 * K : B + 50;
             memset(part, 0, (size_t)M * N * sizeof *part);
