@@ -18,6 +18,7 @@ enum {
     SGEMM_KC = 128, /* K block: a packed B panel (KC x NR floats, 24 KiB) stays in L1 */
     SGEMM_MC = 192, /* M block: a packed A block (MC x KC floats, 192 KiB) fits L2 */
     SGEMM_TAP_STACK = 2304, /* im2col tap masks kept on the stack (4.5 KiB) */
+    SGEMM_PREFETCH_MAX = 512 << 10, /* im2col images prefetched into L2 up to this size */
 };
 
 static inline __mmask16 lanes(int n) { return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u); }
@@ -285,6 +286,18 @@ static void gemm(int transA, int transB, int M, int N, int K, float alpha, const
     }
 }
 
+/* Asks for the n floats of x into L2 when they fit it comfortably. The im2col packs read an image
+ * in scattered 16 x 16 blocks (rows of other channels and taps), which the hardware prefetchers
+ * miss when the image is cold, as a layer's input is when the layer runs over a batch; asking up
+ * front lets the misses overlap. One thread, batch 64, conv2d weight gradients: 96 -> 32 channels
+ * at 28x28 136-143 -> 151-156 GFLOP/s, 128 -> 64 at 14x14 150-170 -> 171-198; fm-s training step
+ * 107-110 -> 113-116 img/s. (Prefetching the layer's next image as well gained nothing.) */
+static void prefetch_l2(const float *x, size_t n) {
+    if (n * sizeof(float) > SGEMM_PREFETCH_MAX) return;
+    for (const char *p = (const char *)x, *end = (const char *)(x + n); p < end; p += 64)
+        _mm_prefetch(p, _MM_HINT_T1);
+}
+
 int sgemm_avx512(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
                  const float *B, int ldb, float beta, float *C, int ldc) {
     if (M <= 0 || N <= 0 || K <= 0) return 0; /* nothing to multiply: OpenBLAS scales C */
@@ -302,6 +315,8 @@ int sgemm_avx512_im2col(int transA, int transB, int M, int N, int K, float alpha
     const size_t n_masks = (size_t)(cols->H * cols->W + 15) / 16 * (size_t)(cols->k * cols->k);
     TapTable taps = {n_masks <= SGEMM_TAP_STACK ? stack_masks : xmalloc(n_masks * sizeof(__mmask16)), {0}};
     tap_table_fill(cols, &taps);
+    const int channels = (transB ? N : K) / (cols->k * cols->k);
+    prefetch_l2(cols->x, (size_t)channels * cols->H * cols->W);
     const BSource b = {NULL, 0, cols, &taps};
     gemm(transA, transB, M, N, K, alpha, A, lda, &b, beta, C, ldc);
     if (taps.mask != stack_masks) free(taps.mask);
