@@ -11,6 +11,7 @@
 #include "attrib/featurize.h"
 #include "attrib/kernel.h"
 #include "attrib/store.h"
+#include "core/linalg.h"
 #include "diffusion/train.h"
 #include "diffusion/trajectory.h"
 #include "helpers/cli_run.h"
@@ -412,6 +413,39 @@ Test(featurize, refuses_another_seed) {
     o.outfn = OUTFN_SQNORM;
     expect_refused(&o, 0,
                    (const char *const[]){"output_function is loss but --output sqnorm", NULL});
+}
+
+/* Rows of two SGEMM kernels differ by rounding (~1e-6): a store started with one is not resumed
+ * with the other (and stores made before the field was kept are not checked). */
+Test(featurize, refuses_another_sgemm_kernel) {
+    if (la_sgemm_select("avx512") != 0) cr_skip("one SGEMM kernel in this build");
+    FeaturizeOptions o;
+    int stopped;
+    started_store(&o, &stopped);
+    cr_assert_eq(la_sgemm_select("openblas"), 0);
+    expect_refused(&o, 0,
+                   (const char *const[]){"manifest.json", "sgemm_kernel is avx512",
+                                         "computes with openblas", "JTRAK_SGEMM=avx512", NULL});
+    /* an older manifest without the field is resumed */
+    char mp[260];
+    snprintf(mp, sizeof mp, "%s/store/manifest.json", test_tmp);
+    size_t len;
+    char *text = (char *)slurp(mp, &len);
+    text = realloc(text, len + 1);
+    text[len] = 0;
+    char *field = strstr(text, "\"sgemm_kernel\"");
+    cr_assert(field != NULL, "the manifest does not record the kernel: %s", text);
+    char *line_start = field;
+    while (line_start > text && line_start[-1] != '\n')
+        line_start--;
+    memmove(line_start, strchr(field, '\n') + 1, strlen(strchr(field, '\n') + 1) + 1);
+    FILE *f = fopen(mp, "w");
+    fputs(text, f);
+    fclose(f);
+    JtError err;
+    cr_expect(run(&o, 0, &err) == JT_OK, "%s", err.msg);
+    la_sgemm_select("auto");
+    free(text);
 }
 
 Test(featurize, refuses_a_model_that_does_not_fit_the_data) {

@@ -9,6 +9,7 @@
 
 #include "attrib/store.h"
 #include "core/comm.h"
+#include "core/linalg.h"
 #include "core/progress.h"
 #include "diffusion/schedule.h"
 #include "diffusion/trajectory.h"
@@ -470,7 +471,8 @@ int featurize_run(const FeaturizeOptions *opt, const Dataset *data, JtError *err
                       opt->proj_seed,
                       opt->draw_seed,
                       opt->shared_draws,
-                      opt->kernel};
+                      opt->kernel,
+                      la_sgemm_kernel()};
     FeatureStore st;
     memset(&st, 0, sizeof st);
     int open = 0;
@@ -484,6 +486,8 @@ int featurize_run(const FeaturizeOptions *opt, const Dataset *data, JtError *err
     if (rc == JT_OK && run.rank != 0) {
         rc = store_open(&st, opt->out_dir, err);
         open = rc == JT_OK;
+        /* the same inputs as rank 0's, but maybe another machine: its SGEMM kernel must match */
+        if (open) rc = store_check(&st, &spec, err);
     }
     rc = comm_agree(rc, err, "%s: another process failed to open the store (see its message)",
                     opt->out_dir);

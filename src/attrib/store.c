@@ -111,6 +111,7 @@ static cJSON *manifest_json(const FeatureStore *st) {
     dec64(st->draw_seed, buf);
     cJSON_AddStringToObject(o, "draw_seed", buf);
     cJSON_AddStringToObject(o, "draws", st->shared_draws ? "shared" : "independent");
+    if (st->sgemm_kernel[0]) cJSON_AddStringToObject(o, "sgemm_kernel", st->sgemm_kernel);
     cJSON *kj = cJSON_AddObjectToObject(o, "kernel");
     add_exact(kj, "lambda", st->kernel.lambda);
     cJSON_AddBoolToObject(kj, "auto_ridge", st->kernel.auto_ridge);
@@ -293,6 +294,13 @@ static int parse_manifest(FeatureStore *st, const char *path, cJSON *o, JtError 
     if (strcmp(s, "shared") != 0 && strcmp(s, "independent") != 0)
         return jt_fail(err, "%s: field 'draws' is '%s', not shared or independent", path, s);
     st->shared_draws = strcmp(s, "shared") == 0;
+    st->sgemm_kernel[0] = '\0'; /* stores made before it was kept lack it: not checked */
+    if (get(o, "sgemm_kernel")) {
+        if (get_str(path, o, "sgemm_kernel", "", &s, err) != JT_OK) return JT_ERR;
+        if (strcmp(s, "avx512") != 0 && strcmp(s, "openblas") != 0)
+            return jt_fail(err, "%s: field 'sgemm_kernel' is '%s', not avx512 or openblas", path, s);
+        snprintf(st->sgemm_kernel, sizeof st->sgemm_kernel, "%s", s);
+    }
     cJSON *kj = get(o, "kernel");
     if (!cJSON_IsObject(kj))
         return jt_fail(err, "%s: field 'kernel' missing or not an object", path);
@@ -492,6 +500,7 @@ int store_create(FeatureStore *st, const char *dir, const StoreSpec *sp, JtError
     st->proj_seed = sp->proj_seed;
     st->draw_seed = sp->draw_seed;
     st->shared_draws = sp->shared_draws;
+    snprintf(st->sgemm_kernel, sizeof st->sgemm_kernel, "%s", sp->sgemm_kernel ? sp->sgemm_kernel : "");
     st->data_fingerprint = sp->data_fingerprint;
     st->data_spec = xstrdup(sp->data_spec);
     st->kernel = sp->kernel;
@@ -574,6 +583,13 @@ int store_check(const FeatureStore *st, const StoreSpec *sp, JtError *err) {
         rc = jt_fail(err, "%s: draws are %s but --draws %s was given; use a new --out", mp,
                      st->shared_draws ? "shared" : "independent",
                      sp->shared_draws ? "shared" : "independent");
+    } else if (st->sgemm_kernel[0] && sp->sgemm_kernel && strcmp(st->sgemm_kernel, sp->sgemm_kernel) != 0) {
+        /* the rows would mix two kernels' roundings (~1e-6 apart): a resumed store would not
+         * equal an uninterrupted one */
+        rc = jt_fail(err,
+                     "%s: sgemm_kernel is %s but this process computes with %s; run it with "
+                     "JTRAK_SGEMM=%s (on a build for this CPU) or use a new --out",
+                     mp, st->sgemm_kernel, sp->sgemm_kernel, st->sgemm_kernel);
     }
 done:
     free(mp);

@@ -11,8 +11,10 @@
  *
  * manifest.json (format "jtrak-features-v1"; 64-bit seeds are strings, fingerprints 16 hex digits):
  *   {"format", "models": [{"path", "fingerprint", "params"}], "dataset": {"spec", "fingerprint",
- *    "n"}, "output_function": "loss"|"sqnorm", "S", "k", "projector": {"kind", "seed"},
- *    "draw_seed", "kernel": {"lambda", "auto_ridge", "rescale", "per_model": [null |
+ *    "n"}, "output_function": "loss"|"sqnorm", "S", "k", "projector": {"kind":
+ *    "rademacher"|"sparse"|"hadamard", "seed"}, "draw_seed", "draws": "shared"|"independent",
+ *    "sgemm_kernel": "avx512"|"openblas" (the arithmetic the rows were computed with; absent in
+ *    older stores), "kernel": {"lambda", "auto_ridge", "rescale", "per_model": [null |
  *    {"lambda_used", "rescale_divisor", "ridge_added"}]}, "done": [{"featurized", "finalized"}]}
  * The manifest is written last when a store is created and rewritten atomically on every change,
  * so a folder with a manifest is always a well-formed store. */
@@ -45,6 +47,7 @@ typedef struct {
     uint64_t proj_seed, draw_seed;
     int shared_draws; /* 1: every row uses the same draws (ATTRIB_SHARED_ITEM) */
     KernelOptions kernel;
+    const char *sgemm_kernel; /* la_sgemm_kernel() of the run: rows of two kernels differ ~1e-6 */
 } StoreSpec;
 
 typedef struct {
@@ -56,6 +59,7 @@ typedef struct {
     uint64_t proj_seed, draw_seed;
     int shared_draws; /* manifest "draws": "shared" or "independent" */
     ProjKind proj_kind;
+    char sgemm_kernel[16];        /* manifest "sgemm_kernel"; "" in stores made before it was kept */
     char **model_paths;           /* (n_models) */
     uint64_t *model_fingerprints; /* (n_models) */
     size_t *model_params;         /* (n_models) */
