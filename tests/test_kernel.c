@@ -13,30 +13,9 @@
 #include "attrib/kernel.h"
 #include "core/linalg.h"
 #include "helpers/numcheck.h"
+#include "helpers/traker_fixture.h"
+#include "helpers/uniform.h"
 #include "io/npy.h"
-
-#ifndef JTRAK_FIXTURES
-#error "JTRAK_FIXTURES (the tests/fixtures folder) must be defined"
-#endif
-
-static void *load(const char *cas, const char *name, NpyDtype dt, NpyHeader *h) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/traker/%s/%s", JTRAK_FIXTURES, cas, name);
-    void *data = NULL;
-    JtError err;
-    if (npy_read_as(path, dt, h, &data, &err) != JT_OK)
-        cr_assert_fail("%s (run ref/make_traker_fixtures.py?)", err.msg);
-    return data;
-}
-
-/* Deterministic uniform(-1, 1) floats (an LCG; only the values matter, not their quality). */
-static void fill_random(float *x, size_t n, unsigned seed) {
-    unsigned long long s = 0x9E3779B97F4A7C15ull ^ seed;
-    for (size_t i = 0; i < n; i++) {
-        s = s * 6364136223846793005ull + 1442695040888963407ull;
-        x[i] = (float)((double)(s >> 11) / 9007199254740992.0 * 2.0 - 1.0);
-    }
-}
 
 static double max_abs_d(const double *x, size_t n) {
     double m = 0;
@@ -67,14 +46,14 @@ static void naive_gram(const float *X, size_t n, int k, double *K) {
 
 static void check_traker_case(const char *cas) {
     NpyHeader hx, hk, ha, hd, hl, h64;
-    float *X = load(cas, "X.npy", NPY_F32, &hx);
-    float *xtx = load(cas, "xtx.npy", NPY_F32, &hk);
-    float *Atr = load(cas, "A.npy", NPY_F32, &ha);
-    float *div = load(cas, "rescale_divisor.npy", NPY_F32, &hd);
-    double *lam = load(cas, "lambda.npy", NPY_F64, &hl);
-    double *A64 = load(cas, "A_f64.npy", NPY_F64, &h64);
+    float *X = traker_fixture(cas, "X.npy", NPY_F32, &hx);
+    float *xtx = traker_fixture(cas, "xtx.npy", NPY_F32, &hk);
+    float *Atr = traker_fixture(cas, "A.npy", NPY_F32, &ha);
+    float *div = traker_fixture(cas, "rescale_divisor.npy", NPY_F32, &hd);
+    double *lam = traker_fixture(cas, "lambda.npy", NPY_F64, &hl);
+    double *A64 = traker_fixture(cas, "A_f64.npy", NPY_F64, &h64);
     NpyHeader hf;
-    float *Ftr = load(cas, "features.npy", NPY_F32, &hf);
+    float *Ftr = traker_fixture(cas, "features.npy", NPY_F32, &hf);
     cr_assert_eq(hx.ndim, 3);
     const int M = (int)hx.shape[0], k = (int)hx.shape[2];
     const size_t n = hx.shape[1], kk = (size_t)k * k;
@@ -182,7 +161,7 @@ Test(kernel, equals_explicit_double_inverse) {
     const double lambda = 0.25;
     float X[40 * 7], A[49], want[49];
     double K[49], inv[49];
-    fill_random(X, n * k, 3);
+    test_fill_uniform(X, n * k, 3);
     Gram g;
     gram_init(&g, k);
     gram_add(&g, X, n);
@@ -213,7 +192,7 @@ Test(kernel, singular_fewer_rows_than_k_fails) {
     const int k = 16;
     const size_t n = 8;
     float X[8 * 16], A[256];
-    fill_random(X, n * k, 5);
+    test_fill_uniform(X, n * k, 5);
     Gram g;
     gram_init(&g, k);
     gram_add(&g, X, n);
@@ -233,7 +212,7 @@ Test(kernel, singular_collinear_columns_fail) {
     const int k = 6;
     const size_t n = 30;
     float X[30 * 6], A[36];
-    fill_random(X, n * k, 6);
+    test_fill_uniform(X, n * k, 6);
     for (size_t i = 0; i < n; i++)
         X[i * k + 3] = X[i * k + 1];
     Gram g;
@@ -252,7 +231,7 @@ Test(kernel, auto_ridge_recovers_and_reports_lambda) {
     const int k = 16;
     const size_t n = 8;
     float X[8 * 16], A[256], A2[256];
-    fill_random(X, n * k, 7);
+    test_fill_uniform(X, n * k, 7);
     Gram g;
     gram_init(&g, k);
     gram_add(&g, X, n);
@@ -289,7 +268,7 @@ Test(kernel, auto_ridge_untouched_when_invertible) {
     const int k = 5;
     const size_t n = 50;
     float X[50 * 5], A[25], A2[25];
-    fill_random(X, n * k, 8);
+    test_fill_uniform(X, n * k, 8);
     Gram g;
     gram_init(&g, k);
     gram_add(&g, X, n);
@@ -329,7 +308,7 @@ Test(kernel, rescale_divisor_is_mean_abs_A) {
     const int k = 12;
     const size_t n = 60;
     float X[60 * 12], A0[144], A1[144], want[144];
-    fill_random(X, n * k, 9);
+    test_fill_uniform(X, n * k, 9);
     for (size_t e = 0; e < n * k; e++)
         X[e] *= 1e-3f; /* feature scale of gradients / sqrt(p) */
     Gram g;
@@ -379,7 +358,7 @@ Test(kernel, gram_bitwise_independent_of_split_and_threads) {
     const int k = 37;
     const size_t n = 600, kk = (size_t)k * k;
     float *X = malloc(n * k * sizeof(float));
-    fill_random(X, n * k, 11);
+    test_fill_uniform(X, n * k, 11);
     for (size_t e = 0; e < n * k; e += 7)
         X[e] *= 1e4f; /* mixed magnitudes: rounding matters */
     double *ref = malloc(kk * sizeof(double)), *got = malloc(kk * sizeof(double));

@@ -12,15 +12,7 @@
 #include <string.h>
 
 #include "core/linalg.h"
-
-/* Deterministic uniform(-1, 1) floats (an LCG; only the values matter). */
-static void fill_random(float *x, size_t n, unsigned seed) {
-    unsigned long long s = 0x9E3779B97F4A7C15ull ^ seed;
-    for (size_t i = 0; i < n; i++) {
-        s = s * 6364136223846793005ull + 1442695040888963407ull;
-        x[i] = (float)((double)(s >> 11) / 9007199254740992.0 * 2.0 - 1.0);
-    }
-}
+#include "helpers/uniform.h"
 
 static float op_at(const float *X, int ld, int trans, int r, int c) {
     return trans ? X[(size_t)c * ld + r] : X[(size_t)r * ld + c];
@@ -32,7 +24,7 @@ static void check_case(int tA, int tB, int M, int N, int K, float alpha, float b
     size_t na = (size_t)(tA ? K : M) * lda, nb = (size_t)(tB ? N : K) * ldb, nc = (size_t)M * ldc;
     float *A = malloc(na * sizeof *A), *B = malloc(nb * sizeof *B), *C = malloc(nc * sizeof *C);
     float *C0 = malloc(nc * sizeof *C0);
-    fill_random(A, na, 1 + M), fill_random(B, nb, 2 + N), fill_random(C0, nc, 3 + K);
+    test_fill_uniform(A, na, 1 + M), test_fill_uniform(B, nb, 2 + N), test_fill_uniform(C0, nc, 3 + K);
     if (beta == 0.0f)
         for (size_t i = 0; i < nc; i++)
             C0[i] = (i % (size_t)ldc) < (size_t)N ? NAN : C0[i]; /* must not be read */
@@ -94,7 +86,7 @@ Test(linalg, sgemm_rows_and_columns_do_not_depend_on_the_rest_of_the_call) {
         for (int tB = 0; tB < 2; tB++) {
             float *A = malloc((size_t)M * K * sizeof *A), *B = malloc((size_t)K * N * sizeof *B);
             float *full = calloc((size_t)M * N, sizeof *full), *part = calloc((size_t)M * N, sizeof *part);
-            fill_random(A, (size_t)M * K, 7), fill_random(B, (size_t)K * N, 8);
+            test_fill_uniform(A, (size_t)M * K, 7), test_fill_uniform(B, (size_t)K * N, 8);
             int lda = tA ? M : K, ldb = tB ? K : N;
             la_sgemm(tA, tB, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, full, N);
             /* rows 11..(11+m): A's rows start 11 rows (or columns, when transposed) in; m = 9, 12,
@@ -169,7 +161,7 @@ Test(linalg, sgemm_im2col_equals_the_built_columns) {
         const int C = cases[q][0], H = cases[q][1], W = cases[q][2], k = cases[q][3], M = cases[q][4];
         const int Kc = C * k * k, HW = H * W;
         float *x = malloc((size_t)C * HW * sizeof *x), *A = malloc((size_t)M * (Kc > HW ? Kc : HW) * sizeof *A);
-        fill_random(x, (size_t)C * HW, 11 + (unsigned)q), fill_random(A, (size_t)M * (Kc > HW ? Kc : HW), 12);
+        test_fill_uniform(x, (size_t)C * HW, 11 + (unsigned)q), test_fill_uniform(A, (size_t)M * (Kc > HW ? Kc : HW), 12);
         float *cols = build_cols(x, C, H, W, k);
         /* transB = 0: (M, HW) = A (M, Kc) cols */
         float *want = calloc((size_t)M * HW, sizeof *want), *got = calloc((size_t)M * HW, sizeof *got);
@@ -180,7 +172,7 @@ Test(linalg, sgemm_im2col_equals_the_built_columns) {
         free(want), free(got);
         /* transB = 1: (M, Kc) = A (M, HW) cols^T, accumulating (beta = 1) */
         want = malloc((size_t)M * Kc * sizeof *want), got = malloc((size_t)M * Kc * sizeof *got);
-        fill_random(want, (size_t)M * Kc, 13);
+        test_fill_uniform(want, (size_t)M * Kc, 13);
         memcpy(got, want, (size_t)M * Kc * sizeof *got);
         la_sgemm(0, 1, M, Kc, HW, 1.0f, A, HW, cols, HW, 1.0f, want, Kc);
         cr_assert_eq(la_sgemm_im2col(0, 1, M, Kc, HW, 1.0f, A, HW, x, H, W, k, 1.0f, got, Kc), 1);

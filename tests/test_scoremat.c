@@ -13,29 +13,9 @@
 #include "attrib/kernel.h"
 #include "attrib/scoremat.h"
 #include "helpers/numcheck.h"
+#include "helpers/traker_fixture.h"
+#include "helpers/uniform.h"
 #include "io/npy.h"
-
-#ifndef JTRAK_FIXTURES
-#error "JTRAK_FIXTURES (the tests/fixtures folder) must be defined"
-#endif
-
-static void *load(const char *cas, const char *name, NpyDtype dt, NpyHeader *h) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/traker/%s/%s", JTRAK_FIXTURES, cas, name);
-    void *data = NULL;
-    JtError err;
-    if (npy_read_as(path, dt, h, &data, &err) != JT_OK)
-        cr_assert_fail("%s (run ref/make_traker_fixtures.py?)", err.msg);
-    return data;
-}
-
-static void fill_random(float *x, size_t n, unsigned seed) {
-    unsigned long long s = 0x9E3779B97F4A7C15ull ^ seed;
-    for (size_t i = 0; i < n; i++) {
-        s = s * 6364136223846793005ull + 1442695040888963407ull;
-        x[i] = (float)((double)(s >> 11) / 9007199254740992.0 * 2.0 - 1.0);
-    }
-}
 
 static double max_abs_f(const float *x, size_t n) {
     double m = 0;
@@ -51,13 +31,13 @@ static double max_abs_f(const float *x, size_t n) {
  * jtrak's own (own_kernel) or traker's A.npy. */
 static void check_traker_scores(const char *cas, int own_kernel) {
     NpyHeader hx, hg, ha, hl, hs, hp, h64;
-    float *X = load(cas, "X.npy", NPY_F32, &hx);
-    float *G = load(cas, "Gamma.npy", NPY_F32, &hg);
-    float *Atr = load(cas, "A.npy", NPY_F32, &ha);
-    double *lam = load(cas, "lambda.npy", NPY_F64, &hl);
-    float *S = load(cas, "scores.npy", NPY_F32, &hs);
-    float *Sm = load(cas, "scores_per_model.npy", NPY_F32, &hp);
-    double *S64 = load(cas, "scores_f64.npy", NPY_F64, &h64);
+    float *X = traker_fixture(cas, "X.npy", NPY_F32, &hx);
+    float *G = traker_fixture(cas, "Gamma.npy", NPY_F32, &hg);
+    float *Atr = traker_fixture(cas, "A.npy", NPY_F32, &ha);
+    double *lam = traker_fixture(cas, "lambda.npy", NPY_F64, &hl);
+    float *S = traker_fixture(cas, "scores.npy", NPY_F32, &hs);
+    float *Sm = traker_fixture(cas, "scores_per_model.npy", NPY_F32, &hp);
+    double *S64 = traker_fixture(cas, "scores_f64.npy", NPY_F64, &h64);
     const int M = (int)hx.shape[0], k = (int)hx.shape[2], N = (int)hg.shape[1];
     const size_t n = hx.shape[1], kk = (size_t)k * k, nN = n * N;
     cr_assert(hs.shape[0] == n && hs.shape[1] == (size_t)N && hp.shape[0] == (size_t)M);
@@ -137,9 +117,9 @@ Test(scoremat, tiles_equal_one_shot) {
     const int k = 24, N = 5;
     const size_t n = 53;
     float *X = malloc(n * k * sizeof(float)), A[24 * 24], G[5 * 24], AG[24 * 5];
-    fill_random(X, n * k, 21);
-    fill_random(A, (size_t)k * k, 22);
-    fill_random(G, (size_t)N * k, 23);
+    test_fill_uniform(X, n * k, 21);
+    test_fill_uniform(A, (size_t)k * k, 22);
+    test_fill_uniform(G, (size_t)N * k, 23);
     scoremat_prepare(A, G, k, N, AG);
     /* AG against its definition (double): k-term float32 dot products. */
     for (int a = 0; a < k; a++)
@@ -235,7 +215,7 @@ Test(scoremat, topk_equals_full_sort_with_ties) {
     const size_t n = 97;
     const int N = 4;
     float *s = malloc(n * N * sizeof(float));
-    fill_random(s, n * N, 31);
+    test_fill_uniform(s, n * N, 31);
     for (size_t e = 0; e < n * N; e++) {
         int j = (int)(e % N);
         if (j == 0) s[e] = roundf(s[e] * 3.0f); /* 7 distinct values: ties everywhere */
@@ -258,7 +238,7 @@ Test(scoremat, topk_large_parallel_push) {
     const size_t n = 5000;
     const int N = 16;
     float *s = malloc(n * N * sizeof(float));
-    fill_random(s, n * N, 41);
+    test_fill_uniform(s, n * N, 41);
     for (size_t e = 0; e < n * N; e += 3)
         s[e] = roundf(s[e] * 50.0f) / 50.0f;
     check_topk(s, n, N, 10, 5000, 0);
