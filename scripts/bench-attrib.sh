@@ -20,9 +20,13 @@
 # the U-Net forward (unet/unet_flops.h; per-example backward = 2 x forward) + 2 p k (the projection
 # as one dense p x k product); random numbers, the store and the kernel are not counted.
 #
-# Results: a table on stdout, JSON lines in $BUILD/bench-attrib.jsonl, logs and stores under
-# $BUILD/bench-attrib/. Defaults take about 4 minutes on a 2-core machine (plus the wait for an idle
-# machine). Each measurement records how much CPU the rest of the machine used meanwhile
+# The two featurize measurements the headline ratio compares (jtrak's default dense projection and
+# traker fp32) run in ROUNDS alternating rounds (default 3): the report gives each side's median and
+# the range of the rounds' own ratios, as `make bench` does for the U-Net.
+#
+# Results: a table on stdout (scripts/bench_report.py), JSON lines in $BUILD/bench-attrib.jsonl,
+# logs and stores under $BUILD/bench-attrib/. Defaults take about 7 minutes on a 2-core machine
+# (plus the wait for an idle machine). Each measurement records how much CPU the rest of the machine used meanwhile
 # (other_cpu_cores) and the table warns when that is not ~0: PyTorch's OpenMP threads slow down by
 # several times when they share the cores.
 set -euo pipefail
@@ -39,6 +43,7 @@ NT=${NT:-4}             # targets
 STEPS=${STEPS:-900,500,100}
 R=${R:-20}
 FP16=${FP16:-1}         # 0: skip traker's float16 run
+ROUNDS=${ROUNDS:-3}     # alternating rounds of jtrak's and traker fp32's featurize
 LOAD_MAX=${LOAD_MAX:-1.0}  # wait (up to WAIT_S seconds) for the 1-minute load average to drop below this
 WAIT_S=${WAIT_S:-300}
 PY=${JTRAK_TORCH_PYTHON:-ref/.venv/bin/python}
@@ -97,14 +102,15 @@ OMP_NUM_THREADS=$THREADS /usr/bin/time -v -o "$WORK/featurize.time" \
 t1=$(now); b1=$(busy)
 FEAT_PEAK=$(peak_mb "$WORK/featurize.time")
 OTHER=$(other_cores "$b0" "$b1" "$WORK/featurize.time" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')")
-python3 - "$2" "$N" "$K" "$S" "$BATCH" "$THREADS" "$t0" "$t1" "$FEAT_PEAK" "$LOAD_START" "$CPU" "$OTHER" "$1" >> "$OUT" <<'PY'
+python3 - "$2" "$N" "$K" "$S" "$BATCH" "$THREADS" "$t0" "$t1" "$FEAT_PEAK" "$LOAD_START" "$CPU" "$OTHER" "$1" "$ROUND" >> "$OUT" <<'PY'
 import json, sys
-store, n, k, s, batch, threads, t0, t1, peak, load, cpu, other, proj = sys.argv[1:]
+store, n, k, s, batch, threads, t0, t1, peak, load, cpu, other, proj, rnd = sys.argv[1:]
 rows = [json.loads(l) for l in open(f"{store}/log.jsonl") if l.strip()]
 feat = [r for r in rows if "rows_per_s" in r][-1]
 kern = [r for r in rows if "kernel" in r][-1]["kernel"]
 base = dict(impl="jtrak", n=int(n), k=int(k), S=int(s), batch=int(batch), threads=int(threads),
-            precision="fp32", projector=f"{proj} (regenerated)", load_avg=float(load), cpu=cpu)
+            precision="fp32", projector=f"{proj} (regenerated)", load_avg=float(load), cpu=cpu,
+            round=int(rnd))
 sec = feat["elapsed_s"]
 print(json.dumps(dict(base, what="featurize", images_per_s=round(int(n) / sec, 3), seconds=sec,
                       other_cpu_cores=float(other),
@@ -115,6 +121,7 @@ if proj == "rademacher":
 PY
 }
 rm -rf "$WORK/samples" "$WORK/scores"
+ROUND=1
 run_jtrak_featurize rademacher "$WORK/store"
 FAST_PROJ=${FAST_PROJ:-hadamard}  # also featurize with this projection ("" to skip)
 if [ -n "$FAST_PROJ" ]; then run_jtrak_featurize "$FAST_PROJ" "$WORK/store-$FAST_PROJ"; fi
@@ -154,7 +161,7 @@ if [ "$HAVE_TRAKER" = 1 ]; then
       "$PY" ref/bench_traker.py "$MODEL" --n "$2" --S "$S" --k "$K" --batch "$BATCH" \
       --threads "$THREADS" --trajectory "$TRAJ" --targets "$NT" --steps "$STEPS" --R "$R" \
       --lambda "$lam" --precision "$1" --workdir "$WORK/traker_$1" \
-      --scores-out "$WORK/traker_$1_scores.npz" >> "$OUT" 2> "$WORK/traker_$1.log" \
+      --scores-out "$WORK/traker_$1_scores.npz" 2> "$WORK/traker_$1.log" | tagged_round "$ROUND" >> "$OUT" \
       || { tail -30 "$WORK/traker_$1.log" >&2; exit 1; }
   }
   run_traker fp32 "$N"
@@ -162,6 +169,15 @@ if [ "$HAVE_TRAKER" = 1 ]; then
 else
   echo "bench-attrib: no traker environment ($PY with torch, diffusers, traker); run 'make fixtures' to create ref/.venv" >&2
 fi
+
+# Further rounds of the two featurize measurements the headline ratio compares (jtrak's default
+# projection, traker fp32), alternating: the machine's speed drifts over minutes (README,
+# Performance), so the report takes each side's median and gives the range of the rounds' ratios.
+for ROUND in $(seq 2 "$ROUNDS"); do
+  run_jtrak_featurize rademacher "$WORK/store-round"
+  if [ "$HAVE_TRAKER" = 1 ]; then run_traker fp32 "$N"; fi
+done
+rm -rf "$WORK/store-round"
 
 # GFLOP/s of every featurize row (convention at the top of this file).
 python3 - "$OUT" "$WORK/flops.json" <<'PY'
@@ -179,55 +195,5 @@ with open(out + ".partial", "w") as fo:
 os.replace(out + ".partial", out)
 PY
 
-python3 - "$OUT" <<'PY'
-import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-def get(impl, what, prec=None):
-    for r in rows:
-        if r["impl"] == impl and r["what"] == what and (prec is None or r.get("precision") == prec):
-            return r
-jf, jk, js = get("jtrak", "featurize"), get("jtrak", "finalize"), get("jtrak", "score")
-jfast = next((r for r in rows if r["impl"] == "jtrak" and r["what"] == "featurize"
-              and not r["projector"].startswith("rademacher")), None)
-tf, tk, ts = get("traker", "featurize", "fp32"), get("traker", "finalize", "fp32"), get("traker", "score", "fp32")
-hf, hk, hs = get("traker", "featurize", "fp16"), get("traker", "finalize", "fp16"), get("traker", "score", "fp16")
-f = lambda r, key, fmt="{:.2f}": fmt.format(r[key]) if r and key in r else "-"
-def ratio(a, b, key, inv=False):
-    if not (a and b):
-        return "-"
-    x = a[key] / b[key]
-    return f"{1 / x if inv else x:.2f}x"
-who = f"jtrak vs traker {tf['traker']} (torch {tf['torch']}), model p = {tf['params']} parameters" if tf else "jtrak only"
-print(f"{who}; {jf['cpu']}, {jf['threads']} threads")
-print(f"featurize: S = {jf['S']}, k = {jf['k']}, batch {jf['batch']}; jtrak and traker fp32 on the same "
-      f"{jf['n']} images, traker fp16 on {hf['n'] if hf else '-'} (per-image rates)")
-w = 38
-print(f"{'measure':<{w}} {'jtrak':>10} {'traker fp32':>12} {'jtrak/traker':>13} {'traker fp16':>12}")
-print(f"{'featurize images/s':<{w}} {f(jf,'images_per_s'):>10} {f(tf,'images_per_s'):>12} "
-      f"{ratio(jf,tf,'images_per_s'):>13} {f(hf,'images_per_s'):>12}")
-if jfast:
-    lbl = f"  jtrak, {jfast['projector'].split()[0]} projection"
-    print(f"{lbl:<{w}} {f(jfast,'images_per_s'):>10} {'':>12} {ratio(jfast,tf,'images_per_s'):>13}")
-print(f"{'featurize GFLOP/s (S x 3 fwd + 2pk)':<{w}} {f(jf,'gflops','{:.1f}'):>10} {f(tf,'gflops','{:.1f}'):>12} "
-      f"{'':>13} {f(hf,'gflops','{:.1f}'):>12}")
-print(f"{'featurize seconds':<{w}} {f(jf,'seconds',  '{:.1f}'):>10} {f(tf,'seconds','{:.1f}'):>12} {'':>13} {f(hf,'seconds','{:.1f}'):>12}")
-print(f"{'  traker: gradients / project':<{w}} {'':>10} "
-      f"{(f(tf,'grad_seconds','{:.1f}') + ' / ' + f(tf,'project_seconds','{:.1f}')) if tf else '-':>12} {'':>13} "
-      f"{(f(hf,'grad_seconds','{:.1f}') + ' / ' + f(hf,'project_seconds','{:.1f}')) if hf else '-':>12}")
-print(f"{'kernel (finalize) seconds':<{w}} {f(jk,'seconds'):>10} {f(tk,'seconds'):>12} {'':>13} {f(hk,'seconds'):>12}")
-lbl = f"score seconds ({js['targets']} tgt x {len(js['steps'])} steps, R={js['R']})"
-print(f"{lbl:<{w}} {f(js,'seconds'):>10} {f(ts,'seconds'):>12} {ratio(js,ts,'seconds',inv=True):>13} {f(hs,'seconds'):>12}")
-print(f"{'peak RSS MB, featurize':<{w}} {f(jf,'peak_rss_mb','{:.0f}'):>10} {f(tf,'peak_rss_mb','{:.0f}'):>12} {'':>13} {f(hf,'peak_rss_mb','{:.0f}'):>12}")
-print(f"{'peak RSS MB, score':<{w}} {f(js,'peak_rss_mb','{:.0f}'):>10} {f(ts,'peak_rss_mb','{:.0f}'):>12} {'':>13} {f(hs,'peak_rss_mb','{:.0f}'):>12}")
-if tf:
-    print(f"(traker: one process; its RSS after importing torch/diffusers and loading the model is "
-          f"{tf['rss_after_load_mb']:.0f} MB; score peak is the process peak. jtrak: separate processes; "
-          f"jtrak/traker: speed-up, >1 = jtrak faster)")
-other = [(r["impl"] + " " + r.get("precision", "") + " " + r["what"], r["other_cpu_cores"])
-         for r in (jf, jfast, js, tf, ts, hf, hs) if r and "other_cpu_cores" in r]
-print("other processes' CPU during each measurement (cores, average; ~0 = idle machine): "
-      + ", ".join(f"{name} {c:.2f}" for name, c in other))
-if any(c > 0.25 for _, c in other):
-    print("WARNING: another process used the CPUs during the measurement; rerun on an idle machine")
-PY
+python3 scripts/bench_report.py "$OUT"
 echo "bench-attrib: JSON lines in $OUT" >&2

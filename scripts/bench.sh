@@ -121,7 +121,7 @@ done
 if [ "${ATTRIB:-1}" = 1 ]; then
   echo "bench: featurize and score (scripts/bench-attrib.sh)" >&2
   ( [ "$HAVE_TORCH" = 1 ] || export JTRAK_TORCH_PYTHON=/nonexistent
-    BATCH=${ATTRIB_BATCH:-16} FP16=${FP16:-0} WAIT_S=0 scripts/bench-attrib.sh "$BUILD" ) \
+    BATCH=${ATTRIB_BATCH:-16} FP16=${FP16:-0} WAIT_S=0 ROUNDS=$ROUNDS scripts/bench-attrib.sh "$BUILD" ) \
     > "$BUILD/bench-attrib.txt"
 else
   : > "$BUILD/bench-attrib.jsonl"
