@@ -140,16 +140,19 @@ static void check_against_diffusers(const char *name) {
         const float *got = unet_params(fx.net) + e->offset;
         double scale = 0;
         for (size_t k = 0; k < e->numel; k++) scale = fmax(scale, fabs(g_ref[k]));
-        /* Adam moves each weight by about lr * g / |g| per step, so where the gradient is at the
-         * float-noise level (below 1e-3 of its tensor's largest entry or 1e-6 of the model's; e.g.
-         * to_k.bias, whose true gradient is exactly zero since softmax ignores a per-row shift),
-         * either sign is
-         * right: such weights must only stay within the 3 steps' reach of 3 lr (+1%). Every other
-         * weight: 1e-5 absolute, 1e-4 relative (the gradient tolerance above, damped by Adam). */
+        /* Adam moves each weight by about lr * g / |g| per step, and a relative error e in the
+         * gradients moves steps 2 and 3 by up to about lr e. The gradients above are held to 1e-4
+         * of their tensor's largest entry, so an entry below 1e-2 of it may be 1% or more off and
+         * its weight lr / 100 = 1e-5 or more (and at the float-noise level, e.g. to_k.bias, whose
+         * true gradient is exactly zero since softmax ignores a per-row shift, either sign is
+         * right): such weights must only stay within the 3 steps' reach of 3 lr (+1%). Every other
+         * weight: 1e-5 absolute, 1e-4 relative. (With a cut at 1e-3, three weights of
+         * multihead3_8x8 whose gradients are 1.1-2.5e-3 of their tensor's largest came out
+         * 1.3-5.9e-5 off on the OpenBLAS build: within what the gradient tolerance allows.) */
         float *tight_got = malloc(e->numel * sizeof(float)), *tight_want = malloc(e->numel * sizeof(float));
         size_t n_tight = 0;
         for (size_t k = 0; k < e->numel; k++) {
-            if (fabs(g_ref[k]) < 1e-3 * scale || fabs(g_ref[k]) < 1e-6 * global_scale) {
+            if (fabs(g_ref[k]) < 1e-2 * scale || fabs(g_ref[k]) < 1e-6 * global_scale) {
                 cr_expect(fabs(got[k] - want[k]) <= 3.03 * opt.lr, "%s[%zu]: got %g want %g", key,
                           k, got[k], want[k]);
             } else {
