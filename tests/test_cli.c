@@ -179,6 +179,35 @@ Test(cli, real_target_images) {
                    "score --method pixel --data npy:%s/img.npy --targets-data npy:%s/rgb.npy "
                    "--out %s/o --quiet", t, t, t);
     cr_expect(!exists("o"), "a refused score left its output folder");
+
+    /* Scores of real targets make a report (final images only), and a target file changed since
+     * is refused by name. */
+    char args[1024];
+    snprintf(args, sizeof args,
+             "score --method pixel --data npy:%s/img.npy --targets-data npy:%s/big.npy "
+             "--targets-fit resize --topk 2 --out %s/real --quiet", t, t, t);
+    cr_assert_eq(cli_run(args, g_err, sizeof g_err), 0, "%s", g_err);
+    snprintf(args, sizeof args, "report --scores %s/real", t);
+    cr_assert_eq(cli_run(args, g_err, sizeof g_err), 0, "%s", g_err);
+    cr_expect(exists("real/report.html") && exists("real/figure.png"));
+    snprintf(p, sizeof p, "%s/real/report.html", t);
+    FILE *f = fopen(p, "r");
+    cr_assert(f != NULL);
+    char html[65536];
+    size_t n_html = fread(html, 1, sizeof html - 1, f);
+    html[n_html] = 0;
+    fclose(f);
+    cr_expect(strstr(html, "targets: real images") && strstr(html, "big.npy"),
+              "the report does not name the real targets");
+    cr_expect(strstr(html, "one real image") && strstr(html, "target image") &&
+                  !strstr(html, "final sample"),
+              "the report calls real targets generated samples");
+    for (size_t i = 0; i < sizeof big; i++) big[i] = (uint8_t)(255 - big[i]);
+    snprintf(p, sizeof p, "%s/big.npy", t);
+    cr_assert(npy_write(p, NPY_U8, 3, sb, big, &err) == JT_OK);
+    expect_failure(1, "report", (const char *[]){"target images", "big.npy", "changed since", NULL},
+                   "report --scores %s/real", t);
+
     expect_failure(2, "lds", (const char *[]){"--heldout-fit needs --heldout-data", NULL},
                    "lds --model %s/m --trajectory %s/x.safetensors --out %s/l --heldout-fit resize",
                    t, t, t);

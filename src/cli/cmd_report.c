@@ -1,10 +1,11 @@
 /* cmd_report.c: `jtrak report --scores DIR` turns a score folder (manifest.json + topk.json) into
  * the HTML page and the PNG figure of src/report: per target, x̂_0 along the scored steps and the
- * top proponents and opponents under each step. The trajectory and the training images are read
+ * top proponents and opponents under each step. The targets (a trajectory's samples, or real
+ * images scored with --targets-data: their final image only) and the training images are read
  * from where the score manifest says they came from, and their fingerprints are checked. */
+#include "attrib/targets.h"
 #include "cli/cli_common.h"
 #include "cli/commands.h"
-#include "diffusion/trajectory.h"
 #include "io/jsonfile.h"
 #include "report/report.h"
 
@@ -23,6 +24,21 @@ static cJSON *read_json(const char *dir, const char *name, JtError *err) {
                     path, dir);
     free(path);
     return j;
+}
+
+/* Loads the dataset of spec (a description as manifests record it) and checks its fingerprint;
+ * what names it in the error. */
+static int load_checked(const char *spec_text, const char *fingerprint, const char *what, Dataset *d,
+                        JtError *err) {
+    DatasetSpec spec;
+    data_spec_init(&spec);
+    int rc = data_spec_parse(&spec, spec_text, err);
+    if (rc == JT_OK) rc = data_load(&spec, d, err);
+    data_spec_free(&spec);
+    char h[17];
+    if (rc == JT_OK && strcmp(data_fingerprint_hex(d, h), fingerprint) != 0)
+        rc = jt_fail(err, "the %s (%s) changed since it was scored", what, d->description);
+    return rc;
 }
 
 int cmd_report(int argc, char **argv) {
@@ -51,43 +67,52 @@ int cmd_report(int argc, char **argv) {
     if (!png) png = png_def;
 
     JtError err;
-    Trajectory tr = {0};
+    Targets tgt = {0};
     Dataset data = {0};
     cJSON *man = read_json(dir, "manifest.json", &err), *topk = NULL;
     rc = man ? JT_OK : JT_ERR;
     if (rc == JT_OK && !(topk = read_json(dir, "topk.json", &err))) rc = JT_ERR;
     const cJSON *traj = man ? cJSON_GetObjectItem(man, "trajectory") : NULL;
+    const cJSON *tset = man ? cJSON_GetObjectItem(man, "target_set") : NULL; /* real targets */
     const cJSON *ds = man ? cJSON_GetObjectItem(man, "dataset") : NULL;
     const cJSON *steps = man ? cJSON_GetObjectItem(man, "steps") : NULL;
     const cJSON *targets = man ? cJSON_GetObjectItem(man, "targets") : NULL;
     const cJSON *results = topk ? cJSON_GetObjectItem(topk, "results") : NULL;
     const char *method = man ? json_str(man, "method") : NULL;
-    if (rc == JT_OK && (!traj || !json_str(traj, "path") || !ds || !json_str(ds, "spec") ||
-                        !json_str(ds, "fingerprint") || !cJSON_IsArray(steps) ||
-                        !cJSON_IsArray(targets) || !cJSON_IsArray(results) || !method))
+    const int real = tset != NULL;
+    if (rc == JT_OK && (!(real ? json_str(tset, "spec") && json_str(tset, "fingerprint")
+                               : traj && json_str(traj, "path")) ||
+                        !ds || !json_str(ds, "spec") || !json_str(ds, "fingerprint") ||
+                        !cJSON_IsArray(steps) || !cJSON_IsArray(targets) || !cJSON_IsArray(results) ||
+                        !method))
         rc = jt_fail(&err, "%s/manifest.json or topk.json: not a jtrak score folder "
                            "(format jtrak-scores-v1)", dir);
-    if (rc == JT_OK) rc = traj_load(&tr, json_str(traj, "path"), &err);
-    if (rc == JT_OK) {
+    if (rc == JT_OK && !real) rc = targets_from_trajectory(&tgt, json_str(traj, "path"), &err);
+    if (rc == JT_OK && !real) {
         char h[17];
-        snprintf(h, sizeof h, "%016llx", (unsigned long long)tr.model_fingerprint);
+        snprintf(h, sizeof h, "%016llx", (unsigned long long)tgt.tr.model_fingerprint);
         if (!json_str(traj, "model_fingerprint") || strcmp(h, json_str(traj, "model_fingerprint")) != 0)
             rc = jt_fail(&err, "%s: the trajectory changed since it was scored (model fingerprint "
                                "differs)", json_str(traj, "path"));
     }
-    if (rc == JT_OK) {
+    if (rc == JT_OK) rc = load_checked(json_str(ds, "spec"), json_str(ds, "fingerprint"), "training data", &data, &err);
+    if (rc == JT_OK && real) { /* read as score read them: fitted to the training images' geometry */
         DatasetSpec spec;
         data_spec_init(&spec);
-        rc = data_spec_parse(&spec, json_str(ds, "spec"), &err);
-        if (rc == JT_OK) rc = data_load(&spec, &data, &err);
+        rc = data_spec_parse(&spec, json_str(tset, "spec"), &err);
+        if (rc == JT_OK) rc = targets_from_data(&tgt, &spec, data.c, data.h, data.w, "targets", &err);
         data_spec_free(&spec);
         char h[17];
-        if (rc == JT_OK && strcmp(data_fingerprint_hex(&data, h), json_str(ds, "fingerprint")) != 0)
-            rc = jt_fail(&err, "the training data (%s) changed since it was scored", data.description);
+        if (rc == JT_OK && strcmp(data_fingerprint_hex(&tgt.data, h), json_str(tset, "fingerprint")) != 0)
+            rc = jt_fail(&err, "the target images (%s) changed since they were scored", tgt.data.description);
+        if (rc == JT_OK && cJSON_GetArraySize(steps) > 0)
+            rc = jt_fail(&err, "%s/manifest.json: real targets have no steps, but it lists %d", dir,
+                         cJSON_GetArraySize(steps));
     }
     if (rc != JT_OK) {
         cJSON_Delete(man), cJSON_Delete(topk);
-        traj_free(&tr);
+        targets_free(&tgt);
+        data_free(&data);
         free(html_def), free(png_def);
         return cli_error("report", &err);
     }
@@ -95,7 +120,7 @@ int cmd_report(int argc, char **argv) {
     const int N = cJSON_GetArraySize(targets), n_steps = cJSON_GetArraySize(steps);
     const int final_only = n_steps == 0, n_cols = final_only ? 1 : n_steps;
     const int K = cJSON_GetObjectItem(topk, "topk") ? cJSON_GetObjectItem(topk, "topk")->valueint : 0;
-    const size_t D = (size_t)tr.C * tr.H * tr.W;
+    const size_t D = (size_t)tgt.C * tgt.H * tgt.W;
     int *step_v = xmalloc((size_t)(n_steps ? n_steps : 1) * sizeof(int));
     int *tid = xmalloc((size_t)N * sizeof(int));
     float *xhat = xmalloc((size_t)N * (n_steps ? n_steps : 1) * D * sizeof(float));
@@ -107,15 +132,16 @@ int cmd_report(int argc, char **argv) {
     for (int s = 0; s < n_steps; s++) step_v[s] = cJSON_GetArrayItem(steps, s)->valueint;
     for (int j = 0; rc == JT_OK && j < N; j++) {
         tid[j] = cJSON_GetArrayItem(targets, j)->valueint;
-        if (tid[j] < 0 || tid[j] >= tr.n) {
-            rc = jt_fail(&err, "%s: target sample %d is not in the trajectory", dir, tid[j]);
+        if (tid[j] < 0 || tid[j] >= tgt.n) {
+            rc = jt_fail(&err, "%s: target %d is not among the %s", dir, tid[j],
+                         real ? "target images" : "trajectory's samples");
             break;
         }
-        memcpy(final + j * D, tr.x_0 + (size_t)tid[j] * D, D * sizeof(float));
+        memcpy(final + j * D, targets_image(&tgt, tid[j], -1), D * sizeof(float));
         for (int s = 0; rc == JT_OK && s < n_steps; s++) {
-            int k = traj_step_index(&tr, step_v[s]);
+            int k = traj_step_index(&tgt.tr, step_v[s]);
             if (k < 0) rc = jt_fail(&err, "%s: step %d is not in the trajectory", dir, step_v[s]);
-            else memcpy(xhat + ((size_t)j * n_steps + s) * D, tr.x0_hat + ((size_t)tid[j] * tr.S + k) * D, D * sizeof(float));
+            else memcpy(xhat + ((size_t)j * n_steps + s) * D, targets_image(&tgt, tid[j], k), D * sizeof(float));
         }
     }
     /* topk.json lists (target, step) entries; place each in its cell. */
@@ -154,23 +180,27 @@ int cmd_report(int argc, char **argv) {
     }
     float *train = rc == JT_OK ? data_images_f32(&data) : NULL;
     char prov[1024];
-    snprintf(prov, sizeof prov, "scores: %s; trajectory: %s (model %s); training data: %s",
-             dir, json_str(traj, "path"), json_str(traj, "model_fingerprint"), data.description);
+    if (real)
+        snprintf(prov, sizeof prov, "scores: %s; targets: real images %s; training data: %s", dir,
+                 tgt.data.description, data.description);
+    else
+        snprintf(prov, sizeof prov, "scores: %s; trajectory: %s (model %s); training data: %s", dir,
+                 json_str(traj, "path"), json_str(traj, "model_fingerprint"), data.description);
     ReportData rd = {
-        .n_targets = N, .n_steps = n_steps, .topk = K, .C = tr.C, .H = tr.H, .W = tr.W,
+        .n_targets = N, .n_steps = n_steps, .topk = K, .C = tgt.C, .H = tgt.H, .W = tgt.W,
         .steps = step_v, .xhat = n_steps ? xhat : NULL, .final = final, .final_only = final_only,
         .pro_idx = pro_idx, .opp_idx = opp_idx, .pro_val = pro_val, .opp_val = opp_val,
         .train = train, .n_train = data.n, .train_source_index = data.index,
         .train_labels = data.n_classes ? data.labels : NULL,
         .class_names = (const char *const *)data.class_names, .n_classes = data.n_classes,
-        .target_ids = tid, .title = NULL, .method = method, .provenance = prov};
+        .target_ids = tid, .title = NULL, .method = method, .provenance = prov, .real_targets = real};
     if (rc == JT_OK) rc = report_write_html(html, &rd, &err);
     if (rc == JT_OK) rc = report_write_png(png, &rd, &err);
     if (rc == JT_OK) printf("%s\n%s\n", html, png);
     free(step_v), free(tid), free(xhat), free(final), free(pro_idx), free(opp_idx), free(pro_val);
     free(opp_val), free(train), free(html_def), free(png_def);
     cJSON_Delete(man), cJSON_Delete(topk);
-    traj_free(&tr);
+    targets_free(&tgt);
     data_free(&data);
     return rc == JT_OK ? 0 : cli_error("report", &err);
 }

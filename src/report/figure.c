@@ -133,7 +133,7 @@ int report_write_png(const char *path, const ReportData *d, JtError *err) {
             if (c < d->n_steps)
                 snprintf(label, sizeof label, "t=%d", d->steps[c]);
             else
-                snprintf(label, sizeof label, "final");
+                snprintf(label, sizeof label, "%s", d->real_targets ? "image" : "final");
             centered_text(&cv, x, L.cell_w, y, label, 2, LABEL_INK);
             tile(&cv, d, &L, x, y + REPORT_FIG_LABEL_H,
                  c < d->n_steps ? report_xhat(d, t, c) : report_final(d, t), TRAJ_FRAME, u8);

@@ -17,9 +17,19 @@
 
 /* ---- checks ---- */
 
+/* What the target's own image is called: a generated sample's last step, or a real image. */
+static const char *final_noun(const ReportData *d) {
+    return d->real_targets ? "target image" : "final sample";
+}
+
+/* "(sample 3)" after a target's number: its index in the trajectory file, or among the images. */
+static void put_target_id(FILE *fp, const ReportData *d, int t) {
+    if (d->target_ids) fprintf(fp, " (%s %d)", d->real_targets ? "image" : "sample", d->target_ids[t]);
+}
+
 static void col_name(const ReportData *d, int col, char *buf, size_t n) {
     if (d->final_only)
-        snprintf(buf, n, "the final sample");
+        snprintf(buf, n, "the %s", final_noun(d));
     else
         snprintf(buf, n, "step t=%d", d->steps[col]);
 }
@@ -191,38 +201,39 @@ static const char CSS[] =
     ".empty{color:#aaa;font-size:11px}\n"
     ".pro-t{color:#137a2d;font-weight:600}.opp-t{color:#b0201a;font-weight:600}\n";
 
-static const char *method_blurb(const char *m) {
-    if (!m) return NULL;
+/* The method's sentence into buf (empty for an unknown method); noun is final_noun. */
+static void method_blurb(const char *m, const char *noun, char *buf, size_t n) {
+    buf[0] = '\0';
+    if (!m) return;
     if (strcmp(m, "journey") == 0)
-        return "Journey-TRAK: at each scored step t, x&#770;<sub>0</sub> is re-noised to level t "
-               "and the TRAK score of the denoising loss there is computed for every training "
-               "image (&tau;<sub>t</sub>).";
-    if (strcmp(m, "trak") == 0)
-        return "TRAK on the final sample: the denoising loss at random timesteps. The scores are "
-               "not specific to a step.";
-    if (strcmp(m, "dtrak") == 0)
-        return "D-TRAK on the final sample: the squared norm of the predicted noise at random "
-               "timesteps. The scores are not specific to a step.";
-    if (strcmp(m, "pixel") == 0)
-        return "Pixel baseline: cosine similarity between x&#770;<sub>0</sub> at step t and each "
-               "training image (no model gradients).";
-    return NULL;
+        snprintf(buf, n, "Journey-TRAK: at each scored step t, x&#770;<sub>0</sub> is re-noised to "
+                         "level t and the TRAK score of the denoising loss there is computed for "
+                         "every training image (&tau;<sub>t</sub>).");
+    else if (strcmp(m, "trak") == 0)
+        snprintf(buf, n, "TRAK on the %s: the denoising loss at random timesteps. The scores are "
+                         "not specific to a step.", noun);
+    else if (strcmp(m, "dtrak") == 0)
+        snprintf(buf, n, "D-TRAK on the %s: the squared norm of the predicted noise at random "
+                         "timesteps. The scores are not specific to a step.", noun);
+    else if (strcmp(m, "pixel") == 0)
+        snprintf(buf, n, "Pixel baseline: cosine similarity between x&#770;<sub>0</sub> at step t "
+                         "and each training image (no model gradients).");
 }
 
 static void write_intro(FILE *fp, const ReportData *d) {
     int pixel = d->method && strcmp(d->method, "pixel") == 0;
-    fputs("<p class=\"intro\">Each block below is one generated image (a <i>target</i>). ", fp);
+    fprintf(fp, "<p class=\"intro\">Each block below is one %s (a <i>target</i>). ",
+            d->real_targets ? "real image" : "generated image");
     if (d->n_steps > 0)
         fputs("The top row shows the model's estimate of the clean image, x&#770;<sub>0</sub>, at "
               "each scored sampling step t (from noisy, large t, to nearly done, small t), then "
               "the final sample. ",
               fp);
     else
-        fputs("The top row shows the final sample. ", fp);
+        fprintf(fp, "The top row shows the %s. ", final_noun(d));
     if (d->final_only)
-        fputs("The scores are for the final sample as a whole, so one list is shown, under the "
-              "final sample: ",
-              fp);
+        fprintf(fp, "The scores are for the %s as a whole, so one list is shown, under it: ",
+                final_noun(d));
     else
         fputs("Under each step are the training images that score highest and lowest at that "
               "step: ",
@@ -246,8 +257,9 @@ static void write_intro(FILE *fp, const ReportData *d) {
         fputs("Method: <b>", fp);
         put_esc(fp, d->method);
         fputs("</b>. ", fp);
-        const char *b = method_blurb(d->method);
-        if (b) fprintf(fp, "%s ", b);
+        char blurb[512];
+        method_blurb(d->method, final_noun(d), blurb, sizeof blurb);
+        if (blurb[0]) fprintf(fp, "%s ", blurb);
     }
     fprintf(fp, "%d target%s, %d step%s, top %d, %zu training images.</p>\n", d->n_targets,
             d->n_targets == 1 ? "" : "s", d->n_steps, d->n_steps == 1 ? "" : "s", d->topk,
@@ -332,13 +344,12 @@ static void put_target(Html *h, int t) {
     const ReportData *d = h->d;
     FILE *fp = h->fp;
     fprintf(fp, "<section id=\"target%d\"><h2>Target %d", t, t);
-    if (d->target_ids) fprintf(fp, " (sample %d)", d->target_ids[t]);
+    put_target_id(fp, d, t);
     fputs("</h2>\n<table class=\"target\">\n<tr><th></th>", fp);
     for (int s = 0; s < d->n_steps; s++)
         fprintf(fp, "<th>t=%d</th>", d->steps[s]);
-    fputs("<th>final sample</th></tr>\n<tr class=\"traj\"><th class=\"row\">x&#770;<sub>0</sub>"
-          "</th>",
-          fp);
+    fprintf(fp, "<th>%s</th></tr>\n<tr class=\"traj\"><th class=\"row\">x&#770;<sub>0</sub></th>",
+            final_noun(d));
     char alt[64], title[96];
     for (int s = 0; s < d->n_steps; s++) {
         char *uri = image_data_uri(d, report_xhat(d, t, s));
@@ -350,7 +361,7 @@ static void put_target(Html *h, int t) {
         free(uri);
     }
     char *uri = image_data_uri(d, report_final(d, t));
-    snprintf(alt, sizeof alt, "final sample of target %d", t);
+    snprintf(alt, sizeof alt, "%s of target %d", final_noun(d), t);
     fputs("<td class=\"final\">", fp);
     put_img(h, uri, alt, alt);
     fputs("</td></tr>\n", fp);
@@ -385,7 +396,7 @@ int report_write_html(const char *path, const ReportData *d, JtError *err) {
         fputs("<nav>Targets:", fp);
         for (int t = 0; t < d->n_targets; t++) {
             fprintf(fp, " <a href=\"#target%d\">%d", t, t);
-            if (d->target_ids) fprintf(fp, " (sample %d)", d->target_ids[t]);
+            put_target_id(fp, d, t);
             fputs("</a>", fp);
         }
         fputs("</nav>\n", fp);

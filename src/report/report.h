@@ -30,7 +30,9 @@ typedef struct {
     const int *steps;   /* (n_steps) diffusion timesteps scored, e.g. 900..0 */
     const float *xhat;  /* (n_targets, n_steps, C, H, W) x̂_0 at each step, in [-1,1];
                            may be NULL when n_steps = 0 */
-    const float *final; /* (n_targets, C, H, W) the generated sample */
+    const float *final; /* (n_targets, C, H, W) the generated sample (or the real image) */
+    int real_targets;   /* 1: the targets are real images (score --targets-data): no steps, and
+                           the wording says "target image" where it says "final sample" */
     /* Score columns: n_steps of them (one per step), or 1 when final_only is set (trak and dtrak
      * score the final sample, not a step; the lists are then shown under the final sample). */
     int final_only;
@@ -44,7 +46,8 @@ typedef struct {
     const int *train_labels;        /* (n_train) or NULL */
     const char *const *class_names; /* (n_classes) or NULL: names for train_labels */
     int n_classes;
-    const int *target_ids;  /* (n_targets) or NULL: sample index in the trajectory file */
+    const int *target_ids;  /* (n_targets) or NULL: sample index in the trajectory file (image
+                               index among the real targets) */
     const char *title;      /* e.g. "jtrak: Journey-TRAK attributions"; NULL: a default */
     const char *method;     /* "journey", "trak", "dtrak", "pixel" (other names are shown as is) */
     const char *provenance; /* free text: model, store, trajectory fingerprints, command; or NULL */
