@@ -438,6 +438,46 @@ Test(nn_groupnorm, grad_g_eq_c, .init = suite_init) {
     gn_grad_case((GroupNormDims){2, 6, 25, 6, 1e-6f}, 31, "groupnorm G=C=6 HW=25");
 }
 
+/* silu(groupnorm(x)) as one op is the composition, bitwise: forward, din, dgamma, dbeta (summed
+ * mode at a batch whose examples share slots, and per-example mode), on 1 and 2 threads. */
+static void gn_silu_case(GroupNormDims d, uint64_t seed, size_t example_stride) {
+    GnState st = gn_setup(d, seed);
+    const size_t n = (size_t)d.B * d.C * d.HW, np = example_stride ? d.B * example_stride : 2 * (size_t)d.C;
+    OpCtx c = ctx_make(groupnorm_silu_scratch_floats(&d), grad_slots_floats(d.B, 2 * (size_t)d.C),
+                       example_stride);
+    float *dz = rand_buf(n, 1.0f), *y = zeros(n), *z_want = zeros(n), *dy = zeros(n);
+    float *din_want = zeros(n), *dp_want = zeros(np);
+    /* the composition */
+    groupnorm_forward(y, st.mean, st.rstd, st.in, st.gamma, st.beta, &d, &c);
+    silu_forward(z_want, y, n);
+    silu_backward(dy, dz, y, n);
+    float *dgw = dp_want, *dbw = dp_want + d.C; /* per example: slab b at + b * stride */
+    groupnorm_backward(din_want, dgw, dbw, dy, st.in, st.mean, st.rstd, st.gamma, &d, &c);
+    for (int threads = 1; threads <= 2; threads++) {
+        omp_set_num_threads(threads);
+        float *z = zeros(n), *din = zeros(n), *dp = zeros(np), *mean = zeros((size_t)d.B * d.G);
+        float *rstd = zeros((size_t)d.B * d.G);
+        groupnorm_silu_forward(z, mean, rstd, st.in, st.gamma, st.beta, &d, &c);
+        groupnorm_silu_backward(din, dp, dp + d.C, dz, st.in, mean, rstd, st.gamma, st.beta, &d, &c);
+        char what[96];
+        snprintf(what, sizeof what, "groupnorm_silu B=%d stride %zu, %d thread(s): z", d.B, example_stride, threads);
+        expect_close(what, z, z_want, n, 0, 0);
+        snprintf(what, sizeof what, "groupnorm_silu B=%d stride %zu, %d thread(s): din", d.B, example_stride, threads);
+        expect_close(what, din, din_want, n, 0, 0);
+        snprintf(what, sizeof what, "groupnorm_silu B=%d stride %zu, %d thread(s): dgamma, dbeta", d.B, example_stride, threads);
+        expect_close(what, dp, dp_want, np, 0, 0);
+        free(z), free(din), free(dp), free(mean), free(rstd);
+    }
+    omp_set_num_threads(2);
+    free(dz), free(y), free(z_want), free(dy), free(din_want), free(dp_want);
+    ctx_free(&c);
+    gn_teardown(&st);
+}
+Test(nn_groupnorm, silu_fused_equals_composition, .init = suite_init) {
+    gn_silu_case((GroupNormDims){37, 8, 30, 2, 1e-5f}, 32, 0);
+    gn_silu_case((GroupNormDims){5, 6, 25, 3, 1e-6f}, 33, 2 * 6 + 3);
+}
+
 /* ---- linear --------------------------------------------------------------------------------- */
 
 typedef struct {

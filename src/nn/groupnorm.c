@@ -88,9 +88,16 @@ static void gn_check(const GroupNormDims *d) {
     CHECK(d->eps >= 0.0f, "groupnorm eps %g", (double)d->eps);
 }
 
-void groupnorm_forward(float *out /* (B,C,HW) */, float *mean /* (B,G) */, float *rstd /* (B,G) */,
-                       const float *in /* (B,C,HW) */, const float *gamma /* (C) */,
-                       const float *beta /* (C) */, const GroupNormDims *d, const OpCtx *c) {
+/* y = x * scale + shift with scale, shift of channel c from the stored (float) mean and rstd, so
+ * that the fused backward recomputes exactly the y the forward had. */
+static void gn_coeffs(double mu, double rs, float gamma, float beta, float *scale, float *shift) {
+    *scale = (float)(rs * gamma);
+    *shift = (float)(beta - mu * rs * gamma);
+}
+
+/* The forward of both ops: y = groupnorm(x), then z = silu(y) when silu (y itself not kept). */
+static void gn_forward(float *out, float *mean, float *rstd, const float *in, const float *gamma,
+                       const float *beta, const GroupNormDims *d, const OpCtx *c, int silu) {
     gn_check(d);
     const int G = d->G, cpg = d->C / d->G, HW = d->HW;
     const size_t gsize = (size_t)cpg * HW;
@@ -103,30 +110,46 @@ void groupnorm_forward(float *out /* (B,C,HW) */, float *mean /* (B,G) */, float
         const int c0 = (bg % G) * cpg;
         const double mu = nn_sum_double(x, gsize) / (double)gsize;
         const double ss = gn_sum_sq_dev(x, gsize, mu); /* two passes: no cancellation */
-        const double rs = 1.0 / sqrt(ss / (double)gsize + (double)d->eps);
         mean[bg] = (float)mu;
-        rstd[bg] = (float)rs;
+        rstd[bg] = (float)(1.0 / sqrt(ss / (double)gsize + (double)d->eps));
         for (int ch = 0; ch < cpg; ch++) {
             /* y = x * scale + shift in float, scale and shift from double (as torch's CPU kernel):
              * one fused multiply-add per element instead of double arithmetic */
-            const double ga = gamma[c0 + ch], be = beta[c0 + ch];
-            const float scale = (float)(rs * ga), shift = (float)(be - mu * rs * ga);
+            float scale, shift;
+            gn_coeffs(mean[bg], rstd[bg], gamma[c0 + ch], beta[c0 + ch], &scale, &shift);
             const float *xr = x + (size_t)ch * HW;
             float *yr = y + (size_t)ch * HW;
             for (int p = 0; p < HW; p++)
                 yr[p] = fmaf(xr[p], scale, shift);
+            if (silu) /* silu_forward's arithmetic, while the row is in L1 */
+                for (int p = 0; p < HW; p++)
+                    yr[p] = yr[p] / (1.0f + nn_expf(-yr[p]));
         }
     }
 }
 
-void groupnorm_backward(float *din /* (B,C,HW) */, float *dgamma /* (C) */, float *dbeta /* (C) */,
-                        const float *dout /* (B,C,HW) */, const float *in /* (B,C,HW) */,
-                        const float *mean /* (B,G) */, const float *rstd /* (B,G) */,
-                        const float *gamma /* (C) */, const GroupNormDims *d, const OpCtx *c) {
+void groupnorm_forward(float *out /* (B,C,HW) */, float *mean /* (B,G) */, float *rstd /* (B,G) */,
+                       const float *in /* (B,C,HW) */, const float *gamma /* (C) */,
+                       const float *beta /* (C) */, const GroupNormDims *d, const OpCtx *c) {
+    gn_forward(out, mean, rstd, in, gamma, beta, d, c, 0);
+}
+
+void groupnorm_silu_forward(float *out /* (B,C,HW) */, float *mean /* (B,G) */, float *rstd /* (B,G) */,
+                            const float *in /* (B,C,HW) */, const float *gamma /* (C) */,
+                            const float *beta /* (C) */, const GroupNormDims *d, const OpCtx *c) {
+    gn_forward(out, mean, rstd, in, gamma, beta, d, c, 1);
+}
+
+/* The backward of both ops. With silu (beta given), dout is dz = dL/d silu(y): the group's
+ * dL/dy = dz silu'(y), y recomputed from x as the forward made it, goes through the thread's
+ * scratch (cpg HW floats) instead of memory, with silu_backward's arithmetic. */
+static void gn_backward(float *din, float *dgamma, float *dbeta, const float *dout, const float *in,
+                        const float *mean, const float *rstd, const float *gamma, const float *beta,
+                        const GroupNormDims *d, const OpCtx *c, int silu) {
     gn_check(d);
-    nn_check_ctx(c, 0, "groupnorm_backward");
     const int G = d->G, cpg = d->C / d->G, HW = d->HW, B = d->B;
     const size_t gsize = (size_t)cpg * HW;
+    nn_check_ctx(c, silu ? gsize : 0, silu ? "groupnorm_silu_backward" : "groupnorm_backward");
     GradSlots gs;
     float *dptr[2] = {dgamma, dbeta};
     size_t numel[2] = {dgamma ? (size_t)d->C : 0, dbeta ? (size_t)d->C : 0};
@@ -135,8 +158,24 @@ void groupnorm_backward(float *din /* (B,C,HW) */, float *dgamma /* (C) */, floa
 #pragma omp parallel for schedule(static, gs.group * G) num_threads(nn_threads(c))
     for (int bg = 0; bg < items; bg++) {
         const int b = bg / G, c0 = (bg % G) * cpg;
-        const float *x = in + (size_t)bg * gsize;    /* (cpg, HW) */
+        const float *x = in + (size_t)bg * gsize; /* (cpg, HW) */
         const float *dy = dout + (size_t)bg * gsize; /* (cpg, HW) */
+        if (silu) {
+            float *dys = opctx_scratch(c);
+            const float *dz = dy;
+            for (int ch = 0; ch < cpg; ch++) {
+                float scale, shift;
+                gn_coeffs(mean[bg], rstd[bg], gamma[c0 + ch], beta[c0 + ch], &scale, &shift);
+                const float *xr = x + (size_t)ch * HW, *dzr = dz + (size_t)ch * HW;
+                float *dr = dys + (size_t)ch * HW;
+                for (int p = 0; p < HW; p++) {
+                    const float yv = fmaf(xr[p], scale, shift);
+                    const float sg = 1.0f / (1.0f + nn_expf(-yv));
+                    dr[p] = dzr[p] * (sg * (1.0f + yv * (1.0f - sg)));
+                }
+            }
+            dy = dys;
+        }
         const double mu = mean[bg], rs = rstd[bg];
         float *sg = grad_slot(&gs, b, 0); /* (C) or NULL */
         float *sb = grad_slot(&gs, b, 1); /* (C) or NULL */
@@ -168,4 +207,24 @@ void groupnorm_backward(float *din /* (B,C,HW) */, float *dgamma /* (C) */, floa
         }
     }
     grad_slots_end(&gs);
+}
+
+void groupnorm_backward(float *din /* (B,C,HW) */, float *dgamma /* (C) */, float *dbeta /* (C) */,
+                        const float *dout /* (B,C,HW) */, const float *in /* (B,C,HW) */,
+                        const float *mean /* (B,G) */, const float *rstd /* (B,G) */,
+                        const float *gamma /* (C) */, const GroupNormDims *d, const OpCtx *c) {
+    gn_backward(din, dgamma, dbeta, dout, in, mean, rstd, gamma, NULL, d, c, 0);
+}
+
+size_t groupnorm_silu_scratch_floats(const GroupNormDims *d) {
+    gn_check(d);
+    return (size_t)(d->C / d->G) * d->HW;
+}
+
+void groupnorm_silu_backward(float *din /* (B,C,HW) */, float *dgamma /* (C) */, float *dbeta /* (C) */,
+                             const float *dout /* (B,C,HW) */, const float *in /* (B,C,HW) */,
+                             const float *mean /* (B,G) */, const float *rstd /* (B,G) */,
+                             const float *gamma /* (C) */, const float *beta /* (C) */,
+                             const GroupNormDims *d, const OpCtx *c) {
+    gn_backward(din, dgamma, dbeta, dout, in, mean, rstd, gamma, beta, d, c, 1);
 }

@@ -48,7 +48,8 @@ static size_t node_param_floats(const UNet *net, const UNetRun *r, const Node *n
     switch (n->kind) {
     case NODE_CONV: return (size_t)out->C * in->C * n->k * n->k + out->C;
     case NODE_LINEAR: return (size_t)out->C * in->C + out->C;
-    case NODE_GROUPNORM: return 2 * (size_t)in->C;
+    case NODE_GROUPNORM:
+    case NODE_GN_SILU: return 2 * (size_t)in->C;
     case NODE_ATTN: return 4 * ((size_t)in->C * in->C + in->C);
     default: return 0;
     }
@@ -64,6 +65,10 @@ static size_t node_scratch_floats(const UNetRun *r, const Node *n) {
     if (n->kind == NODE_ATTN) {
         AttnDims d = {1, in->C, in->H * in->W, n->heads, n->scale};
         return attention_scratch_floats(&d);
+    }
+    if (n->kind == NODE_GN_SILU) {
+        GroupNormDims d = {1, in->C, in->H * in->W, n->groups, n->eps};
+        return groupnorm_silu_scratch_floats(&d);
     }
     return 0;
 }
@@ -190,10 +195,14 @@ void unet_forward(const UNet *net, UNetRun *r, int B, float *out, const float *x
             conv2d_forward(o, a, P + n->w, P + n->b, &d, &r->ctx);
             break;
         }
-        case NODE_GROUPNORM: {
+        case NODE_GROUPNORM:
+        case NODE_GN_SILU: {
             GroupNormDims d = {B, ti->C, ti->H * ti->W, n->groups, n->eps};
             float *mean = aux(r, n), *rstd = mean + (size_t)r->cap_B * n->groups;
-            groupnorm_forward(o, mean, rstd, a, P + n->w, P + n->b, &d, &r->ctx);
+            if (n->kind == NODE_GN_SILU)
+                groupnorm_silu_forward(o, mean, rstd, a, P + n->w, P + n->b, &d, &r->ctx);
+            else
+                groupnorm_forward(o, mean, rstd, a, P + n->w, P + n->b, &d, &r->ctx);
             break;
         }
         case NODE_ADD_CHVEC: add_channel_vec_forward(o, a, b, B, to->C, to->H * to->W); break;
@@ -264,11 +273,16 @@ void unet_backward(const UNet *net, UNetRun *r, int B, float *dparams, size_t ex
             conv2d_backward(ga, dparams + n->w, dparams + n->b, go, a, P + n->w, &d, &r->ctx);
             break;
         }
-        case NODE_GROUPNORM: {
+        case NODE_GROUPNORM:
+        case NODE_GN_SILU: {
             GroupNormDims d = {B, ti->C, ti->H * ti->W, n->groups, n->eps};
             float *mean = aux(r, n), *rstd = mean + (size_t)r->cap_B * n->groups;
-            groupnorm_backward(ga, dparams + n->w, dparams + n->b, go, a, mean, rstd, P + n->w,
-                               &d, &r->ctx);
+            if (n->kind == NODE_GN_SILU)
+                groupnorm_silu_backward(ga, dparams + n->w, dparams + n->b, go, a, mean, rstd,
+                                        P + n->w, P + n->b, &d, &r->ctx);
+            else
+                groupnorm_backward(ga, dparams + n->w, dparams + n->b, go, a, mean, rstd, P + n->w,
+                                   &d, &r->ctx);
             break;
         }
         case NODE_ADD_CHVEC: add_channel_vec_backward(ga, gb, go, B, to->C, to->H * to->W); break;

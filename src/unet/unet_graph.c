@@ -64,10 +64,12 @@ static int conv(const UNet *net, UNetRun *r, int in, int cout, int k, int stride
     return out;
 }
 
-static int groupnorm(const UNet *net, UNetRun *r, int in, int groups, const char *prefix) {
+/* kind NODE_GROUPNORM, or NODE_GN_SILU for the group norm and the SiLU after it as one node */
+static int groupnorm_kind(const UNet *net, UNetRun *r, NodeKind kind, int in, int groups,
+                          const char *prefix) {
     const Tensor *t = &r->tensors[in];
     int out = new_tensor(r, t->C, t->H, t->W);
-    Node *n = new_node(r, NODE_GROUPNORM, in, -1, out);
+    Node *n = new_node(r, kind, in, -1, out);
     n->w = param(net, "%s.weight", prefix);
     n->b = param(net, "%s.bias", prefix);
     n->groups = groups;
@@ -75,6 +77,15 @@ static int groupnorm(const UNet *net, UNetRun *r, int in, int groups, const char
     n->aux = r->aux_per_sample;
     r->aux_per_sample += 2 * (size_t)groups;
     return out;
+}
+
+static int groupnorm(const UNet *net, UNetRun *r, int in, int groups, const char *prefix) {
+    return groupnorm_kind(net, r, NODE_GROUPNORM, in, groups, prefix);
+}
+
+/* silu(groupnorm(in)): the group norm's output is never needed on its own */
+static int groupnorm_silu(const UNet *net, UNetRun *r, int in, int groups, const char *prefix) {
+    return groupnorm_kind(net, r, NODE_GN_SILU, in, groups, prefix);
 }
 
 static int unary(UNetRun *r, NodeKind kind, int in) {
@@ -102,7 +113,7 @@ static int resnet(const UNet *net, UNetRun *r, int x, int emb_act, int cout, flo
     int cin = tx->C;
 
     snprintf(p, sizeof p, "%s.norm1", prefix);
-    int h = unary(r, NODE_SILU, groupnorm(net, r, x, G, p));
+    int h = groupnorm_silu(net, r, x, G, p);
     snprintf(p, sizeof p, "%s.conv1", prefix);
     h = conv(net, r, h, cout, 3, 1, CONV_PAD_SAME, p);
     snprintf(p, sizeof p, "%s.time_emb_proj", prefix);
@@ -111,7 +122,7 @@ static int resnet(const UNet *net, UNetRun *r, int x, int emb_act, int cout, flo
     int h2 = new_tensor(r, cout, th->H, th->W);
     new_node(r, NODE_ADD_CHVEC, h, tp, h2);
     snprintf(p, sizeof p, "%s.norm2", prefix);
-    h = unary(r, NODE_SILU, groupnorm(net, r, h2, G, p));
+    h = groupnorm_silu(net, r, h2, G, p);
     snprintf(p, sizeof p, "%s.conv2", prefix);
     h = conv(net, r, h, cout, 3, 1, CONV_PAD_SAME, p);
     int shortcut = x;
@@ -225,6 +236,6 @@ void unet_build_graph(const UNet *net, UNetRun *r) {
     }
     CHECK(n_skips == 0, "%d skips left over", n_skips);
 
-    h = unary(r, NODE_SILU, groupnorm(net, r, h, cfg->norm_num_groups, "conv_norm_out"));
+    h = groupnorm_silu(net, r, h, cfg->norm_num_groups, "conv_norm_out");
     r->output = conv(net, r, h, cfg->out_channels, 3, 1, CONV_PAD_SAME, "conv_out");
 }

@@ -19,6 +19,7 @@ typedef enum {
     NODE_SILU,
     NODE_CONV,
     NODE_GROUPNORM,
+    NODE_GN_SILU,   /* silu(groupnorm(in)) as one op (groupnorm_silu_forward) */
     NODE_ADD_CHVEC, /* in0 (C,H,W) + in1 (C,1,1) broadcast */
     NODE_ADD,       /* (in0 + in1) * scale */
     NODE_ATTN,      /* in0 = group-normed input, in1 = residual */
