@@ -26,18 +26,25 @@ static cJSON *read_json(const char *dir, const char *name, JtError *err) {
     return j;
 }
 
-/* Loads the dataset of spec (a description as manifests record it) and checks its fingerprint;
- * what names it in the error. */
-static int load_checked(const char *spec_text, const char *fingerprint, const char *what, Dataset *d,
-                        JtError *err) {
+/* The images of a manifest's dataset spec: the training data (targets NULL), or real targets
+ * fitted to the training images' geometry as score read them. Either must still have the
+ * fingerprint the manifest recorded. */
+static int load_checked(const char *spec_text, const char *fingerprint, const Dataset *train,
+                        Dataset *d, Targets *targets, JtError *err) {
     DatasetSpec spec;
     data_spec_init(&spec);
     int rc = data_spec_parse(&spec, spec_text, err);
-    if (rc == JT_OK) rc = data_load(&spec, d, err);
+    if (rc == JT_OK && targets) {
+        rc = targets_from_data(targets, &spec, train->c, train->h, train->w, "targets", err);
+        d = &targets->data;
+    } else if (rc == JT_OK) {
+        rc = data_load(&spec, d, err);
+    }
     data_spec_free(&spec);
     char h[17];
     if (rc == JT_OK && strcmp(data_fingerprint_hex(d, h), fingerprint) != 0)
-        rc = jt_fail(err, "the %s (%s) changed since it was scored", what, d->description);
+        rc = jt_fail(err, "the %s (%s) changed since %s scored", targets ? "target images" : "training data",
+                     d->description, targets ? "they were" : "it was");
     return rc;
 }
 
@@ -95,16 +102,12 @@ int cmd_report(int argc, char **argv) {
             rc = jt_fail(&err, "%s: the trajectory changed since it was scored (model fingerprint "
                                "differs)", json_str(traj, "path"));
     }
-    if (rc == JT_OK) rc = load_checked(json_str(ds, "spec"), json_str(ds, "fingerprint"), "training data", &data, &err);
-    if (rc == JT_OK && real) { /* read as score read them: fitted to the training images' geometry */
-        DatasetSpec spec;
-        data_spec_init(&spec);
-        rc = data_spec_parse(&spec, json_str(tset, "spec"), &err);
-        if (rc == JT_OK) rc = targets_from_data(&tgt, &spec, data.c, data.h, data.w, "targets", &err);
-        data_spec_free(&spec);
-        char h[17];
-        if (rc == JT_OK && strcmp(data_fingerprint_hex(&tgt.data, h), json_str(tset, "fingerprint")) != 0)
-            rc = jt_fail(&err, "the target images (%s) changed since they were scored", tgt.data.description);
+    if (rc == JT_OK)
+        rc = load_checked(json_str(ds, "spec"), json_str(ds, "fingerprint"), NULL, &data, NULL,
+                          &err);
+    if (rc == JT_OK && real) {
+        rc = load_checked(json_str(tset, "spec"), json_str(tset, "fingerprint"), &data, NULL, &tgt,
+                          &err);
         if (rc == JT_OK && cJSON_GetArraySize(steps) > 0)
             rc = jt_fail(&err, "%s/manifest.json: real targets have no steps, but it lists %d", dir,
                          cJSON_GetArraySize(steps));
