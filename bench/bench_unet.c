@@ -210,7 +210,8 @@ int main(int argc, char **argv) {
     unet_init_params(net, 0);
 
     if (has_word(what, "forward"))
-        print_row(config, "forward", B, S, P, iters, time_steps(net, 0, B, S, iters, NULL), fwd, "");
+        print_row(config, "forward", B, S, P, iters, time_steps(net, 0, B, S, iters, NULL), fwd,
+                  "");
     if (has_word(what, "train_step")) {
         /* The convolutions alone: their FLOPs (forward + input and weight gradients) over the
          * time the step spent in them, for the convolution-heavy part beside the SGEMM peak. */
@@ -220,8 +221,9 @@ int main(int argc, char **argv) {
         unet_forward_flops_detail(net, S, S, &split);
         const double conv_flops = (1.0 + UNET_BACKWARD_FLOPS_FACTOR) * split.conv * B;
         char extra[160];
-        snprintf(extra, sizeof extra, ",\"conv_s_per_step\":%.5f,\"conv_share\":%.3f,\"conv_gflops\":%.3f",
-                 conv_s, conv_s / sec, conv_flops / conv_s / 1e9);
+        snprintf(extra, sizeof extra,
+                 ",\"conv_s_per_step\":%.5f,\"conv_share\":%.3f,\"conv_gflops\":%.3f", conv_s,
+                 conv_s / sec, conv_flops / conv_s / 1e9);
         print_row(config, "train_step", B, S, P, iters, sec, unet_train_flops(net, S, S), extra);
     }
     if (has_word(what, "sample")) {

@@ -185,7 +185,8 @@ Test(cli, real_target_images) {
     char args[1024];
     snprintf(args, sizeof args,
              "score --method pixel --data npy:%s/img.npy --targets-data npy:%s/big.npy "
-             "--targets-fit resize --topk 2 --out %s/real --quiet", t, t, t);
+             "--targets-fit resize --topk 2 --out %s/real --quiet",
+             t, t, t);
     cr_assert_eq(cli_run(args, g_err, sizeof g_err), 0, "%s", g_err);
     snprintf(args, sizeof args, "report --scores %s/real", t);
     cr_assert_eq(cli_run(args, g_err, sizeof g_err), 0, "%s", g_err);
@@ -202,7 +203,8 @@ Test(cli, real_target_images) {
     cr_expect(strstr(html, "one real image") && strstr(html, "target image") &&
                   !strstr(html, "final sample"),
               "the report calls real targets generated samples");
-    for (size_t i = 0; i < sizeof big; i++) big[i] = (uint8_t)(255 - big[i]);
+    for (size_t i = 0; i < sizeof big; i++)
+        big[i] = (uint8_t)(255 - big[i]);
     snprintf(p, sizeof p, "%s/big.npy", t);
     cr_assert(npy_write(p, NPY_U8, 3, sb, big, &err) == JT_OK);
     expect_failure(1, "report", (const char *[]){"target images", "big.npy", "changed since", NULL},

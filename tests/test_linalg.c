@@ -24,7 +24,8 @@ static void check_case(int tA, int tB, int M, int N, int K, float alpha, float b
     size_t na = (size_t)(tA ? K : M) * lda, nb = (size_t)(tB ? N : K) * ldb, nc = (size_t)M * ldc;
     float *A = malloc(na * sizeof *A), *B = malloc(nb * sizeof *B), *C = malloc(nc * sizeof *C);
     float *C0 = malloc(nc * sizeof *C0);
-    test_fill_uniform(A, na, 1 + M), test_fill_uniform(B, nb, 2 + N), test_fill_uniform(C0, nc, 3 + K);
+    test_fill_uniform(A, na, 1 + M), test_fill_uniform(B, nb, 2 + N),
+        test_fill_uniform(C0, nc, 3 + K);
     if (beta == 0.0f)
         for (size_t i = 0; i < nc; i++)
             C0[i] = (i % (size_t)ldc) < (size_t)N ? NAN : C0[i]; /* must not be read */
@@ -94,9 +95,12 @@ Test(linalg, sgemm_rows_and_columns_do_not_depend_on_the_rest_of_the_call) {
             const float *A1 = tA ? A + 11 : A + (size_t)11 * K;
             const int rows[] = {9, 12, 4, 1};
             for (int q = 0; q < 4; q++) {
-                la_sgemm(tA, tB, rows[q], N, K, 1.0f, A1, lda, B, ldb, 0.0f, part + (size_t)11 * N, N);
-                cr_assert(memcmp(part + (size_t)11 * N, full + (size_t)11 * N, (size_t)rows[q] * N * sizeof(float)) == 0,
-                          "tA=%d tB=%d: rows 11..%d differ from the full call's", tA, tB, 10 + rows[q]);
+                la_sgemm(tA, tB, rows[q], N, K, 1.0f, A1, lda, B, ldb, 0.0f, part + (size_t)11 * N,
+                         N);
+                cr_assert(memcmp(part + (size_t)11 * N, full + (size_t)11 * N,
+                                 (size_t)rows[q] * N * sizeof(float)) == 0,
+                          "tA=%d tB=%d: rows 11..%d differ from the full call's", tA, tB,
+                          10 + rows[q]);
             }
             /* columns 50..(50+23) */
             const float *B1 = tB ? B + (size_t)50 * K : B + 50;
@@ -161,7 +165,8 @@ Test(linalg, sgemm_im2col_equals_the_built_columns) {
         const int C = cases[q][0], H = cases[q][1], W = cases[q][2], k = cases[q][3], M = cases[q][4];
         const int Kc = C * k * k, HW = H * W;
         float *x = malloc((size_t)C * HW * sizeof *x), *A = malloc((size_t)M * (Kc > HW ? Kc : HW) * sizeof *A);
-        test_fill_uniform(x, (size_t)C * HW, 11 + (unsigned)q), test_fill_uniform(A, (size_t)M * (Kc > HW ? Kc : HW), 12);
+        test_fill_uniform(x, (size_t)C * HW, 11 + (unsigned)q),
+            test_fill_uniform(A, (size_t)M * (Kc > HW ? Kc : HW), 12);
         float *cols = build_cols(x, C, H, W, k);
         /* transB = 0: (M, HW) = A (M, Kc) cols */
         float *want = calloc((size_t)M * HW, sizeof *want), *got = calloc((size_t)M * HW, sizeof *got);

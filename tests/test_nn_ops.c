@@ -442,7 +442,8 @@ Test(nn_groupnorm, grad_g_eq_c, .init = suite_init) {
  * mode at a batch whose examples share slots, and per-example mode), on 1 and 2 threads. */
 static void gn_silu_case(GroupNormDims d, uint64_t seed, size_t example_stride) {
     GnState st = gn_setup(d, seed);
-    const size_t n = (size_t)d.B * d.C * d.HW, np = example_stride ? d.B * example_stride : 2 * (size_t)d.C;
+    const size_t n = (size_t)d.B * d.C * d.HW,
+                 np = example_stride ? d.B * example_stride : 2 * (size_t)d.C;
     OpCtx c = ctx_make(groupnorm_silu_scratch_floats(&d), grad_slots_floats(d.B, 2 * (size_t)d.C),
                        example_stride);
     float *dz = rand_buf(n, 1.0f), *y = zeros(n), *z_want = zeros(n), *dy = zeros(n);
@@ -458,13 +459,17 @@ static void gn_silu_case(GroupNormDims d, uint64_t seed, size_t example_stride) 
         float *z = zeros(n), *din = zeros(n), *dp = zeros(np), *mean = zeros((size_t)d.B * d.G);
         float *rstd = zeros((size_t)d.B * d.G);
         groupnorm_silu_forward(z, mean, rstd, st.in, st.gamma, st.beta, &d, &c);
-        groupnorm_silu_backward(din, dp, dp + d.C, dz, st.in, mean, rstd, st.gamma, st.beta, &d, &c);
+        groupnorm_silu_backward(din, dp, dp + d.C, dz, st.in, mean, rstd, st.gamma, st.beta, &d,
+                                &c);
         char what[96];
-        snprintf(what, sizeof what, "groupnorm_silu B=%d stride %zu, %d thread(s): z", d.B, example_stride, threads);
+        snprintf(what, sizeof what, "groupnorm_silu B=%d stride %zu, %d thread(s): z", d.B,
+                 example_stride, threads);
         expect_close(what, z, z_want, n, 0, 0);
-        snprintf(what, sizeof what, "groupnorm_silu B=%d stride %zu, %d thread(s): din", d.B, example_stride, threads);
+        snprintf(what, sizeof what, "groupnorm_silu B=%d stride %zu, %d thread(s): din", d.B,
+                 example_stride, threads);
         expect_close(what, din, din_want, n, 0, 0);
-        snprintf(what, sizeof what, "groupnorm_silu B=%d stride %zu, %d thread(s): dgamma, dbeta", d.B, example_stride, threads);
+        snprintf(what, sizeof what, "groupnorm_silu B=%d stride %zu, %d thread(s): dgamma, dbeta",
+                 d.B, example_stride, threads);
         expect_close(what, dp, dp_want, np, 0, 0);
         free(z), free(din), free(dp), free(mean), free(rstd);
     }

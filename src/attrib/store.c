@@ -298,7 +298,8 @@ static int parse_manifest(FeatureStore *st, const char *path, cJSON *o, JtError 
     if (get(o, "sgemm_kernel")) {
         if (get_str(path, o, "sgemm_kernel", "", &s, err) != JT_OK) return JT_ERR;
         if (strcmp(s, "avx512") != 0 && strcmp(s, "openblas") != 0)
-            return jt_fail(err, "%s: field 'sgemm_kernel' is '%s', not avx512 or openblas", path, s);
+            return jt_fail(err, "%s: field 'sgemm_kernel' is '%s', not avx512 or openblas", path,
+                           s);
         snprintf(st->sgemm_kernel, sizeof st->sgemm_kernel, "%s", s);
     }
     cJSON *kj = get(o, "kernel");
@@ -500,7 +501,8 @@ int store_create(FeatureStore *st, const char *dir, const StoreSpec *sp, JtError
     st->proj_seed = sp->proj_seed;
     st->draw_seed = sp->draw_seed;
     st->shared_draws = sp->shared_draws;
-    snprintf(st->sgemm_kernel, sizeof st->sgemm_kernel, "%s", sp->sgemm_kernel ? sp->sgemm_kernel : "");
+    snprintf(st->sgemm_kernel, sizeof st->sgemm_kernel, "%s",
+             sp->sgemm_kernel ? sp->sgemm_kernel : "");
     st->data_fingerprint = sp->data_fingerprint;
     st->data_spec = xstrdup(sp->data_spec);
     st->kernel = sp->kernel;
@@ -583,7 +585,8 @@ int store_check(const FeatureStore *st, const StoreSpec *sp, JtError *err) {
         rc = jt_fail(err, "%s: draws are %s but --draws %s was given; use a new --out", mp,
                      st->shared_draws ? "shared" : "independent",
                      sp->shared_draws ? "shared" : "independent");
-    } else if (st->sgemm_kernel[0] && sp->sgemm_kernel && strcmp(st->sgemm_kernel, sp->sgemm_kernel) != 0) {
+    } else if (st->sgemm_kernel[0] && sp->sgemm_kernel &&
+               strcmp(st->sgemm_kernel, sp->sgemm_kernel) != 0) {
         /* the rows would mix two kernels' roundings (~1e-6 apart): a resumed store would not
          * equal an uninterrupted one */
         rc = jt_fail(err,

@@ -59,7 +59,7 @@ typedef struct {
     uint64_t proj_seed, draw_seed;
     int shared_draws; /* manifest "draws": "shared" or "independent" */
     ProjKind proj_kind;
-    char sgemm_kernel[16];        /* manifest "sgemm_kernel"; "" in stores made before it was kept */
+    char sgemm_kernel[16]; /* manifest "sgemm_kernel"; "" in stores made before it was kept */
     char **model_paths;           /* (n_models) */
     uint64_t *model_fingerprints; /* (n_models) */
     size_t *model_params;         /* (n_models) */

@@ -43,8 +43,9 @@ static int load_checked(const char *spec_text, const char *fingerprint, const Da
     data_spec_free(&spec);
     char h[17];
     if (rc == JT_OK && strcmp(data_fingerprint_hex(d, h), fingerprint) != 0)
-        rc = jt_fail(err, "the %s (%s) changed since %s scored", targets ? "target images" : "training data",
-                     d->description, targets ? "they were" : "it was");
+        rc = jt_fail(err, "the %s (%s) changed since %s scored",
+                     targets ? "target images" : "training data", d->description,
+                     targets ? "they were" : "it was");
     return rc;
 }
 
@@ -87,11 +88,11 @@ int cmd_report(int argc, char **argv) {
     const cJSON *results = topk ? cJSON_GetObjectItem(topk, "results") : NULL;
     const char *method = man ? json_str(man, "method") : NULL;
     const int real = tset != NULL;
-    if (rc == JT_OK && (!(real ? json_str(tset, "spec") && json_str(tset, "fingerprint")
-                               : traj && json_str(traj, "path")) ||
-                        !ds || !json_str(ds, "spec") || !json_str(ds, "fingerprint") ||
-                        !cJSON_IsArray(steps) || !cJSON_IsArray(targets) || !cJSON_IsArray(results) ||
-                        !method))
+    if (rc == JT_OK &&
+        (!(real ? json_str(tset, "spec") && json_str(tset, "fingerprint")
+                : traj && json_str(traj, "path")) ||
+         !ds || !json_str(ds, "spec") || !json_str(ds, "fingerprint") || !cJSON_IsArray(steps) ||
+         !cJSON_IsArray(targets) || !cJSON_IsArray(results) || !method))
         rc = jt_fail(&err, "%s/manifest.json or topk.json: not a jtrak score folder "
                            "(format jtrak-scores-v1)", dir);
     if (rc == JT_OK && !real) rc = targets_from_trajectory(&tgt, json_str(traj, "path"), &err);
@@ -144,7 +145,9 @@ int cmd_report(int argc, char **argv) {
         for (int s = 0; rc == JT_OK && s < n_steps; s++) {
             int k = traj_step_index(&tgt.tr, step_v[s]);
             if (k < 0) rc = jt_fail(&err, "%s: step %d is not in the trajectory", dir, step_v[s]);
-            else memcpy(xhat + ((size_t)j * n_steps + s) * D, targets_image(&tgt, tid[j], k), D * sizeof(float));
+            else
+                memcpy(xhat + ((size_t)j * n_steps + s) * D, targets_image(&tgt, tid[j], k),
+                       D * sizeof(float));
         }
     }
     /* topk.json lists (target, step) entries; place each in its cell. */
@@ -196,7 +199,8 @@ int cmd_report(int argc, char **argv) {
         .train = train, .n_train = data.n, .train_source_index = data.index,
         .train_labels = data.n_classes ? data.labels : NULL,
         .class_names = (const char *const *)data.class_names, .n_classes = data.n_classes,
-        .target_ids = tid, .title = NULL, .method = method, .provenance = prov, .real_targets = real};
+        .target_ids = tid, .title = NULL, .method = method, .provenance = prov,
+        .real_targets = real};
     if (rc == JT_OK) rc = report_write_html(html, &rd, &err);
     if (rc == JT_OK) rc = report_write_png(png, &rd, &err);
     if (rc == JT_OK) printf("%s\n%s\n", html, png);

@@ -13,10 +13,10 @@
 #include <stdlib.h>
 
 enum {
-    SGEMM_MR = 8,   /* rows of the register tile */
-    SGEMM_NR = 48,  /* columns of the register tile: 3 vectors of 16 */
-    SGEMM_KC = 128, /* K block: a packed B panel (KC x NR floats, 24 KiB) stays in L1 */
-    SGEMM_MC = 192, /* M block: a packed A block (MC x KC floats, 192 KiB) fits L2 */
+    SGEMM_MR = 8,           /* rows of the register tile */
+    SGEMM_NR = 48,          /* columns of the register tile: 3 vectors of 16 */
+    SGEMM_KC = 128,         /* K block: a packed B panel (KC x NR floats, 24 KiB) stays in L1 */
+    SGEMM_MC = 192,         /* M block: a packed A block (MC x KC floats, 192 KiB) fits L2 */
     SGEMM_TAP_STACK = 2304, /* im2col tap masks kept on the stack (4.5 KiB) */
     SGEMM_PREFETCH_MAX = 512 << 10, /* im2col images prefetched into L2 up to this size */
 };
@@ -99,9 +99,9 @@ static void pack_a(float *restrict ap, int transA, const float *A, int lda, int 
  * when tap t = (i, j) of pixel 16 g + q reads inside the image (the pixel exists, row y + i - pad
  * and column x + j - pad inside). The masked loads of the packs then never touch memory outside
  * the image (masked lanes do not fault), although the shifted pointer may point before it. Packs
- * only ask for groups starting at multiples of 16 (N panels of 48, K blocks of 128, steps of 16). */
+ * only ask for groups starting at multiples of 16 (N panels of 48, K blocks of 128, steps of 16) */
 typedef struct {
-    __mmask16 *mask;             /* (groups, kk) */
+    __mmask16 *mask;                                  /* (groups, kk) */
     ptrdiff_t off[SGEMM_CONV_KMAX * SGEMM_CONV_KMAX]; /* tap t's shift in the flattened image */
 } TapTable;
 
@@ -110,10 +110,12 @@ static void tap_table_fill(const SgemmIm2col *cv, TapTable *tt) {
     for (int t = 0; t < kk; t++)
         tt->off[t] = (ptrdiff_t)(t / k - pad) * W + (t % k - pad);
     const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    const __m512i vW = _mm512_set1_epi32(W), vH = _mm512_set1_epi32(H), zero = _mm512_setzero_si512();
+    const __m512i vW = _mm512_set1_epi32(W), vH = _mm512_set1_epi32(H),
+                  zero = _mm512_setzero_si512();
     for (int g = 0, p0 = 0; p0 < HW; g++, p0 += 16) {
         /* (y, x) of pixels p0 .. p0+15: x0 + q wraps into the next rows (several when W < 16) */
-        __m512i x = _mm512_add_epi32(_mm512_set1_epi32(p0 % W), iota), y = _mm512_set1_epi32(p0 / W);
+        __m512i x = _mm512_add_epi32(_mm512_set1_epi32(p0 % W), iota),
+                y = _mm512_set1_epi32(p0 / W);
         for (__mmask16 m; (m = _mm512_cmpge_epi32_mask(x, vW)) != 0;) {
             x = _mm512_mask_sub_epi32(x, m, x, vW);
             y = _mm512_mask_add_epi32(y, m, y, _mm512_set1_epi32(1));
@@ -141,7 +143,6 @@ typedef struct {
     const TapTable *taps; /* cv's masks */
 } BSource;
 
-
 /* Packs columns j0 .. j0+nj-1 (nj <= 48), K range k0 .. k0+kc-1 of op(B):
  * bp[k * 48 + j] = op(B)[k0 + k][j0 + j], zero beyond nj. */
 static void pack_b(float *restrict bp, int transB, const BSource *src, int j0, int nj, int k0, int kc) {
@@ -157,14 +158,16 @@ static void pack_b(float *restrict bp, int transB, const BSource *src, int j0, i
                     _mm512_storeu_ps(bp + k * SGEMM_NR + 16 * v, _mm512_maskz_loadu_ps(m[v], s + 16 * v));
             return;
         }
-        const __mmask16 *tap[3]; /* the groups of the 3 vectors (a vector past nj reads group 0, masked off) */
+        /* the groups of the 3 vectors (a vector past nj reads group 0, masked off) */
+        const __mmask16 *tap[3];
         for (int v = 0; v < 3; v++)
             tap[v] = src->taps->mask + (size_t)(m[v] ? (j0 + 16 * v) / 16 : 0) * kk;
         int c = k0 / kk, t = k0 % kk; /* row k0 + k = c kk + t */
         for (int k = 0; k < kc; k++) {
             const float *s = cv->x + (size_t)c * HW + j0 + off[t];
             for (int v = 0; v < 3; v++)
-                _mm512_storeu_ps(bp + k * SGEMM_NR + 16 * v, _mm512_maskz_loadu_ps(tap[v][t] & m[v], s + 16 * v));
+                _mm512_storeu_ps(bp + k * SGEMM_NR + 16 * v,
+                                 _mm512_maskz_loadu_ps(tap[v][t] & m[v], s + 16 * v));
             if (++t == kk) t = 0, c++;
         }
         return;
@@ -313,7 +316,8 @@ int sgemm_avx512_im2col(int transA, int transB, int M, int N, int K, float alpha
     /* The masks on the stack up to 64x64 images with 3x3 kernels, on the heap beyond. */
     __mmask16 stack_masks[SGEMM_TAP_STACK];
     const size_t n_masks = (size_t)(cols->H * cols->W + 15) / 16 * (size_t)(cols->k * cols->k);
-    TapTable taps = {n_masks <= SGEMM_TAP_STACK ? stack_masks : xmalloc(n_masks * sizeof(__mmask16)), {0}};
+    TapTable taps = {
+        n_masks <= SGEMM_TAP_STACK ? stack_masks : xmalloc(n_masks * sizeof(__mmask16)), {0}};
     tap_table_fill(cols, &taps);
     const int channels = (transB ? N : K) / (cols->k * cols->k);
     prefetch_l2(cols->x, (size_t)channels * cols->H * cols->W);

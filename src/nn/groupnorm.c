@@ -58,7 +58,8 @@ static void gn_sum_dy(const float *x, const float *dy, int n, double mu, double 
     const __m512d vmu = _mm512_set1_pd(mu), vrs = _mm512_set1_pd(rs);
     __m512d va = _mm512_setzero_pd(), vb = _mm512_setzero_pd();
     for (; i + NN_SUM_LANES <= n; i += NN_SUM_LANES) {
-        const __m512d xh = _mm512_mul_pd(_mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(x + i)), vmu), vrs);
+        const __m512d xh =
+            _mm512_mul_pd(_mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(x + i)), vmu), vrs);
         const __m512d g = _mm512_cvtps_pd(_mm256_loadu_ps(dy + i));
         va = _mm512_add_pd(va, g);
         vb = _mm512_add_pd(vb, _mm512_mul_pd(g, xh));
@@ -134,9 +135,10 @@ void groupnorm_forward(float *out /* (B,C,HW) */, float *mean /* (B,G) */, float
     gn_forward(out, mean, rstd, in, gamma, beta, d, c, 0);
 }
 
-void groupnorm_silu_forward(float *out /* (B,C,HW) */, float *mean /* (B,G) */, float *rstd /* (B,G) */,
-                            const float *in /* (B,C,HW) */, const float *gamma /* (C) */,
-                            const float *beta /* (C) */, const GroupNormDims *d, const OpCtx *c) {
+void groupnorm_silu_forward(float *out /* (B,C,HW) */, float *mean /* (B,G) */,
+                            float *rstd /* (B,G) */, const float *in /* (B,C,HW) */,
+                            const float *gamma /* (C) */, const float *beta /* (C) */,
+                            const GroupNormDims *d, const OpCtx *c) {
     gn_forward(out, mean, rstd, in, gamma, beta, d, c, 1);
 }
 
@@ -158,7 +160,7 @@ static void gn_backward(float *din, float *dgamma, float *dbeta, const float *do
 #pragma omp parallel for schedule(static, gs.group * G) num_threads(nn_threads(c))
     for (int bg = 0; bg < items; bg++) {
         const int b = bg / G, c0 = (bg % G) * cpg;
-        const float *x = in + (size_t)bg * gsize; /* (cpg, HW) */
+        const float *x = in + (size_t)bg * gsize;    /* (cpg, HW) */
         const float *dy = dout + (size_t)bg * gsize; /* (cpg, HW) */
         if (silu) {
             float *dys = opctx_scratch(c);
@@ -221,10 +223,10 @@ size_t groupnorm_silu_scratch_floats(const GroupNormDims *d) {
     return (size_t)(d->C / d->G) * d->HW;
 }
 
-void groupnorm_silu_backward(float *din /* (B,C,HW) */, float *dgamma /* (C) */, float *dbeta /* (C) */,
-                             const float *dout /* (B,C,HW) */, const float *in /* (B,C,HW) */,
-                             const float *mean /* (B,G) */, const float *rstd /* (B,G) */,
-                             const float *gamma /* (C) */, const float *beta /* (C) */,
-                             const GroupNormDims *d, const OpCtx *c) {
+void groupnorm_silu_backward(float *din /* (B,C,HW) */, float *dgamma /* (C) */,
+                             float *dbeta /* (C) */, const float *dout /* (B,C,HW) */,
+                             const float *in /* (B,C,HW) */, const float *mean /* (B,G) */,
+                             const float *rstd /* (B,G) */, const float *gamma /* (C) */,
+                             const float *beta /* (C) */, const GroupNormDims *d, const OpCtx *c) {
     gn_backward(din, dgamma, dbeta, dout, in, mean, rstd, gamma, beta, d, c, 1);
 }

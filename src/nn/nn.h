@@ -99,18 +99,19 @@ void groupnorm_backward(float *din /* (B,C,HW) */, float *dgamma /* (C) */, floa
                         const float *mean /* (B,G) */, const float *rstd /* (B,G) */,
                         const float *gamma /* (C) */, const GroupNormDims *d, const OpCtx *c);
 /* silu(groupnorm(x)) as one op (every group norm of a resnet block and conv_norm_out is followed
- * by SiLU): the same arithmetic as groupnorm_forward then silu_forward, bitwise, with the group norm's
- * output never written; the backward recomputes it from x and keeps dL/dy of one group in the
- * thread's scratch (groupnorm_silu_scratch_floats). dout is dL/dz. */
-void groupnorm_silu_forward(float *out /* (B,C,HW) z */, float *mean /* (B,G) */, float *rstd /* (B,G) */,
-                            const float *in /* (B,C,HW) */, const float *gamma /* (C) */,
-                            const float *beta /* (C) */, const GroupNormDims *d, const OpCtx *c);
+ * by SiLU): the same arithmetic as groupnorm_forward then silu_forward, bitwise, with the group
+ * norm's output never written; the backward recomputes it from x and keeps dL/dy of one group in
+ * the thread's scratch (groupnorm_silu_scratch_floats). dout is dL/dz. */
+void groupnorm_silu_forward(float *out /* (B,C,HW) z */, float *mean /* (B,G) */,
+                            float *rstd /* (B,G) */, const float *in /* (B,C,HW) */,
+                            const float *gamma /* (C) */, const float *beta /* (C) */,
+                            const GroupNormDims *d, const OpCtx *c);
 size_t groupnorm_silu_scratch_floats(const GroupNormDims *d); /* per thread */
-void groupnorm_silu_backward(float *din /* (B,C,HW) */, float *dgamma /* (C) */, float *dbeta /* (C) */,
-                             const float *dout /* (B,C,HW) */, const float *in /* (B,C,HW) */,
-                             const float *mean /* (B,G) */, const float *rstd /* (B,G) */,
-                             const float *gamma /* (C) */, const float *beta /* (C) */,
-                             const GroupNormDims *d, const OpCtx *c);
+void groupnorm_silu_backward(float *din /* (B,C,HW) */, float *dgamma /* (C) */,
+                             float *dbeta /* (C) */, const float *dout /* (B,C,HW) */,
+                             const float *in /* (B,C,HW) */, const float *mean /* (B,G) */,
+                             const float *rstd /* (B,G) */, const float *gamma /* (C) */,
+                             const float *beta /* (C) */, const GroupNormDims *d, const OpCtx *c);
 
 /* ---- SiLU: x * sigmoid(x) ---------------------------------------------------------------------- */
 void silu_forward(float *out /* (n) */, const float *in /* (n) */, size_t n);

@@ -48,7 +48,8 @@ void grad_slots_begin(GradSlots *s, const OpCtx *c, int B, int n_tensors, float 
     if (c->example_stride > 0) return;
     const size_t total = grad_slots_floats(B, s->per_example);
     CHECK(c->grad_buf != NULL && c->grad_floats >= total,
-          "OpCtx.grad_buf holds %zu floats, summed-mode backward of batch %d needs %zu (params %zu)",
+          "OpCtx.grad_buf holds %zu floats, summed-mode backward of batch %d needs %zu "
+          "(params %zu)",
           c->grad_floats, B, total, s->per_example);
     size_t nchunks = (total + SLOT_ZERO_CHUNK - 1) / SLOT_ZERO_CHUNK;
     float *buf = c->grad_buf;

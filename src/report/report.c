@@ -24,7 +24,8 @@ static const char *final_noun(const ReportData *d) {
 
 /* "(sample 3)" after a target's number: its index in the trajectory file, or among the images. */
 static void put_target_id(FILE *fp, const ReportData *d, int t) {
-    if (d->target_ids) fprintf(fp, " (%s %d)", d->real_targets ? "image" : "sample", d->target_ids[t]);
+    if (d->target_ids)
+        fprintf(fp, " (%s %d)", d->real_targets ? "image" : "sample", d->target_ids[t]);
 }
 
 static void col_name(const ReportData *d, int col, char *buf, size_t n) {
@@ -206,18 +207,24 @@ static void method_blurb(const char *m, const char *noun, char *buf, size_t n) {
     buf[0] = '\0';
     if (!m) return;
     if (strcmp(m, "journey") == 0)
-        snprintf(buf, n, "Journey-TRAK: at each scored step t, x&#770;<sub>0</sub> is re-noised to "
-                         "level t and the TRAK score of the denoising loss there is computed for "
-                         "every training image (&tau;<sub>t</sub>).");
+        snprintf(buf, n,
+                 "Journey-TRAK: at each scored step t, x&#770;<sub>0</sub> is re-noised to "
+                 "level t and the TRAK score of the denoising loss there is computed for "
+                 "every training image (&tau;<sub>t</sub>).");
     else if (strcmp(m, "trak") == 0)
-        snprintf(buf, n, "TRAK on the %s: the denoising loss at random timesteps. The scores are "
-                         "not specific to a step.", noun);
+        snprintf(buf, n,
+                 "TRAK on the %s: the denoising loss at random timesteps. The scores are "
+                 "not specific to a step.",
+                 noun);
     else if (strcmp(m, "dtrak") == 0)
-        snprintf(buf, n, "D-TRAK on the %s: the squared norm of the predicted noise at random "
-                         "timesteps. The scores are not specific to a step.", noun);
+        snprintf(buf, n,
+                 "D-TRAK on the %s: the squared norm of the predicted noise at random "
+                 "timesteps. The scores are not specific to a step.",
+                 noun);
     else if (strcmp(m, "pixel") == 0)
-        snprintf(buf, n, "Pixel baseline: cosine similarity between x&#770;<sub>0</sub> at step t "
-                         "and each training image (no model gradients).");
+        snprintf(buf, n,
+                 "Pixel baseline: cosine similarity between x&#770;<sub>0</sub> at step t "
+                 "and each training image (no model gradients).");
 }
 
 static void write_intro(FILE *fp, const ReportData *d) {

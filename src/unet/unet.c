@@ -48,7 +48,7 @@ static size_t node_param_floats(const UNet *net, const UNetRun *r, const Node *n
     switch (n->kind) {
     case NODE_CONV: return (size_t)out->C * in->C * n->k * n->k + out->C;
     case NODE_LINEAR: return (size_t)out->C * in->C + out->C;
-    case NODE_GROUPNORM:
+    case NODE_GROUPNORM: /* fall through */
     case NODE_GN_SILU: return 2 * (size_t)in->C;
     case NODE_ATTN: return 4 * ((size_t)in->C * in->C + in->C);
     default: return 0;
@@ -150,8 +150,10 @@ void unet_run_profile_seconds(const UNetRun *r, double *conv_s, double *other_s)
 static void profile_add(UNetRun *r, const Node *n, double t0) {
     if (!r->profile) return;
     const double dt = progress_now() - t0;
-    if (n->kind == NODE_CONV) r->conv_s += dt;
-    else r->other_s += dt;
+    if (n->kind == NODE_CONV)
+        r->conv_s += dt;
+    else
+        r->other_s += dt;
 }
 
 static float *act(const UNetRun *r, int id) { return r->act + (size_t)r->cap_B * r->tensors[id].off; }

@@ -13,9 +13,9 @@ struct UNet {
 };
 
 typedef enum {
-    NODE_CENTER,    /* out = 2 in - 1 (center_input_sample) */
-    NODE_TIMESTEP,  /* sinusoidal embedding of the run's timesteps; no input tensor */
-    NODE_LINEAR,    /* per-sample vector (C,1,1) -> (cout,1,1) */
+    NODE_CENTER,   /* out = 2 in - 1 (center_input_sample) */
+    NODE_TIMESTEP, /* sinusoidal embedding of the run's timesteps; no input tensor */
+    NODE_LINEAR,   /* per-sample vector (C,1,1) -> (cout,1,1) */
     NODE_SILU,
     NODE_CONV,
     NODE_GROUPNORM,
@@ -24,7 +24,7 @@ typedef enum {
     NODE_ADD,       /* (in0 + in1) * scale */
     NODE_ATTN,      /* in0 = group-normed input, in1 = residual */
     NODE_UPSAMPLE,
-    NODE_CONCAT     /* [in0, in1] along channels */
+    NODE_CONCAT /* [in0, in1] along channels */
 } NodeKind;
 
 typedef struct {
@@ -55,8 +55,8 @@ struct UNetRun {
     float *t;             /* (cap_B) timesteps of the last forward */
     OpCtx ctx;
     float *thread_buf, *grad_buf;
-    int profile;             /* unet_run_profile: time the nodes */
-    double conv_s, other_s;  /* wall seconds in convolution nodes and in the others */
+    int profile;            /* unet_run_profile: time the nodes */
+    double conv_s, other_s; /* wall seconds in convolution nodes and in the others */
 };
 
 void unet_register_params(const UNetConfig *cfg, ParamLayout *l);
