@@ -9,14 +9,17 @@
 #include <omp.h>
 #include <string.h>
 
+/* Examples per summed-mode slot, and the slots a batch of B fills. */
 static int slot_group(int B) {
     return (B + NN_GRAD_SLOTS - 1) / NN_GRAD_SLOTS;
+}
+static int slot_count(int B) {
+    return (B + slot_group(B) - 1) / slot_group(B);
 }
 
 size_t grad_slots_floats(int B, size_t params) {
     size_t n;
-    int slots = (B + slot_group(B) - 1) / slot_group(B);
-    CHECK(jt_mul_size((size_t)slots, params, &n), "grad slot size overflows");
+    CHECK(jt_mul_size((size_t)slot_count(B), params, &n), "grad slot size overflows");
     return n;
 }
 
@@ -78,7 +81,7 @@ void grad_slots_end(GradSlots *s) {
     if (s->ctx->example_stride > 0) return;
     const float *buf = s->ctx->grad_buf;
     const size_t P = s->per_example;
-    const int slots = (s->B + s->group - 1) / s->group;
+    const int slots = slot_count(s->B);
     size_t off = 0;
     for (int i = 0; i < s->n; i++) {
         float *d = s->d[i];
