@@ -4,7 +4,7 @@ JOBS ?= 2
 CMAKE_FLAGS ?=
 WERROR ?= OFF
 
-.PHONY: all deps test asan demo bench bench-attrib bench-scaling fixtures clean
+.PHONY: all deps test asan demo bench bench-attrib bench-scaling fixtures twin clean
 
 all: $(BUILD)/Makefile
 	cmake --build $(BUILD) -j $(JOBS)
@@ -39,6 +39,10 @@ bench-attrib: all
 # featurize and score time as the training set and the targets grow, with fitted exponents.
 bench-scaling: all
 	scripts/bench-scaling.sh $(BUILD)
+
+# The reference twin's environment ref/.venv (torch, diffusers, traker from PyPI).
+twin:
+	scripts/twin-env.sh
 
 # Regenerates the committed fixtures with the real diffusers (needs PyPI access).
 fixtures:

@@ -167,7 +167,7 @@ if [ "$HAVE_TRAKER" = 1 ]; then
   run_traker fp32 "$N"
   if [ "$FP16" = 1 ]; then run_traker fp16 "$N16"; fi
 else
-  echo "bench-attrib: no traker environment ($PY with torch, diffusers, traker); run 'make fixtures' to create ref/.venv" >&2
+  echo "bench-attrib: no traker environment ($PY with torch, diffusers, traker); run 'make twin' to create ref/.venv" >&2
 fi
 
 # Further rounds of the two featurize measurements the headline ratio compares (jtrak's default

@@ -65,7 +65,7 @@ HAVE_TORCH=0
 if [ "${TWIN:-1}" = 1 ] && [ -x "$PY" ] && "$PY" -c "import torch, diffusers" 2>/dev/null; then
   HAVE_TORCH=1
 else
-  echo "bench: no PyTorch twin ($PY with torch and diffusers; 'make fixtures' creates ref/.venv):" \
+  echo "bench: no PyTorch twin ($PY with torch and diffusers; 'make twin' creates ref/.venv):" \
        "jtrak only" >&2
 fi
 

@@ -5,10 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=ref/.venv
-if [ ! -x "$VENV/bin/python" ]; then
-  python3 -m venv "$VENV"
-fi
-"$VENV/bin/pip" install -q -r ref/requirements.txt
+scripts/twin-env.sh
 "$VENV/bin/python" ref/make_unet_fixtures.py
 "$VENV/bin/python" ref/make_attrib_fixtures.py
 "$VENV/bin/python" ref/make_scheduler_fixtures.py
