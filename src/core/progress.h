@@ -1,5 +1,7 @@
-/* progress.h: the progress line of long work on stderr (done/total, rate, ETA), printed at most
- * about once a second and once at the end, plus the elapsed-time clock. House-style convention 9. */
+/* progress.h: the progress line of long work on stderr (done/total, rate, ETA), plus the
+ * elapsed-time clock. House-style convention 9. On a terminal the line is rewritten in place about
+ * once a second; into a file or a pipe (a log) a new line is written on every further 5% of the
+ * work or after 30 s without one, so that a log stays readable; both print once at the end. */
 #ifndef JTRAK_PROGRESS_H
 #define JTRAK_PROGRESS_H
 
@@ -13,6 +15,8 @@ typedef struct {
     double units_per_step;
     double t_start, t_last;
     int quiet;
+    int tty;             /* stderr is a terminal: rewrite one line */
+    int last_twentieth;  /* log mode: the 5% mark of the last line written */
 } Progress;
 
 double progress_now(void); /* monotonic seconds */
