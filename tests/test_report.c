@@ -444,6 +444,38 @@ Test(report, png_scale_for_28x28) {
     cr_assert_eq(L.width, REPORT_FIG_GAP + 2 * (L.cell_w + REPORT_FIG_GAP));
 }
 
+Test(report, sample_grid_of_small_images_is_scaled_up) {
+    /* 8 gray 8x8 images in 3 columns: scaled 22x (ceil(512 / 24)) by nearest neighbour; every
+     * pixel of a tile is its source pixel */
+    enum { N = 8, H = 8, W = 8, COLS = 3 };
+    float x[N * H * W];
+    for (int i = 0; i < N * H * W; i++) x[i] = (float)((i * 37) % 255) / 127.0f - 1.0f;
+    char path[512];
+    snprintf(path, sizeof path, "%s/grid.png", test_tmp);
+    JtError err = {{0}};
+    cr_assert_eq(png_write_grid(path, x, N, 1, H, W, COLS, &err), JT_OK, "%s", err.msg);
+    const int s = png_grid_scale(COLS, W);
+    cr_assert_eq(s, 22);
+    int w, h, c;
+    unsigned char *pix = stbi_load(path, &w, &h, &c, 1);
+    cr_assert(pix != NULL);
+    cr_assert_eq(w, COLS * W * s + (COLS + 1) * 2);
+    cr_assert_geq(w, PNG_GRID_MIN_WIDTH);
+    cr_assert_eq(h, 3 * H * s + 4 * 2);
+    uint8_t tile[H * W];
+    for (int i = 0; i < N; i++) {
+        png_f32_to_u8(tile, x + i * H * W, 1, H, W);
+        int oy = 2 + (i / COLS) * (H * s + 2), ox = 2 + (i % COLS) * (W * s + 2);
+        for (int y = 0; y < H * s; y++)
+            for (int xx = 0; xx < W * s; xx++)
+                cr_assert_eq(pix[(oy + y) * w + ox + xx], tile[(y / s) * W + xx / s],
+                             "image %d pixel (%d, %d)", i, y, xx);
+    }
+    stbi_image_free(pix);
+    /* images already wide enough are not scaled */
+    cr_assert_eq(png_grid_scale(4, 256), 1);
+}
+
 /* ---- bad input ---- */
 
 Test(report, unwritable_path_fails_and_leaves_nothing) {

@@ -95,21 +95,31 @@ int png_write_image_f32(const char *path, const float *x, int c, int h, int w, J
     return rc;
 }
 
+int png_grid_scale(int cols, int w) {
+    const long span = (long)cols * w; /* the images' width without gaps */
+    long s = span > 0 ? (PNG_GRID_MIN_WIDTH + span - 1) / span : 1;
+    return s < 1 ? 1 : s > 32 ? 32 : (int)s;
+}
+
 int png_write_grid(const char *path, const float *x, int n, int c, int h, int w, int cols,
                    JtError *err) {
     const int gap = 2;
     if (cols < 1) cols = 1;
     if (cols > n) cols = n;
     int rows = (n + cols - 1) / cols;
+    const int s = png_grid_scale(cols, w), h0 = h, w0 = w;
+    h *= s;
+    w *= s;
     int W = cols * w + (cols + 1) * gap, H = rows * h + (rows + 1) * gap;
     uint8_t *pix = xcalloc((size_t)W * H * c, 1);
-    uint8_t *tile = xmalloc((size_t)h * w * c);
+    uint8_t *tile = xmalloc((size_t)h0 * w0 * c);
     for (int i = 0; i < n; i++) {
-        png_f32_to_u8(tile, x + (size_t)i * c * h * w, c, h, w);
+        png_f32_to_u8(tile, x + (size_t)i * c * h0 * w0, c, h0, w0);
         int oy = gap + (i / cols) * (h + gap), ox = gap + (i % cols) * (w + gap);
         for (int y = 0; y < h; y++)
-            memcpy(pix + (((size_t)(oy + y) * W + ox) * c), tile + (size_t)y * w * c,
-                   (size_t)w * c);
+            for (int xx = 0; xx < w; xx++)
+                memcpy(pix + (((size_t)(oy + y) * W + ox + xx) * c),
+                       tile + ((size_t)(y / s) * w0 + (size_t)(xx / s)) * c, (size_t)c);
     }
     int rc = png_write(path, pix, W, H, c, err);
     free(pix);

@@ -22,7 +22,11 @@ int png_write_image_f32(const char *path, const float *x, int c, int h, int w, J
 /* The conversion alone: out (h, w, c) uint8 from x (c, h, w). */
 void png_f32_to_u8(uint8_t *out, const float *x, int c, int h, int w);
 
-/* A grid of images x (n, c, h, w) in [-1, 1] as one PNG with `cols` columns, 2-pixel gaps. */
+/* A grid of images x (n, c, h, w) in [-1, 1] as one PNG with `cols` columns, 2-pixel gaps. Small
+ * images are scaled up by an integer factor (nearest neighbour, png_grid_scale) so that the grid
+ * is at least PNG_GRID_MIN_WIDTH pixels wide: 8 samples of 8x8 are not something a person can see. */
+#define PNG_GRID_MIN_WIDTH 512
+int png_grid_scale(int cols, int w);
 int png_write_grid(const char *path, const float *x, int n, int c, int h, int w, int cols,
                    JtError *err);
 
