@@ -66,7 +66,8 @@ static void print_row(const char *config, const char *what, int B, int S, size_t
 static double time_steps(UNet *net, int mode, int B, int S, int iters, double *conv_s) {
     JtError err;
     UNetRun *run;
-    if (unet_run_create(&run, net, B, S, S, &err)) {
+    if (unet_run_create(&run, net, B, S, S, mode == 1 ? UNET_RUN_TRAIN : UNET_RUN_FORWARD_ONLY,
+                        &err)) {
         fprintf(stderr, "bench_unet: %s\n", err.msg);
         exit(1);
     }
@@ -87,7 +88,7 @@ static double time_steps(UNet *net, int mode, int B, int S, int iters, double *c
     for (int it = 0; it <= iters; it++) { /* iteration 0 is the warm-up */
         if (it == 1) unet_run_profile(run, 1);
         double t0 = progress_now();
-        unet_forward(net, run, B, y, x, t);
+        unet_forward(net, run, B, y, x, t, NULL);
         if (mode == 1) {
             memset(g, 0, P * sizeof *g);
             memset(dy, 0, ny * sizeof *dy);

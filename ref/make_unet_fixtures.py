@@ -33,7 +33,10 @@ ADAMW_STEPS = 3
 # downsample_padding 0 and 1, flip_sin_to_cos false with freq_shift 1, norm_eps 1e-6, 2/3/4 levels,
 # in/out channels 1 and 3, layers_per_block 1 and 2, AttnUpBlock2D in non-final up positions,
 # a non-power-of-two size (12x12, mid at 3x3) and a non-square one (8x12), mid_block_scale_factor
-# sqrt(2), center_input_sample, time_embedding_dim and attn_norm_num_groups set explicitly.
+# sqrt(2), center_input_sample, time_embedding_dim and attn_norm_num_groups set explicitly. The cls_
+# fixtures add class conditioning (num_class_embeds, class_embed_type null: an nn.Embedding whose row
+# of each example's label is added to the time embedding); their class_labels include the last id
+# and, in cls_rect2_8x12, one id twice (two examples accumulate into the same embedding row).
 # Every GroupNorm has at least 2 channels per group: with 1 channel per group the preceding conv
 # bias would get a mathematically zero gradient (pure rounding noise, which AdamW then amplifies).
 FIXTURES = [
@@ -100,6 +103,40 @@ FIXTURES = [
             downsample_padding=0, time_embedding_dim=24, attn_norm_num_groups=2,
         ),
     ),
+    dict(
+        name="cls_fm3_12x12",
+        covers="fm3_12x12's pattern, class-conditional: num_class_embeds 11 (10 classes + a null "
+        "class), class_embedding (11, 32), labels 3, 10 (the last row), 7",
+        seed=5005,
+        hw=(12, 12),
+        t=[999.0, 250.0, 0.0],
+        labels=[3, 10, 7],
+        cfg=dict(
+            sample_size=12, in_channels=1, out_channels=1, block_out_channels=(8, 8, 16),
+            layers_per_block=1, norm_num_groups=4, attention_head_dim=None,
+            down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
+            up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
+            num_class_embeds=11,
+        ),
+    ),
+    dict(
+        name="cls_rect2_8x12",
+        covers="rect2_8x12's pattern (non-square, time_embedding_dim 24), class-conditional: "
+        "num_class_embeds 4, class_embedding (4, 24), labels 1, 1, 3 (two examples share a row; "
+        "rows 0 and 2 get no gradient)",
+        seed=6006,
+        hw=(8, 12),
+        t=[42.0, 0.0, 999.0],
+        labels=[1, 1, 3],
+        cfg=dict(
+            sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 8),
+            layers_per_block=1, norm_num_groups=4, attention_head_dim=4,
+            down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+            up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+            downsample_padding=0, time_embedding_dim=24, attn_norm_num_groups=2,
+            num_class_embeds=4,
+        ),
+    ),
 ]
 LEGACY_OF = "google4_16x16"
 F16_OF = "fm3_12x12"
@@ -132,20 +169,20 @@ def randomize_groupnorms(model, gen):
                 m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=gen))
 
 
-def forward_loss(model, x, t, eps):
-    out = model(x, t).sample
+def forward_loss(model, x, t, eps, labels=None):
+    out = model(x, t, class_labels=labels).sample
     loss = F.mse_loss(out, eps)
     return out, loss
 
 
-def grads_of(model, x, t, eps):
+def grads_of(model, x, t, eps, labels=None):
     model.zero_grad(set_to_none=True)
-    out, loss = forward_loss(model, x, t, eps)
+    out, loss = forward_loss(model, x, t, eps, labels)
     loss.backward()
     return out.detach(), loss.detach(), {n: p.grad.detach().clone() for n, p in model.named_parameters()}
 
 
-def adamw_run(model, x, t, eps):
+def adamw_run(model, x, t, eps, labels=None):
     """ADAMW_STEPS torch.optim.AdamW steps on the same batch; foreach=False selects the plain per-tensor
     reference implementation. Returns the loss before each step and the final parameters."""
     m = copy.deepcopy(model)
@@ -153,7 +190,7 @@ def adamw_run(model, x, t, eps):
     losses = []
     for _ in range(ADAMW_STEPS):
         opt.zero_grad(set_to_none=True)
-        _, loss = forward_loss(m, x, t, eps)
+        _, loss = forward_loss(m, x, t, eps, labels)
         loss.backward()
         opt.step()
         losses.append(loss.detach().item())
@@ -195,7 +232,9 @@ def make_inputs(spec, in_ch):
     x = lo + (hi - lo) * torch.rand((BATCH, in_ch, h, w), generator=gen)
     eps = torch.randn((BATCH, in_ch, h, w), generator=gen)
     t = torch.tensor(spec["t"], dtype=torch.float32)
-    return x, t, eps
+    # class ids as int64, the dtype nn.Embedding takes (and io.safetensors stores: I64)
+    labels = torch.tensor(spec["labels"], dtype=torch.int64) if "labels" in spec else None
+    return x, t, eps, labels
 
 
 def rel_err(a, b):
@@ -206,15 +245,15 @@ def make_fixture(spec, out_root):
     model = tc.build_unet(spec["cfg"], spec["seed"])
     randomize_groupnorms(model, torch.Generator().manual_seed(spec["seed"] + 1))
     cfg = model.config
-    x, t, eps = make_inputs(spec, cfg.in_channels)
+    x, t, eps, labels = make_inputs(spec, cfg.in_channels)
 
-    out, loss, grads = grads_of(model, x, t, eps)
+    out, loss, grads = grads_of(model, x, t, eps, labels)
     loss_pe = ((out - eps) ** 2).mean(dim=(1, 2, 3))
 
     # float64 run of the same weights: the "exact" value against which float32 rounding is measured
     # (diffusers keeps the sinusoidal embedding in float32 in both runs, unet2d.md section 7).
     m64 = copy.deepcopy(model).double()
-    out64, loss64, grads64 = grads_of(m64, x.double(), t.double(), eps.double())
+    out64, loss64, grads64 = grads_of(m64, x.double(), t.double(), eps.double(), labels)
     d_out = (out.double() - out64).abs().max().item()
     d_loss = abs(loss.item() - loss64.item())
     d_grad_abs = max((grads[n].double() - grads64[n]).abs().max().item() for n in grads)
@@ -222,12 +261,12 @@ def make_fixture(spec, out_root):
                                       if not n.endswith("to_k.bias")), key=lambda p: p[1])
     tok = [grads[n].abs().max().item() for n in grads if n.endswith("to_k.bias")]
 
-    adam_losses, adam_params = adamw_run(model, x, t, eps)
+    adam_losses, adam_params = adamw_run(model, x, t, eps, labels)
     # The same 3 AdamW steps in float64 show how far float32 rounding moves the parameters. AdamW
     # divides m by sqrt(v) + 1e-8, so an element whose gradient is pure rounding noise (to_k.bias:
     # the softmax ignores a per-query constant, so its true gradient is exactly 0) moves by up to
     # lr * |g| / (|g| + 1e-8) per step in a direction set by the noise; it is reported separately.
-    _, adam64 = adamw_run(copy.deepcopy(model).double(), x.double(), t.double(), eps.double())
+    _, adam64 = adamw_run(copy.deepcopy(model).double(), x.double(), t.double(), eps.double(), labels)
     d_adam = {n: (adam_params[n].double() - adam64[n]).abs().max().item() for n in adam_params}
     d_adam_main = max(v for n, v in d_adam.items() if not n.endswith("to_k.bias"))
     d_adam_tok = max([v for n, v in d_adam.items() if n.endswith("to_k.bias")] or [0.0])
@@ -239,6 +278,8 @@ def make_fixture(spec, out_root):
     for n in adam_params:
         io["adamw3." + n] = adam_params[n]
     io = {k: v.contiguous().float() for k, v in io.items()}
+    if labels is not None:
+        io["class_labels"] = labels.contiguous()
     stats = dict(max_abs_out_f32_vs_f64=f"{d_out:.3e}", abs_loss_f32_vs_f64=f"{d_loss:.3e}",
                  max_abs_grad_f32_vs_f64=f"{d_grad_abs:.3e}",
                  max_tensor_rel_grad_f32_vs_f64=f"{d_grad_rel:.3e}",
@@ -256,12 +297,12 @@ def make_fixture(spec, out_root):
                d_out=d_out, d_loss=d_loss, d_grad_abs=d_grad_abs, d_grad_rel=d_grad_rel,
                worst_rel_name=worst_rel_name, to_k_bias_grad_absmax=max(tok) if tok else 0.0,
                d_adam_main=d_adam_main, d_adam_tok=d_adam_tok)
-    return model, (x, t, eps), row
+    return model, (x, t, eps, labels), row
 
 
 def make_legacy(spec, model, inputs, out_root):
     """Same weights as <name>, attention keys renamed to the diffusers <= 0.16 spelling."""
-    x, t, eps = inputs
+    x, t, eps, _ = inputs
     out, loss = (v.detach() for v in forward_loss(model, x, t, eps))
     sd = {}
     for k, v in model.state_dict().items():
@@ -288,7 +329,7 @@ def make_legacy(spec, model, inputs, out_root):
 
 def make_f16(spec, model, inputs, out_root):
     """Weights saved as F16; "out" is the float32 model run on those half weights upcast to float32."""
-    x, t, eps = inputs
+    x, t, eps, _ = inputs
     mh = copy.deepcopy(model).half()
     mu = copy.deepcopy(mh).float()
     out, loss = (v.detach() for v in forward_loss(mu, x, t, eps))
@@ -318,14 +359,18 @@ def verify_dir(d, expect_grads):
     if expect_grads:
         want = {"x", "t", "eps", "out", "loss", "loss_per_example", "adamw3_losses"}
         want |= {"grad." + n for n in names} | {"adamw3." + n for n in names}
+        if m.config.num_class_embeds is not None:
+            want |= {"class_labels"}
         assert set(io) == want, (d, sorted(set(io) ^ want)[:10])
+    labels = io.get("class_labels")
+    assert labels is None or labels.dtype == torch.int64, d
     # from_pretrained returns the model in eval mode, where diffusers' ResnetBlock2D skips a
     # .contiguous() before conv_shortcut and torch picks another 1x1-conv path (about 4e-7 apart).
     # The fixtures were computed in train mode, so train mode must reproduce them bit for bit.
     with torch.no_grad():
-        d_eval = (m(io["x"], io["t"]).sample - io["out"]).abs().max().item()
+        d_eval = (m(io["x"], io["t"], class_labels=labels).sample - io["out"]).abs().max().item()
     m.train()
-    out, loss, grads = grads_of(m, io["x"], io["t"], io["eps"])
+    out, loss, grads = grads_of(m, io["x"], io["t"], io["eps"], labels)
     dmax = (out - io["out"]).abs().max().item()
     dmax = max(dmax, abs(loss.item() - io["loss"].item()))
     if expect_grads:
@@ -355,8 +400,9 @@ def cross_check(spec, d):
             m.set_processor(AttnProcessor())
     torch.set_num_threads(2)
     try:
-        out, _, g = grads_of(model, io["x"], io["t"], io["eps"])
-        _, a = adamw_run(model, io["x"], io["t"], io["eps"])
+        labels = io.get("class_labels")
+        out, _, g = grads_of(model, io["x"], io["t"], io["eps"], labels)
+        _, a = adamw_run(model, io["x"], io["t"], io["eps"], labels)
     finally:
         torch.set_num_threads(1)
     d_out = (out - io["out"]).abs().max().item()

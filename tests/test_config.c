@@ -77,6 +77,7 @@ static void expect_same_config(const UNetConfig *a, const UNetConfig *b) {
               (double)b->norm_eps);
     cr_assert_eq(a->add_attention, b->add_attention);
     cr_assert_eq(a->num_train_timesteps, b->num_train_timesteps);
+    cr_assert_eq(a->num_class_embeds, b->num_class_embeds);
 }
 
 /* JT_JSON with field `key` replaced by the JSON text `value` (removed if value is NULL). */
@@ -267,9 +268,34 @@ Test(config, to_json_round_trip) {
     text = unet_config_to_json(&c);
     cr_assert(strstr(text, "\"attention_head_dim\": null") != NULL, "%s", text);
     cr_assert(strstr(text, "\"sample_size\": null") != NULL, "%s", text);
+    cr_assert(strstr(text, "\"num_class_embeds\": null") != NULL, "%s", text);
     parse_ok(&b, text);
     expect_same_config(&c, &b);
     free(text);
+}
+
+/* Class conditioning (diffusers num_class_embeds with class_embed_type null): parsed, and written
+ * back by to_json. */
+Test(config, num_class_embeds_round_trip) {
+    UNetConfig c, b;
+    char *text = patched("num_class_embeds", "11");
+    parse_ok(&c, text);
+    free(text);
+    cr_assert_eq(c.num_class_embeds, 11);
+    text = unet_config_to_json(&c);
+    cr_assert(strstr(text, "\"num_class_embeds\": 11") != NULL, "%s", text);
+    cr_assert(strstr(text, "\"class_embed_type\": null") != NULL, "%s", text);
+    parse_ok(&b, text);
+    expect_same_config(&c, &b);
+    free(text);
+    text = patched("num_class_embeds", "null");
+    parse_ok(&c, text);
+    free(text);
+    cr_assert_eq(c.num_class_embeds, 0);
+    text = patched("num_class_embeds", "100000"); /* the stated limit */
+    parse_ok(&c, text);
+    free(text);
+    cr_assert_eq(c.num_class_embeds, 100000);
 }
 
 /* The JT config written by to_json has the keys in diffusers' sorted order. */
@@ -434,11 +460,20 @@ Test(config, resnet_time_scale_shift) {
     expect_refused("resnet_time_scale_shift", "\"scale_shift\"", "resnet_time_scale_shift",
                    "not supported");
 }
+/* The refusal names the types diffusers has and the one jtrak implements. */
 Test(config, class_embed_type) {
-    expect_refused("class_embed_type", "\"timestep\"", "class_embed_type", "not supported");
+    expect_refused("class_embed_type", "\"timestep\"", "class_embed_type",
+                   "\"timestep\" and \"identity\"; only null is implemented");
+    expect_refused("class_embed_type", "\"identity\"", "class_embed_type", "not supported");
+    expect_refused("class_embed_type", "\"projection\"", "class_embed_type",
+                   "with num_class_embeds set");
 }
-Test(config, num_class_embeds) {
-    expect_refused("num_class_embeds", "10", "num_class_embeds", "not supported");
+Test(config, num_class_embeds_out_of_range) {
+    expect_refused("num_class_embeds", "0", "num_class_embeds", "must be >= 1");
+    expect_refused("num_class_embeds", "-1", "num_class_embeds", "must be >= 1");
+    expect_refused("num_class_embeds", "100001", "num_class_embeds", "at most 100000");
+    expect_refused("num_class_embeds", "2.5", "num_class_embeds", "expected an integer or null");
+    expect_refused("num_class_embeds", "\"10\"", "num_class_embeds", "expected an integer");
 }
 
 /* ---- refused: group and head counts (unet2d.md section 5 channel arithmetic) ---- */

@@ -1,13 +1,14 @@
 /* test_nn_ops.c: the ops of src/nn (nn.h) against independent references.
  *  - forwards against naive double-precision loops (conv, groupnorm, linear, attention, the
- *    elementwise ops), timestep_embedding against hand-computed values, AdamW against steps
+ *    elementwise ops), the embedding lookup and its backward against a naive loop,
+ *    timestep_embedding against hand-computed values, AdamW against steps
  *    computed by hand in double;
  *  - every backward against central finite differences of loss = sum(out * r) for a fixed random
  *    r (forward in float, loss accumulated in double), for input and parameter gradients;
  *  - per-example mode: slab b equals the B=1 backward of example b, and the slabs sum to the
  *    batch-summed gradient;
- *  - thread-count independence: summed-mode conv/attention/groupnorm/linear results are bitwise
-    equal with 1 and 2 OpenMP threads, at a batch whose examples share slots in groups.
+ *  - thread-count independence: summed-mode conv/attention/groupnorm/linear/embedding results are
+ *    bitwise equal with 1 and 2 OpenMP threads, at a batch whose examples share slots in groups.
  * Set JTRAK_TEST_VERBOSE=1 to print the measured errors. */
 #include "core/linalg.h"
 #include "helpers/numcheck.h"
@@ -1345,4 +1346,123 @@ Test(nn_contract, scratch_too_small_aborts, .init = suite_init, .signal = SIGABR
     st.c.thread_floats = conv2d_scratch_floats(&d) - 1;
     conv_fwd(&st);
     conv_teardown(&st);
+}
+
+/* ---- embedding ------------------------------------------------------------------------------ */
+
+typedef struct {
+    EmbeddingDims d;
+    OpCtx c;
+    int *ids;
+    float *w, *out;
+} EmbState;
+
+static void emb_fwd(void *s) {
+    EmbState *st = s;
+    embedding_forward(st->out, st->ids, st->w, &st->d);
+}
+/* ids cycle through a pattern with repeats (several examples share a row) and leave some rows
+ * unused */
+static EmbState emb_setup(EmbeddingDims d, uint64_t seed) {
+    rng_seed(seed);
+    EmbState st;
+    st.d = d;
+    st.ids = malloc((size_t)d.B * sizeof(int));
+    for (int b = 0; b < d.B; b++)
+        st.ids[b] = (int)((3 * (unsigned)b * (unsigned)b + 1) % (unsigned)d.K);
+    st.w = rand_buf((size_t)d.K * d.T, 1.0f);
+    st.out = zeros((size_t)d.B * d.T);
+    st.c = ctx_make(0, grad_slots_floats(d.B, (size_t)d.K * d.T), 0);
+    return st;
+}
+static void emb_teardown(EmbState *st) {
+    free(st->ids);
+    free(st->w);
+    free(st->out);
+    ctx_free(&st->c);
+}
+
+Test(nn_embedding, forward_and_backward_match_naive, .init = suite_init) {
+    EmbeddingDims d = {6, 5, 7}; /* ids 1, 4, 3, 3, 4, 1: rows 0 and 2 unused */
+    EmbState st = emb_setup(d, 110);
+    emb_fwd(&st);
+    /* a lookup is a copy: bitwise */
+    for (int b = 0; b < d.B; b++)
+        expect_close("embedding fwd row", st.out + (size_t)b * d.T, st.w + (size_t)st.ids[b] * d.T,
+                     d.T, 0, 0);
+    float *r = rand_buf((size_t)d.B * d.T, 1.0f), *dw = rand_buf((size_t)d.K * d.T, 1.0f);
+    double *want = malloc((size_t)d.K * d.T * sizeof(double)),
+           *got = malloc((size_t)d.K * d.T * sizeof(double));
+    for (size_t i = 0; i < (size_t)d.K * d.T; i++)
+        want[i] = dw[i]; /* backward accumulates onto what dw holds */
+    for (int b = 0; b < d.B; b++)
+        for (int j = 0; j < d.T; j++)
+            want[(size_t)st.ids[b] * d.T + j] += r[(size_t)b * d.T + j];
+    embedding_backward(dw, r, st.ids, &d, &st.c);
+    for (size_t i = 0; i < (size_t)d.K * d.T; i++)
+        got[i] = dw[i];
+    /* at most 3 float terms per entry, summed in double, rounded once: 1 ulp of O(1) values; the
+     * unused rows are untouched (exactly their old values) */
+    report("embedding dW vs naive",
+           expect_close_d("embedding dW vs naive", got, want, (size_t)d.K * d.T, 0, 1.2e-7));
+    free(r);
+    free(dw);
+    free(want);
+    free(got);
+    emb_teardown(&st);
+}
+
+Test(nn_embedding, grad, .init = suite_init) {
+    EmbeddingDims d = {5, 4, 6};
+    EmbState st = emb_setup(d, 111);
+    float *r = rand_buf((size_t)d.B * d.T, 1.0f), *dw = zeros((size_t)d.K * d.T);
+    emb_fwd(&st);
+    embedding_backward(dw, r, st.ids, &d, &st.c);
+    FdProblem p = {emb_fwd, &st, st.out, (size_t)d.B * d.T, r};
+    /* the loss is linear in W: the finite difference has only rounding error */
+    fd_expect("embedding dW", &p, st.w, dw, (size_t)d.K * d.T, FD_H, FD_ATOL, FD_RTOL);
+    free(r);
+    free(dw);
+    emb_teardown(&st);
+}
+
+typedef struct {
+    EmbState es;
+    float *r; /* (B, T) */
+} EmbPe;
+static void emb_pe_bwd(void *s, int b0, int nb, float *dp, float *din, const OpCtx *c) {
+    (void)din; /* ids have no gradient */
+    EmbPe *st = s;
+    EmbeddingDims d = st->es.d;
+    d.B = nb;
+    embedding_backward(dp, st->r + (size_t)b0 * d.T, st->es.ids + b0, &d, c);
+}
+Test(nn_per_example, embedding, .init = suite_init) {
+    const EmbeddingDims cases[] = {{6, 5, 7}, {37, 4, 9}}; /* B = 37: grouped summed-mode slots */
+    for (int k = 0; k < 2; k++) {
+        EmbeddingDims d = cases[k];
+        EmbPe st = {emb_setup(d, 112 + k), NULL};
+        st.r = rand_buf((size_t)d.B * d.T, 1.0f);
+        PeProblem pe = {"embedding", d.B, (size_t)d.K * d.T, 0, 0, emb_pe_bwd, &st};
+        per_example_check(&pe);
+        free(st.r);
+        emb_teardown(&st.es);
+    }
+}
+
+static void emb_threads_run(void *s, float *res) {
+    EmbPe *st = s;
+    const EmbeddingDims *d = &st->es.d;
+    size_t n = (size_t)d->B * d->T;
+    emb_fwd(&st->es);
+    memcpy(res, st->es.out, n * sizeof(float));
+    embedding_backward(res + n, st->r, st->es.ids, d, &st->es.c);
+}
+Test(nn_threads, embedding_bitwise, .init = suite_init) {
+    EmbeddingDims d = {37, 4, 33}; /* grouped slots, every row shared by several examples */
+    EmbPe st = {emb_setup(d, 114), NULL};
+    st.r = rand_buf((size_t)d.B * d.T, 1.0f);
+    threads_check("embedding", emb_threads_run, &st, (size_t)d.B * d.T + (size_t)d.K * d.T);
+    free(st.r);
+    emb_teardown(&st.es);
 }

@@ -201,13 +201,13 @@ Test(train, trajectory_replays_exactly_and_round_trips) {
     /* Replay: step k from the stored x_t with the stored noise gives the stored x0_hat and the
      * next x_t (the last step gives x_0), bit for bit. */
     UNetRun *run;
-    cr_assert(unet_run_create(&run, net, 1, 8, 8, &err) == JT_OK);
+    cr_assert(unet_run_create(&run, net, 1, 8, 8, UNET_RUN_FORWARD_ONLY, &err) == JT_OK);
     float eps[64], xp[64], x0[64];
     for (int i = 0; i < tr.n; i++)
         for (int k = 0; k < tr.S; k++) {
             const float *xt = tr.x_t + ((size_t)i * tr.S + k) * D;
             float t = (float)tr.timesteps[k];
-            unet_forward(net, run, 1, eps, xt, &t);
+            unet_forward(net, run, 1, eps, xt, &t, NULL);
             ddpm_step(xp, x0, xt, eps, tr.noise + ((size_t)i * tr.S + k) * D, D, &sched,
                       tr.timesteps[k], ddpm_prev_timestep(tr.timesteps, tr.S, k));
             const float *next = k + 1 < tr.S ? tr.x_t + ((size_t)i * tr.S + k + 1) * D : tr.x_0 + i * D;

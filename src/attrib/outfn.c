@@ -68,7 +68,7 @@ int grad_engine_create(GradEngine **out, const UNet *net, const NoiseSchedule *s
     g->D_in = (size_t)cfg->in_channels * g->H * g->W;
     g->D_out = (size_t)cfg->out_channels * g->H * g->W;
     g->P = unet_num_params(net);
-    if (unet_run_create(&g->run, net, batch, g->H, g->W, err) != JT_OK) {
+    if (unet_run_create(&g->run, net, batch, g->H, g->W, UNET_RUN_TRAIN, err) != JT_OK) {
         free(g);
         return JT_ERR;
     }
@@ -130,7 +130,7 @@ void grad_engine_run(GradEngine *g, OutFn f, int B, int S, const float *x0, cons
                             g->sched);
             g->tf[b] = (float)ts;
         }
-        unet_forward(g->net, g->run, B, g->out, g->xt, g->tf);
+        unet_forward(g->net, g->run, B, g->out, g->xt, g->tf, NULL);
         for (int b = 0; b < B; b++) {
             const float *y = g->out + (size_t)b * D;
             float *dy = g->dout + (size_t)b * D;

@@ -32,7 +32,7 @@ int cmd_info(int argc, char **argv) {
     UNet *net;
     UNetRun *run;
     if (cli_model_config(spec, &cfg, &err) || unet_create(&net, &cfg, &err)) return cli_error("info", &err);
-    if (unet_run_create(&run, net, B, cfg.sample_size, cfg.sample_size, &err)) {
+    if (unet_run_create(&run, net, B, cfg.sample_size, cfg.sample_size, UNET_RUN_TRAIN, &err)) {
         unet_free(net);
         return cli_error("info", &err);
     }

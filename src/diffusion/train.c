@@ -268,7 +268,7 @@ int train_run(const UNetConfig *cfg, const SchedConfig *sched_cfg, const Dataset
         sched_free(&sched);
         return JT_ERR;
     }
-    if (unet_run_create(&run, net, r->batch, data->h, data->w, err) != JT_OK ||
+    if (unet_run_create(&run, net, r->batch, data->h, data->w, UNET_RUN_TRAIN, err) != JT_OK ||
         model_mkdirs(ctl->out_dir, err) != JT_OK) {
         unet_free(net);
         sched_free(&sched);
@@ -337,7 +337,7 @@ int train_run(const UNetConfig *cfg, const SchedConfig *sched_cfg, const Dataset
         }
         data_batch_f32(data, rows, flips, B, x0);
         sched_add_noise(xt, x0, eps, ti, B, D, &sched);
-        unet_forward(net, run, (int)B, y, xt, tf);
+        unet_forward(net, run, (int)B, y, xt, tf, NULL);
         double loss = mse_forward(y, eps, B * D);
         memset(dy, 0, B * D * sizeof(float));
         mse_backward(dy, y, eps, B * D, 1.0f);

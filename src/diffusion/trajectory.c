@@ -62,7 +62,8 @@ int traj_sample(const UNet *net, const NoiseSchedule *sched, const SampleOptions
     int batch = opt->batch > 0 ? opt->batch : 64;
     if (batch > opt->n) batch = opt->n;
     UNetRun *run;
-    if (unet_run_create(&run, net, batch, cfg->sample_size, cfg->sample_size, err) != JT_OK) {
+    if (unet_run_create(&run, net, batch, cfg->sample_size, cfg->sample_size, UNET_RUN_FORWARD_ONLY,
+                        err) != JT_OK) {
         free(ts);
         return JT_ERR;
     }
@@ -102,7 +103,7 @@ int traj_sample(const UNet *net, const NoiseSchedule *sched, const SampleOptions
         for (int k = 0; k < S; k++) {
             int t = tr->timesteps[k];
             for (int j = 0; j < nb; j++) tf[j] = (float)t;
-            unet_forward(net, run, nb, eps, x, tf);
+            unet_forward(net, run, nb, eps, x, tf, NULL);
             for (int j = 0; j < nb; j++) {
                 int i = b0 + j;
                 size_t at = ((size_t)i * S + k) * D;
@@ -139,14 +140,15 @@ int traj_replay(const UNet *net, const NoiseSchedule *sched, const Trajectory *t
         return jt_fail(err, "trajectory: samples are %dx%dx%d, the model makes %dx%dx%d", tr->C,
                        tr->H, tr->W, cfg->in_channels, cfg->sample_size, cfg->sample_size);
     UNetRun *run;
-    if (unet_run_create(&run, net, 1, tr->H, tr->W, err) != JT_OK) return JT_ERR;
+    if (unet_run_create(&run, net, 1, tr->H, tr->W, UNET_RUN_FORWARD_ONLY, err) != JT_OK)
+        return JT_ERR;
     const size_t D = (size_t)tr->C * tr->H * tr->W;
     float *x = xmalloc(D * sizeof(float)), *eps = xmalloc(D * sizeof(float));
     memcpy(x, tr->x_t + ((size_t)j * tr->S + k0) * D, D * sizeof(float));
     for (int k = k0; k < tr->S; k++) {
         int t = tr->timesteps[k];
         float tf = (float)t;
-        unet_forward(net, run, 1, eps, x, &tf);
+        unet_forward(net, run, 1, eps, x, &tf, NULL);
         const float *z = tr->noise + ((size_t)j * tr->S + k) * D;
         if (tr->sampler == SAMPLER_DDPM)
             ddpm_step(x, NULL, x, eps, z, D, sched, t, ddpm_prev_timestep(tr->timesteps, tr->S, k));

@@ -241,7 +241,7 @@ static int ground_truth(const LdsOptions *o, const LdsInputs *in, const char *mo
     const size_t D = (size_t)d->c * d->h * d->w;
     const int B = o->R_eval > o->grid ? (o->R_eval < 64 ? o->R_eval : 64) : (o->grid < 64 ? o->grid : 64);
     UNetRun *run;
-    int rc = unet_run_create(&run, net, B, d->h, d->w, err);
+    int rc = unet_run_create(&run, net, B, d->h, d->w, UNET_RUN_FORWARD_ONLY, err);
     float *x0 = xmalloc((size_t)B * D * sizeof(float)), *eps = xmalloc((size_t)B * D * sizeof(float));
     float *xt = xmalloc((size_t)B * D * sizeof(float)), *y = xmalloc((size_t)B * D * sizeof(float));
     float *tf = xmalloc((size_t)B * sizeof(float));
@@ -273,7 +273,7 @@ static int ground_truth(const LdsOptions *o, const LdsInputs *in, const char *mo
                     tf[b] = (float)t;
                 }
                 sched_add_noise(xt, x0, eps, ti, (size_t)nb, D, &sched);
-                unet_forward(net, run, nb, y, xt, tf);
+                unet_forward(net, run, nb, y, xt, tf, NULL);
                 for (int b = 0; b < nb; b++) sum += mse_forward(y + b * D, eps + b * D, D);
             }
             gt[(size_t)row * N + j] = -sum / draws; /* higher = the model explains the target better */

@@ -129,6 +129,17 @@ void linear_backward(float *dx /* (B,in) or NULL */, float *dw /* (out,in) */,
                      const float *x /* (B,in) */, const float *w /* (out,in) */,
                      const LinearDims *d, const OpCtx *c);
 
+/* ---- embedding lookup: out_b = W[id_b], W (K, T) as torch nn.Embedding ------------------------ *
+ * ids are in 0..K-1 (CHECK). Backward accumulates dout_b into row id_b of dW (summed or per
+ * example, through GradSlots: the summed mode needs grad_slots_floats(B, K*T) of grad_buf). */
+typedef struct {
+    int B, K, T;
+} EmbeddingDims;
+void embedding_forward(float *out /* (B,T) */, const int *ids /* (B) */, const float *w /* (K,T) */,
+                       const EmbeddingDims *d);
+void embedding_backward(float *dw /* (K,T) */, const float *dout /* (B,T) */,
+                        const int *ids /* (B) */, const EmbeddingDims *d, const OpCtx *c);
+
 /* ---- sinusoidal timestep embedding (diffusers get_timestep_embedding, max_period 10000) --------- *
  * Computed in float32 in diffusers' op order (unet2d.md section 3). No parameters, no backward. */
 void timestep_embedding(float *out /* (B,dim) */, const float *t /* (B) */, int B, int dim,

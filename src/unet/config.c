@@ -265,9 +265,18 @@ static int parse_field(UNetConfig *cfg, const cJSON *it, const char *k, int *n_d
         return get_choice(it, shift, "only \"default\" is implemented", path, k, err);
     if (!strcmp(k, "add_attention")) return get_bool(it, &cfg->add_attention, path, k, err);
     if (!strcmp(k, "class_embed_type"))
-        return require_null(it, "class conditioning is not implemented; only null", path, k, err);
-    if (!strcmp(k, "num_class_embeds"))
-        return require_null(it, "class conditioning is not implemented; only null", path, k, err);
+        return require_null(it,
+                            "diffusers has null, \"timestep\" and \"identity\"; only null is "
+                            "implemented: with num_class_embeds set, an nn.Embedding of the class "
+                            "labels",
+                            path, k, err);
+    if (!strcmp(k, "num_class_embeds")) {
+        if (get_int(it, 1, 1, &cfg->num_class_embeds, path, k, err) != JT_OK) return JT_ERR;
+        if (cfg->num_class_embeds > UNET_MAX_CLASS_EMBEDS)
+            return jt_fail(err, "%s: field 'num_class_embeds': %d is out of range (at most %d)",
+                           path, cfg->num_class_embeds, UNET_MAX_CLASS_EMBEDS);
+        return JT_OK;
+    }
     if (!strcmp(k, "num_train_timesteps"))
         return get_int(it, 1, 1, &cfg->num_train_timesteps, path, k, err);
     CHECK(0, "field %s is in FIELDS but has no parser", k);
@@ -422,6 +431,7 @@ int unet_config_validate(const UNetConfig *cfg, const char *path, JtError *err) 
         {"norm_num_groups", G, 1},
         {"attn_norm_num_groups", cfg->attn_norm_num_groups, 0},
         {"num_train_timesteps", cfg->num_train_timesteps, 0},
+        {"num_class_embeds", cfg->num_class_embeds, 0},
     };
     for (size_t i = 0; i < sizeof mins / sizeof mins[0]; i++)
         if (mins[i].value < mins[i].min)
@@ -430,6 +440,9 @@ int unet_config_validate(const UNetConfig *cfg, const char *path, JtError *err) 
     if (cfg->downsample_padding > 1)
         return jt_fail(err, "%s: field 'downsample_padding': %d is not supported (0 or 1)", path,
                        cfg->downsample_padding);
+    if (cfg->num_class_embeds > UNET_MAX_CLASS_EMBEDS)
+        return jt_fail(err, "%s: field 'num_class_embeds': %d is out of range (at most %d)", path,
+                       cfg->num_class_embeds, UNET_MAX_CLASS_EMBEDS);
     if (!(cfg->norm_eps > 0) || !isfinite(cfg->norm_eps))
         return jt_fail(err, "%s: field 'norm_eps': %g is out of range (must be > 0)", path,
                        (double)cfg->norm_eps);
@@ -561,7 +574,7 @@ char *unet_config_to_json(const UNetConfig *cfg) {
     cJSON_AddStringToObject(o, "mid_block_type", "UNetMidBlock2D");
     cJSON_AddNumberToObject(o, "norm_eps", short_double(cfg->norm_eps));
     cJSON_AddNumberToObject(o, "norm_num_groups", cfg->norm_num_groups);
-    cJSON_AddNullToObject(o, "num_class_embeds");
+    add_int_or_null(o, "num_class_embeds", cfg->num_class_embeds);
     add_int_or_null(o, "num_train_timesteps", cfg->num_train_timesteps);
     cJSON_AddNumberToObject(o, "out_channels", cfg->out_channels);
     cJSON_AddStringToObject(o, "resnet_time_scale_shift", "default");

@@ -28,7 +28,12 @@ typedef struct {
     float norm_eps;            /* default 1e-5 */
     int add_attention;         /* bool: mid block has its attention, default true */
     int num_train_timesteps;   /* 0 = null; only used by the "learned" embedding, kept for round trip */
+    int num_class_embeds;      /* 0 = null (unconditional); K: class_embedding (K, time_embed_dim) */
 } UNetConfig;
+
+/* The largest num_class_embeds accepted (a stated limit: the class table is K x time_embed_dim
+ * floats, and a summed-mode backward keeps up to NN_GRAD_SLOTS copies of its gradient). */
+#define UNET_MAX_CLASS_EMBEDS 100000
 
 /* diffusers' UNet2DModel defaults (as in unet2d.md section 1.1, with attention_head_dim null). */
 void unet_config_default(UNetConfig *cfg);

@@ -40,6 +40,7 @@ const ParamLayout *unet_layout(const UNet *net) { return &net->layout; }
 size_t unet_num_params(const UNet *net) { return net->layout.total; }
 float *unet_params(UNet *net) { return net->params; }
 const float *unet_params_const(const UNet *net) { return net->params; }
+int unet_num_classes(const UNet *net) { return net->cfg.num_class_embeds; }
 
 /* Floats of parameters one node owns (for the batch-summed gradient buffer). */
 static size_t node_param_floats(const UNet *net, const UNetRun *r, const Node *n) {
@@ -51,6 +52,7 @@ static size_t node_param_floats(const UNet *net, const UNetRun *r, const Node *n
     case NODE_GROUPNORM: /* fall through */
     case NODE_GN_SILU: return 2 * (size_t)in->C;
     case NODE_ATTN: return 4 * ((size_t)in->C * in->C + in->C);
+    case NODE_EMBED: return (size_t)n->k * out->C;
     default: return 0;
     }
 }
@@ -73,8 +75,10 @@ static size_t node_scratch_floats(const UNetRun *r, const Node *n) {
     return 0;
 }
 
-int unet_run_create(UNetRun **out, const UNet *net, int B, int H, int W, JtError *err) {
+int unet_run_create(UNetRun **out, const UNet *net, int B, int H, int W, UNetRunMode mode,
+                    JtError *err) {
     *out = NULL;
+    CHECK(mode == UNET_RUN_TRAIN || mode == UNET_RUN_FORWARD_ONLY, "run mode %d", (int)mode);
     int f = 1 << (net->cfg.n_levels - 1);
     if (B < 1) return jt_fail(err, "batch size %d: must be at least 1", B);
     if (H < 1 || W < 1 || H % f || W % f)
@@ -83,6 +87,7 @@ int unet_run_create(UNetRun **out, const UNet *net, int B, int H, int W, JtError
                        H, W, net->cfg.n_levels, f);
     UNetRun *r = xcalloc(1, sizeof *r);
     r->cap_B = B;
+    r->mode = mode;
     r->H = H;
     r->W = W;
     unet_build_graph(net, r);
@@ -101,15 +106,18 @@ int unet_run_create(UNetRun **out, const UNet *net, int B, int H, int W, JtError
         return jt_fail(err, "batch %d of %dx%d images: activation memory overflows", B, H, W);
     }
     gradbuf = grad_slots_floats(B, gradbuf); /* at most NN_GRAD_SLOTS copies of the largest op's */
+    const int train = mode == UNET_RUN_TRAIN;
     r->act = xmalloc(act * sizeof(float));
-    r->grad = xmalloc(act * sizeof(float));
+    r->grad = train ? xmalloc(act * sizeof(float)) : NULL;
     r->aux = xmalloc((aux ? aux : 1) * sizeof(float));
     r->t = xcalloc((size_t)B, sizeof(float));
+    r->labels = xcalloc((size_t)B, sizeof(int));
     r->ctx.nthreads = omp_get_max_threads();
     r->ctx.thread_floats = scratch;
     r->thread_buf = xmalloc((scratch * (size_t)r->ctx.nthreads + 1) * sizeof(float));
     r->ctx.thread_buf = r->thread_buf;
-    r->grad_buf = xmalloc((gradbuf + 1) * sizeof(float));
+    if (!train) gradbuf = 0;
+    r->grad_buf = train ? xmalloc((gradbuf + 1) * sizeof(float)) : NULL;
     r->ctx.grad_buf = r->grad_buf;
     r->ctx.grad_floats = gradbuf;
     la_blas_single_threaded(); /* ops parallelise over the batch themselves */
@@ -126,15 +134,17 @@ void unet_run_free(UNetRun *r) {
     free(r->grad);
     free(r->aux);
     free(r->t);
+    free(r->labels);
     free(r->thread_buf);
     free(r->grad_buf);
     free(r);
 }
 
 size_t unet_run_bytes(const UNetRun *r) {
-    size_t B = (size_t)r->cap_B;
-    return sizeof(float) * (2 * B * r->act_floats + B * r->aux_per_sample + B +
-                            r->ctx.thread_floats * (size_t)r->ctx.nthreads + r->ctx.grad_floats);
+    size_t B = (size_t)r->cap_B, arenas = r->mode == UNET_RUN_TRAIN ? 2 : 1;
+    return sizeof(float) * (arenas * B * r->act_floats + B * r->aux_per_sample + B +
+                            r->ctx.thread_floats * (size_t)r->ctx.nthreads + r->ctx.grad_floats) +
+           sizeof(int) * B;
 }
 
 void unet_run_profile(UNetRun *r, int on) {
@@ -162,9 +172,18 @@ static float *grad(const UNetRun *r, int id) {
 }
 static float *aux(const UNetRun *r, const Node *n) { return r->aux + (size_t)r->cap_B * n->aux; }
 
-void unet_forward(const UNet *net, UNetRun *r, int B, float *out, const float *x, const float *t) {
+void unet_forward(const UNet *net, UNetRun *r, int B, float *out, const float *x, const float *t,
+                  const int *labels) {
     CHECK(B >= 1 && B <= r->cap_B, "batch %d exceeds the run's capacity %d", B, r->cap_B);
     const UNetConfig *cfg = &net->cfg;
+    const int K = cfg->num_class_embeds;
+    CHECK((labels != NULL) == (K > 0),
+          "unet_forward: class labels %s for a model with num_class_embeds %d",
+          labels ? "given" : "missing", K);
+    for (int b = 0; labels && b < B; b++)
+        CHECK(labels[b] >= 0 && labels[b] < K,
+              "unet_forward: label %d of example %d is outside 0..%d", labels[b], b, K - 1);
+    if (labels) memcpy(r->labels, labels, sizeof(int) * (size_t)B);
     const float *P = net->params;
     const Tensor *tin = &r->tensors[r->input];
     memcpy(act(r, r->input), x, sizeof(float) * (size_t)B * tin->C * tin->H * tin->W);
@@ -186,6 +205,11 @@ void unet_forward(const UNet *net, UNetRun *r, int B, float *out, const float *x
         case NODE_TIMESTEP:
             timestep_embedding(o, r->t, B, to->C, cfg->flip_sin_to_cos, cfg->freq_shift);
             break;
+        case NODE_EMBED: {
+            EmbeddingDims d = {B, n->k, to->C};
+            embedding_forward(o, r->labels, P + n->w, &d);
+            break;
+        }
         case NODE_LINEAR: {
             LinearDims d = {B, ti->C, to->C};
             linear_forward(o, a, P + n->w, P + n->b, &d, &r->ctx);
@@ -232,6 +256,7 @@ void unet_forward(const UNet *net, UNetRun *r, int B, float *out, const float *x
 void unet_backward(const UNet *net, UNetRun *r, int B, float *dparams, size_t example_stride,
                    const float *dout, float *dx) {
     CHECK(B >= 1 && B <= r->cap_B, "batch %d exceeds the run's capacity %d", B, r->cap_B);
+    CHECK(r->mode == UNET_RUN_TRAIN, "unet_backward on a forward-only run (UNET_RUN_FORWARD_ONLY)");
     CHECK(example_stride == 0 || example_stride >= net->layout.total,
           "example stride %zu is smaller than the parameter count %zu", example_stride,
           net->layout.total);
@@ -262,6 +287,11 @@ void unet_backward(const UNet *net, UNetRun *r, int B, float *dparams, size_t ex
                 for (size_t k = 0; k < numel; k++) ga[k] += 2.0f * go[k];
             break;
         case NODE_TIMESTEP: break;
+        case NODE_EMBED: {
+            EmbeddingDims d = {B, n->k, to->C};
+            embedding_backward(dparams + n->w, go, r->labels, &d, &r->ctx);
+            break;
+        }
         case NODE_LINEAR: {
             LinearDims d = {B, ti->C, to->C};
             linear_backward(ga, dparams + n->w, dparams + n->b, go, a, P + n->w, &d, &r->ctx);

@@ -1,7 +1,7 @@
 /* unet.h: diffusers UNet2DModel in C (unet2d.md sections 3-6): built from a UNetConfig as a static
  * graph of nn ops, parameters in one slab described by a ParamLayout with diffusers key names,
- * forward for a batch with a per-sample timestep, backward to all parameter gradients, summed over
- * the batch or one slab per example. */
+ * forward for a batch with a per-sample timestep (and class label, for a class-conditional model),
+ * backward to all parameter gradients, summed over the batch or one slab per example. */
 #ifndef JTRAK_UNET_H
 #define JTRAK_UNET_H
 
@@ -24,24 +24,36 @@ size_t unet_num_params(const UNet *net);
 float *unet_params(UNet *net);             /* (num_params) in layout order */
 const float *unet_params_const(const UNet *net);
 /* PyTorch default initialisation (unet2d.md section 7): conv/linear weight and bias
- * ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), norm gamma 1, beta 0; draws keyed by (seed, tensor, index). */
+ * ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), norm gamma 1, beta 0, class_embedding.weight (nn.Embedding)
+ * ~ N(0, 1); draws keyed by (seed, tensor, index). */
 void unet_init_params(UNet *net, uint64_t seed);
+/* cfg.num_class_embeds: the number of class ids a forward takes, 0 for an unconditional model. */
+int unet_num_classes(const UNet *net);
 
+/* UNET_RUN_FORWARD_ONLY: a run that only ever calls unet_forward (sampling, evaluation): no
+ * gradient arena and no gradient scratch are allocated, and unet_backward on it is a CHECK
+ * failure. */
+typedef enum { UNET_RUN_TRAIN = 0, UNET_RUN_FORWARD_ONLY = 1 } UNetRunMode;
 /* Activations and scratch for batches of up to B images of H x W (H, W divisible by
  * 2^(n_levels-1)). */
-int unet_run_create(UNetRun **out, const UNet *net, int B, int H, int W, JtError *err);
+int unet_run_create(UNetRun **out, const UNet *net, int B, int H, int W, UNetRunMode mode,
+                    JtError *err);
 void unet_run_free(UNetRun *run);
-/* Bytes held by the run (activations, their gradients, scratch): for memory estimates. */
+/* Bytes held by the run (activations, their gradients, scratch; the smaller figure for a
+ * forward-only run): for memory estimates. */
 size_t unet_run_bytes(const UNetRun *run);
 /* For make bench: while on, unet_forward and unet_backward add the wall time of their convolution
  * nodes and of their other nodes to two counters (on = 1 also zeroes them). */
 void unet_run_profile(UNetRun *run, int on);
 void unet_run_profile_seconds(const UNetRun *run, double *conv_s, double *other_s);
 
-/* eps = unet(x, t) for the first B images (B <= the run's capacity). t holds one timestep per
- * sample (float, as diffusers converts them). */
+/* eps = unet(x, t, class_labels) for the first B images (B <= the run's capacity). t holds one
+ * timestep per sample (float, as diffusers converts them). labels: (B) class ids in
+ * 0..num_class_embeds-1, required (non-NULL) iff the config has num_class_embeds > 0, must be NULL
+ * otherwise (CHECK: a bug, not user input). */
 void unet_forward(const UNet *net, UNetRun *run, int B, float *out /* (B,out_ch,H,W) */,
-                  const float *x /* (B,in_ch,H,W) */, const float *t /* (B) */);
+                  const float *x /* (B,in_ch,H,W) */, const float *t /* (B) */,
+                  const int *labels /* (B) or NULL */);
 /* Backward of the last forward: accumulates (+=) parameter gradients into dparams. With
  * example_stride 0 they are summed over the batch (dparams has num_params floats); otherwise
  * example b's gradient goes to dparams + b*example_stride (example_stride >= num_params).

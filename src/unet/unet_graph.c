@@ -177,6 +177,15 @@ void unet_build_graph(const UNet *net, UNetRun *r) {
     int e = linear(net, r, temb, tdim, "time_embedding.linear_1");
     e = unary(r, NODE_SILU, e);
     e = linear(net, r, e, tdim, "time_embedding.linear_2");
+    if (cfg->num_class_embeds > 0) { /* emb = emb + class_embedding(class_labels) */
+        int cemb = new_tensor(r, tdim, 1, 1);
+        Node *n = new_node(r, NODE_EMBED, -1, -1, cemb);
+        n->w = param(net, "class_embedding.weight");
+        n->k = cfg->num_class_embeds;
+        int sum = new_tensor(r, tdim, 1, 1);
+        new_node(r, NODE_ADD, e, cemb, sum);
+        e = sum;
+    }
     int emb_act = unary(r, NODE_SILU, e); /* every resnet applies SiLU to emb: do it once */
 
     int h = conv(net, r, x, ch[0], 3, 1, CONV_PAD_SAME, "conv_in");

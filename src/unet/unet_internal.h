@@ -15,6 +15,7 @@ struct UNet {
 typedef enum {
     NODE_CENTER,   /* out = 2 in - 1 (center_input_sample) */
     NODE_TIMESTEP, /* sinusoidal embedding of the run's timesteps; no input tensor */
+    NODE_EMBED,    /* class_embedding row of the run's labels (T,1,1); no input tensor */
     NODE_LINEAR,   /* per-sample vector (C,1,1) -> (cout,1,1) */
     NODE_SILU,
     NODE_CONV,
@@ -53,6 +54,8 @@ struct UNetRun {
     size_t aux_per_sample; /* aux floats per sample */
     float *act, *grad, *aux; /* arenas: act and grad (cap_B * act_floats), aux (cap_B * aux) */
     float *t;             /* (cap_B) timesteps of the last forward */
+    int *labels;          /* (cap_B) class ids of the last forward (class-conditional models) */
+    UNetRunMode mode;     /* UNET_RUN_FORWARD_ONLY: grad and grad_buf are NULL */
     OpCtx ctx;
     float *thread_buf, *grad_buf;
     int profile;            /* unet_run_profile: time the nodes */

@@ -70,6 +70,10 @@ void unet_register_params(const UNetConfig *cfg, ParamLayout *l) {
     add_conv(l, "conv_in", ch[0], cfg->in_channels, 3);
     add_linear(l, "time_embedding.linear_1", tdim, ch[0]);
     add_linear(l, "time_embedding.linear_2", tdim, tdim);
+    /* nn.Embedding(num_class_embeds, time_embed_dim), registered right after time_embedding (as
+     * named_parameters() lists it in diffusers 0.42.1) */
+    if (cfg->num_class_embeds > 0)
+        add(l, "", "class_embedding.weight", 2, cfg->num_class_embeds, tdim, 0, 0);
 
     /* PyTorch registers a block's attentions before its resnets, and up_blocks before mid_block. */
     int prev = ch[0];
@@ -137,6 +141,10 @@ void unet_init_params(UNet *net, uint64_t seed) {
     for (int i = 0; i < l->count; i++) {
         const LayoutEntry *e = &l->entries[i];
         float *p = net->params + e->offset;
+        if (strcmp(e->name, "class_embedding.weight") == 0) { /* nn.Embedding: N(0, 1) */
+            rng_fill_normal(p, e->numel, seed, rng_stream(RNG_TAG_INIT, (uint64_t)i, 0), 0);
+            continue;
+        }
         if (is_norm_tensor(e->name)) {
             float v = ends_with(e->name, ".weight") ? 1.0f : 0.0f;
             for (size_t k = 0; k < e->numel; k++) p[k] = v;
