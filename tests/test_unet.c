@@ -5,6 +5,7 @@
  * attention names and F16 weights. Also: per-example gradients equal single-example backward
  * passes and sum to the batch gradient, and results do not depend on the thread count. */
 #include "helpers/numcheck.h"
+#include "helpers/model_unet.h"
 #include "io/model_folder.h"
 #include "io/safetensors.h"
 #include "nn/nn.h"
@@ -41,7 +42,7 @@ static void fixture_load(Fixture *fx, const char *name) {
     char dir[512], path[600];
     snprintf(dir, sizeof dir, "%s/unet/%s", JTRAK_FIXTURES, name);
     JtError err;
-    cr_assert(model_load(dir, &fx->net, &err) == JT_OK, "%s", err.msg);
+    cr_assert(test_load_unet(dir, &fx->net, &err) == JT_OK, "%s", err.msg);
     snprintf(path, sizeof path, "%s/io.safetensors", dir);
     cr_assert(st_open(&fx->io, path, &err) == JT_OK, "%s", err.msg);
     fx->x = read_tensor(&fx->io, "x", NULL);

@@ -137,9 +137,11 @@ int unet_config_from_json(UNetConfig *cfg, const void *root_, const char *path, 
                        cJSON_IsString(cls) ? cls->valuestring : "not a string",
                        cJSON_IsString(cls) ? "\"" : "");
 
-    /* Start from the UNet2DModel class defaults (the rows' defaults; unet2d.md 1.1). */
+    /* Start from the UNet2DModel class defaults (the rows' defaults; unet2d.md 1.1) over the JT
+     * config, whose level lists fill the entries past n_levels (as they always have: configs
+     * compare equal with memcmp after a round trip). */
     UNetConfig c;
-    memset(&c, 0, sizeof c);
+    unet_config_default(&c);
     cf_defaults(FIELDS, N_FIELDS, &c);
     CfSeen seen;
     if (cf_parse(FIELDS, N_FIELDS, UNET_CLASS, root, &c, &seen, path, err) != JT_OK) return JT_ERR;
