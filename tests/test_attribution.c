@@ -7,10 +7,10 @@
 #include "attrib/score.h"
 #include "diffusion/train.h"
 #include "diffusion/trajectory.h"
-#include "helpers/tmpdir.h"
 #include "helpers/cli_run.h"
-#include "helpers/tiny_unet.h"
 #include "helpers/model_unet.h"
+#include "helpers/tiny_unet.h"
+#include "helpers/tmpdir.h"
 #include "io/model_folder.h"
 #include "io/npy.h"
 

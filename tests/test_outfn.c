@@ -5,8 +5,8 @@
  * U-Net; the keyed draws (determinism, call order, prefixes) and the target keys. */
 #include "attrib/outfn.h"
 #include "core/rng.h"
-#include "helpers/numcheck.h"
 #include "helpers/model_unet.h"
+#include "helpers/numcheck.h"
 #include "io/model_folder.h"
 #include "io/safetensors.h"
 #include "unet/unet.h"

@@ -4,8 +4,8 @@
  * sinusoids with freq_shift 0/1, norm_eps 1e-5/1e-6, 3 and 4 levels, 1 and 3 channels, plus legacy
  * attention names and F16 weights. Also: per-example gradients equal single-example backward
  * passes and sum to the batch gradient, and results do not depend on the thread count. */
-#include "helpers/numcheck.h"
 #include "helpers/model_unet.h"
+#include "helpers/numcheck.h"
 #include "io/model_folder.h"
 #include "io/safetensors.h"
 #include "nn/nn.h"

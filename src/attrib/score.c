@@ -14,9 +14,9 @@
 #include "core/progress.h"
 #include "diffusion/trajectory.h"
 #include "io/model_folder.h"
-#include "model/model.h"
 #include "io/npy.h"
 #include "io/safetensors.h"
+#include "model/model.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>

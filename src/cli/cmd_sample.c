@@ -3,11 +3,11 @@
  * and trajectory.safetensors (every step's x_t, x̂_0 and sampler noise; see trajectory.h). */
 #include "cli/cli_common.h"
 #include "cli/commands.h"
-#include "io/png.h"
 #include "diffusion/trajectory.h"
 #include "io/model_folder.h"
-#include "model/model.h"
 #include "io/npy.h"
+#include "io/png.h"
+#include "model/model.h"
 
 #include <stdio.h>
 #include <stdlib.h>

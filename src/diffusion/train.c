@@ -7,8 +7,8 @@
 #include "core/progress.h"
 #include "core/rng.h"
 #include "io/model_folder.h"
-#include "model/model.h"
 #include "io/safetensors.h"
+#include "model/model.h"
 #include "nn/nn.h"
 #include "unet/unet.h"
 

@@ -12,10 +12,10 @@
 #include "eval/model_record.h"
 #include "io/jsonfile.h"
 #include "io/model_folder.h"
-#include "model/model.h"
 #include "io/npy.h"
 #include "io/png.h"
 #include "io/safetensors.h"
+#include "model/model.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -16,9 +16,9 @@
 #include "diffusion/trajectory.h"
 #include "io/jsonfile.h"
 #include "io/model_folder.h"
-#include "model/model.h"
 #include "io/npy.h"
 #include "io/safetensors.h"
+#include "model/model.h"
 #include "nn/nn.h"
 
 #include <cjson/cJSON.h>

@@ -13,11 +13,15 @@
 #define DIFFUSERS_VERSION "0.42.1"
 #define MAX_CONFIG_BYTES (1 << 20)
 
-static int *int_at(void *cfg, size_t off) { return (int *)((char *)cfg + off); }
+static int *int_at(void *cfg, size_t off) {
+    return (int *)((char *)cfg + off);
+}
 static const int *cint_at(const void *cfg, size_t off) {
     return (const int *)((const char *)cfg + off);
 }
-static float *float_at(void *cfg, size_t off) { return (float *)((char *)cfg + off); }
+static float *float_at(void *cfg, size_t off) {
+    return (float *)((char *)cfg + off);
+}
 
 /* A short description of a JSON value for messages: "a string", "null", "1.5", ... */
 static const char *describe(const cJSON *it, char *buf, size_t cap) {
@@ -111,8 +115,7 @@ static int get_int(const ConfigField *f, const cJSON *it, const char *name, int 
 }
 
 /* A list of 1..max_len entries; returns its length. */
-static int get_list(const ConfigField *f, const cJSON *it, int *n, const char *path,
-                    JtError *err) {
+static int get_list(const ConfigField *f, const cJSON *it, int *n, const char *path, JtError *err) {
     char buf[96];
     if (!cJSON_IsArray(it))
         return jt_fail(err, "%s: field '%s': expected a list, got %s", path, f->name,
@@ -120,8 +123,8 @@ static int get_list(const ConfigField *f, const cJSON *it, int *n, const char *p
     *n = cJSON_GetArraySize(it);
     if (*n == 0) return jt_fail(err, "%s: field '%s': the list is empty", path, f->name);
     if (*n > f->max_len)
-        return jt_fail(err, "%s: field '%s': %d entries, more than the %d supported", path,
-                       f->name, *n, f->max_len);
+        return jt_fail(err, "%s: field '%s': %d entries, more than the %d supported", path, f->name,
+                       *n, f->max_len);
     return JT_OK;
 }
 
@@ -138,8 +141,8 @@ static int get_int_list(const ConfigField *f, const cJSON *it, int *arr, int *n,
 }
 
 /* Parses one row's value; count receives a list's length. */
-static int parse_one(const ConfigField *f, const cJSON *it, void *cfg, int *count,
-                     const char *path, JtError *err) {
+static int parse_one(const ConfigField *f, const cJSON *it, void *cfg, int *count, const char *path,
+                     JtError *err) {
     char buf[96], rt[160];
     int tmp[64], n = 0;
     *count = 0;
@@ -259,8 +262,7 @@ static int parse_one(const ConfigField *f, const cJSON *it, void *cfg, int *coun
                            "got %s",
                            path, f->name, f->flags & CF_NULLABLE ? ", null" : "",
                            describe(it, buf, sizeof buf));
-        } else if (get_int(f, it, f->name, (f->flags & CF_NULLABLE) != 0, &v, path, err) !=
-                   JT_OK) {
+        } else if (get_int(f, it, f->name, (f->flags & CF_NULLABLE) != 0, &v, path, err) != JT_OK) {
             return JT_ERR;
         }
         if (f->offset != CF_NONE) *int_at(cfg, f->offset) = v;
@@ -336,8 +338,8 @@ int cf_parse(const ConfigField *table, int n, const char *kind, const void *root
     for (int i = 0; i < n; i++) {
         const ConfigField *f = &table[i];
         if ((f->flags & CF_REQUIRED) && !seen->present[i]) {
-            int list = f->type == CF_INT_LIST || f->type == CF_TYPE_LIST ||
-                       f->type == CF_INT_OR_LIST;
+            int list =
+                f->type == CF_INT_LIST || f->type == CF_TYPE_LIST || f->type == CF_INT_OR_LIST;
             return jt_fail(err, "%s: field '%s': missing (a required %s)", path, f->name,
                            list ? "list" : "field");
         }
@@ -490,8 +492,8 @@ int cf_read_file(const char *path, char **text, JtError *err) {
     if (bad)
         rc = jt_fail(err, "%s: read error", path);
     else if (n > MAX_CONFIG_BYTES)
-        rc = jt_fail(err, "%s: too large for a config file (over %d bytes)", path,
-                     MAX_CONFIG_BYTES);
+        rc =
+            jt_fail(err, "%s: too large for a config file (over %d bytes)", path, MAX_CONFIG_BYTES);
     else if (memchr(buf, 0, n))
         rc = jt_fail(err, "%s: invalid JSON (contains a NUL byte)", path);
     if (rc != JT_OK) {
@@ -518,4 +520,6 @@ int cf_json_parse(const char *text, const char *path, void **root, JtError *err)
     return jt_fail(err, "%s: invalid JSON (error at line %d, column %d)", path, line, col);
 }
 
-void cf_json_free(void *root) { cJSON_Delete(root); }
+void cf_json_free(void *root) {
+    cJSON_Delete(root);
+}

@@ -56,9 +56,9 @@ typedef struct {
                           * CF_INT_OR_PAIR: the width */
     size_t pair_offset;  /* CF_INT_OR_PAIR: the height */
     unsigned flags;
-    double min, max;           /* valid range (CF_MIN / CF_GT_MIN, CF_MAX) */
-    double impl_min, impl_max; /* implemented range (CF_IMPL) */
-    int max_len;               /* lists: at most this many entries (and at least one) */
+    double min, max;            /* valid range (CF_MIN / CF_GT_MIN, CF_MAX) */
+    double impl_min, impl_max;  /* implemented range (CF_IMPL) */
+    int max_len;                /* lists: at most this many entries (and at least one) */
     const char *const *choices; /* CF_CHOICE / CF_TYPE_LIST: NULL-terminated */
     const char *refusal;        /* why a value diffusers accepts is refused ("only ... is
                                  * implemented"); CF_CHOICE/CF_TYPE_LIST default to the choices */

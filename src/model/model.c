@@ -40,15 +40,25 @@ void model_refresh_fingerprint(Model *m) {
     free(cfg);
 }
 
-uint64_t model_fingerprint(const Model *m) { return m->fingerprint; }
-const ModelKind *model_kind(const Model *m) { return m->kind; }
+uint64_t model_fingerprint(const Model *m) {
+    return m->fingerprint;
+}
+const ModelKind *model_kind(const Model *m) {
+    return m->kind;
+}
 
 UNet *model_unet(Model *m) {
     return strcmp(m->kind->class_name, "UNet2DModel") == 0 ? m->net : NULL;
 }
-const UNet *model_unet_const(const Model *m) { return model_unet((Model *)m); }
-const ParamLayout *model_layout(const Model *m) { return m->kind->layout(m->net); }
-float *model_params(Model *m) { return m->kind->params(m->net); }
+const UNet *model_unet_const(const Model *m) {
+    return model_unet((Model *)m);
+}
+const ParamLayout *model_layout(const Model *m) {
+    return m->kind->layout(m->net);
+}
+float *model_params(Model *m) {
+    return m->kind->params(m->net);
+}
 
 void model_free(Model *m) {
     if (!m) return;

@@ -21,19 +21,30 @@ static int unet2d_parse(void *cfg, const void *root, const char *path, JtError *
 static int unet2d_validate(const void *cfg, const char *path, JtError *err) {
     return unet_config_validate(cfg, path, err);
 }
-static char *unet2d_to_json(const void *cfg) { return unet_config_to_json(cfg); }
+static char *unet2d_to_json(const void *cfg) {
+    return unet_config_to_json(cfg);
+}
 static int unet2d_create(void **net, const void *cfg, JtError *err) {
     UNet *u = NULL;
     int rc = unet_create(&u, cfg, err);
     *net = u;
     return rc;
 }
-static void unet2d_destroy(void *net) { unet_free(net); }
-static const void *unet2d_config(const void *net) { return unet_config(net); }
-static const ParamLayout *unet2d_layout(const void *net) { return unet_layout(net); }
-static float *unet2d_params(void *net) { return unet_params(net); }
+static void unet2d_destroy(void *net) {
+    unet_free(net);
+}
+static const void *unet2d_config(const void *net) {
+    return unet_config(net);
+}
+static const ParamLayout *unet2d_layout(const void *net) {
+    return unet_layout(net);
+}
+static float *unet2d_params(void *net) {
+    return unet_params(net);
+}
 
-#define UNSUPPORTED(cls, what, why) {.class_name = cls, .summary = what, .refusal = why}
+#define UNSUPPORTED(cls, what, why)                                                                \
+    { .class_name = cls, .summary = what, .refusal = why }
 
 static const ModelKind KINDS[] = {
     {.class_name = "UNet2DModel",
@@ -55,7 +66,8 @@ static const ModelKind KINDS[] = {
                 "the VAE encoder/decoder (ldm.md 2.7)"),
     UNSUPPORTED("VQModel", "diffusers' VQ autoencoder (CompVis latent diffusion)",
                 "the vector-quantised autoencoder"),
-    UNSUPPORTED("CLIPTextModel", "transformers' CLIP text encoder (Stable Diffusion's text_encoder)",
+    UNSUPPORTED("CLIPTextModel",
+                "transformers' CLIP text encoder (Stable Diffusion's text_encoder)",
                 "the CLIP text encoder (ldm.md 2.7)"),
     UNSUPPORTED("CLIPTextModelWithProjection",
                 "transformers' CLIP text encoder with projection (SDXL's text_encoder_2)",
@@ -85,8 +97,7 @@ const char *model_kind_supported_names(void) {
     return buf;
 }
 
-int model_kind_of_config(const void *root_, const char *path, const ModelKind **out,
-                         JtError *err) {
+int model_kind_of_config(const void *root_, const char *path, const ModelKind **out, JtError *err) {
     const cJSON *root = root_;
     *out = NULL;
     if (!cJSON_IsObject(root))
@@ -96,8 +107,7 @@ int model_kind_of_config(const void *root_, const char *path, const ModelKind **
     if (!cls) {
         /* transformers' config.json (CLIPTextModel) names its class in "architectures" */
         const cJSON *arch = cJSON_GetObjectItemCaseSensitive(root, "architectures");
-        if (cJSON_IsArray(arch) && cJSON_GetArraySize(arch) == 1 &&
-            cJSON_IsString(arch->child)) {
+        if (cJSON_IsArray(arch) && cJSON_GetArraySize(arch) == 1 && cJSON_IsString(arch->child)) {
             cls = arch->child;
             field = "architectures";
         }
@@ -110,10 +120,12 @@ int model_kind_of_config(const void *root_, const char *path, const ModelKind **
         return jt_fail(err, "%s: field '%s': expected a string (the model class)", path, field);
     const ModelKind *k = model_kind_find(cls->valuestring);
     if (!k)
-        return jt_fail(err, "%s: field '%s': \"%.80s\" is not a model class jtrak knows (supported: %s)",
+        return jt_fail(err,
+                       "%s: field '%s': \"%.80s\" is not a model class jtrak knows (supported: %s)",
                        path, field, cls->valuestring, model_kind_supported_names());
     if (!k->supported)
-        return jt_fail(err, "%s: %s is not supported yet (jtrak supports %s; %s is not implemented)",
+        return jt_fail(err,
+                       "%s: %s is not supported yet (jtrak supports %s; %s is not implemented)",
                        path, k->class_name, model_kind_supported_names(), k->refusal);
     *out = k;
     return JT_OK;

@@ -22,7 +22,7 @@ typedef struct ModelKind {
     int (*parse)(void *cfg, const void *root /* const cJSON * */, const char *path,
                  JtError *err); /* strict, and validates */
     int (*validate)(const void *cfg, const char *path, JtError *err);
-    char *(*to_json)(const void *cfg); /* config.json text, malloc'd */
+    char *(*to_json)(const void *cfg);                        /* config.json text, malloc'd */
     int (*create)(void **net, const void *cfg, JtError *err); /* zero parameters */
     void (*destroy)(void *net);
     const void *(*config)(const void *net);

@@ -59,6 +59,7 @@ static const char *const ACT[] = {"silu", "swish", NULL};
 static const char *const SHIFT[] = {"default", NULL};
 
 /* The three required level lists come first: a config missing several names the first. */
+/* clang-format off */
 static const ConfigField FIELDS[] = {
     {.name = "block_out_channels", .type = CF_INT_LIST, .offset = OFF(block_out_channels),
      .count_offset = OFF(n_levels), .flags = CF_REQUIRED | CF_MIN, .min = 1,
@@ -119,6 +120,7 @@ static const ConfigField FIELDS[] = {
     {.name = "num_train_timesteps", .type = CF_INT, .offset = OFF(num_train_timesteps),
      .flags = CF_NULLABLE | CF_MIN, .min = 1},
 };
+/* clang-format on */
 #define N_FIELDS ((int)(sizeof FIELDS / sizeof FIELDS[0]))
 
 /* ---- parse ---- */
@@ -131,8 +133,7 @@ int unet_config_from_json(UNetConfig *cfg, const void *root_, const char *path, 
     const cJSON *cls = cJSON_GetObjectItemCaseSensitive(root, "_class_name");
     if (cls && (!cJSON_IsString(cls) || strcmp(cls->valuestring, UNET_CLASS) != 0))
         return jt_fail(err,
-                       "%s: field '_class_name': %s%s%s is not supported (only \"" UNET_CLASS
-                       "\")",
+                       "%s: field '_class_name': %s%s%s is not supported (only \"" UNET_CLASS "\")",
                        path, cJSON_IsString(cls) ? "\"" : "",
                        cJSON_IsString(cls) ? cls->valuestring : "not a string",
                        cJSON_IsString(cls) ? "\"" : "");

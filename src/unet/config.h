@@ -10,8 +10,8 @@
 #define UNET_MAX_CLASSES 100000 /* num_class_embeds */
 
 typedef struct {
-    int sample_size;           /* 0 = null; with a [height, width] sample_size: height if square */
-    int sample_h, sample_w;    /* sample_size given as [height, width]; 0, 0 when one integer */
+    int sample_size;        /* 0 = null; with a [height, width] sample_size: height if square */
+    int sample_h, sample_w; /* sample_size given as [height, width]; 0, 0 when one integer */
     int in_channels, out_channels;
     int center_input_sample;   /* bool: x <- 2x - 1 first */
     int time_embedding_dim;    /* 0 = null: 4 * block_out_channels[0] */

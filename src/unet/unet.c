@@ -22,8 +22,10 @@ int unet_create(UNet **out, const UNetConfig *cfg, JtError *err) {
     /* the class embedding (num_class_embeds) is being added on another branch; until then the
      * config reads it but the network refuses it rather than ignore it */
     if (cfg->num_class_embeds)
-        return jt_fail(err, "config: field 'num_class_embeds': %d: class conditioning is not "
-                            "implemented in this build (only null)", cfg->num_class_embeds);
+        return jt_fail(err,
+                       "config: field 'num_class_embeds': %d: class conditioning is not "
+                       "implemented in this build (only null)",
+                       cfg->num_class_embeds);
     UNet *net = xcalloc(1, sizeof *net);
     net->cfg = *cfg;
     layout_init(&net->layout);

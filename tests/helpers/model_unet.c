@@ -13,9 +13,9 @@ int test_load_unet(const char *dir, UNet **out, JtError *err) {
     *out = NULL;
     Model *m;
     if (model_load(dir, &m, err) != JT_OK) return JT_ERR;
-    int rc = model_unet(m) ? copy_unet(model_unet(m), out, err)
-                           : jt_fail(err, "%s: a %s, not a UNet2DModel", dir,
-                                     model_kind(m)->class_name);
+    int rc = model_unet(m)
+                 ? copy_unet(model_unet(m), out, err)
+                 : jt_fail(err, "%s: a %s, not a UNet2DModel", dir, model_kind(m)->class_name);
     model_free(m);
     return rc;
 }
