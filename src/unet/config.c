@@ -131,12 +131,12 @@ int unet_config_from_json(UNetConfig *cfg, const void *root_, const char *path, 
     if (!cJSON_IsObject(root))
         return jt_fail(err, "%s: invalid config: the top level is not a JSON object", path);
     const cJSON *cls = cJSON_GetObjectItemCaseSensitive(root, "_class_name");
-    if (cls && (!cJSON_IsString(cls) || strcmp(cls->valuestring, UNET_CLASS) != 0))
-        return jt_fail(err,
-                       "%s: field '_class_name': %s%s%s is not supported (only \"" UNET_CLASS "\")",
-                       path, cJSON_IsString(cls) ? "\"" : "",
-                       cJSON_IsString(cls) ? cls->valuestring : "not a string",
-                       cJSON_IsString(cls) ? "\"" : "");
+    if (cls && !cJSON_IsString(cls))
+        return jt_fail(err, "%s: field '_class_name': expected a string (the model class)", path);
+    if (cls && strcmp(cls->valuestring, UNET_CLASS) != 0)
+        return jt_fail(
+            err, "%s: field '_class_name': \"%.80s\" is not supported (only \"" UNET_CLASS "\")",
+            path, cls->valuestring);
 
     /* Start from the UNet2DModel class defaults (the rows' defaults; unet2d.md 1.1) over the JT
      * config, whose level lists fill the entries past n_levels (as they always have: configs
