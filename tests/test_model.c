@@ -5,7 +5,7 @@
  * is byte-identical to the writer before the table (goldens in tests/fixtures/model/to_json, one
  * per committed config and fixture), and the one fingerprint is cached at load, kept by a save and
  * reload, and changed by one weight. */
-#include "model/config_fields.h"
+#include "core/config_fields.h"
 #include "model/model.h"
 #include "model/model_kind.h"
 

@@ -4,7 +4,7 @@
  * as a UNet2DModel with unknown fields. */
 #include "model/model_kind.h"
 
-#include "model/config_fields.h"
+#include "core/config_fields.h"
 #include "unet/config.h"
 #include "unet/unet.h"
 

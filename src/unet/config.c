@@ -1,13 +1,13 @@
 /* config.c: the diffusers UNet2DModel config.json (see config.h). Follows the signature of
  * diffusers' UNet2DModel.__init__ (0.42.1, models/unets/unet_2d.py) and unet2d.md sections 1, 5
- * and 12. The fields are a table (model/config_fields.h): each row names a UNet2DModel parameter,
+ * and 12. The fields are a table (core/config_fields.h): each row names a UNet2DModel parameter,
  * its JSON type, where it lives in UNetConfig, its range, the values jtrak implements and the class
  * default (so attention_head_dim absent means 8, as in diffusers); the three level lists are
  * required. Parsing is strict (unknown fields, duplicates and wrong types are errors; "_" keys are
  * diffusers bookkeeping); the checks across fields are unet_config_validate. */
 #include "unet/config.h"
 
-#include "model/config_fields.h"
+#include "core/config_fields.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>

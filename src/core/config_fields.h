@@ -9,9 +9,9 @@
  * Parsing is strict: an unknown field is an error naming it, a key given twice is an error, keys
  * starting with "_" are diffusers bookkeeping and are accepted, every JSON type is checked, and an
  * absent field takes the class default (a required one is an error). Every message reads
- * "PATH: field 'NAME': ...". This file depends only on core/ and cJSON, so any layer may use it. */
-#ifndef JTRAK_MODEL_CONFIG_FIELDS_H
-#define JTRAK_MODEL_CONFIG_FIELDS_H
+ * "PATH: field 'NAME': ...". It lives in core/ (it depends only on core and cJSON) so that every model layer may use it. */
+#ifndef JTRAK_CORE_CONFIG_FIELDS_H
+#define JTRAK_CORE_CONFIG_FIELDS_H
 
 #include "core/common.h"
 

@@ -1,7 +1,7 @@
 /* config_fields.c: see config_fields.h. The writer follows diffusers' ConfigMixin.to_json_string
  * (json.dumps(config, indent=2, sort_keys=True) + "\n"); floats are written as the shortest
  * decimal that reads back as the same float32. All JSON goes through cJSON. */
-#include "model/config_fields.h"
+#include "core/config_fields.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
