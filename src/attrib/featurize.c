@@ -253,7 +253,7 @@ static int featurize_model(Run *run, int m, int *stopped, JtError *err) {
             rows_idx[b] = r0 + b;
         /* No flip: featurization is deterministic (method.md 6.2). */
         data_batch_f32(data, rows_idx, NULL, rows, x0);
-        grad_engine_run(ge, st->outfn, (int)rows, S, x0, t, eps, grads, NULL);
+        grad_engine_run(ge, st->outfn, (int)rows, S, x0, t, eps, NULL, grads, NULL);
         proj_apply(&pr, grads, (int)rows, P, X);
         for (size_t i = 0; i < rows * (size_t)k; i++) {
             if (!isfinite(X[i])) {
