@@ -228,8 +228,8 @@ static int prepare_heldout(const LdsOptions *o, const LdsInputs *in, JtError *er
 
 /* The ground truth of one model: (n_steps + 1, N) doubles for the generated targets, or
  * (1, N_heldout) for the held-out images (heldout = 1). */
-static int ground_truth(const LdsOptions *o, const LdsInputs *in, const char *model_dir, int heldout,
-                        double *gt, JtError *err) {
+int lds_ground_truth(const LdsOptions *o, const LdsInputs *in, const char *model_dir, int heldout,
+                     double *gt, JtError *err) {
     UNet *net;
     if (model_load(model_dir, &net, err) != JT_OK) return JT_ERR;
     NoiseSchedule sched;
@@ -310,7 +310,7 @@ static int write_gt(const LdsOptions *o, const LdsInputs *in, const char *mdir, 
                     const char *gdir, const char *gpath, JtError *err) {
     const int N = heldout ? in->held.n : in->tr.n, rows = heldout ? 1 : in->n_steps + 1;
     double *gt = xmalloc((size_t)rows * N * sizeof(double));
-    int rc = ground_truth(o, in, mdir, heldout, gt, err);
+    int rc = lds_ground_truth(o, in, mdir, heldout, gt, err);
     size_t shape[2] = {(size_t)rows, (size_t)N};
     if (rc == JT_OK) rc = model_mkdirs(gdir, err);
     if (rc == JT_OK) rc = npy_write(gpath, NPY_F64, 2, shape, gt, err);
