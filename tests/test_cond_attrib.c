@@ -28,7 +28,7 @@
 #include "helpers/tiny_unet.h"
 #include "helpers/tmpdir.h"
 #include "io/jsonfile.h"
-#include "io/model_folder.h"
+#include "helpers/model_unet.h"
 #include "io/npy.h"
 #include "unet/unet.h"
 
@@ -62,7 +62,7 @@ static void save_model(const char *sub, int num_class_embeds, uint64_t seed, cha
     cr_assert(unet_create(&net, &cfg, &err) == JT_OK, "%s", err.msg);
     unet_init_params(net, seed);
     path_of(out, 300, sub);
-    cr_assert(model_save(net, out, &err) == JT_OK, "%s", err.msg);
+    cr_assert(test_save_unet(net, out, &err) == JT_OK, "%s", err.msg);
     unet_free(net);
 }
 
@@ -105,7 +105,7 @@ static void load_data(Dataset *ds, const char *labels) {
 static UNet *load_model(const char *dir, NoiseSchedule *sched) {
     UNet *net;
     JtError err;
-    cr_assert(model_load(dir, &net, &err) == JT_OK, "%s", err.msg);
+    cr_assert(test_load_unet(dir, &net, &err) == JT_OK, "%s", err.msg);
     SchedConfig sc;
     cr_assert(sched_config_load_model(&sc, dir, &err) == JT_OK, "%s", err.msg);
     cr_assert(sched_init(sched, &sc, &err) == JT_OK, "%s", err.msg);
@@ -303,7 +303,7 @@ static void make_traj(const char *dir, const int *labels, float guidance, const 
     tr.n = 2, tr.S = 2, tr.C = 1, tr.H = tr.W = 8;
     tr.sampler = SAMPLER_DDIM;
     tr.num_inference_steps = 2;
-    tr.model_fingerprint = traj_model_fingerprint(net);
+    tr.model_fingerprint = model_fingerprint_of(net);
     tr.timesteps = malloc(2 * sizeof(int));
     tr.timesteps[0] = 500, tr.timesteps[1] = 100;
     const size_t nD = 2 * D, nSD = 2 * nD;

@@ -3,10 +3,11 @@
  * and trajectory.safetensors (every step's x_t, x̂_0 and sampler noise; see trajectory.h). */
 #include "cli/cli_common.h"
 #include "cli/commands.h"
-#include "io/png.h"
 #include "diffusion/trajectory.h"
 #include "io/model_folder.h"
 #include "io/npy.h"
+#include "io/png.h"
+#include "model/model.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,15 +57,16 @@ int cmd_sample(int argc, char **argv) {
     if (opt.steps == 0) opt.steps = opt.sampler == SAMPLER_DDIM ? 50 : 1000;
 
     JtError err;
-    UNet *net;
-    if (model_load(model, &net, &err) != JT_OK) return cli_error("sample", &err);
+    Model *loaded;
+    if (model_load(model, &loaded, &err) != JT_OK) return cli_error("sample", &err);
+    UNet *net = model_unet(loaded);
     const UNetConfig *cfg = unet_config(net);
     NoiseSchedule sched;
     SchedConfig sc;
     rc = sched_config_load_model(&sc, model, &err);
     if (rc == JT_OK) rc = sched_init(&sched, &sc, &err);
     if (rc != JT_OK) {
-        unet_free(net);
+        model_free(loaded);
         return cli_error("sample", &err);
     }
     float *x_T = NULL;
@@ -101,7 +103,7 @@ int cmd_sample(int argc, char **argv) {
     free(x_T);
     traj_free(&tr);
     sched_free(&sched);
-    unet_free(net);
+    model_free(loaded);
     if (rc != JT_OK) return cli_error("sample", &err);
     printf("%s\n", out);
     return 0;

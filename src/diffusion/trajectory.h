@@ -46,9 +46,6 @@ typedef struct {
     float guidance; /* classifier-free guidance scale of the sampler (0 when none) */
 } Trajectory;
 
-/* Fingerprint of a model's weights and config (FNV-1a 64). */
-uint64_t traj_model_fingerprint(const UNet *net);
-
 /* Runs the sampler. x_T (n,C,H,W) may be given; otherwise drawn from the seed. */
 int traj_sample(const UNet *net, const NoiseSchedule *sched, const SampleOptions *opt,
                 const float *x_T, Trajectory *out, JtError *err);
