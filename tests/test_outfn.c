@@ -176,7 +176,7 @@ Test(outfn_vs_torch_func, loss_and_sqnorm_on_fm3_12x12) {
     cr_assert(B <= 8);
 
     /* loss: every example's full gradient */
-    grad_engine_run(g, OUTFN_LOSS, B, S, x0, t, eps, grads, values);
+    grad_engine_run(g, OUTFN_LOSS, B, S, x0, t, eps, NULL, grads, values);
     float *want = read_tensor(&f, "grad_loss", 0, NULL);
     float *vwant = read_tensor(&f, "value_loss", 0, NULL);
     double worst = 0;
@@ -195,7 +195,7 @@ Test(outfn_vs_torch_func, loss_and_sqnorm_on_fm3_12x12) {
     free(want), free(vwant);
 
     /* sqnorm: one example's full gradient, every example's per-tensor sums of squares */
-    grad_engine_run(g, OUTFN_SQNORM, B, S, x0, t, eps, grads, values);
+    grad_engine_run(g, OUTFN_SQNORM, B, S, x0, t, eps, NULL, grads, values);
     const int full = atoi(st_metadata_get(&f, "sqnorm_full_example"));
     want = read_tensor(&f, "grad_sqnorm", 0, NULL);
     vwant = read_tensor(&f, "value_sqnorm", 0, NULL);
@@ -254,9 +254,9 @@ Test(outfn_batch, rows_equal_single_example_runs_bitwise) {
     for (int fi = 0; fi < 2; fi++) {
         OutFn f = fi ? OUTFN_SQNORM : OUTFN_LOSS;
         double values[B], v1;
-        grad_engine_run(gB, f, B, S, x0, t, eps, rows, values); /* capacity 7, batch 5 */
+        grad_engine_run(gB, f, B, S, x0, t, eps, NULL, rows, values); /* capacity 7, batch 5 */
         for (int b = 0; b < B; b++) {
-            grad_engine_run(g1, f, 1, S, x0 + (size_t)b * D, t + b * S, eps + (size_t)b * S * D,
+            grad_engine_run(g1, f, 1, S, x0 + (size_t)b * D, t + b * S, eps + (size_t)b * S * D, NULL,
                             one, &v1);
             /* Every op loops over the batch and calls BLAS with one sample's shapes, and the
              * example stride writes each slab directly: identical arithmetic, so identical bits. */
@@ -287,7 +287,7 @@ Test(outfn_batch, gradients_do_not_depend_on_thread_count) {
         omp_set_num_threads(k + 1);
         GradEngine *e = engine(net, &sched, B); /* the run sizes its scratch for the thread count */
         g[k] = malloc((size_t)B * P * sizeof *g[k]);
-        grad_engine_run(e, OUTFN_LOSS, B, S, x0, t, eps, g[k], NULL);
+        grad_engine_run(e, OUTFN_LOSS, B, S, x0, t, eps, NULL, g[k], NULL);
         grad_engine_free(e);
     }
     omp_set_num_threads(2);
@@ -314,7 +314,7 @@ Test(outfn_draws, s_draws_sum_single_draw_gradients) {
     double vall[B], vpart[B], vsum[B] = {0};
     for (int fi = 0; fi < 2; fi++) {
         OutFn f = fi ? OUTFN_SQNORM : OUTFN_LOSS;
-        grad_engine_run(g, f, B, S, x0, t, eps, all, vall);
+        grad_engine_run(g, f, B, S, x0, t, eps, NULL, all, vall);
         memset(sum, 0, (size_t)B * P * sizeof *sum);
         memset(vsum, 0, sizeof vsum);
         float *eps1 = malloc((size_t)B * D * sizeof *eps1);
@@ -324,7 +324,7 @@ Test(outfn_draws, s_draws_sum_single_draw_gradients) {
                 t1[b] = t[b * S + s];
                 memcpy(eps1 + (size_t)b * D, eps + ((size_t)b * S + s) * D, D * sizeof *eps1);
             }
-            grad_engine_run(g, f, B, 1, x0, t1, eps1, part, vpart);
+            grad_engine_run(g, f, B, 1, x0, t1, eps1, NULL, part, vpart);
             for (size_t k = 0; k < (size_t)B * P; k++)
                 sum[k] += part[k];
             for (int b = 0; b < B; b++)
@@ -369,7 +369,7 @@ Test(outfn_draws, s_draws_sum_single_draw_gradients) {
 static double f_value(GradEngine *g, OutFn f, int S, const float *x0, const int *t,
                       const float *eps, float *scratch) {
     double v;
-    grad_engine_run(g, f, 1, S, x0, t, eps, scratch, &v);
+    grad_engine_run(g, f, 1, S, x0, t, eps, NULL, scratch, &v);
     return v;
 }
 
@@ -402,7 +402,7 @@ Test(outfn_fd, gradient_matches_central_differences) {
     const int nt = (int)(sizeof tensors / sizeof *tensors);
     for (int fi = 0; fi < 2; fi++) {
         OutFn f = fi ? OUTFN_SQNORM : OUTFN_LOSS;
-        grad_engine_run(g, f, 1, S, x0, t, eps, grad, NULL);
+        grad_engine_run(g, f, 1, S, x0, t, eps, NULL, grad, NULL);
         float got[16], fd[16];
         for (int i = 0; i < nt; i++) {
             int ei = layout_find(l, tensors[i]);

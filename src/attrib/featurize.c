@@ -149,6 +149,8 @@ typedef struct {
     size_t rows_this_call; /* rows computed by this process in this call */
     size_t rows_left_all;  /* rows still to compute by this process over all models (estimate) */
     int estimated;         /* the memory/time estimate was printed */
+    CondPolicy cond;       /* how rows are conditioned */
+    int K;                 /* the models' num_class_embeds (0: unconditional) */
     double t_start;
 } Run;
 
@@ -213,6 +215,7 @@ static int featurize_model(Run *run, int m, int *stopped, JtError *err) {
     float *x0 = xmalloc(B * D * sizeof(float));              /* (B, C, H, W) */
     float *eps = xmalloc(B * (size_t)S * D * sizeof(float)); /* (B, S, C, H, W) */
     int *t = xmalloc(B * (size_t)S * sizeof(int));           /* (B, S) */
+    int *labels = run->K > 0 ? xmalloc(B * sizeof(int)) : NULL; /* (B) */
     size_t *rows_idx = xmalloc(B * sizeof(size_t));
 
     if (!run->estimated && run->rank == 0 && !opt->quiet) {
@@ -255,7 +258,9 @@ static int featurize_model(Run *run, int m, int *stopped, JtError *err) {
             rows_idx[b] = r0 + b;
         /* No flip: featurization is deterministic (method.md 6.2). */
         data_batch_f32(data, rows_idx, NULL, rows, x0);
-        grad_engine_run(ge, st->outfn, (int)rows, S, x0, t, eps, grads, NULL);
+        for (size_t b = 0; labels && b < rows; b++)
+            labels[b] = run->cond == COND_OWN_CLASS ? data->labels[r0 + b] : run->K - 1;
+        grad_engine_run(ge, st->outfn, (int)rows, S, x0, t, eps, labels, grads, NULL);
         proj_apply(&pr, grads, (int)rows, P, X);
         for (size_t i = 0; i < rows * (size_t)k; i++) {
             if (!isfinite(X[i])) {
@@ -321,7 +326,7 @@ static int featurize_model(Run *run, int m, int *stopped, JtError *err) {
                  progress_now() - run->t_start, *stopped);
         log_line(st->dir, line);
     }
-    free(grads), free(X), free(x0), free(eps), free(t), free(rows_idx), free(mask);
+    free(grads), free(X), free(x0), free(eps), free(t), free(labels), free(rows_idx), free(mask);
     proj_free(&pr);
     grad_engine_free(ge);
     sched_free(&sched);
@@ -391,6 +396,53 @@ static int finalize_model(Run *run, int m, JtError *err) {
     return rc;
 }
 
+/* The conditioning of the run: the ensemble agrees on num_class_embeds (Ks (M)), --cond fits it,
+ * and with own-class every row has a label the models hold (a real class 0..K-2). */
+static int resolve_cond(const FeaturizeOptions *opt, const int *Ks, const Dataset *data,
+                        CondPolicy *cond, JtError *err) {
+    const int M = opt->n_models, K = Ks[0];
+    for (int m = 1; m < M; m++)
+        if (Ks[m] != K)
+            return jt_fail(err,
+                           "%s/config.json: num_class_embeds is %d but %s has %d: the models of "
+                           "an ensemble must agree on conditioning (all class-conditional with "
+                           "the same classes, or all unconditional)",
+                           opt->model_dirs[m], Ks[m], opt->model_dirs[0], K);
+    if (K == 0) {
+        if (opt->cond != FEATURIZE_COND_DEFAULT)
+            return jt_fail(err,
+                           "--cond %s: %s is unconditional (no num_class_embeds in its "
+                           "config.json); --cond is for class-conditional models",
+                           opt->cond == FEATURIZE_COND_NULL ? "null" : "own", opt->model_dirs[0]);
+        *cond = COND_NONE;
+        return JT_OK;
+    }
+    if (opt->cond == FEATURIZE_COND_NULL) {
+        *cond = COND_NULL_CLASS;
+        return JT_OK;
+    }
+    *cond = COND_OWN_CLASS;
+    if (data->n_classes == 0)
+        return jt_fail(err,
+                       "%s: the data has no labels but %s is class-conditional (num_class_embeds "
+                       "%d): featurize with labelled data, or with --cond null for the "
+                       "unconditional score",
+                       data->description, opt->model_dirs[0], K);
+    for (size_t i = 0; i < data->n; i++) {
+        const int l = data->labels[i];
+        if (l < 0 || l > K - 2) {
+            const char *name = l >= 0 ? data_class_name(data, l) : NULL;
+            return jt_fail(err,
+                           "%s: row %zu has label %d%s%s%s but %s holds classes 0..%d "
+                           "(num_class_embeds %d, the null class %d): the data has classes the "
+                           "model was not trained on",
+                           data->description, i, l, name ? " (" : "", name ? name : "",
+                           name ? ")" : "", opt->model_dirs[0], K - 2, K, K - 1);
+        }
+    }
+    return JT_OK;
+}
+
 /* ---- the run -------------------------------------------------------------------------------- */
 
 static int kernel_options_equal(const KernelOptions *a, const KernelOptions *b) {
@@ -447,6 +499,7 @@ int featurize_run(const FeaturizeOptions *opt, const Dataset *data, JtError *err
     /* Every model: matches the data, fingerprint, parameter count. */
     uint64_t *fps = xcalloc((size_t)M, sizeof *fps);
     size_t *params = xcalloc((size_t)M, sizeof *params);
+    int *Ks = xcalloc((size_t)M, sizeof *Ks);
     int rc = JT_OK;
     for (int m = 0; m < M && rc == JT_OK; m++) {
         Model *model = NULL;
@@ -455,10 +508,14 @@ int featurize_run(const FeaturizeOptions *opt, const Dataset *data, JtError *err
         if (rc == JT_OK) {
             fps[m] = model_fingerprint(model);
             params[m] = unet_num_params(model_unet(model));
+            Ks[m] = unet_num_classes(model_unet(model));
             if (run.rank == 0) warn_training_data(opt->model_dirs[m], data);
         }
         model_free(model);
     }
+    if (rc == JT_OK) rc = resolve_cond(opt, Ks, data, &run.cond, err);
+    run.K = Ks[0];
+    free(Ks);
     StoreSpec spec = {M,
                       opt->model_dirs,
                       fps,
@@ -474,7 +531,8 @@ int featurize_run(const FeaturizeOptions *opt, const Dataset *data, JtError *err
                       opt->draw_seed,
                       opt->shared_draws,
                       opt->kernel,
-                      la_sgemm_kernel()};
+                      la_sgemm_kernel(),
+                      run.cond};
     FeatureStore st;
     memset(&st, 0, sizeof st);
     int open = 0;
@@ -528,9 +586,10 @@ int featurize_run(const FeaturizeOptions *opt, const Dataset *data, JtError *err
         for (int m = 0; m < M; m++)
             nk += need_kernel[m];
         fprintf(stderr,
-                "featurize: %d model(s), %zu rows (%s), k %d, S %d, output %s, batch %d, "
-                "%d process(es): %zu rows and %d kernel(s) left -> %s\n",
-                M, st.n, data->description, st.k, st.S, outfn_name(st.outfn), opt->batch, run.size,
+                "featurize: %d model(s), %zu rows (%s), k %d, S %d, output %s, conditioning %s, "
+                "batch %d, %d process(es): %zu rows and %d kernel(s) left -> %s\n",
+                M, st.n, data->description, st.k, st.S, outfn_name(st.outfn),
+                cond_policy_name(st.cond), opt->batch, run.size,
                 left_total, nk, st.dir);
     }
 

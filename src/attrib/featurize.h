@@ -13,6 +13,11 @@
  * split: a resumed run (with any --batch), a run on several MPI ranks and an uninterrupted one
  * write identical files.
  *
+ * Conditioning: a class-conditional model (num_class_embeds K, real classes 0..K-2 and the null
+ * class K-1, diffusion/denoiser.h) featurizes every row with its own label (Journey-TRAK
+ * featurizes every COCO image with its own caption, ldm.md 1.2), or with --cond null every row with
+ * the null class (the unconditional score function). The policy is recorded in the store.
+ *
  * MPI (when built with JTRAK_MPI and MPI was initialised, see core/comm.h): rank r of size
  * computes the chunks c with c % size == r and writes its rows into the shared files (pwrite at
  * row offsets); rank 0 creates or checks the store first and computes each model's kernel once
@@ -29,6 +34,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* --cond: how the rows of a class-conditional ensemble are conditioned (store.h's CondPolicy). */
+typedef enum {
+    FEATURIZE_COND_DEFAULT = 0, /* own-class for a class-conditional ensemble, none otherwise */
+    FEATURIZE_COND_OWN = 1,     /* --cond own: each row with its own label */
+    FEATURIZE_COND_NULL = 2     /* --cond null: the null class for every row */
+} FeaturizeCond;
+
 typedef struct {
     const char *const *model_dirs; /* (n_models) model folders: the ensemble, model_id = index */
     int n_models;
@@ -43,6 +55,8 @@ typedef struct {
     int batch;              /* rows per chunk (default 16); does not change the features:
                                per-example gradients and projections are batch-invariant */
     KernelOptions kernel;   /* lambda 0, auto_ridge off, rescale on */
+    FeaturizeCond cond;     /* --cond; the models must all be conditional with the same
+                               num_class_embeds K, or all unconditional */
     size_t stop_after_rows; /* stop after the chunk that reaches this many rows computed by
                                this process in this call (0 = no limit): for tests */
     int quiet;              /* no progress line, estimates or notes */

@@ -1,7 +1,8 @@
 /* outfn.c: the model-output functions of attribution (method.md 1.3, 1.4) and their per-example
  * gradients (method.md 2.2, Journey-TRAK's torch.func.vmap(grad(...))), computed from batched
- * forward/backward passes of the U-Net with one gradient slab per example (unet_backward's
- * example stride), and the keyed random draws (timesteps and noise) of attribution.
+ * forward/backward passes of the denoiser (diffusion/denoiser.h: the one noising loss, each
+ * example with its own conditioning) with one gradient slab per example (the example stride),
+ * and the keyed random draws (timesteps and noise) of attribution.
  *
  * Per draw slot s the batch is x_t[b] = sqrt(abar) x0[b] + sqrt(1 - abar) eps[b, s] at t[b, s]
  * (diffusers' add_noise), one forward, d f / d eps_theta per example, one backward accumulating
@@ -12,6 +13,7 @@
 #include "attrib/outfn.h"
 
 #include "core/rng.h"
+#include "diffusion/denoiser.h"
 #include "nn/nn.h"
 
 #include <omp.h>
@@ -22,15 +24,15 @@ struct GradEngine {
     const UNet *net;
     const NoiseSchedule *sched;
     int batch;
-    int H, W;
+    int K;        /* num_class_embeds (0: unconditional) */
     size_t D_in;  /* in_channels * H * W: one image, one noise draw */
     size_t D_out; /* out_channels * H * W: eps_theta of one image (D of method.md) */
     size_t P;
-    UNetRun *run;
-    float *xt;   /* (batch, D_in) the noised inputs of one draw slot */
-    float *tf;   /* (batch) their timesteps as float (as diffusers converts them) */
-    float *out;  /* (batch, D_out) eps_theta */
-    float *dout; /* (batch, D_out) d f / d eps_theta */
+    Denoiser *den; /* the network run, the noising and the loss (diffusion/denoiser.h) */
+    int *ts;       /* (batch) the timesteps of one draw slot */
+    float *es;     /* (batch, D_in) the noise of one draw slot, gathered contiguously */
+    float *dout;   /* (batch, D_out) d f / d eps_theta (squared norm) */
+    double *fv;    /* (batch) one slot's values */
 };
 
 const char *outfn_name(OutFn f) {
@@ -64,40 +66,45 @@ int grad_engine_create(GradEngine **out, const UNet *net, const NoiseSchedule *s
     g->net = net;
     g->sched = sched;
     g->batch = batch;
-    g->H = g->W = cfg->sample_size;
-    g->D_in = (size_t)cfg->in_channels * g->H * g->W;
-    g->D_out = (size_t)cfg->out_channels * g->H * g->W;
+    g->K = unet_num_classes(net);
+    g->D_in = (size_t)cfg->in_channels * cfg->sample_size * cfg->sample_size;
+    g->D_out = (size_t)cfg->out_channels * cfg->sample_size * cfg->sample_size;
     g->P = unet_num_params(net);
-    if (unet_run_create(&g->run, net, batch, g->H, g->W, UNET_RUN_TRAIN, err) != JT_OK) {
+    if (denoiser_create(&g->den, net, sched, batch, cfg->sample_size, cfg->sample_size,
+                        DENOISER_TRAIN, err) != JT_OK) {
         free(g);
         return JT_ERR;
     }
-    g->xt = xmalloc((size_t)batch * g->D_in * sizeof(float));
-    g->tf = xmalloc((size_t)batch * sizeof(float));
-    g->out = xmalloc((size_t)batch * g->D_out * sizeof(float));
+    g->ts = xmalloc((size_t)batch * sizeof(int));
+    g->es = xmalloc((size_t)batch * g->D_in * sizeof(float));
     g->dout = xmalloc((size_t)batch * g->D_out * sizeof(float));
+    g->fv = xmalloc((size_t)batch * sizeof(double));
     *out = g;
     return JT_OK;
 }
 
 void grad_engine_free(GradEngine *g) {
     if (!g) return;
-    unet_run_free(g->run);
-    free(g->xt);
-    free(g->tf);
-    free(g->out);
+    denoiser_free(g->den);
+    free(g->ts);
+    free(g->es);
     free(g->dout);
+    free(g->fv);
     free(g);
 }
 
 size_t grad_engine_bytes(const GradEngine *g) {
     size_t B = (size_t)g->batch;
-    return sizeof *g + unet_run_bytes(g->run) +
-           sizeof(float) * (B * g->D_in + B + 2 * B * g->D_out);
+    return sizeof *g + denoiser_bytes(g->den) +
+           B * (sizeof(int) + sizeof(double) + sizeof(float) * (g->D_in + g->D_out));
+}
+
+int grad_engine_num_classes(const GradEngine *g) {
+    return g->K;
 }
 
 void grad_engine_run(GradEngine *g, OutFn f, int B, int S, const float *x0, const int *t,
-                     const float *eps, float *grads, double *values) {
+                     const float *eps, const int *labels, float *grads, double *values) {
     CHECK(B >= 1 && B <= g->batch, "batch %d outside 1..%d", B, g->batch);
     CHECK(S >= 1, "%d draws", S);
     CHECK(f == OUTFN_LOSS || f == OUTFN_SQNORM, "bad output function %d", (int)f);
@@ -107,6 +114,7 @@ void grad_engine_run(GradEngine *g, OutFn f, int B, int S, const float *x0, cons
           g->D_in, g->D_out);
     const size_t D_in = g->D_in, D = g->D_out, P = g->P;
     const int T = g->sched->T;
+    const Cond cond = {labels};
 
     /* Zero the B slabs, one example per iteration (B * P floats: parallel over examples). */
 #pragma omp parallel for schedule(static)
@@ -116,40 +124,40 @@ void grad_engine_run(GradEngine *g, OutFn f, int B, int S, const float *x0, cons
         for (int b = 0; b < B; b++)
             values[b] = 0.0;
 
-    /* torch's mse_loss backward: (pred - target) * (2 / D) * grad_out; for mean(eps_theta^2),
-     * (1 / D) * (2 * eps_theta), which is the same float since 2 * x and 2 / D = 2 * (1 / D) are
-     * exact scalings by two. */
+    /* The loss's backward is torch's mse_loss backward of each example's mean, (pred - target) *
+     * (2 / D) (denoiser_loss_backward, LOSS_PER_EXAMPLE); for mean(eps_theta^2) it is (1 / D) *
+     * (2 * eps_theta), the same float as eps_theta * (2 / D) since 2 * x and 2 / D = 2 * (1 / D)
+     * are exact scalings by two. */
     const float norm = (float)(2.0 / (double)D);
     for (int s = 0; s < S; s++) {
         for (int b = 0; b < B; b++) {
             const int ts = t[(size_t)b * S + s];
             CHECK(ts >= 0 && ts < T, "timestep %d of example %d, draw %d outside 0..%d", ts, b, s,
                   T - 1);
-            const float *e = eps + ((size_t)b * S + s) * D_in;
-            sched_add_noise(g->xt + (size_t)b * D_in, x0 + (size_t)b * D_in, e, &ts, 1, D_in,
-                            g->sched);
-            g->tf[b] = (float)ts;
+            g->ts[b] = ts;
+            memcpy(g->es + (size_t)b * D_in, eps + ((size_t)b * S + s) * D_in,
+                   D_in * sizeof(float));
         }
-        unet_forward(g->net, g->run, B, g->out, g->xt, g->tf, NULL);
-        for (int b = 0; b < B; b++) {
-            const float *y = g->out + (size_t)b * D;
-            float *dy = g->dout + (size_t)b * D;
-            const float *e = eps + ((size_t)b * S + s) * D_in;
-            double fv = 0.0;
-            if (f == OUTFN_LOSS) {
-                fv = mse_forward(y, e, D);
-                for (size_t i = 0; i < D; i++)
-                    dy[i] = (y[i] - e[i]) * norm;
-            } else {
+        if (f == OUTFN_LOSS) {
+            denoiser_loss(g->den, B, x0, g->ts, g->es, &cond, g->fv);
+            denoiser_loss_backward(g->den, B, LOSS_PER_EXAMPLE, grads, P);
+        } else {
+            const float *y = denoiser_noised_eps(g->den, B, x0, g->ts, g->es, &cond);
+            for (int b = 0; b < B; b++) {
+                const float *yb = y + (size_t)b * D;
+                float *dy = g->dout + (size_t)b * D;
+                double fv = 0.0;
                 for (size_t i = 0; i < D; i++) {
-                    fv += (double)y[i] * (double)y[i];
-                    dy[i] = y[i] * norm;
+                    fv += (double)yb[i] * (double)yb[i];
+                    dy[i] = yb[i] * norm;
                 }
-                fv /= (double)D;
+                g->fv[b] = fv / (double)D;
             }
-            if (values) values[b] += fv;
+            denoiser_backward(g->den, B, g->dout, grads, P);
         }
-        unet_backward(g->net, g->run, B, grads, P, g->dout, NULL);
+        if (values)
+            for (int b = 0; b < B; b++)
+                values[b] += g->fv[b];
     }
 }
 

@@ -1,12 +1,14 @@
 /* outfn.h: the model-output functions of attribution and their per-example gradients
  * (method.md 1.3, 1.4, 2.2). For an example (or a target) with clean image x0 and S draws
  * (t_s, eps_s), the function is summed over the draws:
- *   OUTFN_LOSS    f = sum_s mean_e (eps_s - eps_theta(sqrt(abar_t) x0 + sqrt(1 - abar_t) eps_s, t_s))^2
- *                 (the denoising loss: TRAK / Journey-TRAK, F.mse_loss with mean reduction)
- *   OUTFN_SQNORM  f = sum_s mean_e eps_theta(x_t_s, t_s)^2      (D-TRAK's "square" output)
- * and its gradient with respect to every parameter is one row of a (B, P) slab, computed from
- * batched forward/backward passes with per-example gradient slabs (unet_backward's example
- * stride), never with batch size 1. */
+ *   OUTFN_LOSS    f = sum_s mean_e (eps_s - eps_theta(sqrt(abar_t) x0 + sqrt(1 - abar_t) eps_s,
+ * t_s))^2 (the denoising loss: TRAK / Journey-TRAK, F.mse_loss with mean reduction) OUTFN_SQNORM  f
+ * = sum_s mean_e eps_theta(x_t_s, t_s)^2      (D-TRAK's "square" output) with eps_theta =
+ * eps_theta(x_t, t, c) conditioned on the example's own class c for a class-conditional model
+ * (Journey-TRAK featurizes each training image with its own caption, ldm.md 1.2), and its gradient
+ * with respect to every parameter is one row of a (B, P) slab, computed from batched
+ * forward/backward passes with per-example gradient slabs (unet_backward's example stride), never
+ * with batch size 1. */
 #ifndef JTRAK_OUTFN_H
 #define JTRAK_OUTFN_H
 
@@ -29,11 +31,16 @@ int grad_engine_create(GradEngine **out, const UNet *net, const NoiseSchedule *s
 void grad_engine_free(GradEngine *g);
 size_t grad_engine_bytes(const GradEngine *g);
 
+/* num_class_embeds K of the engine's model (0 when unconditional). */
+int grad_engine_num_classes(const GradEngine *g);
+
 /* grads (B, P) is OVERWRITTEN with the per-example gradients of f for B <= batch examples:
- * x0 (B, C, H, W), t (B, S) timesteps, eps (B, S, C, H, W) noise. Also writes each example's
- * value of f into values (B) when non-NULL. */
+ * x0 (B, C, H, W), t (B, S) timesteps, eps (B, S, C, H, W) noise, labels (B) each example's class
+ * (0..K-1, K - 1 the null class) for a class-conditional model, NULL for an unconditional one
+ * (the CFG convention of diffusion/denoiser.h). Also writes each example's value of f into values
+ * (B) when non-NULL. */
 void grad_engine_run(GradEngine *g, OutFn f, int B, int S, const float *x0, const int *t,
-                     const float *eps, float *grads, double *values);
+                     const float *eps, const int *labels, float *grads, double *values);
 
 /* The draws of attribution, keyed so they depend only on (seed, model, item, slot):
  * train features:   item = training row, timesteps uniform on {0..T-1} (with replacement)

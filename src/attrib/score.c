@@ -166,9 +166,29 @@ static int target_features(const FeatureStore *st, int m, const Targets *tgt,
         model_free(model);
         return JT_ERR;
     }
+    /* The targets' conditioning (ldm.md 1.3: conditional eps only, no guidance): each target's
+     * own class, or the null class when the store was featurized with it. */
+    const int K = unet_num_classes(net);
+    if ((K > 0) != (st->cond != COND_NONE))
+        rc = jt_fail(err, "%s/manifest.json: conditioning is %s but %s %s", st->dir,
+                     cond_policy_name(st->cond), st->model_paths[m],
+                     K > 0 ? "is class-conditional" : "is unconditional");
+    for (int j = 0; rc == JT_OK && K > 0 && st->cond == COND_OWN_CLASS && j < N; j++) {
+        const int l = targets_label(tgt, tg[j]), top = tgt->real ? K - 2 : K - 1;
+        if (l < 0 || l > top)
+            rc = jt_fail(err, "%s %d has class %d but %s holds classes 0..%d (null class %d)",
+                         tgt->real ? "--targets-data: image" : "trajectory: sample", tg[j], l,
+                         st->model_paths[m], K - 2, K - 1);
+    }
+    if (rc != JT_OK) {
+        sched_free(&sched);
+        model_free(model);
+        return JT_ERR;
+    }
     int B = o->batch < N ? o->batch : N;
     GradEngine *ge = NULL;
     rc = grad_engine_create(&ge, net, &sched, B, err);
+    int *labels = K > 0 ? xmalloc((size_t)B * sizeof(int)) : NULL; /* (B) */
     const size_t P = unet_num_params(net), D = (size_t)tgt->C * tgt->H * tgt->W;
     const int R = o->R, k = st->k;
     OutFn fn = st->outfn; /* journey takes the store's; trak and dtrak were checked to match */
@@ -187,18 +207,20 @@ static int target_features(const FeatureStore *st, int m, const Targets *tgt,
             for (int b = 0; b < nb; b++) {
                 int sample = tg[j0 + b];
                 memcpy(x0 + b * D, target_image(tgt, o->method, sample, kidx[s]), D * sizeof(float));
+                if (labels)
+                    labels[b] = st->cond == COND_NULL_CLASS ? K - 1 : targets_label(tgt, sample);
                 uint64_t key = st->shared_draws
                                    ? ATTRIB_SHARED_ITEM
                                    : attrib_target_key(sample, tstep >= 0 ? tstep : sched.T);
                 attrib_draws(o->seed, m, key, R, sched.T, tstep, D, t + (size_t)b * R,
                              eps + (size_t)b * R * D);
             }
-            grad_engine_run(ge, fn, nb, R, x0, t, eps, grads, NULL);
+            grad_engine_run(ge, fn, nb, R, x0, t, eps, labels, grads, NULL);
             proj_apply(&pr, grads, nb, P, gamma + ((size_t)s * N + j0) * k);
             progress_update(&prog, (size_t)s * N + j0 + nb, NULL, 0);
         }
     }
-    free(x0), free(eps), free(grads), free(t);
+    free(x0), free(eps), free(grads), free(t), free(labels);
     proj_free(&pr);
     grad_engine_free(ge);
     sched_free(&sched);
@@ -236,13 +258,15 @@ static void print_table(const TopK *tk, int n_eff, const int *tg, int N, const i
 }
 
 static cJSON *topk_json(const TopK *tk, int n_eff, const int *tg, int N, const int *labels_t,
-                        const Dataset *data) {
+                        const Dataset *data, const Targets *tgt) {
     cJSON *arr = cJSON_CreateArray();
     for (int j = 0; j < N; j++)
         for (int s = 0; s < n_eff; s++) {
             cJSON *e = cJSON_CreateObject();
             cJSON_AddNumberToObject(e, "target", j);
             cJSON_AddNumberToObject(e, "sample", tg[j]);
+            if (targets_labelled(tgt)) cJSON_AddNumberToObject(e, "class", targets_label(tgt, tg[j]));
+            if (!tgt->real) cJSON_AddNumberToObject(e, "guidance", tgt->tr.guidance);
             if (labels_t)
                 cJSON_AddNumberToObject(e, "step", labels_t[s]);
             else
@@ -317,6 +341,13 @@ int score_run(const ScoreOptions *o, const Dataset *data_in, JtError *err) {
         else if (!st.finalized)
             rc = jt_fail(err, "%s: the store is not finished (featurize was interrupted); run the "
                               "same featurize command to complete it", st.dir);
+        else if (!o->target_data && (tgt.tr.labels != NULL) != (st.cond != COND_NONE))
+            rc = jt_fail(err, "%s: the trajectory is %s but the store %s is %s (conditioning %s): "
+                              "score a trajectory of the store's models",
+                         o->traj_path, tgt.tr.labels ? "class-conditional (class_labels)"
+                                                     : "unconditional (no class_labels)",
+                         st.dir, st.cond != COND_NONE ? "class-conditional" : "unconditional",
+                         cond_policy_name(st.cond));
         else if (!found)
             rc = jt_fail(err, "%s: the trajectory was sampled from a model (fingerprint %s) that is "
                               "not one of the store's %d model(s)", o->traj_path,
@@ -342,6 +373,11 @@ int score_run(const ScoreOptions *o, const Dataset *data_in, JtError *err) {
         kidx = xcalloc(1, sizeof *kidx), n_steps = 1;
         if (rc == JT_OK) rc = resolve_targets(o->targets, &tgt, &tg, &N, err);
     }
+    if (rc == JT_OK && o->target_data && have_store && o->method != METHOD_PIXEL &&
+        st.cond == COND_OWN_CLASS && !targets_labelled(&tgt))
+        rc = jt_fail(err, "--targets-data: the target images (%s) have no labels but the store %s "
+                          "is class-conditional (conditioning own-class): give labelled targets",
+                     tgt.data.description, st.dir);
     if (rc == JT_OK && (data->c != tgt.C || data->h != tgt.H || data->w != tgt.W))
         rc = jt_fail(err, "%s: samples are %dx%dx%d but the training images are %dx%dx%d",
                      o->traj_path, tgt.C, tgt.H, tgt.W, data->c, data->h, data->w);
@@ -448,7 +484,7 @@ int score_run(const ScoreOptions *o, const Dataset *data_in, JtError *err) {
         cJSON *topk = cJSON_CreateObject();
         cJSON_AddStringToObject(topk, "method", score_method_name(o->method));
         cJSON_AddNumberToObject(topk, "topk", o->topk);
-        cJSON_AddItemToObject(topk, "results", topk_json(tk, n_eff, tg, N, labels_t, data));
+        cJSON_AddItemToObject(topk, "results", topk_json(tk, n_eff, tg, N, labels_t, data, &tgt));
         rc = write_json(o->out_dir, "topk.json", topk, err);
         cJSON_Delete(topk);
     }
@@ -466,6 +502,16 @@ int score_run(const ScoreOptions *o, const Dataset *data_in, JtError *err) {
         for (int s = 0; labels_t && s < n_eff; s++) cJSON_AddItemToArray(steps, cJSON_CreateNumber(labels_t[s]));
         cJSON *targets = cJSON_AddArrayToObject(man, "targets");
         for (int j = 0; j < N; j++) cJSON_AddItemToArray(targets, cJSON_CreateNumber(tg[j]));
+        /* the policy the targets were scored with (the store's: own-class, null-class or none)
+         * and each target's own class (null when the targets are unlabelled) */
+        const int cond_used = have_store && o->method != METHOD_PIXEL;
+        cJSON_AddStringToObject(man, "conditioning",
+                                cond_policy_name(cond_used ? st.cond : COND_NONE));
+        cJSON *tl = cJSON_AddArrayToObject(man, "target_labels");
+        for (int j = 0; j < N; j++) {
+            const int l = targets_label(&tgt, tg[j]);
+            cJSON_AddItemToArray(tl, l >= 0 ? cJSON_CreateNumber(l) : cJSON_CreateNull());
+        }
         char *abs;
         if (tgt.real) {
             cJSON_AddItemToObject(man, "target_set", targets_set_json(&tgt));
@@ -475,6 +521,8 @@ int score_run(const ScoreOptions *o, const Dataset *data_in, JtError *err) {
             cJSON_AddStringToObject(t, "path", abs ? abs : o->traj_path);
             free(abs);
             cJSON_AddStringToObject(t, "model_fingerprint", fmt_hex(tgt.tr.model_fingerprint, h));
+            cJSON_AddStringToObject(t, "cond", tgt.tr.labels ? "class" : "none");
+            cJSON_AddNumberToObject(t, "guidance", tgt.tr.guidance);
         }
         if (have_store) {
             cJSON *sj = cJSON_AddObjectToObject(man, "store");
@@ -489,6 +537,7 @@ int score_run(const ScoreOptions *o, const Dataset *data_in, JtError *err) {
             cJSON_AddNumberToObject(sj, "k", st.k);
             cJSON_AddNumberToObject(sj, "S", st.S);
             cJSON_AddStringToObject(sj, "output_function", outfn_name(st.outfn));
+            cJSON_AddStringToObject(sj, "conditioning", cond_policy_name(st.cond));
         }
         cJSON *dj = cJSON_AddObjectToObject(man, "dataset");
         cJSON_AddStringToObject(dj, "spec", data->description);

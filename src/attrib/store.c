@@ -74,6 +74,22 @@ static int parse_dec64(const char *s, uint64_t *out) {
     return 1;
 }
 
+static const char *const COND_NAMES[] = {"none", "own-class", "null-class"};
+
+const char *cond_policy_name(CondPolicy c) {
+    CHECK(c >= COND_NONE && c <= COND_NULL_CLASS, "bad conditioning %d", (int)c);
+    return COND_NAMES[c];
+}
+
+int cond_policy_parse(const char *name, CondPolicy *c) {
+    for (int i = 0; i < 3; i++)
+        if (strcmp(name, COND_NAMES[i]) == 0) {
+            *c = (CondPolicy)i;
+            return 1;
+        }
+    return 0;
+}
+
 /* ---- manifest ------------------------------------------------------------------------------- */
 
 /* A double that reads back bitwise (cJSON prints 15 digits when they round-trip approximately). */
@@ -112,6 +128,7 @@ static cJSON *manifest_json(const FeatureStore *st) {
     cJSON_AddStringToObject(o, "draw_seed", buf);
     cJSON_AddStringToObject(o, "draws", st->shared_draws ? "shared" : "independent");
     if (st->sgemm_kernel[0]) cJSON_AddStringToObject(o, "sgemm_kernel", st->sgemm_kernel);
+    cJSON_AddStringToObject(o, "conditioning", cond_policy_name(st->cond));
     cJSON *kj = cJSON_AddObjectToObject(o, "kernel");
     add_exact(kj, "lambda", st->kernel.lambda);
     cJSON_AddBoolToObject(kj, "auto_ridge", st->kernel.auto_ridge);
@@ -301,6 +318,14 @@ static int parse_manifest(FeatureStore *st, const char *path, cJSON *o, JtError 
             return jt_fail(err, "%s: field 'sgemm_kernel' is '%s', not avx512 or openblas", path,
                            s);
         snprintf(st->sgemm_kernel, sizeof st->sgemm_kernel, "%s", s);
+    }
+    st->cond = COND_NONE; /* stores made before conditioning was kept are unconditional */
+    if (get(o, "conditioning")) {
+        if (get_str(path, o, "conditioning", "", &s, err) != JT_OK) return JT_ERR;
+        if (!cond_policy_parse(s, &st->cond))
+            return jt_fail(err,
+                           "%s: field 'conditioning' is '%s', not none, own-class or null-class",
+                           path, s);
     }
     cJSON *kj = get(o, "kernel");
     if (!cJSON_IsObject(kj))
@@ -501,6 +526,7 @@ int store_create(FeatureStore *st, const char *dir, const StoreSpec *sp, JtError
     st->proj_seed = sp->proj_seed;
     st->draw_seed = sp->draw_seed;
     st->shared_draws = sp->shared_draws;
+    st->cond = sp->cond;
     snprintf(st->sgemm_kernel, sizeof st->sgemm_kernel, "%s",
              sp->sgemm_kernel ? sp->sgemm_kernel : "");
     st->data_fingerprint = sp->data_fingerprint;
@@ -585,6 +611,11 @@ int store_check(const FeatureStore *st, const StoreSpec *sp, JtError *err) {
         rc = jt_fail(err, "%s: draws are %s but --draws %s was given; use a new --out", mp,
                      st->shared_draws ? "shared" : "independent",
                      sp->shared_draws ? "shared" : "independent");
+    } else if (st->cond != sp->cond) {
+        rc = jt_fail(err,
+                     "%s: conditioning is %s but this run's is %s (--cond own|null for a "
+                     "class-conditional model); give the store's --cond or use a new --out",
+                     mp, cond_policy_name(st->cond), cond_policy_name(sp->cond));
     } else if (st->sgemm_kernel[0] && sp->sgemm_kernel &&
                strcmp(st->sgemm_kernel, sp->sgemm_kernel) != 0) {
         /* the rows would mix two kernels' roundings (~1e-6 apart): a resumed store would not
@@ -616,6 +647,10 @@ uint64_t store_fingerprint(const FeatureStore *st) {
         for (int j = 0; j < 8; j++)
             b[j] = (unsigned char)(x >> (8 * j));
         h = hash_fnv1a(h, b, 8);
+    }
+    if (st->cond != COND_NONE) {
+        unsigned char c = (unsigned char)st->cond;
+        h = hash_fnv1a(h, &c, 1);
     }
     return h;
 }

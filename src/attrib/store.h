@@ -14,7 +14,8 @@
  *    "n"}, "output_function": "loss"|"sqnorm", "S", "k", "projector": {"kind":
  *    "rademacher"|"sparse"|"hadamard", "seed"}, "draw_seed", "draws": "shared"|"independent",
  *    "sgemm_kernel": "avx512"|"openblas" (the arithmetic the rows were computed with; absent in
- *    older stores), "kernel": {"lambda", "auto_ridge", "rescale", "per_model": [null |
+ *    older stores), "conditioning": "none"|"own-class"|"null-class" (how each row's class was
+ *    chosen for a class-conditional model; absent in older stores: "none"), "kernel": {"lambda", "auto_ridge", "rescale", "per_model": [null |
  *    {"lambda_used", "rescale_divisor", "ridge_added"}]}, "done": [{"featurized", "finalized"}]}
  * The manifest is written last when a store is created and rewritten atomically on every change,
  * so a folder with a manifest is always a well-formed store. */
@@ -32,6 +33,16 @@
 #define STORE_FORMAT "jtrak-features-v1"
 #define STORE_MANIFEST "manifest.json"
 
+/* How the rows of a class-conditional model were conditioned (the store's "conditioning"). */
+typedef enum {
+    COND_NONE = 0,      /* an unconditional model */
+    COND_OWN_CLASS = 1, /* each row with its own label (Journey-TRAK, ldm.md 1.2) */
+    COND_NULL_CLASS = 2 /* every row with the null class K - 1: the unconditional score */
+} CondPolicy;
+
+const char *cond_policy_name(CondPolicy c); /* "none", "own-class", "null-class" */
+int cond_policy_parse(const char *name, CondPolicy *c);
+
 /* What a store is derived from and how: given to store_create, compared by store_check. */
 typedef struct {
     int n_models;
@@ -48,6 +59,7 @@ typedef struct {
     int shared_draws; /* 1: every row uses the same draws (ATTRIB_SHARED_ITEM) */
     KernelOptions kernel;
     const char *sgemm_kernel; /* la_sgemm_kernel() of the run: rows of two kernels differ ~1e-6 */
+    CondPolicy cond;
 } StoreSpec;
 
 typedef struct {
@@ -60,6 +72,7 @@ typedef struct {
     int shared_draws; /* manifest "draws": "shared" or "independent" */
     ProjKind proj_kind;
     char sgemm_kernel[16]; /* manifest "sgemm_kernel"; "" in stores made before it was kept */
+    CondPolicy cond;       /* manifest "conditioning" */
     char **model_paths;           /* (n_models) */
     uint64_t *model_fingerprints; /* (n_models) */
     size_t *model_params;         /* (n_models) */
@@ -91,7 +104,7 @@ void store_close(FeatureStore *st);
 int store_check(const FeatureStore *st, const StoreSpec *spec, JtError *err);
 
 /* FNV-1a over the identity fields (models' fingerprints, dataset, output function, S, k, projector,
- * draw seed): what a scores manifest records to name the store it used. */
+ * draw seed, and the conditioning when it is not none, so older stores keep their fingerprint): what a scores manifest records to name the store it used. */
 uint64_t store_fingerprint(const FeatureStore *st);
 
 /* ---- reading ---- */

@@ -87,6 +87,15 @@ const float *targets_image(const Targets *t, int sample, int k) {
     return t->tr.x_0 + (size_t)sample * D;
 }
 
+int targets_labelled(const Targets *t) {
+    return t->real ? t->data.n_classes > 0 : t->tr.labels != NULL;
+}
+
+int targets_label(const Targets *t, int sample) {
+    if (t->real) return t->data.n_classes > 0 ? t->data.labels[sample] : -1;
+    return t->tr.labels ? t->tr.labels[sample] : -1;
+}
+
 cJSON *targets_set_json(const Targets *t) {
     char h[17];
     cJSON *o = cJSON_CreateObject();

@@ -36,6 +36,13 @@ void targets_free(Targets *t);
  * targets only), else the final sample or the real image. (C, H, W) */
 const float *targets_image(const Targets *t, int sample, int k);
 
+/* Whether the targets carry class labels: a trajectory of a class-conditional model (its
+ * class_labels), or a labelled real target set. */
+int targets_labelled(const Targets *t);
+/* The class of target `sample` (the trajectory's label, or the real image's dataset label), -1
+ * when the targets are unlabelled. */
+int targets_label(const Targets *t, int sample);
+
 /* The manifest record of a real target set: {"kind": "images", "spec", "fingerprint", "n"}. */
 cJSON *targets_set_json(const Targets *t);
 

@@ -29,6 +29,9 @@ static void help(void) {
         "  --draws D            independent (default: fresh (t, eps) per row, as Journey-TRAK) or\n"
         "                       shared (the same draws for every row and target, as D-TRAK)\n"
         "  --seed N             seed of the timestep and noise draws (default 0)\n"
+        "  --cond C             class-conditional models only: own (default: each image with its\n"
+        "                       own label, as Journey-TRAK) or null (the null class for every\n"
+        "                       image: the unconditional score function)\n"
         "kernel (may change on a finished store: the kernels are recomputed):\n"
         "  --lambda X           ridge added to X^T X before inversion (default 0)\n"
         "  --auto-ridge         if X^T X + lambda I is singular, add the smallest ridge that "
@@ -100,6 +103,16 @@ int cmd_featurize(int argc, char **argv) {
         o.shared_draws = 1;
     } else if (strcmp(draws, "independent") != 0) {
         fprintf(stderr, "jtrak featurize: --draws must be independent or shared, not '%s'\n", draws);
+        args_free(&a);
+        return 2;
+    }
+    const char *cond = args_str(&a, "cond", NULL);
+    if (cond && strcmp(cond, "own") == 0) {
+        o.cond = FEATURIZE_COND_OWN;
+    } else if (cond && strcmp(cond, "null") == 0) {
+        o.cond = FEATURIZE_COND_NULL;
+    } else if (cond) {
+        fprintf(stderr, "jtrak featurize: --cond must be own or null, not '%s'\n", cond);
         args_free(&a);
         return 2;
     }

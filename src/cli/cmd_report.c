@@ -127,6 +127,19 @@ int cmd_report(int argc, char **argv) {
     const size_t D = (size_t)tgt.C * tgt.H * tgt.W;
     int *step_v = xmalloc((size_t)(n_steps ? n_steps : 1) * sizeof(int));
     int *tid = xmalloc((size_t)N * sizeof(int));
+    /* each target's class: the scores manifest's target_labels (absent in older folders) */
+    const cJSON *tlab = cJSON_GetObjectItem(man, "target_labels");
+    int *tlabels = NULL;
+    if (cJSON_IsArray(tlab) && cJSON_GetArraySize(tlab) == N) {
+        tlabels = xmalloc((size_t)N * sizeof(int));
+        int any = 0;
+        for (int j = 0; j < N; j++) {
+            const cJSON *l = cJSON_GetArrayItem(tlab, j);
+            tlabels[j] = cJSON_IsNumber(l) && l->valueint >= 0 ? l->valueint : -1;
+            any |= tlabels[j] >= 0;
+        }
+        if (!any) free(tlabels), tlabels = NULL;
+    }
     float *xhat = xmalloc((size_t)N * (n_steps ? n_steps : 1) * D * sizeof(float));
     float *final = xmalloc((size_t)N * D * sizeof(float));
     size_t cells = (size_t)N * n_cols * (K > 0 ? K : 1);
@@ -199,12 +212,14 @@ int cmd_report(int argc, char **argv) {
         .train = train, .n_train = data.n, .train_source_index = data.index,
         .train_labels = data.n_classes ? data.labels : NULL,
         .class_names = (const char *const *)data.class_names, .n_classes = data.n_classes,
-        .target_ids = tid, .title = NULL, .method = method, .provenance = prov,
+        .target_ids = tid, .target_labels = tlabels,
+        .has_guidance = !real && tgt.tr.labels != NULL, .guidance = real ? 0.0f : tgt.tr.guidance,
+        .title = NULL, .method = method, .provenance = prov,
         .real_targets = real};
     if (rc == JT_OK) rc = report_write_html(html, &rd, &err);
     if (rc == JT_OK) rc = report_write_png(png, &rd, &err);
     if (rc == JT_OK) printf("%s\n%s\n", html, png);
-    free(step_v), free(tid), free(xhat), free(final), free(pro_idx), free(opp_idx), free(pro_val);
+    free(step_v), free(tid), free(tlabels), free(xhat), free(final), free(pro_idx), free(opp_idx), free(pro_val);
     free(opp_val), free(train), free(html_def), free(png_def);
     cJSON_Delete(man), cJSON_Delete(topk);
     targets_free(&tgt);

@@ -124,13 +124,10 @@ void denoiser_eps_guided(Denoiser *d, int B, float *eps, const float *x_t, const
     for (size_t i = 0; i < nO; i++) eps[i] = eu[i] + w * (ec[i] - eu[i]);
 }
 
-double denoiser_loss(Denoiser *d, int B, const float *x0, const int *t, const float *eps,
-                     const Cond *cond, double *per_example) {
+const float *denoiser_noised_eps(Denoiser *d, int B, const float *x0, const int *t,
+                                 const float *eps, const Cond *cond) {
     CHECK(d->sched != NULL, "the noising loss needs the noise schedule");
     CHECK(B >= 1 && B <= d->capacity, "batch %d outside 1..%d", B, d->capacity);
-    /* The loss compares eps_hat with the noise that was added: same shape needed. */
-    CHECK(d->D_in == d->D_out, "the noising loss needs in_channels == out_channels (%zu vs %zu)",
-          d->D_in, d->D_out);
     const int T = d->sched->T;
     for (int b = 0; b < B; b++) {
         CHECK(t[b] >= 0 && t[b] < T, "timestep %d of example %d outside 0..%d", t[b], b, T - 1);
@@ -138,8 +135,18 @@ double denoiser_loss(Denoiser *d, int B, const float *x0, const int *t, const fl
     }
     sched_add_noise(d->xt, x0, eps, t, (size_t)B, d->D_in, d->sched);
     unet_forward(d->net, d->run, B, d->out, d->xt, d->tf, cond_labels(d, B, cond));
-    d->last_eps = eps;
+    d->last_eps = NULL; /* no loss to differentiate until denoiser_loss sets it */
     d->last_B = B;
+    return d->out;
+}
+
+double denoiser_loss(Denoiser *d, int B, const float *x0, const int *t, const float *eps,
+                     const Cond *cond, double *per_example) {
+    /* The loss compares eps_hat with the noise that was added: same shape needed. */
+    CHECK(d->D_in == d->D_out, "the noising loss needs in_channels == out_channels (%zu vs %zu)",
+          d->D_in, d->D_out);
+    denoiser_noised_eps(d, B, x0, t, eps, cond);
+    d->last_eps = eps;
     const size_t D = d->D_out;
     if (per_example)
         for (int b = 0; b < B; b++)

@@ -70,6 +70,12 @@ void denoiser_eps_guided(Denoiser *d, int B, float *eps, const float *x_t, const
  * example's own mean into per_example (B) when non-NULL. Both in double. */
 double denoiser_loss(Denoiser *d, int B, const float *x0, const int *t, const float *eps,
                      const Cond *cond, double *per_example);
+/* The forward half of the noising loss without the loss: x_t = add_noise(x0, eps, t), eps_hat
+ * (B, C_out, H, W) = net(x_t, t, cond), returned (valid until the next call; the same buffer as
+ * denoiser_last_eps). For output functions other than the loss (D-TRAK's squared norm), which
+ * then call denoiser_backward with their own d f / d eps_hat; C_out may differ from C_in. */
+const float *denoiser_noised_eps(Denoiser *d, int B, const float *x0, const int *t,
+                                 const float *eps, const Cond *cond);
 /* eps_hat (B, C_out, H, W) of the last denoiser_loss (valid until the next call). */
 const float *denoiser_last_eps(const Denoiser *d);
 /* Backward of the last denoiser_loss (torch's mse_loss backward, (eps_hat - eps) * 2/n): with

@@ -18,7 +18,7 @@ const char *traj_sampler_name(SamplerKind k) { return k == SAMPLER_DDIM ? "ddim"
 
 void traj_free(Trajectory *tr) {
     free(tr->timesteps), free(tr->x_T), free(tr->x_t), free(tr->x0_hat), free(tr->noise);
-    free(tr->x_0);
+    free(tr->x_0), free(tr->labels);
     memset(tr, 0, sizeof *tr);
 }
 
@@ -169,6 +169,13 @@ int traj_save(const Trajectory *tr, const char *path, JtError *err) {
     int32_t *t32 = xmalloc((size_t)tr->S * sizeof(int32_t));
     for (int k = 0; k < tr->S; k++) t32[k] = tr->timesteps[k];
     st_writer_add(&w, "timesteps", ST_I32, 1, steps, t32);
+    int32_t *l32 = NULL;
+    if (tr->labels) {
+        int64_t nshape[1] = {tr->n};
+        l32 = xmalloc((size_t)tr->n * sizeof(int32_t));
+        for (int i = 0; i < tr->n; i++) l32[i] = tr->labels[i];
+        st_writer_add(&w, "class_labels", ST_I32, 1, nshape, l32);
+    }
     char buf[64];
     st_writer_set_metadata(&w, "format", "jtrak-trajectory-v1");
     st_writer_set_metadata(&w, "sampler", traj_sampler_name(tr->sampler));
@@ -180,9 +187,12 @@ int traj_save(const Trajectory *tr, const char *path, JtError *err) {
     st_writer_set_metadata(&w, "seed", buf);
     snprintf(buf, sizeof buf, "%016llx", (unsigned long long)tr->model_fingerprint);
     st_writer_set_metadata(&w, "model_fingerprint", buf);
+    st_writer_set_metadata(&w, "cond", tr->labels ? "class" : "none");
+    snprintf(buf, sizeof buf, "%.9g", tr->guidance);
+    st_writer_set_metadata(&w, "guidance", buf);
     int rc = st_writer_write(&w, path, err);
     st_writer_free(&w);
-    free(t32);
+    free(t32), free(l32);
     return rc;
 }
 
@@ -235,6 +245,29 @@ int traj_load(Trajectory *tr, const char *path, JtError *err) {
     if (rc == JT_OK) rc = read_named(&f, "x_t", 5, seq, tr->x_t, err);
     if (rc == JT_OK) rc = read_named(&f, "x0_hat", 5, seq, tr->x0_hat, err);
     if (rc == JT_OK) rc = read_named(&f, "noise", 5, seq, tr->noise, err);
+    const char *cond = st_metadata_get(&f, "cond"), *guid = st_metadata_get(&f, "guidance");
+    tr->guidance = guid ? strtof(guid, NULL) : 0.0f;
+    if (rc == JT_OK && cond && strcmp(cond, "class") == 0) {
+        int il = st_find(&f, "class_labels");
+        if (il < 0 || f.tensors[il].ndim != 1 || f.tensors[il].dtype != ST_I32 ||
+            f.tensors[il].shape[0] != tr->n) {
+            rc = jt_fail(err, "%s: metadata cond is 'class' but tensor 'class_labels' is missing "
+                              "or not (%d) I32", path, tr->n);
+        } else {
+            int32_t *l32 = xmalloc((size_t)tr->n * sizeof(int32_t));
+            rc = st_read_raw(&f, il, l32, err);
+            tr->labels = xmalloc((size_t)tr->n * sizeof(int));
+            for (int i = 0; rc == JT_OK && i < tr->n; i++) {
+                tr->labels[i] = l32[i];
+                if (l32[i] < 0)
+                    rc = jt_fail(err, "%s: class_labels[%d] is %d, not a class id", path, i,
+                                 (int)l32[i]);
+            }
+            free(l32);
+        }
+    } else if (rc == JT_OK && cond && strcmp(cond, "none") != 0) {
+        rc = jt_fail(err, "%s: metadata cond is '%s', not none or class", path, cond);
+    }
     st_close(&f);
     if (rc != JT_OK) traj_free(tr);
     return rc;

@@ -5,8 +5,9 @@
  * replay the exact same noise from x_t or from x_T.
  *
  * File (safetensors): "x_T" (N,C,H,W), "x_t" (N,S,C,H,W), "x0_hat" (N,S,C,H,W), "noise"
- * (N,S,C,H,W), "x_0" (N,C,H,W) the final samples, "timesteps" (S) I32; metadata: sampler, steps,
- * eta, seed, model fingerprint, format "jtrak-trajectory-v1". */
+ * (N,S,C,H,W), "x_0" (N,C,H,W) the final samples, "timesteps" (S) I32, "class_labels" (N) I32
+ * (class-conditional only); metadata: sampler, steps, eta, seed, model fingerprint, "cond" =
+ * "none"|"class" (absent: none), "guidance", format "jtrak-trajectory-v1". */
 #ifndef JTRAK_TRAJECTORY_H
 #define JTRAK_TRAJECTORY_H
 
@@ -41,6 +42,8 @@ typedef struct {
     float *x0_hat;  /* (n, S, C, H, W) */
     float *noise;   /* (n, S, C, H, W) z added by step k (zeros when none) */
     float *x_0;     /* (n, C, H, W) */
+    int *labels;    /* (n) class ids, or NULL when the trajectory's model is unconditional */
+    float guidance; /* classifier-free guidance scale of the sampler (0 when none) */
 } Trajectory;
 
 /* Runs the sampler. x_T (n,C,H,W) may be given; otherwise drawn from the seed. */

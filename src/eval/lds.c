@@ -11,6 +11,7 @@
 #include "core/progress.h"
 #include "core/rng.h"
 #include "data/dataset.h"
+#include "diffusion/denoiser.h"
 #include "diffusion/schedule.h"
 #include "diffusion/train.h"
 #include "diffusion/trajectory.h"
@@ -228,8 +229,8 @@ static int prepare_heldout(const LdsOptions *o, const LdsInputs *in, JtError *er
 
 /* The ground truth of one model: (n_steps + 1, N) doubles for the generated targets, or
  * (1, N_heldout) for the held-out images (heldout = 1). */
-static int ground_truth(const LdsOptions *o, const LdsInputs *in, const char *model_dir, int heldout,
-                        double *gt, JtError *err) {
+int lds_ground_truth(const LdsOptions *o, const LdsInputs *in, const char *model_dir, int heldout,
+                     double *gt, JtError *err) {
     Model *model;
     if (model_load(model_dir, &model, err) != JT_OK) return JT_ERR;
     UNet *net = model_unet(model);
@@ -242,13 +243,26 @@ static int ground_truth(const LdsOptions *o, const LdsInputs *in, const char *mo
     const Dataset *d = &in->mr.data; /* the model's geometry, which both target kinds have */
     const size_t D = (size_t)d->c * d->h * d->w;
     const int B = o->R_eval > o->grid ? (o->R_eval < 64 ? o->R_eval : 64) : (o->grid < 64 ? o->grid : 64);
-    UNetRun *run;
-    int rc = unet_run_create(&run, net, B, d->h, d->w, UNET_RUN_FORWARD_ONLY, err);
-    float *x0 = xmalloc((size_t)B * D * sizeof(float)), *eps = xmalloc((size_t)B * D * sizeof(float));
-    float *xt = xmalloc((size_t)B * D * sizeof(float)), *y = xmalloc((size_t)B * D * sizeof(float));
-    float *tf = xmalloc((size_t)B * sizeof(float));
-    int *ti = xmalloc((size_t)B * sizeof(int));
+    /* The noising loss of diffusion/denoiser.h (forward only), each target with its own class:
+     * the trajectory's labels or the held-out images' (conditional eps, no guidance). */
+    Denoiser *den = NULL;
+    int rc = denoiser_create(&den, net, &sched, B, d->h, d->w, DENOISER_FORWARD, err);
+    const int K = unet_num_classes(net);
+    const Targets *held = &in->held;
+    if (rc == JT_OK && K > 0 && (heldout ? !targets_labelled(held) : !tr->labels))
+        rc = jt_fail(err, "%s is class-conditional (num_class_embeds %d) but the %s no labels",
+                     model_dir, K, heldout ? "held-out images have" : "trajectory has");
+    if (rc == JT_OK && K == 0 && !heldout && tr->labels)
+        rc = jt_fail(err, "%s is unconditional but the trajectory is class-conditional",
+                     model_dir);
     const int N = heldout ? in->held.n : tr->n, rows = heldout ? 1 : in->n_steps + 1;
+    for (int j = 0; rc == JT_OK && K > 0 && j < N; j++) {
+        const int l = heldout ? targets_label(held, j) : tr->labels[j];
+        rc = denoiser_check_label(den, l, heldout ? "--heldout-data" : "trajectory", err);
+    }
+    float *x0 = xmalloc((size_t)B * D * sizeof(float)), *eps = xmalloc((size_t)B * D * sizeof(float));
+    double *per = xmalloc((size_t)B * sizeof(double));
+    int *ti = xmalloc((size_t)B * sizeof(int)), *lab = xmalloc((size_t)B * sizeof(int));
     for (int row = 0; rc == JT_OK && row < rows; row++) {
         int dtrak = heldout || row == in->n_steps, draws = dtrak ? o->grid : o->R_eval;
         /* Draw streams: per-step draws from 1, the generated D-TRAK grid from 1000001, the
@@ -256,6 +270,9 @@ static int ground_truth(const LdsOptions *o, const LdsInputs *in, const char *mo
         const uint64_t base = heldout ? 2000001u : dtrak ? 1000001u : 1u;
         for (int j = 0; j < N; j++) {
             double sum = 0;
+            const Cond cond = {K > 0 ? lab : NULL};
+            for (int b = 0; K > 0 && b < B; b++)
+                lab[b] = heldout ? targets_label(held, j) : tr->labels[j];
             for (int r0 = 0; r0 < draws; r0 += B) {
                 int nb = draws - r0 < B ? draws - r0 : B;
                 for (int b = 0; b < nb; b++) {
@@ -272,17 +289,15 @@ static int ground_truth(const LdsOptions *o, const LdsInputs *in, const char *mo
                                                (uint64_t)r + base),
                                     0);
                     ti[b] = t;
-                    tf[b] = (float)t;
                 }
-                sched_add_noise(xt, x0, eps, ti, (size_t)nb, D, &sched);
-                unet_forward(net, run, nb, y, xt, tf, NULL);
-                for (int b = 0; b < nb; b++) sum += mse_forward(y + b * D, eps + b * D, D);
+                denoiser_loss(den, nb, x0, ti, eps, &cond, per);
+                for (int b = 0; b < nb; b++) sum += per[b];
             }
             gt[(size_t)row * N + j] = -sum / draws; /* higher = the model explains the target better */
         }
     }
-    free(x0), free(eps), free(xt), free(y), free(tf), free(ti);
-    unet_run_free(run);
+    free(x0), free(eps), free(per), free(ti), free(lab);
+    denoiser_free(den);
     sched_free(&sched);
     model_free(model);
     return rc;
@@ -297,7 +312,7 @@ static int write_gt(const LdsOptions *o, const LdsInputs *in, const char *mdir, 
                     const char *gdir, const char *gpath, JtError *err) {
     const int N = heldout ? in->held.n : in->tr.n, rows = heldout ? 1 : in->n_steps + 1;
     double *gt = xmalloc((size_t)rows * N * sizeof(double));
-    int rc = ground_truth(o, in, mdir, heldout, gt, err);
+    int rc = lds_ground_truth(o, in, mdir, heldout, gt, err);
     size_t shape[2] = {(size_t)rows, (size_t)N};
     if (rc == JT_OK) rc = model_mkdirs(gdir, err);
     if (rc == JT_OK) rc = npy_write(gpath, NPY_F64, 2, shape, gt, err);

@@ -22,6 +22,12 @@ typedef struct {
     Targets held;
 } LdsInputs;
 
+/* Measures the ground truth of the model in model_dir (in->mr gives the schedule and geometry):
+ * gt (n_steps + 1, tr.n) for the generated targets, or (1, held.n) for the held-out images, each
+ * target with its own class on a class-conditional model (denoiser_loss, forward only). */
+int lds_ground_truth(const LdsOptions *o, const LdsInputs *in, const char *model_dir, int heldout,
+                     double *gt, JtError *err);
+
 /* The ground truth of subset model (k, r): generated targets (n_steps + 1, tr.n), or held-out
  * images (1, held.n). */
 int lds_read_gt(const LdsOptions *o, const LdsInputs *in, int heldout, int k, int r, double *gt,

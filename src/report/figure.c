@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "io/png.h"
+#include "report/plot.h"
 #include "report/report_internal.h"
 
 static const uint8_t BG[3] = {255, 255, 255};
@@ -134,7 +135,18 @@ int report_write_png(const char *path, const ReportData *d, JtError *err) {
                 snprintf(label, sizeof label, "t=%d", d->steps[c]);
             else
                 snprintf(label, sizeof label, "%s", d->real_targets ? "image" : "final");
-            centered_text(&cv, x, L.cell_w, y, label, 2, LABEL_INK);
+            char cbuf[32];
+            const char *cls = c == d->n_steps ? report_target_class(d, t, cbuf, sizeof cbuf) : NULL;
+            if (cls) { /* the class in the 5x7 font (letters), as many characters as fit */
+                char cut[64];
+                int fit = (L.cell_w + 1) / PLOT_FONT_ADVANCE;
+                snprintf(cut, sizeof cut, "%.*s", fit < 63 ? fit : 63, cls);
+                int tw = plot_font_width(cut, 1), xc = x + (L.cell_w - tw) / 2;
+                plot_font_draw(cv.rgb, cv.width, cv.height, xc < x ? x : xc, y + 1, cut, 1,
+                               LABEL_INK);
+            } else {
+                centered_text(&cv, x, L.cell_w, y, label, 2, LABEL_INK);
+            }
             tile(&cv, d, &L, x, y + REPORT_FIG_LABEL_H,
                  c < d->n_steps ? report_xhat(d, t, c) : report_final(d, t), TRAJ_FRAME, u8);
         }

@@ -177,6 +177,26 @@ static const char *class_text(const ReportData *d, size_t row, char *buf, size_t
     return buf;
 }
 
+const char *report_target_class(const ReportData *d, int t, char *buf, size_t n) {
+    if (!d->target_labels || d->target_labels[t] < 0) return NULL;
+    int label = d->target_labels[t];
+    if (d->class_names && label < d->n_classes && d->class_names[label])
+        return d->class_names[label];
+    snprintf(buf, n, "class %d", label);
+    return buf;
+}
+
+/* ", class Sandal, guidance 3" after a target's heading: its class and the sampler's guidance. */
+static void put_target_cond(FILE *fp, const ReportData *d, int t) {
+    char buf[32];
+    const char *cls = report_target_class(d, t, buf, sizeof buf);
+    if (cls) {
+        fputs(", class ", fp);
+        put_esc(fp, cls);
+    }
+    if (d->has_guidance) fprintf(fp, ", guidance %g", d->guidance);
+}
+
 static const char CSS[] =
     "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:1.5em 2em;color:#222;"
     "background:#fcfcfc}\n"
@@ -352,6 +372,7 @@ static void put_target(Html *h, int t) {
     FILE *fp = h->fp;
     fprintf(fp, "<section id=\"target%d\"><h2>Target %d", t, t);
     put_target_id(fp, d, t);
+    put_target_cond(fp, d, t);
     fputs("</h2>\n<table class=\"target\">\n<tr><th></th>", fp);
     for (int s = 0; s < d->n_steps; s++)
         fprintf(fp, "<th>t=%d</th>", d->steps[s]);

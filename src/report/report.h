@@ -48,6 +48,11 @@ typedef struct {
     int n_classes;
     const int *target_ids;  /* (n_targets) or NULL: sample index in the trajectory file (image
                                index among the real targets) */
+    const int *target_labels; /* (n_targets) or NULL: each target's class (-1: none), named by
+                                 class_names when it has them; shown in the HTML and as the
+                                 figure's label of the final column */
+    int has_guidance;         /* the targets come from a trajectory of a class-conditional model: */
+    float guidance;           /* its classifier-free guidance scale, shown in the HTML */
     const char *title;      /* e.g. "jtrak: Journey-TRAK attributions"; NULL: a default */
     const char *method;     /* "journey", "trak", "dtrak", "pixel" (other names are shown as is) */
     const char *provenance; /* free text: model, store, trajectory fingerprints, command; or NULL */
@@ -68,7 +73,9 @@ int report_write_html(const char *path, const ReportData *d, JtError *err);
  *             red: opponent); an empty slot is a light gray cell
  *   columns   n_steps + 1 (the steps, then the final sample), each cell_w wide, G apart and
  *             G from the edges: width = G + (n_steps + 1) (cell_w + G)
- *   a block   per target, top to bottom: a label band (REPORT_FIG_LABEL_H: "t=900" ... "final"),
+ *   a block   per target, top to bottom: a label band (REPORT_FIG_LABEL_H: "t=900" ... "final";
+ *             with target_labels the last column's label is the target's class, in plot.h's
+ *             5x7 font, cut to the cell's width),
  *             the trajectory row (cell_h + G), topk proponent rows (each
  *             cell_h + REPORT_FIG_SCORE_H + G: the tile and its score), a separator
  *             (REPORT_FIG_SEP_H, only when topk > 0), topk opponent rows

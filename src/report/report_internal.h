@@ -26,6 +26,9 @@ int report_font_width(const char *s, int k);
 void report_font_draw(uint8_t *rgb, int width, int height, int x, int y, int clip_x0, int clip_x1,
                       const char *s, int k, const uint8_t color[3]);
 
+/* The class of target t as text (its class name, else "class N"), or NULL when it has none. */
+const char *report_target_class(const ReportData *d, int t, char *buf, size_t n);
+
 /* Indexing (d has passed report_check). */
 static inline int report_n_cols(const ReportData *d) {
     return d->final_only ? 1 : d->n_steps;
