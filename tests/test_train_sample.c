@@ -189,7 +189,7 @@ Test(train, trajectory_replays_exactly_and_round_trips) {
     sched_config_default(&sc);
     JtError err;
     cr_assert(sched_init(&sched, &sc, &err) == JT_OK);
-    SampleOptions opt = {SAMPLER_DDPM, 10, 0.0f, 3, 3, 2, 1};
+    SampleOptions opt = {SAMPLER_DDPM, 10, 0.0f, 3, 3, 2, 1, NULL, 1.0f};
     Trajectory tr, tr1, back;
     cr_assert(traj_sample(net, &sched, &opt, NULL, &tr, &err) == JT_OK, "%s", err.msg);
     opt.batch = 1; /* batching must not change any sample */
@@ -260,7 +260,7 @@ Test(sampler, ddim_eta0_matches_diffusers_loop) {
     SchedConfig sc;
     sched_config_default(&sc);
     cr_assert(sched_init(&sched, &sc, &err) == JT_OK);
-    SampleOptions opt = {SAMPLER_DDIM, 10, 0.0f, 0, 2, 2, 1};
+    SampleOptions opt = {SAMPLER_DDIM, 10, 0.0f, 0, 2, 2, 1, NULL, 1.0f};
     Trajectory tr;
     cr_assert(traj_sample(net, &sched, &opt, x_T, &tr, &err) == JT_OK, "%s", err.msg);
     /* unet2d.md section 7: ~1e-4 per U-Net evaluation, compounding over 10 steps: 1e-3. */
