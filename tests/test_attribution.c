@@ -7,9 +7,10 @@
 #include "attrib/score.h"
 #include "diffusion/train.h"
 #include "diffusion/trajectory.h"
-#include "helpers/tmpdir.h"
 #include "helpers/cli_run.h"
+#include "helpers/model_unet.h"
 #include "helpers/tiny_unet.h"
+#include "helpers/tmpdir.h"
 #include "io/model_folder.h"
 #include "io/npy.h"
 
@@ -98,7 +99,7 @@ static void sample_model(const char *model_sub, const char *traj_name, int n) {
     snprintf(path, sizeof path, "%s/%s", test_tmp, model_sub);
     UNet *net;
     JtError err;
-    cr_assert(model_load(path, &net, &err) == JT_OK, "%s", err.msg);
+    cr_assert(test_load_unet(path, &net, &err) == JT_OK, "%s", err.msg);
     NoiseSchedule sched;
     SchedConfig sc;
     sched_config_default(&sc);

@@ -415,8 +415,33 @@ Test(config, out_of_range_values) {
     expect_refused("norm_eps", "0", "norm_eps", "out of range");
     expect_refused("attention_head_dim", "0", "attention_head_dim", "out of range");
 }
+/* diffusers accepts sample_size as [height, width]; to_json writes back what was read */
 Test(config, sample_size_as_list) {
-    expect_refused("sample_size", "[32, 32]", "sample_size", "list is not supported");
+    UNetConfig c;
+    char *t = patched("sample_size", "[16, 24]");
+    parse_ok(&c, t);
+    free(t);
+    cr_assert_eq(c.sample_h, 16);
+    cr_assert_eq(c.sample_w, 24);
+    cr_assert_eq(c.sample_size, 0, "not square: no single sample_size");
+    char *text = unet_config_to_json(&c);
+    cr_assert(strstr(text, "\"sample_size\": [16, 24]") != NULL, "%s", text);
+    free(text);
+    t = patched("sample_size", "[32, 32]");
+    parse_ok(&c, t);
+    free(t);
+    cr_assert_eq(c.sample_size, 32, "square: sample_size is the side");
+    text = unet_config_to_json(&c);
+    cr_assert(strstr(text, "\"sample_size\": [32, 32]") != NULL, "%s", text);
+    free(text);
+    t = patched("sample_size", "32");
+    parse_ok(&c, t);
+    free(t);
+    cr_assert(c.sample_h == 0 && c.sample_w == 0);
+    expect_refused("sample_size", "[32]", "sample_size", "[height, width]");
+    expect_refused("sample_size", "[32, 0]", "sample_size[1]", "out of range");
+    expect_refused("sample_size", "[32, \"a\"]", "sample_size[1]", "expected an integer");
+    expect_refused("sample_size", "\"32\"", "sample_size", "expected an integer");
 }
 
 /* ---- refused: unsupported values, one per field kind ---- */
@@ -463,16 +488,23 @@ Test(config, resnet_time_scale_shift) {
 /* The refusal names the types diffusers has and the one jtrak implements. */
 Test(config, class_embed_type) {
     expect_refused("class_embed_type", "\"timestep\"", "class_embed_type",
-                   "\"timestep\" and \"identity\"; only null is implemented");
-    expect_refused("class_embed_type", "\"identity\"", "class_embed_type", "not supported");
-    expect_refused("class_embed_type", "\"projection\"", "class_embed_type",
-                   "with num_class_embeds set");
+                   "\"timestep\" is not supported (only null, with num_class_embeds, is "
+                   "implemented)");
 }
-Test(config, num_class_embeds_out_of_range) {
-    expect_refused("num_class_embeds", "0", "num_class_embeds", "must be >= 1");
-    expect_refused("num_class_embeds", "-1", "num_class_embeds", "must be >= 1");
+/* num_class_embeds: null (0) is unconditional, 1..100000 classes; to_json writes it back */
+Test(config, num_class_embeds) {
+    UNetConfig c;
+    char *t = patched("num_class_embeds", "10");
+    parse_ok(&c, t);
+    free(t);
+    cr_assert_eq(c.num_class_embeds, 10);
+    char *text = unet_config_to_json(&c);
+    cr_assert(strstr(text, "\"num_class_embeds\": 10") != NULL, "%s", text);
+    free(text);
+    parse_ok(&c, JT_JSON);
+    cr_assert_eq(c.num_class_embeds, 0);
+    expect_refused("num_class_embeds", "0", "num_class_embeds", "out of range (must be >= 1)");
     expect_refused("num_class_embeds", "100001", "num_class_embeds", "at most 100000");
-    expect_refused("num_class_embeds", "2.5", "num_class_embeds", "expected an integer or null");
     expect_refused("num_class_embeds", "\"10\"", "num_class_embeds", "expected an integer");
 }
 

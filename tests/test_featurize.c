@@ -15,6 +15,7 @@
 #include "diffusion/train.h"
 #include "diffusion/trajectory.h"
 #include "helpers/cli_run.h"
+#include "helpers/model_unet.h"
 #include "helpers/numcheck.h"
 #include "helpers/tiny_unet.h"
 #include "helpers/tmpdir.h"
@@ -171,7 +172,7 @@ Test(featurize, store_round_trip) {
     path_of(dir, sizeof dir, "store");
     cr_assert(store_open(&st, dir, &err) == JT_OK, "%s", err.msg);
     UNet *net;
-    cr_assert(model_load(g_dirs[0], &net, &err) == JT_OK, "%s", err.msg);
+    cr_assert(test_load_unet(g_dirs[0], &net, &err) == JT_OK, "%s", err.msg);
     Dataset ds = {0};
     tiny_data(&ds, 0);
     cr_expect_eq(st.n_models, 1);
@@ -182,7 +183,7 @@ Test(featurize, store_round_trip) {
     cr_expect_eq(st.proj_kind, PROJ_RADEMACHER);
     cr_expect_eq(st.proj_seed, 5);
     cr_expect_eq(st.draw_seed, 0x8000000000000001ULL);
-    cr_expect_eq(st.model_fingerprints[0], traj_model_fingerprint(net));
+    cr_expect_eq(st.model_fingerprints[0], model_fingerprint_of(net));
     cr_expect_eq(st.model_params[0], unet_num_params(net));
     cr_expect_eq(st.data_fingerprint, ds.fingerprint);
     cr_expect_str_eq(st.data_spec, ds.description);
@@ -458,7 +459,7 @@ Test(featurize, refuses_a_model_that_does_not_fit_the_data) {
     unet_init_params(net, 1);
     char dir[200];
     path_of(dir, sizeof dir, "m16");
-    cr_assert(model_save(net, dir, &err) == JT_OK, "%s", err.msg);
+    cr_assert(test_save_unet(net, dir, &err) == JT_OK, "%s", err.msg);
     unet_free(net);
     FeaturizeOptions o;
     int stopped;
@@ -602,13 +603,13 @@ static void write_copy_trajectory(const char *path) {
     path_of(m0, sizeof m0, "m0");
     UNet *net;
     JtError err;
-    cr_assert(model_load(m0, &net, &err) == JT_OK, "%s", err.msg);
+    cr_assert(test_load_unet(m0, &net, &err) == JT_OK, "%s", err.msg);
     const size_t D = 64, img = N_COPIES * D;
     Trajectory tr;
     memset(&tr, 0, sizeof tr);
     tr.n = N_COPIES, tr.S = 1, tr.C = 1, tr.H = 8, tr.W = 8;
     tr.sampler = SAMPLER_DDIM, tr.num_inference_steps = 1;
-    tr.model_fingerprint = traj_model_fingerprint(net);
+    tr.model_fingerprint = model_fingerprint_of(net);
     int t0 = 0;
     tr.timesteps = &t0;
     tr.x_T = calloc(img, sizeof(float)), tr.x_0 = calloc(img, sizeof(float));

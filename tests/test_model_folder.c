@@ -4,6 +4,7 @@
  * [C,C,1,1] linear weights and F16 files load, and each malformed input (missing, extra, misshapen
  * or integer tensors, both spellings at once, missing or invalid config.json, missing weights) is
  * an error naming the file and the tensor or field. Small configs keep it fast. */
+#include "helpers/model_unet.h"
 #include "io/model_folder.h"
 
 #include "unet/config.h"
@@ -132,7 +133,7 @@ static const char *variant_folder(const char *name, const UNet *net, RenameFn fn
                                   const char *extra, int reshape_1x1) {
     const char *dir = tmp_path(name);
     JtError err = {{0}};
-    cr_assert_eq(model_save(net, dir, &err), JT_OK, "%s", err.msg);
+    cr_assert_eq(test_save_unet(net, dir, &err), JT_OK, "%s", err.msg);
     char wpath[600];
     snprintf(wpath, sizeof wpath, "%s/%s", dir, MODEL_WEIGHTS_FILE);
     write_variant(net, wpath, fn, dtype, extra, reshape_1x1);
@@ -142,7 +143,7 @@ static const char *variant_folder(const char *name, const UNet *net, RenameFn fn
 static void expect_load_error(const char *dir, const char *file, const char *s1, const char *s2) {
     UNet *net = (UNet *)1;
     JtError err = {{0}};
-    cr_assert_eq(model_load(dir, &net, &err), JT_ERR, "model_load accepted %s", dir);
+    cr_assert_eq(test_load_unet(dir, &net, &err), JT_ERR, "model_load accepted %s", dir);
     cr_assert_null(net);
     cr_log_info("%s", err.msg);
     char want[700];
@@ -165,10 +166,10 @@ Test(model_folder, save_load_round_trip) {
     UNet *net = small_net();
     const char *dir = tmp_path("a/b/model"); /* parents are created */
     JtError err = {{0}};
-    cr_assert_eq(model_save(net, dir, &err), JT_OK, "%s", err.msg);
+    cr_assert_eq(test_save_unet(net, dir, &err), JT_OK, "%s", err.msg);
     cr_assert_eq(count_entries(dir), 2, "expected exactly config.json and the weights");
     UNet *back;
-    cr_assert_eq(model_load(dir, &back, &err), JT_OK, "%s", err.msg);
+    cr_assert_eq(test_load_unet(dir, &back, &err), JT_OK, "%s", err.msg);
     const UNetConfig *a = unet_config(net), *b = unet_config(back);
     cr_assert_eq(a->n_levels, b->n_levels);
     cr_assert_eq(a->attention_head_dim, b->attention_head_dim);
@@ -177,7 +178,7 @@ Test(model_folder, save_load_round_trip) {
     cr_assert_eq(memcmp(a, b, sizeof *a), 0, "config changed in the round trip");
     expect_same_params(net, back);
     /* saving again over the existing folder works and leaves no temporary files */
-    cr_assert_eq(model_save(back, dir, &err), JT_OK, "%s", err.msg);
+    cr_assert_eq(test_save_unet(back, dir, &err), JT_OK, "%s", err.msg);
     cr_assert_eq(count_entries(dir), 2);
     unet_free(net);
     unet_free(back);
@@ -188,7 +189,7 @@ Test(model_folder, weights_file_is_diffusers_layout) {
     UNet *net = small_net();
     const char *dir = tmp_path("m");
     JtError err = {{0}};
-    cr_assert_eq(model_save(net, dir, &err), JT_OK, "%s", err.msg);
+    cr_assert_eq(test_save_unet(net, dir, &err), JT_OK, "%s", err.msg);
     char wpath[600];
     snprintf(wpath, sizeof wpath, "%s/%s", dir, MODEL_WEIGHTS_FILE);
     StFile f;
@@ -231,7 +232,7 @@ Test(model_folder, legacy_attention_names) {
     const char *dir = variant_folder("legacy", net, to_legacy, ST_F32, NULL, 0);
     UNet *back;
     JtError err = {{0}};
-    cr_assert_eq(model_load(dir, &back, &err), JT_OK, "%s", err.msg);
+    cr_assert_eq(test_load_unet(dir, &back, &err), JT_OK, "%s", err.msg);
     expect_same_params(net, back);
     unet_free(back);
     unet_free(net);
@@ -242,7 +243,7 @@ Test(model_folder, linear_weights_as_1x1_convs) {
     const char *dir = variant_folder("conv1x1", net, to_legacy, ST_F32, NULL, 1);
     UNet *back;
     JtError err = {{0}};
-    cr_assert_eq(model_load(dir, &back, &err), JT_OK, "%s", err.msg);
+    cr_assert_eq(test_load_unet(dir, &back, &err), JT_OK, "%s", err.msg);
     expect_same_params(net, back);
     unet_free(back);
     unet_free(net);
@@ -253,7 +254,7 @@ Test(model_folder, f16_weights_are_converted) {
     const char *dir = variant_folder("f16", net, NULL, ST_F16, NULL, 0);
     UNet *back;
     JtError err = {{0}};
-    cr_assert_eq(model_load(dir, &back, &err), JT_OK, "%s", err.msg);
+    cr_assert_eq(test_load_unet(dir, &back, &err), JT_OK, "%s", err.msg);
     const float *a = unet_params_const(net), *b = unet_params_const(back);
     for (size_t i = 0; i < unet_num_params(net); i++)
         cr_assert(b[i] == st_f16_to_f32(st_f32_to_f16(a[i])), "param %zu", i);
@@ -371,7 +372,7 @@ Test(model_folder, wrong_shape) {
     UNet *net = small_net();
     const char *dir = tmp_path("shape");
     JtError err = {{0}};
-    cr_assert_eq(model_save(net, dir, &err), JT_OK, "%s", err.msg);
+    cr_assert_eq(test_save_unet(net, dir, &err), JT_OK, "%s", err.msg);
     /* the weights of a model with 24 channels at level 0 */
     UNetConfig c = *unet_config(net);
     c.block_out_channels[0] = 24;
@@ -418,7 +419,7 @@ Test(model_folder, unknown_dtype_in_weights) {
     UNet *net = small_net();
     const char *dir = tmp_path("f33");
     JtError err = {{0}};
-    cr_assert_eq(model_save(net, dir, &err), JT_OK, "%s", err.msg);
+    cr_assert_eq(test_save_unet(net, dir, &err), JT_OK, "%s", err.msg);
     char wpath[600];
     snprintf(wpath, sizeof wpath, "%s/%s", dir, MODEL_WEIGHTS_FILE);
     const char *hdr =
@@ -437,7 +438,7 @@ Test(model_folder, missing_weights_file) {
     UNet *net = small_net();
     const char *dir = tmp_path("now");
     JtError err = {{0}};
-    cr_assert_eq(model_save(net, dir, &err), JT_OK, "%s", err.msg);
+    cr_assert_eq(test_save_unet(net, dir, &err), JT_OK, "%s", err.msg);
     char wpath[600];
     snprintf(wpath, sizeof wpath, "%s/%s", dir, MODEL_WEIGHTS_FILE);
     unlink(wpath);
@@ -449,7 +450,7 @@ Test(model_folder, missing_config) {
     UNet *net = small_net();
     const char *dir = tmp_path("nocfg");
     JtError err = {{0}};
-    cr_assert_eq(model_save(net, dir, &err), JT_OK, "%s", err.msg);
+    cr_assert_eq(test_save_unet(net, dir, &err), JT_OK, "%s", err.msg);
     char cpath[600];
     snprintf(cpath, sizeof cpath, "%s/%s", dir, MODEL_CONFIG_FILE);
     unlink(cpath);
@@ -469,7 +470,7 @@ Test(model_folder, invalid_config_json) {
     UNet *net = small_net();
     const char *dir = tmp_path("badcfg");
     JtError err = {{0}};
-    cr_assert_eq(model_save(net, dir, &err), JT_OK, "%s", err.msg);
+    cr_assert_eq(test_save_unet(net, dir, &err), JT_OK, "%s", err.msg);
     overwrite_config(dir, "{\"in_channels\": 1,");
     expect_load_error(dir, MODEL_CONFIG_FILE, "invalid JSON", NULL);
     unet_free(net);
@@ -479,7 +480,7 @@ Test(model_folder, unsupported_config_value) {
     UNet *net = small_net();
     const char *dir = tmp_path("dropout");
     JtError err = {{0}};
-    cr_assert_eq(model_save(net, dir, &err), JT_OK, "%s", err.msg);
+    cr_assert_eq(test_save_unet(net, dir, &err), JT_OK, "%s", err.msg);
     char *text = unet_config_to_json(unet_config(net));
     char *at = strstr(text, "\"dropout\": 0");
     cr_assert_not_null(at);
@@ -498,7 +499,7 @@ Test(model_folder, save_into_a_file_path_fails) {
     char dir[600];
     snprintf(dir, sizeof dir, "%s/sub", file);
     JtError err = {{0}};
-    cr_assert_eq(model_save(net, dir, &err), JT_ERR);
+    cr_assert_eq(test_save_unet(net, dir, &err), JT_ERR);
     cr_assert(strstr(err.msg, "plainfile") != NULL, "%s", err.msg);
     unet_free(net);
 }

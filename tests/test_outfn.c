@@ -5,6 +5,7 @@
  * U-Net; the keyed draws (determinism, call order, prefixes) and the target keys. */
 #include "attrib/outfn.h"
 #include "core/rng.h"
+#include "helpers/model_unet.h"
 #include "helpers/numcheck.h"
 #include "io/model_folder.h"
 #include "io/safetensors.h"
@@ -126,7 +127,7 @@ Test(outfn_vs_torch_func, loss_and_sqnorm_on_fm3_12x12) {
     UNet *net;
     StFile f;
     JtError err;
-    cr_assert(model_load(dir, &net, &err) == JT_OK, "%s", err.msg);
+    cr_assert(test_load_unet(dir, &net, &err) == JT_OK, "%s", err.msg);
     cr_assert(st_open(&f, path, &err) == JT_OK, "%s", err.msg);
     const ParamLayout *l = unet_layout(net);
     const size_t P = unet_num_params(net);

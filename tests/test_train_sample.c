@@ -6,6 +6,7 @@
 #include "diffusion/sampler.h"
 #include "diffusion/train.h"
 #include "diffusion/trajectory.h"
+#include "helpers/model_unet.h"
 #include "helpers/numcheck.h"
 #include "helpers/tiny_unet.h"
 #include "helpers/tmpdir.h"
@@ -129,10 +130,10 @@ Test(train, resumed_run_equals_uninterrupted_run) {
     char path[300];
     UNet *net;
     snprintf(path, sizeof path, "%s/full", test_tmp);
-    cr_assert(model_load(path, &net, &err) == JT_OK, "%s", err.msg);
+    cr_assert(test_load_unet(path, &net, &err) == JT_OK, "%s", err.msg);
     unet_free(net);
     snprintf(path, sizeof path, "%s/full/raw", test_tmp);
-    cr_assert(model_load(path, &net, &err) == JT_OK, "%s", err.msg);
+    cr_assert(test_load_unet(path, &net, &err) == JT_OK, "%s", err.msg);
     unet_free(net);
     SchedConfig sc;
     sched_config_default(&sc);
@@ -184,7 +185,7 @@ static UNet *trained_model(void) {
     char path[200];
     snprintf(path, sizeof path, "%s/m", test_tmp);
     UNet *net;
-    cr_assert(model_load(path, &net, &err) == JT_OK, "%s", err.msg);
+    cr_assert(test_load_unet(path, &net, &err) == JT_OK, "%s", err.msg);
     return net;
 }
 
@@ -240,7 +241,7 @@ Test(train, trajectory_replays_exactly_and_round_trips) {
     cr_assert(traj_save(&tr, path, &err) == JT_OK, "%s", err.msg);
     cr_assert(traj_load(&back, path, &err) == JT_OK, "%s", err.msg);
     cr_assert(back.n == tr.n && back.S == tr.S && back.seed == tr.seed);
-    cr_assert(back.model_fingerprint == traj_model_fingerprint(net));
+    cr_assert(back.model_fingerprint == model_fingerprint_of(net));
     cr_assert(memcmp(back.timesteps, tr.timesteps, tr.S * sizeof(int)) == 0);
     cr_assert(memcmp(back.x_t, tr.x_t, nSD * sizeof(float)) == 0);
     cr_assert(memcmp(back.x0_hat, tr.x0_hat, nSD * sizeof(float)) == 0);
@@ -256,7 +257,7 @@ Test(sampler, ddim_eta0_matches_diffusers_loop) {
     snprintf(path, sizeof path, "%s/unet/fm3_12x12", JTRAK_FIXTURES);
     UNet *net;
     JtError err;
-    cr_assert(model_load(path, &net, &err) == JT_OK, "%s", err.msg);
+    cr_assert(test_load_unet(path, &net, &err) == JT_OK, "%s", err.msg);
     snprintf(path, sizeof path, "%s/sampler/ddim_fm3_12x12.safetensors", JTRAK_FIXTURES);
     StFile f;
     cr_assert(st_open(&f, path, &err) == JT_OK, "%s", err.msg);
@@ -343,7 +344,7 @@ Test(train, conditional_resumed_run_equals_uninterrupted_run) {
     char path[300];
     UNet *net;
     snprintf(path, sizeof path, "%s/full", test_tmp);
-    cr_assert(model_load(path, &net, &err) == JT_OK, "%s", err.msg);
+    cr_assert(test_load_unet(path, &net, &err) == JT_OK, "%s", err.msg);
     cr_expect_eq(unet_num_classes(net), 4);
     unet_free(net);
     snprintf(path, sizeof path, "%s/full/training.json", test_tmp);
@@ -648,7 +649,7 @@ Test(sampler, cfg_ddim_matches_diffusers_loop) {
     snprintf(path, sizeof path, "%s/unet/cls_fm3_12x12", JTRAK_FIXTURES);
     UNet *net;
     JtError err;
-    cr_assert(model_load(path, &net, &err) == JT_OK, "%s", err.msg);
+    cr_assert(test_load_unet(path, &net, &err) == JT_OK, "%s", err.msg);
     snprintf(path, sizeof path, "%s/sampler/cfg_ddim_cls_fm3_12x12.safetensors", JTRAK_FIXTURES);
     StFile f;
     cr_assert(st_open(&f, path, &err) == JT_OK, "%s", err.msg);

@@ -6,6 +6,7 @@
  * gradients equal single-example backward passes and sum to the batch gradient, results do not
  * depend on the thread count, and a forward-only run gives a training run's output in fewer
  * bytes. */
+#include "helpers/model_unet.h"
 #include "helpers/numcheck.h"
 #include "io/model_folder.h"
 #include "io/safetensors.h"
@@ -44,7 +45,7 @@ static void fixture_load(Fixture *fx, const char *name) {
     char dir[512], path[600];
     snprintf(dir, sizeof dir, "%s/unet/%s", JTRAK_FIXTURES, name);
     JtError err;
-    cr_assert(model_load(dir, &fx->net, &err) == JT_OK, "%s", err.msg);
+    cr_assert(test_load_unet(dir, &fx->net, &err) == JT_OK, "%s", err.msg);
     snprintf(path, sizeof path, "%s/io.safetensors", dir);
     cr_assert(st_open(&fx->io, path, &err) == JT_OK, "%s", err.msg);
     fx->x = read_tensor(&fx->io, "x", NULL);

@@ -14,6 +14,7 @@
 #include "diffusion/schedule.h"
 #include "diffusion/trajectory.h"
 #include "io/model_folder.h"
+#include "model/model.h"
 #include "unet/unet.h"
 
 #include <cjson/cJSON.h>
@@ -185,11 +186,12 @@ static int featurize_model(Run *run, int m, int *stopped, JtError *err) {
         return JT_OK;
     }
 
-    UNet *net = NULL;
+    Model *model = NULL;
     NoiseSchedule sched = {0};
     GradEngine *ge = NULL;
-    int rc = model_load(dir, &net, err);
-    if (rc == JT_OK && traj_model_fingerprint(net) != st->model_fingerprints[m])
+    int rc = model_load(dir, &model, err);
+    UNet *net = model ? model_unet(model) : NULL;
+    if (rc == JT_OK && model_fingerprint(model) != st->model_fingerprints[m])
         rc = jt_fail(err,
                      "%s: the model changed while featurizing (fingerprint differs from the "
                      "store's); use a new --out",
@@ -198,7 +200,7 @@ static int featurize_model(Run *run, int m, int *stopped, JtError *err) {
     int cap = (int)(B < n ? B : n);
     if (rc == JT_OK) rc = grad_engine_create(&ge, net, &sched, cap, err);
     if (rc != JT_OK) {
-        if (net) unet_free(net);
+        model_free(model);
         if (sched.betas) sched_free(&sched);
         free(mask);
         return JT_ERR;
@@ -323,7 +325,7 @@ static int featurize_model(Run *run, int m, int *stopped, JtError *err) {
     proj_free(&pr);
     grad_engine_free(ge);
     sched_free(&sched);
-    unet_free(net);
+    model_free(model);
     return rc;
 }
 
@@ -447,15 +449,15 @@ int featurize_run(const FeaturizeOptions *opt, const Dataset *data, JtError *err
     size_t *params = xcalloc((size_t)M, sizeof *params);
     int rc = JT_OK;
     for (int m = 0; m < M && rc == JT_OK; m++) {
-        UNet *net = NULL;
-        rc = model_load(opt->model_dirs[m], &net, err);
-        if (rc == JT_OK) rc = check_model_data(opt->model_dirs[m], net, data, err);
+        Model *model = NULL;
+        rc = model_load(opt->model_dirs[m], &model, err);
+        if (rc == JT_OK) rc = check_model_data(opt->model_dirs[m], model_unet(model), data, err);
         if (rc == JT_OK) {
-            fps[m] = traj_model_fingerprint(net);
-            params[m] = unet_num_params(net);
+            fps[m] = model_fingerprint(model);
+            params[m] = unet_num_params(model_unet(model));
             if (run.rank == 0) warn_training_data(opt->model_dirs[m], data);
         }
-        if (net) unet_free(net);
+        model_free(model);
     }
     StoreSpec spec = {M,
                       opt->model_dirs,

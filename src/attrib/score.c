@@ -16,6 +16,7 @@
 #include "io/model_folder.h"
 #include "io/npy.h"
 #include "io/safetensors.h"
+#include "model/model.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -150,10 +151,11 @@ static const float *target_image(const Targets *tgt, ScoreMethod m, int sample, 
 static int target_features(const FeatureStore *st, int m, const Targets *tgt,
                            const ScoreOptions *o, const int *tg, int N, const int *kidx,
                            int n_eff, float *gamma, JtError *err) {
-    UNet *net;
-    if (model_load(st->model_paths[m], &net, err) != JT_OK) return JT_ERR;
+    Model *model;
+    if (model_load(st->model_paths[m], &model, err) != JT_OK) return JT_ERR;
+    UNet *net = model_unet(model);
     int rc = JT_OK;
-    if (traj_model_fingerprint(net) != st->model_fingerprints[m])
+    if (model_fingerprint(model) != st->model_fingerprints[m])
         rc = jt_fail(err, "%s: the model changed since the store %s was featurized (fingerprint "
                           "differs); featurize again", st->model_paths[m], st->dir);
     NoiseSchedule sched;
@@ -161,7 +163,7 @@ static int target_features(const FeatureStore *st, int m, const Targets *tgt,
     if (rc == JT_OK) rc = sched_config_load_model(&sc, st->model_paths[m], err);
     if (rc == JT_OK) rc = sched_init(&sched, &sc, err);
     if (rc != JT_OK) {
-        unet_free(net);
+        model_free(model);
         return JT_ERR;
     }
     int B = o->batch < N ? o->batch : N;
@@ -200,7 +202,7 @@ static int target_features(const FeatureStore *st, int m, const Targets *tgt,
     proj_free(&pr);
     grad_engine_free(ge);
     sched_free(&sched);
-    unet_free(net);
+    model_free(model);
     return rc;
 }
 

@@ -36,7 +36,7 @@
 typedef struct {
     int n_models;
     const char *const *model_paths;     /* (n_models) model folders (stored as absolute paths) */
-    const uint64_t *model_fingerprints; /* (n_models) traj_model_fingerprint */
+    const uint64_t *model_fingerprints; /* (n_models) model_fingerprint */
     const size_t *model_params;         /* (n_models) parameter counts p */
     size_t n;                           /* training rows */
     uint64_t data_fingerprint;

@@ -1,7 +1,9 @@
 /* cli_common.c: see cli_common.h. */
 #include "cli/cli_common.h"
 
+#include "io/model_folder.h"
 #include "io/png.h"
+#include "model/model_kind.h"
 #include "unet/presets.h"
 
 #include <stdlib.h>
@@ -19,15 +21,16 @@ int cli_model_config(const char *spec, UNetConfig *cfg, JtError *err) {
     if (stat(spec, &sb) != 0)
         return jt_fail(err, "model config '%s': not a shipped config (%s) nor an existing file "
                             "or folder", spec, unet_config_preset_names());
-    if (S_ISDIR(sb.st_mode)) {
-        size_t n = strlen(spec) + 16;
-        char *path = xmalloc(n);
-        snprintf(path, n, "%s/config.json", spec);
-        int rc = unet_config_load(cfg, path, err);
-        free(path);
-        return rc;
-    }
-    return unet_config_load(cfg, spec, err);
+    char *path = S_ISDIR(sb.st_mode) ? path_join(spec, MODEL_CONFIG_FILE) : xstrdup(spec);
+    const ModelKind *kind;
+    void *c;
+    int rc = model_kind_load_config(path, &kind, &c, err);
+    if (rc == JT_OK && strcmp(kind->class_name, "UNet2DModel") != 0)
+        rc = jt_fail(err, "%s: a %s; this command needs a UNet2DModel", path, kind->class_name);
+    if (rc == JT_OK) *cfg = *(const UNetConfig *)c;
+    free(c);
+    free(path);
+    return rc;
 }
 
 int cli_load_dataset(Args *a, const UNetConfig *cfg, Dataset *ds, JtError *err) {

@@ -1,12 +1,17 @@
 /* cmd_info.c: `jtrak info MODEL` describes a model (a shipped config name, a config.json or a model
- * folder): its architecture, parameter count and the memory a training batch needs. */
+ * folder): its class (from the model class table), architecture, parameter count, the memory a
+ * training batch needs, and for a folder with weights the model fingerprint that every artifact
+ * derived from it records. */
 #include "cli/cli_common.h"
 #include "cli/commands.h"
 #include "io/model_folder.h"
+#include "model/model.h"
 #include "unet/unet.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 int cmd_info(int argc, char **argv) {
     Args a;
@@ -28,26 +33,48 @@ int cmd_info(int argc, char **argv) {
     if (rc) return rc;
 
     JtError err;
-    UNetConfig cfg;
-    UNet *net;
+    Model *m = NULL;
+    /* A folder with weights is loaded (and fingerprinted); otherwise the config alone. */
+    struct stat sb;
+    char *weights = path_join(spec, MODEL_WEIGHTS_FILE);
+    int have_weights = stat(spec, &sb) == 0 && S_ISDIR(sb.st_mode) && stat(weights, &sb) == 0;
+    free(weights);
+    if (have_weights) {
+        if (model_load(spec, &m, &err) != JT_OK) return cli_error("info", &err);
+    } else {
+        UNetConfig c;
+        if (cli_model_config(spec, &c, &err) || model_create(&m, &c, &err))
+            return cli_error("info", &err);
+    }
+    const UNet *net = model_unet_const(m);
+    const UNetConfig cfg = *unet_config(net);
+    const int H = cfg.sample_h ? cfg.sample_h : cfg.sample_size;
+    const int W = cfg.sample_w ? cfg.sample_w : cfg.sample_size;
     UNetRun *run;
-    if (cli_model_config(spec, &cfg, &err) || unet_create(&net, &cfg, &err)) return cli_error("info", &err);
-    if (unet_run_create(&run, net, B, cfg.sample_size, cfg.sample_size, UNET_RUN_TRAIN, &err)) {
-        unet_free(net);
+    if (unet_run_create(&run, net, B, H, W, UNET_RUN_TRAIN, &err)) {
+        model_free(m);
         return cli_error("info", &err);
     }
     printf("model: %s\n", spec);
-    printf("image: %d channel(s), %dx%d\n", cfg.in_channels, cfg.sample_size, cfg.sample_size);
+    printf("class: %s\n", model_kind(m)->class_name);
+    if (have_weights) {
+        char fp[17];
+        printf("fingerprint: %s\n", model_fingerprint_hex(model_fingerprint(m), fp));
+    } else {
+        printf("fingerprint: none (a config without weights)\n");
+    }
+    printf("image: %d channel(s), %dx%d\n", cfg.in_channels, H, W);
     printf("levels:");
     for (int i = 0; i < cfg.n_levels; i++)
         printf(" %d%s", cfg.block_out_channels[i], cfg.down_attn[i] ? "+attn" : "");
     printf(" (layers per block %d, groups %d)\n", cfg.layers_per_block, cfg.norm_num_groups);
-    const ParamLayout *l = unet_layout(net);
+    if (cfg.num_class_embeds) printf("classes: %d (class-conditional)\n", cfg.num_class_embeds);
+    const ParamLayout *l = model_layout(m);
     printf("parameters: %zu in %d tensors (%.1f MB as float32)\n", l->total, l->count,
            4.0 * (double)l->total / 1e6);
     printf("training memory at batch %d: %.1f MB (activations, gradients, scratch)\n", B,
            (double)unet_run_bytes(run) / 1e6);
     unet_run_free(run);
-    unet_free(net);
+    model_free(m);
     return 0;
 }

@@ -1,9 +1,9 @@
 /* cmd_init.c: `jtrak init --config C --out DIR` writes a diffusers model folder with PyTorch's
- * default initialisation (seeded), which diffusers' UNet2DModel.from_pretrained loads. */
+ * default initialisation (seeded), which diffusers' UNet2DModel.from_pretrained loads. The config
+ * is read through the model class table (model/model_kind.h). */
 #include "cli/cli_common.h"
 #include "cli/commands.h"
-#include "io/model_folder.h"
-#include "unet/unet.h"
+#include "model/model.h"
 
 #include <stdio.h>
 
@@ -27,14 +27,18 @@ int cmd_init(int argc, char **argv) {
     if (rc) return rc;
     JtError err;
     UNetConfig cfg;
-    UNet *net;
-    if (cli_model_config(config, &cfg, &err) || unet_create(&net, &cfg, &err)) return cli_error("init", &err);
-    unet_init_params(net, seed);
-    rc = model_save(net, out, &err);
-    size_t P = unet_num_params(net);
-    unet_free(net);
+    Model *m;
+    if (cli_model_config(config, &cfg, &err) || model_create(&m, &cfg, &err))
+        return cli_error("init", &err);
+    unet_init_params(model_unet(m), seed);
+    rc = model_save(m, out, &err);
+    size_t P = model_layout(m)->total;
+    char fp[17];
+    model_fingerprint_hex(model_fingerprint(m), fp);
+    model_free(m);
     if (rc) return cli_error("init", &err);
     printf("%s\n", out);
-    fprintf(stderr, "init: wrote %s (%zu parameters, seed %llu)\n", out, P, (unsigned long long)seed);
+    fprintf(stderr, "init: wrote %s (%zu parameters, seed %llu, fingerprint %s)\n", out, P,
+            (unsigned long long)seed, fp);
     return 0;
 }

@@ -9,6 +9,7 @@
 #include "io/model_folder.h"
 #include "io/npy.h"
 #include "io/png.h"
+#include "model/model.h"
 
 #include <errno.h>
 #include <math.h>
@@ -126,11 +127,12 @@ int cmd_sample(int argc, char **argv) {
     if (opt.steps == 0) opt.steps = opt.sampler == SAMPLER_DDIM ? 50 : 1000;
 
     JtError err;
-    UNet *net;
-    if (model_load(model, &net, &err) != JT_OK) {
+    Model *loaded;
+    if (model_load(model, &loaded, &err) != JT_OK) {
         free(ids);
         return cli_error("sample", &err);
     }
+    UNet *net = model_unet(loaded);
     const UNetConfig *cfg = unet_config(net);
     const int K = unet_num_classes(net);
     if (K == 0 && class_text)
@@ -145,7 +147,7 @@ int cmd_sample(int argc, char **argv) {
                      model, K, K - 2, K - 1);
     if (rc != JT_OK) {
         free(ids);
-        unet_free(net);
+        model_free(loaded);
         return cli_error("sample", &err);
     }
     opt.guidance = (float)guidance;
@@ -155,7 +157,7 @@ int cmd_sample(int argc, char **argv) {
     if (rc == JT_OK) rc = sched_init(&sched, &sc, &err);
     if (rc != JT_OK) {
         free(ids);
-        unet_free(net);
+        model_free(loaded);
         return cli_error("sample", &err);
     }
     float *x_T = NULL;
@@ -209,7 +211,7 @@ int cmd_sample(int argc, char **argv) {
     free(x_T), free(ids), free(labels);
     traj_free(&tr);
     sched_free(&sched);
-    unet_free(net);
+    model_free(loaded);
     if (rc != JT_OK) return cli_error("sample", &err);
     printf("%s\n", out);
     return 0;

@@ -5,12 +5,12 @@
  * backward; clip the global gradient norm; AdamW at the scheduled learning rate; EMA update. */
 #include "diffusion/train.h"
 
-#include "core/hash.h"
 #include "core/progress.h"
 #include "core/rng.h"
 #include "diffusion/denoiser.h"
 #include "io/model_folder.h"
 #include "io/safetensors.h"
+#include "model/model.h"
 #include "nn/nn.h"
 #include "unet/unet.h"
 
@@ -151,22 +151,17 @@ static void on_signal(int sig) {
     g_stop_signal = sig;
 }
 
-static uint64_t slab_fingerprint(const float *slab, size_t n) {
-    return hash_fnv1a(HASH_FNV_OFFSET, slab, n * sizeof *slab);
-}
-
-/* A diffusers model folder (config.json + weights) holding `slab`. */
-static int save_model_folder(const char *dir, const UNetConfig *cfg, const ParamLayout *l,
-                             const float *slab, JtError *err) {
-    if (model_mkdirs(dir, err) != JT_OK) return JT_ERR;
-    char *wpath = path_join(dir, MODEL_WEIGHTS_FILE), *cpath = path_join(dir, MODEL_CONFIG_FILE);
-    int rc = model_slab_save(wpath, l, slab, err);
-    if (rc == JT_OK) {
-        char *json = unet_config_to_json(cfg);
-        rc = atomic_file_write(cpath, json, strlen(json), err);
-        free(json);
-    }
-    free(wpath), free(cpath);
+/* A diffusers model folder (config.json + weights) holding `slab`; *fp (if not NULL) receives the
+ * saved model's fingerprint. */
+static int save_model_folder(const char *dir, const UNetConfig *cfg, const float *slab,
+                             uint64_t *fp, JtError *err) {
+    Model *m;
+    if (model_create(&m, cfg, err) != JT_OK) return JT_ERR;
+    const ParamLayout *l = model_layout(m);
+    memcpy(model_params(m), slab, l->total * sizeof *slab);
+    int rc = model_save(m, dir, err);
+    if (fp) *fp = model_fingerprint(m);
+    model_free(m);
     return rc;
 }
 
@@ -260,8 +255,10 @@ static int load_state(const char *path, const ParamLayout *l, TrainState *s,
     return rc;
 }
 
+/* training.json; weights_fingerprint is the model fingerprint (model.h) of the EMA model saved in
+ * out_dir. */
 static int write_record(const char *out_dir, const char *recipe_json, const Dataset *data,
-                        const TrainState *s, const float *ema, size_t P, JtError *err) {
+                        const TrainState *s, uint64_t weights_fp, JtError *err) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "format", "jtrak-training-v1");
     cJSON_AddItemToObject(o, "recipe", cJSON_Parse(recipe_json));
@@ -271,8 +268,7 @@ static int write_record(const char *out_dir, const char *recipe_json, const Data
     cJSON_AddStringToObject(d, "fingerprint", data_fingerprint_hex(data, fp));
     cJSON_AddNumberToObject(d, "n", (double)data->n);
     cJSON_AddNumberToObject(o, "step", (double)s->step);
-    snprintf(fp, sizeof fp, "%016llx", (unsigned long long)slab_fingerprint(ema, P));
-    cJSON_AddStringToObject(o, "weights_fingerprint", fp);
+    cJSON_AddStringToObject(o, "weights_fingerprint", model_fingerprint_hex(weights_fp, fp));
     cJSON_AddStringToObject(o, "weights", "ema");
     char *text = cJSON_Print(o);
     cJSON_Delete(o);
@@ -288,11 +284,12 @@ static int save_outputs(const char *out_dir, const UNetConfig *cfg, const SchedC
                         const ParamLayout *l, const TrainState *s, const char *recipe_json,
                         const char *config_json, const Dataset *data, JtError *err) {
     char *raw = path_join(out_dir, "raw");
+    uint64_t ema_fp = 0;
     int rc = save_state(out_dir, l, s, recipe_json, config_json, data->fingerprint, err);
-    if (rc == JT_OK) rc = save_model_folder(out_dir, cfg, l, s->ema, err);
-    if (rc == JT_OK) rc = save_model_folder(raw, cfg, l, s->params, err);
+    if (rc == JT_OK) rc = save_model_folder(out_dir, cfg, s->ema, &ema_fp, err);
+    if (rc == JT_OK) rc = save_model_folder(raw, cfg, s->params, NULL, err);
     if (rc == JT_OK) rc = sched_config_save(sched, out_dir, err);
-    if (rc == JT_OK) rc = write_record(out_dir, recipe_json, data, s, s->ema, l->total, err);
+    if (rc == JT_OK) rc = write_record(out_dir, recipe_json, data, s, ema_fp, err);
     free(raw);
     return rc;
 }

@@ -4,12 +4,12 @@
  * runs through a forward-only Denoiser (denoiser_eps, or denoiser_eps_guided under guidance). */
 #include "diffusion/trajectory.h"
 
-#include "core/hash.h"
 #include "core/progress.h"
 #include "core/rng.h"
 #include "diffusion/denoiser.h"
 #include "diffusion/sampler.h"
 #include "io/safetensors.h"
+#include "model/model.h"
 
 #include <errno.h>
 #include <math.h>
@@ -19,13 +19,6 @@
 
 const char *traj_sampler_name(SamplerKind k) {
     return k == SAMPLER_DDIM ? "ddim" : "ddpm";
-}
-
-uint64_t traj_model_fingerprint(const UNet *net) {
-    char *cfg = unet_config_to_json(unet_config(net));
-    uint64_t h = hash_fnv1a(HASH_FNV_OFFSET, cfg, strlen(cfg));
-    free(cfg);
-    return hash_fnv1a(h, unet_params_const(net), unet_num_params(net) * sizeof(float));
 }
 
 void traj_free(Trajectory *tr) {
@@ -123,7 +116,7 @@ int traj_sample(const UNet *net, const NoiseSchedule *sched, const SampleOptions
     tr->num_inference_steps = S;
     tr->eta = opt->sampler == SAMPLER_DDIM ? opt->eta : 0.0f;
     tr->seed = opt->seed;
-    tr->model_fingerprint = traj_model_fingerprint(net);
+    tr->model_fingerprint = model_fingerprint_of(net);
     traj_alloc(tr);
     memcpy(tr->timesteps, ts, (size_t)S * sizeof(int));
     free(ts);

@@ -54,9 +54,6 @@ typedef struct {
     float guidance; /* classifier-free guidance weight (1 = none; always 1 when labels is NULL) */
 } Trajectory;
 
-/* Fingerprint of a model's weights and config (FNV-1a 64). */
-uint64_t traj_model_fingerprint(const UNet *net);
-
 /* Runs the sampler. x_T (n,C,H,W) may be given; otherwise drawn from the seed. opt->labels must
  * be given exactly for a class-conditional model (JT_ERR naming the options otherwise), each in
  * 0..num_class_embeds-1; guidance must be finite. */

@@ -15,6 +15,7 @@
 #include "io/npy.h"
 #include "io/png.h"
 #include "io/safetensors.h"
+#include "model/model.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -217,13 +218,14 @@ static int retrain(const CounterfactualOptions *o, const CfInputs *in, int j, in
     if (rc == JT_OK && stopped)
         rc = jt_fail(err, "interrupted while training %s; run again to resume", dir);
     data_free(&sub);
-    UNet *net = NULL;
-    if (rc == JT_OK) rc = model_load(dir, &net, err);
+    Model *model = NULL;
+    if (rc == JT_OK) rc = model_load(dir, &model, err);
+    const UNet *net = model ? model_unet(model) : NULL;
     const size_t D = (size_t)in->tr.C * in->tr.H * in->tr.W;
     float *x_from_T = xmalloc(D * sizeof(float));
     if (rc == JT_OK) rc = traj_replay(net, &in->sched, &in->tr, in->tg[j], in->ks, x_from_t, err);
     if (rc == JT_OK) rc = traj_replay(net, &in->sched, &in->tr, in->tg[j], 0, x_from_T, err);
-    unet_free(net);
+    model_free(model);
     if (rc == JT_OK) {
         const float *orig = in->tr.x_0 + (size_t)in->tg[j] * D;
         *d_t = rmse(x_from_t, orig, D);

@@ -18,6 +18,7 @@
 #include "io/model_folder.h"
 #include "io/npy.h"
 #include "io/safetensors.h"
+#include "model/model.h"
 #include "nn/nn.h"
 
 #include <cjson/cJSON.h>
@@ -229,11 +230,12 @@ static int prepare_heldout(const LdsOptions *o, const LdsInputs *in, JtError *er
  * (1, N_heldout) for the held-out images (heldout = 1). */
 static int ground_truth(const LdsOptions *o, const LdsInputs *in, const char *model_dir, int heldout,
                         double *gt, JtError *err) {
-    UNet *net;
-    if (model_load(model_dir, &net, err) != JT_OK) return JT_ERR;
+    Model *model;
+    if (model_load(model_dir, &model, err) != JT_OK) return JT_ERR;
+    UNet *net = model_unet(model);
     NoiseSchedule sched;
     if (sched_init(&sched, &in->mr.sched, err) != JT_OK) {
-        unet_free(net);
+        model_free(model);
         return JT_ERR;
     }
     const Trajectory *tr = &in->tr;
@@ -282,7 +284,7 @@ static int ground_truth(const LdsOptions *o, const LdsInputs *in, const char *mo
     free(x0), free(eps), free(xt), free(y), free(tf), free(ti);
     unet_run_free(run);
     sched_free(&sched);
-    unet_free(net);
+    model_free(model);
     return rc;
 }
 

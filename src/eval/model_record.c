@@ -4,6 +4,7 @@
 #include "diffusion/trajectory.h"
 #include "io/jsonfile.h"
 #include "io/model_folder.h"
+#include "model/model.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -13,11 +14,11 @@
 
 int model_record_load(ModelRecord *mr, const char *model_dir, const char *why, JtError *err) {
     memset(mr, 0, sizeof *mr);
-    UNet *net;
-    if (model_load(model_dir, &net, err) != JT_OK) return JT_ERR;
-    mr->cfg = *unet_config(net);
-    mr->fingerprint = traj_model_fingerprint(net);
-    unet_free(net);
+    Model *model;
+    if (model_load(model_dir, &model, err) != JT_OK) return JT_ERR;
+    mr->cfg = *unet_config(model_unet(model));
+    mr->fingerprint = model_fingerprint(model);
+    model_free(model);
     char *tp = path_join(model_dir, "training.json");
     struct stat sb;
     int rc = sched_config_load_model(&mr->sched, model_dir, err);

@@ -16,7 +16,7 @@ typedef struct {
     SchedConfig sched;
     TrainRecipe recipe;
     Dataset data;
-    uint64_t fingerprint; /* traj_model_fingerprint of the model */
+    uint64_t fingerprint; /* model_fingerprint of the model */
 } ModelRecord;
 
 /* `why` completes the error when training.json is missing ("lds retrains ..."). */

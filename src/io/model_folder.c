@@ -4,8 +4,6 @@
  */
 #include "io/model_folder.h"
 
-#include "unet/config.h"
-
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -144,41 +142,5 @@ int model_slab_load(const char *path, const ParamLayout *l, float *slab, JtError
     if (st_open(&f, path, err) != JT_OK) return JT_ERR;
     int rc = model_slab_read(&f, "", l, slab, err);
     st_close(&f);
-    return rc;
-}
-
-/* ---- model folders ---- */
-
-int model_load(const char *dir, UNet **out, JtError *err) {
-    *out = NULL;
-    char *cfg_path = path_join(dir, MODEL_CONFIG_FILE);
-    char *w_path = path_join(dir, MODEL_WEIGHTS_FILE);
-    UNetConfig cfg;
-    UNet *net = NULL;
-    int rc = unet_config_load(&cfg, cfg_path, err);
-    if (rc == JT_OK) rc = unet_create(&net, &cfg, err);
-    if (rc == JT_OK) rc = model_slab_load(w_path, unet_layout(net), unet_params(net), err);
-    if (rc == JT_OK) {
-        *out = net;
-    } else if (net) {
-        unet_free(net);
-    }
-    free(cfg_path);
-    free(w_path);
-    return rc;
-}
-
-int model_save(const UNet *net, const char *dir, JtError *err) {
-    if (model_mkdirs(dir, err) != JT_OK) return JT_ERR;
-    char *cfg_path = path_join(dir, MODEL_CONFIG_FILE);
-    char *w_path = path_join(dir, MODEL_WEIGHTS_FILE);
-    int rc = model_slab_save(w_path, unet_layout(net), unet_params_const(net), err);
-    if (rc == JT_OK) {
-        char *json = unet_config_to_json(unet_config(net));
-        rc = atomic_file_write(cfg_path, json, strlen(json), err);
-        free(json);
-    }
-    free(cfg_path);
-    free(w_path);
     return rc;
 }

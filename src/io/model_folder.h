@@ -1,6 +1,7 @@
-/* model_folder.h: diffusers model folders (config.json + diffusion_pytorch_model.safetensors, as
- * UNet2DModel.save_pretrained writes and from_pretrained reads them) and the lower-level slab I/O
- * that other files reuse (EMA weights, optimizer moments, checkpoints): a float slab described by a
+/* model_folder.h: the file names of diffusers model folders (config.json +
+ * diffusion_pytorch_model.safetensors, as save_pretrained writes and from_pretrained reads them;
+ * loading and saving a whole model is model/model.h) and the slab I/O that model/ and other files
+ * reuse (EMA weights, optimizer moments, checkpoints): a float slab described by a
  * ParamLayout is written as one F32 tensor per layout entry, named by the entry (plus an optional
  * prefix), and read back with every name and shape checked.
  *
@@ -15,18 +16,9 @@
 #include "core/common.h"
 #include "core/layout.h"
 #include "io/safetensors.h"
-#include "unet/unet.h"
 
 #define MODEL_CONFIG_FILE "config.json"
 #define MODEL_WEIGHTS_FILE "diffusion_pytorch_model.safetensors"
-
-/* Reads dir/config.json, builds the model (unet_create) and fills its parameters from
- * dir/diffusion_pytorch_model.safetensors. On error *out is NULL and err names the file and the
- * field or tensor. */
-int model_load(const char *dir, UNet **out, JtError *err);
-/* Writes dir/config.json and dir/diffusion_pytorch_model.safetensors (F32), creating dir (and its
- * parents) if needed. Each file is written atomically (temporary name, then rename). */
-int model_save(const UNet *net, const char *dir, JtError *err);
 
 /* ---- slabs ---- */
 

@@ -1,20 +1,22 @@
 /* config.c: the diffusers UNet2DModel config.json (see config.h). Follows the signature of
  * diffusers' UNet2DModel.__init__ (0.42.1, models/unets/unet_2d.py) and unet2d.md sections 1, 5
- * and 12. Parsing is strict: every field of UNet2DModel is read with its JSON type checked, a value
- * jtrak does not implement is refused (nothing is silently ignored), and an unknown field is an
- * error; keys starting with "_" are diffusers bookkeeping and are accepted. A field that is absent
- * takes the UNet2DModel class default (so attention_head_dim absent means 8, as in diffusers),
- * except the three level lists, which are required. All JSON goes through cJSON. */
+ * and 12. The fields are a table (model/config_fields.h): each row names a UNet2DModel parameter,
+ * its JSON type, where it lives in UNetConfig, its range, the values jtrak implements and the class
+ * default (so attention_head_dim absent means 8, as in diffusers); the three level lists are
+ * required. Parsing is strict (unknown fields, duplicates and wrong types are errors; "_" keys are
+ * diffusers bookkeeping); the checks across fields are unet_config_validate. */
 #include "unet/config.h"
 
+#include "model/config_fields.h"
+
 #include <cjson/cJSON.h>
-#include <errno.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define DIFFUSERS_VERSION "0.42.1"
+#define UNET_CLASS "UNet2DModel"
 
 void unet_config_default(UNetConfig *cfg) {
     static const int ch[4] = {128, 256, 256, 256};
@@ -44,346 +46,131 @@ void unet_config_default(UNetConfig *cfg) {
     cfg->num_train_timesteps = 0;
 }
 
-/* ---- JSON value helpers: each fills "PATH: field 'NAME': ..." on error ---- */
+/* ---- the UNet2DModel fields ---- */
 
-/* A short description of a JSON value for messages: "a string", "null", "1.5", ... */
-static const char *describe(const cJSON *it, char *buf, size_t cap) {
-    if (cJSON_IsNull(it)) return "null";
-    if (cJSON_IsTrue(it)) return "true";
-    if (cJSON_IsFalse(it)) return "false";
-    if (cJSON_IsNumber(it)) {
-        snprintf(buf, cap, "%.15g", it->valuedouble);
-        return buf;
-    }
-    if (cJSON_IsString(it)) {
-        snprintf(buf, cap, "the string \"%.60s\"", it->valuestring);
-        return buf;
-    }
-    if (cJSON_IsArray(it)) return "a list";
-    if (cJSON_IsObject(it)) return "an object";
-    return "an invalid value";
-}
+#define OFF(f) offsetof(UNetConfig, f)
 
-/* An integer >= min; null allowed (-> 0) if allow_null. */
-static int get_int(const cJSON *it, int min, int allow_null, int *out, const char *path,
-                   const char *field, JtError *err) {
-    char buf[96];
-    if (allow_null && cJSON_IsNull(it)) {
-        *out = 0;
-        return JT_OK;
-    }
-    if (!cJSON_IsNumber(it) || it->valuedouble != floor(it->valuedouble) ||
-        fabs(it->valuedouble) > 2147483647.0)
-        return jt_fail(err, "%s: field '%s': expected an integer%s, got %s", path, field,
-                       allow_null ? " or null" : "", describe(it, buf, sizeof buf));
-    int v = (int)it->valuedouble;
-    if (v < min)
-        return jt_fail(err, "%s: field '%s': %d is out of range (must be >= %d)", path, field, v,
-                       min);
-    *out = v;
-    return JT_OK;
-}
+static const char *const POSITIONAL[] = {"positional", NULL};
+static const char *const DOWN_TYPES[] = {"DownBlock2D", "AttnDownBlock2D", NULL};
+static const char *const UP_TYPES[] = {"UpBlock2D", "AttnUpBlock2D", NULL};
+static const char *const MID_TYPES[] = {"UNetMidBlock2D", NULL};
+static const char *const CONV[] = {"conv", NULL};
+static const char *const ACT[] = {"silu", "swish", NULL};
+static const char *const SHIFT[] = {"default", NULL};
 
-static int get_bool(const cJSON *it, int *out, const char *path, const char *field, JtError *err) {
-    char buf[96];
-    if (!cJSON_IsBool(it))
-        return jt_fail(err, "%s: field '%s': expected true or false, got %s", path, field,
-                       describe(it, buf, sizeof buf));
-    *out = cJSON_IsTrue(it) ? 1 : 0;
-    return JT_OK;
-}
-
-static int get_num(const cJSON *it, float *out, const char *path, const char *field, JtError *err) {
-    char buf[96];
-    if (!cJSON_IsNumber(it) || !isfinite((float)it->valuedouble))
-        return jt_fail(err, "%s: field '%s': expected a number, got %s", path, field,
-                       describe(it, buf, sizeof buf));
-    *out = (float)it->valuedouble;
-    return JT_OK;
-}
-
-/* A string that must be one of `allowed` (NULL-terminated); `what` explains the refusal. */
-static int get_choice(const cJSON *it, const char *const *allowed, const char *what,
-                      const char *path, const char *field, JtError *err) {
-    char buf[96];
-    if (!cJSON_IsString(it))
-        return jt_fail(err, "%s: field '%s': expected a string, got %s", path, field,
-                       describe(it, buf, sizeof buf));
-    for (int i = 0; allowed[i]; i++)
-        if (strcmp(it->valuestring, allowed[i]) == 0) return JT_OK;
-    return jt_fail(err, "%s: field '%s': \"%s\" is not supported (%s)", path, field,
-                   it->valuestring, what);
-}
-
-static int require_null(const cJSON *it, const char *what, const char *path, const char *field,
-                        JtError *err) {
-    char buf[96];
-    if (!cJSON_IsNull(it))
-        return jt_fail(err, "%s: field '%s': %s is not supported (%s)", path, field,
-                       describe(it, buf, sizeof buf), what);
-    return JT_OK;
-}
-
-/* A non-empty list of at most UNET_MAX_LEVELS entries; returns its length in *n. */
-static int get_level_list(const cJSON *it, int *n, const char *path, const char *field,
-                          JtError *err) {
-    char buf[96];
-    if (!cJSON_IsArray(it))
-        return jt_fail(err, "%s: field '%s': expected a list, got %s", path, field,
-                       describe(it, buf, sizeof buf));
-    *n = cJSON_GetArraySize(it);
-    if (*n == 0) return jt_fail(err, "%s: field '%s': the list is empty", path, field);
-    if (*n > UNET_MAX_LEVELS)
-        return jt_fail(err, "%s: field '%s': %d levels, more than the %d supported", path, field,
-                       *n, UNET_MAX_LEVELS);
-    return JT_OK;
-}
-
-/* down_block_types / up_block_types: each entry is the plain or the Attn block name. */
-static int get_block_types(const cJSON *it, const char *plain, const char *attn, int *flags, int *n,
-                           const char *path, const char *field, JtError *err) {
-    char buf[96];
-    if (get_level_list(it, n, path, field, err) != JT_OK) return JT_ERR;
-    int i = 0;
-    for (const cJSON *e = it->child; e; e = e->next, i++) {
-        if (!cJSON_IsString(e))
-            return jt_fail(err, "%s: field '%s': entry %d: expected a string, got %s", path, field,
-                           i, describe(e, buf, sizeof buf));
-        if (strcmp(e->valuestring, plain) == 0)
-            flags[i] = 0;
-        else if (strcmp(e->valuestring, attn) == 0)
-            flags[i] = 1;
-        else
-            return jt_fail(err, "%s: field '%s': entry %d \"%s\" is not supported (%s or %s)", path,
-                           field, i, e->valuestring, plain, attn);
-    }
-    return JT_OK;
-}
+/* The three required level lists come first: a config missing several names the first. */
+/* clang-format off */
+static const ConfigField FIELDS[] = {
+    {.name = "block_out_channels", .type = CF_INT_LIST, .offset = OFF(block_out_channels),
+     .count_offset = OFF(n_levels), .flags = CF_REQUIRED | CF_MIN, .min = 1,
+     .max_len = UNET_MAX_LEVELS},
+    {.name = "down_block_types", .type = CF_TYPE_LIST, .offset = OFF(down_attn),
+     .count_offset = OFF(n_levels), .flags = CF_REQUIRED | CF_SHARED_COUNT,
+     .max_len = UNET_MAX_LEVELS, .choices = DOWN_TYPES},
+    {.name = "up_block_types", .type = CF_TYPE_LIST, .offset = OFF(up_attn),
+     .count_offset = OFF(n_levels), .flags = CF_REQUIRED | CF_SHARED_COUNT,
+     .max_len = UNET_MAX_LEVELS, .choices = UP_TYPES},
+    {.name = "sample_size", .type = CF_INT_OR_PAIR, .offset = OFF(sample_size),
+     .pair_offset = OFF(sample_h), .count_offset = OFF(sample_w), .flags = CF_NULLABLE | CF_MIN,
+     .min = 1},
+    {.name = "in_channels", .type = CF_INT, .offset = OFF(in_channels), .flags = CF_MIN, .min = 1,
+     .def_int = 3},
+    {.name = "out_channels", .type = CF_INT, .offset = OFF(out_channels), .flags = CF_MIN,
+     .min = 1, .def_int = 3},
+    {.name = "center_input_sample", .type = CF_BOOL, .offset = OFF(center_input_sample)},
+    {.name = "time_embedding_type", .type = CF_CHOICE, .offset = CF_NONE, .choices = POSITIONAL,
+     .refusal = "only \"positional\" is implemented"},
+    {.name = "time_embedding_dim", .type = CF_INT, .offset = OFF(time_embedding_dim),
+     .flags = CF_NULLABLE | CF_MIN, .min = 0},
+    {.name = "freq_shift", .type = CF_FLOAT, .offset = OFF(freq_shift)},
+    {.name = "flip_sin_to_cos", .type = CF_BOOL, .offset = OFF(flip_sin_to_cos), .def_int = 1},
+    {.name = "mid_block_type", .type = CF_CHOICE, .offset = CF_NONE, .choices = MID_TYPES,
+     .refusal = "only \"UNetMidBlock2D\" is implemented"},
+    {.name = "layers_per_block", .type = CF_INT, .offset = OFF(layers_per_block),
+     .flags = CF_MIN, .min = 1, .def_int = 2},
+    {.name = "mid_block_scale_factor", .type = CF_FLOAT, .offset = OFF(mid_block_scale_factor),
+     .def_float = 1.0},
+    {.name = "downsample_padding", .type = CF_INT, .offset = OFF(downsample_padding),
+     .flags = CF_MIN | CF_IMPL, .min = 0, .impl_min = 0, .impl_max = 1, .refusal = "0 or 1",
+     .def_int = 1},
+    {.name = "downsample_type", .type = CF_CHOICE, .offset = CF_NONE, .choices = CONV,
+     .refusal = "only \"conv\" is implemented"},
+    {.name = "upsample_type", .type = CF_CHOICE, .offset = CF_NONE, .choices = CONV,
+     .refusal = "only \"conv\" is implemented"},
+    {.name = "dropout", .type = CF_FLOAT, .offset = CF_NONE, .flags = CF_IMPL, .impl_min = 0,
+     .impl_max = 0, .refusal = "dropout is not implemented; only 0.0"},
+    {.name = "act_fn", .type = CF_CHOICE, .offset = CF_NONE, .choices = ACT,
+     .refusal = "only \"silu\" (or its alias \"swish\") is implemented"},
+    {.name = "attention_head_dim", .type = CF_INT, .offset = OFF(attention_head_dim),
+     .flags = CF_NULLABLE | CF_MIN, .min = 1, .def_int = 8},
+    {.name = "norm_num_groups", .type = CF_INT, .offset = OFF(norm_num_groups), .flags = CF_MIN,
+     .min = 1, .def_int = 32},
+    {.name = "attn_norm_num_groups", .type = CF_INT, .offset = OFF(attn_norm_num_groups),
+     .flags = CF_NULLABLE | CF_MIN, .min = 1},
+    {.name = "norm_eps", .type = CF_FLOAT, .offset = OFF(norm_eps), .flags = CF_GT_MIN, .min = 0,
+     .def_float = 1e-5},
+    {.name = "resnet_time_scale_shift", .type = CF_CHOICE, .offset = CF_NONE, .choices = SHIFT,
+     .refusal = "only \"default\" is implemented"},
+    {.name = "add_attention", .type = CF_BOOL, .offset = OFF(add_attention), .def_int = 1},
+    {.name = "class_embed_type", .type = CF_NULL, .offset = CF_NONE,
+     .refusal = "only null, with num_class_embeds, is implemented"},
+    {.name = "num_class_embeds", .type = CF_INT, .offset = OFF(num_class_embeds),
+     .flags = CF_NULLABLE | CF_MIN | CF_IMPL, .min = 1, .impl_min = 1,
+     .impl_max = UNET_MAX_CLASS_EMBEDS, .refusal = "jtrak supports at most 100000 classes"},
+    {.name = "num_train_timesteps", .type = CF_INT, .offset = OFF(num_train_timesteps),
+     .flags = CF_NULLABLE | CF_MIN, .min = 1},
+};
+/* clang-format on */
+#define N_FIELDS ((int)(sizeof FIELDS / sizeof FIELDS[0]))
 
 /* ---- parse ---- */
 
-/* clang-format off */
-static const char *const FIELDS[] = {
-    "sample_size", "in_channels", "out_channels", "center_input_sample", "time_embedding_type",
-    "time_embedding_dim", "freq_shift", "flip_sin_to_cos", "down_block_types", "mid_block_type",
-    "up_block_types", "block_out_channels", "layers_per_block", "mid_block_scale_factor",
-    "downsample_padding", "downsample_type", "upsample_type", "dropout", "act_fn",
-    "attention_head_dim", "norm_num_groups", "attn_norm_num_groups", "norm_eps",
-    "resnet_time_scale_shift", "add_attention", "class_embed_type", "num_class_embeds",
-    "num_train_timesteps", NULL};
-/* clang-format on */
+int unet_config_from_json(UNetConfig *cfg, const void *root_, const char *path, JtError *err) {
+    const cJSON *root = root_;
+    if (!path) path = "config.json";
+    if (!cJSON_IsObject(root))
+        return jt_fail(err, "%s: invalid config: the top level is not a JSON object", path);
+    const cJSON *cls = cJSON_GetObjectItemCaseSensitive(root, "_class_name");
+    if (cls && !cJSON_IsString(cls))
+        return jt_fail(err, "%s: field '_class_name': expected a string (the model class)", path);
+    if (cls && strcmp(cls->valuestring, UNET_CLASS) != 0)
+        return jt_fail(
+            err, "%s: field '_class_name': \"%.80s\" is not supported (only \"" UNET_CLASS "\")",
+            path, cls->valuestring);
 
-static int parse_field(UNetConfig *cfg, const cJSON *it, const char *k, int *n_down, int *n_up,
-                       const char *path, JtError *err) {
-    static const char *const positional[] = {"positional", NULL};
-    static const char *const mid[] = {"UNetMidBlock2D", NULL};
-    static const char *const conv[] = {"conv", NULL};
-    static const char *const act[] = {"silu", "swish", NULL};
-    static const char *const shift[] = {"default", NULL};
-    char buf[96];
-
-    if (!strcmp(k, "sample_size")) {
-        if (cJSON_IsArray(it))
-            return jt_fail(err,
-                           "%s: field 'sample_size': a [height, width] list is not "
-                           "supported (use one integer)",
-                           path);
-        return get_int(it, 1, 1, &cfg->sample_size, path, k, err);
+    /* Start from the UNet2DModel class defaults (the rows' defaults; unet2d.md 1.1) over the JT
+     * config, whose level lists fill the entries past n_levels (as they always have: configs
+     * compare equal with memcmp after a round trip). */
+    UNetConfig c;
+    unet_config_default(&c);
+    cf_defaults(FIELDS, N_FIELDS, &c);
+    CfSeen seen;
+    if (cf_parse(FIELDS, N_FIELDS, UNET_CLASS, root, &c, &seen, path, err) != JT_OK) return JT_ERR;
+    static const char *const per_level[] = {"down_block_types", "up_block_types"};
+    for (int k = 0; k < 2; k++) {
+        int i = cf_find(FIELDS, N_FIELDS, per_level[k]);
+        if (seen.count[i] != c.n_levels)
+            return jt_fail(err, "%s: field '%s': %d entries but block_out_channels has %d", path,
+                           per_level[k], seen.count[i], c.n_levels);
     }
-    if (!strcmp(k, "in_channels")) return get_int(it, 1, 0, &cfg->in_channels, path, k, err);
-    if (!strcmp(k, "out_channels")) return get_int(it, 1, 0, &cfg->out_channels, path, k, err);
-    if (!strcmp(k, "center_input_sample"))
-        return get_bool(it, &cfg->center_input_sample, path, k, err);
-    if (!strcmp(k, "time_embedding_type"))
-        return get_choice(it, positional, "only \"positional\" is implemented", path, k, err);
-    if (!strcmp(k, "time_embedding_dim"))
-        return get_int(it, 0, 1, &cfg->time_embedding_dim, path, k, err);
-    if (!strcmp(k, "freq_shift")) return get_num(it, &cfg->freq_shift, path, k, err);
-    if (!strcmp(k, "flip_sin_to_cos")) return get_bool(it, &cfg->flip_sin_to_cos, path, k, err);
-    if (!strcmp(k, "down_block_types"))
-        return get_block_types(it, "DownBlock2D", "AttnDownBlock2D", cfg->down_attn, n_down, path,
-                               k, err);
-    if (!strcmp(k, "up_block_types"))
-        return get_block_types(it, "UpBlock2D", "AttnUpBlock2D", cfg->up_attn, n_up, path, k, err);
-    if (!strcmp(k, "mid_block_type")) {
-        if (cJSON_IsNull(it))
-            return jt_fail(err,
-                           "%s: field 'mid_block_type': null (no mid block) is not "
-                           "supported (only \"UNetMidBlock2D\")",
-                           path);
-        return get_choice(it, mid, "only \"UNetMidBlock2D\" is implemented", path, k, err);
-    }
-    if (!strcmp(k, "block_out_channels")) {
-        if (get_level_list(it, &cfg->n_levels, path, k, err) != JT_OK) return JT_ERR;
-        int i = 0;
-        for (const cJSON *e = it->child; e; e = e->next, i++) {
-            char name[64];
-            snprintf(name, sizeof name, "block_out_channels[%d]", i);
-            if (get_int(e, 1, 0, &cfg->block_out_channels[i], path, name, err) != JT_OK)
-                return JT_ERR;
-        }
-        return JT_OK;
-    }
-    if (!strcmp(k, "layers_per_block"))
-        return get_int(it, 1, 0, &cfg->layers_per_block, path, k, err);
-    if (!strcmp(k, "mid_block_scale_factor"))
-        return get_num(it, &cfg->mid_block_scale_factor, path, k, err);
-    if (!strcmp(k, "downsample_padding")) {
-        if (get_int(it, 0, 0, &cfg->downsample_padding, path, k, err) != JT_OK) return JT_ERR;
-        if (cfg->downsample_padding > 1)
-            return jt_fail(err, "%s: field 'downsample_padding': %d is not supported (0 or 1)",
-                           path, cfg->downsample_padding);
-        return JT_OK;
-    }
-    if (!strcmp(k, "downsample_type") || !strcmp(k, "upsample_type"))
-        return get_choice(it, conv, "only \"conv\" is implemented", path, k, err);
-    if (!strcmp(k, "dropout")) {
-        float p;
-        if (get_num(it, &p, path, k, err) != JT_OK) return JT_ERR;
-        if (p != 0.0f)
-            return jt_fail(err, "%s: field 'dropout': %s: dropout is not implemented (only 0.0)",
-                           path, describe(it, buf, sizeof buf));
-        return JT_OK;
-    }
-    if (!strcmp(k, "act_fn"))
-        return get_choice(it, act, "only \"silu\" (or its alias \"swish\") is implemented", path, k,
-                          err);
-    if (!strcmp(k, "attention_head_dim"))
-        return get_int(it, 1, 1, &cfg->attention_head_dim, path, k, err);
-    if (!strcmp(k, "norm_num_groups"))
-        return get_int(it, 1, 0, &cfg->norm_num_groups, path, k, err);
-    if (!strcmp(k, "attn_norm_num_groups"))
-        return get_int(it, 1, 1, &cfg->attn_norm_num_groups, path, k, err);
-    if (!strcmp(k, "norm_eps")) {
-        if (get_num(it, &cfg->norm_eps, path, k, err) != JT_OK) return JT_ERR;
-        if (!(cfg->norm_eps > 0))
-            return jt_fail(err, "%s: field 'norm_eps': %s is out of range (must be > 0)", path,
-                           describe(it, buf, sizeof buf));
-        return JT_OK;
-    }
-    if (!strcmp(k, "resnet_time_scale_shift"))
-        return get_choice(it, shift, "only \"default\" is implemented", path, k, err);
-    if (!strcmp(k, "add_attention")) return get_bool(it, &cfg->add_attention, path, k, err);
-    if (!strcmp(k, "class_embed_type"))
-        return require_null(it,
-                            "diffusers has null, \"timestep\" and \"identity\"; only null is "
-                            "implemented: with num_class_embeds set, an nn.Embedding of the class "
-                            "labels",
-                            path, k, err);
-    if (!strcmp(k, "num_class_embeds")) {
-        if (get_int(it, 1, 1, &cfg->num_class_embeds, path, k, err) != JT_OK) return JT_ERR;
-        if (cfg->num_class_embeds > UNET_MAX_CLASS_EMBEDS)
-            return jt_fail(err, "%s: field 'num_class_embeds': %d is out of range (at most %d)",
-                           path, cfg->num_class_embeds, UNET_MAX_CLASS_EMBEDS);
-        return JT_OK;
-    }
-    if (!strcmp(k, "num_train_timesteps"))
-        return get_int(it, 1, 1, &cfg->num_train_timesteps, path, k, err);
-    CHECK(0, "field %s is in FIELDS but has no parser", k);
-    return JT_ERR;
+    if (unet_config_validate(&c, path, err) != JT_OK) return JT_ERR;
+    *cfg = c;
+    return JT_OK;
 }
 
 int unet_config_parse(UNetConfig *cfg, const char *json_text, const char *path, JtError *err) {
     if (!path) path = "config.json";
-    const char *end = NULL;
-    cJSON *root = cJSON_ParseWithOpts(json_text, &end, 1);
-    if (!root) {
-        int line = 1, col = 1;
-        for (const char *p = json_text; end && p < end && *p; p++) {
-            if (*p == '\n')
-                line++, col = 1;
-            else
-                col++;
-        }
-        return jt_fail(err, "%s: invalid JSON (error at line %d, column %d)", path, line, col);
-    }
-    int rc = JT_OK;
-    if (!cJSON_IsObject(root)) {
-        rc = jt_fail(err, "%s: invalid config: the top level is not a JSON object", path);
-        goto done;
-    }
-
-    /* Start from the UNet2DModel class defaults: unet_config_default (unet2d.md 1.1) except the
-     * two fields where JT sets a non-default value. */
-    UNetConfig c;
-    unet_config_default(&c);
-    c.sample_size = 0;
-    c.attention_head_dim = 8;
-    int n_down = 0, n_up = 0, have_down = 0, have_up = 0, have_ch = 0;
-
-    for (const cJSON *it = root->child; it && rc == JT_OK; it = it->next) {
-        const char *k = it->string;
-        for (const cJSON *p = root->child; p != it; p = p->next)
-            if (strcmp(p->string, k) == 0) {
-                rc = jt_fail(err, "%s: field '%s': appears twice", path, k);
-                break;
-            }
-        if (rc != JT_OK) break;
-        if (k[0] == '_') {
-            if (strcmp(k, "_class_name") == 0 &&
-                (!cJSON_IsString(it) || strcmp(it->valuestring, "UNet2DModel") != 0)) {
-                char buf[96];
-                rc = jt_fail(err,
-                             "%s: field '_class_name': %s is not supported (only "
-                             "\"UNet2DModel\")",
-                             path, describe(it, buf, sizeof buf));
-            }
-            continue;
-        }
-        int known = 0;
-        for (int i = 0; FIELDS[i] && !known; i++)
-            known = strcmp(FIELDS[i], k) == 0;
-        if (!known) {
-            rc = jt_fail(err, "%s: field '%s': unknown field (not a UNet2DModel parameter)", path,
-                         k);
-            break;
-        }
-        have_down |= !strcmp(k, "down_block_types");
-        have_up |= !strcmp(k, "up_block_types");
-        have_ch |= !strcmp(k, "block_out_channels");
-        rc = parse_field(&c, it, k, &n_down, &n_up, path, err);
-    }
-    if (rc != JT_OK) goto done;
-
-    if (!have_ch) {
-        rc = jt_fail(err, "%s: field 'block_out_channels': missing (a required list)", path);
-    } else if (!have_down) {
-        rc = jt_fail(err, "%s: field 'down_block_types': missing (a required list)", path);
-    } else if (!have_up) {
-        rc = jt_fail(err, "%s: field 'up_block_types': missing (a required list)", path);
-    } else if (n_down != c.n_levels) {
-        rc = jt_fail(err, "%s: field 'down_block_types': %d entries but block_out_channels has %d",
-                     path, n_down, c.n_levels);
-    } else if (n_up != c.n_levels) {
-        rc = jt_fail(err, "%s: field 'up_block_types': %d entries but block_out_channels has %d",
-                     path, n_up, c.n_levels);
-    }
-    if (rc == JT_OK) rc = unet_config_validate(&c, path, err);
-    if (rc == JT_OK) *cfg = c;
-done:
-    cJSON_Delete(root);
+    void *root;
+    if (cf_json_parse(json_text, path, &root, err) != JT_OK) return JT_ERR;
+    int rc = unet_config_from_json(cfg, root, path, err);
+    cf_json_free(root);
     return rc;
 }
 
 int unet_config_load(UNetConfig *cfg, const char *path, JtError *err) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return jt_fail(err, "%s: cannot open: %s", path, strerror(errno));
-    enum { MAX_CONFIG = 1 << 20 };
-    char *text = xmalloc(MAX_CONFIG + 1);
-    size_t n = fread(text, 1, MAX_CONFIG + 1, fp);
-    int bad = ferror(fp);
-    fclose(fp);
-    int rc;
-    if (bad)
-        rc = jt_fail(err, "%s: read error", path);
-    else if (n > MAX_CONFIG)
-        rc = jt_fail(err, "%s: too large for a config file (over %d bytes)", path, MAX_CONFIG);
-    else if (memchr(text, 0, n))
-        rc = jt_fail(err, "%s: invalid JSON (contains a NUL byte)", path);
-    else {
-        text[n] = 0;
-        rc = unet_config_parse(cfg, text, path, err);
-    }
+    char *text;
+    if (cf_read_file(path, &text, err) != JT_OK) return JT_ERR;
+    int rc = unet_config_parse(cfg, text, path, err);
     free(text);
     return rc;
 }
@@ -432,6 +219,8 @@ int unet_config_validate(const UNetConfig *cfg, const char *path, JtError *err) 
         {"attn_norm_num_groups", cfg->attn_norm_num_groups, 0},
         {"num_train_timesteps", cfg->num_train_timesteps, 0},
         {"num_class_embeds", cfg->num_class_embeds, 0},
+        {"sample_size", cfg->sample_h, 0},
+        {"sample_size", cfg->sample_w, 0},
     };
     for (size_t i = 0; i < sizeof mins / sizeof mins[0]; i++)
         if (mins[i].value < mins[i].min)
@@ -441,8 +230,13 @@ int unet_config_validate(const UNetConfig *cfg, const char *path, JtError *err) 
         return jt_fail(err, "%s: field 'downsample_padding': %d is not supported (0 or 1)", path,
                        cfg->downsample_padding);
     if (cfg->num_class_embeds > UNET_MAX_CLASS_EMBEDS)
-        return jt_fail(err, "%s: field 'num_class_embeds': %d is out of range (at most %d)", path,
-                       cfg->num_class_embeds, UNET_MAX_CLASS_EMBEDS);
+        return jt_fail(err,
+                       "%s: field 'num_class_embeds': %d is not supported (jtrak supports at most "
+                       "%d classes)",
+                       path, cfg->num_class_embeds, UNET_MAX_CLASS_EMBEDS);
+    if ((cfg->sample_h > 0) != (cfg->sample_w > 0))
+        return jt_fail(err, "%s: field 'sample_size': [%d, %d]: height and width must both be >= 1",
+                       path, cfg->sample_h, cfg->sample_w);
     if (!(cfg->norm_eps > 0) || !isfinite(cfg->norm_eps))
         return jt_fail(err, "%s: field 'norm_eps': %g is out of range (must be > 0)", path,
                        (double)cfg->norm_eps);
@@ -522,93 +316,6 @@ int unet_config_validate(const UNetConfig *cfg, const char *path, JtError *err) 
 
 /* ---- serialise ---- */
 
-/* The shortest decimal that reads back as the same float, as a double (so that cJSON prints
- * 1e-05 rather than 9.99999974737875e-06, and Python reads the intended value). */
-static double short_double(float f) {
-    char buf[32];
-    for (int p = 1; p <= 9; p++) {
-        snprintf(buf, sizeof buf, "%.*g", p, (double)f);
-        if (strtof(buf, NULL) == f) return strtod(buf, NULL);
-    }
-    return (double)f;
-}
-
-static void add_int_or_null(cJSON *o, const char *k, int v) {
-    if (v)
-        cJSON_AddNumberToObject(o, k, v);
-    else
-        cJSON_AddNullToObject(o, k);
-}
-
-static void add_types(cJSON *o, const char *k, const int *flags, int n, const char *plain,
-                      const char *attn) {
-    cJSON *a = cJSON_AddArrayToObject(o, k);
-    for (int i = 0; i < n; i++)
-        cJSON_AddItemToArray(a, cJSON_CreateString(flags[i] ? attn : plain));
-}
-
 char *unet_config_to_json(const UNetConfig *cfg) {
-    /* keys in sorted order, as diffusers' to_json_string (sort_keys=True) writes them */
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "_class_name", "UNet2DModel");
-    cJSON_AddStringToObject(o, "_diffusers_version", DIFFUSERS_VERSION);
-    cJSON_AddStringToObject(o, "act_fn", "silu");
-    cJSON_AddBoolToObject(o, "add_attention", cfg->add_attention);
-    add_int_or_null(o, "attention_head_dim", cfg->attention_head_dim);
-    add_int_or_null(o, "attn_norm_num_groups", cfg->attn_norm_num_groups);
-    cJSON *ch = cJSON_AddArrayToObject(o, "block_out_channels");
-    for (int i = 0; i < cfg->n_levels; i++)
-        cJSON_AddItemToArray(ch, cJSON_CreateNumber(cfg->block_out_channels[i]));
-    cJSON_AddBoolToObject(o, "center_input_sample", cfg->center_input_sample);
-    cJSON_AddNullToObject(o, "class_embed_type");
-    add_types(o, "down_block_types", cfg->down_attn, cfg->n_levels, "DownBlock2D",
-              "AttnDownBlock2D");
-    cJSON_AddNumberToObject(o, "downsample_padding", cfg->downsample_padding);
-    cJSON_AddStringToObject(o, "downsample_type", "conv");
-    cJSON_AddNumberToObject(o, "dropout", 0.0);
-    cJSON_AddBoolToObject(o, "flip_sin_to_cos", cfg->flip_sin_to_cos);
-    cJSON_AddNumberToObject(o, "freq_shift", short_double(cfg->freq_shift));
-    cJSON_AddNumberToObject(o, "in_channels", cfg->in_channels);
-    cJSON_AddNumberToObject(o, "layers_per_block", cfg->layers_per_block);
-    cJSON_AddNumberToObject(o, "mid_block_scale_factor", short_double(cfg->mid_block_scale_factor));
-    cJSON_AddStringToObject(o, "mid_block_type", "UNetMidBlock2D");
-    cJSON_AddNumberToObject(o, "norm_eps", short_double(cfg->norm_eps));
-    cJSON_AddNumberToObject(o, "norm_num_groups", cfg->norm_num_groups);
-    add_int_or_null(o, "num_class_embeds", cfg->num_class_embeds);
-    add_int_or_null(o, "num_train_timesteps", cfg->num_train_timesteps);
-    cJSON_AddNumberToObject(o, "out_channels", cfg->out_channels);
-    cJSON_AddStringToObject(o, "resnet_time_scale_shift", "default");
-    add_int_or_null(o, "sample_size", cfg->sample_size);
-    add_int_or_null(o, "time_embedding_dim", cfg->time_embedding_dim);
-    cJSON_AddStringToObject(o, "time_embedding_type", "positional");
-    add_types(o, "up_block_types", cfg->up_attn, cfg->n_levels, "UpBlock2D", "AttnUpBlock2D");
-    cJSON_AddStringToObject(o, "upsample_type", "conv");
-
-    char *text = cJSON_Print(o);
-    CHECK(text != NULL, "cJSON_Print failed");
-    cJSON_Delete(o);
-    /* cJSON indents with tabs and puts a tab after ':'; strings escape their own tabs, so every
-     * raw tab is layout: two spaces per indent level, one space after a colon (as json.dumps with
-     * indent=2 writes). */
-    size_t n = strlen(text), k = 0;
-    char *out = xmalloc(2 * n + 2);
-    int line_start = 1;
-    for (size_t i = 0; i < n; i++) {
-        char c = text[i];
-        if (c == '\t') {
-            if (line_start) {
-                out[k++] = ' ';
-                out[k++] = ' ';
-            } else {
-                out[k++] = ' ';
-            }
-            continue;
-        }
-        line_start = c == '\n';
-        out[k++] = c;
-    }
-    out[k++] = '\n';
-    out[k] = 0;
-    free(text);
-    return out;
+    return cf_to_json(FIELDS, N_FIELDS, UNET_CLASS, cfg);
 }

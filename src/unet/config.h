@@ -9,7 +9,8 @@
 #define UNET_MAX_LEVELS 8
 
 typedef struct {
-    int sample_size;
+    int sample_size;        /* 0 = null; with a [height, width] sample_size: height if square */
+    int sample_h, sample_w; /* sample_size given as [height, width]; 0, 0 when one integer */
     int in_channels, out_channels;
     int center_input_sample;   /* bool: x <- 2x - 1 first */
     int time_embedding_dim;    /* 0 = null: 4 * block_out_channels[0] */
@@ -37,8 +38,11 @@ typedef struct {
 
 /* diffusers' UNet2DModel defaults (as in unet2d.md section 1.1, with attention_head_dim null). */
 void unet_config_default(UNetConfig *cfg);
-/* Parses config.json text; `path` is only used in error messages. Also validates (below). */
+/* Parses config.json text; `path` is only used in error messages. Also validates (below). A
+ * "_class_name" other than "UNet2DModel" is refused (model/model_kind.h dispatches on it first). */
 int unet_config_parse(UNetConfig *cfg, const char *json_text, const char *path, JtError *err);
+/* The same from an already parsed cJSON object (`root` is a const cJSON *). */
+int unet_config_from_json(UNetConfig *cfg, const void *root, const char *path, JtError *err);
 int unet_config_load(UNetConfig *cfg, const char *path, JtError *err);
 /* Checks the combination: group counts divide every channel count (including up-block concats),
  * head_dim divides attention channels, levels within limits. */

@@ -1,0 +1,122 @@
+/* model.c: see model.h. Follows diffusers' ModelMixin.save_pretrained / from_pretrained for a
+ * non-sharded safetensors checkpoint; the tensor reading (legacy names, dtypes, shapes) is
+ * io/model_folder.c's slab I/O. */
+#include "model/model.h"
+
+#include "core/hash.h"
+#include "io/model_folder.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct Model {
+    const ModelKind *kind;
+    void *net; /* UNet * for UNet2DModel */
+    uint64_t fingerprint;
+};
+
+static uint64_t fingerprint_parts(const char *config_json, const float *params, size_t n) {
+    uint64_t h = hash_fnv1a(HASH_FNV_OFFSET, config_json, strlen(config_json));
+    return hash_fnv1a(h, params, n * sizeof *params);
+}
+
+uint64_t model_fingerprint_of(const UNet *net) {
+    char *cfg = unet_config_to_json(unet_config(net));
+    uint64_t h = fingerprint_parts(cfg, unet_params_const(net), unet_num_params(net));
+    free(cfg);
+    return h;
+}
+
+const char *model_fingerprint_hex(uint64_t fp, char buf[17]) {
+    snprintf(buf, 17, "%016llx", (unsigned long long)fp);
+    return buf;
+}
+
+void model_refresh_fingerprint(Model *m) {
+    const ModelKind *k = m->kind;
+    char *cfg = k->to_json(k->config(m->net));
+    m->fingerprint = fingerprint_parts(cfg, k->params(m->net), k->layout(m->net)->total);
+    free(cfg);
+}
+
+uint64_t model_fingerprint(const Model *m) {
+    return m->fingerprint;
+}
+const ModelKind *model_kind(const Model *m) {
+    return m->kind;
+}
+
+UNet *model_unet(Model *m) {
+    return strcmp(m->kind->class_name, "UNet2DModel") == 0 ? m->net : NULL;
+}
+const UNet *model_unet_const(const Model *m) {
+    return model_unet((Model *)m);
+}
+const ParamLayout *model_layout(const Model *m) {
+    return m->kind->layout(m->net);
+}
+float *model_params(Model *m) {
+    return m->kind->params(m->net);
+}
+
+void model_free(Model *m) {
+    if (!m) return;
+    if (m->net) m->kind->destroy(m->net);
+    free(m);
+}
+
+static Model *wrap(const ModelKind *k, void *net) {
+    Model *m = xcalloc(1, sizeof *m);
+    m->kind = k;
+    m->net = net;
+    model_refresh_fingerprint(m);
+    return m;
+}
+
+int model_create(Model **out, const UNetConfig *cfg, JtError *err) {
+    *out = NULL;
+    const ModelKind *k = model_kind_find("UNet2DModel");
+    void *net;
+    if (k->create(&net, cfg, err) != JT_OK) return JT_ERR;
+    *out = wrap(k, net);
+    return JT_OK;
+}
+
+int model_load(const char *dir, Model **out, JtError *err) {
+    *out = NULL;
+    char *cfg_path = path_join(dir, MODEL_CONFIG_FILE);
+    char *w_path = path_join(dir, MODEL_WEIGHTS_FILE);
+    void *cfg = NULL, *net = NULL;
+    const ModelKind *k = NULL;
+    int rc = model_kind_load_config(cfg_path, &k, &cfg, err);
+    if (rc == JT_OK) rc = k->create(&net, cfg, err);
+    if (rc == JT_OK) rc = model_slab_load(w_path, k->layout(net), k->params(net), err);
+    if (rc == JT_OK) {
+        *out = wrap(k, net);
+    } else if (net) {
+        k->destroy(net);
+    }
+    free(cfg);
+    free(cfg_path);
+    free(w_path);
+    return rc;
+}
+
+int model_save(Model *m, const char *dir, JtError *err) {
+    if (model_mkdirs(dir, err) != JT_OK) return JT_ERR;
+    const ModelKind *k = m->kind;
+    char *cfg_path = path_join(dir, MODEL_CONFIG_FILE);
+    char *w_path = path_join(dir, MODEL_WEIGHTS_FILE);
+    int rc = model_slab_save(w_path, k->layout(m->net), k->params(m->net), err);
+    if (rc == JT_OK) {
+        char *json = k->to_json(k->config(m->net));
+        rc = atomic_file_write(cfg_path, json, strlen(json), err);
+        free(json);
+    }
+    /* F32 on disk: the written bytes are the parameters in memory */
+    model_refresh_fingerprint(m);
+    free(cfg_path);
+    free(w_path);
+    return rc;
+}

@@ -1,0 +1,156 @@
+/* model_kind.c: see model_kind.h. The UNet2DModel row wraps unet/ (config.h, unet.h); the rows
+ * marked unsupported are the networks of the latent-diffusion system (ldm.md section 2.7) that
+ * jtrak will implement next, known so that a folder holding one is refused by name rather than
+ * as a UNet2DModel with unknown fields. */
+#include "model/model_kind.h"
+
+#include "model/config_fields.h"
+#include "unet/config.h"
+#include "unet/unet.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- UNet2DModel hooks ---- */
+
+static int unet2d_parse(void *cfg, const void *root, const char *path, JtError *err) {
+    return unet_config_from_json(cfg, root, path, err);
+}
+static int unet2d_validate(const void *cfg, const char *path, JtError *err) {
+    return unet_config_validate(cfg, path, err);
+}
+static char *unet2d_to_json(const void *cfg) {
+    return unet_config_to_json(cfg);
+}
+static int unet2d_create(void **net, const void *cfg, JtError *err) {
+    UNet *u = NULL;
+    int rc = unet_create(&u, cfg, err);
+    *net = u;
+    return rc;
+}
+static void unet2d_destroy(void *net) {
+    unet_free(net);
+}
+static const void *unet2d_config(const void *net) {
+    return unet_config(net);
+}
+static const ParamLayout *unet2d_layout(const void *net) {
+    return unet_layout(net);
+}
+static float *unet2d_params(void *net) {
+    return unet_params(net);
+}
+
+#define UNSUPPORTED(cls, what, why)                                                                \
+    { .class_name = cls, .summary = what, .refusal = why }
+
+static const ModelKind KINDS[] = {
+    {.class_name = "UNet2DModel",
+     .summary = "diffusers' unconditional (or class-conditional) 2D UNet (DDPM)",
+     .supported = 1,
+     .config_size = sizeof(UNetConfig),
+     .parse = unet2d_parse,
+     .validate = unet2d_validate,
+     .to_json = unet2d_to_json,
+     .create = unet2d_create,
+     .destroy = unet2d_destroy,
+     .config = unet2d_config,
+     .layout = unet2d_layout,
+     .params = unet2d_params},
+    UNSUPPORTED("UNet2DConditionModel",
+                "diffusers' text-conditioned 2D UNet with cross-attention (Stable Diffusion, SDXL)",
+                "cross-attention conditioning (ldm.md 2.7)"),
+    UNSUPPORTED("AutoencoderKL", "diffusers' KL autoencoder (the latent-diffusion VAE)",
+                "the VAE encoder/decoder (ldm.md 2.7)"),
+    UNSUPPORTED("VQModel", "diffusers' VQ autoencoder (CompVis latent diffusion)",
+                "the vector-quantised autoencoder"),
+    UNSUPPORTED("CLIPTextModel",
+                "transformers' CLIP text encoder (Stable Diffusion's text_encoder)",
+                "the CLIP text encoder (ldm.md 2.7)"),
+    UNSUPPORTED("CLIPTextModelWithProjection",
+                "transformers' CLIP text encoder with projection (SDXL's text_encoder_2)",
+                "the CLIP text encoder (ldm.md 2.7)"),
+};
+#define N_KINDS ((int)(sizeof KINDS / sizeof KINDS[0]))
+
+const ModelKind *model_kinds(int *n) {
+    *n = N_KINDS;
+    return KINDS;
+}
+
+const ModelKind *model_kind_find(const char *class_name) {
+    for (int i = 0; class_name && i < N_KINDS; i++)
+        if (strcmp(KINDS[i].class_name, class_name) == 0) return &KINDS[i];
+    return NULL;
+}
+
+const char *model_kind_supported_names(void) {
+    static char buf[256];
+    if (buf[0]) return buf;
+    size_t k = 0;
+    for (int i = 0; i < N_KINDS; i++)
+        if (KINDS[i].supported)
+            k += (size_t)snprintf(buf + k, sizeof buf - k, "%s%s", k ? ", " : "",
+                                  KINDS[i].class_name);
+    return buf;
+}
+
+int model_kind_of_config(const void *root_, const char *path, const ModelKind **out, JtError *err) {
+    const cJSON *root = root_;
+    *out = NULL;
+    if (!cJSON_IsObject(root))
+        return jt_fail(err, "%s: invalid config: the top level is not a JSON object", path);
+    const cJSON *cls = cJSON_GetObjectItemCaseSensitive(root, "_class_name");
+    const char *field = "_class_name";
+    if (!cls) {
+        /* transformers' config.json (CLIPTextModel) names its class in "architectures" */
+        const cJSON *arch = cJSON_GetObjectItemCaseSensitive(root, "architectures");
+        if (cJSON_IsArray(arch) && cJSON_GetArraySize(arch) == 1 && cJSON_IsString(arch->child)) {
+            cls = arch->child;
+            field = "architectures";
+        }
+    }
+    if (!cls) { /* jtrak's own folders always write it; diffusers' too since 0.1 */
+        *out = model_kind_find("UNet2DModel");
+        return JT_OK;
+    }
+    if (!cJSON_IsString(cls))
+        return jt_fail(err, "%s: field '%s': expected a string (the model class)", path, field);
+    const ModelKind *k = model_kind_find(cls->valuestring);
+    if (!k)
+        return jt_fail(err,
+                       "%s: field '%s': \"%.80s\" is not a model class jtrak knows (supported: %s)",
+                       path, field, cls->valuestring, model_kind_supported_names());
+    if (!k->supported)
+        return jt_fail(err,
+                       "%s: %s is not supported yet (jtrak supports %s; %s is not implemented)",
+                       path, k->class_name, model_kind_supported_names(), k->refusal);
+    *out = k;
+    return JT_OK;
+}
+
+int model_kind_load_config(const char *path, const ModelKind **kind, void **cfg, JtError *err) {
+    *kind = NULL;
+    *cfg = NULL;
+    char *text = NULL;
+    void *root = NULL, *c = NULL;
+    const ModelKind *k = NULL;
+    int rc = cf_read_file(path, &text, err);
+    if (rc == JT_OK) rc = cf_json_parse(text, path, &root, err);
+    if (rc == JT_OK) rc = model_kind_of_config(root, path, &k, err);
+    if (rc == JT_OK) {
+        c = xcalloc(1, k->config_size);
+        rc = k->parse(c, root, path, err);
+    }
+    if (rc == JT_OK) {
+        *kind = k;
+        *cfg = c;
+    } else {
+        free(c);
+    }
+    cf_json_free(root);
+    free(text);
+    return rc;
+}
