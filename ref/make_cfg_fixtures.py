@@ -17,7 +17,6 @@ import os
 
 import torch
 from diffusers import DDIMScheduler, UNet2DModel
-from safetensors.torch import save_file
 
 import twin_common as tc
 
@@ -60,7 +59,7 @@ def main():
     }
     path = os.path.join(out_dir, "cfg_ddim_cls_fm3_12x12.safetensors")
     meta = {"steps": str(STEPS), "eta": "0", "guidance": repr(GUIDANCE)}
-    save_file(tensors, path, metadata=meta)
+    tc.save_safetensors_sorted(tensors, path, meta)  # sorted metadata: reproducible bytes
     tc.log(f"wrote {path}")
 
 
