@@ -17,10 +17,14 @@
  * A training step also reports the convolutions alone (conv_s_per_step: mean seconds of the conv
  * nodes per step, conv_share of the step, conv_gflops: their FLOPs over that time).
  * --flops prints only the FLOP count (and parameter count) and runs nothing.
+ * --class-embeds K makes the config class-conditional (num_class_embeds K, the config named
+ * "<config>-clsK" in the rows): every iteration draws the batch's labels in 0..K-1 (the null
+ * class included, as condition dropout feeds it), as ref/bench_torch.py --class-embeds does;
+ * sampling gives sample i the class i mod (K - 1), guidance 1.
  *
  * Run: bench_unet CONFIG.json [--batch 64] [--iters 5] [--size S]
  *        [--what forward,train_step,sample] [--sample-batches 16,64] [--sample-steps 10]
- *        [--flops] */
+ *        [--class-embeds K] [--flops] */
 #include "bench_common.h"
 #include "core/progress.h"
 #include "core/rng.h"
@@ -77,6 +81,8 @@ static double time_steps(UNet *net, int mode, int B, int S, int iters, double *c
     float *x = xmalloc(nx * sizeof *x), *eps = xmalloc(ny * sizeof *eps);
     float *y = xmalloc(ny * sizeof *y), *dy = xmalloc(ny * sizeof *dy);
     float *t = xmalloc((size_t)B * sizeof *t);
+    const int K = unet_num_classes(net);
+    int *labels = K > 0 ? xmalloc((size_t)B * sizeof *labels) : NULL;
     float *g = NULL, *m = NULL, *v = NULL;
     if (mode == 1) g = xcalloc(P, sizeof *g), m = xcalloc(P, sizeof *m), v = xcalloc(P, sizeof *v);
     rng_fill_normal(x, nx, 1, 0, 0);
@@ -88,7 +94,10 @@ static double time_steps(UNet *net, int mode, int B, int S, int iters, double *c
     for (int it = 0; it <= iters; it++) { /* iteration 0 is the warm-up */
         if (it == 1) unet_run_profile(run, 1);
         double t0 = progress_now();
-        unet_forward(net, run, B, y, x, t, NULL);
+        for (int b = 0; labels && b < B; b++) /* drawn per batch, inside the timing */
+            labels[b] = (int)rng_randint(1, rng_stream(RNG_TAG_TEST, (uint64_t)it, 2), (uint64_t)b,
+                                         (uint32_t)K);
+        unet_forward(net, run, B, y, x, t, labels);
         if (mode == 1) {
             memset(g, 0, P * sizeof *g);
             memset(dy, 0, ny * sizeof *dy);
@@ -106,6 +115,7 @@ static double time_steps(UNet *net, int mode, int B, int S, int iters, double *c
     }
     unet_run_free(run);
     free(x), free(eps), free(y), free(dy), free(t), free(g), free(m), free(v), free(ts);
+    free(labels);
     return med;
 }
 
@@ -118,7 +128,16 @@ static double time_sampler(const UNet *net, const NoiseSchedule *sched, int B, i
                         .seed = 0,
                         .n = B,
                         .batch = B,
-                        .quiet = 1};
+                        .quiet = 1,
+                        .guidance = 1.0f};
+    const int K = unet_num_classes(net);
+    int *labels = NULL;
+    if (K > 0) {
+        labels = xmalloc((size_t)B * sizeof *labels);
+        for (int i = 0; i < B; i++)
+            labels[i] = K > 1 ? i % (K - 1) : 0;
+        so.labels = labels;
+    }
     double *ts = xmalloc((size_t)(iters + 1) * sizeof *ts);
     JtError err;
     for (int it = 0; it <= iters; it++) {
@@ -132,20 +151,20 @@ static double time_sampler(const UNet *net, const NoiseSchedule *sched, int B, i
         traj_free(&tr);
     }
     double med = bench_median(ts + 1, iters);
-    free(ts);
+    free(ts), free(labels);
     return med;
 }
 
 int main(int argc, char **argv) {
     const char *usage = "usage: bench_unet CONFIG.json [--batch 64] [--iters 5] [--size S] "
                         "[--what forward,train_step,sample] [--sample-batches 16,64] "
-                        "[--sample-steps 10] [--flops]\n";
+                        "[--sample-steps 10] [--class-embeds K] [--flops]\n";
     if (argc < 2 || argv[1][0] == '-') {
         fputs(usage, stderr);
         return 2;
     }
     const char *config = argv[1], *what = "forward,train_step", *sample_batches = "16,64";
-    int B = 64, iters = 5, S = 0, sample_steps = 10, flops_only = 0;
+    int B = 64, iters = 5, S = 0, sample_steps = 10, flops_only = 0, class_embeds = 0;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--flops") == 0) {
@@ -169,13 +188,16 @@ int main(int argc, char **argv) {
             sample_batches = val;
         else if (strcmp(a, "--sample-steps") == 0)
             sample_steps = atoi(val);
+        else if (strcmp(a, "--class-embeds") == 0)
+            class_embeds = atoi(val);
         else {
             fputs(usage, stderr);
             return 2;
         }
     }
-    if (B < 1 || iters < 1 || sample_steps < 1) {
-        fprintf(stderr, "bench_unet: --batch, --iters and --sample-steps must be at least 1\n");
+    if (B < 1 || iters < 1 || sample_steps < 1 || class_embeds < 0) {
+        fprintf(stderr, "bench_unet: --batch, --iters and --sample-steps must be at least 1, "
+                        "--class-embeds at least 0\n");
         return 2;
     }
     int sample_batch_list[16];
@@ -185,10 +207,21 @@ int main(int argc, char **argv) {
     UNetConfig cfg;
     JtError err;
     UNet *net;
-    if (unet_config_load(&cfg, config, &err) || unet_create(&net, &cfg, &err)) {
+    int bad = unet_config_load(&cfg, config, &err);
+    if (!bad && class_embeds > 0) cfg.num_class_embeds = class_embeds;
+    if (bad || unet_create(&net, &cfg, &err)) {
         fprintf(stderr, "bench_unet: %s\n", err.msg);
         return 1;
     }
+    /* The rows' config name: the variant gets its own (scripts/bench_report.py keys on it). */
+    char name[512];
+    size_t len = strlen(config);
+    if (len > 5 && strcmp(config + len - 5, ".json") == 0) len -= 5;
+    if (class_embeds > 0)
+        snprintf(name, sizeof name, "%.*s-cls%d", (int)len, config, class_embeds);
+    else
+        snprintf(name, sizeof name, "%s", config);
+    config = name;
     if (S == 0) S = cfg.sample_size;
     size_t P = unet_num_params(net);
     UNetFlops fd;

@@ -15,8 +15,14 @@ images_per_s is batch / median seconds per iteration, after warm-up; for sample 
 evaluations (image-steps) per second. peak_rss_mb is the process's peak resident set so far (run
 one --what per process for a figure of its own; scripts/bench.sh does).
 
+--class-embeds K makes the model class-conditional (num_class_embeds K; rows name the config
+"<config>-clsK"): each training step draws its batch's class_labels in 0..K-1 (the null class K-1
+included, as condition dropout feeds it), as bench/bench_unet.c --class-embeds does; forward uses
+fixed labels, sampling gives sample i the class i mod (K - 1).
+
 Run: python ref/bench_torch.py configs/fm-s.json [--batch 64] [--size 28] [--threads 2] [--iters 10]
        [--warmup 2] [--what forward,train_step,sample,flops] [--sample-batches 16,64] [--sample-steps 10]
+       [--class-embeds K]
 """
 
 import argparse
@@ -57,6 +63,8 @@ def main():
     ap.add_argument("--sample-batches", default="16,64", help="sampler batch sizes (what=sample)")
     ap.add_argument("--sample-steps", type=int, default=10, help="DDIM steps (what=sample)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--class-embeds", type=int, default=0,
+                    help="num_class_embeds K: a class-conditional variant of the config (0 = as given)")
     args = ap.parse_args()
     whats = set(args.what.replace("both", "forward,train_step").split(","))
     unknown = whats - {"forward", "train_step", "sample", "flops"}
@@ -66,6 +74,10 @@ def main():
     torch.set_num_threads(args.threads)
     cfg = tc.load_config(args.config)
     name = os.path.splitext(os.path.basename(args.config))[0]
+    K = args.class_embeds
+    if K > 0:
+        cfg["num_class_embeds"] = K
+        name += f"-cls{K}"
     size = args.size or cfg["sample_size"]
     if isinstance(size, (list, tuple)):
         size = size[0]
@@ -75,6 +87,11 @@ def main():
     x = torch.rand(shape, generator=gen) * 2 - 1
     noise = torch.randn(shape, generator=gen)
     t = torch.randint(0, 1000, (args.batch,), generator=gen)
+    # class-conditional: fixed labels for forward and flops; each training step draws its own
+    labels = torch.randint(0, K, (args.batch,), generator=gen) if K > 0 else None
+
+    def draw_labels():
+        return torch.randint(0, K, (args.batch,), generator=gen) if K > 0 else None
     tc.log(f"{name}: {tc.count_params(model):,} parameters, batch {args.batch}, {size}x{size}, "
            f"{args.threads} threads, {args.warmup} warm-up + {args.iters} timed iterations")
 
@@ -93,11 +110,11 @@ def main():
         model.eval()
         with FlopCounterMode(display=False) as fc:
             with torch.no_grad():
-                model(x, t).sample
+                model(x, t, class_labels=labels).sample
         fwd = fc.get_total_flops() / args.batch
         model.train()
         with FlopCounterMode(display=False) as fc:
-            model(x, t).sample.square().mean().backward()
+            model(x, t, class_labels=labels).sample.square().mean().backward()
         model.zero_grad(set_to_none=True)
         print(json.dumps(dict(base, what="flops", forward_flops=fwd,
                               train_flops=fc.get_total_flops() / args.batch,
@@ -108,7 +125,7 @@ def main():
 
         def fwd():
             with torch.no_grad():
-                model(x, t).sample
+                model(x, t, class_labels=labels).sample
 
         report("forward", timed(fwd, args.warmup, args.iters))
 
@@ -118,7 +135,7 @@ def main():
 
         def step():
             opt.zero_grad(set_to_none=True)
-            loss = F.mse_loss(model(x, t).sample, noise)
+            loss = F.mse_loss(model(x, t, class_labels=draw_labels()).sample, noise)
             loss.backward()
             opt.step()
 
@@ -131,13 +148,14 @@ def main():
         sched = DDIMScheduler()
         for sb in [int(b) for b in args.sample_batches.split(",")]:
             x_T = torch.randn((sb,) + shape[1:], generator=gen)
+            sl = torch.arange(sb) % max(K - 1, 1) if K > 0 else None
 
             def sample():
                 sched.set_timesteps(args.sample_steps)
                 xs = x_T
                 with torch.no_grad():
                     for ts in sched.timesteps:
-                        eps = model(xs, ts).sample
+                        eps = model(xs, ts, class_labels=sl).sample
                         xs = sched.step(eps, ts, xs, eta=0.0).prev_sample
                 return xs
 

@@ -2,7 +2,8 @@
 # `make bench`: one run on one machine that measures, with the same thread count throughout,
 #
 #   1. OpenBLAS SGEMM's peak GFLOP/s (bench/bench_sgemm.c): the yardstick for the rest
-#   2. the U-Net forward and training step (batch 64, the shipped Fashion-MNIST configs) of jtrak
+#   2. the U-Net forward and training step (batch 64, the shipped Fashion-MNIST configs; and the
+#      class-conditional training step of fm-xs with num_class_embeds 11) of jtrak
 #      (bench/bench_unet.c) and of diffusers' UNet2DModel in PyTorch (ref/bench_torch.py): images/s,
 #      achieved GFLOP/s (unet/unet_flops.h) and % of the SGEMM peak, peak memory
 #   3. sampling: U-Net evaluations/s of the DDIM loop at batches 16 and 64, jtrak and diffusers
@@ -26,7 +27,8 @@
 # Knobs (environment): THREADS (2), BATCH (U-Net batch, 64), ITERS (timed iterations, 5),
 # ROUNDS (alternating jtrak/diffusers rounds of the forward and training step, 3),
 # CONFIGS (configs/fm-xs.json configs/fm-s.json), SAMPLE_BATCHES (16,64), SAMPLE_STEPS (10),
-# SGEMM_SIZES (1024,2048,4096); ATTRIB=0 / SCALING=0 / PROJECT=0 / TWIN=0 skip a part; the
+# SGEMM_SIZES (1024,2048,4096), COND_CONFIG (configs/fm-xs.json) and COND_K (11) of the
+# class-conditional training step; COND=0 / ATTRIB=0 / SCALING=0 / PROJECT=0 / TWIN=0 skip a part; the
 # attribution part reads N, S, K, ATTRIB_BATCH (its BATCH), NT, STEPS, R, FP16 (scripts/
 # bench-attrib.sh) and the scaling part SIZES, SCALE_S, TARGETS, ... (scripts/bench-scaling.sh);
 # LOAD_MAX, WAIT_S: wait up to WAIT_S seconds for the load average to drop below LOAD_MAX first.
@@ -92,7 +94,7 @@ jtrak_unet() { # cfg what [round]
   echo "bench: jtrak $1 $2${3:+ (round $3)}" >&2
   OMP_NUM_THREADS=$THREADS "$BUILD/bench_unet" "$1" --what "$2" --batch "$BATCH" \
     --iters "$ITERS" --sample-batches "$SAMPLE_BATCHES" --sample-steps "$SAMPLE_STEPS" \
-    | tagged_round "${3:-1}" >> "$OUT"
+    --class-embeds "${CLASS_EMBEDS:-0}" | tagged_round "${3:-1}" >> "$OUT"
 }
 torch_unet() { # cfg what [round]
   [ "$HAVE_TORCH" = 1 ] || return 0
@@ -101,7 +103,8 @@ torch_unet() { # cfg what [round]
   local b=$BATCH; [ "$2" = flops ] && b=2
   OMP_NUM_THREADS=$THREADS "$PY" ref/bench_torch.py "$1" --what "$2" --batch "$b" \
     --threads "$THREADS" --iters "$ITERS" --warmup 1 --sample-batches "$SAMPLE_BATCHES" \
-    --sample-steps "$SAMPLE_STEPS" 2> "$BUILD/bench_torch.log" | tagged_round "${3:-1}" >> "$OUT" \
+    --sample-steps "$SAMPLE_STEPS" --class-embeds "${CLASS_EMBEDS:-0}" 2> "$BUILD/bench_torch.log" \
+    | tagged_round "${3:-1}" >> "$OUT" \
     || { tail -20 "$BUILD/bench_torch.log" >&2; exit 1; }
 }
 for cfg in $CONFIGS; do
@@ -116,6 +119,19 @@ for cfg in $CONFIGS; do
   jtrak_unet "$cfg" sample
   torch_unet "$cfg" sample
 done
+
+# 2b. the class-conditional training step (COND_CONFIG with num_class_embeds COND_K, labels drawn
+# per batch on both sides; its rows are config "<name>-cls<K>"), in the same alternating rounds.
+if [ "${COND:-1}" = 1 ]; then
+  COND_CONFIG=${COND_CONFIG:-configs/fm-xs.json}
+  COND_K=${COND_K:-11}
+  "$BUILD/bench_unet" "$COND_CONFIG" --flops --class-embeds "$COND_K" >> "$OUT"
+  CLASS_EMBEDS=$COND_K torch_unet "$COND_CONFIG" flops
+  for round in $(seq 1 "$ROUNDS"); do
+    CLASS_EMBEDS=$COND_K jtrak_unet "$COND_CONFIG" train_step "$round"
+    CLASS_EMBEDS=$COND_K torch_unet "$COND_CONFIG" train_step "$round"
+  done
+fi
 
 # 4. featurize and score beside traker (its own table goes to $BUILD/bench-attrib.txt)
 if [ "${ATTRIB:-1}" = 1 ]; then

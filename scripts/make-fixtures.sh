@@ -10,6 +10,7 @@ scripts/twin-env.sh
 "$VENV/bin/python" ref/make_attrib_fixtures.py
 "$VENV/bin/python" ref/make_scheduler_fixtures.py
 (cd ref && "../$VENV/bin/python" make_sampler_fixtures.py)
+(cd ref && "../$VENV/bin/python" make_cfg_fixtures.py)
 "$VENV/bin/python" ref/make_traker_fixtures.py
 "$VENV/bin/python" ref/make_stats_fixtures.py
 echo "fixtures written under tests/fixtures/"

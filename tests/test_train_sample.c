@@ -18,19 +18,22 @@
 
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
+#include <criterion/logging.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
+#include <sys/stat.h>
 
 /* 24 random 8x8 uint8 images with labels 0..2, written as npy and loaded as a Dataset. */
 static void tiny_data(Dataset *ds) {
     enum { N = 24 };
     uint8_t pix[N * 64];
     int64_t labels[N];
-    for (int i = 0; i < N * 64; i++) pix[i] = (uint8_t)((i * 2654435761u) >> 24);
-    for (int i = 0; i < N; i++) labels[i] = i % 3;
+    for (int i = 0; i < N * 64; i++)
+        pix[i] = (uint8_t)((i * 2654435761u) >> 24);
+    for (int i = 0; i < N; i++)
+        labels[i] = i % 3;
     char img[128], lab[128], src[300];
     snprintf(img, sizeof img, "%s/images.npy", test_tmp);
     snprintf(lab, sizeof lab, "%s/labels.npy", test_tmp);
@@ -80,7 +83,8 @@ static float *read_state(const char *sub, size_t *n) {
     JtError err;
     cr_assert(st_open(&f, path, &err) == JT_OK, "%s", err.msg);
     size_t total = 0;
-    for (int i = 0; i < f.n_tensors; i++) total += (size_t)f.tensors[i].numel;
+    for (int i = 0; i < f.n_tensors; i++)
+        total += (size_t)f.tensors[i].numel;
     float *all = malloc(total * sizeof *all);
     size_t at = 0;
     for (int i = 0; i < f.n_tensors; i++) { /* header order is the sorted name order */
@@ -115,7 +119,8 @@ Test(train, resumed_run_equals_uninterrupted_run) {
     omp_set_num_threads(2);
 
     size_t na, nb, nc;
-    float *a = read_state("full", &na), *b = read_state("resumed", &nb), *c = read_state("one_thread", &nc);
+    float *a = read_state("full", &na), *b = read_state("resumed", &nb),
+          *c = read_state("one_thread", &nc);
     cr_assert(na == nb && na == nc);
     cr_assert(memcmp(a, b, na * sizeof *a) == 0, "resumed run differs from the uninterrupted one");
     cr_assert(memcmp(a, c, na * sizeof *a) == 0, "1-thread run differs from the 2-thread one");
@@ -139,7 +144,8 @@ Test(train, resumed_run_equals_uninterrupted_run) {
     cJSON *rec = json_load_file(path, &err);
     cr_assert(rec != NULL, "%s", err.msg);
     cr_expect_eq(cJSON_GetObjectItem(rec, "step")->valueint, 6);
-    cr_expect(cJSON_IsString(cJSON_GetObjectItem(cJSON_GetObjectItem(rec, "dataset"), "fingerprint")));
+    cr_expect(
+        cJSON_IsString(cJSON_GetObjectItem(cJSON_GetObjectItem(rec, "dataset"), "fingerprint")));
     cJSON_Delete(rec);
 
     snprintf(path, sizeof path, "%s/full/log.jsonl", test_tmp);
@@ -190,7 +196,7 @@ Test(train, trajectory_replays_exactly_and_round_trips) {
     sched_config_default(&sc);
     JtError err;
     cr_assert(sched_init(&sched, &sc, &err) == JT_OK);
-    SampleOptions opt = {SAMPLER_DDPM, 10, 0.0f, 3, 3, 2, 1};
+    SampleOptions opt = {SAMPLER_DDPM, 10, 0.0f, 3, 3, 2, 1, NULL, 1.0f};
     Trajectory tr, tr1, back;
     cr_assert(traj_sample(net, &sched, &opt, NULL, &tr, &err) == JT_OK, "%s", err.msg);
     opt.batch = 1; /* batching must not change any sample */
@@ -211,20 +217,23 @@ Test(train, trajectory_replays_exactly_and_round_trips) {
             unet_forward(net, run, 1, eps, xt, &t, NULL);
             ddpm_step(xp, x0, xt, eps, tr.noise + ((size_t)i * tr.S + k) * D, D, &sched,
                       tr.timesteps[k], ddpm_prev_timestep(tr.timesteps, tr.S, k));
-            const float *next = k + 1 < tr.S ? tr.x_t + ((size_t)i * tr.S + k + 1) * D : tr.x_0 + i * D;
+            const float *next =
+                k + 1 < tr.S ? tr.x_t + ((size_t)i * tr.S + k + 1) * D : tr.x_0 + i * D;
             cr_assert(memcmp(xp, next, sizeof xp) == 0, "sample %d step %d does not replay", i, k);
             cr_assert(memcmp(x0, tr.x0_hat + ((size_t)i * tr.S + k) * D, sizeof x0) == 0);
         }
     unet_run_free(run);
     /* The last DDPM step (t = 0) adds no noise. */
-    for (size_t e = 0; e < D; e++) cr_assert(tr.noise[(size_t)(tr.S - 1) * D + e] == 0.0f);
+    for (size_t e = 0; e < D; e++)
+        cr_assert(tr.noise[(size_t)(tr.S - 1) * D + e] == 0.0f);
 
     /* Regeneration with the same model replays the stored noise: from x_T and from a middle step
      * it lands exactly on x_0. */
     float regen[64];
     for (int k0 = 0; k0 < tr.S; k0 += tr.S / 2) {
         cr_assert(traj_replay(net, &sched, &tr, 2, k0, regen, &err) == JT_OK, "%s", err.msg);
-        cr_assert(memcmp(regen, tr.x_0 + 2 * D, sizeof regen) == 0, "replay from step %d differs", k0);
+        cr_assert(memcmp(regen, tr.x_0 + 2 * D, sizeof regen) == 0, "replay from step %d differs",
+                  k0);
     }
 
     char path[200];
@@ -261,12 +270,428 @@ Test(sampler, ddim_eta0_matches_diffusers_loop) {
     SchedConfig sc;
     sched_config_default(&sc);
     cr_assert(sched_init(&sched, &sc, &err) == JT_OK);
-    SampleOptions opt = {SAMPLER_DDIM, 10, 0.0f, 0, 2, 2, 1};
+    SampleOptions opt = {SAMPLER_DDIM, 10, 0.0f, 0, 2, 2, 1, NULL, 1.0f};
     Trajectory tr;
     cr_assert(traj_sample(net, &sched, &opt, x_T, &tr, &err) == JT_OK, "%s", err.msg);
     /* unet2d.md section 7: ~1e-4 per U-Net evaluation, compounding over 10 steps: 1e-3. */
     expect_close("DDIM x0_hat vs diffusers", tr.x0_hat, x0_hat, 2 * 10 * 144, 1e-3, 1e-3);
     expect_close("DDIM x_0 vs diffusers", tr.x_0, x_0, 2 * 144, 1e-3, 1e-3);
+    traj_free(&tr);
+    sched_free(&sched);
+    unet_free(net);
+}
+
+/* ---- conditioning ------------------------------------------------------------------------- */
+
+/* The tiny config with class conditioning for tiny_data's 3 classes: num_class_embeds 4 (the null
+ * class 3). */
+static void tiny_cond_config(UNetConfig *cfg) {
+    test_tiny_unet_config(cfg);
+    cfg->num_class_embeds = 4;
+}
+
+static int train_cond_into(const char *sub, const TrainRecipe *r, long stop_after, int *stopped,
+                           JtError *err) {
+    UNetConfig cfg;
+    tiny_cond_config(&cfg);
+    SchedConfig sc;
+    sched_config_default(&sc);
+    Dataset ds = {0};
+    tiny_data(&ds);
+    char out[200];
+    snprintf(out, sizeof out, "%s/%s", test_tmp, sub);
+    TrainControl ctl = {out, 0, 2, stop_after, 1};
+    int rc = train_run(&cfg, &sc, &ds, r, &ctl, stopped, err);
+    data_free(&ds);
+    return rc;
+}
+
+static void tiny_cond_recipe(TrainRecipe *r) {
+    tiny_recipe(r);
+    r->cond = TRAIN_COND_CLASS;
+    r->uncond_prob = 0.3; /* high, so that 6 steps of 4 drop some labels */
+}
+
+Test(train, conditional_resumed_run_equals_uninterrupted_run) {
+    TrainRecipe r;
+    tiny_cond_recipe(&r);
+    JtError err;
+    int stopped;
+    cr_assert(train_cond_into("full", &r, 0, &stopped, &err) == JT_OK, "%s", err.msg);
+    cr_assert(train_cond_into("resumed", &r, 2, &stopped, &err) == JT_OK, "%s", err.msg);
+    cr_assert(stopped == 1);
+    cr_assert(train_cond_into("resumed", &r, 3, &stopped, &err) == JT_OK, "%s", err.msg);
+    cr_assert(train_cond_into("resumed", &r, 0, &stopped, &err) == JT_OK, "%s", err.msg);
+    cr_assert(stopped == 0);
+    omp_set_num_threads(1);
+    cr_assert(train_cond_into("one_thread", &r, 0, &stopped, &err) == JT_OK, "%s", err.msg);
+    omp_set_num_threads(2);
+    /* Without dropout the labels fed differ, so the weights must too: the coins are used. */
+    TrainRecipe r0 = r;
+    r0.uncond_prob = 0;
+    cr_assert(train_cond_into("no_dropout", &r0, 0, &stopped, &err) == JT_OK, "%s", err.msg);
+    size_t na, nb, nc, nd;
+    float *a = read_state("full", &na), *b = read_state("resumed", &nb);
+    float *c = read_state("one_thread", &nc), *d = read_state("no_dropout", &nd);
+    cr_assert(na == nb && na == nc && na == nd);
+    cr_assert(memcmp(a, b, na * sizeof *a) == 0, "resumed conditional run differs");
+    cr_assert(memcmp(a, c, na * sizeof *a) == 0, "1-thread conditional run differs");
+    cr_assert(memcmp(a, d, na * sizeof *a) != 0, "condition dropout changed nothing");
+    free(a), free(b), free(c), free(d);
+
+    /* The model folder is class-conditional and the record carries the conditioning, which reads
+     * back into the same recipe (what lds and counterfactual retrain with). */
+    char path[300];
+    UNet *net;
+    snprintf(path, sizeof path, "%s/full", test_tmp);
+    cr_assert(test_load_unet(path, &net, &err) == JT_OK, "%s", err.msg);
+    cr_expect_eq(unet_num_classes(net), 4);
+    unet_free(net);
+    snprintf(path, sizeof path, "%s/full/training.json", test_tmp);
+    cJSON *rec = json_load_file(path, &err);
+    cr_assert(rec != NULL, "%s", err.msg);
+    const cJSON *rj = cJSON_GetObjectItem(rec, "recipe");
+    cr_expect_str_eq(cJSON_GetObjectItem(rj, "cond")->valuestring, "class");
+    cr_expect_eq(cJSON_GetObjectItem(rj, "uncond_prob")->valuedouble, 0.3);
+    TrainRecipe back;
+    cr_assert(train_recipe_from_json(&back, rj, path, &err) == JT_OK, "%s", err.msg);
+    char *j1 = train_recipe_json(&r), *j2 = train_recipe_json(&back);
+    cr_expect_str_eq(j1, j2);
+    free(j1), free(j2);
+    cJSON_Delete(rec);
+
+    /* Resuming with another dropout probability is another recipe. */
+    r.uncond_prob = 0.2;
+    cr_assert(train_cond_into("resumed2", &r0, 2, &stopped, &err) == JT_OK, "%s", err.msg);
+    cr_assert(train_cond_into("resumed2", &r, 0, &stopped, &err) == JT_ERR);
+    cr_expect(strstr(err.msg, "another recipe"), "%s", err.msg);
+}
+
+Test(train, conditioning_refusals) {
+    TrainRecipe r;
+    tiny_recipe(&r);
+    JtError err;
+    int stopped;
+    /* A conditional config trained unconditionally: the labels would be missing. */
+    cr_assert(train_cond_into("a", &r, 0, &stopped, &err) == JT_ERR);
+    cr_expect(strstr(err.msg, "num_class_embeds is 4") && strstr(err.msg, "--cond class"), "%s",
+              err.msg);
+    /* Too few class embeddings for 3 classes and the null class. */
+    tiny_cond_recipe(&r);
+    UNetConfig cfg;
+    tiny_cond_config(&cfg);
+    cfg.num_class_embeds = 3;
+    SchedConfig sc;
+    sched_config_default(&sc);
+    Dataset ds = {0};
+    tiny_data(&ds);
+    char out[200];
+    snprintf(out, sizeof out, "%s/b", test_tmp);
+    TrainControl ctl = {out, 0, 2, 0, 1};
+    cr_assert(train_run(&cfg, &sc, &ds, &r, &ctl, &stopped, &err) == JT_ERR);
+    cr_expect(strstr(err.msg, "num_class_embeds 3") && strstr(err.msg, "at least 4"), "%s",
+              err.msg);
+    /* Unlabelled data. */
+    cfg.num_class_embeds = 4;
+    ds.n_classes = 0;
+    cr_assert(train_run(&cfg, &sc, &ds, &r, &ctl, &stopped, &err) == JT_ERR);
+    cr_expect(strstr(err.msg, "no labels"), "%s", err.msg);
+    ds.n_classes = 3;
+    data_free(&ds);
+    struct stat sb;
+    cr_expect(stat(out, &sb) != 0, "a refused run left %s", out);
+}
+
+/* Condition dropout: over many (step, slot) draws the fraction replaced by the null class is near
+ * P, the draws are a function of (seed, step, slot) only (the same from a parallel loop of any
+ * thread count), and P = 0 never drops. */
+Test(train, condition_dropout_draws) {
+    TrainRecipe r;
+    tiny_cond_recipe(&r);
+    r.uncond_prob = 0.1;
+    enum { STEPS = 2000, SLOTS = 64 };
+    static int serial[STEPS * SLOTS], par[STEPS * SLOTS];
+    long nulls = 0;
+    for (long s = 0; s < STEPS; s++)
+        for (int j = 0; j < SLOTS; j++) {
+            int l = train_cond_label(&r, s, j, j % 10, 10);
+            cr_assert(l == 10 || l == j % 10);
+            serial[s * SLOTS + j] = l;
+            nulls += l == 10;
+        }
+    /* 128000 Bernoulli(0.1) draws: sd sqrt(0.09 / 128000) = 8.4e-4; 0.005 is 6 sd. */
+    double frac = (double)nulls / (STEPS * SLOTS);
+    cr_expect(frac > 0.095 && frac < 0.105, "dropped fraction %g, want about 0.1", frac);
+    for (int threads = 1; threads <= 2; threads++) {
+        omp_set_num_threads(threads);
+#pragma omp parallel for schedule(dynamic, 7)
+        for (long s = 0; s < STEPS; s++)
+            for (int j = 0; j < SLOTS; j++)
+                par[s * SLOTS + j] = train_cond_label(&r, s, j, j % 10, 10);
+        cr_expect(memcmp(serial, par, sizeof serial) == 0, "draws differ with %d threads", threads);
+    }
+    omp_set_num_threads(2);
+    r.uncond_prob = 0;
+    for (int j = 0; j < 1000; j++)
+        cr_assert(train_cond_label(&r, j, j, 3, 10) == 3);
+}
+
+Test(train, recipe_without_cond_reads_as_unconditional) {
+    TrainRecipe r, back;
+    tiny_recipe(&r);
+    char *json = train_recipe_json(&r);
+    cJSON *o = cJSON_Parse(json);
+    free(json);
+    cJSON_DeleteItemFromObject(o, "cond");
+    cJSON_DeleteItemFromObject(o, "uncond_prob");
+    JtError err;
+    cr_assert(train_recipe_from_json(&back, o, "old.json", &err) == JT_OK, "%s", err.msg);
+    cr_expect(back.cond == TRAIN_COND_NONE && back.uncond_prob == 0);
+    cJSON_AddStringToObject(o, "cond", "text");
+    cr_assert(train_recipe_from_json(&back, o, "bad.json", &err) == JT_ERR);
+    cr_expect(strstr(err.msg, "bad.json") && strstr(err.msg, "'cond'"), "%s", err.msg);
+    cJSON_Delete(o);
+}
+
+/* A randomly initialised class-conditional tiny U-Net (sampling needs no training). */
+static UNet *cond_model(void) {
+    UNetConfig cfg;
+    tiny_cond_config(&cfg);
+    UNet *net;
+    JtError err;
+    cr_assert(unet_create(&net, &cfg, &err) == JT_OK, "%s", err.msg);
+    unet_init_params(net, 5);
+    return net;
+}
+
+/* Rewrites a trajectory file with tensor `name` replaced (data NULL: removed) and one metadata
+ * key set (value NULL: unchanged); "old" drops the metadata keys cond and guidance. */
+static void rewrite_traj(const char *src, const char *dst, const char *name, StDtype dt, int ndim,
+                         const int64_t *shape, const void *data, const char *key,
+                         const char *value) {
+    StFile f;
+    JtError err;
+    cr_assert(st_open(&f, src, &err) == JT_OK, "%s", err.msg);
+    StWriter w;
+    st_writer_init(&w);
+    void *bufs[16] = {0};
+    for (int i = 0; i < f.n_tensors; i++) {
+        const StTensor *t = &f.tensors[i];
+        if (strcmp(t->name, name) == 0) continue;
+        bufs[i] = malloc((size_t)t->numel * 4);
+        cr_assert(st_read_raw(&f, i, bufs[i], &err) == JT_OK);
+        st_writer_add(&w, t->name, t->dtype, t->ndim, t->shape, bufs[i]);
+    }
+    if (data) st_writer_add(&w, name, dt, ndim, shape, data);
+    static const char *const keys[] = {"format", "sampler",           "steps", "eta",
+                                       "seed",   "model_fingerprint", "cond",  "guidance"};
+    const int old = strcmp(key, "old") == 0;
+    for (int k = 0; k < (old ? 6 : 8); k++) {
+        const char *v = strcmp(keys[k], key) == 0 && value ? value : st_metadata_get(&f, keys[k]);
+        if (v) st_writer_set_metadata(&w, keys[k], v);
+    }
+    cr_assert(st_writer_write(&w, dst, &err) == JT_OK, "%s", err.msg);
+    st_writer_free(&w);
+    for (int i = 0; i < 16; i++)
+        free(bufs[i]);
+    st_close(&f);
+}
+
+/* A guided class-conditional trajectory (DDIM with eta > 0, so replay needs the stored noise):
+ * independent of the batch size, replays bitwise from x_T and from a middle step, round-trips
+ * labels and guidance through its file; unguided (w = 1) differs from guided; the loader refuses
+ * bad conditioning and replay refuses a model of other conditioning. */
+Test(train, guided_conditional_trajectory_replays_and_round_trips) {
+    UNet *net = cond_model();
+    NoiseSchedule sched;
+    SchedConfig sc;
+    sched_config_default(&sc);
+    JtError err;
+    cr_assert(sched_init(&sched, &sc, &err) == JT_OK);
+    const int labels[3] = {2, 0, 3}; /* 3: the null class */
+    SampleOptions opt = {SAMPLER_DDIM, 6, 0.5f, 9, 3, 3, 1, labels, 2.5f};
+    Trajectory tr, tr1, plain, back;
+    cr_assert(traj_sample(net, &sched, &opt, NULL, &tr, &err) == JT_OK, "%s", err.msg);
+    cr_assert(tr.labels && tr.guidance == 2.5f);
+    opt.batch = 1;
+    cr_assert(traj_sample(net, &sched, &opt, NULL, &tr1, &err) == JT_OK, "%s", err.msg);
+    const size_t D = 64, nD = (size_t)tr.n * D, nSD = nD * tr.S;
+    cr_assert(memcmp(tr.x_0, tr1.x_0, nD * sizeof(float)) == 0, "batch size changed x_0");
+    opt.guidance = 1.0f;
+    cr_assert(traj_sample(net, &sched, &opt, NULL, &plain, &err) == JT_OK, "%s", err.msg);
+    cr_assert(memcmp(tr.x_T, plain.x_T, nD * sizeof(float)) == 0);
+    cr_expect(memcmp(tr.x_0, plain.x_0, D * sizeof(float)) != 0, "guidance changed nothing");
+    /* The null class's guided eps is eps_u + w (eps_u - eps_u) = eps_u: guidance is a no-op. */
+    cr_expect(memcmp(tr.x_0 + 2 * D, plain.x_0 + 2 * D, D * sizeof(float)) == 0,
+              "guidance changed the null-class sample");
+
+    float regen[64];
+    for (int j = 0; j < tr.n; j++)
+        for (int k0 = 0; k0 < tr.S; k0 += tr.S / 2) {
+            cr_assert(traj_replay(net, &sched, &tr, j, k0, regen, &err) == JT_OK, "%s", err.msg);
+            cr_assert(memcmp(regen, tr.x_0 + j * D, sizeof regen) == 0,
+                      "sample %d: replay from step %d differs", j, k0);
+        }
+
+    char path[200], bad[200];
+    snprintf(path, sizeof path, "%s/traj.safetensors", test_tmp);
+    snprintf(bad, sizeof bad, "%s/bad.safetensors", test_tmp);
+    cr_assert(traj_save(&tr, path, &err) == JT_OK, "%s", err.msg);
+    cr_assert(traj_load(&back, path, &err) == JT_OK, "%s", err.msg);
+    cr_assert(back.labels && memcmp(back.labels, labels, sizeof labels) == 0);
+    cr_expect(back.guidance == 2.5f);
+    cr_assert(memcmp(back.noise, tr.noise, nSD * sizeof(float)) == 0);
+    cr_assert(traj_replay(net, &sched, &back, 0, 0, regen, &err) == JT_OK, "%s", err.msg);
+    cr_assert(memcmp(regen, tr.x_0, sizeof regen) == 0, "replay of the loaded trajectory differs");
+
+    /* Replay with an unconditional model, or one with too few classes for label 3. */
+    UNetConfig ucfg;
+    test_tiny_unet_config(&ucfg);
+    UNet *unet;
+    cr_assert(unet_create(&unet, &ucfg, &err) == JT_OK);
+    cr_assert(traj_replay(unet, &sched, &back, 0, 0, regen, &err) == JT_ERR);
+    cr_expect(strstr(err.msg, "class-conditional") && strstr(err.msg, "unconditional"), "%s",
+              err.msg);
+    ucfg.num_class_embeds = 3;
+    UNet *small;
+    cr_assert(unet_create(&small, &ucfg, &err) == JT_OK);
+    cr_assert(traj_replay(small, &sched, &back, 2, 0, regen, &err) == JT_ERR);
+    cr_expect(strstr(err.msg, "out of range"), "%s", err.msg);
+    unet_free(small);
+    /* An unconditional trajectory on a conditional model. */
+    SampleOptions uopt = {SAMPLER_DDIM, 3, 0.0f, 1, 1, 1, 1, NULL, 1.0f};
+    Trajectory ut;
+    cr_assert(traj_sample(unet, &sched, &uopt, NULL, &ut, &err) == JT_OK, "%s", err.msg);
+    cr_assert(ut.labels == NULL && ut.guidance == 1.0f);
+    cr_assert(traj_replay(net, &sched, &ut, 0, 0, regen, &err) == JT_ERR);
+    cr_expect(strstr(err.msg, "unconditional"), "%s", err.msg);
+    /* Sampling a conditional model without labels, or with a label out of range. */
+    cr_assert(traj_sample(net, &sched, &uopt, NULL, &plain, &err) == JT_ERR);
+    cr_expect(strstr(err.msg, "class-conditional"), "%s", err.msg);
+    const int big[1] = {4};
+    uopt.labels = big;
+    cr_assert(traj_sample(net, &sched, &uopt, NULL, &plain, &err) == JT_ERR);
+    cr_expect(strstr(err.msg, "class 4 is out of range"), "%s", err.msg);
+    traj_free(&ut);
+    unet_free(unet);
+
+    /* The loader: wrong label count, a negative label, labels without cond, non-finite
+     * guidance, guidance on an unconditional file, an unknown cond. */
+    int32_t two[2] = {0, 1}, neg[3] = {0, -2, 1};
+    int64_t s2[1] = {2}, s3[1] = {3};
+    Trajectory t2;
+    rewrite_traj(path, bad, "class_labels", ST_I32, 1, s2, two, "", NULL);
+    cr_assert(traj_load(&t2, bad, &err) == JT_ERR);
+    cr_expect(strstr(err.msg, "class_labels") && strstr(err.msg, "one label per sample"), "%s",
+              err.msg);
+    rewrite_traj(path, bad, "class_labels", ST_I32, 1, s3, neg, "", NULL);
+    cr_assert(traj_load(&t2, bad, &err) == JT_ERR);
+    cr_expect(strstr(err.msg, "sample 1 has label -2"), "%s", err.msg);
+    rewrite_traj(path, bad, "class_labels", ST_I32, 1, s3, two, "cond", "none");
+    cr_assert(traj_load(&t2, bad, &err) == JT_ERR);
+    cr_expect(strstr(err.msg, "class_labels") && strstr(err.msg, "present"), "%s", err.msg);
+    rewrite_traj(path, bad, "class_labels", ST_I32, 1, s3, labels, "guidance", "nan");
+    cr_assert(traj_load(&t2, bad, &err) == JT_ERR);
+    cr_expect(strstr(err.msg, "guidance") && strstr(err.msg, "finite"), "%s", err.msg);
+    rewrite_traj(path, bad, "class_labels", ST_I32, 1, s3, NULL, "cond", "none");
+    cr_assert(traj_load(&t2, bad, &err) == JT_ERR);
+    cr_expect(strstr(err.msg, "guidance 2.5") && strstr(err.msg, "unconditional"), "%s", err.msg);
+    rewrite_traj(path, bad, "x", ST_I32, 1, s3, NULL, "cond", "text");
+    cr_assert(traj_load(&t2, bad, &err) == JT_ERR);
+    cr_expect(strstr(err.msg, "'cond'") && strstr(err.msg, "text"), "%s", err.msg);
+
+    traj_free(&tr), traj_free(&tr1), traj_free(&plain), traj_free(&back);
+    sched_free(&sched);
+    unet_free(net);
+}
+
+/* Files written before conditioning existed (no cond, guidance, class_labels) load as
+ * unconditional with guidance 1. */
+Test(train, old_trajectory_file_loads_as_unconditional) {
+    UNetConfig ucfg;
+    test_tiny_unet_config(&ucfg);
+    UNet *unet;
+    JtError err;
+    cr_assert(unet_create(&unet, &ucfg, &err) == JT_OK);
+    NoiseSchedule sched;
+    SchedConfig sc;
+    sched_config_default(&sc);
+    cr_assert(sched_init(&sched, &sc, &err) == JT_OK);
+    SampleOptions opt = {SAMPLER_DDIM, 3, 0.0f, 1, 2, 2, 1, NULL, 1.0f};
+    Trajectory tr, back;
+    cr_assert(traj_sample(unet, &sched, &opt, NULL, &tr, &err) == JT_OK, "%s", err.msg);
+    char path[200], old[200];
+    snprintf(path, sizeof path, "%s/t.safetensors", test_tmp);
+    snprintf(old, sizeof old, "%s/old.safetensors", test_tmp);
+    cr_assert(traj_save(&tr, path, &err) == JT_OK, "%s", err.msg);
+    /* Drop the two new metadata keys: rewrite with only the old ones. */
+    StFile f;
+    cr_assert(st_open(&f, path, &err) == JT_OK);
+    cr_expect_str_eq(st_metadata_get(&f, "cond"), "none");
+    cr_expect_str_eq(st_metadata_get(&f, "guidance"), "1");
+    st_close(&f);
+    rewrite_traj(path, old, "none", ST_I32, 0, NULL, NULL, "old", NULL);
+    cr_assert(st_open(&f, old, &err) == JT_OK);
+    cr_assert(!st_metadata_get(&f, "cond") && !st_metadata_get(&f, "guidance"));
+    st_close(&f);
+    cr_assert(traj_load(&back, old, &err) == JT_OK, "%s", err.msg);
+    cr_expect(back.labels == NULL && back.guidance == 1.0f);
+    float x0[64];
+    cr_assert(traj_replay(unet, &sched, &back, 1, 0, x0, &err) == JT_OK, "%s", err.msg);
+    cr_expect(memcmp(x0, tr.x_0 + 64, sizeof x0) == 0);
+    traj_free(&tr), traj_free(&back);
+    sched_free(&sched);
+    unet_free(unet);
+}
+
+Test(sampler, cfg_ddim_matches_diffusers_loop) {
+    char path[400];
+    snprintf(path, sizeof path, "%s/unet/cls_fm3_12x12", JTRAK_FIXTURES);
+    UNet *net;
+    JtError err;
+    cr_assert(test_load_unet(path, &net, &err) == JT_OK, "%s", err.msg);
+    snprintf(path, sizeof path, "%s/sampler/cfg_ddim_cls_fm3_12x12.safetensors", JTRAK_FIXTURES);
+    StFile f;
+    cr_assert(st_open(&f, path, &err) == JT_OK, "%s", err.msg);
+    enum { N = 4, S = 3, D = 144 };
+    float x_T[N * D], x_0[N * D], x0_hat[N * S * D];
+    int32_t l32[N], ts[S];
+    cr_assert(st_read_f32(&f, st_find(&f, "x_T"), x_T, &err) == JT_OK);
+    cr_assert(st_read_f32(&f, st_find(&f, "x_0"), x_0, &err) == JT_OK);
+    cr_assert(st_read_f32(&f, st_find(&f, "x0_hat"), x0_hat, &err) == JT_OK);
+    cr_assert(st_read_raw(&f, st_find(&f, "class_labels"), l32, &err) == JT_OK);
+    cr_assert(st_read_raw(&f, st_find(&f, "timesteps"), ts, &err) == JT_OK);
+    float w = strtof(st_metadata_get(&f, "guidance"), NULL);
+    st_close(&f);
+    cr_assert(w == 3.0f);
+    int labels[N];
+    for (int i = 0; i < N; i++)
+        labels[i] = l32[i];
+    cr_assert(labels[N - 1] == unet_num_classes(net) - 1, "the fixture's last sample: null class");
+    NoiseSchedule sched;
+    SchedConfig sc;
+    sched_config_default(&sc);
+    cr_assert(sched_init(&sched, &sc, &err) == JT_OK);
+    SampleOptions opt = {SAMPLER_DDIM, S, 0.0f, 0, N, N, 1, labels, w};
+    Trajectory tr;
+    cr_assert(traj_sample(net, &sched, &opt, x_T, &tr, &err) == JT_OK, "%s", err.msg);
+    for (int k = 0; k < S; k++)
+        cr_assert_eq(tr.timesteps[k], ts[k]);
+    /* float32 on both sides; the U-Net evaluation differs from torch's by ~1e-5 (unet2d.md
+     * section 7: sums in another order). Guidance (1 - w) eps_u + w eps_c scales an eps error by
+     * up to |1 - w| + |w| = 5 at w = 3, and DDIM passes it on over 3 steps. Measured here: 2.7e-5
+     * max abs; 5e-4 abs + 1e-3 rel leaves an order of magnitude for another CPU's torch kernels,
+     * and still fails if the branches swap (eps_c + w (eps_u - eps_c)) or the null class is
+     * wrong, which move x_0 by up to 2 (measured). */
+    NumDiff a =
+        expect_close("CFG DDIM x0_hat vs diffusers", tr.x0_hat, x0_hat, N * S * D, 5e-4, 1e-3);
+    NumDiff b = expect_close("CFG DDIM x_0 vs diffusers", tr.x_0, x_0, N * D, 5e-4, 1e-3);
+    cr_log_info("CFG vs diffusers: x0_hat max abs %.3g, x_0 max abs %.3g (max rel %.3g)", a.max_abs,
+                b.max_abs, b.max_rel);
+    fprintf(stderr,
+            "cfg_ddim_matches_diffusers_loop: x0_hat max abs %.3g rel %.3g; x_0 max abs "
+            "%.3g rel %.3g\n",
+            a.max_abs, a.max_rel, b.max_abs, b.max_rel);
     traj_free(&tr);
     sched_free(&sched);
     unet_free(net);

@@ -9,28 +9,34 @@
 #include <string.h>
 
 static void help(void) {
-    printf("usage: jtrak train --out DIR [options]\n\n"
-           "model and schedule:\n"
-           "  --config C           fm-xs (default), fm-s, t8, a config.json or a model folder\n"
-           "  --beta-schedule S    linear (default) or squaredcos_cap_v2\n"
-           "  --scheduler-config F a diffusers scheduler_config.json instead\n"
-           "recipe (changes the result; a resumed run must use the same):\n"
-           "  --steps N            optimiser steps (default 1000)\n"
-           "  --epochs E           or: passes over the data (steps = ceil(E * images / batch))\n"
-           "  --batch B            images per step (default 64)\n"
-           "  --lr X               peak learning rate (default 1e-4)\n"
-           "  --warmup N           linear warmup steps (default 100)\n"
-           "  --lr-schedule S      cosine (default) or constant\n"
-           "  --weight-decay X     AdamW decoupled weight decay (default 1e-6)\n"
-           "  --clip X             gradient-norm clipping, 0 = off (default 1)\n"
-           "  --ema-max-decay X    EMA decay cap (default 0.9999)\n"
-           "  --flip               random horizontal flips\n"
-           "  --seed N             initialisation, data order, timesteps and noise (default 0)\n"
-           "run control:\n"
-           "  --save-every N       save the resumable state every N steps (default 200)\n"
-           "  --log-every N        log.jsonl line every N steps (default 50)\n"
-           "  --stop-after N       stop after N steps of this invocation (state saved)\n"
-           "  --quiet              no progress line\n\n");
+    printf(
+        "usage: jtrak train --out DIR [options]\n\n"
+        "model and schedule:\n"
+        "  --config C           fm-xs (default), fm-s, t8, a config.json or a model folder\n"
+        "  --beta-schedule S    linear (default) or squaredcos_cap_v2\n"
+        "  --scheduler-config F a diffusers scheduler_config.json instead\n"
+        "recipe (changes the result; a resumed run must use the same):\n"
+        "  --steps N            optimiser steps (default 1000)\n"
+        "  --epochs E           or: passes over the data (steps = ceil(E * images / batch))\n"
+        "  --batch B            images per step (default 64)\n"
+        "  --lr X               peak learning rate (default 1e-4)\n"
+        "  --warmup N           linear warmup steps (default 100)\n"
+        "  --lr-schedule S      cosine (default) or constant\n"
+        "  --weight-decay X     AdamW decoupled weight decay (default 1e-6)\n"
+        "  --clip X             gradient-norm clipping, 0 = off (default 1)\n"
+        "  --ema-max-decay X    EMA decay cap (default 0.9999)\n"
+        "  --flip               random horizontal flips\n"
+        "  --cond C             none (default) or class: condition on the dataset's labels;\n"
+        "                       the model gets num_class_embeds = classes + 1 (the last is the\n"
+        "                       null class of classifier-free guidance) unless its config has one\n"
+        "  --uncond-prob P      with --cond class: probability each label is replaced by the\n"
+        "                       null class (condition dropout; default 0.1)\n"
+        "  --seed N             initialisation, data order, timesteps and noise (default 0)\n"
+        "run control:\n"
+        "  --save-every N       save the resumable state every N steps (default 200)\n"
+        "  --log-every N        log.jsonl line every N steps (default 50)\n"
+        "  --stop-after N       stop after N steps of this invocation (state saved)\n"
+        "  --quiet              no progress line\n\n");
     cli_data_help(stdout);
 }
 
@@ -61,6 +67,9 @@ int cmd_train(int argc, char **argv) {
     r.ema_max_decay = args_double(&a, "ema-max-decay", r.ema_max_decay, 0, 1);
     r.random_flip = args_flag(&a, "flip");
     r.seed = args_u64(&a, "seed", r.seed);
+    const char *cond = args_str(&a, "cond", "none");
+    int uncond_given = args_str(&a, "uncond-prob", NULL) != NULL;
+    r.uncond_prob = args_double(&a, "uncond-prob", TRAIN_DEFAULT_UNCOND_PROB, 0, 1);
     ctl.save_every = args_long(&a, "save-every", 200, 0, 1L << 40);
     ctl.log_every = args_long(&a, "log-every", 50, 1, 1L << 40);
     ctl.stop_after = args_long(&a, "stop-after", 0, 0, 1L << 40);
@@ -86,6 +95,15 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "jtrak train: --lr-schedule must be cosine or constant, not '%s'\n", sched);
         rc = 2;
     }
+    if (rc == 0 && strcmp(cond, "none") != 0 && strcmp(cond, "class") != 0) {
+        fprintf(stderr, "jtrak train: --cond must be none or class, not '%s'\n", cond);
+        rc = 2;
+    }
+    if (rc == 0 && uncond_given && strcmp(cond, "class") != 0) {
+        fprintf(stderr, "jtrak train: --uncond-prob needs --cond class (condition dropout of a "
+                        "class-conditional model)\n");
+        rc = 2;
+    }
     args_free(&a);
     if (rc) {
         data_free(&data);
@@ -93,6 +111,12 @@ int cmd_train(int argc, char **argv) {
     }
     if (!loaded_cfg || !loaded_data) return cli_error("train", &err);
     r.lr_schedule = strcmp(sched, "cosine") == 0 ? LR_COSINE : LR_CONSTANT;
+    r.cond = strcmp(cond, "class") == 0 ? TRAIN_COND_CLASS : TRAIN_COND_NONE;
+    if (r.cond == TRAIN_COND_NONE) r.uncond_prob = 0;
+    /* A class-conditional model of the data's classes plus the null class, unless the config
+     * (or model folder) already says how many; train_run checks that it holds them. */
+    if (r.cond == TRAIN_COND_CLASS && cfg.num_class_embeds == 0 && data.n_classes > 0)
+        cfg.num_class_embeds = data.n_classes + 1;
     if (epochs) r.steps = (long)((epochs * (long)data.n + r.batch - 1) / r.batch);
     if (sched_file && sched_config_load(&sc, sched_file, &err) != JT_OK) {
         data_free(&data);
@@ -110,9 +134,8 @@ int cmd_train(int argc, char **argv) {
         }
     }
     if (!ctl.quiet)
-        fprintf(stderr, "train: %zu images (%s), %ld steps of %d, lr %g, seed %llu -> %s\n",
-                data.n, data.description, r.steps, r.batch, r.lr, (unsigned long long)r.seed,
-                ctl.out_dir);
+        fprintf(stderr, "train: %zu images (%s), %ld steps of %d, lr %g, seed %llu -> %s\n", data.n,
+                data.description, r.steps, r.batch, r.lr, (unsigned long long)r.seed, ctl.out_dir);
     int stopped = 0;
     rc = train_run(&cfg, &sc, &data, &r, &ctl, &stopped, &err);
     data_free(&data);

@@ -28,7 +28,8 @@
  *   SAMPLE_NOISE    (sample id, step slot k); index = element of z
  *   ATTRIB_NOISE    (example, timestep slot)
  *   PROJECTION      (model, block)
- *   SUBSET          (subset id, 0) */
+ *   SUBSET          (subset id, 0)
+ *   TRAIN_COND      (optimizer step, 0); index = batch slot; condition dropout coin */
 enum {
     RNG_TAG_TEST = 0,
     RNG_TAG_INIT = 1,
@@ -40,6 +41,7 @@ enum {
     RNG_TAG_ATTRIB_NOISE = 7,
     RNG_TAG_PROJECTION = 8,
     RNG_TAG_SUBSET = 9,
+    RNG_TAG_TRAIN_COND = 10,
 };
 
 typedef struct {

@@ -1,11 +1,13 @@
 /* train.c: see train.h. The loop per step: draw the batch rows (a seeded permutation per epoch),
- * flips, timesteps and noise from counter-based streams keyed by (seed, step, slot); x_t =
- * add_noise(x_0, eps, t); loss = mean (unet(x_t, t) - eps)^2 over the batch; backward; clip the
- * global gradient norm; AdamW at the scheduled learning rate; EMA update. */
+ * flips, timesteps, noise and (class-conditional runs) the condition-dropout coins from
+ * counter-based streams keyed by (seed, step, slot); the denoiser's noising loss (x_t =
+ * add_noise(x_0, eps, t); mean (net(x_t, t, labels) - eps)^2 over the batch) and its batch-mean
+ * backward; clip the global gradient norm; AdamW at the scheduled learning rate; EMA update. */
 #include "diffusion/train.h"
 
 #include "core/progress.h"
 #include "core/rng.h"
+#include "diffusion/denoiser.h"
 #include "io/model_folder.h"
 #include "io/safetensors.h"
 #include "model/model.h"
@@ -42,6 +44,8 @@ void train_recipe_default(TrainRecipe *r) {
     r->ema_power = 0.75;
     r->random_flip = 0;
     r->seed = 0;
+    r->cond = TRAIN_COND_NONE;
+    r->uncond_prob = 0.0;
 }
 
 char *train_recipe_json(const TrainRecipe *r) {
@@ -63,6 +67,8 @@ char *train_recipe_json(const TrainRecipe *r) {
     char seed[32];
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)r->seed);
     cJSON_AddStringToObject(o, "seed", seed); /* a string: JSON numbers lose 64-bit integers */
+    cJSON_AddStringToObject(o, "cond", r->cond == TRAIN_COND_CLASS ? "class" : "none");
+    cJSON_AddNumberToObject(o, "uncond_prob", r->uncond_prob);
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return s;
@@ -70,9 +76,9 @@ char *train_recipe_json(const TrainRecipe *r) {
 
 int train_recipe_from_json(TrainRecipe *r, const void *object, const char *where, JtError *err) {
     const cJSON *o = object;
-    static const char *const nums[] = {"batch", "steps", "lr", "warmup", "adam_beta1", "adam_beta2",
-                                       "adam_eps", "weight_decay", "clip_norm", "ema_max_decay",
-                                       "ema_inv_gamma", "ema_power"};
+    static const char *const nums[] = {
+        "batch",    "steps",        "lr",        "warmup",        "adam_beta1",    "adam_beta2",
+        "adam_eps", "weight_decay", "clip_norm", "ema_max_decay", "ema_inv_gamma", "ema_power"};
     double v[12];
     train_recipe_default(r);
     for (int i = 0; i < 12; i++) {
@@ -84,10 +90,11 @@ int train_recipe_from_json(TrainRecipe *r, const void *object, const char *where
     const cJSON *sched = cJSON_GetObjectItemCaseSensitive(o, "lr_schedule");
     const cJSON *flip = cJSON_GetObjectItemCaseSensitive(o, "random_flip");
     const cJSON *seed = cJSON_GetObjectItemCaseSensitive(o, "seed");
-    if (!cJSON_IsString(sched) || (strcmp(sched->valuestring, "cosine") != 0 &&
-                                   strcmp(sched->valuestring, "constant") != 0))
+    if (!cJSON_IsString(sched) ||
+        (strcmp(sched->valuestring, "cosine") != 0 && strcmp(sched->valuestring, "constant") != 0))
         return jt_fail(err, "%s: recipe field 'lr_schedule' must be cosine or constant", where);
-    if (!cJSON_IsBool(flip)) return jt_fail(err, "%s: recipe field 'random_flip' not a bool", where);
+    if (!cJSON_IsBool(flip))
+        return jt_fail(err, "%s: recipe field 'random_flip' not a bool", where);
     if (!cJSON_IsString(seed)) return jt_fail(err, "%s: recipe field 'seed' not a string", where);
     char *end;
     errno = 0;
@@ -100,13 +107,27 @@ int train_recipe_from_json(TrainRecipe *r, const void *object, const char *where
     r->lr_schedule = strcmp(sched->valuestring, "cosine") == 0 ? LR_COSINE : LR_CONSTANT;
     r->random_flip = cJSON_IsTrue(flip);
     r->seed = (uint64_t)sd;
+    /* Conditioning: absent in records written before it existed, which were unconditional. */
+    const cJSON *cond = cJSON_GetObjectItemCaseSensitive(o, "cond");
+    const cJSON *up = cJSON_GetObjectItemCaseSensitive(o, "uncond_prob");
+    if (cond && (!cJSON_IsString(cond) || (strcmp(cond->valuestring, "none") != 0 &&
+                                           strcmp(cond->valuestring, "class") != 0)))
+        return jt_fail(err, "%s: recipe field 'cond' must be \"none\" or \"class\"", where);
+    if (up && (!cJSON_IsNumber(up) || !(up->valuedouble >= 0 && up->valuedouble <= 1)))
+        return jt_fail(err, "%s: recipe field 'uncond_prob' must be a number in [0, 1]", where);
+    r->cond = cond && strcmp(cond->valuestring, "class") == 0 ? TRAIN_COND_CLASS : TRAIN_COND_NONE;
+    r->uncond_prob = up ? up->valuedouble : 0.0;
+    if (r->cond == TRAIN_COND_NONE && r->uncond_prob != 0)
+        return jt_fail(err, "%s: recipe field 'uncond_prob' is %g but 'cond' is none", where,
+                       r->uncond_prob);
     return JT_OK;
 }
 
 double train_lr_at(const TrainRecipe *r, long step) {
     if (step < r->warmup) return r->lr * (double)step / (double)(r->warmup > 0 ? r->warmup : 1);
     if (r->lr_schedule == LR_CONSTANT) return r->lr;
-    double progress = (double)(step - r->warmup) / (double)(r->steps - r->warmup > 0 ? r->steps - r->warmup : 1);
+    double progress =
+        (double)(step - r->warmup) / (double)(r->steps - r->warmup > 0 ? r->steps - r->warmup : 1);
     const double pi = 3.14159265358979323846;
     return r->lr * 0.5 * (1.0 + cos(pi * progress));
 }
@@ -118,8 +139,17 @@ double train_ema_decay(const TrainRecipe *r, long step) {
     return d < r->ema_max_decay ? d : r->ema_max_decay;
 }
 
+int train_cond_label(const TrainRecipe *r, long step, int slot, int label, int null_class) {
+    if (r->uncond_prob <= 0) return label;
+    double u = rng_uniform_double(r->seed, rng_stream(RNG_TAG_TRAIN_COND, (uint64_t)step, 0),
+                                  (uint64_t)slot);
+    return u < r->uncond_prob ? null_class : label;
+}
+
 static volatile sig_atomic_t g_stop_signal = 0;
-static void on_signal(int sig) { g_stop_signal = sig; }
+static void on_signal(int sig) {
+    g_stop_signal = sig;
+}
 
 /* A diffusers model folder (config.json + weights) holding `slab`; *fp (if not NULL) receives the
  * saved model's fingerprint. */
@@ -163,6 +193,22 @@ static int save_state(const char *out_dir, const ParamLayout *l, const TrainStat
     return rc;
 }
 
+/* Whether a stored recipe is this run's: compared through train_recipe_from_json, so a state file
+ * written before the recipe gained fields (which read back as their old meaning) still resumes. */
+static int recipe_same(const char *stored, const char *want) {
+    cJSON *o = cJSON_Parse(stored);
+    TrainRecipe r;
+    JtError e;
+    int same = 0;
+    if (o && train_recipe_from_json(&r, o, "state", &e) == JT_OK) {
+        char *canon = train_recipe_json(&r);
+        same = strcmp(canon, want) == 0;
+        free(canon);
+    }
+    cJSON_Delete(o);
+    return same;
+}
+
 /* Loads a state written by save_state, refusing one from another recipe, config or dataset. */
 static int load_state(const char *path, const ParamLayout *l, TrainState *s,
                       const char *recipe_json, const char *config_json, uint64_t data_fp,
@@ -171,21 +217,30 @@ static int load_state(const char *path, const ParamLayout *l, TrainState *s,
     if (st_open(&f, path, err) != JT_OK) return JT_ERR;
     int rc = JT_OK;
     const char *step = st_metadata_get(&f, "step"), *recipe = st_metadata_get(&f, "recipe");
-    const char *config = st_metadata_get(&f, "config"), *dfp = st_metadata_get(&f, "data_fingerprint");
+    const char *config = st_metadata_get(&f, "config"),
+               *dfp = st_metadata_get(&f, "data_fingerprint");
     char want_fp[32];
     snprintf(want_fp, sizeof want_fp, "%016llx", (unsigned long long)data_fp);
     if (!step || !recipe || !config || !dfp) {
-        rc = jt_fail(err, "%s: not a jtrak training state (metadata step/recipe/config/"
-                          "data_fingerprint missing)", path);
-    } else if (strcmp(recipe, recipe_json) != 0) {
-        rc = jt_fail(err, "%s: the run in this folder used another recipe (%s); use a new --out "
-                          "or the same options", path, recipe);
+        rc = jt_fail(err,
+                     "%s: not a jtrak training state (metadata step/recipe/config/"
+                     "data_fingerprint missing)",
+                     path);
+    } else if (!recipe_same(recipe, recipe_json)) {
+        rc = jt_fail(err,
+                     "%s: the run in this folder used another recipe (%s); use a new --out "
+                     "or the same options",
+                     path, recipe);
     } else if (strcmp(config, config_json) != 0) {
-        rc = jt_fail(err, "%s: the run in this folder trained another model config; use a new "
-                          "--out", path);
+        rc = jt_fail(err,
+                     "%s: the run in this folder trained another model config; use a new "
+                     "--out",
+                     path);
     } else if (strcmp(dfp, want_fp) != 0) {
-        rc = jt_fail(err, "%s: the run in this folder trained on other data (fingerprint %s, "
-                          "now %s); use a new --out", path, dfp, want_fp);
+        rc = jt_fail(err,
+                     "%s: the run in this folder trained on other data (fingerprint %s, "
+                     "now %s); use a new --out",
+                     path, dfp, want_fp);
     } else {
         char *end;
         errno = 0;
@@ -246,9 +301,37 @@ static int check_inputs(const UNetConfig *cfg, const Dataset *data, const TrainR
         return jt_fail(err, "the data has %d channel(s) but the model's in_channels is %d (%s)",
                        data->c, cfg->in_channels, data->description);
     if (cfg->out_channels != cfg->in_channels)
-        return jt_fail(err, "config: out_channels %d differs from in_channels %d; epsilon "
-                            "prediction needs them equal", cfg->out_channels, cfg->in_channels);
+        return jt_fail(err,
+                       "config: out_channels %d differs from in_channels %d; epsilon "
+                       "prediction needs them equal",
+                       cfg->out_channels, cfg->in_channels);
     if (r->batch < 1) return jt_fail(err, "batch size %d: must be at least 1", r->batch);
+    const int K = cfg->num_class_embeds;
+    if (r->cond == TRAIN_COND_NONE) {
+        if (K > 0)
+            return jt_fail(err,
+                           "config: num_class_embeds is %d (a class-conditional model); train "
+                           "it with --cond class",
+                           K);
+        if (r->uncond_prob != 0)
+            return jt_fail(err, "condition dropout %g needs class conditioning (--cond class)",
+                           r->uncond_prob);
+    } else {
+        if (data->n_classes == 0 || !data->labels)
+            return jt_fail(err, "--cond class needs labelled data, and %s has no labels",
+                           data->description);
+        if (K < data->n_classes + 1)
+            return jt_fail(err,
+                           "config: num_class_embeds %d cannot hold the data's %d classes "
+                           "and the null class (needs at least %d)",
+                           K, data->n_classes, data->n_classes + 1);
+        for (size_t i = 0; i < data->n; i++)
+            if (data->labels[i] < 0 || data->labels[i] >= data->n_classes)
+                return jt_fail(err, "%s: row %zu has label %d, outside 0..%d", data->description, i,
+                               data->labels[i], data->n_classes - 1);
+        if (!(r->uncond_prob >= 0 && r->uncond_prob <= 1))
+            return jt_fail(err, "condition dropout %g: must be in [0, 1]", r->uncond_prob);
+    }
     if (r->steps < 1) return jt_fail(err, "steps %ld: must be at least 1", r->steps);
     return JT_OK;
 }
@@ -260,13 +343,15 @@ int train_run(const UNetConfig *cfg, const SchedConfig *sched_cfg, const Dataset
     NoiseSchedule sched;
     if (sched_init(&sched, sched_cfg, err) != JT_OK) return JT_ERR;
     UNet *net = NULL;
-    UNetRun *run = NULL;
+    Denoiser *den = NULL;
     if (unet_create(&net, cfg, err) != JT_OK) {
         sched_free(&sched);
         return JT_ERR;
     }
-    if (unet_run_create(&run, net, r->batch, data->h, data->w, UNET_RUN_TRAIN, err) != JT_OK ||
+    if (denoiser_create(&den, net, &sched, r->batch, data->h, data->w, DENOISER_TRAIN, err) !=
+            JT_OK ||
         model_mkdirs(ctl->out_dir, err) != JT_OK) {
+        denoiser_free(den);
         unet_free(net);
         sched_free(&sched);
         return JT_ERR;
@@ -279,9 +364,11 @@ int train_run(const UNetConfig *cfg, const SchedConfig *sched_cfg, const Dataset
                     xcalloc(P, sizeof(float)), 0};
     float *g = xmalloc(P * sizeof(float));
     float *x0 = xmalloc(B * D * sizeof(float)), *eps = xmalloc(B * D * sizeof(float));
-    float *xt = xmalloc(B * D * sizeof(float)), *y = xmalloc(B * D * sizeof(float));
-    float *dy = xmalloc(B * D * sizeof(float)), *tf = xmalloc(B * sizeof(float));
     int *ti = xmalloc(B * sizeof(int));
+    const int conditional = r->cond == TRAIN_COND_CLASS;
+    const int null_class = denoiser_null_class(den);
+    int *labels = conditional ? xmalloc(B * sizeof(int)) : NULL;
+    const Cond cond = {labels};
     size_t *rows = xmalloc(B * sizeof(size_t));
     uint8_t *flips = xmalloc(B);
     uint32_t *perm = xmalloc(n * sizeof(uint32_t));
@@ -320,42 +407,47 @@ int train_run(const UNetConfig *cfg, const SchedConfig *sched_cfg, const Dataset
             uint64_t gpos = (uint64_t)step * B + j; /* position in the endless epoch stream */
             long epoch = (long)(gpos / n);
             if (epoch != perm_epoch) {
-                rng_permutation(perm, (uint32_t)n, seed, rng_stream(RNG_TAG_TRAIN_ORDER, (uint64_t)epoch, 0));
+                rng_permutation(perm, (uint32_t)n, seed,
+                                rng_stream(RNG_TAG_TRAIN_ORDER, (uint64_t)epoch, 0));
                 perm_epoch = epoch;
             }
             rows[j] = perm[gpos % n];
-            flips[j] = r->random_flip
-                           ? (uint8_t)(rng_u32(seed, rng_stream(RNG_TAG_TRAIN_ORDER, (uint64_t)step, 1), j) & 1)
-                           : 0;
+            flips[j] =
+                r->random_flip
+                    ? (uint8_t)(rng_u32(seed, rng_stream(RNG_TAG_TRAIN_ORDER, (uint64_t)step, 1),
+                                        j) &
+                                1)
+                    : 0;
             ti[j] = (int)rng_randint(seed, rng_stream(RNG_TAG_TRAIN_TIMESTEP, 0, (uint64_t)step), j,
                                      (uint32_t)sched.T);
-            tf[j] = (float)ti[j];
-            rng_fill_normal(eps + j * D, D, seed, rng_stream(RNG_TAG_TRAIN_NOISE, (uint64_t)step, j), 0);
+            if (conditional)
+                labels[j] = train_cond_label(r, step, (int)j, data->labels[rows[j]], null_class);
+            rng_fill_normal(eps + j * D, D, seed,
+                            rng_stream(RNG_TAG_TRAIN_NOISE, (uint64_t)step, j), 0);
         }
         data_batch_f32(data, rows, flips, B, x0);
-        sched_add_noise(xt, x0, eps, ti, B, D, &sched);
-        unet_forward(net, run, (int)B, y, xt, tf, NULL);
-        double loss = mse_forward(y, eps, B * D);
-        memset(dy, 0, B * D * sizeof(float));
-        mse_backward(dy, y, eps, B * D, 1.0f);
+        double loss = denoiser_loss(den, (int)B, x0, ti, eps, &cond, NULL);
         memset(g, 0, P * sizeof(float));
-        unet_backward(net, run, (int)B, g, 0, dy, NULL);
+        denoiser_loss_backward(den, (int)B, LOSS_BATCH_MEAN, g, 0);
         if (!isfinite(loss)) {
             rc = jt_fail(err, "training diverged at step %ld (loss %g); lower --lr", step, loss);
             break;
         }
         if (r->clip_norm > 0) { /* torch.nn.utils.clip_grad_norm_ */
             double sq = 0;
-            for (size_t k = 0; k < P; k++) sq += (double)g[k] * g[k];
+            for (size_t k = 0; k < P; k++)
+                sq += (double)g[k] * g[k];
             double norm = sqrt(sq), coef = r->clip_norm / (norm + 1e-6);
             if (coef < 1.0)
-                for (size_t k = 0; k < P; k++) g[k] = (float)(g[k] * coef);
+                for (size_t k = 0; k < P; k++)
+                    g[k] = (float)(g[k] * coef);
         }
         AdamWConfig opt = {(float)train_lr_at(r, step), (float)r->beta1, (float)r->beta2,
                            (float)r->adam_eps, (float)r->weight_decay};
         adamw_step(s.params, s.m, s.v, g, P, &opt, step + 1);
         float decay = (float)train_ema_decay(r, step + 1), one_minus = 1.0f - decay;
-        for (size_t k = 0; k < P; k++) s.ema[k] -= one_minus * (s.ema[k] - s.params[k]);
+        for (size_t k = 0; k < P; k++)
+            s.ema[k] -= one_minus * (s.ema[k] - s.params[k]);
         s.step = step + 1;
         run_steps++;
         loss_sum += loss;
@@ -365,8 +457,9 @@ int train_run(const UNetConfig *cfg, const SchedConfig *sched_cfg, const Dataset
         snprintf(extra, sizeof extra, "loss %.4f", loss);
         progress_update(&prog, (size_t)s.step, extra, s.step == r->steps);
         if (s.step % (ctl->log_every > 0 ? ctl->log_every : 50) == 0 || s.step == r->steps) {
-            fprintf(log, "{\"step\":%ld,\"loss\":%.6f,\"lr\":%.6g,\"images_per_s\":%.2f,"
-                         "\"elapsed_s\":%.1f}\n",
+            fprintf(log,
+                    "{\"step\":%ld,\"loss\":%.6f,\"lr\":%.6g,\"images_per_s\":%.2f,"
+                    "\"elapsed_s\":%.1f}\n",
                     s.step, loss_sum / (double)loss_count, opt.lr,
                     progress_rate(&prog, (size_t)s.step), progress_now() - prog.t_start);
             fflush(log);
@@ -375,7 +468,8 @@ int train_run(const UNetConfig *cfg, const SchedConfig *sched_cfg, const Dataset
         }
         int pause = g_stop_signal || (ctl->stop_after > 0 && run_steps >= ctl->stop_after);
         if (pause || s.step == r->steps || (ctl->save_every > 0 && s.step % ctl->save_every == 0))
-            rc = save_outputs(ctl->out_dir, cfg, sched_cfg, l, &s, recipe_json, config_json, data, err);
+            rc = save_outputs(ctl->out_dir, cfg, sched_cfg, l, &s, recipe_json, config_json, data,
+                              err);
         if (pause && s.step < r->steps) {
             *stopped = g_stop_signal ? 2 : 1;
             if (!ctl->quiet)
@@ -392,9 +486,9 @@ int train_run(const UNetConfig *cfg, const SchedConfig *sched_cfg, const Dataset
     if (log) fclose(log);
     free(state_path);
     free(recipe_json), free(config_json);
-    free(s.ema), free(s.m), free(s.v), free(g), free(x0), free(eps), free(xt), free(y), free(dy);
-    free(tf), free(ti), free(rows), free(flips), free(perm);
-    unet_run_free(run);
+    free(s.ema), free(s.m), free(s.v), free(g), free(x0), free(eps);
+    free(ti), free(labels), free(rows), free(flips), free(perm);
+    denoiser_free(den);
     unet_free(net);
     sched_free(&sched);
     return rc;

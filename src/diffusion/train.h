@@ -23,6 +23,14 @@
 
 typedef enum { LR_CONSTANT = 0, LR_COSINE = 1 } LrSchedule;
 
+/* What the network is conditioned on in training. */
+typedef enum {
+    TRAIN_COND_NONE = 0, /* unconditional: the model has no num_class_embeds */
+    TRAIN_COND_CLASS = 1 /* the dataset's labels; the model's null class num_class_embeds - 1
+                            replaces each with probability uncond_prob (condition dropout for
+                            classifier-free guidance, ldm.md 2.5) */
+} TrainCond;
+
 /* Everything that changes the trained weights. Two runs with equal recipes, configs and data give
  * identical weights. */
 typedef struct {
@@ -36,6 +44,8 @@ typedef struct {
     double ema_max_decay, ema_inv_gamma, ema_power;
     int random_flip; /* horizontal flip with probability 1/2 per draw */
     uint64_t seed;
+    TrainCond cond;
+    double uncond_prob; /* TRAIN_COND_CLASS: probability a label becomes the null class */
 } TrainRecipe;
 
 /* How the run is conducted (does not change the result). */
@@ -49,22 +59,36 @@ typedef struct {
 
 /* diffusers train_unconditional.py defaults where they fit a CPU run (lr 1e-4, betas 0.95/0.999,
  * weight decay 1e-6, eps 1e-8, EMA max 0.9999 with warmup inv_gamma 1 power 0.75, clip 1,
- * cosine schedule), batch 64, 1000 steps, warmup 100, seed 0, no flip. */
+ * cosine schedule), batch 64, 1000 steps, warmup 100, seed 0, no flip, unconditional. */
 void train_recipe_default(TrainRecipe *r);
 
-/* Canonical JSON of the recipe (malloc'd), as recorded in training.json and the state file. */
+/* The default condition dropout of --cond class (diffusers' and the CFG paper's 0.1). */
+#define TRAIN_DEFAULT_UNCOND_PROB 0.1
+
+/* Canonical JSON of the recipe (malloc'd), as recorded in training.json and the state file; it
+ * carries "cond" ("none" | "class") and "uncond_prob" (0 when unconditional). */
 char *train_recipe_json(const TrainRecipe *r);
 
 /* Reads a recipe back from train_recipe_json's object (e.g. training.json's "recipe"); `where`
- * names the file in errors. */
-int train_recipe_from_json(TrainRecipe *r, const void *cjson_object, const char *where, JtError *err);
+ * names the file in errors. A recipe without "cond" (written before conditioning existed) reads
+ * as unconditional. */
+int train_recipe_from_json(TrainRecipe *r, const void *cjson_object, const char *where,
+                           JtError *err);
 
 /* Learning rate at (0-based) step, as torch's LambdaLR with diffusers' get_scheduler. */
 double train_lr_at(const TrainRecipe *r, long step);
 /* EMA decay used after optimisation step number `step` (1-based), as diffusers' EMAModel. */
 double train_ema_decay(const TrainRecipe *r, long step);
 
-/* Trains (or resumes) a model of config `cfg` on `data` with noise schedule `sched`. Returns JT_OK
+/* The label a conditional run feeds for dataset label `label` at (step, slot): the null class
+ * null_class when the condition-dropout coin rng_uniform_double(seed, (TRAIN_COND, step, 0), slot)
+ * falls below uncond_prob, else label. */
+int train_cond_label(const TrainRecipe *r, long step, int slot, int label, int null_class);
+
+/* Trains (or resumes) a model of config `cfg` on `data` with noise schedule `sched`. The recipe's
+ * cond must match the config: TRAIN_COND_CLASS needs a labelled dataset and num_class_embeds >=
+ * n_classes + 1 (every label and the null class); TRAIN_COND_NONE needs num_class_embeds unset.
+ * Returns JT_OK
  * when all steps are done, JT_ERR with err filled on bad input or I/O failure; *stopped is set to 1
  * when the run stopped early after stop_after steps, 2 after SIGINT/SIGTERM (state saved). */
 int train_run(const UNetConfig *cfg, const SchedConfig *sched, const Dataset *data,

@@ -1,20 +1,25 @@
 /* trajectory.c: see trajectory.h. Sampler noise for sample i at step k is drawn from the stream
  * (RNG_TAG_SAMPLE_NOISE, i, k) and x_T from (RNG_TAG_SAMPLE_INIT, i, 0), so a sample's trajectory
- * does not depend on how many other samples were drawn with it or on the batch size. */
+ * does not depend on how many other samples were drawn with it or on the batch size. The network
+ * runs through a forward-only Denoiser (denoiser_eps, or denoiser_eps_guided under guidance). */
 #include "diffusion/trajectory.h"
 
 #include "core/progress.h"
 #include "core/rng.h"
+#include "diffusion/denoiser.h"
 #include "diffusion/sampler.h"
 #include "io/safetensors.h"
 #include "model/model.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-const char *traj_sampler_name(SamplerKind k) { return k == SAMPLER_DDIM ? "ddim" : "ddpm"; }
+const char *traj_sampler_name(SamplerKind k) {
+    return k == SAMPLER_DDIM ? "ddim" : "ddpm";
+}
 
 void traj_free(Trajectory *tr) {
     free(tr->timesteps), free(tr->x_T), free(tr->x_t), free(tr->x0_hat), free(tr->noise);
@@ -39,6 +44,49 @@ static void traj_alloc(Trajectory *tr) {
     tr->noise = xcalloc(nSD, sizeof(float));
 }
 
+/* Whether sampling with these labels and weight runs classifier-free guidance (2 network batches
+ * per step) rather than the conditional (or unconditional) eps alone. */
+static int guided(const int *labels, float w) {
+    return labels && w != 1.0f;
+}
+
+/* eps (B, C, H, W) of one sampler step of B samples that share the timestep. */
+static void step_eps(Denoiser *d, int B, float *eps, const float *x, const float *tf,
+                     const int *labels, float w) {
+    const Cond cond = {labels};
+    if (guided(labels, w))
+        denoiser_eps_guided(d, B, eps, x, tf, &cond, w);
+    else
+        denoiser_eps(d, B, eps, x, tf, labels ? &cond : NULL);
+}
+
+/* A forward-only denoiser for batches of `batch` samples with these labels, after checking that
+ * the labels fit the model: given exactly when it is class-conditional, each in 0..K-1. */
+static int cond_denoiser(Denoiser **d, const UNet *net, int batch, int H, int W, const int *labels,
+                         int n, float w, const char *what, JtError *err) {
+    *d = NULL;
+    const int K = unet_num_classes(net);
+    if (!labels && K > 0)
+        return jt_fail(err,
+                       "%s: the model is class-conditional (num_class_embeds %d) and no "
+                       "class labels were given",
+                       what, K);
+    if (labels && !isfinite(w))
+        return jt_fail(err, "%s: guidance weight %g is not finite", what, (double)w);
+    int cap = guided(labels, w) ? 2 * batch : batch;
+    if (denoiser_create(d, net, NULL, cap, H, W, DENOISER_FORWARD, err) != JT_OK) return JT_ERR;
+    for (int i = 0; labels && i < n; i++) {
+        char where[96];
+        snprintf(where, sizeof where, "%s: sample %d", what, i);
+        if (denoiser_check_label(*d, labels[i], where, err) != JT_OK) {
+            denoiser_free(*d);
+            *d = NULL;
+            return JT_ERR;
+        }
+    }
+    return JT_OK;
+}
+
 int traj_sample(const UNet *net, const NoiseSchedule *sched, const SampleOptions *opt,
                 const float *x_T, Trajectory *tr, JtError *err) {
     memset(tr, 0, sizeof *tr);
@@ -54,9 +102,9 @@ int traj_sample(const UNet *net, const NoiseSchedule *sched, const SampleOptions
     }
     int batch = opt->batch > 0 ? opt->batch : 64;
     if (batch > opt->n) batch = opt->n;
-    UNetRun *run;
-    if (unet_run_create(&run, net, batch, cfg->sample_size, cfg->sample_size, UNET_RUN_FORWARD_ONLY,
-                        err) != JT_OK) {
+    Denoiser *den;
+    if (cond_denoiser(&den, net, batch, cfg->sample_size, cfg->sample_size, opt->labels, opt->n,
+                      opt->guidance, "sample", err) != JT_OK) {
         free(ts);
         return JT_ERR;
     }
@@ -72,6 +120,12 @@ int traj_sample(const UNet *net, const NoiseSchedule *sched, const SampleOptions
     traj_alloc(tr);
     memcpy(tr->timesteps, ts, (size_t)S * sizeof(int));
     free(ts);
+    tr->guidance = 1.0f;
+    if (opt->labels) {
+        tr->labels = xmalloc((size_t)tr->n * sizeof(int));
+        memcpy(tr->labels, opt->labels, (size_t)tr->n * sizeof(int));
+        tr->guidance = opt->guidance;
+    }
 
     const size_t D = (size_t)tr->C * tr->H * tr->W;
     for (int i = 0; i < tr->n; i++) {
@@ -95,8 +149,9 @@ int traj_sample(const UNet *net, const NoiseSchedule *sched, const SampleOptions
         memcpy(x, tr->x_T + (size_t)b0 * D, (size_t)nb * D * sizeof(float));
         for (int k = 0; k < S; k++) {
             int t = tr->timesteps[k];
-            for (int j = 0; j < nb; j++) tf[j] = (float)t;
-            unet_forward(net, run, nb, eps, x, tf, NULL);
+            for (int j = 0; j < nb; j++)
+                tf[j] = (float)t;
+            step_eps(den, nb, eps, x, tf, tr->labels ? tr->labels + b0 : NULL, tr->guidance);
             for (int j = 0; j < nb; j++) {
                 int i = b0 + j;
                 size_t at = ((size_t)i * S + k) * D;
@@ -107,11 +162,11 @@ int traj_sample(const UNet *net, const NoiseSchedule *sched, const SampleOptions
                     rng_fill_normal(z, D, opt->seed,
                                     rng_stream(RNG_TAG_SAMPLE_NOISE, (uint64_t)i, (uint64_t)k), 0);
                 if (opt->sampler == SAMPLER_DDPM)
-                    ddpm_step(xj, tr->x0_hat + at, xj, eps + j * D, adds_noise ? z : NULL, D,
-                              sched, t, ddpm_prev_timestep(tr->timesteps, S, k));
+                    ddpm_step(xj, tr->x0_hat + at, xj, eps + j * D, adds_noise ? z : NULL, D, sched,
+                              t, ddpm_prev_timestep(tr->timesteps, S, k));
                 else
-                    ddim_step(xj, tr->x0_hat + at, xj, eps + j * D, adds_noise ? z : NULL, D,
-                              sched, t, S, tr->eta, false);
+                    ddim_step(xj, tr->x0_hat + at, xj, eps + j * D, adds_noise ? z : NULL, D, sched,
+                              t, S, tr->eta, false);
             }
             done++;
             progress_update(&prog, done, NULL, done == total);
@@ -119,7 +174,7 @@ int traj_sample(const UNet *net, const NoiseSchedule *sched, const SampleOptions
         memcpy(tr->x_0 + (size_t)b0 * D, x, (size_t)nb * D * sizeof(float));
     }
     free(x), free(eps), free(tf);
-    unet_run_free(run);
+    denoiser_free(den);
     return JT_OK;
 }
 
@@ -127,13 +182,20 @@ int traj_replay(const UNet *net, const NoiseSchedule *sched, const Trajectory *t
                 float *x0, JtError *err) {
     const UNetConfig *cfg = unet_config(net);
     if (j < 0 || j >= tr->n || k0 < 0 || k0 >= tr->S)
-        return jt_fail(err, "trajectory: no sample %d / step index %d (it has %d samples, %d steps)",
-                       j, k0, tr->n, tr->S);
+        return jt_fail(err,
+                       "trajectory: no sample %d / step index %d (it has %d samples, %d steps)", j,
+                       k0, tr->n, tr->S);
     if (cfg->in_channels != tr->C || cfg->sample_size != tr->H || tr->H != tr->W)
         return jt_fail(err, "trajectory: samples are %dx%dx%d, the model makes %dx%dx%d", tr->C,
                        tr->H, tr->W, cfg->in_channels, cfg->sample_size, cfg->sample_size);
-    UNetRun *run;
-    if (unet_run_create(&run, net, 1, tr->H, tr->W, UNET_RUN_FORWARD_ONLY, err) != JT_OK)
+    const int K = unet_num_classes(net);
+    if ((tr->labels != NULL) != (K > 0))
+        return jt_fail(err, "trajectory: its samples are %s, but the model is %s",
+                       tr->labels ? "class-conditional" : "unconditional",
+                       K > 0 ? "class-conditional" : "unconditional");
+    Denoiser *den;
+    if (cond_denoiser(&den, net, 1, tr->H, tr->W, tr->labels ? tr->labels + j : NULL, 1,
+                      tr->guidance, "trajectory", err) != JT_OK)
         return JT_ERR;
     const size_t D = (size_t)tr->C * tr->H * tr->W;
     float *x = xmalloc(D * sizeof(float)), *eps = xmalloc(D * sizeof(float));
@@ -141,7 +203,7 @@ int traj_replay(const UNet *net, const NoiseSchedule *sched, const Trajectory *t
     for (int k = k0; k < tr->S; k++) {
         int t = tr->timesteps[k];
         float tf = (float)t;
-        unet_forward(net, run, 1, eps, x, &tf, NULL);
+        step_eps(den, 1, eps, x, &tf, tr->labels ? tr->labels + j : NULL, tr->guidance);
         const float *z = tr->noise + ((size_t)j * tr->S + k) * D;
         if (tr->sampler == SAMPLER_DDPM)
             ddpm_step(x, NULL, x, eps, z, D, sched, t, ddpm_prev_timestep(tr->timesteps, tr->S, k));
@@ -151,7 +213,7 @@ int traj_replay(const UNet *net, const NoiseSchedule *sched, const Trajectory *t
     }
     memcpy(x0, x, D * sizeof(float));
     free(x), free(eps);
-    unet_run_free(run);
+    denoiser_free(den);
     return JT_OK;
 }
 
@@ -167,13 +229,15 @@ int traj_save(const Trajectory *tr, const char *path, JtError *err) {
     st_writer_add_f32(&w, "x0_hat", ST_F32, 5, seq, tr->x0_hat);
     st_writer_add_f32(&w, "noise", ST_F32, 5, seq, tr->noise);
     int32_t *t32 = xmalloc((size_t)tr->S * sizeof(int32_t));
-    for (int k = 0; k < tr->S; k++) t32[k] = tr->timesteps[k];
+    for (int k = 0; k < tr->S; k++)
+        t32[k] = tr->timesteps[k];
     st_writer_add(&w, "timesteps", ST_I32, 1, steps, t32);
+    int64_t nshape[1] = {tr->n};
     int32_t *l32 = NULL;
     if (tr->labels) {
-        int64_t nshape[1] = {tr->n};
         l32 = xmalloc((size_t)tr->n * sizeof(int32_t));
-        for (int i = 0; i < tr->n; i++) l32[i] = tr->labels[i];
+        for (int i = 0; i < tr->n; i++)
+            l32[i] = tr->labels[i];
         st_writer_add(&w, "class_labels", ST_I32, 1, nshape, l32);
     }
     char buf[64];
@@ -188,7 +252,7 @@ int traj_save(const Trajectory *tr, const char *path, JtError *err) {
     snprintf(buf, sizeof buf, "%016llx", (unsigned long long)tr->model_fingerprint);
     st_writer_set_metadata(&w, "model_fingerprint", buf);
     st_writer_set_metadata(&w, "cond", tr->labels ? "class" : "none");
-    snprintf(buf, sizeof buf, "%.9g", tr->guidance);
+    snprintf(buf, sizeof buf, "%.9g", tr->labels ? tr->guidance : 1.0f);
     st_writer_set_metadata(&w, "guidance", buf);
     int rc = st_writer_write(&w, path, err);
     st_writer_free(&w);
@@ -199,12 +263,55 @@ int traj_save(const Trajectory *tr, const char *path, JtError *err) {
 static int read_named(StFile *f, const char *name, int ndim, const int64_t *shape, float *dst,
                       JtError *err) {
     int i = st_find(f, name);
-    if (i < 0) return jt_fail(err, "%s: not a jtrak trajectory: tensor '%s' missing", f->path, name);
+    if (i < 0)
+        return jt_fail(err, "%s: not a jtrak trajectory: tensor '%s' missing", f->path, name);
     const StTensor *t = &f->tensors[i];
     int ok = t->ndim == ndim;
-    for (int d = 0; ok && d < ndim; d++) ok = t->shape[d] == shape[d];
+    for (int d = 0; ok && d < ndim; d++)
+        ok = t->shape[d] == shape[d];
     if (!ok) return jt_fail(err, "%s: tensor '%s' has the wrong shape", f->path, name);
     return st_read_f32(f, i, dst, err);
+}
+
+/* The conditioning: metadata cond and guidance, tensor class_labels; all absent in files written
+ * before conditioning existed, which were unconditional with guidance 1. */
+static int read_cond(StFile *f, Trajectory *tr, JtError *err) {
+    const char *cond = st_metadata_get(f, "cond"), *g = st_metadata_get(f, "guidance");
+    int il = st_find(f, "class_labels");
+    if (cond && strcmp(cond, "none") != 0 && strcmp(cond, "class") != 0)
+        return jt_fail(err, "%s: metadata 'cond' is '%s'; want none or class", f->path, cond);
+    const int conditional = cond && strcmp(cond, "class") == 0;
+    if (conditional != (il >= 0))
+        return jt_fail(err, "%s: metadata cond '%s' but tensor 'class_labels' is %s", f->path,
+                       cond ? cond : "(absent)", il >= 0 ? "present" : "missing");
+    tr->guidance = 1.0f;
+    if (g) {
+        char *end;
+        errno = 0;
+        float v = strtof(g, &end);
+        if (errno || end == g || *end || !isfinite(v))
+            return jt_fail(err, "%s: metadata 'guidance' is '%s', not a finite number", f->path, g);
+        if (!conditional && v != 1.0f)
+            return jt_fail(err, "%s: guidance %s on an unconditional trajectory (cond none)",
+                           f->path, g);
+        tr->guidance = v;
+    }
+    if (!conditional) return JT_OK;
+    const StTensor *t = &f->tensors[il];
+    if (t->dtype != ST_I32 || t->ndim != 1 || t->shape[0] != tr->n)
+        return jt_fail(err, "%s: tensor 'class_labels' must be I32 (%d), one label per sample",
+                       f->path, tr->n);
+    int32_t *l32 = xmalloc((size_t)tr->n * sizeof(int32_t));
+    int rc = st_read_raw(f, il, l32, err);
+    tr->labels = xmalloc((size_t)tr->n * sizeof(int));
+    for (int i = 0; rc == JT_OK && i < tr->n; i++) {
+        if (l32[i] < 0)
+            rc = jt_fail(err, "%s: tensor 'class_labels': sample %d has label %d (negative)",
+                         f->path, i, (int)l32[i]);
+        tr->labels[i] = l32[i];
+    }
+    free(l32);
+    return rc;
 }
 
 int traj_load(Trajectory *tr, const char *path, JtError *err) {
@@ -238,36 +345,15 @@ int traj_load(Trajectory *tr, const char *path, JtError *err) {
     int64_t seq[5] = {tr->n, tr->S, tr->C, tr->H, tr->W};
     int32_t *t32 = xmalloc((size_t)tr->S * sizeof(int32_t));
     rc = st_read_raw(&f, its, t32, err);
-    for (int k = 0; rc == JT_OK && k < tr->S; k++) tr->timesteps[k] = t32[k];
+    for (int k = 0; rc == JT_OK && k < tr->S; k++)
+        tr->timesteps[k] = t32[k];
     free(t32);
     if (rc == JT_OK) rc = read_named(&f, "x_T", 4, img, tr->x_T, err);
     if (rc == JT_OK) rc = read_named(&f, "x_0", 4, img, tr->x_0, err);
     if (rc == JT_OK) rc = read_named(&f, "x_t", 5, seq, tr->x_t, err);
     if (rc == JT_OK) rc = read_named(&f, "x0_hat", 5, seq, tr->x0_hat, err);
     if (rc == JT_OK) rc = read_named(&f, "noise", 5, seq, tr->noise, err);
-    const char *cond = st_metadata_get(&f, "cond"), *guid = st_metadata_get(&f, "guidance");
-    tr->guidance = guid ? strtof(guid, NULL) : 0.0f;
-    if (rc == JT_OK && cond && strcmp(cond, "class") == 0) {
-        int il = st_find(&f, "class_labels");
-        if (il < 0 || f.tensors[il].ndim != 1 || f.tensors[il].dtype != ST_I32 ||
-            f.tensors[il].shape[0] != tr->n) {
-            rc = jt_fail(err, "%s: metadata cond is 'class' but tensor 'class_labels' is missing "
-                              "or not (%d) I32", path, tr->n);
-        } else {
-            int32_t *l32 = xmalloc((size_t)tr->n * sizeof(int32_t));
-            rc = st_read_raw(&f, il, l32, err);
-            tr->labels = xmalloc((size_t)tr->n * sizeof(int));
-            for (int i = 0; rc == JT_OK && i < tr->n; i++) {
-                tr->labels[i] = l32[i];
-                if (l32[i] < 0)
-                    rc = jt_fail(err, "%s: class_labels[%d] is %d, not a class id", path, i,
-                                 (int)l32[i]);
-            }
-            free(l32);
-        }
-    } else if (rc == JT_OK && cond && strcmp(cond, "none") != 0) {
-        rc = jt_fail(err, "%s: metadata cond is '%s', not none or class", path, cond);
-    }
+    if (rc == JT_OK) rc = read_cond(&f, tr, err);
     st_close(&f);
     if (rc != JT_OK) traj_free(tr);
     return rc;

@@ -4,10 +4,16 @@
  * where none), so that attribution can re-noise x̂_0 at step t and counterfactual regeneration can
  * replay the exact same noise from x_t or from x_T.
  *
+ * A class-conditional model samples each trajectory with its own class label (ldm.md 2.5; the
+ * null class num_class_embeds - 1 is unconditional sampling) and a guidance weight w: w = 1 runs
+ * the conditional eps alone, any other w classifier-free guidance eps_u + w (eps_c - eps_u)
+ * (denoiser_eps_guided). Both are recorded, and replay uses them.
+ *
  * File (safetensors): "x_T" (N,C,H,W), "x_t" (N,S,C,H,W), "x0_hat" (N,S,C,H,W), "noise"
  * (N,S,C,H,W), "x_0" (N,C,H,W) the final samples, "timesteps" (S) I32, "class_labels" (N) I32
- * (class-conditional only); metadata: sampler, steps, eta, seed, model fingerprint, "cond" =
- * "none"|"class" (absent: none), "guidance", format "jtrak-trajectory-v1". */
+ * when conditional; metadata: sampler, steps, eta, seed, model fingerprint, cond ("none" |
+ * "class"), guidance ("%.9g"), format "jtrak-trajectory-v1". Files written before conditioning
+ * existed (no cond, guidance) load as unconditional with guidance 1. */
 #ifndef JTRAK_TRAJECTORY_H
 #define JTRAK_TRAJECTORY_H
 
@@ -21,12 +27,14 @@ typedef enum { SAMPLER_DDPM = 0, SAMPLER_DDIM = 1 } SamplerKind;
 
 typedef struct {
     SamplerKind sampler;
-    int steps;        /* number of inference steps (set_timesteps); DDPM default 1000, DDIM 50 */
-    float eta;        /* DDIM only */
-    uint64_t seed;    /* x_T and sampler noise of sample i come from streams keyed by (seed, i) */
-    int n;            /* samples */
-    int batch;        /* U-Net batch (memory bound), all samples share the timestep */
+    int steps;     /* number of inference steps (set_timesteps); DDPM default 1000, DDIM 50 */
+    float eta;     /* DDIM only */
+    uint64_t seed; /* x_T and sampler noise of sample i come from streams keyed by (seed, i) */
+    int n;         /* samples */
+    int batch;     /* U-Net batch (memory bound), all samples share the timestep */
     int quiet;
+    const int *labels; /* (n) class of each sample (class-conditional model), or NULL */
+    float guidance;    /* with labels: 1 = conditional eps, else CFG weight w (0 = unconditional) */
 } SampleOptions;
 
 typedef struct {
@@ -42,17 +50,20 @@ typedef struct {
     float *x0_hat;  /* (n, S, C, H, W) */
     float *noise;   /* (n, S, C, H, W) z added by step k (zeros when none) */
     float *x_0;     /* (n, C, H, W) */
-    int *labels;    /* (n) class ids, or NULL when the trajectory's model is unconditional */
-    float guidance; /* classifier-free guidance scale of the sampler (0 when none) */
+    int *labels;    /* (n) class label of each sample, or NULL (unconditional model) */
+    float guidance; /* classifier-free guidance weight (1 = none; always 1 when labels is NULL) */
 } Trajectory;
 
-/* Runs the sampler. x_T (n,C,H,W) may be given; otherwise drawn from the seed. */
+/* Runs the sampler. x_T (n,C,H,W) may be given; otherwise drawn from the seed. opt->labels must
+ * be given exactly for a class-conditional model (JT_ERR naming the options otherwise), each in
+ * 0..num_class_embeds-1; guidance must be finite. */
 int traj_sample(const UNet *net, const NoiseSchedule *sched, const SampleOptions *opt,
                 const float *x_T, Trajectory *out, JtError *err);
 /* Counterfactual regeneration: runs sample j's sampler again with `net` from step index k0 (its
  * stored x_t; k0 = 0 starts from x_T) to the end, adding the stored sampler noise at every step,
  * and writes the final sample into x0 (C, H, W). With the trajectory's own model it reproduces
- * x_0 exactly. */
+ * x_0 exactly. The trajectory's labels and guidance are used; a model whose conditioning differs
+ * (unconditional vs class-conditional, or too few classes for the labels) is refused. */
 int traj_replay(const UNet *net, const NoiseSchedule *sched, const Trajectory *tr, int j, int k0,
                 float *x0, JtError *err);
 int traj_save(const Trajectory *tr, const char *path, JtError *err);
