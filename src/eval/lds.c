@@ -147,6 +147,19 @@ static cJSON *manifest(const LdsOptions *o, const LdsInputs *in) {
     return m;
 }
 
+/* A recorded recipe read back as the recipe it means: a folder written before the recipe gained
+ * a field (the conditioning) still matches the run that made it. */
+static int same_recipe(const cJSON *recorded, const TrainRecipe *r, const char *where) {
+    TrainRecipe had;
+    JtError ignored;
+    if (train_recipe_from_json(&had, recorded, where, &ignored) != JT_OK) return 0;
+    char *a = train_recipe_json(&had), *b = train_recipe_json(r);
+    int same = strcmp(a, b) == 0;
+    free(a);
+    free(b);
+    return same;
+}
+
 /* Creates the folder, or checks that an existing one was made from the same inputs. */
 static int prepare_folder(const LdsOptions *o, const LdsInputs *in, JtError *err) {
     char *mp = path_join(o->out_dir, "manifest.json"), *masks = path_join(o->out_dir, "masks.npy");
@@ -160,6 +173,8 @@ static int prepare_folder(const LdsOptions *o, const LdsInputs *in, JtError *err
         cJSON_ArrayForEach(field, want) {
             if (rc != JT_OK) break;
             const cJSON *h = cJSON_GetObjectItemCaseSensitive(have, field->string);
+            if (h && strcmp(field->string, "recipe") == 0 && same_recipe(h, &in->mr.recipe, mp))
+                continue;
             if (!h || !cJSON_Compare(h, field, 1))
                 rc = jt_fail(err, "%s: field '%s' differs from this run's (subsets from another "
                                   "model, dataset or recipe?); use a new --out", mp, field->string);
