@@ -88,7 +88,7 @@ typedef struct {
 } Graph;
 
 /* ---- building -------------------------------------------------------------------------------- */
-/* An empty graph over the parameters of `layout` (which must outlive the building). */
+/* An empty graph over the parameters of `layout`, which must outlive the graph and its runs. */
 void graph_init(Graph *g, const ParamLayout *layout);
 void graph_free(Graph *g);
 /* Declares input `kind` (once). Tensor kinds: a new (C, H, W) tensor, whose id is returned. Side
