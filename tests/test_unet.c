@@ -6,6 +6,7 @@
  * gradients equal single-example backward passes and sum to the batch gradient, results do not
  * depend on the thread count, and a forward-only run gives a training run's output in fewer
  * bytes. */
+#include "core/hash.h"
 #include "helpers/model_unet.h"
 #include "helpers/numcheck.h"
 #include "io/model_folder.h"
@@ -358,6 +359,45 @@ Test(unet_init, class_embedding_is_standard_normal) {
               "time_embedding/conv_in draws changed");
     unet_free(plain);
     unet_free(cls);
+}
+
+/* Initial weights are a pinned function of (config, seed): the expected FNV-1a 64 hashes of the
+ * whole slab after unet_init_params(net, 0) were computed by the code as it stood at commit fd110d6
+ * (init still guessed from tensor names), before the init kind moved into the layout, with
+ * hash_fnv1a(HASH_FNV_OFFSET, params, num_params * 4) on this x86-64 build. A change to any draw,
+ * its stream, its bound or the registration order changes the hash. */
+static uint64_t init_hash(const UNetConfig *cfg) {
+    UNet *net;
+    JtError err;
+    cr_assert(unet_create(&net, cfg, &err) == JT_OK, "%s", err.msg);
+    unet_init_params(net, 0);
+    uint64_t h = hash_fnv1a(HASH_FNV_OFFSET, unet_params_const(net),
+                            unet_num_params(net) * sizeof(float));
+    unet_free(net);
+    return h;
+}
+
+Test(unet_init, initial_weights_are_bitwise_pinned) {
+    UNetConfig cfg;
+    cr_assert(unet_config_preset("fm-xs", &cfg));
+    cr_expect(init_hash(&cfg) == 0xde3482712b3af03bULL, "fm-xs: 0x%016llx",
+              (unsigned long long)init_hash(&cfg));
+    cfg.num_class_embeds = 10;
+    cr_expect(init_hash(&cfg) == 0x9eed26cee529df12ULL, "fm-xs + 10 classes: 0x%016llx",
+              (unsigned long long)init_hash(&cfg));
+    /* t8 with two layers per block, three classes and the other numerics knobs moved */
+    cr_assert(unet_config_preset("t8", &cfg));
+    cfg.center_input_sample = 1;
+    cfg.attention_head_dim = 16;
+    cfg.downsample_padding = 0;
+    cfg.mid_block_scale_factor = 1.414f;
+    cfg.attn_norm_num_groups = 4;
+    cfg.layers_per_block = 2;
+    cfg.num_class_embeds = 3;
+    cfg.freq_shift = 1.0f;
+    cfg.flip_sin_to_cos = 0;
+    cr_expect(init_hash(&cfg) == 0xd424fd9272b766bbULL, "t8 variant: 0x%016llx",
+              (unsigned long long)init_hash(&cfg));
 }
 
 Test(unet_threads, gradients_do_not_depend_on_thread_count) {

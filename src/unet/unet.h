@@ -1,7 +1,8 @@
 /* unet.h: diffusers UNet2DModel in C (unet2d.md sections 3-6): built from a UNetConfig as a static
- * graph of nn ops, parameters in one slab described by a ParamLayout with diffusers key names,
- * forward for a batch with a per-sample timestep (and class label, for a class-conditional model),
- * backward to all parameter gradients, summed over the batch or one slab per example. */
+ * graph of nn ops run by the network executor (nn/graph.h, blocks from nn/blocks.h), parameters in
+ * one slab described by a ParamLayout with diffusers key names, forward for a batch with a
+ * per-sample timestep (and class label, for a class-conditional model), backward to all parameter
+ * gradients, summed over the batch or one slab per example. */
 #ifndef JTRAK_UNET_H
 #define JTRAK_UNET_H
 

@@ -5,9 +5,6 @@
 
 #include "unet/unet_internal.h"
 
-#include <stdlib.h>
-#include <string.h>
-
 double unet_forward_flops_detail(const UNet *net, int H, int W, UNetFlops *out) {
     UNetFlops f = {0, 0, 0, 0};
     if (out) *out = f;
@@ -15,16 +12,12 @@ double unet_forward_flops_detail(const UNet *net, int H, int W, UNetFlops *out) 
     if (H < 1 || W < 1 || H % div || W % div) return -1.0;
 
     /* Only the graph: no arenas are allocated (unet_run_create would also size them). */
-    UNetRun r;
-    memset(&r, 0, sizeof r);
-    r.cap_B = 1;
-    r.H = H;
-    r.W = W;
-    unet_build_graph(net, &r);
-    for (int i = 0; i < r.n_nodes; i++) {
-        const Node *n = &r.nodes[i];
-        const Tensor *in = n->in0 >= 0 ? &r.tensors[n->in0] : NULL;
-        const Tensor *o = &r.tensors[n->out];
+    Graph g;
+    unet_build_graph(net, &g, H, W);
+    for (int i = 0; i < g.n_nodes; i++) {
+        const Node *n = &g.nodes[i];
+        const Tensor *in = n->in0 >= 0 ? &g.tensors[n->in0] : NULL;
+        const Tensor *o = &g.tensors[n->out];
         switch (n->kind) {
         case NODE_CONV:
             f.conv += 2.0 * o->C * in->C * n->k * n->k * (double)o->H * o->W;
@@ -42,8 +35,7 @@ double unet_forward_flops_detail(const UNet *net, int H, int W, UNetFlops *out) 
             break; /* elementwise: not counted (unet_flops.h) */
         }
     }
-    free(r.tensors);
-    free(r.nodes);
+    graph_free(&g);
     if (out) *out = f;
     return f.conv + f.linear + f.attn_proj + f.attn_matmul;
 }

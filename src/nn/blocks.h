@@ -1,0 +1,46 @@
+/* blocks.h: the network blocks several jtrak networks share, each block's parameter registration
+ * (diffusers' key names, in PyTorch's named_parameters() order within the block, with PyTorch's
+ * default initialisation) beside its wiring into a Graph (nn/graph.h), so that a network builder
+ * registers a block's tensors with one call and wires it with another, under the same prefix.
+ *
+ * Module registration (torch's reset_parameters, recorded in each LayoutEntry's init):
+ *   nn.Conv2d / nn.Linear: weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in of the
+ *   weight (cin*k*k, in); GroupNorm/LayerNorm: weight 1, bias 0; nn.Embedding: weight ~ N(0, 1).
+ *
+ * Blocks (unet2d.md section 4):
+ *   ResnetBlock2D, time_embedding_norm "default", no up/down sampling: norm1, conv1,
+ *   time_emb_proj, norm2, conv2, conv_shortcut (when cin != cout);
+ *   out = (shortcut(x) + conv2(silu(norm2(conv1(silu(norm1(x))) + time_emb_proj(silu(temb))))))
+ *         / output_scale_factor.
+ *   Attention with _from_deprecated_attn_block (spatial self-attention, bias on every projection):
+ *   group_norm, to_q, to_k, to_v, to_out.0; out = (attn(group_norm(x)) + x) / rescale. */
+#ifndef JTRAK_BLOCKS_H
+#define JTRAK_BLOCKS_H
+
+#include "core/layout.h"
+#include "nn/graph.h"
+
+/* ---- module registration -------------------------------------------------------------------- */
+/* "<prefix>.weight" (cout, cin, k, k) and "<prefix>.bias" (cout) */
+void block_params_conv2d(ParamLayout *l, const char *prefix, int cout, int cin, int k);
+/* "<prefix>.weight" (out, in) and "<prefix>.bias" (out) */
+void block_params_linear(ParamLayout *l, const char *prefix, int out, int in);
+/* affine norm: "<prefix>.weight" (c) = 1 and "<prefix>.bias" (c) = 0 */
+void block_params_norm(ParamLayout *l, const char *prefix, int c);
+/* "<prefix>.weight" (K, T) */
+void block_params_embedding(ParamLayout *l, const char *prefix, int K, int T);
+
+/* ---- ResnetBlock2D -------------------------------------------------------------------------- */
+void block_resnet2d_params(ParamLayout *l, const char *prefix, int cin, int cout, int temb_dim);
+/* x: (cin, H, W); temb_act: silu(temb), (temb_dim, 1, 1), shared by the network's resnets (the
+ * SiLU is applied once by the caller); groups, eps: resnet_groups and resnet_eps. */
+int block_resnet2d(Graph *g, int x, int temb_act, int cout, int groups, float eps,
+                   float output_scale_factor, const char *prefix);
+
+/* ---- self-attention (deprecated attention block) -------------------------------------------- */
+void block_attn_params(ParamLayout *l, const char *prefix, int c);
+/* x: (c, H, W); head_dim 0: one head of width c. */
+int block_attn(Graph *g, int x, int groups, float eps, int head_dim, float rescale_output_factor,
+               const char *prefix);
+
+#endif

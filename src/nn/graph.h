@@ -1,0 +1,162 @@
+/* graph.h: the network executor every jtrak network runs on (architecture.md, "Next shape"). A
+ * Graph is a static list of nn ops (nn.h) over per-example tensors (C, H, W), built once for one
+ * input size by a network's builder from the graph_* helpers below and the blocks of nn/blocks.h;
+ * parameters live in one slab described by a ParamLayout, and each node holds the offsets of its
+ * parameters in it. A GraphRun holds the arenas for a batch capacity and runs the graph: forward
+ * (nodes in order) and backward (in reverse, each node accumulating into its inputs' gradients and
+ * into the parameter gradients, summed over the batch or one slab per example).
+ *
+ * Every node writes a tensor of its own, so activations are never overwritten and backward can
+ * accumulate into per-tensor gradients. Arena layout: tensor t of a run with capacity B occupies
+ * floats [B*t.off, B*(t.off + C*H*W)) of the activation arena (and the same range of the gradient
+ * arena), example b at B*t.off + b*C*H*W; a node's saved tensors (aux) likewise in the aux arena.
+ *
+ * Inputs are slots named by GraphInputKind, at most one of each kind per graph: a tensor input
+ * (an image or latent) lives in the activation arena, carries a gradient and feeds any op; a side
+ * input (timesteps, class ids) is a per-example buffer of the run read by the node kinds that
+ * consume it (NODE_TIMESTEP, NODE_EMBED). A new kind of input is one enum entry plus its row in
+ * graph.c's input table. Results do not depend on the thread count (nn.h). */
+#ifndef JTRAK_GRAPH_H
+#define JTRAK_GRAPH_H
+
+#include "core/common.h"
+#include "core/layout.h"
+#include "nn/nn.h"
+
+#include <stddef.h>
+
+typedef enum {
+    GRAPH_INPUT_IMAGE = 0, /* tensor (C, H, W): the network's image or latent input */
+    GRAPH_INPUT_TIMESTEP,  /* side, one float per example (diffusers converts timesteps to float) */
+    GRAPH_INPUT_LABELS,    /* side, one int per example: class ids */
+    GRAPH_INPUT_CONTEXT,   /* tensor: encoder hidden states (L, D) per example, declared with the
+                              (C, H, W) view its ops read; no op consumes it yet */
+    GRAPH_INPUT_KINDS
+} GraphInputKind;
+
+typedef enum {
+    NODE_CENTER,    /* out = 2 in - 1 (center_input_sample) */
+    NODE_TIMESTEP,  /* sinusoidal embedding (T,1,1) of the GRAPH_INPUT_TIMESTEP values; no input */
+    NODE_EMBED,     /* row of a (k, T) table for each GRAPH_INPUT_LABELS id: (T,1,1); no input */
+    NODE_LINEAR,    /* per-example vector (C,1,1) -> (cout,1,1) */
+    NODE_SILU,      /* elementwise */
+    NODE_CONV,      /* conv2d */
+    NODE_GROUPNORM, /* affine group norm */
+    NODE_GN_SILU,   /* silu(groupnorm(in)) as one op (groupnorm_silu_forward) */
+    NODE_ADD_CHVEC, /* in0 (C,H,W) + in1 (C,1,1) broadcast */
+    NODE_ADD,       /* (in0 + in1) * scale */
+    NODE_ATTN,      /* spatial self-attention: in0 = group-normed input, in1 = residual */
+    NODE_UPSAMPLE,  /* nearest 2x */
+    NODE_CONCAT     /* [in0, in1] along channels */
+} NodeKind;
+
+typedef struct {
+    int C, H, W; /* per example */
+    size_t off;  /* per-example float offset; times the run's capacity in the arenas */
+} Tensor;
+
+typedef struct {
+    NodeKind kind;
+    int in0, in1, out;                 /* tensor ids, -1 for none */
+    size_t w, b;                       /* parameter offsets (conv, linear, norm, embedding table) */
+    size_t p[8];                       /* attention: wq bq wk bk wv bv wo bo */
+    int k, stride, pad, groups, heads; /* k: kernel size; NODE_EMBED: rows of the table */
+    int flip;                          /* NODE_TIMESTEP: flip_sin_to_cos */
+    float eps, scale, shift;           /* shift: NODE_TIMESTEP's freq_shift */
+    size_t aux; /* per-example offset in the aux arena: groupnorm mean/rstd, attention saves */
+} Node;
+
+typedef struct {
+    int declared;
+    int tensor;         /* tensor inputs: the tensor id; side inputs: -1 */
+    size_t per_example; /* values per example */
+} GraphInput;
+
+#define GRAPH_MAX_OUTPUTS 8
+
+typedef struct {
+    const ParamLayout *layout; /* parameter names -> slab offsets, while building */
+    Tensor *tensors;
+    int n_tensors, cap_tensors;
+    Node *nodes;
+    int n_nodes, cap_nodes;
+    size_t act_floats; /* per example, all tensors */
+    size_t aux_floats; /* per example, all nodes' saved tensors */
+    GraphInput inputs[GRAPH_INPUT_KINDS];
+    int outputs[GRAPH_MAX_OUTPUTS]; /* tensor ids */
+    int n_outputs;
+} Graph;
+
+/* ---- building -------------------------------------------------------------------------------- */
+/* An empty graph over the parameters of `layout`, which must outlive the graph and its runs. */
+void graph_init(Graph *g, const ParamLayout *layout);
+void graph_free(Graph *g);
+/* Declares input `kind` (once). Tensor kinds: a new (C, H, W) tensor, whose id is returned. Side
+ * kinds: C*H*W values per example; returns -1. */
+int graph_input(Graph *g, GraphInputKind kind, int C, int H, int W);
+/* Marks tensor `t` as the next output (distinct tensors); returns its output index. */
+int graph_output(Graph *g, int t);
+/* Low level: a new tensor, a new node (scale 1, other fields zero; the pointer is valid until the
+ * next graph_node call), the slab offset of the parameter named by the printf-style arguments (a
+ * CHECK failure if the layout lacks it). */
+int graph_tensor(Graph *g, int C, int H, int W);
+Node *graph_node(Graph *g, NodeKind kind, int in0, int in1, int out);
+size_t graph_param(const Graph *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The ops, each returning its output tensor. `prefix` names the module whose "<prefix>.weight"
+ * and "<prefix>.bias" (attention: "<prefix>.to_q.weight" ... "<prefix>.to_out.0.bias") hold the
+ * parameters. */
+int graph_conv(Graph *g, int in, int cout, int k, int stride, int pad /* CONV_PAD_* */,
+               const char *prefix);
+int graph_groupnorm(Graph *g, int in, int groups, float eps, const char *prefix);
+int graph_groupnorm_silu(Graph *g, int in, int groups, float eps, const char *prefix);
+int graph_linear(Graph *g, int in /* (C,1,1) */, int cout, const char *prefix);
+/* kind: NODE_CENTER, NODE_SILU or NODE_UPSAMPLE */
+int graph_unary(Graph *g, NodeKind kind, int in);
+int graph_add(Graph *g, int a, int b, float scale); /* (a + b) * scale */
+int graph_add_chvec(Graph *g, int x /* (C,H,W) */, int v /* (C,1,1) */);
+int graph_concat(Graph *g, int a, int b);
+/* Self-attention over xn's H*W tokens with `heads` heads, plus residual, times scale. */
+int graph_attention(Graph *g, int xn, int residual, int heads, float scale, const char *prefix);
+/* Sinusoidal embedding (dim,1,1) of the timestep input (declared here if it is not yet). */
+int graph_timestep(Graph *g, int dim, int flip_sin_to_cos, float freq_shift);
+/* Rows of the (K, T) table `name` (a full parameter name) for the labels input (declared here if
+ * it is not yet). */
+int graph_embedding(Graph *g, int K, int T, const char *name);
+
+/* ---- running --------------------------------------------------------------------------------- */
+/* GRAPH_RUN_FORWARD_ONLY: no gradient arena and no gradient scratch; graph_backward on it is a
+ * CHECK failure. */
+typedef enum { GRAPH_RUN_TRAIN = 0, GRAPH_RUN_FORWARD_ONLY = 1 } GraphRunMode;
+typedef struct GraphRun GraphRun;
+
+/* Arenas and scratch for batches of up to B examples of g (which must outlive the run). Returns
+ * JT_ERR with a message when the sizes overflow. */
+int graph_run_create(GraphRun **out, const Graph *g, int B, GraphRunMode mode, JtError *err);
+void graph_run_free(GraphRun *r);
+int graph_run_capacity(const GraphRun *r);
+GraphRunMode graph_run_mode(const GraphRun *r);
+/* Bytes held by the run (arenas, input buffers, scratch). */
+size_t graph_run_bytes(const GraphRun *r);
+/* While on, forward and backward add the wall time of their convolution nodes and of their other
+ * nodes to two counters (on = 1 also zeroes them). */
+void graph_run_profile(GraphRun *r, int on);
+void graph_run_profile_seconds(const GraphRun *r, double *conv_s, double *other_s);
+
+/* Copies the first B examples of input `kind` (float, or int for GRAPH_INPUT_LABELS) into the run.
+ * Every declared input must be set (for at least the forward's B) before each graph_forward. */
+void graph_set_input(GraphRun *r, GraphInputKind kind, int B, const void *data);
+/* Runs the graph on the first B examples (B <= capacity) with the parameter slab. */
+void graph_forward(GraphRun *r, const float *params, int B);
+/* Copies output i of the last forward, (B, C, H, W), to dst. */
+void graph_get_output(const GraphRun *r, int i, int B, float *dst);
+/* Backward of the last forward (same params and B): accumulates (+=) parameter gradients into
+ * dparams, summed over the batch (example_stride 0) or example b's at dparams + b*example_stride
+ * (example_stride >= the layout's total). douts[i]: d(loss)/d(output i), (B, C, H, W), NULL for
+ * zero. dinputs (may be NULL): indexed by GraphInputKind; a non-NULL entry for a tensor input gets
+ * that input's gradient written (overwritten); the input gradients of NULL entries are skipped
+ * where the op allows (the first operand of a node). */
+void graph_backward(GraphRun *r, const float *params, int B, float *dparams, size_t example_stride,
+                    const float *const *douts, float *const *dinputs);
+
+#endif
