@@ -1,8 +1,9 @@
 /* cmd_demo.c: `jtrak demo`, the main job on the embedded default (Debian's Fashion-MNIST): train a
  * small U-Net, sample from it keeping full trajectories, featurize the training set, score the
- * samples at a grid of steps with Journey-TRAK, and write the report. It runs the same subcommands
- * a user would (printing each command line first), so every stage resumes or redoes its part when
- * the demo is run again after an interruption. */
+ * samples at a grid of steps with Journey-TRAK, and write the report; then the same journey for a
+ * class-conditional model (condition dropout for classifier-free guidance, one guided sample per
+ * class) in DIR/cond. It runs the same subcommands a user would (printing each command line first),
+ * so every stage resumes or redoes its part when the demo is run again after an interruption. */
 #include "cli/cli_common.h"
 #include "cli/commands.h"
 #include "io/png.h"
@@ -34,7 +35,10 @@ int cmd_demo(int argc, char **argv) {
                "(/usr/share/datasets/fashion-mnist), samples 8 images with DDPM keeping their\n"
                "trajectories, featurizes the 5000 images (k 2048, S 5), scores the samples at\n"
                "t = 900, 700, 500, 300, 100, 0 with Journey-TRAK and writes DIR/report.html and\n"
-               "DIR/figure.png. --quick: a smoke test on 64 images (seconds, not a useful model).\n");
+               "DIR/figure.png. Then the class-conditional part: the same recipe with the class\n"
+               "labels (--cond class, condition dropout 0.1), one guided sample per class\n"
+               "(guidance 3), their attributions and DIR/cond/report.html.\n"
+               "--quick: a smoke test on 64 images (seconds, not a useful model).\n");
         args_free(&a);
         return 0;
     }
@@ -75,7 +79,36 @@ int cmd_demo(int argc, char **argv) {
     if ((rc = run(cmd_featurize, "featurize", feat_args))) return rc;
     if ((rc = run(cmd_score, "score", score_args))) return rc;
     if ((rc = run(cmd_report, "report", report_args))) return rc;
+
+    /* The class-conditional part: the same recipe, labels from the data with condition dropout,
+     * one guided sample per class, each attributed with its own class (as Journey-TRAK scores its
+     * COCO samples with their prompt). */
+    char cmodel[512], csamples[512], ctraj[512], cstore[512], cscores[512], chtml[512], cpng[512];
+    snprintf(cmodel, sizeof cmodel, "%s/cond/model", out);
+    snprintf(csamples, sizeof csamples, "%s/cond/samples", out);
+    snprintf(ctraj, sizeof ctraj, "%s/cond/samples/trajectory.safetensors", out);
+    snprintf(cstore, sizeof cstore, "%s/cond/features", out);
+    snprintf(cscores, sizeof cscores, "%s/cond/scores", out);
+    snprintf(chtml, sizeof chtml, "%s/cond/report.html", out);
+    snprintf(cpng, sizeof cpng, "%s/cond/figure.png", out);
+    const char *ctrain_args[] = {"--config", "fm-xs", "--limit", limit, "--steps", steps, "--lr",
+                                 "2e-3", "--warmup", quick ? "1" : "100", "--cond", "class",
+                                 "--uncond-prob", "0.1", "--out", cmodel, NULL};
+    const char *csample_args[] = {"--model", cmodel, "--out", csamples, "--n", "10", "--class",
+                                  "all", "--guidance", "3", "--steps", sample_steps, NULL};
+    const char *cfeat_args[] = {"--models", cmodel, "--limit", limit, "--k", k, "--S", S,
+                                "--batch", "32", "--out", cstore, NULL};
+    const char *cscore_args[] = {"--store", cstore, "--trajectory", ctraj, "--out", cscores,
+                                 "--steps", score_steps, "--R", R, "--topk", "6", NULL};
+    const char *creport_args[] = {"--scores", cscores, "--out", chtml, "--png", cpng, NULL};
+    if ((rc = run(cmd_train, "train", ctrain_args))) return rc;
+    if ((rc = run(cmd_sample, "sample", csample_args))) return rc;
+    if ((rc = run(cmd_featurize, "featurize", cfeat_args))) return rc;
+    if ((rc = run(cmd_score, "score", cscore_args))) return rc;
+    if ((rc = run(cmd_report, "report", creport_args))) return rc;
     printf("demo: done. Open %s (figure: %s); samples in %s, scores in %s\n", html, png, samples,
            scores);
+    printf("demo: class-conditional part: %s (figure: %s), one guided sample per class in %s\n",
+           chtml, cpng, csamples);
     return 0;
 }
