@@ -29,6 +29,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 static char g_err[8192];
 
@@ -44,8 +45,10 @@ static int jtrak(const char *fmt, ...) {
     return cli_run(args, g_err, sizeof g_err);
 }
 
-/* 16 random 8x8 images in 2 classes, a tiny model trained on them, 2 samples, and its scores. */
-static void prepare(void) {
+/* 16 random 8x8 images in 2 classes, a tiny model trained on them, 2 samples, and its scores;
+ * with cond, the model is class-conditional (--cond class) and the samples are guided, one per
+ * class. */
+static void prepare_model(int cond) {
     uint8_t pix[16 * 64];
     int64_t labels[16];
     for (int i = 0; i < 16 * 64; i++) pix[i] = (uint8_t)((i * 2654435761u) >> 23);
@@ -67,14 +70,19 @@ static void prepare(void) {
     fclose(f);
     const char *t = test_tmp;
     cr_assert_eq(jtrak("train --config %s/cfg.json --data npy:%s/img.npy,%s/lab.npy --batch 8 "
-                       "--steps 12 --warmup 2 --out %s/m --quiet", t, t, t, t), 0, "%s", g_err);
-    cr_assert_eq(jtrak("sample --model %s/m --out %s/s --n 2 --sampler ddim --steps 10 --quiet", t,
-                       t), 0, "%s", g_err);
+                       "--steps 12 --warmup 2 --out %s/m --quiet%s", t, t, t, t,
+                       cond ? " --cond class --uncond-prob 0.25" : ""),
+                 0, "%s", g_err);
+    cr_assert_eq(jtrak("sample --model %s/m --out %s/s --n 2 --sampler ddim --steps 10 --quiet%s",
+                       t, t, cond ? " --class 0,1 --guidance 2" : ""),
+                 0, "%s", g_err);
     cr_assert_eq(jtrak("featurize --models %s/m --data npy:%s/img.npy,%s/lab.npy --out %s/f --S 2 "
                        "--k 8 --quiet", t, t, t, t), 0, "%s", g_err);
     cr_assert_eq(jtrak("score --store %s/f --trajectory %s/s/trajectory.safetensors --out %s/journey "
                        "--steps 500,0 --R 2 --quiet", t, t, t), 0, "%s", g_err);
 }
+
+static void prepare(void) { prepare_model(0); }
 
 static const char *LDS_ARGS = "--K 4 --ceiling 2 --R-eval 3 --grid 2 --steps 500,0 --replicates 50 --quiet";
 
@@ -205,6 +213,42 @@ Test(lds, counterfactual_retrains_regenerates_and_refuses) {
 }
 
 /* n random h x w images (c = 3: (n, h, w, 3) RGB) as an npy file in the scratch folder. */
+/* A class-conditional model through both counterfactual commands: lds retrains its subset models
+ * with the recorded recipe (the conditioning and condition dropout included) and evaluates each
+ * target with its own class; counterfactual retrains and regenerates with the trajectory's labels
+ * and guidance. */
+Test(lds, class_conditional_model_end_to_end) {
+    prepare_model(1);
+    const char *t = test_tmp;
+    cr_assert_eq(jtrak("lds --model %s/m --trajectory %s/s/trajectory.safetensors --scores "
+                       "%s/journey --out %s/lds %s", t, t, t, t, LDS_ARGS),
+                 0, "%s", g_err);
+    /* a subset model has the conditional architecture and recipe of the model it stands for */
+    char p[256];
+    JtError err;
+    snprintf(p, sizeof p, "%s/lds/models/s0_r0/config.json", t);
+    cJSON *cfg = json_load_file(p, &err);
+    cr_assert(cfg != NULL, "%s", err.msg);
+    cr_expect_eq(cJSON_GetObjectItem(cfg, "num_class_embeds")->valueint, 3);
+    cJSON_Delete(cfg);
+    snprintf(p, sizeof p, "%s/lds/models/s0_r0/training.json", t);
+    cJSON *tj = json_load_file(p, &err);
+    cr_assert(tj != NULL, "%s", err.msg);
+    const cJSON *recipe = cJSON_GetObjectItem(tj, "recipe");
+    cr_expect_str_eq(cJSON_GetObjectItem(recipe, "cond")->valuestring, "class");
+    cr_expect_float_eq(cJSON_GetObjectItem(recipe, "uncond_prob")->valuedouble, 0.25, 1e-12);
+    cJSON_Delete(tj);
+    snprintf(p, sizeof p, "%s/lds/lds.json", t);
+    cr_expect(access(p, F_OK) == 0, "lds.json missing");
+
+    cr_assert_eq(jtrak("counterfactual --model %s/m --trajectory %s/s/trajectory.safetensors "
+                       "--scores %s/journey --step 500 --k 2 --targets 1 --out %s/cf --quiet",
+                       t, t, t, t),
+                 0, "%s", g_err);
+    snprintf(p, sizeof p, "%s/cf/counterfactual.json", t);
+    cr_expect(access(p, F_OK) == 0, "counterfactual.json missing");
+}
+
 static void write_images(const char *name, int n, int h, int w, int c, unsigned salt) {
     size_t count = (size_t)n * h * w * c;
     uint8_t *pix = malloc(count);
