@@ -59,10 +59,9 @@ static void tiny_recipe(TrainRecipe *r) {
     r->seed = 7;
 }
 
-static int train_into(const char *sub, const TrainRecipe *r, long stop_after, int *stopped,
-                      JtError *err) {
-    UNetConfig cfg;
-    test_tiny_unet_config(&cfg);
+/* Trains the model of config cfg on tiny_data into test_tmp/sub. */
+static int train_config_into(const UNetConfig *cfg, const char *sub, const TrainRecipe *r,
+                             long stop_after, int *stopped, JtError *err) {
     SchedConfig sc;
     sched_config_default(&sc);
     Dataset ds = {0};
@@ -70,9 +69,16 @@ static int train_into(const char *sub, const TrainRecipe *r, long stop_after, in
     char out[200];
     snprintf(out, sizeof out, "%s/%s", test_tmp, sub);
     TrainControl ctl = {out, 0, 2, stop_after, 1};
-    int rc = train_run(&cfg, &sc, &ds, r, &ctl, stopped, err);
+    int rc = train_run(cfg, &sc, &ds, r, &ctl, stopped, err);
     data_free(&ds);
     return rc;
+}
+
+static int train_into(const char *sub, const TrainRecipe *r, long stop_after, int *stopped,
+                      JtError *err) {
+    UNetConfig cfg;
+    test_tiny_unet_config(&cfg);
+    return train_config_into(&cfg, sub, r, stop_after, stopped, err);
 }
 
 /* The four slabs of a state file, concatenated. */
@@ -294,16 +300,7 @@ static int train_cond_into(const char *sub, const TrainRecipe *r, long stop_afte
                            JtError *err) {
     UNetConfig cfg;
     tiny_cond_config(&cfg);
-    SchedConfig sc;
-    sched_config_default(&sc);
-    Dataset ds = {0};
-    tiny_data(&ds);
-    char out[200];
-    snprintf(out, sizeof out, "%s/%s", test_tmp, sub);
-    TrainControl ctl = {out, 0, 2, stop_after, 1};
-    int rc = train_run(&cfg, &sc, &ds, r, &ctl, stopped, err);
-    data_free(&ds);
-    return rc;
+    return train_config_into(&cfg, sub, r, stop_after, stopped, err);
 }
 
 static void tiny_cond_recipe(TrainRecipe *r) {
