@@ -321,6 +321,39 @@ Test(featurize, resumed_run_equals_uninterrupted_run) {
     expect_same_file("full", "resumed", 0, "kernel.npy");
 }
 
+/* A run stopped after its last row (before kernel.npy) and resumed computes the kernel with no
+ * grad engine built: LAPACK's threading used to be whatever OpenBLAS defaulted to there (several
+ * threads; dpotrf/dpotri round differently with 1 and 2), so kernel.npy differed from an
+ * uninterrupted run's. Through the CLI, each process with OpenBLAS allowed 4 threads (ctest's
+ * OPENBLAS_NUM_THREADS=1 would hide the difference). */
+Test(featurize, resumed_at_the_kernel_equals_uninterrupted_run) {
+    char args[1200], err[8192], img_src[300];
+    setenv("OPENBLAS_NUM_THREADS", "4", 1);
+    snprintf(img_src, sizeof img_src, "npy:%s,%s", g_img, g_lab);
+    /* k 64: at k 32 OpenBLAS happened to round the same with 1 and 4 threads */
+    const char *common = "--k 64 --S 2 --batch 4 --auto-ridge --quiet";
+    snprintf(args, sizeof args, "featurize --models %s/m0 --out %s/full --data %s %s", test_tmp,
+             test_tmp, img_src, common);
+    int rc = cli_run(args, err, sizeof err);
+    cr_assert_eq(rc, 0, "exit %d: %s", rc, err);
+    snprintf(args, sizeof args,
+             "featurize --models %s/m0 --out %s/resumed --data %s %s --stop-after-rows %d",
+             test_tmp, test_tmp, img_src, common, N_ROWS);
+    rc = cli_run(args, err, sizeof err);
+    cr_assert_eq(rc, 0, "exit %d: %s", rc, err);
+    char kp[300];
+    snprintf(kp, sizeof kp, "%s/resumed/model_0/kernel.npy", test_tmp);
+    struct stat sb;
+    cr_assert(stat(kp, &sb) != 0, "the stopped run wrote %s", kp);
+    snprintf(args, sizeof args, "featurize --models %s/m0 --out %s/resumed --data %s %s", test_tmp,
+             test_tmp, img_src, common);
+    rc = cli_run(args, err, sizeof err);
+    cr_assert_eq(rc, 0, "exit %d: %s", rc, err);
+    setenv("OPENBLAS_NUM_THREADS", "1", 1);
+    expect_same_file("full", "resumed", 0, "features.npy");
+    expect_same_file("full", "resumed", 0, "kernel.npy");
+}
+
 Test(featurize, ensemble_gets_one_projection_per_model) {
     FeaturizeOptions o;
     int stopped;

@@ -334,7 +334,9 @@ static int featurize_model(Run *run, int m, int *stopped, JtError *err) {
     return rc;
 }
 
-/* Rank 0: X^T X from the stored rows (blocks of about 32 MiB), the kernel, the manifest. */
+/* Rank 0: X^T X from the stored rows (blocks of about 32 MiB), the kernel, the manifest. The same
+ * arithmetic whether rows were computed in this call or not: gram_add's order is fixed and
+ * kernel_invert sets LAPACK single-threaded itself (a resumed run builds no grad engine). */
 static int finalize_model(Run *run, int m, JtError *err) {
     FeatureStore *st = run->st;
     const int k = st->k;
