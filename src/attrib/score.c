@@ -166,6 +166,11 @@ static int target_features(const FeatureStore *st, int m, const Targets *tgt,
         model_free(model);
         return JT_ERR;
     }
+    if (!tgt->real) { /* before the output folder exists: nothing is left behind */
+        char what[600];
+        snprintf(what, sizeof what, "the schedule of %s", st->model_paths[m]);
+        rc = traj_check_schedule(&tgt->tr, o->traj_path, sched.T, what, err);
+    }
     /* The targets' conditioning (ldm.md 1.3: conditional eps only, no guidance): each target's
      * own class, or the null class when the store was featurized with it. */
     const int K = unet_num_classes(net);
@@ -521,6 +526,7 @@ int score_run(const ScoreOptions *o, const Dataset *data_in, JtError *err) {
             cJSON_AddStringToObject(t, "path", abs ? abs : o->traj_path);
             free(abs);
             cJSON_AddStringToObject(t, "model_fingerprint", fmt_hex(tgt.tr.model_fingerprint, h));
+            cJSON_AddStringToObject(t, "fingerprint", fmt_hex(tgt.tr.fingerprint, h));
             cJSON_AddStringToObject(t, "cond", tgt.tr.labels ? "class" : "none");
             cJSON_AddNumberToObject(t, "guidance", tgt.tr.guidance);
         }

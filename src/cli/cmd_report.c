@@ -102,6 +102,11 @@ int cmd_report(int argc, char **argv) {
         if (!json_str(traj, "model_fingerprint") || strcmp(h, json_str(traj, "model_fingerprint")) != 0)
             rc = jt_fail(&err, "%s: the trajectory changed since it was scored (model fingerprint "
                                "differs)", json_str(traj, "path"));
+        char *mp = path_join(dir, "manifest.json");
+        if (rc == JT_OK)
+            rc = traj_check_recorded(&tgt.tr, json_str(traj, "path"), json_str(traj, "fingerprint"),
+                                     mp, &err);
+        free(mp);
     }
     if (rc == JT_OK)
         rc = load_checked(json_str(ds, "spec"), json_str(ds, "fingerprint"), NULL, &data, NULL,

@@ -139,6 +139,12 @@ static int load_inputs(const CounterfactualOptions *o, CfInputs *in, JtError *er
     if (rc == JT_OK && in->tr.model_fingerprint != in->mr.fingerprint)
         rc = jt_fail(err, "%s: the targets were sampled from another model than %s", o->traj_path,
                      o->model_dir);
+    if (rc == JT_OK) {
+        char what[600];
+        snprintf(what, sizeof what, "the schedule of %s", o->model_dir);
+        rc =
+            traj_check_schedule(&in->tr, o->traj_path, in->mr.sched.num_train_timesteps, what, err);
+    }
     if (rc == JT_OK && in->ks < 0)
         rc = jt_fail(err, "--step %d is not in the trajectory %s", o->step, o->traj_path);
     if (rc == JT_OK && (size_t)o->k >= in->mr.data.n)
@@ -159,6 +165,8 @@ static int load_inputs(const CounterfactualOptions *o, CfInputs *in, JtError *er
     if (rc == JT_OK &&
         (!json_str(tj, "model_fingerprint") || strcmp(json_str(tj, "model_fingerprint"), h) != 0))
         rc = jt_fail(err, "%s: scores of targets from another model", mp);
+    if (rc == JT_OK)
+        rc = traj_check_recorded(&in->tr, o->traj_path, json_str(tj, "fingerprint"), mp, err);
     if (rc == JT_OK) {
         sprintf(mp, "%s/scores_t%d.npy", o->scores_dir, o->step);
         NpyHeader hd;

@@ -54,6 +54,12 @@ static int load_inputs(const LdsOptions *o, LdsInputs *in, JtError *err) {
     if (rc == JT_OK && in->tr.model_fingerprint != in->mr.fingerprint)
         rc = jt_fail(err, "%s: the targets were sampled from another model than %s (fingerprints "
                           "differ)", o->traj_path, o->model_dir);
+    if (rc == JT_OK) {
+        char what[600];
+        snprintf(what, sizeof what, "the schedule of %s", o->model_dir);
+        rc =
+            traj_check_schedule(&in->tr, o->traj_path, in->mr.sched.num_train_timesteps, what, err);
+    }
     const Dataset *d = &in->mr.data; /* the model's geometry */
     if (rc == JT_OK && (in->tr.C != d->c || in->tr.H != d->h || in->tr.W != d->w))
         rc = jt_fail(err, "%s: samples are %dx%dx%d but the training images are %dx%dx%d",
