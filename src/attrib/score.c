@@ -13,6 +13,7 @@
 #include "attrib/targets.h"
 #include "core/progress.h"
 #include "diffusion/trajectory.h"
+#include "io/artifact.h"
 #include "io/model_folder.h"
 #include "io/npy.h"
 #include "io/safetensors.h"
@@ -321,6 +322,9 @@ int score_run(const ScoreOptions *o, const Dataset *data_in, JtError *err) {
         return jt_fail(err, "method journey attributes the steps of a sampling trajectory, and real "
                             "target images (--targets-data) have none: use --method trak, dtrak or "
                             "pixel");
+    const ArtifactKind ok_out[] = {ARTIFACT_SCORES};
+    if (o->out_dir && artifact_check_out(o->out_dir, "--out", "a score folder", ok_out, 1, err))
+        return JT_ERR;
     if (o->traj_path) { /* real targets are loaded below, fitted like the training images */
         if (targets_from_trajectory(&tgt, o->traj_path, err) != JT_OK) return JT_ERR;
         rc = resolve_steps(o->steps, &tgt.tr, &kidx, &n_steps, err);

@@ -10,6 +10,7 @@
 #include "core/rng.h"
 #include "diffusion/trajectory.h"
 #include "eval/model_record.h"
+#include "io/artifact.h"
 #include "io/jsonfile.h"
 #include "io/model_folder.h"
 #include "io/npy.h"
@@ -317,6 +318,9 @@ int counterfactual_run(const CounterfactualOptions *o, JtError *err) {
     rc = comm_agree(rc, err, "%s: another process failed to read the inputs (see its message)",
                     o->out_dir);
     /* Rank 0 makes the folder before anyone trains into it. */
+    const ArtifactKind ok[] = {ARTIFACT_COUNTERFACTUAL};
+    if (rc == JT_OK && rank == 0)
+        rc = artifact_check_out(o->out_dir, "--out", "a counterfactual folder", ok, 1, err);
     if (rc == JT_OK && rank == 0) rc = model_mkdirs(o->out_dir, err);
     rc = comm_agree(rc, err, "%s: another process failed to make the folder (see its message)",
                     o->out_dir);
