@@ -266,11 +266,24 @@ Test(attribution, score_folder_report_and_refusals) {
     snprintf(path, sizeof path, "%s/tk/topk.json", test_tmp);
     cr_expect(stat(path, &sb) == 0);
 
+    /* A trajectory whose first timestep lies past the model's schedule (T = 1000). */
+    {
+        Trajectory tr;
+        JtError e;
+        snprintf(path, sizeof path, "%s/traj.safetensors", test_tmp);
+        cr_assert(traj_load(&tr, path, &e) == JT_OK, "%s", e.msg);
+        tr.timesteps[0] = 1000;
+        snprintf(path, sizeof path, "%s/late.safetensors", test_tmp);
+        cr_assert(traj_save(&tr, path, &e) == JT_OK, "%s", e.msg);
+        traj_free(&tr);
+    }
+
     /* Refusals, each with one line naming the problem and no output folder. */
     struct {
         const char *extra, *traj, *want;
     } bad[] = {
         {"--steps 1234", "traj", "step 1234 is not in the trajectory"},
+        {"", "late", "late.safetensors: tensor 'timesteps': step 0 is t=1000 but the schedule of"},
         {"", "other", "not one of the store's"},
         {"--method dtrak", "traj", "output function 'loss'"},
     };
@@ -282,5 +295,25 @@ Test(attribution, score_folder_report_and_refusals) {
         cr_expect(strstr(err_text, bad[i].want) != NULL, "want '%s' in: %s", bad[i].want, err_text);
         snprintf(path, sizeof path, "%s/bad%zu", test_tmp, i);
         cr_expect(stat(path, &sb) != 0, "a refused score left %s behind", path);
+        cr_expect(strchr(err_text, '\n') == err_text + strlen(err_text) - 1, "%s", err_text);
     }
+
+    /* The trajectory re-sampled in place (another x_T): report refuses to pair it with the scores,
+     * naming both files; nothing is written. */
+    {
+        Trajectory tr;
+        JtError e;
+        snprintf(path, sizeof path, "%s/traj.safetensors", test_tmp);
+        cr_assert(traj_load(&tr, path, &e) == JT_OK, "%s", e.msg);
+        tr.x_T[0] += 0.5f;
+        cr_assert(traj_save(&tr, path, &e) == JT_OK, "%s", e.msg);
+        traj_free(&tr);
+    }
+    snprintf(args, sizeof args, "report --scores %s/sc --out %s/sc/again.html", test_tmp, test_tmp);
+    cr_expect_eq(cli_run(args, err_text, sizeof err_text), 1, "%s", err_text);
+    cr_expect(strstr(err_text, "traj.safetensors") && strstr(err_text, "sc/manifest.json") &&
+                  strstr(err_text, "re-sampled or replaced"),
+              "%s", err_text);
+    snprintf(path, sizeof path, "%s/sc/again.html", test_tmp);
+    cr_expect(stat(path, &sb) != 0, "a refused report wrote %s", path);
 }

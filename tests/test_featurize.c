@@ -19,6 +19,7 @@
 #include "helpers/numcheck.h"
 #include "helpers/tiny_unet.h"
 #include "helpers/tmpdir.h"
+#include "io/lock.h"
 #include "io/model_folder.h"
 #include "io/npy.h"
 #include "unet/unet.h"
@@ -29,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 enum { N_ROWS = 24, K = 32, S_DRAWS = 2 };
 
@@ -319,6 +321,176 @@ Test(featurize, resumed_run_equals_uninterrupted_run) {
     /* A finished store: nothing to do, nothing changes. */
     cr_assert(run(&o, 0, &err) == JT_OK, "%s", err.msg);
     expect_same_file("full", "resumed", 0, "kernel.npy");
+}
+
+/* A run stopped after its last row (before kernel.npy) and resumed computes the kernel with no
+ * grad engine built: LAPACK's threading used to be whatever OpenBLAS defaulted to there (several
+ * threads; dpotrf/dpotri round differently with 1 and 2), so kernel.npy differed from an
+ * uninterrupted run's. Through the CLI, each process with OpenBLAS allowed 4 threads (ctest's
+ * OPENBLAS_NUM_THREADS=1 would hide the difference). */
+Test(featurize, resumed_at_the_kernel_equals_uninterrupted_run) {
+    char args[1200], err[8192], img_src[300];
+    setenv("OPENBLAS_NUM_THREADS", "4", 1);
+    snprintf(img_src, sizeof img_src, "npy:%s,%s", g_img, g_lab);
+    /* k 64: at k 32 OpenBLAS happened to round the same with 1 and 4 threads */
+    const char *common = "--k 64 --S 2 --batch 4 --auto-ridge --quiet";
+    snprintf(args, sizeof args, "featurize --models %s/m0 --out %s/full --data %s %s", test_tmp,
+             test_tmp, img_src, common);
+    int rc = cli_run(args, err, sizeof err);
+    cr_assert_eq(rc, 0, "exit %d: %s", rc, err);
+    snprintf(args, sizeof args,
+             "featurize --models %s/m0 --out %s/resumed --data %s %s --stop-after-rows %d",
+             test_tmp, test_tmp, img_src, common, N_ROWS);
+    rc = cli_run(args, err, sizeof err);
+    cr_assert_eq(rc, 0, "exit %d: %s", rc, err);
+    char kp[300];
+    snprintf(kp, sizeof kp, "%s/resumed/model_0/kernel.npy", test_tmp);
+    struct stat sb;
+    cr_assert(stat(kp, &sb) != 0, "the stopped run wrote %s", kp);
+    snprintf(args, sizeof args, "featurize --models %s/m0 --out %s/resumed --data %s %s", test_tmp,
+             test_tmp, img_src, common);
+    rc = cli_run(args, err, sizeof err);
+    cr_assert_eq(rc, 0, "exit %d: %s", rc, err);
+    setenv("OPENBLAS_NUM_THREADS", "1", 1);
+    expect_same_file("full", "resumed", 0, "features.npy");
+    expect_same_file("full", "resumed", 0, "kernel.npy");
+}
+
+/* A store, training or LDS folder in use by another process is refused naming its PID; once free,
+ * the same command runs. A refused run into a new folder leaves nothing. */
+Test(featurize, folder_in_use_is_refused_naming_the_pid) {
+    char args[1200], err[8192], img_src[300], dir[300];
+    snprintf(img_src, sizeof img_src, "npy:%s,%s", g_img, g_lab);
+    snprintf(dir, sizeof dir, "%s/busy", test_tmp);
+    DirLock lock;
+    JtError jerr;
+    cr_assert(dir_lock(&lock, dir, "featurize", &jerr) == JT_OK, "%s", jerr.msg);
+    DirLock again;
+    cr_expect(dir_lock(&again, dir, "featurize", &jerr) == JT_ERR); /* flock: per open file */
+    char want[64];
+    snprintf(want, sizeof want, "in use by PID %ld", (long)getpid());
+    cr_expect(strstr(jerr.msg, dir) && strstr(jerr.msg, want), "%s", jerr.msg);
+    snprintf(args, sizeof args,
+             "featurize --models %s/m0 --out %s --data %s --k 32 --S 2 --auto-ridge --quiet",
+             test_tmp, dir, img_src);
+    int rc = cli_run(args, err, sizeof err);
+    cr_expect_eq(rc, 1, "exit %d: %s", rc, err);
+    cr_expect(strstr(err, dir) && strstr(err, want) && strstr(err, "featurize"), "%s", err);
+    snprintf(args, sizeof args,
+             "train --config %s/m0 --data %s --steps 2 --batch 4 --warmup 1 --out %s --quiet",
+             test_tmp, img_src, dir);
+    rc = cli_run(args, err, sizeof err);
+    cr_expect_eq(rc, 1, "exit %d: %s", rc, err);
+    cr_expect(strstr(err, want), "%s", err);
+    dir_unlock(&lock);
+    snprintf(args, sizeof args,
+             "featurize --models %s/m0 --out %s --data %s --k 32 --S 2 --auto-ridge --quiet",
+             test_tmp, dir, img_src);
+    rc = cli_run(args, err, sizeof err);
+    cr_expect_eq(rc, 0, "exit %d: %s", rc, err);
+    /* A folder dir_lock made and nothing filled is removed on unlock (a run refused after
+     * taking the lock leaves nothing); one that has files stays. */
+    snprintf(dir, sizeof dir, "%s/fresh", test_tmp);
+    cr_assert(dir_lock(&lock, dir, "lds", &jerr) == JT_OK, "%s", jerr.msg);
+    dir_unlock(&lock);
+    struct stat sb;
+    cr_expect(stat(dir, &sb) != 0, "dir_unlock left %s", dir);
+    snprintf(dir, sizeof dir, "%s/busy/manifest.json", test_tmp);
+    cr_expect(stat(dir, &sb) == 0, "the store is gone");
+}
+
+/* A row marked done but all zeros (never written, or zero-filled under the run) does not pass
+ * into a finished store: finalize refuses, marks it not done, and the same command recomputes it,
+ * giving the uninterrupted run's files. */
+Test(featurize, zero_row_marked_done_is_not_finalized) {
+    FeaturizeOptions o;
+    int stopped;
+    JtError err;
+    tiny_options(&o, "full", 1, &stopped);
+    cr_assert(run(&o, 0, &err) == JT_OK, "%s", err.msg);
+    tiny_options(&o, "hole", 1, &stopped);
+    o.stop_after_rows = N_ROWS;
+    cr_assert(run(&o, 0, &err) == JT_OK, "%s", err.msg);
+    cr_assert_eq(stopped, 1);
+    char fp[300];
+    snprintf(fp, sizeof fp, "%s/hole/model_0/features.npy", test_tmp);
+    NpyFile f;
+    cr_assert(npy_open(&f, fp, 1, &err) == JT_OK, "%s", err.msg);
+    float zeros[K] = {0};
+    cr_assert(npy_write_rows(&f, 5, 1, zeros, &err) == JT_OK, "%s", err.msg);
+    cr_assert(npy_close(&f, &err) == JT_OK);
+    o.stop_after_rows = 0;
+    cr_expect(run(&o, 0, &err) == JT_ERR, "a store with a zero row was finalized");
+    cr_expect(strstr(err.msg, "features.npy") && strstr(err.msg, "all zeros") &&
+                  strstr(err.msg, "row 5"),
+              "%s", err.msg);
+    FeatureStore st;
+    char dir[300];
+    snprintf(dir, sizeof dir, "%s/hole", test_tmp);
+    cr_assert(store_open(&st, dir, &err) == JT_OK, "%s", err.msg);
+    uint8_t mask[N_ROWS];
+    size_t done;
+    cr_assert(store_rows_done(&st, 0, mask, &done, &err) == JT_OK);
+    cr_expect(done == N_ROWS - 1 && mask[5] == 0 && !st.finalized, "done %zu", done);
+    store_close(&st);
+    cr_assert(run(&o, 0, &err) == JT_OK, "%s", err.msg);
+    expect_same_file("full", "hole", 0, "features.npy");
+    expect_same_file("full", "hole", 0, "kernel.npy");
+}
+
+/* Every command that writes a folder refuses one that holds another kind of artifact, naming it;
+ * what was there is unchanged. */
+Test(featurize, outputs_never_overwrite_another_artifact) {
+    char args[1200], err[8192], img_src[300];
+    snprintf(img_src, sizeof img_src, "npy:%s,%s", g_img, g_lab);
+    const char *t = test_tmp;
+    snprintf(args, sizeof args,
+             "featurize --models %s/m0 --out %s/st --data %s --k 32 --S 2 --auto-ridge --quiet", t,
+             t, img_src);
+    cr_assert_eq(cli_run(args, err, sizeof err), 0, "%s", err);
+    char mp[300];
+    snprintf(mp, sizeof mp, "%s/st/manifest.json", t);
+    size_t len0;
+    unsigned char *before = slurp(mp, &len0);
+    struct {
+        const char *args, *want;
+    } cases[] = {
+        {"score --store %s/st --trajectory %s/none.safetensors --out %s/st --quiet",
+         "holds a feature store (manifest.json, format jtrak-features-v1), not a score folder"},
+        {"sample --model %s/m0 --out %s/st --n 1 --steps 2 --sampler ddim --quiet%.0s",
+         "holds a feature store"},
+        {"init --config %s/m0 --out %s/st%.0s", "holds a feature store"},
+        {"train --config %s/m0 --data IMG --steps 2 --batch 4 --out %s/st --quiet%.0s",
+         "holds a feature store"},
+        {"sample --model %s/m0 --out %s/m0 --n 1 --steps 2 --sampler ddim --quiet%.0s",
+         "holds a training folder (training.json), not a trajectory folder"},
+        {"score --store %s/st --trajectory %s/none.safetensors --out %s/m0 --quiet",
+         "holds a training folder"},
+        {"init --config %s/m0 --out %s/m0%.0s", "holds a training folder"},
+        {"report --scores %s/st --out %s/m0/report.html%.0s", "holds a training folder"},
+        {"report --scores %s/st --out %s/st/manifest.json%.0s", "holds a feature store"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char fmt[600], *p;
+        snprintf(fmt, sizeof fmt, "%s", cases[i].args);
+        if ((p = strstr(fmt, "IMG")) != NULL) { /* the data: spliced in as text */
+            char tail[600];
+            snprintf(tail, sizeof tail, "%s", p + 3);
+            snprintf(p, sizeof fmt - (size_t)(p - fmt), "%s%s", img_src, tail);
+        }
+        snprintf(args, sizeof args, fmt, t, t, t);
+        int rc = cli_run(args, err, sizeof err);
+        cr_expect_eq(rc, 1, "%s: exit %d: %s", args, rc, err);
+        cr_expect(strstr(err, cases[i].want) && strchr(err, '\n') == err + strlen(err) - 1,
+                  "%s: want '%s' in: %s", args, cases[i].want, err);
+    }
+    size_t len1;
+    unsigned char *after = slurp(mp, &len1);
+    cr_expect(len0 == len1 && memcmp(before, after, len0) == 0, "the store's manifest changed");
+    free(before), free(after);
+    struct stat sb;
+    snprintf(mp, sizeof mp, "%s/m0/trajectory.safetensors", t);
+    cr_expect(stat(mp, &sb) != 0, "sample wrote into the model folder");
 }
 
 Test(featurize, ensemble_gets_one_projection_per_model) {

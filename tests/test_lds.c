@@ -13,9 +13,10 @@
  * Under mpirun with 2 processes (skipped without MPI or mpirun): lds and counterfactual write the
  * same files and stdout as 1 process, a folder started by 1 process is finished by 2 without
  * retraining, and a process that fails makes both fail. */
-#include "helpers/tmpdir.h"
-#include "helpers/cli_run.h"
 #include "core/comm.h"
+#include "diffusion/trajectory.h"
+#include "helpers/cli_run.h"
+#include "helpers/tmpdir.h"
 #include "io/jsonfile.h"
 #include "io/model_folder.h"
 #include "io/npy.h"
@@ -434,6 +435,62 @@ Test(lds, scores_from_another_store_refused_up_front) {
     struct stat sb;
     snprintf(p, sizeof p, "%s/l", t);
     cr_expect(stat(p, &sb) != 0, "a refused lds left its output folder");
+}
+
+/* Rewrites the trajectory file in place with x_T[0] moved (as a re-sample would) or, with
+ * late_t > 0, its first timestep set to late_t. */
+static void rewrite_trajectory(const char *sub, int late_t) {
+    char p[256];
+    snprintf(p, sizeof p, "%s/%s", test_tmp, sub);
+    Trajectory tr;
+    JtError err;
+    cr_assert(traj_load(&tr, p, &err) == JT_OK, "%s", err.msg);
+    if (late_t > 0)
+        tr.timesteps[0] = late_t;
+    else
+        tr.x_T[0] += 0.5f;
+    cr_assert(traj_save(&tr, p, &err) == JT_OK, "%s", err.msg);
+    traj_free(&tr);
+}
+
+/* lds and counterfactual refuse scores of a trajectory that was re-sampled in place since (its
+ * fingerprint differs from the one the score folder records), naming both files, and a
+ * trajectory whose timesteps the model's schedule (T = 1000) does not have; no output folder. */
+Test(lds, changed_or_foreign_trajectory_refused) {
+    prepare();
+    const char *t = test_tmp;
+    const char *traj = "s/trajectory.safetensors";
+    char p[256];
+    struct stat sb;
+    rewrite_trajectory(traj, 0);
+    cr_expect_eq(jtrak("lds --model %s/m --trajectory %s/%s --out %s/l --scores %s/journey %s", t,
+                       t, traj, t, t, LDS_ARGS),
+                 1);
+    cr_expect(strstr(g_err, "trajectory.safetensors") && strstr(g_err, "journey/manifest.json") &&
+                  strstr(g_err, "re-sampled or replaced"),
+              "%s", g_err);
+    cr_expect_eq(
+        jtrak("counterfactual --model %s/m --trajectory %s/%s --scores %s/journey --step 500 "
+              "--k 2 --targets 1 --out %s/cf --quiet",
+              t, t, traj, t, t),
+        1);
+    cr_expect(strstr(g_err, "trajectory.safetensors") && strstr(g_err, "journey/manifest.json") &&
+                  strstr(g_err, "re-sampled or replaced"),
+              "%s", g_err);
+    rewrite_trajectory(traj, 1000);
+    cr_expect_eq(
+        jtrak("lds --model %s/m --trajectory %s/%s --out %s/l %s", t, t, traj, t, LDS_ARGS), 1);
+    cr_expect(strstr(g_err, "step 0 is t=1000 but the schedule of"), "%s", g_err);
+    cr_expect_eq(
+        jtrak("counterfactual --model %s/m --trajectory %s/%s --scores %s/journey --step 500 "
+              "--k 2 --targets 1 --out %s/cf --quiet",
+              t, t, traj, t, t),
+        1);
+    cr_expect(strstr(g_err, "step 0 is t=1000 but the schedule of"), "%s", g_err);
+    snprintf(p, sizeof p, "%s/l", t);
+    cr_expect(stat(p, &sb) != 0, "a refused lds left its output folder");
+    snprintf(p, sizeof p, "%s/cf", t);
+    cr_expect(stat(p, &sb) != 0, "a refused counterfactual left its output folder");
 }
 
 /* ---- under mpirun ------------------------------------------------------------------------ */

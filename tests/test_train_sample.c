@@ -641,6 +641,61 @@ Test(train, old_trajectory_file_loads_as_unconditional) {
     unet_free(unet);
 }
 
+/* traj_load checks the timesteps: in 0..TRAJ_MAX_T-1, strictly descending; one error naming the
+ * file and the step. A good file's fingerprint follows its content. */
+Test(train, trajectory_timesteps_checked_at_load) {
+    UNetConfig ucfg;
+    test_tiny_unet_config(&ucfg);
+    UNet *unet;
+    JtError err;
+    cr_assert(unet_create(&unet, &ucfg, &err) == JT_OK);
+    NoiseSchedule sched;
+    SchedConfig sc;
+    sched_config_default(&sc);
+    cr_assert(sched_init(&sched, &sc, &err) == JT_OK);
+    SampleOptions opt = {SAMPLER_DDIM, 3, 0.0f, 1, 2, 2, 1, NULL, 1.0f};
+    Trajectory tr, back;
+    cr_assert(traj_sample(unet, &sched, &opt, NULL, &tr, &err) == JT_OK, "%s", err.msg);
+    char path[200], bad[200];
+    snprintf(path, sizeof path, "%s/t.safetensors", test_tmp);
+    snprintf(bad, sizeof bad, "%s/bad.safetensors", test_tmp);
+    cr_assert(traj_save(&tr, path, &err) == JT_OK, "%s", err.msg);
+    cr_assert(traj_load(&back, path, &err) == JT_OK, "%s", err.msg);
+    const uint64_t fp = back.fingerprint;
+    cr_expect(fp != 0 && fp == traj_fingerprint(&back));
+    cr_assert(traj_check_schedule(&back, path, 1000, "the schedule", &err) == JT_OK, "%s", err.msg);
+    cr_expect(traj_check_schedule(&back, path, back.timesteps[0], "the schedule of M", &err) ==
+              JT_ERR);
+    cr_expect(strstr(err.msg, path) && strstr(err.msg, "the schedule of M"), "%s", err.msg);
+    traj_free(&back);
+    cr_expect_eq(tr.S, 3);
+    struct {
+        int32_t t[3];
+        const char *want;
+    } cases[] = {
+        {{666, 333, -1}, "step 2 is t=-1, outside 0..999999"},
+        {{1000000, 333, 0}, "step 0 is t=1000000, outside"},
+        {{666, 666, 0}, "a duplicate"},
+        {{0, 333, 666}, "out of order"},
+    };
+    const int64_t shape[1] = {3};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        rewrite_traj(path, bad, "timesteps", ST_I32, 1, shape, cases[i].t, "none", NULL);
+        cr_expect(traj_load(&back, bad, &err) == JT_ERR, "case %zu loaded", i);
+        cr_expect(strstr(err.msg, bad) && strstr(err.msg, "'timesteps'") &&
+                      strstr(err.msg, cases[i].want),
+                  "case %zu: want '%s' in: %s", i, cases[i].want, err.msg);
+    }
+    /* Another x_T, the same everything else: another fingerprint. */
+    tr.x_T[5] += 1.0f;
+    cr_assert(traj_save(&tr, bad, &err) == JT_OK, "%s", err.msg);
+    cr_assert(traj_load(&back, bad, &err) == JT_OK, "%s", err.msg);
+    cr_expect(back.fingerprint != fp);
+    traj_free(&tr), traj_free(&back);
+    sched_free(&sched);
+    unet_free(unet);
+}
+
 Test(sampler, cfg_ddim_matches_diffusers_loop) {
     char path[400];
     snprintf(path, sizeof path, "%s/unet/cls_fm3_12x12", JTRAK_FIXTURES);

@@ -13,6 +13,8 @@
 #include "core/progress.h"
 #include "diffusion/schedule.h"
 #include "diffusion/trajectory.h"
+#include "io/artifact.h"
+#include "io/lock.h"
 #include "io/model_folder.h"
 #include "model/model.h"
 #include "unet/unet.h"
@@ -334,7 +336,9 @@ static int featurize_model(Run *run, int m, int *stopped, JtError *err) {
     return rc;
 }
 
-/* Rank 0: X^T X from the stored rows (blocks of about 32 MiB), the kernel, the manifest. */
+/* Rank 0: X^T X from the stored rows (blocks of about 32 MiB), the kernel, the manifest. The same
+ * arithmetic whether rows were computed in this call or not: gram_add's order is fixed and
+ * kernel_invert sets LAPACK single-threaded itself (a resumed run builds no grad engine). */
 static int finalize_model(Run *run, int m, JtError *err) {
     FeatureStore *st = run->st;
     const int k = st->k;
@@ -357,12 +361,36 @@ static int finalize_model(Run *run, int m, JtError *err) {
     float *X = xmalloc(blk * (size_t)k * sizeof(float));
     Gram g;
     gram_init(&g, k);
+    /* A real feature row is never exactly zero (the projection of a nonzero gradient): a zero
+     * row marked done was never written, or was overwritten (a store zero-filled under a running
+     * featurize), and must not pass into a finished store. Such rows are marked not done. */
+    size_t zero_rows = 0, first_zero = 0;
     for (size_t r0 = 0; r0 < st->n && rc == JT_OK; r0 += blk) {
         size_t rows = r0 + blk <= st->n ? blk : st->n - r0;
         rc = store_read_features(st, m, r0, rows, X, err);
+        for (size_t i = 0; rc == JT_OK && i < rows; i++) {
+            const float *x = X + i * (size_t)k;
+            int zero = 1;
+            for (int c = 0; zero && c < k; c++)
+                zero = x[c] == 0.0f;
+            if (!zero) continue;
+            if (zero_rows++ == 0) first_zero = r0 + i;
+            rc = store_mark_undone(st, m, r0 + i, err);
+        }
         if (rc == JT_OK) gram_add(&g, X, rows);
     }
     free(X);
+    if (rc == JT_OK && zero_rows) {
+        st->featurized[m] = 0;
+        rc = store_write_manifest(st, err);
+        if (rc == JT_OK)
+            rc = jt_fail(err,
+                         "%s/model_%d/features.npy: %zu row(s) marked done are all zeros (the "
+                         "first: row %zu), which a computed feature row never is: the file was "
+                         "overwritten or damaged; they are marked not done: run the same "
+                         "command again to compute them",
+                         st->dir, m, zero_rows, first_zero);
+    }
     float *A = xmalloc((size_t)k * (size_t)k * sizeof(float));
     KernelInfo info = {0};
     if (rc == JT_OK) {
@@ -536,6 +564,15 @@ int featurize_run(const FeaturizeOptions *opt, const Dataset *data, JtError *err
     FeatureStore st;
     memset(&st, 0, sizeof st);
     int open = 0;
+    /* Rank 0 holds the store's lock for the whole run, for every process of it: the others touch
+     * the store only after rank 0 has checked it (the comm_agree below) and finish before rank 0
+     * lets go (the last comm_agree of the model loop). Another run finds it held and stops. */
+    DirLock lock = {-1, NULL, 0};
+    if (rc == JT_OK && run.rank == 0) {
+        const ArtifactKind ok[] = {ARTIFACT_STORE};
+        rc = artifact_check_out(opt->out_dir, "--out", "a feature store", ok, 1, err);
+        if (rc == JT_OK) rc = dir_lock(&lock, opt->out_dir, "featurize", err);
+    }
     if (rc == JT_OK && run.rank == 0) {
         rc = prepare_store(opt, &spec, &st, err);
         open = rc == JT_OK;
@@ -553,6 +590,7 @@ int featurize_run(const FeaturizeOptions *opt, const Dataset *data, JtError *err
                     opt->out_dir);
     if (rc != JT_OK) {
         if (open) store_close(&st);
+        dir_unlock(&lock);
         free(fps), free(params);
         return JT_ERR;
     }
@@ -632,6 +670,7 @@ int featurize_run(const FeaturizeOptions *opt, const Dataset *data, JtError *err
     if (opt->stopped) *opt->stopped = stopped;
     free(need_rows), free(need_kernel);
     store_close(&st);
+    dir_unlock(&lock);
     free(fps), free(params);
     return rc;
 }

@@ -1,7 +1,8 @@
 /* kernel.c: the TRAK kernel (method.md 2.1, 2.4, and 6 row 7): K = X^T X accumulated in double,
  * A = (K + lambda I)^{-1} by Cholesky in double (LAPACKE dpotrf/dpocon/dpotri through linalg), then
  * TRAK's rescaling A <- A / mean_{a,b}|A[a,b]| (trak/score_computers.py,
- * BasicScoreComputer.get_x_xtx_inv), and the cast to float32.
+ * BasicScoreComputer.get_x_xtx_inv), and the cast to float32. LAPACK runs single-threaded
+ * (kernel_invert sets it), so the kernel is bitwise the same in every process that computes it.
  *
  * Accumulation. Every product of two float32 numbers is exact in double (24 + 24 significand bits
  * <= 53, and the exponent range fits), so each element K[a][b] is the double sum of exact terms,
@@ -137,6 +138,11 @@ int kernel_invert(const Gram *g, const KernelOptions *opt, float *A, KernelInfo 
                   JtError *err) {
     CHECK(g && g->xtx && opt && A, "kernel_invert: NULL argument");
     CHECK(opt->lambda >= 0 && isfinite(opt->lambda), "kernel_invert: lambda = %g", opt->lambda);
+    /* LAPACK's rounding depends on OpenBLAS's thread count (dpotrf/dpotri at k = 64 differ between
+     * 1 and 4 threads), and the count was whatever the process had set: single-threaded after a
+     * grad engine ran, OpenBLAS's default when featurize resumed with every row done. The kernel
+     * is therefore always inverted single-threaded (it is O(k^3), small beside the Gram). */
+    la_blas_single_threaded();
     const int k = g->k;
     const size_t kk = (size_t)k * k, n = g->rows;
     const double *K = g->xtx;

@@ -32,8 +32,9 @@ typedef struct {
     int ridge_added;        /* 1 if auto_ridge had to raise lambda */
 } KernelInfo;
 
-/* A (k, k) float32. Fails (naming n, k and what to do) when K + lambda I is singular and
- * auto_ridge is off. */
+/* A (k, k) float32, with LAPACK single-threaded (la_blas_single_threaded, so call it from serial
+ * code): bitwise the same whatever OpenBLAS's threading was before. Fails (naming n, k and what to
+ * do) when K + lambda I is singular and auto_ridge is off. */
 int kernel_invert(const Gram *g, const KernelOptions *opt, float *A, KernelInfo *info, JtError *err);
 
 #endif

@@ -13,6 +13,7 @@
 #include "attrib/targets.h"
 #include "core/progress.h"
 #include "diffusion/trajectory.h"
+#include "io/artifact.h"
 #include "io/model_folder.h"
 #include "io/npy.h"
 #include "io/safetensors.h"
@@ -166,6 +167,11 @@ static int target_features(const FeatureStore *st, int m, const Targets *tgt,
         model_free(model);
         return JT_ERR;
     }
+    if (!tgt->real) { /* before the output folder exists: nothing is left behind */
+        char what[600];
+        snprintf(what, sizeof what, "the schedule of %s", st->model_paths[m]);
+        rc = traj_check_schedule(&tgt->tr, o->traj_path, sched.T, what, err);
+    }
     /* The targets' conditioning (ldm.md 1.3: conditional eps only, no guidance): each target's
      * own class, or the null class when the store was featurized with it. */
     const int K = unet_num_classes(net);
@@ -316,6 +322,9 @@ int score_run(const ScoreOptions *o, const Dataset *data_in, JtError *err) {
         return jt_fail(err, "method journey attributes the steps of a sampling trajectory, and real "
                             "target images (--targets-data) have none: use --method trak, dtrak or "
                             "pixel");
+    const ArtifactKind ok_out[] = {ARTIFACT_SCORES};
+    if (o->out_dir && artifact_check_out(o->out_dir, "--out", "a score folder", ok_out, 1, err))
+        return JT_ERR;
     if (o->traj_path) { /* real targets are loaded below, fitted like the training images */
         if (targets_from_trajectory(&tgt, o->traj_path, err) != JT_OK) return JT_ERR;
         rc = resolve_steps(o->steps, &tgt.tr, &kidx, &n_steps, err);
@@ -521,6 +530,7 @@ int score_run(const ScoreOptions *o, const Dataset *data_in, JtError *err) {
             cJSON_AddStringToObject(t, "path", abs ? abs : o->traj_path);
             free(abs);
             cJSON_AddStringToObject(t, "model_fingerprint", fmt_hex(tgt.tr.model_fingerprint, h));
+            cJSON_AddStringToObject(t, "fingerprint", fmt_hex(tgt.tr.fingerprint, h));
             cJSON_AddStringToObject(t, "cond", tgt.tr.labels ? "class" : "none");
             cJSON_AddNumberToObject(t, "guidance", tgt.tr.guidance);
         }

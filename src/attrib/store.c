@@ -5,6 +5,7 @@
 #include "attrib/store.h"
 
 #include "core/hash.h"
+#include "io/lock.h"
 #include "io/model_folder.h"
 #include "io/npy.h"
 #include "io/safetensors.h"
@@ -486,7 +487,8 @@ static int folder_is_ours(const char *dir, JtError *err) {
     while ((e = readdir(d)) != NULL) {
         const char *nm = e->d_name;
         if (strcmp(nm, ".") == 0 || strcmp(nm, "..") == 0 || strncmp(nm, "model_", 6) == 0 ||
-            strcmp(nm, "log.jsonl") == 0 || strncmp(nm, STORE_MANIFEST ".tmp", 17) == 0)
+            strcmp(nm, "log.jsonl") == 0 || strncmp(nm, STORE_MANIFEST ".tmp", 17) == 0 ||
+            strcmp(nm, DIR_LOCK_FILE) == 0)
             continue;
         rc = jt_fail(err,
                      "%s: the folder holds '%s' and no %s: not a feature store; give a new "
@@ -743,6 +745,14 @@ int store_mark_done(FeatureStore *st, int model, size_t row0, size_t rows, JtErr
     int rc = npy_write_rows(&p->done_w[model], row0, rows, ones, err);
     free(ones);
     return rc;
+}
+
+int store_mark_undone(FeatureStore *st, int model, size_t row, JtError *err) {
+    if (writable(st, model, err) != JT_OK) return JT_ERR;
+    StorePriv *p = st->priv;
+    const uint8_t zero = 0;
+    if (npy_write_rows(&p->done_w[model], row, 1, &zero, err) != JT_OK) return JT_ERR;
+    return npy_sync(&p->done_w[model], err);
 }
 
 int store_sync(FeatureStore *st, int model, JtError *err) {

@@ -126,6 +126,8 @@ int store_write_rows(FeatureStore *st, int model, size_t row0, size_t rows, cons
  * the disk before its row), then writes the done bytes (not synced: see store_sync). A process
  * killed after this returns keeps the rows. */
 int store_mark_done(FeatureStore *st, int model, size_t row0, size_t rows, JtError *err);
+/* Marks row `row` not done (written and synced): featurize found it damaged. */
+int store_mark_undone(FeatureStore *st, int model, size_t row, JtError *err);
 /* Syncs model's done.npy (against power loss; a killed process loses nothing already written). */
 int store_sync(FeatureStore *st, int model, JtError *err);
 /* Writes kernel.npy (atomically), records info and marks the model finalized in the manifest. */

@@ -3,6 +3,7 @@
  * is read through the model class table (model/model_kind.h). */
 #include "cli/cli_common.h"
 #include "cli/commands.h"
+#include "io/artifact.h"
 #include "model/model.h"
 
 #include <stdio.h>
@@ -31,6 +32,27 @@ int cmd_init(int argc, char **argv) {
     if (cli_model_config(config, &cfg, &err) || model_create(&m, &cfg, &err))
         return cli_error("init", &err);
     unet_init_params(model_unet(m), seed);
+    /* A model folder is replaced only by the same model (the same command again): init would
+     * otherwise throw away a trained or downloaded model; other artifacts are refused. */
+    const ArtifactKind ok[] = {ARTIFACT_MODEL};
+    rc = artifact_check_out(out, "--out", "a model folder", ok, 1, &err);
+    if (rc == JT_OK && artifact_kind(out, NULL, 0) == ARTIFACT_MODEL) {
+        Model *had = NULL;
+        rc = model_load(out, &had, &err);
+        if (rc == JT_OK && model_fingerprint(had) != model_fingerprint(m)) {
+            char fa[17], fb[17];
+            rc = jt_fail(&err,
+                         "%s: --out holds another model (fingerprint %s; this one's is %s): init "
+                         "would replace it; give a new or empty --out",
+                         out, model_fingerprint_hex(model_fingerprint(had), fa),
+                         model_fingerprint_hex(model_fingerprint(m), fb));
+        }
+        model_free(had);
+    }
+    if (rc) {
+        model_free(m);
+        return cli_error("init", &err);
+    }
     rc = model_save(m, out, &err);
     size_t P = model_layout(m)->total;
     char fp[17];

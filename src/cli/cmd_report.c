@@ -6,6 +6,7 @@
 #include "attrib/targets.h"
 #include "cli/cli_common.h"
 #include "cli/commands.h"
+#include "io/artifact.h"
 #include "io/jsonfile.h"
 #include "report/report.h"
 
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* dir/name as JSON; the error says what dir should have been. */
 static cJSON *read_json(const char *dir, const char *name, JtError *err) {
@@ -49,6 +51,26 @@ static int load_checked(const char *spec_text, const char *fingerprint, const Da
     return rc;
 }
 
+/* An output path of the report (opt --out or --png, ending in ext): its folder holds no artifact
+ * but a score folder, and the path is not an existing file of another type (a manifest, scores). */
+static int check_out_path(const char *path, const char *opt, const char *ext, JtError *err) {
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? xstrdup(path) : xstrdup(".");
+    if (slash) dir[slash - path ? slash - path : 1] = 0;
+    const ArtifactKind ok[] = {ARTIFACT_SCORES};
+    int rc = artifact_check_out(dir, opt, "a score folder (where a report goes)", ok, 1, err);
+    free(dir);
+    struct stat sb;
+    const size_t n = strlen(path), e = strlen(ext);
+    if (rc == JT_OK && stat(path, &sb) == 0 &&
+        (S_ISDIR(sb.st_mode) || n < e || strcmp(path + n - e, ext) != 0))
+        rc = jt_fail(err,
+                     "%s: %s names an existing %s that is not a %s file: the report would "
+                     "overwrite it; give another path",
+                     path, opt, S_ISDIR(sb.st_mode) ? "folder" : "file", ext);
+    return rc;
+}
+
 int cmd_report(int argc, char **argv) {
     Args a;
     args_init(&a, "report", argc, argv);
@@ -77,6 +99,11 @@ int cmd_report(int argc, char **argv) {
     JtError err;
     Targets tgt = {0};
     Dataset data = {0};
+    if (check_out_path(html, "--out", ".html", &err) != JT_OK ||
+        check_out_path(png, "--png", ".png", &err) != JT_OK) {
+        free(html_def), free(png_def);
+        return cli_error("report", &err);
+    }
     cJSON *man = read_json(dir, "manifest.json", &err), *topk = NULL;
     rc = man ? JT_OK : JT_ERR;
     if (rc == JT_OK && !(topk = read_json(dir, "topk.json", &err))) rc = JT_ERR;
@@ -102,6 +129,11 @@ int cmd_report(int argc, char **argv) {
         if (!json_str(traj, "model_fingerprint") || strcmp(h, json_str(traj, "model_fingerprint")) != 0)
             rc = jt_fail(&err, "%s: the trajectory changed since it was scored (model fingerprint "
                                "differs)", json_str(traj, "path"));
+        char *mp = path_join(dir, "manifest.json");
+        if (rc == JT_OK)
+            rc = traj_check_recorded(&tgt.tr, json_str(traj, "path"), json_str(traj, "fingerprint"),
+                                     mp, &err);
+        free(mp);
     }
     if (rc == JT_OK)
         rc = load_checked(json_str(ds, "spec"), json_str(ds, "fingerprint"), NULL, &data, NULL,

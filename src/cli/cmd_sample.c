@@ -6,6 +6,7 @@
 #include "cli/cli_common.h"
 #include "cli/commands.h"
 #include "diffusion/trajectory.h"
+#include "io/artifact.h"
 #include "io/model_folder.h"
 #include "io/npy.h"
 #include "io/png.h"
@@ -127,6 +128,13 @@ int cmd_sample(int argc, char **argv) {
     if (opt.steps == 0) opt.steps = opt.sampler == SAMPLER_DDIM ? 50 : 1000;
 
     JtError err;
+    /* A trajectory folder is sampled again in place (score folders record the trajectory's
+     * fingerprint, so old scores are not paired with the new file); any other artifact is kept. */
+    const ArtifactKind ok[] = {ARTIFACT_TRAJECTORY};
+    if (artifact_check_out(out, "--out", "a trajectory folder", ok, 1, &err) != JT_OK) {
+        free(ids);
+        return cli_error("sample", &err);
+    }
     Model *loaded;
     if (model_load(model, &loaded, &err) != JT_OK) {
         free(ids);

@@ -35,7 +35,9 @@ void la_sger(int M, int N, float alpha, const float *x, const float *y, float *A
  * is a CHECK failure). Idempotent; call it from serial code. */
 void la_blas_single_threaded(void);
 
-/* Symmetric positive definite helpers (LAPACKE, double). Row-major A (n,n) with row stride lda;
+/* Symmetric positive definite helpers (LAPACKE, double). Their rounding depends on OpenBLAS's
+ * thread count, so a caller that needs bitwise-reproducible results sets it first
+ * (la_blas_single_threaded: attrib/kernel.c does). Row-major A (n,n) with row stride lda;
  * only its lower triangle is read and written (the row-major lower triangle is LAPACK's
  * column-major upper one, so no transposed copy is made). */
 

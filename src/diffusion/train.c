@@ -8,6 +8,8 @@
 #include "core/progress.h"
 #include "core/rng.h"
 #include "diffusion/denoiser.h"
+#include "io/artifact.h"
+#include "io/lock.h"
 #include "io/model_folder.h"
 #include "io/safetensors.h"
 #include "model/model.h"
@@ -336,8 +338,9 @@ static int check_inputs(const UNetConfig *cfg, const Dataset *data, const TrainR
     return JT_OK;
 }
 
-int train_run(const UNetConfig *cfg, const SchedConfig *sched_cfg, const Dataset *data,
-              const TrainRecipe *r, const TrainControl *ctl, int *stopped, JtError *err) {
+static int train_run_locked(const UNetConfig *cfg, const SchedConfig *sched_cfg,
+                            const Dataset *data, const TrainRecipe *r, const TrainControl *ctl,
+                            int *stopped, JtError *err) {
     *stopped = 0;
     if (check_inputs(cfg, data, r, err) != JT_OK) return JT_ERR;
     NoiseSchedule sched;
@@ -491,5 +494,20 @@ int train_run(const UNetConfig *cfg, const SchedConfig *sched_cfg, const Dataset
     denoiser_free(den);
     unet_free(net);
     sched_free(&sched);
+    return rc;
+}
+
+/* The folder: a training folder (resumed or checked by train_run_locked) or nothing of jtrak's,
+ * locked for the whole run (io/lock.h) so that two runs never train into it at once. */
+int train_run(const UNetConfig *cfg, const SchedConfig *sched_cfg, const Dataset *data,
+              const TrainRecipe *r, const TrainControl *ctl, int *stopped, JtError *err) {
+    *stopped = 0;
+    const ArtifactKind ok[] = {ARTIFACT_TRAINING};
+    if (artifact_check_out(ctl->out_dir, "--out", "a training folder", ok, 1, err) != JT_OK)
+        return JT_ERR;
+    DirLock lock;
+    if (dir_lock(&lock, ctl->out_dir, "train", err) != JT_OK) return JT_ERR;
+    int rc = train_run_locked(cfg, sched_cfg, data, r, ctl, stopped, err);
+    dir_unlock(&lock);
     return rc;
 }

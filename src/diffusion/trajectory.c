@@ -4,6 +4,7 @@
  * runs through a forward-only Denoiser (denoiser_eps, or denoiser_eps_guided under guidance). */
 #include "diffusion/trajectory.h"
 
+#include "core/hash.h"
 #include "core/progress.h"
 #include "core/rng.h"
 #include "diffusion/denoiser.h"
@@ -260,6 +261,86 @@ int traj_save(const Trajectory *tr, const char *path, JtError *err) {
     return rc;
 }
 
+/* Little-endian bytes of v, whatever the host. */
+static uint64_t hash_u64(uint64_t h, uint64_t v) {
+    unsigned char b[8];
+    for (int j = 0; j < 8; j++)
+        b[j] = (unsigned char)(v >> (8 * j));
+    return hash_fnv1a(h, b, 8);
+}
+
+static uint64_t hash_f32(uint64_t h, float v) {
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    return hash_u64(h, u);
+}
+
+uint64_t traj_fingerprint(const Trajectory *tr) {
+    static const char fmt[] = "jtrak-trajectory-v1";
+    uint64_t h = hash_fnv1a(HASH_FNV_OFFSET, fmt, sizeof fmt - 1);
+    const int64_t dims[] = {
+        tr->n, tr->S, tr->C, tr->H, tr->W, tr->sampler, tr->num_inference_steps};
+    for (size_t i = 0; i < sizeof dims / sizeof *dims; i++)
+        h = hash_u64(h, (uint64_t)dims[i]);
+    h = hash_f32(h, tr->eta);
+    h = hash_u64(h, tr->seed);
+    h = hash_u64(h, tr->model_fingerprint);
+    h = hash_f32(h, tr->labels ? tr->guidance : 1.0f);
+    for (int k = 0; k < tr->S; k++)
+        h = hash_u64(h, (uint64_t)(int64_t)tr->timesteps[k]);
+    h = hash_u64(h, tr->labels != NULL);
+    for (int i = 0; tr->labels && i < tr->n; i++)
+        h = hash_u64(h, (uint64_t)(int64_t)tr->labels[i]);
+    /* the tensors as float32 bytes in memory (x86-64, little-endian like the file) */
+    const size_t nD = (size_t)tr->n * tr->C * tr->H * tr->W, nSD = nD * (size_t)tr->S;
+    h = hash_fnv1a(h, tr->x_T, nD * sizeof(float));
+    h = hash_fnv1a(h, tr->x_t, nSD * sizeof(float));
+    h = hash_fnv1a(h, tr->x0_hat, nSD * sizeof(float));
+    h = hash_fnv1a(h, tr->noise, nSD * sizeof(float));
+    h = hash_fnv1a(h, tr->x_0, nD * sizeof(float));
+    return h;
+}
+
+int traj_check_recorded(const Trajectory *tr, const char *path, const char *recorded,
+                        const char *manifest_path, JtError *err) {
+    if (!recorded) return JT_OK;
+    char h[17];
+    snprintf(h, sizeof h, "%016llx", (unsigned long long)tr->fingerprint);
+    if (strcmp(recorded, h) == 0) return JT_OK;
+    return jt_fail(err,
+                   "%s: the trajectory (fingerprint %s) is not the one %s records (%s): it was "
+                   "re-sampled or replaced since it was scored; score it again",
+                   path, h, manifest_path, recorded);
+}
+
+int traj_check_schedule(const Trajectory *tr, const char *path, int T, const char *what,
+                        JtError *err) {
+    for (int k = 0; k < tr->S; k++)
+        if (tr->timesteps[k] >= T)
+            return jt_fail(err,
+                           "%s: tensor 'timesteps': step %d is t=%d but %s has %d train timesteps "
+                           "(0..%d): the trajectory was not sampled with this schedule",
+                           path, k, tr->timesteps[k], what, T, T - 1);
+    return JT_OK;
+}
+
+/* traj_load's check of the timesteps: in 0..TRAJ_MAX_T-1, strictly descending. */
+static int check_timesteps(const Trajectory *tr, const char *path, JtError *err) {
+    for (int k = 0; k < tr->S; k++) {
+        const int t = tr->timesteps[k];
+        if (t < 0 || t >= TRAJ_MAX_T)
+            return jt_fail(err, "%s: tensor 'timesteps': step %d is t=%d, outside 0..%d", path, k,
+                           t, TRAJ_MAX_T - 1);
+        if (k > 0 && t >= tr->timesteps[k - 1])
+            return jt_fail(err,
+                           "%s: tensor 'timesteps': step %d is t=%d after t=%d: timesteps must "
+                           "strictly descend (%s)",
+                           path, k, t, tr->timesteps[k - 1],
+                           t == tr->timesteps[k - 1] ? "a duplicate" : "out of order");
+    }
+    return JT_OK;
+}
+
 static int read_named(StFile *f, const char *name, int ndim, const int64_t *shape, float *dst,
                       JtError *err) {
     int i = st_find(f, name);
@@ -348,12 +429,14 @@ int traj_load(Trajectory *tr, const char *path, JtError *err) {
     for (int k = 0; rc == JT_OK && k < tr->S; k++)
         tr->timesteps[k] = t32[k];
     free(t32);
+    if (rc == JT_OK) rc = check_timesteps(tr, path, err);
     if (rc == JT_OK) rc = read_named(&f, "x_T", 4, img, tr->x_T, err);
     if (rc == JT_OK) rc = read_named(&f, "x_0", 4, img, tr->x_0, err);
     if (rc == JT_OK) rc = read_named(&f, "x_t", 5, seq, tr->x_t, err);
     if (rc == JT_OK) rc = read_named(&f, "x0_hat", 5, seq, tr->x0_hat, err);
     if (rc == JT_OK) rc = read_named(&f, "noise", 5, seq, tr->noise, err);
     if (rc == JT_OK) rc = read_cond(&f, tr, err);
+    if (rc == JT_OK) tr->fingerprint = traj_fingerprint(tr);
     st_close(&f);
     if (rc != JT_OK) traj_free(tr);
     return rc;

@@ -52,6 +52,7 @@ typedef struct {
     float *x_0;     /* (n, C, H, W) */
     int *labels;    /* (n) class label of each sample, or NULL (unconditional model) */
     float guidance; /* classifier-free guidance weight (1 = none; always 1 when labels is NULL) */
+    uint64_t fingerprint; /* traj_fingerprint, set by traj_load (0 otherwise) */
 } Trajectory;
 
 /* Runs the sampler. x_T (n,C,H,W) may be given; otherwise drawn from the seed. opt->labels must
@@ -67,7 +68,23 @@ int traj_sample(const UNet *net, const NoiseSchedule *sched, const SampleOptions
 int traj_replay(const UNet *net, const NoiseSchedule *sched, const Trajectory *tr, int j, int k0,
                 float *x0, JtError *err);
 int traj_save(const Trajectory *tr, const char *path, JtError *err);
+/* Loads and checks a trajectory file: the timesteps must lie in 0..TRAJ_MAX_T-1 and strictly
+ * descend (no duplicates), as every sampler's do; tr->fingerprint is set. Errors name the file. */
 int traj_load(Trajectory *tr, const char *path, JtError *err);
+/* The bound traj_load puts on timesteps when no schedule is known yet. */
+#define TRAJ_MAX_T 1000000
+/* Whether every timestep is < T, the train timesteps of the schedule `what` (e.g. "the schedule of
+ * MODEL_DIR") that will noise them: JT_ERR naming the file (path) and the step otherwise. */
+int traj_check_schedule(const Trajectory *tr, const char *path, int T, const char *what,
+                        JtError *err);
+/* FNV-1a 64 over what the file holds (sampler settings, seed, model fingerprint, conditioning,
+ * timesteps and every tensor): what a score folder records to name the trajectory it scored, so
+ * that a file re-sampled in place is not paired with old scores. */
+uint64_t traj_fingerprint(const Trajectory *tr);
+/* When `recorded` (16 hex digits from a manifest at manifest_path; NULL in folders made before it
+ * was recorded: nothing to compare) differs from tr's fingerprint: JT_ERR naming both files. */
+int traj_check_recorded(const Trajectory *tr, const char *path, const char *recorded,
+                        const char *manifest_path, JtError *err);
 void traj_free(Trajectory *tr);
 /* Index of timestep t in the trajectory, or -1. */
 int traj_step_index(const Trajectory *tr, int t);

@@ -10,6 +10,7 @@
 #include "core/rng.h"
 #include "diffusion/trajectory.h"
 #include "eval/model_record.h"
+#include "io/artifact.h"
 #include "io/jsonfile.h"
 #include "io/model_folder.h"
 #include "io/npy.h"
@@ -139,6 +140,12 @@ static int load_inputs(const CounterfactualOptions *o, CfInputs *in, JtError *er
     if (rc == JT_OK && in->tr.model_fingerprint != in->mr.fingerprint)
         rc = jt_fail(err, "%s: the targets were sampled from another model than %s", o->traj_path,
                      o->model_dir);
+    if (rc == JT_OK) {
+        char what[600];
+        snprintf(what, sizeof what, "the schedule of %s", o->model_dir);
+        rc =
+            traj_check_schedule(&in->tr, o->traj_path, in->mr.sched.num_train_timesteps, what, err);
+    }
     if (rc == JT_OK && in->ks < 0)
         rc = jt_fail(err, "--step %d is not in the trajectory %s", o->step, o->traj_path);
     if (rc == JT_OK && (size_t)o->k >= in->mr.data.n)
@@ -159,6 +166,8 @@ static int load_inputs(const CounterfactualOptions *o, CfInputs *in, JtError *er
     if (rc == JT_OK &&
         (!json_str(tj, "model_fingerprint") || strcmp(json_str(tj, "model_fingerprint"), h) != 0))
         rc = jt_fail(err, "%s: scores of targets from another model", mp);
+    if (rc == JT_OK)
+        rc = traj_check_recorded(&in->tr, o->traj_path, json_str(tj, "fingerprint"), mp, err);
     if (rc == JT_OK) {
         sprintf(mp, "%s/scores_t%d.npy", o->scores_dir, o->step);
         NpyHeader hd;
@@ -309,6 +318,9 @@ int counterfactual_run(const CounterfactualOptions *o, JtError *err) {
     rc = comm_agree(rc, err, "%s: another process failed to read the inputs (see its message)",
                     o->out_dir);
     /* Rank 0 makes the folder before anyone trains into it. */
+    const ArtifactKind ok[] = {ARTIFACT_COUNTERFACTUAL};
+    if (rc == JT_OK && rank == 0)
+        rc = artifact_check_out(o->out_dir, "--out", "a counterfactual folder", ok, 1, err);
     if (rc == JT_OK && rank == 0) rc = model_mkdirs(o->out_dir, err);
     rc = comm_agree(rc, err, "%s: another process failed to make the folder (see its message)",
                     o->out_dir);

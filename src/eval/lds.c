@@ -15,7 +15,9 @@
 #include "diffusion/schedule.h"
 #include "diffusion/train.h"
 #include "diffusion/trajectory.h"
+#include "io/artifact.h"
 #include "io/jsonfile.h"
+#include "io/lock.h"
 #include "io/model_folder.h"
 #include "io/npy.h"
 #include "io/safetensors.h"
@@ -54,6 +56,12 @@ static int load_inputs(const LdsOptions *o, LdsInputs *in, JtError *err) {
     if (rc == JT_OK && in->tr.model_fingerprint != in->mr.fingerprint)
         rc = jt_fail(err, "%s: the targets were sampled from another model than %s (fingerprints "
                           "differ)", o->traj_path, o->model_dir);
+    if (rc == JT_OK) {
+        char what[600];
+        snprintf(what, sizeof what, "the schedule of %s", o->model_dir);
+        rc =
+            traj_check_schedule(&in->tr, o->traj_path, in->mr.sched.num_train_timesteps, what, err);
+    }
     const Dataset *d = &in->mr.data; /* the model's geometry */
     if (rc == JT_OK && (in->tr.C != d->c || in->tr.H != d->h || in->tr.W != d->w))
         rc = jt_fail(err, "%s: samples are %dx%dx%d but the training images are %dx%dx%d",
@@ -418,6 +426,14 @@ int lds_run(const LdsOptions *o, JtError *err) {
     }
     rc = comm_agree(rc, err, "%s: another process failed to read the inputs (see its message)",
                     o->out_dir);
+    /* Rank 0 holds the folder's lock for the run, for every process of it (they train into it
+     * only after rank 0's check below, and have finished before the last comm_agree). */
+    DirLock lock = {-1, NULL, 0};
+    if (rc == JT_OK && rank == 0) {
+        const ArtifactKind ok[] = {ARTIFACT_LDS};
+        rc = artifact_check_out(o->out_dir, "--out", "an LDS folder", ok, 1, err);
+        if (rc == JT_OK) rc = dir_lock(&lock, o->out_dir, "lds", err);
+    }
     /* Rank 0 creates the folder (or checks it) before the others check it. */
     for (int turn = 0; turn < 2; turn++) {
         if (rc == JT_OK && (rank == 0) == (turn == 0)) {
@@ -480,6 +496,7 @@ int lds_run(const LdsOptions *o, JtError *err) {
         cJSON_Delete(results);
     }
     rc = comm_agree(rc, err, "%s: the evaluation failed on rank 0 (see its message)", o->out_dir);
+    dir_unlock(&lock);
     free(in.kidx), free(in.mask);
     traj_free(&in.tr);
     if (in.have_held) targets_free(&in.held);

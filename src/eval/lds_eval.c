@@ -135,6 +135,8 @@ static int open_score_folder(const LdsOptions *o, const LdsInputs *in, const cha
         hex(in->tr.model_fingerprint, h);
         if (!json_str(tj, "model_fingerprint") || strcmp(json_str(tj, "model_fingerprint"), h) != 0)
             rc = jt_fail(err, "%s: scores of targets from another model than %s", mp, o->model_dir);
+        if (rc == JT_OK)
+            rc = traj_check_recorded(&in->tr, o->traj_path, json_str(tj, "fingerprint"), mp, err);
     } else if (rc == JT_OK) {
         const char *fp = json_str(ts, "fingerprint"), *spec = json_str(ts, "spec");
         if (!in->have_held)
