@@ -56,6 +56,8 @@ void cli_data_help(FILE *f) {
             "data options:\n"
             "  --data SRC       fashion-mnist (default), fashion-mnist:test, mnist:DIR, idx:FILE,\n"
             "                   cifar10:DIR, folder:DIR (PNG/JPEG), npy:FILE (uint8 N,H,W[,C])\n"
+            "                   folder:DIR is DIR/*.png (unlabelled) or DIR/CLASS/*.png (labelled:\n"
+            "                   the class sub-folders in sorted order are labels 0, 1, ...)\n"
             "  --classes LIST   keep only these labels or class names (e.g. 0,7 or sneaker,bag)\n"
             "  --limit N        keep the first N images (after the other filters)\n"
             "  --indices FILE   keep the source indices listed in FILE (one per line)\n"
