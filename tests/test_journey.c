@@ -172,3 +172,130 @@ Test(journey, help_names_the_folder_layouts) {
         cr_expect(strstr(g_out, "sorted order"), "%s --help: how labels are numbered", cmds[i]);
     }
 }
+
+/* n random gray h x w images (uint8 (n, h, w) .npy) at sub, labels 0..2 beside them at lab.npy. */
+static void write_npy_images(const char *sub, size_t n, int h, int w) {
+    uint8_t *pix = malloc(n * (size_t)h * (size_t)w);
+    int64_t *lab = malloc(n * sizeof(int64_t));
+    for (size_t i = 0; i < n * (size_t)h * (size_t)w; i++)
+        pix[i] = (uint8_t)((i * 2654435761u) >> 13);
+    for (size_t i = 0; i < n; i++)
+        lab[i] = (int64_t)(i % 3);
+    char p[512];
+    size_t shape[3] = {n, (size_t)h, (size_t)w}, ls[1] = {n};
+    JtError err;
+    snprintf(p, sizeof p, "%s/%s", test_tmp, sub);
+    cr_assert(npy_write(p, NPY_U8, 3, shape, pix, &err) == JT_OK, "%s", err.msg);
+    snprintf(p, sizeof p, "%s/lab.npy", test_tmp);
+    cr_assert(npy_write(p, NPY_I64, 1, ls, lab, &err) == JT_OK, "%s", err.msg);
+    free(pix);
+    free(lab);
+}
+
+/* An 8x12 model from a shipped config (t8 is an 8x8 architecture; the data's size wins), trained
+ * for a few steps, sampled, featurized, scored and reported: every stage takes H != W. */
+Test(journey, non_square_model_end_to_end) {
+    const char *t = test_tmp;
+    write_npy_images("img.npy", 6, 8, 12);
+    run_ok("train --config t8 --data npy:%s/img.npy --steps 2 --batch 3 --out %s/m", t, t);
+    cr_expect(strstr(g_err, "8x12"), "the train: line does not show the size: %s", g_err);
+    char *cfg = slurp("%s/m/config.json", t);
+    cr_expect(strstr(cfg, "\"sample_size\": [8, 12]"), "config.json: %s", cfg);
+    free(cfg);
+    run_ok("info %s/m", t);
+    cr_expect(strstr(g_out, "8x12"), "info: %s", g_out);
+    run_ok("sample --model %s/m --out %s/s --n 2 --steps 3 --quiet", t, t);
+    run_ok("featurize --models %s/m --data npy:%s/img.npy --k 4 --S 2 --quiet --out %s/f", t, t, t);
+    run_ok("score --store %s/f --trajectory %s/s/trajectory.safetensors --steps all --R 1 "
+           "--topk 2 --quiet --out %s/sc",
+           t, t, t);
+    run_ok("report --scores %s/sc", t);
+    char *html = slurp("%s/sc/report.html", t);
+    /* the images are shown at their aspect: 12 wide for 8 high (an upscale of both) */
+    int w = 0, h = 0;
+    const char *img = strstr(html, "<img src=");
+    cr_assert(img && sscanf(strstr(img, "width=\""), "width=\"%d\" height=\"%d\"", &w, &h) == 2);
+    cr_expect(w * 8 == h * 12, "report image %dx%d is not 12:8", w, h);
+    free(html);
+
+    /* The trained model refuses square data of its old preset size, naming [8, 12]. */
+    write_npy_images("sq.npy", 6, 8, 8);
+    char args[1024];
+    snprintf(args, sizeof args,
+             "featurize --models %s/m --data npy:%s/sq.npy --k 4 --S 2 --quiet --out %s/f2", t, t,
+             t);
+    cr_expect_eq(cli_run(args, g_err, sizeof g_err), 1, "%s", g_err);
+    cr_expect(strstr(g_err, "8x8") && strstr(g_err, "8x12"), "%s", g_err);
+    cr_expect(!exists("f2"), "a refused featurize left its store");
+}
+
+/* --size picks the geometry of a shipped config; a size the architecture cannot take is one line
+ * naming the divisor, before any data is read, and nothing is left behind. */
+Test(journey, train_size_and_its_divisor) {
+    const char *t = test_tmp;
+    write_npy_images("img.npy", 6, 12, 16);
+    char args[1024];
+    /* fm-xs: 3 levels, sides must be multiples of 4 */
+    snprintf(args, sizeof args,
+             "train --config fm-xs --size 12x18 --data npy:%s/img.npy --fit resize --out %s/o", t,
+             t);
+    cr_expect_eq(cli_run(args, g_err, sizeof g_err), 1, "%s", g_err);
+    cr_expect(strncmp(g_err, "jtrak train: --size 12x18:", 26) == 0, "%s", g_err);
+    cr_expect(strstr(g_err, "multiples of 4") && strstr(g_err, "3-level"), "%s", g_err);
+    cr_expect(strstr(g_err, "--size 12x16") && strstr(g_err, "--size 12x20"), "%s", g_err);
+    const char *nl = strchr(g_err, '\n');
+    cr_expect(nl && nl[1] == 0, "not one line: %s", g_err);
+    /* the data's own size, when no --size: 10x10 does not fit fm-xs either */
+    write_npy_images("ten.npy", 6, 10, 10);
+    snprintf(args, sizeof args, "train --config fm-xs --data npy:%s/ten.npy --out %s/o", t, t);
+    cr_expect_eq(cli_run(args, g_err, sizeof g_err), 1, "%s", g_err);
+    cr_expect(strstr(g_err, "--config fm-xs at the data's size") && strstr(g_err, "10x10") &&
+                  strstr(g_err, "multiples of 4") && strstr(g_err, "--size 8 or --size 12"),
+              "%s", g_err);
+    snprintf(args, sizeof args, "train --config fm-xs --size 0x3 --out %s/o", t);
+    cr_expect_eq(cli_run(args, g_err, sizeof g_err), 2, "%s", g_err);
+    cr_expect(strstr(g_err, "--size 0x3"), "%s", g_err);
+    cr_expect(!exists("o"), "a refused train left its output folder");
+
+    /* --size 8x12 with --fit resize: a 12x16 source brought to 8x12, the config says so */
+    run_ok("train --config fm-xs --size 8x12 --data npy:%s/img.npy --fit resize --steps 1 "
+           "--batch 2 --quiet --out %s/m",
+           t, t);
+    char *cfg = slurp("%s/m/config.json", t);
+    cr_expect(strstr(cfg, "\"sample_size\": [8, 12]"), "config.json: %s", cfg);
+    free(cfg);
+}
+
+/* What train takes when given no recipe: the measured recommendation, said on the train: line
+ * and recorded in training.json; given values are kept and not called recommended. */
+Test(journey, train_recommended_recipe) {
+    const char *t = test_tmp;
+    write_npy_images("img.npy", 6, 8, 8);
+    /* a small set: the floor of 96,000 images seen, 1,500 steps of 64 */
+    run_ok("train --config t8 --data npy:%s/img.npy --stop-after 1 --out %s/m", t, t);
+    cr_expect(strstr(g_err, "1500 steps of 64, lr 0.002, warmup 100") &&
+                  strstr(g_err, "(recommended steps, lr, warmup"),
+              "%s", g_err);
+    char *rec = slurp("%s/m/training.json", t);
+    cJSON *root = cJSON_Parse(rec), *r = cJSON_GetObjectItem(root, "recipe");
+    cr_assert(r, "training.json has no recipe: %s", rec);
+    cr_expect_eq(cJSON_GetObjectItem(r, "steps")->valuedouble, 1500);
+    cr_expect_float_eq(cJSON_GetObjectItem(r, "lr")->valuedouble, 2e-3, 1e-12);
+    cr_expect_eq(cJSON_GetObjectItem(r, "warmup")->valuedouble, 100);
+    cJSON_Delete(root);
+    free(rec);
+    /* 20 passes over 6000 images with batch 100: 1,200 steps (above the floor's 960) */
+    write_npy_images("big.npy", 6000, 8, 8);
+    run_ok("train --config t8 --data npy:%s/big.npy --batch 100 --lr 1e-3 --stop-after 1 "
+           "--out %s/b",
+           t, t);
+    cr_expect(strstr(g_err, "1200 steps of 100, lr 0.001, warmup 100") &&
+                  strstr(g_err, "(recommended steps, warmup:"),
+              "%s", g_err);
+    /* all given: nothing recommended */
+    run_ok("train --config t8 --data npy:%s/img.npy --steps 2 --lr 1e-3 --warmup 1 --batch 2 "
+           "--out %s/c",
+           t, t);
+    cr_expect(strstr(g_err, "2 steps of 2, lr 0.001, warmup 1") && !strstr(g_err, "recommended"),
+              "%s", g_err);
+}
