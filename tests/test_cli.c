@@ -108,11 +108,24 @@ Test(cli, class_filter_that_leaves_nothing) {
     cr_expect(!exists("o"));
 }
 
+/* A config file's sample_size is the model's (a shipped config would take the data's 8x8), and
+ * --fit brings the data to a shipped config's own size rather than the data's. */
 Test(cli, images_that_do_not_fit_the_model) {
-    write_tiny_npy(); /* 8x8, fm-xs expects 28x28 */
+    write_tiny_npy(); /* 8x8 */
+    const char *cfg =
+        "{\"_class_name\":\"UNet2DModel\",\"sample_size\":28,\"in_channels\":1,"
+        "\"out_channels\":1,\"block_out_channels\":[8,16],\"layers_per_block\":1,"
+        "\"norm_num_groups\":4,\"down_block_types\":[\"DownBlock2D\",\"AttnDownBlock2D\"],"
+        "\"up_block_types\":[\"AttnUpBlock2D\",\"UpBlock2D\"],\"attention_head_dim\":null}";
+    write_file("m28.json", cfg, strlen(cfg));
     expect_failure(1, "train", (const char *[]){"28x28", "--fit", NULL},
-                   "train --data npy:%s/img.npy --config fm-xs --out %s/o --quiet", test_tmp,
-                   test_tmp);
+                   "train --data npy:%s/img.npy --config %s/m28.json --out %s/o --quiet", test_tmp,
+                   test_tmp, test_tmp);
+    expect_failure(1, "train",
+                   (const char *[]){"larger than the model's 4x4", "--fit pad cannot", NULL},
+                   "train --data npy:%s/img.npy --config %s/m28.json --size 4 --fit pad --out %s/o "
+                   "--quiet",
+                   test_tmp, test_tmp, test_tmp);
     cr_expect(!exists("o"));
 }
 

@@ -88,13 +88,16 @@ static int load_schedule(const char *dir, NoiseSchedule *sched, JtError *err) {
 
 static int check_model_data(const char *dir, const UNet *net, const Dataset *data, JtError *err) {
     const UNetConfig *cfg = unet_config(net);
-    if (data->c != cfg->in_channels || data->h != cfg->sample_size || data->w != cfg->sample_size)
+    const int H = unet_config_height(cfg), W = unet_config_width(cfg);
+    char size[32];
+    snprintf(size, sizeof size, H == W ? "%d" : "[%d, %d]", H, W);
+    if (data->c != cfg->in_channels || data->h != H || data->w != W)
         return jt_fail(err,
                        "%s/config.json: the model takes %dx%dx%d images (in_channels %d, "
-                       "sample_size %d) but the data are %dx%dx%d (%s); featurize with the "
+                       "sample_size %s) but the data are %dx%dx%d (%s); featurize with the "
                        "data the model was trained on",
-                       dir, cfg->in_channels, cfg->sample_size, cfg->sample_size, cfg->in_channels,
-                       cfg->sample_size, data->c, data->h, data->w, data->description);
+                       dir, cfg->in_channels, H, W, cfg->in_channels, size, data->c, data->h,
+                       data->w, data->description);
     return JT_OK;
 }
 

@@ -67,11 +67,11 @@ int grad_engine_create(GradEngine **out, const UNet *net, const NoiseSchedule *s
     g->sched = sched;
     g->batch = batch;
     g->K = unet_num_classes(net);
-    g->D_in = (size_t)cfg->in_channels * cfg->sample_size * cfg->sample_size;
-    g->D_out = (size_t)cfg->out_channels * cfg->sample_size * cfg->sample_size;
+    const int H = unet_config_height(cfg), W = unet_config_width(cfg);
+    g->D_in = (size_t)cfg->in_channels * H * W;
+    g->D_out = (size_t)cfg->out_channels * H * W;
     g->P = unet_num_params(net);
-    if (denoiser_create(&g->den, net, sched, batch, cfg->sample_size, cfg->sample_size,
-                        DENOISER_TRAIN, err) != JT_OK) {
+    if (denoiser_create(&g->den, net, sched, batch, H, W, DENOISER_TRAIN, err) != JT_OK) {
         free(g);
         return JT_ERR;
     }

@@ -285,6 +285,10 @@ static cJSON *topk_json(const TopK *tk, int n_eff, const int *tg, int N, const i
                     cJSON *it = cJSON_CreateObject();
                     cJSON_AddNumberToObject(it, "row", (double)row);
                     if (data) cJSON_AddNumberToObject(it, "source_index", (double)data->index[row]);
+                    const char *file = data ? data_item_name(data, row) : NULL;
+                    const char *cap = data ? data_item_caption(data, row) : NULL;
+                    if (file) cJSON_AddStringToObject(it, "file", file);
+                    if (cap) cJSON_AddStringToObject(it, "caption", cap);
                     cJSON_AddNumberToObject(it, "score", v);
                     cJSON_AddItemToArray(list, it);
                 }

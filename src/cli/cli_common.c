@@ -33,17 +33,25 @@ int cli_model_config(const char *spec, UNetConfig *cfg, JtError *err) {
     return rc;
 }
 
+static const char *const DATA_KEYS[] = {"data", "classes", "limit", "indices", "fit", "color"};
+
+void cli_skip_dataset(Args *a) {
+    for (size_t i = 0; i < sizeof DATA_KEYS / sizeof *DATA_KEYS; i++)
+        (void)args_str(a, DATA_KEYS[i], NULL);
+}
+
 int cli_load_dataset(Args *a, const UNetConfig *cfg, Dataset *ds, JtError *err) {
-    static const char *const keys[] = {"data", "classes", "limit", "indices", "fit", "color"};
+    const char *const *keys = DATA_KEYS;
     DatasetSpec spec;
     data_spec_init(&spec);
     int rc = JT_OK;
-    for (size_t i = 0; i < sizeof keys / sizeof *keys && rc == JT_OK; i++) {
+    for (size_t i = 0; i < sizeof DATA_KEYS / sizeof *DATA_KEYS && rc == JT_OK; i++) {
         const char *v = args_str(a, keys[i], NULL);
         if (v) rc = data_spec_set(&spec, keys[i], v, err);
     }
     if (rc == JT_OK) {
-        spec.height = spec.width = cfg->sample_size;
+        spec.height = unet_config_height(cfg);
+        spec.width = unet_config_width(cfg);
         spec.channels = cfg->in_channels;
         rc = data_load(&spec, ds, err);
     }
@@ -56,6 +64,8 @@ void cli_data_help(FILE *f) {
             "data options:\n"
             "  --data SRC       fashion-mnist (default), fashion-mnist:test, mnist:DIR, idx:FILE,\n"
             "                   cifar10:DIR, folder:DIR (PNG/JPEG), npy:FILE (uint8 N,H,W[,C])\n"
+            "                   folder:DIR is DIR/*.png (unlabelled) or DIR/CLASS/*.png (labelled:\n"
+            "                   the class sub-folders in sorted order are labels 0, 1, ...)\n"
             "  --classes LIST   keep only these labels or class names (e.g. 0,7 or sneaker,bag)\n"
             "  --limit N        keep the first N images (after the other filters)\n"
             "  --indices FILE   keep the source indices listed in FILE (one per line)\n"

@@ -18,6 +18,8 @@ int cli_error(const char *cmd, const JtError *err);
 int cli_model_config(const char *spec, UNetConfig *cfg, JtError *err);
 /* Reads --data --classes --limit --indices --fit --color into a spec sized for cfg and loads it. */
 int cli_load_dataset(Args *a, const UNetConfig *cfg, Dataset *ds, JtError *err);
+/* Marks the data options as read without loading anything (a command that fails before it). */
+void cli_skip_dataset(Args *a);
 /* The data options' help text. */
 void cli_data_help(FILE *f);
 /* x̂_0 of the first (up to) 8 samples at (up to) 10 evenly spaced sampler steps, each row ending

@@ -48,8 +48,7 @@ int cmd_info(int argc, char **argv) {
     }
     const UNet *net = model_unet_const(m);
     const UNetConfig cfg = *unet_config(net);
-    const int H = cfg.sample_h ? cfg.sample_h : cfg.sample_size;
-    const int W = cfg.sample_w ? cfg.sample_w : cfg.sample_size;
+    const int H = unet_config_height(&cfg), W = unet_config_width(&cfg);
     UNetRun *run;
     if (unet_run_create(&run, net, B, H, W, UNET_RUN_TRAIN, &err)) {
         model_free(m);

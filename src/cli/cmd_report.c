@@ -243,6 +243,8 @@ int cmd_report(int argc, char **argv) {
         .pro_idx = pro_idx, .opp_idx = opp_idx, .pro_val = pro_val, .opp_val = opp_val,
         .train = train, .n_train = data.n, .train_source_index = data.index,
         .train_labels = data.n_classes ? data.labels : NULL,
+        .train_files = (const char *const *)data.item_names,
+        .train_captions = (const char *const *)data.captions,
         .class_names = (const char *const *)data.class_names, .n_classes = data.n_classes,
         .target_ids = tid, .target_labels = tlabels,
         .has_guidance = !real && tgt.tr.labels != NULL, .guidance = real ? 0.0f : tgt.tr.guidance,

@@ -173,11 +173,11 @@ int cmd_sample(int argc, char **argv) {
         NpyHeader h;
         void *data = NULL;
         rc = npy_read_as(noise, NPY_F32, &h, &data, &err);
-        if (rc == JT_OK &&
-            (h.ndim != 4 || (int)h.shape[1] != cfg->in_channels ||
-             (int)h.shape[2] != cfg->sample_size || (int)h.shape[3] != cfg->sample_size))
+        if (rc == JT_OK && (h.ndim != 4 || (int)h.shape[1] != cfg->in_channels ||
+                            (int)h.shape[2] != unet_config_height(cfg) ||
+                            (int)h.shape[3] != unet_config_width(cfg)))
             rc = jt_fail(&err, "%s: initial noise must be float32 (N,%d,%d,%d) for this model",
-                         noise, cfg->in_channels, cfg->sample_size, cfg->sample_size);
+                         noise, cfg->in_channels, unet_config_height(cfg), unet_config_width(cfg));
         if (rc == JT_OK && n_ids > 1 && (int)h.shape[0] != n_ids)
             rc = jt_fail(&err, "%s: %d initial noises but --class lists %d classes", noise,
                          (int)h.shape[0], n_ids);

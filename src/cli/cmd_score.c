@@ -31,8 +31,8 @@ static void help(void) {
            "  --ensemble M     use only the store's first M models (default: all)\n"
            "  --seed N         seed of the target draws (default 0)\n"
            "  --quiet          no progress line\n"
-           "pixel works without --store when given the training data (--size N: the samples'\n"
-           "size, to fit the images with --fit):\n");
+           "pixel works without --store when given the training data (--size N or HxW: the\n"
+           "samples' size, to fit the images with --fit):\n");
     cli_data_help(stdout);
     cli_prefixed_data_help(stdout, "targets", "real target images");
 }
@@ -71,9 +71,14 @@ int cmd_score(int argc, char **argv) {
         /* The data options describe the training images; --size fits them to the samples. */
         UNetConfig cfg;
         unet_config_default(&cfg);
-        cfg.sample_size = (int)args_long(&a, "size", 0, 0, 1 << 16);
+        const char *size = args_str(&a, "size", NULL);
+        DatasetSpec sz;
+        data_spec_init(&sz);
+        data_rc = size ? data_spec_set(&sz, "size", size, &err) : JT_OK;
+        unet_config_set_size(&cfg, sz.height, sz.width);
+        data_spec_free(&sz);
         cfg.in_channels = 0;
-        data_rc = cli_load_dataset(&a, &cfg, &data, &err);
+        if (data_rc == JT_OK) data_rc = cli_load_dataset(&a, &cfg, &data, &err);
     }
     int rc = args_finish(&a);
     if (rc == 0 && trc == 2) {

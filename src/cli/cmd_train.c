@@ -1,9 +1,13 @@
 /* cmd_train.c: `jtrak train` trains a DDPM U-Net on a dataset and writes a diffusers model folder
  * (see diffusion/train.h for what the folder holds). Re-running the same command on the same
- * --out resumes a stopped run exactly. */
+ * --out resumes a stopped run exactly. What the user leaves out of the recipe comes from the
+ * measured recommendation (train.h: TRAIN_REC_*), and the "train:" line says which values it took.
+ * A shipped config is an architecture: its sample_size is only a default, replaced by --size or by
+ * the data's own size, and written to the model's config.json. */
 #include "cli/cli_common.h"
 #include "cli/commands.h"
 #include "diffusion/train.h"
+#include "unet/presets.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -13,13 +17,20 @@ static void help(void) {
         "usage: jtrak train --out DIR [options]\n\n"
         "model and schedule:\n"
         "  --config C           fm-xs (default), fm-s, t8, a config.json or a model folder\n"
+        "  --size H[xW]         image size of the model (a shipped config takes the data's own\n"
+        "                       size when this is not given; height and width must be multiples\n"
+        "                       of 2^(levels-1): 4 for fm-xs and fm-s, 2 for t8)\n"
         "  --beta-schedule S    linear (default) or squaredcos_cap_v2\n"
         "  --scheduler-config F a diffusers scheduler_config.json instead\n"
-        "recipe (changes the result; a resumed run must use the same):\n"
-        "  --steps N            optimiser steps (default 1000)\n"
+        "recipe (changes the result; a resumed run must use the same). The defaults are the\n"
+        "recipe measured to give clean samples (make demo: 5,000 images, 1,500 steps of 64,\n"
+        "lr 2e-3); the train: line shows what was used:\n"
+        "  --steps N            optimiser steps (default: 20 passes over the data and at least\n"
+        "                       96,000 images seen: ceil(max(20 * images, 96000) / batch), e.g.\n"
+        "                       1,500 steps of 64 up to 4,800 images, 18,750 for 60,000)\n"
         "  --epochs E           or: passes over the data (steps = ceil(E * images / batch))\n"
         "  --batch B            images per step (default 64)\n"
-        "  --lr X               peak learning rate (default 1e-4)\n"
+        "  --lr X               peak learning rate (default 2e-3)\n"
         "  --warmup N           linear warmup steps (default 100)\n"
         "  --lr-schedule S      cosine (default) or constant\n"
         "  --weight-decay X     AdamW decoupled weight decay (default 1e-6)\n"
@@ -52,10 +63,15 @@ int cmd_train(int argc, char **argv) {
     train_recipe_default(&r);
     TrainControl ctl = {0};
     const char *config = args_str(&a, "config", "fm-xs");
+    const char *size = args_str(&a, "size", NULL);
     const char *beta = args_str(&a, "beta-schedule", NULL);
     const char *sched_file = args_str(&a, "scheduler-config", NULL);
     ctl.out_dir = args_str(&a, "out", NULL);
     int steps_given = args_str(&a, "steps", NULL) != NULL;
+    int lr_given = args_str(&a, "lr", NULL) != NULL;
+    int warmup_given = args_str(&a, "warmup", NULL) != NULL;
+    r.lr = TRAIN_REC_LR;
+    r.warmup = TRAIN_REC_WARMUP;
     r.steps = args_long(&a, "steps", r.steps, 1, 1L << 40);
     long epochs = args_long(&a, "epochs", 0, 1, 1L << 20);
     r.batch = (int)args_long(&a, "batch", r.batch, 1, 1 << 16);
@@ -81,8 +97,39 @@ int cmd_train(int argc, char **argv) {
     sched_config_default(&sc);
     Dataset data = {0};
     int loaded_cfg = cli_model_config(config, &cfg, &err) == JT_OK;
-    int loaded_data = loaded_cfg && cli_load_dataset(&a, &cfg, &data, &err) == JT_OK;
+    /* The model's size: --size, else a shipped config's default gives way to the data's own size
+     * (unless --fit asks to bring the data to it), else the config file's. */
+    UNetConfig probe;
+    int preset = unet_config_preset(config, &probe);
+    char size_what[64] = "";
+    DatasetSpec sz;
+    data_spec_init(&sz);
+    JtError size_err;
+    int size_rc = size ? data_spec_set(&sz, "size", size, &size_err) : JT_OK;
+    if (size && size_rc == JT_OK && sz.height == 0)
+        size_rc = jt_fail(&size_err, "--size %s: expected N or HxW", size);
+    if (loaded_cfg && size && size_rc == JT_OK) {
+        snprintf(size_what, sizeof size_what, "--size %s", size);
+        unet_config_set_size(&cfg, sz.height, sz.width);
+        loaded_cfg = unet_config_check_size(&cfg, sz.height, sz.width, size_what, &err) == JT_OK;
+    } else if (loaded_cfg && preset && !args_str(&a, "fit", NULL)) {
+        snprintf(size_what, sizeof size_what, "--config %s at the data's size", config);
+        cfg.sample_size = cfg.sample_h = cfg.sample_w = 0; /* the data's own */
+    }
+    data_spec_free(&sz);
+    int loaded_data =
+        loaded_cfg && size_rc == JT_OK && cli_load_dataset(&a, &cfg, &data, &err) == JT_OK;
+    if (!loaded_cfg || size_rc != JT_OK) cli_skip_dataset(&a);
+    if (loaded_data && unet_config_height(&cfg) == 0) {
+        if (!size_what[0]) snprintf(size_what, sizeof size_what, "%s (sample_size null)", config);
+        unet_config_set_size(&cfg, data.h, data.w);
+        loaded_data = unet_config_check_size(&cfg, data.h, data.w, size_what, &err) == JT_OK;
+    }
     int rc = args_finish(&a);
+    if (rc == 0 && size_rc != JT_OK) {
+        fprintf(stderr, "jtrak train: %s\n", size_err.msg);
+        rc = 2;
+    }
     if (rc == 0 && !ctl.out_dir) {
         fprintf(stderr, "jtrak train: --out DIR is required (see 'jtrak train --help')\n");
         rc = 2;
@@ -118,6 +165,7 @@ int cmd_train(int argc, char **argv) {
     if (r.cond == TRAIN_COND_CLASS && cfg.num_class_embeds == 0 && data.n_classes > 0)
         cfg.num_class_embeds = data.n_classes + 1;
     if (epochs) r.steps = (long)((epochs * (long)data.n + r.batch - 1) / r.batch);
+    if (!steps_given && !epochs) r.steps = train_recommended_steps(data.n, r.batch);
     if (sched_file && sched_config_load(&sc, sched_file, &err) != JT_OK) {
         data_free(&data);
         return cli_error("train", &err);
@@ -133,9 +181,23 @@ int cmd_train(int argc, char **argv) {
             return 2;
         }
     }
-    if (!ctl.quiet)
-        fprintf(stderr, "train: %zu images (%s), %ld steps of %d, lr %g, seed %llu -> %s\n", data.n,
-                data.description, r.steps, r.batch, r.lr, (unsigned long long)r.seed, ctl.out_dir);
+    if (!ctl.quiet) {
+        /* which of the values came from the recommendation, e.g. "steps, lr, warmup" */
+        char rec[64] = "";
+        const char *names[3] = {"steps", "lr", "warmup"};
+        const int took[3] = {!steps_given && !epochs, !lr_given, !warmup_given};
+        for (int i = 0; i < 3; i++)
+            if (took[i])
+                snprintf(rec + strlen(rec), sizeof rec - strlen(rec), "%s%s", rec[0] ? ", " : "",
+                         names[i]);
+        fprintf(
+            stderr,
+            "train: %zu images (%s), %dx%d, %ld steps of %d, lr %g, warmup %ld, seed %llu%s%s%s "
+            "-> %s\n",
+            data.n, data.description, data.h, data.w, r.steps, r.batch, r.lr, r.warmup,
+            (unsigned long long)r.seed, rec[0] ? " (recommended " : "", rec,
+            rec[0] ? ": see --help)" : "", ctl.out_dir);
+    }
     int stopped = 0;
     rc = train_run(&cfg, &sc, &data, &r, &ctl, &stopped, &err);
     data_free(&data);

@@ -201,6 +201,42 @@ static int transform_one(const DatasetSpec *spec, DataSource *src, size_t si, co
     return JT_OK;
 }
 
+/* Each row's file name (relative to the source folder) and caption, when the source has them. */
+static void keep_item_text(Dataset *ds, const DataSource *src) {
+    size_t pre = strlen(src->what);
+    for (size_t i = 0; src->item_name && i < ds->n; i++) {
+        const char *name = src->item_name(src, ds->index[i]);
+        if (!name) continue;
+        if (!ds->item_names) ds->item_names = xcalloc(ds->n, sizeof(char *));
+        if (pre && strncmp(name, src->what, pre) == 0 &&
+            (src->what[pre - 1] == '/' || name[pre] == '/'))
+            name += pre + (src->what[pre - 1] != '/');
+        ds->item_names[i] = xstrdup(name);
+    }
+    for (size_t i = 0; src->item_caption && i < ds->n; i++) {
+        const char *cap = src->item_caption(src, ds->index[i]);
+        if (!cap) continue;
+        if (!ds->captions) ds->captions = xcalloc(ds->n, sizeof(char *));
+        ds->captions[i] = xstrdup(cap);
+    }
+}
+
+/* A copy of rows[0..k) of a per-row string table (NULL stays NULL). */
+static char **dup_rows(char *const *table, const size_t *rows, size_t k) {
+    if (!table) return NULL;
+    char **out = xcalloc(k, sizeof(char *));
+    for (size_t i = 0; i < k; i++)
+        out[i] = table[rows[i]] ? xstrdup(table[rows[i]]) : NULL;
+    return out;
+}
+
+static void free_rows(char **table, size_t n) {
+    if (!table) return;
+    for (size_t i = 0; i < n; i++)
+        free(table[i]);
+    free(table);
+}
+
 int data_load(const DatasetSpec *spec, Dataset *ds, JtError *err) {
     memset(ds, 0, sizeof *ds);
     if (spec->fit != DATA_FIT_NONE && spec->height == 0)
@@ -277,6 +313,7 @@ int data_load(const DatasetSpec *spec, Dataset *ds, JtError *err) {
     ds->description = describe_loaded(spec, ds, &src);
     ds->class_names = src.class_names;
     src.class_names = NULL;
+    keep_item_text(ds, &src);
     data_source_free(&src);
     return JT_OK;
 fail:
@@ -295,6 +332,8 @@ void data_free(Dataset *ds) {
         for (int k = 0; k < ds->n_classes; k++)
             free(ds->class_names[k]);
     free(ds->class_names);
+    free_rows(ds->item_names, ds->n);
+    free_rows(ds->captions, ds->n);
     free(ds->description);
     memset(ds, 0, sizeof *ds);
 }
@@ -320,6 +359,8 @@ int data_subset(const Dataset *src, const size_t *rows, size_t k, Dataset *out, 
     out->class_names = src->class_names
                            ? data_names_dup((const char *const *)src->class_names, src->n_classes)
                            : NULL;
+    out->item_names = dup_rows(src->item_names, rows, k);
+    out->captions = dup_rows(src->captions, rows, k);
     out->fingerprint = fingerprint(out);
     uint64_t rh = HASH_FNV_OFFSET;
     for (size_t i = 0; i < k; i++) {
@@ -366,6 +407,14 @@ float *data_images_f32(const Dataset *ds) {
     for (size_t i = 0; i < ds->n; i++)
         data_image_f32(ds, i, 0, out + i * per);
     return out;
+}
+
+const char *data_item_name(const Dataset *ds, size_t row) {
+    return ds->item_names && row < ds->n ? ds->item_names[row] : NULL;
+}
+
+const char *data_item_caption(const Dataset *ds, size_t row) {
+    return ds->captions && row < ds->n ? ds->captions[row] : NULL;
 }
 
 const char *data_class_name(const Dataset *ds, int label) {

@@ -93,6 +93,9 @@ typedef struct {
     size_t n_source;    /* images in the source before selection */
     int n_classes;      /* 0 when unlabelled */
     char **class_names; /* (n_classes) */
+    char **item_names;  /* (n) or NULL: the file each row came from, relative to the source folder
+                           (folder: "CLASS/NAME.png"); NULL when the source is one file */
+    char **captions;    /* (n) or NULL: each row's caption, when the source has them */
     DataFlip flip;
     /* FNV-1a 64 (core/hash.h) over "jtrak-dataset-v1", (n, c, h, w) as 4 little-endian u64, the
      * pixels, the labels as little-endian int32: identical content gives an identical fingerprint
@@ -151,6 +154,10 @@ void data_batch_f32(const Dataset *ds, const size_t *rows, const uint8_t *flips,
 /* Every row as float (n, c, h, w), malloc'd. */
 float *data_images_f32(const Dataset *ds);
 
+/* The file row `row` came from (see item_names), or NULL when the source does not name items. */
+const char *data_item_name(const Dataset *ds, size_t row);
+/* Row `row`'s caption, or NULL when the source has none. */
+const char *data_item_caption(const Dataset *ds, size_t row);
 /* Class name of a label, or NULL (unlabelled, or out of range). */
 const char *data_class_name(const Dataset *ds, int label);
 /* The fingerprint as 16 lowercase hex digits into buf (17 bytes). */

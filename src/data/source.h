@@ -31,6 +31,8 @@ struct DataSource {
     int (*get)(DataSource *src, size_t i, DataRaw *img, JtError *err);
     /* The file image i came from, for messages, or NULL when the source is one file. */
     const char *(*item_name)(const DataSource *src, size_t i);
+    /* Image i's caption (a captioned source), or NULL; the callback itself may be NULL. */
+    const char *(*item_caption)(const DataSource *src, size_t i);
     void (*free_impl)(DataSource *src);
     void *impl;
 };

@@ -50,6 +50,14 @@ void train_recipe_default(TrainRecipe *r) {
     r->uncond_prob = 0.0;
 }
 
+long train_recommended_steps(size_t n_images, int batch) {
+    CHECK(batch >= 1, "batch %d", batch);
+    double images = (double)TRAIN_REC_EPOCHS * (double)n_images;
+    if (images < (double)TRAIN_REC_MIN_IMAGES) images = (double)TRAIN_REC_MIN_IMAGES;
+    double steps = ceil(images / (double)batch);
+    return steps > (double)(1L << 40) ? 1L << 40 : (long)steps;
+}
+
 char *train_recipe_json(const TrainRecipe *r) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "batch", r->batch);
@@ -307,6 +315,11 @@ static int check_inputs(const UNetConfig *cfg, const Dataset *data, const TrainR
                        "config: out_channels %d differs from in_channels %d; epsilon "
                        "prediction needs them equal",
                        cfg->out_channels, cfg->in_channels);
+    const int H = unet_config_height(cfg), W = unet_config_width(cfg);
+    if (H && (data->h != H || data->w != W))
+        return jt_fail(err, "the data are %dx%d images but the model's sample_size is %dx%d (%s)",
+                       data->h, data->w, H, W, data->description);
+    if (unet_config_check_size(cfg, data->h, data->w, "the data", err) != JT_OK) return JT_ERR;
     if (r->batch < 1) return jt_fail(err, "batch size %d: must be at least 1", r->batch);
     const int K = cfg->num_class_embeds;
     if (r->cond == TRAIN_COND_NONE) {
@@ -343,6 +356,10 @@ static int train_run_locked(const UNetConfig *cfg, const SchedConfig *sched_cfg,
                             int *stopped, JtError *err) {
     *stopped = 0;
     if (check_inputs(cfg, data, r, err) != JT_OK) return JT_ERR;
+    /* A config without sample_size trains at the data's size, and the model folder says so. */
+    UNetConfig sized = *cfg;
+    if (unet_config_height(cfg) == 0) unet_config_set_size(&sized, data->h, data->w);
+    cfg = &sized;
     NoiseSchedule sched;
     if (sched_init(&sched, sched_cfg, err) != JT_OK) return JT_ERR;
     UNet *net = NULL;

@@ -104,15 +104,17 @@ int traj_sample(const UNet *net, const NoiseSchedule *sched, const SampleOptions
     int batch = opt->batch > 0 ? opt->batch : 64;
     if (batch > opt->n) batch = opt->n;
     Denoiser *den;
-    if (cond_denoiser(&den, net, batch, cfg->sample_size, cfg->sample_size, opt->labels, opt->n,
-                      opt->guidance, "sample", err) != JT_OK) {
+    const int H = unet_config_height(cfg), W = unet_config_width(cfg);
+    if (cond_denoiser(&den, net, batch, H, W, opt->labels, opt->n, opt->guidance, "sample", err) !=
+        JT_OK) {
         free(ts);
         return JT_ERR;
     }
     tr->n = opt->n;
     tr->S = S;
     tr->C = cfg->in_channels;
-    tr->H = tr->W = cfg->sample_size;
+    tr->H = H;
+    tr->W = W;
     tr->sampler = opt->sampler;
     tr->num_inference_steps = S;
     tr->eta = opt->sampler == SAMPLER_DDIM ? opt->eta : 0.0f;
@@ -186,9 +188,11 @@ int traj_replay(const UNet *net, const NoiseSchedule *sched, const Trajectory *t
         return jt_fail(err,
                        "trajectory: no sample %d / step index %d (it has %d samples, %d steps)", j,
                        k0, tr->n, tr->S);
-    if (cfg->in_channels != tr->C || cfg->sample_size != tr->H || tr->H != tr->W)
+    if (cfg->in_channels != tr->C || unet_config_height(cfg) != tr->H ||
+        unet_config_width(cfg) != tr->W)
         return jt_fail(err, "trajectory: samples are %dx%dx%d, the model makes %dx%dx%d", tr->C,
-                       tr->H, tr->W, cfg->in_channels, cfg->sample_size, cfg->sample_size);
+                       tr->H, tr->W, cfg->in_channels, unet_config_height(cfg),
+                       unet_config_width(cfg));
     const int K = unet_num_classes(net);
     if ((tr->labels != NULL) != (K > 0))
         return jt_fail(err, "trajectory: its samples are %s, but the model is %s",

@@ -219,6 +219,8 @@ static const char CSS[] =
     "figure.opp img{border:3px solid #d0302a}\n"
     "figcaption{font-size:11px;line-height:1.3;color:#333;font-variant-numeric:tabular-nums}\n"
     "figure.pro figcaption b{color:#137a2d}figure.opp figcaption b{color:#b0201a}\n"
+    "figcaption .file,figcaption .caption{display:inline-block;max-width:12em;"
+    "overflow-wrap:anywhere;color:#555}\n"
     ".empty{color:#aaa;font-size:11px}\n"
     ".pro-t{color:#137a2d;font-weight:600}.opp-t{color:#b0201a;font-weight:600}\n";
 
@@ -339,13 +341,29 @@ static void put_entry(Html *h, int t, int col, int r, int pro) {
         k += snprintf(title + k, sizeof title - (size_t)k, ", source index %zu",
                       d->train_source_index[row]);
     if (cls && k > 0 && (size_t)k < sizeof title)
-        snprintf(title + k, sizeof title - (size_t)k, ", %s", cls);
+        k += snprintf(title + k, sizeof title - (size_t)k, ", %s", cls);
+    const char *file = d->train_files ? d->train_files[row] : NULL;
+    const char *cap = d->train_captions ? d->train_captions[row] : NULL;
+    if (file && k > 0 && (size_t)k < sizeof title)
+        k += snprintf(title + k, sizeof title - (size_t)k, ", %s", file);
+    if (cap && k > 0 && (size_t)k < sizeof title)
+        snprintf(title + k, sizeof title - (size_t)k, ": %s", cap);
     fprintf(h->fp, "<figure class=\"%s\">", pro ? "pro" : "opp");
     put_img(h, h->train_uri[row], alt, title);
     fprintf(h->fp, "<figcaption><b>%s</b><br>%s", score, where);
     if (cls) {
         fputs("<br>", h->fp);
         put_esc(h->fp, cls);
+    }
+    if (file) {
+        fputs("<br><span class=\"file\">", h->fp);
+        put_esc(h->fp, file);
+        fputs("</span>", h->fp);
+    }
+    if (cap) {
+        fputs("<br><span class=\"caption\">", h->fp);
+        put_esc(h->fp, cap);
+        fputs("</span>", h->fp);
     }
     fputs("</figcaption></figure>", h->fp);
 }

@@ -44,6 +44,9 @@ typedef struct {
     const size_t
         *train_source_index;        /* (n_train) or NULL: the image's index in the source dataset */
     const int *train_labels;        /* (n_train) or NULL */
+    const char *const *train_files; /* (n_train) or NULL (an entry may be NULL): the file each
+                                       training row came from, shown beside it */
+    const char *const *train_captions; /* (n_train) or NULL (an entry may be NULL): captions */
     const char *const *class_names; /* (n_classes) or NULL: names for train_labels */
     int n_classes;
     const int *target_ids;  /* (n_targets) or NULL: sample index in the trajectory file (image

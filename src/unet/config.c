@@ -314,6 +314,53 @@ int unet_config_validate(const UNetConfig *cfg, const char *path, JtError *err) 
     return JT_OK;
 }
 
+/* ---- geometry ---- */
+
+int unet_config_height(const UNetConfig *cfg) {
+    return cfg->sample_h ? cfg->sample_h : cfg->sample_size;
+}
+
+int unet_config_width(const UNetConfig *cfg) {
+    return cfg->sample_w ? cfg->sample_w : cfg->sample_size;
+}
+
+void unet_config_set_size(UNetConfig *cfg, int height, int width) {
+    if (unet_config_height(cfg) == height && unet_config_width(cfg) == width) return;
+    if (height == width) {
+        cfg->sample_size = height;
+        cfg->sample_h = cfg->sample_w = 0;
+    } else {
+        cfg->sample_size = 0; /* not square: no single side (as the parser reads [h, w]) */
+        cfg->sample_h = height;
+        cfg->sample_w = width;
+    }
+}
+
+int unet_config_size_divisor(const UNetConfig *cfg) {
+    return 1 << (cfg->n_levels > 0 ? cfg->n_levels - 1 : 0);
+}
+
+int unet_config_check_size(const UNetConfig *cfg, int height, int width, const char *what,
+                           JtError *err) {
+    const int f = unet_config_size_divisor(cfg);
+    if (height >= f && width >= f && height % f == 0 && width % f == 0) return JT_OK;
+    /* the nearest sizes that work below and above, side by side */
+    int hl = height / f * f, wl = width / f * f;
+    int hu = (height + f - 1) / f * f, wu = (width + f - 1) / f * f;
+    if (hl < f) hl = f;
+    if (wl < f) wl = f;
+    if (hu < f) hu = f;
+    if (wu < f) wu = f;
+    char lo[32], hi[32], alt[48] = "";
+    snprintf(lo, sizeof lo, hl == wl ? "%d" : "%dx%d", hl, wl);
+    snprintf(hi, sizeof hi, hu == wu ? "%d" : "%dx%d", hu, wu);
+    if (strcmp(lo, hi) != 0) snprintf(alt, sizeof alt, " or --size %s", hi);
+    return jt_fail(err,
+                   "%s: %dx%d images do not fit a %d-level U-Net, whose height and width must be "
+                   "multiples of %d (e.g. --size %s%s with --fit resize, pad or crop)",
+                   what, height, width, cfg->n_levels, f, lo, alt);
+}
+
 /* ---- serialise ---- */
 
 char *unet_config_to_json(const UNetConfig *cfg) {

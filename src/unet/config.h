@@ -47,6 +47,19 @@ int unet_config_load(UNetConfig *cfg, const char *path, JtError *err);
 /* Checks the combination: group counts divide every channel count (including up-block concats),
  * head_dim divides attention channels, levels within limits. */
 int unet_config_validate(const UNetConfig *cfg, const char *path, JtError *err);
+/* The image height and width the model is configured for: sample_size, or its [height, width];
+ * 0 when sample_size is null. Every stage reads the geometry through these, never sample_size. */
+int unet_config_height(const UNetConfig *cfg);
+int unet_config_width(const UNetConfig *cfg);
+/* Sets the configured size: one integer in config.json when square, [height, width] otherwise. */
+void unet_config_set_size(UNetConfig *cfg, int height, int width);
+/* Image sides the architecture takes are multiples of this: 2^(n_levels - 1), one halving per
+ * down block but the last. */
+int unet_config_size_divisor(const UNetConfig *cfg);
+/* JT_OK when height x width is a size the architecture takes; else JT_ERR naming the divisor and
+ * the nearest sizes that work, with `what` (e.g. "--size 30x30", "the data (30x30)") first. */
+int unet_config_check_size(const UNetConfig *cfg, int height, int width, const char *what,
+                           JtError *err);
 /* diffusers-style config.json text (malloc'd, caller frees), loadable by UNet2DModel.from_config. */
 char *unet_config_to_json(const UNetConfig *cfg);
 

@@ -10,15 +10,32 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-int cli_run(const char *args, char *err, size_t cap) {
-    char tmpl[] = "/tmp/jtrak-cli-XXXXXX";
+/* The whole of file `path` (up to cap - 1 bytes) into buf, NUL-terminated; the file removed. */
+static void slurp(const char *path, char *buf, size_t cap) {
+    FILE *f = fopen(path, "r");
+    size_t got = f ? fread(buf, 1, cap - 1, f) : 0;
+    buf[got] = 0;
+    if (f) fclose(f);
+    unlink(path);
+}
+
+int cli_run_out(const char *args, char *out, size_t out_cap, char *err, size_t cap) {
+    char tmpl[] = "/tmp/jtrak-cli-XXXXXX", otmpl[] = "/tmp/jtrak-out-XXXXXX";
     int fd = mkstemp(tmpl);
     if (fd < 0) return -1;
     close(fd);
-    size_t n = strlen(args) + strlen(tmpl) + strlen(JTRAK_CLI) + 64;
+    if (out) {
+        fd = mkstemp(otmpl);
+        if (fd < 0) {
+            unlink(tmpl);
+            return -1;
+        }
+        close(fd);
+    }
+    size_t n = strlen(args) + 2 * strlen(tmpl) + strlen(JTRAK_CLI) + 64;
     char *cmd = malloc(n);
     /* exec: the shell becomes jtrak, which therefore keeps the parent-death signal set below */
-    snprintf(cmd, n, "exec %s %s >/dev/null 2>%s", JTRAK_CLI, args, tmpl);
+    snprintf(cmd, n, "exec %s %s >%s 2>%s", JTRAK_CLI, args, out ? otmpl : "/dev/null", tmpl);
     const pid_t parent = getpid();
     int status = -1;
     pid_t pid = fork();
@@ -34,11 +51,12 @@ int cli_run(const char *args, char *err, size_t cap) {
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
         }
     free(cmd);
-    FILE *f = fopen(tmpl, "r");
-    size_t got = f ? fread(err, 1, cap - 1, f) : 0;
-    err[got] = 0;
-    if (f) fclose(f);
-    unlink(tmpl);
+    slurp(tmpl, err, cap);
+    if (out) slurp(otmpl, out, out_cap);
     if (status == -1 || !WIFEXITED(status)) return -1;
     return WEXITSTATUS(status);
+}
+
+int cli_run(const char *args, char *err, size_t cap) {
+    return cli_run_out(args, NULL, 0, err, cap);
 }

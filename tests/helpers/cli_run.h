@@ -8,5 +8,7 @@
 /* Runs `jtrak <args>` through the shell; stderr is captured into err (NUL-terminated, truncated to
  * cap). Returns the exit status, or -1 if it did not exit normally (a crash). */
 int cli_run(const char *args, char *err, size_t cap);
+/* The same, with stdout captured into out (NUL-terminated, truncated to out_cap) as well. */
+int cli_run_out(const char *args, char *out, size_t out_cap, char *err, size_t cap);
 
 #endif
