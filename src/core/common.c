@@ -1,10 +1,12 @@
 /* common.c: see common.h. */
 #include "core/common.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 void jt_panic(const char *file, int line, const char *cond, const char *fmt, ...) {
     fprintf(stderr, "jtrak: internal error at %s:%d: check `%s` failed: ", file, line, cond);
@@ -65,4 +67,63 @@ int jt_mul_size(size_t a, size_t b, size_t *out) {
     if (a != 0 && b > SIZE_MAX / a) return 0;
     *out = a * b;
     return 1;
+}
+
+int jt_add_size(size_t a, size_t b, size_t *out) {
+    if (b > SIZE_MAX - a) return 0;
+    *out = a + b;
+    return 1;
+}
+
+size_t jt_sat_mul(size_t a, size_t b) {
+    size_t r;
+    return jt_mul_size(a, b, &r) ? r : SIZE_MAX;
+}
+
+size_t jt_sat_add(size_t a, size_t b) {
+    size_t r;
+    return jt_add_size(a, b, &r) ? r : SIZE_MAX;
+}
+
+size_t jt_phys_memory(void) {
+    static size_t cached; /* the value does not change while a process runs */
+    if (!cached) {
+        long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+        cached = pages > 0 && page > 0 ? jt_sat_mul((size_t)pages, (size_t)page) : SIZE_MAX;
+    }
+    return cached;
+}
+
+const char *jt_format_bytes(size_t bytes, char *buf, size_t cap) {
+    static const char *const unit[] = {"bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+    if (bytes == SIZE_MAX) {
+        snprintf(buf, cap, "more than 16 EiB");
+        return buf;
+    }
+    double v = (double)bytes;
+    int u = 0;
+    while (v >= 1024.0 && u < 6) {
+        v /= 1024.0;
+        u++;
+    }
+    if (u == 0)
+        snprintf(buf, cap, "%zu bytes", bytes);
+    else
+        snprintf(buf, cap, v < 10 ? "%.1f %s" : "%.0f %s", v, unit[u]);
+    return buf;
+}
+
+int jt_check_memory(size_t bytes, const char *what, JtError *err) {
+    size_t have = jt_phys_memory();
+    if (bytes <= have) return JT_OK;
+    char need[32], phys[32];
+    return jt_fail(err, "%s needs %s; this machine has %s", what,
+                   jt_format_bytes(bytes, need, sizeof need),
+                   jt_format_bytes(have, phys, sizeof phys));
+}
+
+size_t jt_first_nonfinite(const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) return i;
+    return n;
 }

@@ -39,5 +39,22 @@ int jt_vfail(JtError *err, const char *fmt, va_list ap) __attribute__((format(pr
 
 /* a*b with overflow detection: returns 0 on overflow (and leaves *out unset). */
 int jt_mul_size(size_t a, size_t b, size_t *out);
+/* a+b, the same way. */
+int jt_add_size(size_t a, size_t b, size_t *out);
+/* Saturating a*b and a+b (SIZE_MAX on overflow), for memory estimates: an estimate that
+ * overflows is refused like one that does not fit. */
+size_t jt_sat_mul(size_t a, size_t b);
+size_t jt_sat_add(size_t a, size_t b);
+
+/* This machine's physical memory in bytes (sysconf, read once; SIZE_MAX if unknown). */
+size_t jt_phys_memory(void);
+/* "812 GiB", "3.5 MiB", "more than 16 EiB" (SIZE_MAX) into buf. */
+const char *jt_format_bytes(size_t bytes, char *buf, size_t cap);
+/* Refuses work whose estimate does not fit in this machine's physical memory, before any of it
+ * is allocated: fills err with "WHAT needs N GiB; this machine has M GiB" and returns JT_ERR. */
+int jt_check_memory(size_t bytes, const char *what, JtError *err);
+
+/* The index of the first NaN or infinity in x[0..n), or n when all are finite. */
+size_t jt_first_nonfinite(const float *x, size_t n);
 
 #endif

@@ -1,0 +1,156 @@
+/* test_hostile.c: hostile input (issue 17 items 5, 6 and 8): absurd sizes are refused with the
+ * stated limit or a memory estimate before any work, non-finite values in weights and artifacts are
+ * refused naming the file, the tensor and the first bad index, and file-content bytes never make
+ * an error message span lines. Each test failed before its fix. */
+#include "core/common.h"
+#include "helpers/cli_run.h"
+#include "helpers/tiny_unet.h"
+#include "helpers/tmpdir.h"
+#include "unet/config.h"
+#include "unet/unet.h"
+
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static char g_err[8192];
+
+TestSuite(hostile, .init = test_tmp_setup, .fini = test_tmp_teardown);
+
+static void write_text(const char *sub, const char *text) {
+    char p[512];
+    snprintf(p, sizeof p, "%s/%s", test_tmp, sub);
+    FILE *f = fopen(p, "wb");
+    cr_assert(f != NULL);
+    cr_assert(fwrite(text, 1, strlen(text), f) == strlen(text));
+    fclose(f);
+}
+
+/* Runs jtrak; checks the status and one stderr line "jtrak CMD: ..." holding every `want`. */
+static void expect_failure(int status, const char *cmd, const char *const *want, const char *fmt,
+                           ...) __attribute__((format(printf, 4, 5)));
+static void expect_failure(int status, const char *cmd, const char *const *want, const char *fmt,
+                           ...) {
+    char args[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    int got = cli_run(args, g_err, sizeof g_err);
+    cr_expect_eq(got, status, "jtrak %s: exit %d, want %d; stderr: %s", args, got, status, g_err);
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "jtrak %s:", cmd);
+    cr_expect(strncmp(g_err, prefix, strlen(prefix)) == 0, "stderr does not start with '%s': %s",
+              prefix, g_err);
+    const char *nl = strchr(g_err, '\n');
+    cr_expect(nl && nl[1] == 0, "stderr is not one line: %s", g_err);
+    for (int i = 0; want && want[i]; i++)
+        cr_expect(strstr(g_err, want[i]) != NULL, "stderr lacks '%s': %s", want[i], g_err);
+}
+
+/* A 3-level config.json with the given channels, sample size and extra fields. */
+static void write_config(const char *sub, const char *channels, const char *sample,
+                         const char *extra) {
+    char text[1024];
+    snprintf(text, sizeof text,
+             "{\"_class_name\":\"UNet2DModel\",\"block_out_channels\":[%s],"
+             "\"down_block_types\":[\"DownBlock2D\",\"DownBlock2D\",\"DownBlock2D\"],"
+             "\"up_block_types\":[\"UpBlock2D\",\"UpBlock2D\",\"UpBlock2D\"],"
+             "\"sample_size\":%s%s}",
+             channels, sample, extra);
+    write_text(sub, text);
+}
+
+/* ---- item 5: absurd sizes ---- */
+
+Test(hostile, config_sizes_beyond_the_stated_limits_are_refused) {
+    static const struct {
+        const char *channels, *sample, *extra, *field, *why;
+    } cases[] = {
+        {"1000000,64,64", "32", "", "block_out_channels[0]", "at most 16384 channels"},
+        {"64,64,64", "30000", "", "sample_size", "at most 8192 pixels"},
+        {"64,64,64", "[32, 9000]", "", "sample_size[1]", "at most 8192 pixels"},
+        {"64,64,64", "32", ",\"layers_per_block\":100000", "layers_per_block", "at most 32"},
+        {"64,64,64", "32", ",\"time_embedding_dim\":1000000", "time_embedding_dim",
+         "at most 65536"},
+        {"64,64,64", "32", ",\"in_channels\":5000", "in_channels", "at most 1024"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        write_config("c.json", cases[i].channels, cases[i].sample, cases[i].extra);
+        char field[96];
+        snprintf(field, sizeof field, "field '%s'", cases[i].field);
+        expect_failure(1, "info", (const char *[]){"c.json", field, cases[i].why, NULL},
+                       "info %s/c.json", test_tmp);
+    }
+}
+
+Test(hostile, validate_states_the_limits_too) {
+    UNetConfig c;
+    test_tiny_unet_config(&c);
+    c.block_out_channels[0] = 1 << 20;
+    JtError err;
+    cr_assert_eq(unet_config_validate(&c, "cfg", &err), JT_ERR);
+    cr_expect(strstr(err.msg, "at most 16384") != NULL, "%s", err.msg);
+    test_tiny_unet_config(&c);
+    c.layers_per_block = 1000;
+    cr_assert_eq(unet_config_validate(&c, "cfg", &err), JT_ERR);
+    cr_expect(strstr(err.msg, "'layers_per_block'") != NULL, "%s", err.msg);
+}
+
+/* Sizes within the limits whose memory no machine has: the estimate is refused before any
+ * allocation (before the fix: SIGABRT from xmalloc, or signed overflow under UBSan). */
+Test(hostile, memory_beyond_this_machine_is_refused_with_the_estimate) {
+    write_config("big.json", "64,64,64", "[4096, 4096]", "");
+    expect_failure(1, "info",
+                   (const char *[]){"a training batch of 64 at 4096x4096", "needs", "PiB",
+                                    "this machine has", NULL},
+                   "info %s/big.json", test_tmp);
+    write_config("wide.json", "16384,16384,16384", "32", "");
+    expect_failure(1, "info", (const char *[]){"parameters needs", "GiB", "this machine has", NULL},
+                   "info %s/wide.json", test_tmp);
+}
+
+Test(hostile, many_layers_per_block_build_within_the_limit) {
+    /* the skip stack was a fixed 256 entries: 8 levels x 32 layers overflowed it (a CHECK) */
+    UNetConfig c;
+    test_tiny_unet_config(&c);
+    c.layers_per_block = UNET_MAX_LAYERS_PER_BLOCK;
+    c.n_levels = 8;
+    for (int i = 0; i < 8; i++) {
+        c.block_out_channels[i] = 8;
+        c.down_attn[i] = c.up_attn[i] = 0;
+    }
+    c.norm_num_groups = 4;
+    c.add_attention = 0;
+    JtError err;
+    UNet *net;
+    cr_assert_eq(unet_create(&net, &c, &err), JT_OK, "%s", err.msg);
+    UNetRun *run;
+    cr_assert_eq(unet_run_create(&run, net, 1, 128, 128, UNET_RUN_FORWARD_ONLY, &err), JT_OK, "%s",
+                 err.msg);
+    unet_run_free(run);
+    unet_free(net);
+}
+
+Test(hostile, size_helpers) {
+    size_t r;
+    cr_expect(!jt_add_size(SIZE_MAX, 1, &r));
+    cr_expect(jt_add_size(2, 3, &r) && r == 5);
+    cr_expect_eq(jt_sat_mul(SIZE_MAX / 2, 3), SIZE_MAX);
+    cr_expect_eq(jt_sat_add(SIZE_MAX, 1), SIZE_MAX);
+    char b[32];
+    cr_expect_str_eq(jt_format_bytes((size_t)812 << 30, b, sizeof b), "812 GiB");
+    cr_expect_str_eq(jt_format_bytes(SIZE_MAX, b, sizeof b), "more than 16 EiB");
+    JtError err;
+    cr_expect_eq(jt_check_memory(SIZE_MAX, "the thing", &err), JT_ERR);
+    cr_expect(strstr(err.msg, "the thing needs more than 16 EiB; this machine has") != NULL, "%s",
+              err.msg);
+    float x[4] = {1, 2, NAN, INFINITY};
+    cr_expect_eq(jt_first_nonfinite(x, 4), 2);
+    cr_expect_eq(jt_first_nonfinite(x, 2), 2);
+}
