@@ -6,6 +6,7 @@
 #include "helpers/cli_run.h"
 #include "helpers/tiny_unet.h"
 #include "helpers/tmpdir.h"
+#include "io/npy.h"
 #include "unet/config.h"
 #include "unet/unet.h"
 
@@ -153,4 +154,100 @@ Test(hostile, size_helpers) {
     float x[4] = {1, 2, NAN, INFINITY};
     cr_expect_eq(jt_first_nonfinite(x, 4), 2);
     cr_expect_eq(jt_first_nonfinite(x, 2), 2);
+}
+
+/* 6 random 8x8 gray images (labels 0..2) as img.npy/lab.npy, and an 8x8 gray model folder m. */
+static const char *TINY_CFG =
+    "{\"_class_name\":\"UNet2DModel\",\"sample_size\":8,\"in_channels\":1,\"out_channels\":1,"
+    "\"block_out_channels\":[8,16],\"layers_per_block\":1,\"norm_num_groups\":4,"
+    "\"down_block_types\":[\"DownBlock2D\",\"DownBlock2D\"],"
+    "\"up_block_types\":[\"UpBlock2D\",\"UpBlock2D\"]}";
+
+static void write_tiny_data(void) {
+    uint8_t pix[6 * 64];
+    int64_t labels[6] = {0, 1, 2, 0, 1, 2};
+    for (int i = 0; i < 6 * 64; i++)
+        pix[i] = (uint8_t)(i * 37);
+    char p[512];
+    size_t shape[3] = {6, 8, 8}, ls[1] = {6};
+    JtError err;
+    snprintf(p, sizeof p, "%s/img.npy", test_tmp);
+    cr_assert(npy_write(p, NPY_U8, 3, shape, pix, &err) == JT_OK);
+    snprintf(p, sizeof p, "%s/lab.npy", test_tmp);
+    cr_assert(npy_write(p, NPY_I64, 1, ls, labels, &err) == JT_OK);
+}
+
+static void make_tiny_model(void) {
+    write_text("tiny.json", TINY_CFG);
+    char args[1024];
+    snprintf(args, sizeof args, "init --config %s/tiny.json --out %s/m", test_tmp, test_tmp);
+    cr_assert_eq(cli_run(args, g_err, sizeof g_err), 0, "%s", g_err);
+}
+
+static int exists(const char *sub) {
+    char p[512];
+    snprintf(p, sizeof p, "%s/%s", test_tmp, sub);
+    struct stat sb;
+    return stat(p, &sb) == 0;
+}
+
+Test(hostile, featurize_checks_k_before_any_row) {
+    write_tiny_data();
+    make_tiny_model();
+    /* k > n without a ridge: singular for sure, said before the rows are computed (before the
+     * fix: every row, then the kernel's refusal) */
+    expect_failure(1, "featurize",
+                   (const char *[]){"--k 64 with 6 training images", "use --k 6 or less",
+                                    "--auto-ridge", NULL},
+                   "featurize --models %s/m --data npy:%s/img.npy --k 64 --S 1 --out %s/s --quiet",
+                   test_tmp, test_tmp, test_tmp);
+    cr_expect(!exists("s"), "a refused featurize left its store");
+    /* the kernel's k x k memory (before the fix: every row, then out of memory) */
+    expect_failure(1, "featurize",
+                   (const char *[]){"--k 1048576", "kernel", "TiB", "this machine has", NULL},
+                   "featurize --models %s/m --data npy:%s/img.npy --k 1048576 --S 1 "
+                   "--auto-ridge --out %s/s --quiet",
+                   test_tmp, test_tmp, test_tmp);
+    cr_expect(!exists("s"), "a refused featurize left its store");
+}
+
+/* Rewrites "topk": N in a score folder's topk.json. */
+static void patch_topk(const char *folder, const char *value) {
+    char p[512];
+    snprintf(p, sizeof p, "%s/%s/topk.json", test_tmp, folder);
+    FILE *f = fopen(p, "rb");
+    cr_assert(f != NULL);
+    static char text[1 << 20], out[1 << 20];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = 0;
+    char *k = strstr(text, "\"topk\":");
+    cr_assert(k != NULL, "no topk field in %s", text);
+    char *end = k + 7;
+    while (*end == ' ' || *end == '\t' || (*end >= '0' && *end <= '9'))
+        end++;
+    snprintf(out, sizeof out, "%.*s\"topk\": %s%s", (int)(k - text), text, value, end);
+    f = fopen(p, "wb");
+    cr_assert(f != NULL);
+    fputs(out, f);
+    fclose(f);
+}
+
+Test(hostile, report_refuses_an_absurd_topk) {
+    write_tiny_data();
+    char args[1024];
+    snprintf(args, sizeof args,
+             "score --method pixel --data npy:%s/img.npy --targets-data npy:%s/img.npy "
+             "--targets-limit 2 --topk 2 --out %s/sc --quiet",
+             test_tmp, test_tmp, test_tmp);
+    cr_assert_eq(cli_run(args, g_err, sizeof g_err), 0, "%s", g_err);
+    patch_topk("sc", "1000000000000");
+    /* before the fix: valueint saturated at INT_MAX and the cells allocation aborted */
+    expect_failure(1, "report", (const char *[]){"topk.json", "'topk'", "100000", NULL},
+                   "report --scores %s/sc", test_tmp);
+    cr_expect(!exists("sc/report.html"));
+    /* more than the training rows, within the limit: the lists cannot hold more, so it reports */
+    patch_topk("sc", "50000");
+    snprintf(args, sizeof args, "report --scores %s/sc", test_tmp);
+    cr_assert_eq(cli_run(args, g_err, sizeof g_err), 0, "%s", g_err);
 }

@@ -308,7 +308,8 @@ int score_run(const ScoreOptions *o, const Dataset *data_in, JtError *err) {
     Dataset own = {0};
     const Dataset *data = data_in;
     if (o->R < 1) return jt_fail(err, "--R %d: need at least one draw per target", o->R);
-    if (o->topk < 1) return jt_fail(err, "--topk %d: must be at least 1", o->topk);
+    if (o->topk < 1 || o->topk > SCORE_MAX_TOPK)
+        return jt_fail(err, "--topk %d: must be 1 to %d", o->topk, SCORE_MAX_TOPK);
     if (!o->traj_path == !o->target_data)
         return jt_fail(err, "the targets are either generated samples (--trajectory) or real "
                             "images (--targets-data): give exactly one");
