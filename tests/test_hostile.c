@@ -3,10 +3,13 @@
  * refused naming the file, the tensor and the first bad index, and file-content bytes never make
  * an error message span lines. Each test failed before its fix. */
 #include "core/common.h"
+#include "diffusion/schedule.h"
+#include "diffusion/trajectory.h"
 #include "helpers/cli_run.h"
 #include "helpers/tiny_unet.h"
 #include "helpers/tmpdir.h"
 #include "io/npy.h"
+#include "io/safetensors.h"
 #include "unet/config.h"
 #include "unet/unet.h"
 
@@ -250,4 +253,131 @@ Test(hostile, report_refuses_an_absurd_topk) {
     patch_topk("sc", "50000");
     snprintf(args, sizeof args, "report --scores %s/sc", test_tmp);
     cr_assert_eq(cli_run(args, g_err, sizeof g_err), 0, "%s", g_err);
+}
+
+/* ---- item 6: NaN and Inf ---- */
+
+/* Overwrites float32 entry `index` of safetensors tensor `name` in test_tmp/sub with v. */
+static void poke_st(const char *sub, const char *name, size_t index, float v) {
+    char p[512];
+    snprintf(p, sizeof p, "%s/%s", test_tmp, sub);
+    StFile f;
+    JtError err;
+    cr_assert_eq(st_open(&f, p, &err), JT_OK, "%s", err.msg);
+    int i = st_find(&f, name);
+    cr_assert(i >= 0 && f.tensors[i].dtype == ST_F32, "%s: no F32 tensor %s", p, name);
+    long off = (long)(f.data_start + f.tensors[i].begin + 4 * index);
+    st_close(&f);
+    FILE *fp = fopen(p, "r+b");
+    cr_assert(fp && fseek(fp, off, SEEK_SET) == 0 && fwrite(&v, 4, 1, fp) == 1);
+    fclose(fp);
+}
+
+/* Overwrites float32 entry `index` of the .npy test_tmp/sub with v. */
+static void poke_npy(const char *sub, size_t index, float v) {
+    char p[512];
+    snprintf(p, sizeof p, "%s/%s", test_tmp, sub);
+    NpyHeader h;
+    JtError err;
+    cr_assert_eq(npy_read_header(p, &h, &err), JT_OK, "%s", err.msg);
+    FILE *fp = fopen(p, "r+b");
+    cr_assert(fp && fseek(fp, (long)(h.data_offset + 4 * index), SEEK_SET) == 0 &&
+              fwrite(&v, 4, 1, fp) == 1);
+    fclose(fp);
+}
+
+Test(hostile, nan_weights_are_refused_at_load) {
+    make_tiny_model();
+    poke_st("m/diffusion_pytorch_model.safetensors", "conv_in.weight", 5, NAN);
+    /* before the fix: exit 0 and NaN samples */
+    expect_failure(1, "sample",
+                   (const char *[]){"diffusion_pytorch_model.safetensors",
+                                    "tensor 'conv_in.weight'", "entry 5 is NaN", NULL},
+                   "sample --model %s/m --n 2 --steps 2 --sampler ddim --out %s/s --quiet",
+                   test_tmp, test_tmp);
+    cr_expect(!exists("s"));
+}
+
+Test(hostile, nan_sampler_inputs_and_outputs_stop_the_run) {
+    make_tiny_model();
+    float noise[2 * 64];
+    for (int i = 0; i < 128; i++)
+        noise[i] = 0.01f * (float)(i % 7);
+    noise[70] = INFINITY;
+    char p[512];
+    size_t shape[4] = {2, 1, 8, 8};
+    JtError err;
+    snprintf(p, sizeof p, "%s/noise.npy", test_tmp);
+    cr_assert_eq(npy_write(p, NPY_F32, 4, shape, noise, &err), JT_OK);
+    expect_failure(1, "sample", (const char *[]){"noise.npy", "entry 70 is +Inf", NULL},
+                   "sample --model %s/m --noise %s --steps 2 --sampler ddim --out %s/s --quiet",
+                   test_tmp, p, test_tmp);
+    cr_expect(!exists("s"));
+
+    /* a network whose prediction is NaN (weights set in memory): the sampler stops */
+    UNetConfig c;
+    test_tiny_unet_config(&c);
+    UNet *net;
+    cr_assert_eq(unet_create(&net, &c, &err), JT_OK, "%s", err.msg);
+    float *P = unet_params(net);
+    for (size_t i = 0; i < unet_num_params(net); i++)
+        P[i] = NAN;
+    SchedConfig sc;
+    sched_config_default(&sc);
+    NoiseSchedule sched;
+    cr_assert_eq(sched_init(&sched, &sc, &err), JT_OK, "%s", err.msg);
+    SampleOptions o = {.sampler = SAMPLER_DDIM, .steps = 3, .n = 2, .batch = 2, .quiet = 1};
+    Trajectory tr = {0};
+    cr_assert_eq(traj_sample(net, &sched, &o, NULL, &tr, &err), JT_ERR);
+    cr_expect(strstr(err.msg, "sample 0") && strstr(err.msg, "not finite"), "%s", err.msg);
+    traj_free(&tr);
+    sched_free(&sched);
+    unet_free(net);
+}
+
+/* A tiny model, two DDIM samples and a feature store of the 6 tiny images. */
+static void make_store(void) {
+    write_tiny_data();
+    make_tiny_model();
+    char args[2048];
+    snprintf(args, sizeof args,
+             "sample --model %s/m --n 2 --steps 2 --sampler ddim --out %s/s --quiet", test_tmp,
+             test_tmp);
+    cr_assert_eq(cli_run(args, g_err, sizeof g_err), 0, "%s", g_err);
+    snprintf(args, sizeof args,
+             "featurize --models %s/m --data npy:%s/img.npy --k 4 --S 1 --auto-ridge "
+             "--out %s/f --quiet",
+             test_tmp, test_tmp, test_tmp);
+    cr_assert_eq(cli_run(args, g_err, sizeof g_err), 0, "%s", g_err);
+}
+
+Test(hostile, nan_in_artifacts_is_refused_naming_the_file) {
+    make_store();
+    const char *score = "score --store %s/f --trajectory %s/s/trajectory.safetensors --out %s/o "
+                        "--R 1 --quiet";
+    char args[2048];
+    snprintf(args, sizeof args, score, test_tmp, test_tmp, test_tmp);
+    cr_assert_eq(cli_run(args, g_err, sizeof g_err), 0, "the unpoked store scores: %s", g_err);
+    test_rm_tree(strcat(strcpy(args, test_tmp), "/o"));
+
+    poke_npy("f/model_0/features.npy", 4 * 3 + 1, NAN); /* row 3, feature 1 */
+    expect_failure(1, "score",
+                   (const char *[]){"features.npy", "training row 3", "entry 1 is NaN", NULL},
+                   score, test_tmp, test_tmp, test_tmp);
+    cr_expect(!exists("o"));
+    poke_npy("f/model_0/features.npy", 4 * 3 + 1, 0.5f);
+
+    poke_npy("f/model_0/kernel.npy", 6, -INFINITY);
+    expect_failure(1, "score",
+                   (const char *[]){"kernel.npy", "the kernel", "entry 6 is -Inf", NULL}, score,
+                   test_tmp, test_tmp, test_tmp);
+    cr_expect(!exists("o"));
+    poke_npy("f/model_0/kernel.npy", 6, 0.0f);
+
+    poke_st("s/trajectory.safetensors", "x0_hat", 3, NAN);
+    expect_failure(
+        1, "score",
+        (const char *[]){"trajectory.safetensors", "tensor 'x0_hat'", "entry 3 is NaN", NULL},
+        score, test_tmp, test_tmp, test_tmp);
+    cr_expect(!exists("o"));
 }

@@ -24,6 +24,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static const char *const METHOD_NAMES[] = {"journey", "trak", "dtrak", "pixel"};
 
@@ -304,6 +306,7 @@ int score_run(const ScoreOptions *o, const Dataset *data_in, JtError *err) {
     FeatureStore st;
     memset(&st, 0, sizeof st);
     int have_store = 0, rc = JT_OK, N = 0, n_steps = 0;
+    int had_dir = 1; /* a refused run removes the (empty) output folder it made */
     int *tg = NULL, *kidx = NULL;
     Dataset own = {0};
     const Dataset *data = data_in;
@@ -409,6 +412,8 @@ int score_run(const ScoreOptions *o, const Dataset *data_in, JtError *err) {
             free(A);
         }
     }
+    struct stat od;
+    had_dir = stat(o->out_dir, &od) == 0;
     if (rc == JT_OK) rc = model_mkdirs(o->out_dir, err);
 
     /* Phase 2: training rows in tiles. */
@@ -552,6 +557,7 @@ int score_run(const ScoreOptions *o, const Dataset *data_in, JtError *err) {
     for (int m = 0; m < M; m++) free(gamma[m]), free(AG[m]);
     free(gamma), free(AG), free(files), free(tk), free(X), free(out), free(timg), free(labels_t);
 done:
+    if (rc != JT_OK && !had_dir) rmdir(o->out_dir); /* only succeeds while it is empty */
     free(tg), free(kidx);
     targets_free(&tgt);
     if (have_store) store_close(&st);

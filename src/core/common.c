@@ -127,3 +127,26 @@ size_t jt_first_nonfinite(const float *x, size_t n) {
         if (!isfinite(x[i])) return i;
     return n;
 }
+
+size_t jt_first_nonfinite_d(const double *x, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) return i;
+    return n;
+}
+
+static int nonfinite_fail(size_t i, double v, const char *file, const char *what, JtError *err) {
+    return jt_fail(err, "%s: %s: entry %zu is %s (NaN and Inf are refused)", file, what, i,
+                   isnan(v) ? "NaN"
+                   : v > 0  ? "+Inf"
+                            : "-Inf");
+}
+
+int jt_check_finite(const float *x, size_t n, const char *file, const char *what, JtError *err) {
+    size_t i = jt_first_nonfinite(x, n);
+    return i == n ? JT_OK : nonfinite_fail(i, x[i], file, what, err);
+}
+
+int jt_check_finite_d(const double *x, size_t n, const char *file, const char *what, JtError *err) {
+    size_t i = jt_first_nonfinite_d(x, n);
+    return i == n ? JT_OK : nonfinite_fail(i, x[i], file, what, err);
+}

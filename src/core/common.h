@@ -56,5 +56,11 @@ int jt_check_memory(size_t bytes, const char *what, JtError *err);
 
 /* The index of the first NaN or infinity in x[0..n), or n when all are finite. */
 size_t jt_first_nonfinite(const float *x, size_t n);
+size_t jt_first_nonfinite_d(const double *x, size_t n);
+/* Refuses an array read back from a file that holds a NaN or an infinity: fills err with
+ * "FILE: WHAT: entry I is nan (NaN and Inf are refused)" naming the first one. For every artifact
+ * and weight read (item 6 of issue 17: non-finite values never pass through silently). */
+int jt_check_finite(const float *x, size_t n, const char *file, const char *what, JtError *err);
+int jt_check_finite_d(const double *x, size_t n, const char *file, const char *what, JtError *err);
 
 #endif
