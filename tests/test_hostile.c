@@ -21,6 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static char g_err[8192];
 
@@ -380,4 +382,116 @@ Test(hostile, nan_in_artifacts_is_refused_naming_the_file) {
         (const char *[]){"trajectory.safetensors", "tensor 'x0_hat'", "entry 3 is NaN", NULL},
         score, test_tmp, test_tmp, test_tmp);
     cr_expect(!exists("o"));
+}
+
+/* ---- item 8: smaller ---- */
+
+Test(hostile, a_bad_data_option_is_reported_as_itself) {
+    /* before the fix: "unexpected argument '--fit'" (the options after it were left unread) */
+    static const struct {
+        const char *opts, *want;
+    } cases[] = {
+        {"--data bogus:x --fit pad", "--data bogus:x"},
+        {"--limit -3 --fit pad", "--limit -3"},
+        {"--data npy: --fit pad", "--data npy:"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        expect_failure(2, "train", (const char *[]){cases[i].want, NULL},
+                       "train --config t8 %s --out %s/o --quiet", cases[i].opts, test_tmp);
+        cr_expect(strstr(g_err, "unexpected argument") == NULL, "%s", g_err);
+    }
+    expect_failure(1, "train", (const char *[]){"nonesuch", NULL},
+                   "train --config nonesuch --data npy:x --out %s/o --quiet", test_tmp);
+    cr_expect(!exists("o"));
+}
+
+Test(hostile, file_bytes_never_break_the_message_line) {
+    write_config("c.json", "64,64,64", "32", ",\"act_fn\":\"si\\nlu\\u001b[31m\\r\"");
+    expect_failure(1, "info", (const char *[]){"field 'act_fn'", "si\\x0alu\\x1b[31m\\x0d", NULL},
+                   "info %s/c.json", test_tmp);
+    JtError err;
+    jt_fail(&err, "a%cb%cc", '\n', '\t');
+    cr_expect_str_eq(err.msg, "a\\x0ab\\x09c");
+}
+
+Test(hostile, a_fifo_in_place_of_a_file_is_refused, .timeout = 30) {
+    make_tiny_model();
+    char p[512];
+    snprintf(p, sizeof p, "%s/m/diffusion_pytorch_model.safetensors", test_tmp);
+    cr_assert_eq(unlink(p), 0);
+    cr_assert_eq(mkfifo(p, 0600), 0);
+    /* before the fix: fopen blocked forever waiting for a writer */
+    expect_failure(
+        1, "sample",
+        (const char *[]){"diffusion_pytorch_model.safetensors", "not a regular file", "FIFO", NULL},
+        "sample --model %s/m --n 1 --steps 2 --sampler ddim --out %s/s --quiet", test_tmp,
+        test_tmp);
+    snprintf(p, sizeof p, "%s/fifo.json", test_tmp);
+    cr_assert_eq(mkfifo(p, 0600), 0);
+    expect_failure(1, "info", (const char *[]){"fifo.json", "FIFO", NULL}, "info %s", p);
+    snprintf(p, sizeof p, "%s/fifo.npy", test_tmp);
+    cr_assert_eq(mkfifo(p, 0600), 0);
+    JtError err;
+    NpyHeader h;
+    cr_expect_eq(npy_read_header(p, &h, &err), JT_ERR);
+    cr_expect(strstr(err.msg, "not a regular file") != NULL, "%s", err.msg);
+}
+
+Test(hostile, trailing_garbage_after_json_is_refused) {
+    write_tiny_data();
+    char args[1024];
+    snprintf(args, sizeof args,
+             "score --method pixel --data npy:%s/img.npy --targets-data npy:%s/img.npy "
+             "--targets-limit 2 --topk 2 --out %s/sc --quiet",
+             test_tmp, test_tmp, test_tmp);
+    cr_assert_eq(cli_run(args, g_err, sizeof g_err), 0, "%s", g_err);
+    char p[512];
+    snprintf(p, sizeof p, "%s/sc/topk.json", test_tmp);
+    FILE *f = fopen(p, "ab");
+    cr_assert(f && fputs("\n{\"extra\": 1}\n", f) >= 0);
+    fclose(f);
+    /* before the fix: cJSON_Parse stopped after the first value and the report was written */
+    expect_failure(1, "report", (const char *[]){"topk.json", "cannot read it as JSON", NULL},
+                   "report --scores %s/sc", test_tmp);
+    cr_expect(!exists("sc/report.html"));
+}
+
+Test(hostile, a_file_size_limit_is_a_clear_write_error) {
+    write_text("tiny.json", TINY_CFG);
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "ulimit -f 8; exec \"%s\" init --config %s/tiny.json --out %s/m 2>%s/err.txt",
+             JTRAK_CLI, test_tmp, test_tmp, test_tmp);
+    int st = system(cmd);
+    /* before the fix: killed by SIGXFSZ (the shell reports 128 + 25), no message */
+    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 1, "status %d", st);
+    char p[512], msg[1024] = "";
+    snprintf(p, sizeof p, "%s/err.txt", test_tmp);
+    FILE *f = fopen(p, "r");
+    cr_assert(f != NULL);
+    size_t n = fread(msg, 1, sizeof msg - 1, f);
+    msg[n] = 0;
+    fclose(f);
+    cr_expect(strstr(msg, "jtrak init: ") == msg && strstr(msg, "File too large"), "%s", msg);
+    cr_expect(!exists("m/diffusion_pytorch_model.safetensors"));
+}
+
+Test(hostile, stale_temporaries_of_dead_processes_are_swept) {
+    char p[512], stale[600], live[600], other[600];
+    snprintf(p, sizeof p, "%s/out.npy", test_tmp);
+    /* pid 2^22 + 12345 is beyond Linux's pid_max default: no such process */
+    snprintf(stale, sizeof stale, "%s.tmp.4206649.0", p);
+    snprintf(live, sizeof live, "%s.tmp.%ld.7", p, (long)getpid());
+    snprintf(other, sizeof other, "%s/out.npyx.tmp.4206649.0", test_tmp);
+    write_text("out.npy.tmp.4206649.0", "stale");
+    write_text(strrchr(live, '/') + 1, "live");
+    write_text("out.npyx.tmp.4206649.0", "another file's");
+    size_t shape[1] = {3};
+    float v[3] = {1, 2, 3};
+    JtError err;
+    cr_assert_eq(npy_write(p, NPY_F32, 1, shape, v, &err), JT_OK, "%s", err.msg);
+    struct stat sb;
+    cr_expect(stat(stale, &sb) != 0, "the dead process's temporary was left");
+    cr_expect(stat(live, &sb) == 0, "a live process's temporary was removed");
+    cr_expect(stat(other, &sb) == 0, "another file's temporary was removed");
 }

@@ -111,7 +111,7 @@ static void warn_training_data(const char *dir, const Dataset *data) {
     size_t got = sz > 0 ? fread(text, 1, (size_t)sz, f) : 0;
     text[got] = 0;
     fclose(f);
-    cJSON *o = cJSON_Parse(text);
+    cJSON *o = cJSON_ParseWithOpts(text, NULL, 1);
     cJSON *d = o ? cJSON_GetObjectItemCaseSensitive(o, "dataset") : NULL;
     cJSON *fp = d ? cJSON_GetObjectItemCaseSensitive(d, "fingerprint") : NULL;
     cJSON *spec = d ? cJSON_GetObjectItemCaseSensitive(d, "spec") : NULL;

@@ -440,7 +440,7 @@ int store_open(FeatureStore *st, const char *dir, JtError *err) {
     fclose(f);
     text[got] = 0;
     st->dir = xstrdup(dir);
-    cJSON *o = cJSON_Parse(text);
+    cJSON *o = cJSON_ParseWithOpts(text, NULL, 1); /* nothing may follow the manifest */
     free(text);
     int rc;
     if (!o) {

@@ -35,13 +35,18 @@ int cli_model_config(const char *spec, UNetConfig *cfg, JtError *err) {
 
 int cli_load_dataset(Args *a, const UNetConfig *cfg, Dataset *ds, JtError *err) {
     static const char *const keys[] = {"data", "classes", "limit", "indices", "fit", "color"};
+    enum { NK = sizeof keys / sizeof *keys };
     DatasetSpec spec;
     data_spec_init(&spec);
+    /* every option is read (marked used) before any is judged: a bad value is reported as
+     * itself, not as the options after it left unread ("unexpected argument '--fit'") */
+    const char *vals[NK];
+    for (int i = 0; i < NK; i++)
+        vals[i] = args_str(a, keys[i], NULL);
+    if (!cfg) return JT_ERR; /* only marks them read: the caller reports its own error */
     int rc = JT_OK;
-    for (size_t i = 0; i < sizeof keys / sizeof *keys && rc == JT_OK; i++) {
-        const char *v = args_str(a, keys[i], NULL);
-        if (v) rc = data_spec_set(&spec, keys[i], v, err);
-    }
+    for (int i = 0; i < NK && rc == JT_OK; i++)
+        if (vals[i] && data_spec_set(&spec, keys[i], vals[i], err) != JT_OK) rc = 2;
     if (rc == JT_OK) {
         spec.height = spec.width = cfg->sample_size;
         spec.channels = cfg->in_channels;

@@ -91,6 +91,10 @@ int cmd_score(int argc, char **argv) {
     }
     args_free(&a);
     if (rc == 0 && trc == 1) rc = cli_error("score", &terr);
+    if (rc == 0 && data_rc == 2) {
+        fprintf(stderr, "jtrak score: %s\n", err.msg);
+        rc = 2;
+    }
     if (rc == 0 && data_rc != JT_OK) rc = cli_error("score", &err);
     if (rc) {
         data_free(&data);

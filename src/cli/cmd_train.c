@@ -81,7 +81,8 @@ int cmd_train(int argc, char **argv) {
     sched_config_default(&sc);
     Dataset data = {0};
     int loaded_cfg = cli_model_config(config, &cfg, &err) == JT_OK;
-    int loaded_data = loaded_cfg && cli_load_dataset(&a, &cfg, &data, &err) == JT_OK;
+    int drc = cli_load_dataset(&a, loaded_cfg ? &cfg : NULL, &data, loaded_cfg ? &err : NULL);
+    int loaded_data = drc == JT_OK;
     int rc = args_finish(&a);
     if (rc == 0 && !ctl.out_dir) {
         fprintf(stderr, "jtrak train: --out DIR is required (see 'jtrak train --help')\n");
@@ -108,6 +109,10 @@ int cmd_train(int argc, char **argv) {
     if (rc) {
         data_free(&data);
         return rc;
+    }
+    if (loaded_cfg && drc == 2) {
+        fprintf(stderr, "jtrak train: %s\n", err.msg);
+        return 2;
     }
     if (!loaded_cfg || !loaded_data) return cli_error("train", &err);
     r.lr_schedule = strcmp(sched, "cosine") == 0 ? LR_COSINE : LR_CONSTANT;

@@ -1,11 +1,16 @@
 /* common.c: see common.h. */
 #include "core/common.h"
 
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 void jt_panic(const char *file, int line, const char *cond, const char *fmt, ...) {
@@ -51,7 +56,22 @@ char *path_join(const char *dir, const char *name) {
 }
 
 int jt_vfail(JtError *err, const char *fmt, va_list ap) {
-    if (err) vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    if (!err) return JT_ERR;
+    char raw[sizeof err->msg];
+    vsnprintf(raw, sizeof raw, fmt, ap);
+    /* one place for every message built from file content: control bytes become \xNN (UTF-8
+     * bytes >= 0x80 pass, the messages themselves use x̂) */
+    size_t o = 0, cap = sizeof err->msg;
+    for (const unsigned char *s = (const unsigned char *)raw; *s && o + 1 < cap; s++) {
+        if (*s < 0x20 || *s == 0x7f) {
+            if (o + 5 > cap) break;
+            snprintf(err->msg + o, cap - o, "\\x%02x", *s);
+            o += 4;
+        } else {
+            err->msg[o++] = (char)*s;
+        }
+    }
+    err->msg[o] = 0;
     return JT_ERR;
 }
 
@@ -61,6 +81,100 @@ int jt_fail(JtError *err, const char *fmt, ...) {
     jt_vfail(err, fmt, ap);
     va_end(ap);
     return JT_ERR;
+}
+
+/* "<base>.tmp.<pid>" or "<base>.tmp.<pid>.<n>" (or the older "<base>.tmp<pid>.<n>"): the pid */
+static long tmp_pid_of(const char *name, const char *base) {
+    size_t bl = strlen(base);
+    if (strncmp(name, base, bl) != 0 || strncmp(name + bl, ".tmp", 4) != 0) return -1;
+    const char *s = name + bl + 4;
+    if (*s == '.') s++;
+    if (*s < '0' || *s > '9') return -1;
+    char *end;
+    long pid = strtol(s, &end, 10);
+    if (*end == '.') {
+        const char *c = end + 1;
+        if (!*c) return -1;
+        for (; *c; c++)
+            if (*c < '0' || *c > '9') return -1;
+    } else if (*end) {
+        return -1;
+    }
+    return pid > 0 ? pid : -1;
+}
+
+int jt_tmp_sweep(const char *path) {
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? xstrdup(path) : xstrdup(".");
+    if (slash) dir[slash - path + (slash == path)] = 0;
+    const char *base = slash ? slash + 1 : path;
+    int removed = 0;
+    DIR *d = opendir(dir);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        long pid = tmp_pid_of(e->d_name, base);
+        if (pid < 0 || pid == (long)getpid()) continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* alive, or not ours to judge */
+        char *p = path_join(dir, e->d_name);
+        if (unlink(p) == 0) removed++;
+        free(p);
+    }
+    if (d) closedir(d);
+    free(dir);
+    return removed;
+}
+
+int jt_tmp_open(const char *path, char **tmp, JtError *err) {
+    static unsigned counter = 0;
+    jt_tmp_sweep(path);
+    size_t cap = strlen(path) + 64;
+    char *name = xmalloc(cap);
+    for (int attempt = 0; attempt < 100; attempt++) {
+        snprintf(name, cap, "%s.tmp.%ld.%u", path, (long)getpid(), counter++);
+        int fd = open(name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0666);
+        if (fd >= 0) {
+            *tmp = name;
+            return fd;
+        }
+        if (errno != EEXIST) {
+            jt_fail(err, "%s: cannot create temporary file %s: %s", path, name, strerror(errno));
+            free(name);
+            return -1;
+        }
+    }
+    jt_fail(err, "%s: cannot find a free temporary name", path);
+    free(name);
+    return -1;
+}
+
+int jt_open_regular(const char *path, int flags, JtError *err) {
+    int fd = open(path, flags | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        jt_fail(err, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        jt_fail(err, "%s: not a regular file (%s)", path,
+                S_ISDIR(sb.st_mode)    ? "a folder"
+                : S_ISFIFO(sb.st_mode) ? "a FIFO"
+                                       : "a device or socket");
+        return -1;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    return fd;
+}
+
+FILE *jt_fopen_regular(const char *path, JtError *err) {
+    int fd = jt_open_regular(path, O_RDONLY, err);
+    if (fd < 0) return NULL;
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        jt_fail(err, "%s: cannot open: %s", path, strerror(errno));
+        close(fd);
+    }
+    return f;
 }
 
 int jt_mul_size(size_t a, size_t b, size_t *out) {

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /* A bug, not bad input: print where and abort. Always on (not assert). */
 #define CHECK(cond, ...)                                                                          \
@@ -32,10 +33,28 @@ typedef struct {
 
 enum { JT_OK = 0, JT_ERR = -1 };
 
-/* Fills err (if non-NULL) and returns JT_ERR, so that `return jt_fail(err, ...)` reads naturally. */
+/* Fills err (if non-NULL) and returns JT_ERR, so that `return jt_fail(err, ...)` reads naturally.
+ * The message stays one line whatever it quotes from a file: control bytes (newlines, tabs,
+ * escapes) are written as \xNN. */
 int jt_fail(JtError *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* jt_fail with a va_list, for functions that take a message format of their own. */
 int jt_vfail(JtError *err, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+
+/* Opens a file that must be a regular file for reading (flags O_RDONLY or O_RDWR): a FIFO, device
+ * or folder in its place is refused without blocking (opened O_NONBLOCK, checked with fstat, then
+ * made blocking again). Returns the fd, or -1 with err "PATH: cannot open: ..." / "PATH: not a
+ * regular file". jt_fopen_regular is the same as a read-only FILE *. */
+int jt_open_regular(const char *path, int flags, JtError *err);
+FILE *jt_fopen_regular(const char *path, JtError *err);
+
+/* Creates a temporary file next to path for an atomic write (then renamed over path), named
+ * "<path>.tmp.<pid>.<n>" so that it is recognisable, with O_EXCL and mode 0666 less the umask.
+ * First removes the stale temporaries of path that a dead process left (its pid no longer
+ * exists): a later run of the same command cleans up after one that was killed. Returns the fd
+ * (opened O_RDWR) and sets *tmp (malloc'd), or -1 with err filled. */
+int jt_tmp_open(const char *path, char **tmp, JtError *err);
+/* Removes "<path>.tmp.<pid>[.<n>]" files whose process is dead; returns how many. */
+int jt_tmp_sweep(const char *path);
 
 /* a*b with overflow detection: returns 0 on overflow (and leaves *out unset). */
 int jt_mul_size(size_t a, size_t b, size_t *out);
