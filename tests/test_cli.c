@@ -193,7 +193,7 @@ Test(cli, real_target_images) {
                    t, t, t, t);
     expect_failure(2, "score", (const char *[]){"--targets-limit needs --targets-data", NULL},
                    "score --trajectory %s/x.safetensors --targets-limit 2 --out %s/o", t, t);
-    expect_failure(1, "score", (const char *[]){"--targets-fit", NULL},
+    expect_failure(2, "score", (const char *[]){"--targets-fit", NULL},
                    "score --method pixel --data npy:%s/img.npy --targets-data npy:%s/img.npy "
                    "--targets-fit sideways --out %s/o",
                    t, t, t);

@@ -723,7 +723,7 @@ Test(featurize, cli_errors_and_warning) {
     /* Not a store and not empty: refused, nothing written into it. */
     snprintf(args, sizeof args,
              "featurize --models %s/m0 --out %s/m0 --data %s --k 32 --S 2 "
-             "--quiet",
+             "--auto-ridge --quiet",
              test_tmp, test_tmp, img_src);
     rc = cli_run(args, err, sizeof err);
     cr_expect_eq(rc, 1, "exit %d: %s", rc, err);

@@ -116,7 +116,7 @@ static void warn_training_data(const char *dir, const Dataset *data) {
     size_t got = sz > 0 ? fread(text, 1, (size_t)sz, f) : 0;
     text[got] = 0;
     fclose(f);
-    cJSON *o = cJSON_Parse(text);
+    cJSON *o = cJSON_ParseWithOpts(text, NULL, 1);
     cJSON *d = o ? cJSON_GetObjectItemCaseSensitive(o, "dataset") : NULL;
     cJSON *fp = d ? cJSON_GetObjectItemCaseSensitive(d, "fingerprint") : NULL;
     cJSON *spec = d ? cJSON_GetObjectItemCaseSensitive(d, "spec") : NULL;
@@ -518,6 +518,20 @@ int featurize_run(const FeaturizeOptions *opt, const Dataset *data, JtError *err
     if (!(opt->kernel.lambda >= 0))
         return jt_fail(err, "--lambda %g: must be >= 0", opt->kernel.lambda);
     if (data->n == 0) return jt_fail(err, "the dataset (%s) has no images", data->description);
+    /* Before any row is computed: the kernel's rank and memory (kernel.c refuses the same
+     * singular case, but only after every row). */
+    if ((size_t)opt->k > data->n && opt->kernel.lambda == 0 && !opt->kernel.auto_ridge)
+        return jt_fail(err,
+                       "--k %d with %zu training images and --lambda 0: X^T X (%d x %d) has rank "
+                       "at most %zu, so the kernel would be singular; use --k %zu or less, or a "
+                       "ridge (--lambda X or --auto-ridge)",
+                       opt->k, data->n, opt->k, opt->k, data->n, data->n);
+    char kwhat[96];
+    snprintf(kwhat, sizeof kwhat, "--k %d: the %d x %d kernel (X^T X and its factor in double)",
+             opt->k, opt->k, opt->k);
+    if (jt_check_memory(jt_sat_mul(jt_sat_mul((size_t)opt->k, (size_t)opt->k), 20), kwhat, err) !=
+        JT_OK)
+        return JT_ERR;
 
     Run run = {0};
     run.opt = opt;

@@ -25,6 +25,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static const char *const METHOD_NAMES[] = {"journey", "trak", "dtrak", "pixel"};
 
@@ -314,11 +316,13 @@ int score_run(const ScoreOptions *o, const Dataset *data_in, JtError *err) {
     FeatureStore st;
     memset(&st, 0, sizeof st);
     int have_store = 0, rc = JT_OK, N = 0, n_steps = 0;
+    int had_dir = 1; /* a refused run removes the (empty) output folder it made */
     int *tg = NULL, *kidx = NULL;
     Dataset own = {0};
     const Dataset *data = data_in;
     if (o->R < 1) return jt_fail(err, "--R %d: need at least one draw per target", o->R);
-    if (o->topk < 1) return jt_fail(err, "--topk %d: must be at least 1", o->topk);
+    if (o->topk < 1 || o->topk > SCORE_MAX_TOPK)
+        return jt_fail(err, "--topk %d: must be 1 to %d", o->topk, SCORE_MAX_TOPK);
     if (!o->traj_path == !o->target_data)
         return jt_fail(err, "the targets are either generated samples (--trajectory) or real "
                             "images (--targets-data): give exactly one");
@@ -421,6 +425,8 @@ int score_run(const ScoreOptions *o, const Dataset *data_in, JtError *err) {
             free(A);
         }
     }
+    struct stat od;
+    had_dir = stat(o->out_dir, &od) == 0;
     if (rc == JT_OK) rc = model_mkdirs(o->out_dir, err);
 
     /* Phase 2: training rows in tiles. */
@@ -565,6 +571,7 @@ int score_run(const ScoreOptions *o, const Dataset *data_in, JtError *err) {
     for (int m = 0; m < M; m++) free(gamma[m]), free(AG[m]);
     free(gamma), free(AG), free(files), free(tk), free(X), free(out), free(timg), free(labels_t);
 done:
+    if (rc != JT_OK && !had_dir) rmdir(o->out_dir); /* only succeeds while it is empty */
     free(tg), free(kidx);
     targets_free(&tgt);
     if (have_store) store_close(&st);

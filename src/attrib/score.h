@@ -27,6 +27,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The largest --topk (a stated limit: report keeps topk entries per target, step and side). */
+#define SCORE_MAX_TOPK 100000
+
 typedef enum { METHOD_JOURNEY = 0, METHOD_TRAK, METHOD_DTRAK, METHOD_PIXEL } ScoreMethod;
 
 const char *score_method_name(ScoreMethod m);
@@ -41,7 +44,7 @@ typedef struct {
     const char *steps;      /* "all", "900,500,100", "0:1000:100" (start:stop:stride) */
     const char *targets;    /* "all" or a list of sample indices (rows of the real target set) */
     int R;                  /* draws per target (default 20) */
-    int topk;               /* default 10 */
+    int topk;               /* default 10, at most SCORE_MAX_TOPK */
     int topk_only;          /* no dense score files */
     size_t tile_rows;       /* default 4096 */
     int batch;              /* targets per gradient batch (default 16) */

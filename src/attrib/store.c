@@ -441,7 +441,7 @@ int store_open(FeatureStore *st, const char *dir, JtError *err) {
     fclose(f);
     text[got] = 0;
     st->dir = xstrdup(dir);
-    cJSON *o = cJSON_Parse(text);
+    cJSON *o = cJSON_ParseWithOpts(text, NULL, 1); /* nothing may follow the manifest */
     free(text);
     int rc;
     if (!o) {
@@ -669,7 +669,14 @@ static StorePriv *priv_of(const FeatureStore *st, int model) {
 int store_read_features(const FeatureStore *st, int model, size_t row0, size_t rows, float *out,
                         JtError *err) {
     StorePriv *p = priv_of(st, model);
-    return npy_read_rows(&p->feat_r[model], row0, rows, out, err);
+    if (npy_read_rows(&p->feat_r[model], row0, rows, out, err) != JT_OK) return JT_ERR;
+    const size_t n = rows * (size_t)st->k, bad = jt_first_nonfinite(out, n);
+    if (bad == n) return JT_OK;
+    char *fp = store_model_path(st, model, FEATURES_FILE), what[96];
+    snprintf(what, sizeof what, "the features of training row %zu", row0 + bad / (size_t)st->k);
+    jt_check_finite(out + bad / (size_t)st->k * (size_t)st->k, (size_t)st->k, fp, what, err);
+    free(fp);
+    return JT_ERR;
 }
 
 int store_read_kernel(const FeatureStore *st, int model, float *A, JtError *err) {
@@ -691,6 +698,8 @@ int store_read_kernel(const FeatureStore *st, int model, float *A, JtError *err)
             rc = jt_fail(err, "%s: shape %s, expected (%d, %d)", kp,
                          npy_shape_str(&h, got, sizeof got), st->k, st->k);
         }
+        if (rc == JT_OK)
+            rc = jt_check_finite(data, (size_t)st->k * (size_t)st->k, kp, "the kernel", err);
         if (rc == JT_OK) memcpy(A, data, (size_t)st->k * (size_t)st->k * sizeof(float));
         free(data);
     }

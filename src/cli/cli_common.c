@@ -34,6 +34,7 @@ int cli_model_config(const char *spec, UNetConfig *cfg, JtError *err) {
 }
 
 static const char *const DATA_KEYS[] = {"data", "classes", "limit", "indices", "fit", "color"};
+enum { N_DATA_KEYS = sizeof DATA_KEYS / sizeof *DATA_KEYS };
 
 void cli_skip_dataset(Args *a) {
     for (size_t i = 0; i < sizeof DATA_KEYS / sizeof *DATA_KEYS; i++)
@@ -41,14 +42,17 @@ void cli_skip_dataset(Args *a) {
 }
 
 int cli_load_dataset(Args *a, const UNetConfig *cfg, Dataset *ds, JtError *err) {
-    const char *const *keys = DATA_KEYS;
     DatasetSpec spec;
     data_spec_init(&spec);
+    /* every option is read (marked used) before any is judged: a bad value is reported as
+     * itself, not as the options after it left unread ("unexpected argument '--fit'") */
+    const char *vals[N_DATA_KEYS];
+    for (int i = 0; i < N_DATA_KEYS; i++)
+        vals[i] = args_str(a, DATA_KEYS[i], NULL);
+    if (!cfg) return JT_ERR; /* only marks them read: the caller reports its own error */
     int rc = JT_OK;
-    for (size_t i = 0; i < sizeof DATA_KEYS / sizeof *DATA_KEYS && rc == JT_OK; i++) {
-        const char *v = args_str(a, keys[i], NULL);
-        if (v) rc = data_spec_set(&spec, keys[i], v, err);
-    }
+    for (int i = 0; i < N_DATA_KEYS && rc == JT_OK; i++)
+        if (vals[i] && data_spec_set(&spec, DATA_KEYS[i], vals[i], err) != JT_OK) rc = 2;
     if (rc == JT_OK) {
         spec.height = unet_config_height(cfg);
         spec.width = unet_config_width(cfg);

@@ -28,10 +28,10 @@ int cli_prefixed_data_spec(Args *a, const char *p, DatasetSpec *spec, int *given
         jt_fail(err, "--%s-%s needs --%s-data (the images it selects from)", p, first_other, p);
         return 2;
     }
-    if (rc != JT_OK) {
+    if (rc != JT_OK) { /* a bad option value: a usage error */
         targets_rename_options(err, p);
         data_spec_free(spec);
-        return 1;
+        return 2;
     }
     return 0;
 }

@@ -12,8 +12,8 @@
 #include <stdio.h>
 
 /* Reads the prefixed options into spec (data_spec_init'ed here). Returns 0 with *given = 0 when
- * none was given, 0 with *given = 1 and spec filled, 1 for a bad value or 2 for an option without
- * --<p>-data (usage), err naming the option either way. */
+ * none was given, 0 with *given = 1 and spec filled, 2 for a bad value or for an option without
+ * --<p>-data (both usage errors), err naming the option either way. */
 int cli_prefixed_data_spec(Args *a, const char *p, DatasetSpec *spec, int *given, JtError *err);
 /* The help lines of the prefixed options; `what` says what the images are for. */
 void cli_prefixed_data_help(FILE *f, const char *p, const char *what);

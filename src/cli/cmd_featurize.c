@@ -163,13 +163,18 @@ int cmd_featurize(int argc, char **argv) {
         free_list(dirs);
         return cli_error("featurize", &err);
     }
-    int loaded_data = cli_load_dataset(&a, &cfg, &data, &err) == JT_OK;
+    int drc = cli_load_dataset(&a, &cfg, &data, &err), loaded_data = drc == JT_OK;
     rc = args_finish(&a);
     args_free(&a);
     if (rc) {
         data_free(&data);
         free_list(dirs);
         return rc;
+    }
+    if (drc == 2) {
+        free_list(dirs);
+        fprintf(stderr, "jtrak featurize: %s\n", err.msg);
+        return 2;
     }
     if (!loaded_data) {
         free_list(dirs);

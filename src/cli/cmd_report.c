@@ -3,6 +3,7 @@
  * top proponents and opponents under each step. The targets (a trajectory's samples, or real
  * images scored with --targets-data: their final image only) and the training images are read
  * from where the score manifest says they came from, and their fingerprints are checked. */
+#include "attrib/score.h"
 #include "attrib/targets.h"
 #include "cli/cli_common.h"
 #include "cli/commands.h"
@@ -11,6 +12,7 @@
 #include "report/report.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -155,7 +157,21 @@ int cmd_report(int argc, char **argv) {
 
     const int N = cJSON_GetArraySize(targets), n_steps = cJSON_GetArraySize(steps);
     const int final_only = n_steps == 0, n_cols = final_only ? 1 : n_steps;
-    const int K = cJSON_GetObjectItem(topk, "topk") ? cJSON_GetObjectItem(topk, "topk")->valueint : 0;
+    /* topk: at most score's --topk limit, and no list holds more than the training rows */
+    const cJSON *kj = cJSON_GetObjectItem(topk, "topk");
+    if (kj && (!cJSON_IsNumber(kj) || kj->valuedouble != floor(kj->valuedouble) ||
+               kj->valuedouble < 0 || kj->valuedouble > SCORE_MAX_TOPK)) {
+        rc = jt_fail(&err,
+                     "%s/topk.json: field 'topk': expected an integer in [0, %d] (score's "
+                     "--topk limit)",
+                     dir, SCORE_MAX_TOPK);
+        cJSON_Delete(man), cJSON_Delete(topk);
+        targets_free(&tgt);
+        data_free(&data);
+        free(html_def), free(png_def);
+        return cli_error("report", &err);
+    }
+    const int K = kj ? ((size_t)kj->valueint > data.n ? (int)data.n : kj->valueint) : 0;
     const size_t D = (size_t)tgt.C * tgt.H * tgt.W;
     int *step_v = xmalloc((size_t)(n_steps ? n_steps : 1) * sizeof(int));
     int *tid = xmalloc((size_t)N * sizeof(int));

@@ -181,6 +181,7 @@ int cmd_sample(int argc, char **argv) {
         if (rc == JT_OK && n_ids > 1 && (int)h.shape[0] != n_ids)
             rc = jt_fail(&err, "%s: %d initial noises but --class lists %d classes", noise,
                          (int)h.shape[0], n_ids);
+        if (rc == JT_OK) rc = jt_check_finite(data, h.count, noise, "the initial noise", &err);
         if (rc == JT_OK) opt.n = (int)h.shape[0];
         x_T = data;
     }

@@ -54,7 +54,7 @@ int cmd_score(int argc, char **argv) {
     o.steps = args_str(&a, "steps", o.steps);
     o.targets = args_str(&a, "targets", o.targets);
     o.R = (int)args_long(&a, "R", o.R, 1, 100000);
-    o.topk = (int)args_long(&a, "topk", o.topk, 1, 100000);
+    o.topk = (int)args_long(&a, "topk", o.topk, 1, SCORE_MAX_TOPK);
     o.topk_only = args_flag(&a, "topk-only");
     o.tile_rows = (size_t)args_long(&a, "tile", (long)o.tile_rows, 1, 1L << 30);
     o.batch = (int)args_long(&a, "batch", o.batch, 1, 4096);
@@ -96,6 +96,10 @@ int cmd_score(int argc, char **argv) {
     }
     args_free(&a);
     if (rc == 0 && trc == 1) rc = cli_error("score", &terr);
+    if (rc == 0 && data_rc == 2) {
+        fprintf(stderr, "jtrak score: %s\n", err.msg);
+        rc = 2;
+    }
     if (rc == 0 && data_rc != JT_OK) rc = cli_error("score", &err);
     if (rc) {
         data_free(&data);

@@ -117,8 +117,9 @@ int cmd_train(int argc, char **argv) {
         cfg.sample_size = cfg.sample_h = cfg.sample_w = 0; /* the data's own */
     }
     data_spec_free(&sz);
-    int loaded_data =
-        loaded_cfg && size_rc == JT_OK && cli_load_dataset(&a, &cfg, &data, &err) == JT_OK;
+    /* a bad data option is a usage error (2), reported as itself */
+    int drc = loaded_cfg && size_rc == JT_OK ? cli_load_dataset(&a, &cfg, &data, &err) : JT_ERR;
+    int loaded_data = drc == JT_OK;
     if (!loaded_cfg || size_rc != JT_OK) cli_skip_dataset(&a);
     if (loaded_data && unet_config_height(&cfg) == 0) {
         if (!size_what[0]) snprintf(size_what, sizeof size_what, "%s (sample_size null)", config);
@@ -155,6 +156,10 @@ int cmd_train(int argc, char **argv) {
     if (rc) {
         data_free(&data);
         return rc;
+    }
+    if (loaded_cfg && drc == 2) {
+        fprintf(stderr, "jtrak train: %s\n", err.msg);
+        return 2;
     }
     if (!loaded_cfg || !loaded_data) return cli_error("train", &err);
     r.lr_schedule = strcmp(sched, "cosine") == 0 ? LR_COSINE : LR_CONSTANT;

@@ -3,6 +3,7 @@
 #include "cli/commands.h"
 #include "core/fpenv.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -35,6 +36,9 @@ static void print_help(FILE *f) {
 
 int main(int argc, char **argv) {
     fpenv_flush_denormals();
+    /* A file size limit (ulimit -f) would kill us with SIGXFSZ and no message; ignored, the write
+     * fails with EFBIG and the writer reports it naming the file ("File too large"). */
+    signal(SIGXFSZ, SIG_IGN);
     if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0) {
         print_help(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;

@@ -482,8 +482,8 @@ char *cf_to_json(const ConfigField *table, int n, const char *kind, const void *
 
 int cf_read_file(const char *path, char **text, JtError *err) {
     *text = NULL;
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return jt_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    FILE *fp = jt_fopen_regular(path, err);
+    if (!fp) return JT_ERR;
     char *buf = xmalloc(MAX_CONFIG_BYTES + 1);
     size_t n = fread(buf, 1, MAX_CONFIG_BYTES + 1, fp);
     int bad = ferror(fp);

@@ -155,6 +155,17 @@ int traj_sample(const UNet *net, const NoiseSchedule *sched, const SampleOptions
             for (int j = 0; j < nb; j++)
                 tf[j] = (float)t;
             step_eps(den, nb, eps, x, tf, tr->labels ? tr->labels + b0 : NULL, tr->guidance);
+            /* a non-finite prediction (NaN weights) stops the run; so does a step whose x_{t-1}
+             * or x̂_0 overflows (checked below) */
+            size_t bad = jt_first_nonfinite(eps, (size_t)nb * D);
+            if (bad < (size_t)nb * D) {
+                free(x), free(eps), free(tf);
+                denoiser_free(den);
+                return jt_fail(err,
+                               "sample %zu: the model's prediction at timestep %d (step %d of "
+                               "%d) is not finite (NaN or Inf in the weights?); nothing written",
+                               (size_t)b0 + bad / D, t, k + 1, S);
+            }
             for (int j = 0; j < nb; j++) {
                 int i = b0 + j;
                 size_t at = ((size_t)i * S + k) * D;
@@ -170,6 +181,14 @@ int traj_sample(const UNet *net, const NoiseSchedule *sched, const SampleOptions
                 else
                     ddim_step(xj, tr->x0_hat + at, xj, eps + j * D, adds_noise ? z : NULL, D, sched,
                               t, S, tr->eta, false);
+                if (jt_first_nonfinite(xj, D) < D || jt_first_nonfinite(tr->x0_hat + at, D) < D) {
+                    free(x), free(eps), free(tf);
+                    denoiser_free(den);
+                    return jt_fail(err,
+                                   "sample %d: the sampler's step at timestep %d (step %d of %d) "
+                                   "is not finite (the values overflowed); nothing written",
+                                   i, t, k + 1, S);
+                }
             }
             done++;
             progress_update(&prog, done, NULL, done == total);
@@ -355,7 +374,13 @@ static int read_named(StFile *f, const char *name, int ndim, const int64_t *shap
     for (int d = 0; ok && d < ndim; d++)
         ok = t->shape[d] == shape[d];
     if (!ok) return jt_fail(err, "%s: tensor '%s' has the wrong shape", f->path, name);
-    return st_read_f32(f, i, dst, err);
+    if (st_read_f32(f, i, dst, err) != JT_OK) return JT_ERR;
+    size_t n = 1;
+    for (int d = 0; d < ndim; d++)
+        n *= (size_t)shape[d];
+    char what[96];
+    snprintf(what, sizeof what, "tensor '%s'", name);
+    return jt_check_finite(dst, n, f->path, what, err);
 }
 
 /* The conditioning: metadata cond and guidance, tensor class_labels; all absent in files written

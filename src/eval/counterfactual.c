@@ -181,6 +181,8 @@ static int load_inputs(const CounterfactualOptions *o, CfInputs *in, JtError *er
         else if (hd.ndim != 2 || hd.shape[0] != in->mr.data.n)
             rc = jt_fail(err, "%s: %zu rows but the training set has %zu", mp, hd.shape[0],
                          in->mr.data.n);
+        else
+            rc = jt_check_finite(d, hd.count, mp, "the scores", err);
         in->scores = d;
         in->Ns = rc == JT_OK ? (int)hd.shape[1] : 0;
     }

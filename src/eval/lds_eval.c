@@ -52,6 +52,7 @@ int lds_read_gt(const LdsOptions *o, const LdsInputs *in, int heldout, int k, in
     if (rc == JT_OK && (h.ndim != 2 || h.shape[0] != rows || h.shape[1] != N))
         rc = jt_fail(err, "%s: shape differs from this run's %s", p,
                      heldout ? "held-out images" : "steps and targets");
+    if (rc == JT_OK) rc = jt_check_finite_d(d, h.count, p, "the ground truth", err);
     if (rc == JT_OK) memcpy(gt, d, h.count * sizeof(double));
     free(d);
     free(p);
@@ -282,6 +283,7 @@ static int folder_scores(const LdsInputs *in, const ScoreFolder *f, const Truth 
     int rc = npy_read_as(sp, NPY_F32, &hd, &d, err);
     if (rc == JT_OK && (hd.ndim != 2 || hd.shape[0] != in->mr.data.n))
         rc = jt_fail(err, "%s: %zu rows, the training set has %zu", sp, hd.shape[0], in->mr.data.n);
+    if (rc == JT_OK) rc = jt_check_finite(d, hd.count, sp, "the scores", err);
     free(sp);
     if (rc != JT_OK) {
         free(d);

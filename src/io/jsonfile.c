@@ -7,11 +7,8 @@
 #include <string.h>
 
 cJSON *json_load_file(const char *path, JtError *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        jt_fail(err, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
+    FILE *f = jt_fopen_regular(path, err);
+    if (!f) return NULL;
     size_t cap = 1 << 16, len = 0, got;
     char *text = xmalloc(cap);
     while ((got = fread(text + len, 1, cap - len - 1, f)) > 0) {
@@ -20,9 +17,18 @@ cJSON *json_load_file(const char *path, JtError *err) {
     }
     fclose(f);
     text[len] = 0;
-    cJSON *j = cJSON_Parse(text);
+    if (strlen(text) != len) {
+        jt_fail(err, "%s: not valid JSON (a NUL byte at byte %zu)", path, strlen(text));
+        free(text);
+        return NULL;
+    }
+    /* the whole file is one value: trailing garbage after it is an error too */
+    const char *end = NULL;
+    cJSON *j = cJSON_ParseWithOpts(text, &end, 1);
+    if (!j)
+        jt_fail(err, "%s: not valid JSON (at byte %zu)", path,
+                end && end >= text ? (size_t)(end - text) : (size_t)0);
     free(text);
-    if (!j) jt_fail(err, "%s: not valid JSON", path);
     return j;
 }
 

@@ -121,8 +121,13 @@ int model_slab_read(StFile *f, const char *prefix, const ParamLayout *l, float *
         if (!claimed[j] && strncmp(f->tensors[j].name, prefix, plen) == 0)
             rc = jt_fail(err, "%s: tensor '%s': not a parameter of this model (extra tensor)",
                          f->path, f->tensors[j].name);
-    for (int i = 0; i < l->count && rc == JT_OK; i++)
-        rc = st_read_f32(f, src[i], slab + l->entries[i].offset, err);
+    for (int i = 0; i < l->count && rc == JT_OK; i++) {
+        const LayoutEntry *e = &l->entries[i];
+        char what[2 * LAYOUT_NAME_MAX + 16];
+        snprintf(what, sizeof what, "tensor '%s'", f->tensors[src[i]].name);
+        rc = st_read_f32(f, src[i], slab + e->offset, err);
+        if (rc == JT_OK) rc = jt_check_finite(slab + e->offset, e->numel, f->path, what, err);
+    }
     free(src);
     free(claimed);
     return rc;

@@ -100,28 +100,9 @@ static ssize_t read_all(int fd, void *buf, size_t n, off_t off) {
     return (ssize_t)got;
 }
 
-/* A temporary file next to path: "<path>.tmp<pid>.<n>", created with O_EXCL (mode 0666 less the
- * umask, like any new file). Returns the fd and sets *tmp (malloc'd), or -1 with err filled. */
+/* A temporary file next to path (core/common.h: recognisable, stale ones swept). */
 static int tmp_open(const char *path, char **tmp, JtError *err) {
-    static unsigned counter = 0;
-    size_t cap = strlen(path) + 64;
-    char *name = xmalloc(cap);
-    for (int attempt = 0; attempt < 100; attempt++) {
-        snprintf(name, cap, "%s.tmp%ld.%u", path, (long)getpid(), counter++);
-        int fd = open(name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0666);
-        if (fd >= 0) {
-            *tmp = name;
-            return fd;
-        }
-        if (errno != EEXIST) {
-            jt_fail(err, "%s: cannot create temporary file %s: %s", path, name, strerror(errno));
-            free(name);
-            return -1;
-        }
-    }
-    jt_fail(err, "%s: cannot find a free temporary name", path);
-    free(name);
-    return -1;
+    return jt_tmp_open(path, tmp, err);
 }
 
 /* fsync + rename tmp over path; on failure unlinks tmp. Does not close fd. */
@@ -334,9 +315,7 @@ static int parse_fd(int fd, const char *path, NpyHeader *h, JtError *err) {
 }
 
 static int open_ro(const char *path, JtError *err) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) jt_fail(err, "%s: cannot open: %s", path, strerror(errno));
-    return fd;
+    return jt_open_regular(path, O_RDONLY, err); /* a FIFO would block open */
 }
 
 int npy_read_header(const char *path, NpyHeader *h, JtError *err) {
@@ -501,8 +480,8 @@ int npy_create(NpyFile *f, const char *path, NpyDtype dtype, int ndim, const siz
 int npy_open(NpyFile *f, const char *path, int writable, JtError *err) {
     memset(f, 0, sizeof *f);
     f->fd = -1;
-    int fd = open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
-    if (fd < 0) return jt_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    int fd = jt_open_regular(path, writable ? O_RDWR : O_RDONLY, err);
+    if (fd < 0) return JT_ERR;
     NpyHeader h;
     if (parse_fd(fd, path, &h, err) != JT_OK) {
         close(fd);

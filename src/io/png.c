@@ -26,20 +26,9 @@ static void png_sink(void *ctx, void *data, int size) {
 int png_write(const char *path, const uint8_t *pix, int w, int h, int comp, JtError *err) {
     CHECK(w > 0 && h > 0 && comp >= 1 && comp <= 4, "bad PNG geometry %dx%dx%d", w, h, comp);
     CHECK((size_t)w * (size_t)comp <= (size_t)INT32_MAX, "PNG row too wide");
-    static unsigned counter = 0;
-    size_t cap = strlen(path) + 64;
-    char *tmp = xmalloc(cap);
-    int fd = -1;
-    for (int attempt = 0; attempt < 100 && fd < 0; attempt++) {
-        snprintf(tmp, cap, "%s.tmp%ld.%u", path, (long)getpid(), counter++);
-        fd = open(tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0666);
-        if (fd < 0 && errno != EEXIST) break;
-    }
-    if (fd < 0) {
-        jt_fail(err, "%s: cannot create temporary file %s: %s", path, tmp, strerror(errno));
-        free(tmp);
-        return JT_ERR;
-    }
+    char *tmp = NULL;
+    int fd = jt_tmp_open(path, &tmp, err);
+    if (fd < 0) return JT_ERR;
     PngSink sink = {fdopen(fd, "wb"), 0};
     if (!sink.fp) {
         jt_fail(err, "%s: fdopen failed: %s", path, strerror(errno));

@@ -413,8 +413,8 @@ static int parse_header(StFile *f, char *hdr, uint64_t n, const char *path, JtEr
 
 int st_open(StFile *f, const char *path, JtError *err) {
     memset(f, 0, sizeof *f);
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return jt_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    FILE *fp = jt_fopen_regular(path, err); /* a FIFO would block fopen */
+    if (!fp) return JT_ERR;
     struct stat sb;
     if (fstat(fileno(fp), &sb) != 0 || !S_ISREG(sb.st_mode)) {
         fclose(fp);
@@ -541,16 +541,9 @@ static void atomic_release(AtomicFile *af) {
 
 int atomic_file_open(AtomicFile *af, const char *path, JtError *err) {
     memset(af, 0, sizeof *af);
-    size_t n = strlen(path);
-    char *tmp = xmalloc(n + 16);
-    snprintf(tmp, n + 16, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        int e = errno;
-        free(tmp);
-        return jt_fail(err, "%s: cannot create a temporary file next to it: %s", path, strerror(e));
-    }
-    fchmod(fd, 0644); /* mkstemp makes 0600; outputs are ordinary readable files */
+    char *tmp = NULL;
+    int fd = jt_tmp_open(path, &tmp, err); /* recognisable, stale ones swept */
+    if (fd < 0) return JT_ERR;
     af->fp = fdopen(fd, "wb");
     if (!af->fp) {
         int e = errno;

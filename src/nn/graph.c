@@ -288,27 +288,43 @@ int graph_run_create(GraphRun **out, const Graph *g, int B, GraphRunMode mode, J
         if (s > scratch) scratch = s;
         if (p > gradbuf) gradbuf = p;
     }
-    size_t act, aux;
-    if (!jt_mul_size(g->act_floats, (size_t)B, &act) ||
-        !jt_mul_size(g->aux_floats, (size_t)B, &aux))
-        return jt_fail(err, "batch %d: activation memory overflows", B);
+    /* Every arena, estimated with saturating arithmetic and checked against this machine
+     * before any of it is allocated (graph_run_bytes is the same sum once allocated). */
+    const int train = mode == GRAPH_RUN_TRAIN;
+    const int nthreads = omp_get_max_threads();
+    const size_t act = jt_sat_mul(g->act_floats, (size_t)B);
+    const size_t aux = jt_sat_mul(g->aux_floats, (size_t)B);
+    const size_t gslots = train ? grad_slots_floats(B, gradbuf) : 0;
+    size_t floats = jt_sat_mul(act, train ? 2 : 1);
+    floats = jt_sat_add(floats, aux);
+    floats = jt_sat_add(floats, jt_sat_mul(scratch, (size_t)nthreads));
+    floats = jt_sat_add(floats, gslots);
+    size_t bytes = jt_sat_mul(floats, sizeof(float));
+    for (int k = 0; k < GRAPH_INPUT_KINDS; k++)
+        if (g->inputs[k].declared && !input_kinds[k].is_tensor)
+            bytes = jt_sat_add(bytes, jt_sat_mul(jt_sat_mul((size_t)B, g->inputs[k].per_example),
+                                                 input_kinds[k].elem));
+    if (jt_check_memory(bytes,
+                        train ? "the activation, gradient and scratch memory"
+                              : "the activation and scratch memory",
+                        err) != JT_OK)
+        return JT_ERR;
     GraphRun *r = xcalloc(1, sizeof *r);
     r->g = g;
     r->cap_B = B;
     r->mode = mode;
-    const int train = mode == GRAPH_RUN_TRAIN;
     r->act = xmalloc(act * sizeof(float));
     r->grad = train ? xmalloc(act * sizeof(float)) : NULL;
     r->aux = xmalloc((aux ? aux : 1) * sizeof(float));
     for (int k = 0; k < GRAPH_INPUT_KINDS; k++)
         if (g->inputs[k].declared && !input_kinds[k].is_tensor)
             r->side[k] = xcalloc((size_t)B * g->inputs[k].per_example, input_kinds[k].elem);
-    r->ctx.nthreads = omp_get_max_threads();
+    r->ctx.nthreads = nthreads;
     r->ctx.thread_floats = scratch;
     r->thread_buf = xmalloc((scratch * (size_t)r->ctx.nthreads + 1) * sizeof(float));
     r->ctx.thread_buf = r->thread_buf;
     /* at most NN_GRAD_SLOTS copies of the largest node's parameter gradients */
-    gradbuf = train ? grad_slots_floats(B, gradbuf) : 0;
+    gradbuf = gslots;
     r->grad_buf = train ? xmalloc((gradbuf + 1) * sizeof(float)) : NULL;
     r->ctx.grad_buf = r->grad_buf;
     r->ctx.grad_floats = gradbuf;

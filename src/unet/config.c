@@ -10,6 +10,7 @@
 #include "core/config_fields.h"
 
 #include <cjson/cJSON.h>
+#include <limits.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -62,8 +63,9 @@ static const char *const SHIFT[] = {"default", NULL};
 /* clang-format off */
 static const ConfigField FIELDS[] = {
     {.name = "block_out_channels", .type = CF_INT_LIST, .offset = OFF(block_out_channels),
-     .count_offset = OFF(n_levels), .flags = CF_REQUIRED | CF_MIN, .min = 1,
-     .max_len = UNET_MAX_LEVELS},
+     .count_offset = OFF(n_levels), .flags = CF_REQUIRED | CF_MIN | CF_IMPL, .min = 1,
+     .impl_min = 1, .impl_max = UNET_MAX_CHANNELS, .max_len = UNET_MAX_LEVELS,
+     .refusal = "jtrak supports at most 16384 channels per level"},
     {.name = "down_block_types", .type = CF_TYPE_LIST, .offset = OFF(down_attn),
      .count_offset = OFF(n_levels), .flags = CF_REQUIRED | CF_SHARED_COUNT,
      .max_len = UNET_MAX_LEVELS, .choices = DOWN_TYPES},
@@ -71,23 +73,29 @@ static const ConfigField FIELDS[] = {
      .count_offset = OFF(n_levels), .flags = CF_REQUIRED | CF_SHARED_COUNT,
      .max_len = UNET_MAX_LEVELS, .choices = UP_TYPES},
     {.name = "sample_size", .type = CF_INT_OR_PAIR, .offset = OFF(sample_size),
-     .pair_offset = OFF(sample_h), .count_offset = OFF(sample_w), .flags = CF_NULLABLE | CF_MIN,
-     .min = 1},
-    {.name = "in_channels", .type = CF_INT, .offset = OFF(in_channels), .flags = CF_MIN, .min = 1,
-     .def_int = 3},
-    {.name = "out_channels", .type = CF_INT, .offset = OFF(out_channels), .flags = CF_MIN,
-     .min = 1, .def_int = 3},
+     .pair_offset = OFF(sample_h), .count_offset = OFF(sample_w),
+     .flags = CF_NULLABLE | CF_MIN | CF_IMPL, .min = 1, .impl_min = 1,
+     .impl_max = UNET_MAX_SAMPLE_SIZE, .refusal = "jtrak supports images of at most 8192 pixels "
+     "a side"},
+    {.name = "in_channels", .type = CF_INT, .offset = OFF(in_channels),
+     .flags = CF_MIN | CF_IMPL, .min = 1, .impl_min = 1, .impl_max = UNET_MAX_IO_CHANNELS,
+     .refusal = "jtrak supports at most 1024 image channels", .def_int = 3},
+    {.name = "out_channels", .type = CF_INT, .offset = OFF(out_channels),
+     .flags = CF_MIN | CF_IMPL, .min = 1, .impl_min = 1, .impl_max = UNET_MAX_IO_CHANNELS,
+     .refusal = "jtrak supports at most 1024 image channels", .def_int = 3},
     {.name = "center_input_sample", .type = CF_BOOL, .offset = OFF(center_input_sample)},
     {.name = "time_embedding_type", .type = CF_CHOICE, .offset = CF_NONE, .choices = POSITIONAL,
      .refusal = "only \"positional\" is implemented"},
     {.name = "time_embedding_dim", .type = CF_INT, .offset = OFF(time_embedding_dim),
-     .flags = CF_NULLABLE | CF_MIN, .min = 0},
+     .flags = CF_NULLABLE | CF_MIN | CF_IMPL, .min = 0, .impl_min = 0,
+     .impl_max = UNET_MAX_TIME_EMBED_DIM, .refusal = "jtrak supports at most 65536"},
     {.name = "freq_shift", .type = CF_FLOAT, .offset = OFF(freq_shift)},
     {.name = "flip_sin_to_cos", .type = CF_BOOL, .offset = OFF(flip_sin_to_cos), .def_int = 1},
     {.name = "mid_block_type", .type = CF_CHOICE, .offset = CF_NONE, .choices = MID_TYPES,
      .refusal = "only \"UNetMidBlock2D\" is implemented"},
     {.name = "layers_per_block", .type = CF_INT, .offset = OFF(layers_per_block),
-     .flags = CF_MIN, .min = 1, .def_int = 2},
+     .flags = CF_MIN | CF_IMPL, .min = 1, .impl_min = 1, .impl_max = UNET_MAX_LAYERS_PER_BLOCK,
+     .refusal = "jtrak supports at most 32 layers per block", .def_int = 2},
     {.name = "mid_block_scale_factor", .type = CF_FLOAT, .offset = OFF(mid_block_scale_factor),
      .def_float = 1.0},
     {.name = "downsample_padding", .type = CF_INT, .offset = OFF(downsample_padding),
@@ -197,6 +205,11 @@ int unet_config_validate(const UNetConfig *cfg, const char *path, JtError *err) 
         if (ch[i] < 1)
             return jt_fail(err, "%s: field 'block_out_channels': entry %d is %d (must be >= 1)",
                            path, i, ch[i]);
+        if (ch[i] > UNET_MAX_CHANNELS)
+            return jt_fail(err,
+                           "%s: field 'block_out_channels': entry %d is %d (jtrak supports at "
+                           "most %d channels per level)",
+                           path, i, ch[i], UNET_MAX_CHANNELS);
         if (cfg->down_attn[i] != 0 && cfg->down_attn[i] != 1)
             return jt_fail(err, "%s: field 'down_block_types': entry %d is not a block type", path,
                            i);
@@ -206,26 +219,30 @@ int unet_config_validate(const UNetConfig *cfg, const char *path, JtError *err) 
     }
     struct {
         const char *field;
-        int value, min;
+        int value, min, max; /* max: the stated limit (config.h), INT_MAX for none */
     } mins[] = {
-        {"sample_size", cfg->sample_size, 0},
-        {"in_channels", cfg->in_channels, 1},
-        {"out_channels", cfg->out_channels, 1},
-        {"time_embedding_dim", cfg->time_embedding_dim, 0},
-        {"layers_per_block", L, 1},
-        {"downsample_padding", cfg->downsample_padding, 0},
-        {"attention_head_dim", cfg->attention_head_dim, 0},
-        {"norm_num_groups", G, 1},
-        {"attn_norm_num_groups", cfg->attn_norm_num_groups, 0},
-        {"num_train_timesteps", cfg->num_train_timesteps, 0},
-        {"num_class_embeds", cfg->num_class_embeds, 0},
-        {"sample_size", cfg->sample_h, 0},
-        {"sample_size", cfg->sample_w, 0},
+        {"sample_size", cfg->sample_size, 0, UNET_MAX_SAMPLE_SIZE},
+        {"in_channels", cfg->in_channels, 1, UNET_MAX_IO_CHANNELS},
+        {"out_channels", cfg->out_channels, 1, UNET_MAX_IO_CHANNELS},
+        {"time_embedding_dim", cfg->time_embedding_dim, 0, UNET_MAX_TIME_EMBED_DIM},
+        {"layers_per_block", L, 1, UNET_MAX_LAYERS_PER_BLOCK},
+        {"downsample_padding", cfg->downsample_padding, 0, INT_MAX},
+        {"attention_head_dim", cfg->attention_head_dim, 0, INT_MAX},
+        {"norm_num_groups", G, 1, INT_MAX},
+        {"attn_norm_num_groups", cfg->attn_norm_num_groups, 0, INT_MAX},
+        {"num_train_timesteps", cfg->num_train_timesteps, 0, INT_MAX},
+        {"num_class_embeds", cfg->num_class_embeds, 0, INT_MAX},
+        {"sample_size", cfg->sample_h, 0, UNET_MAX_SAMPLE_SIZE},
+        {"sample_size", cfg->sample_w, 0, UNET_MAX_SAMPLE_SIZE},
     };
-    for (size_t i = 0; i < sizeof mins / sizeof mins[0]; i++)
+    for (size_t i = 0; i < sizeof mins / sizeof mins[0]; i++) {
         if (mins[i].value < mins[i].min)
             return jt_fail(err, "%s: field '%s': %d is out of range (must be >= %d)", path,
                            mins[i].field, mins[i].value, mins[i].min);
+        if (mins[i].value > mins[i].max)
+            return jt_fail(err, "%s: field '%s': %d is not supported (jtrak supports at most %d)",
+                           path, mins[i].field, mins[i].value, mins[i].max);
+    }
     if (cfg->downsample_padding > 1)
         return jt_fail(err, "%s: field 'downsample_padding': %d is not supported (0 or 1)", path,
                        cfg->downsample_padding);

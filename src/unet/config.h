@@ -36,6 +36,19 @@ typedef struct {
  * floats, and a summed-mode backward keeps up to NN_GRAD_SLOTS copies of its gradient). */
 #define UNET_MAX_CLASS_EMBEDS 100000
 
+/* Stated size limits (diffusers accepts any positive value; jtrak refuses larger ones in the
+ * parser and in unet_config_validate). Published diffusers U-Nets stay far below them: widths up
+ * to 1280 (Stable Diffusion) and a few thousand at most, 3 to 9 image or latent channels, pixel
+ * sample sizes up to 1024, 1 to 3 layers per block, time embeddings 4 x the first width. With
+ * them every tensor size (C x H x W, concatenations included), conv column count and parameter
+ * count fits a size_t and every int the ops use; whether the memory a batch needs fits this
+ * machine is checked separately, before it is allocated (unet_create, unet_run_create). */
+#define UNET_MAX_CHANNELS 16384       /* block_out_channels entries */
+#define UNET_MAX_IO_CHANNELS 1024     /* in_channels, out_channels */
+#define UNET_MAX_SAMPLE_SIZE 8192     /* sample_size (each of height and width) */
+#define UNET_MAX_LAYERS_PER_BLOCK 32  /* layers_per_block */
+#define UNET_MAX_TIME_EMBED_DIM 65536 /* time_embedding_dim (4 x UNET_MAX_CHANNELS) */
+
 /* diffusers' UNet2DModel defaults (as in unet2d.md section 1.1, with attention_head_dim null). */
 void unet_config_default(UNetConfig *cfg);
 /* Parses config.json text; `path` is only used in error messages. Also validates (below). A

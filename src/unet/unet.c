@@ -3,6 +3,7 @@
  * GraphRun for its batch capacity; forward sets the image, timestep and label inputs. */
 #include "unet/unet_internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 int unet_time_embed_dim(const UNetConfig *cfg) {
@@ -16,6 +17,14 @@ int unet_create(UNet **out, const UNetConfig *cfg, JtError *err) {
     net->cfg = *cfg;
     layout_init(&net->layout);
     unet_register_params(cfg, &net->layout);
+    /* the slab is checked against this machine before it is allocated (the config's stated
+     * limits keep the count itself within a size_t) */
+    char what[96];
+    snprintf(what, sizeof what, "a U-Net of %zu parameters", net->layout.total);
+    if (jt_check_memory(jt_sat_mul(net->layout.total, sizeof(float)), what, err) != JT_OK) {
+        unet_free(net);
+        return JT_ERR;
+    }
     net->params = xcalloc(net->layout.total, sizeof(float));
     *out = net;
     return JT_OK;
@@ -63,9 +72,11 @@ int unet_run_create(UNetRun **out, const UNet *net, int B, int H, int W, UNetRun
     r->mode = mode;
     unet_build_graph(net, &r->graph, H, W);
     GraphRunMode gm = mode == UNET_RUN_TRAIN ? GRAPH_RUN_TRAIN : GRAPH_RUN_FORWARD_ONLY;
-    if (graph_run_create(&r->run, &r->graph, B, gm, err) != JT_OK) {
+    JtError gerr;
+    if (graph_run_create(&r->run, &r->graph, B, gm, &gerr) != JT_OK) {
         unet_run_free(r);
-        return jt_fail(err, "batch %d of %dx%d images: activation memory overflows", B, H, W);
+        return jt_fail(err, "a %s batch of %d at %dx%d: %s",
+                       mode == UNET_RUN_TRAIN ? "training" : "forward", B, H, W, gerr.msg);
     }
     *out = r;
     return JT_OK;

@@ -6,6 +6,7 @@
 #include "unet/unet_internal.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 
 void unet_build_graph(const UNet *net, Graph *g, int H, int W) {
     const UNetConfig *cfg = &net->cfg;
@@ -31,7 +32,9 @@ void unet_build_graph(const UNet *net, Graph *g, int H, int W) {
     int emb_act = graph_unary(g, NODE_SILU, e); /* every resnet applies SiLU to emb: do it once */
 
     int h = graph_conv(g, x, ch[0], 3, 1, CONV_PAD_SAME, "conv_in");
-    int skips[4 * UNET_MAX_LEVELS * 8];
+    /* conv_in, every down resnet (or attention) and every downsampler push one skip */
+    const int max_skips = 1 + nl * L + (nl - 1);
+    int *skips = xmalloc((size_t)max_skips * sizeof *skips);
     int n_skips = 0;
     skips[n_skips++] = h;
 
@@ -43,14 +46,14 @@ void unet_build_graph(const UNet *net, Graph *g, int H, int W) {
                 snprintf(p, sizeof p, "down_blocks.%d.attentions.%d", i, j);
                 h = block_attn(g, h, G, eps, hd, 1.0f, p);
             }
-            CHECK(n_skips < (int)(sizeof skips / sizeof *skips), "too many skips");
+            CHECK(n_skips < max_skips, "too many skips");
             skips[n_skips++] = h;
         }
         if (i < nl - 1) {
             snprintf(p, sizeof p, "down_blocks.%d.downsamplers.0.conv", i);
             h = graph_conv(g, h, ch[i], 3, 2,
                            cfg->downsample_padding == 0 ? CONV_PAD_RB : CONV_PAD_SAME, p);
-            CHECK(n_skips < (int)(sizeof skips / sizeof *skips), "too many skips");
+            CHECK(n_skips < max_skips, "too many skips");
             skips[n_skips++] = h;
         }
     }
@@ -86,6 +89,7 @@ void unet_build_graph(const UNet *net, Graph *g, int H, int W) {
         }
     }
     CHECK(n_skips == 0, "%d skips left over", n_skips);
+    free(skips);
 
     h = graph_groupnorm_silu(g, h, G, eps, "conv_norm_out");
     graph_output(g, graph_conv(g, h, cfg->out_channels, 3, 1, CONV_PAD_SAME, "conv_out"));
