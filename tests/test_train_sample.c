@@ -584,7 +584,8 @@ Test(train, guided_conditional_trajectory_replays_and_round_trips) {
     rewrite_traj(path, bad, "class_labels", ST_I32, 1, s3, neg, "", NULL);
     cr_assert(traj_load(&t2, bad, &err) == JT_ERR);
     cr_expect(strstr(err.msg, "sample 1 has label -2"), "%s", err.msg);
-    rewrite_traj(path, bad, "class_labels", ST_I32, 1, s3, two, "cond", "none");
+    const int32_t three[3] = {0, 1, 0};
+    rewrite_traj(path, bad, "class_labels", ST_I32, 1, s3, three, "cond", "none");
     cr_assert(traj_load(&t2, bad, &err) == JT_ERR);
     cr_expect(strstr(err.msg, "class_labels") && strstr(err.msg, "present"), "%s", err.msg);
     rewrite_traj(path, bad, "class_labels", ST_I32, 1, s3, labels, "guidance", "nan");

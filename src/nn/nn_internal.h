@@ -87,8 +87,11 @@ static inline float nn_max_float(const float *x, size_t n) {
  * error < 1.2e-7 relative), 2^n put into the exponent bits. Within 2.2 ulp of exp on [-87, 88]
  * (inputs are clamped there: results stay normal, and SiLU/softmax only need the saturation). */
 static inline float nn_expf(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    x = x > 88.0f ? 88.0f : x;
+    const float in = x;
+    /* NaN fails both comparisons and is clamped to -87 here, so that the integer conversion and
+     * shift below stay defined; it is returned as NaN at the end. */
+    x = x >= -87.0f ? x : -87.0f;
+    x = x <= 88.0f ? x : 88.0f;
     const float shifter = 12582912.0f; /* 1.5 * 2^23: adding it rounds to the nearest integer */
     float n = (x * 1.44269504088896341f + shifter) - shifter;
     float r = x - n * 0.693145751953125f; /* ln2's high part: n * it is exact */
@@ -100,10 +103,11 @@ static inline float nn_expf(float x) {
     p = p * r + 0.5f;
     p = p * r + 1.0f;
     p = p * r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;
+    uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
+    const float y = p * scale;
+    return in == in ? y : in; /* NaN in, NaN out */
 }
 
 #endif
