@@ -27,26 +27,8 @@ static int exists(const char *sub) {
 
 /* Runs jtrak with printf-style arguments; checks the status and a single stderr line starting
  * "jtrak CMD:" that contains every `want` string. */
-static void expect_failure(int status, const char *cmd, const char *const *want, const char *fmt,
-                           ...) __attribute__((format(printf, 4, 5)));
-static void expect_failure(int status, const char *cmd, const char *const *want, const char *fmt,
-                           ...) {
-    char args[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    int got = cli_run(args, g_err, sizeof g_err);
-    cr_expect_eq(got, status, "jtrak %s: exit %d, want %d; stderr: %s", args, got, status, g_err);
-    char prefix[64];
-    snprintf(prefix, sizeof prefix, "jtrak %s:", cmd);
-    cr_expect(strncmp(g_err, prefix, strlen(prefix)) == 0, "stderr does not start with '%s': %s",
-              prefix, g_err);
-    const char *nl = strchr(g_err, '\n');
-    cr_expect(nl && nl[1] == 0, "stderr is not one line: %s", g_err);
-    for (int i = 0; want && want[i]; i++)
-        cr_expect(strstr(g_err, want[i]) != NULL, "stderr lacks '%s': %s", want[i], g_err);
-}
+/* One clear error line and the exit status (tests/helpers/cli_run.h). */
+#define expect_failure(...) cli_expect_failure(g_err, sizeof g_err, __VA_ARGS__)
 
 /* 6 random 8x8 gray images with labels 0..2 as npy files in the temp folder. */
 static void write_tiny_npy(void) {

@@ -38,26 +38,8 @@ static void write_text(const char *sub, const char *text) {
 }
 
 /* Runs jtrak; checks the status and one stderr line "jtrak CMD: ..." holding every `want`. */
-static void expect_failure(int status, const char *cmd, const char *const *want, const char *fmt,
-                           ...) __attribute__((format(printf, 4, 5)));
-static void expect_failure(int status, const char *cmd, const char *const *want, const char *fmt,
-                           ...) {
-    char args[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    int got = cli_run(args, g_err, sizeof g_err);
-    cr_expect_eq(got, status, "jtrak %s: exit %d, want %d; stderr: %s", args, got, status, g_err);
-    char prefix[64];
-    snprintf(prefix, sizeof prefix, "jtrak %s:", cmd);
-    cr_expect(strncmp(g_err, prefix, strlen(prefix)) == 0, "stderr does not start with '%s': %s",
-              prefix, g_err);
-    const char *nl = strchr(g_err, '\n');
-    cr_expect(nl && nl[1] == 0, "stderr is not one line: %s", g_err);
-    for (int i = 0; want && want[i]; i++)
-        cr_expect(strstr(g_err, want[i]) != NULL, "stderr lacks '%s': %s", want[i], g_err);
-}
+/* One clear error line and the exit status (tests/helpers/cli_run.h). */
+#define expect_failure(...) cli_expect_failure(g_err, sizeof g_err, __VA_ARGS__)
 
 /* A 3-level config.json with the given channels, sample size and extra fields. */
 static void write_config(const char *sub, const char *channels, const char *sample,

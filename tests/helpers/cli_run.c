@@ -1,6 +1,9 @@
 /* cli_run.c: see cli_run.h. */
 #include "helpers/cli_run.h"
 
+#include <criterion/criterion.h>
+#include <stdarg.h>
+
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -59,4 +62,23 @@ int cli_run_out(const char *args, char *out, size_t out_cap, char *err, size_t c
 
 int cli_run(const char *args, char *err, size_t cap) {
     return cli_run_out(args, NULL, 0, err, cap);
+}
+
+void cli_expect_failure(char *err, size_t cap, int status, const char *cmd,
+                        const char *const *want, const char *fmt, ...) {
+    char args[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    int got = cli_run(args, err, cap);
+    cr_expect_eq(got, status, "jtrak %s: exit %d, want %d; stderr: %s", args, got, status, err);
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "jtrak %s:", cmd);
+    cr_expect(strncmp(err, prefix, strlen(prefix)) == 0, "stderr does not start with '%s': %s",
+              prefix, err);
+    const char *nl = strchr(err, '\n');
+    cr_expect(nl && nl[1] == 0, "stderr is not one line: %s", err);
+    for (int i = 0; want && want[i]; i++)
+        cr_expect(strstr(err, want[i]) != NULL, "stderr lacks '%s': %s", want[i], err);
 }

@@ -10,5 +10,11 @@
 int cli_run(const char *args, char *err, size_t cap);
 /* The same, with stdout captured into out (NUL-terminated, truncated to out_cap) as well. */
 int cli_run_out(const char *args, char *out, size_t out_cap, char *err, size_t cap);
+/* Runs `jtrak <args>` (printf-style) and expects what every bad input must give: exit `status` and
+ * one line on stderr starting "jtrak CMD:" that contains every string of `want` (NULL-terminated,
+ * or NULL). stderr stays in err for further checks. */
+void cli_expect_failure(char *err, size_t cap, int status, const char *cmd,
+                        const char *const *want, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
 
 #endif
