@@ -603,21 +603,27 @@ Test(train, guided_conditional_trajectory_replays_and_round_trips) {
     unet_free(net);
 }
 
+/* 2 DDIM samples (3 steps) of a freshly initialised (zero-weight) tiny unconditional model. */
+static void sample_fresh_tiny(UNet **unet, NoiseSchedule *sched, Trajectory *tr) {
+    UNetConfig ucfg;
+    test_tiny_unet_config(&ucfg);
+    JtError err;
+    cr_assert(unet_create(unet, &ucfg, &err) == JT_OK);
+    SchedConfig sc;
+    sched_config_default(&sc);
+    cr_assert(sched_init(sched, &sc, &err) == JT_OK);
+    SampleOptions opt = {SAMPLER_DDIM, 3, 0.0f, 1, 2, 2, 1, NULL, 1.0f};
+    cr_assert(traj_sample(*unet, sched, &opt, NULL, tr, &err) == JT_OK, "%s", err.msg);
+}
+
 /* Files written before conditioning existed (no cond, guidance, class_labels) load as
  * unconditional with guidance 1. */
 Test(train, old_trajectory_file_loads_as_unconditional) {
-    UNetConfig ucfg;
-    test_tiny_unet_config(&ucfg);
     UNet *unet;
-    JtError err;
-    cr_assert(unet_create(&unet, &ucfg, &err) == JT_OK);
     NoiseSchedule sched;
-    SchedConfig sc;
-    sched_config_default(&sc);
-    cr_assert(sched_init(&sched, &sc, &err) == JT_OK);
-    SampleOptions opt = {SAMPLER_DDIM, 3, 0.0f, 1, 2, 2, 1, NULL, 1.0f};
     Trajectory tr, back;
-    cr_assert(traj_sample(unet, &sched, &opt, NULL, &tr, &err) == JT_OK, "%s", err.msg);
+    JtError err;
+    sample_fresh_tiny(&unet, &sched, &tr);
     char path[200], old[200];
     snprintf(path, sizeof path, "%s/t.safetensors", test_tmp);
     snprintf(old, sizeof old, "%s/old.safetensors", test_tmp);
@@ -645,18 +651,11 @@ Test(train, old_trajectory_file_loads_as_unconditional) {
 /* traj_load checks the timesteps: in 0..TRAJ_MAX_T-1, strictly descending; one error naming the
  * file and the step. A good file's fingerprint follows its content. */
 Test(train, trajectory_timesteps_checked_at_load) {
-    UNetConfig ucfg;
-    test_tiny_unet_config(&ucfg);
     UNet *unet;
-    JtError err;
-    cr_assert(unet_create(&unet, &ucfg, &err) == JT_OK);
     NoiseSchedule sched;
-    SchedConfig sc;
-    sched_config_default(&sc);
-    cr_assert(sched_init(&sched, &sc, &err) == JT_OK);
-    SampleOptions opt = {SAMPLER_DDIM, 3, 0.0f, 1, 2, 2, 1, NULL, 1.0f};
     Trajectory tr, back;
-    cr_assert(traj_sample(unet, &sched, &opt, NULL, &tr, &err) == JT_OK, "%s", err.msg);
+    JtError err;
+    sample_fresh_tiny(&unet, &sched, &tr);
     char path[200], bad[200];
     snprintf(path, sizeof path, "%s/t.safetensors", test_tmp);
     snprintf(bad, sizeof bad, "%s/bad.safetensors", test_tmp);
