@@ -37,7 +37,7 @@ static const char *const DATA_KEYS[] = {"data", "classes", "limit", "indices", "
 enum { N_DATA_KEYS = sizeof DATA_KEYS / sizeof *DATA_KEYS };
 
 void cli_skip_dataset(Args *a) {
-    for (size_t i = 0; i < sizeof DATA_KEYS / sizeof *DATA_KEYS; i++)
+    for (int i = 0; i < N_DATA_KEYS; i++)
         (void)args_str(a, DATA_KEYS[i], NULL);
 }
 
@@ -49,7 +49,6 @@ int cli_load_dataset(Args *a, const UNetConfig *cfg, Dataset *ds, JtError *err) 
     const char *vals[N_DATA_KEYS];
     for (int i = 0; i < N_DATA_KEYS; i++)
         vals[i] = args_str(a, DATA_KEYS[i], NULL);
-    if (!cfg) return JT_ERR; /* only marks them read: the caller reports its own error */
     int rc = JT_OK;
     for (int i = 0; i < N_DATA_KEYS && rc == JT_OK; i++)
         if (vals[i] && data_spec_set(&spec, DATA_KEYS[i], vals[i], err) != JT_OK) rc = 2;

@@ -18,8 +18,7 @@ int cli_error(const char *cmd, const JtError *err);
 int cli_model_config(const char *spec, UNetConfig *cfg, JtError *err);
 /* Reads --data --classes --limit --indices --fit --color into a spec sized for cfg and loads it.
  * Returns JT_OK, 2 for a bad option value (a usage error: err holds it) or JT_ERR when the data
- * cannot be loaded. With cfg NULL it only marks the options read and returns JT_ERR (for a
- * caller that failed before and reports that). */
+ * cannot be loaded. */
 int cli_load_dataset(Args *a, const UNetConfig *cfg, Dataset *ds, JtError *err);
 /* Marks the data options as read without loading anything (a command that fails before it). */
 void cli_skip_dataset(Args *a);
