@@ -39,6 +39,20 @@ ADAMW_STEPS = 3
 # and, in cls_rect2_8x12, one id twice (two examples accumulate into the same embedding row).
 # Every GroupNorm has at least 2 channels per group: with 1 channel per group the preceding conv
 # bias would get a mathematically zero gradient (pure rounding noise, which AdamW then amplifies).
+# Two patterns that appear twice below: unconditional, and class-conditional with num_class_embeds.
+FM3_CFG = dict(
+    sample_size=12, in_channels=1, out_channels=1, block_out_channels=(8, 8, 16),
+    layers_per_block=1, norm_num_groups=4, attention_head_dim=None,
+    down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
+)
+RECT2_CFG = dict(
+    sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 8),
+    layers_per_block=1, norm_num_groups=4, attention_head_dim=4,
+    down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+    up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+    downsample_padding=0, time_embedding_dim=24, attn_norm_num_groups=2,
+)
 FIXTURES = [
     dict(
         name="fm3_12x12",
@@ -47,12 +61,7 @@ FIXTURES = [
         seed=1001,
         hw=(12, 12),
         t=[0.0, 500.0, 999.0],
-        cfg=dict(
-            sample_size=12, in_channels=1, out_channels=1, block_out_channels=(8, 8, 16),
-            layers_per_block=1, norm_num_groups=4, attention_head_dim=None,
-            down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
-            up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
-        ),
+        cfg=FM3_CFG,
     ),
     dict(
         name="google4_16x16",
@@ -95,13 +104,7 @@ FIXTURES = [
         seed=4004,
         hw=(8, 12),
         t=[0.0, 999.0, 42.0],
-        cfg=dict(
-            sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 8),
-            layers_per_block=1, norm_num_groups=4, attention_head_dim=4,
-            down_block_types=("DownBlock2D", "AttnDownBlock2D"),
-            up_block_types=("AttnUpBlock2D", "UpBlock2D"),
-            downsample_padding=0, time_embedding_dim=24, attn_norm_num_groups=2,
-        ),
+        cfg=RECT2_CFG,
     ),
     dict(
         name="cls_fm3_12x12",
@@ -111,13 +114,7 @@ FIXTURES = [
         hw=(12, 12),
         t=[999.0, 250.0, 0.0],
         labels=[3, 10, 7],
-        cfg=dict(
-            sample_size=12, in_channels=1, out_channels=1, block_out_channels=(8, 8, 16),
-            layers_per_block=1, norm_num_groups=4, attention_head_dim=None,
-            down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
-            up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
-            num_class_embeds=11,
-        ),
+        cfg=dict(FM3_CFG, num_class_embeds=11),
     ),
     dict(
         name="cls_rect2_8x12",
@@ -128,14 +125,7 @@ FIXTURES = [
         hw=(8, 12),
         t=[42.0, 0.0, 999.0],
         labels=[1, 1, 3],
-        cfg=dict(
-            sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 8),
-            layers_per_block=1, norm_num_groups=4, attention_head_dim=4,
-            down_block_types=("DownBlock2D", "AttnDownBlock2D"),
-            up_block_types=("AttnUpBlock2D", "UpBlock2D"),
-            downsample_padding=0, time_embedding_dim=24, attn_norm_num_groups=2,
-            num_class_embeds=4,
-        ),
+        cfg=dict(RECT2_CFG, num_class_embeds=4),
     ),
 ]
 LEGACY_OF = "google4_16x16"
