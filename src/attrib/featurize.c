@@ -11,6 +11,7 @@
 #include "core/comm.h"
 #include "core/linalg.h"
 #include "core/progress.h"
+#include "core/rng.h"
 #include "diffusion/schedule.h"
 #include "diffusion/trajectory.h"
 #include "io/artifact.h"
@@ -156,6 +157,7 @@ typedef struct {
     int estimated;         /* the memory/time estimate was printed */
     CondPolicy cond;       /* how rows are conditioned */
     int K;                 /* the models' num_class_embeds (0: unconditional) */
+    const ContextSet *ctx; /* COND_OWN_CONTEXT: the rows' contexts */
     double t_start;
 } Run;
 
@@ -205,7 +207,8 @@ static int featurize_model(Run *run, int m, int *stopped, JtError *err) {
                      dir);
     if (rc == JT_OK) rc = load_schedule(dir, &sched, err);
     int cap = (int)(B < n ? B : n);
-    if (rc == JT_OK) rc = grad_engine_create(&ge, net, &sched, cap, err);
+    if (rc == JT_OK)
+        rc = grad_engine_create_ctx(&ge, net, &sched, cap, run->ctx ? run->ctx->L : 0, err);
     if (rc != JT_OK) {
         model_free(model);
         if (sched.betas) sched_free(&sched);
@@ -221,6 +224,9 @@ static int featurize_model(Run *run, int m, int *stopped, JtError *err) {
     float *eps = xmalloc(B * (size_t)S * D * sizeof(float)); /* (B, S, C, H, W) */
     int *t = xmalloc(B * (size_t)S * sizeof(int));           /* (B, S) */
     int *labels = run->K > 0 ? xmalloc(B * sizeof(int)) : NULL; /* (B) */
+    const size_t LD = run->ctx ? (size_t)run->ctx->L * run->ctx->D : 0;
+    float *contexts = run->ctx ? xmalloc(B * LD * sizeof(float)) : NULL; /* (B, L, D) */
+    const Cond cond = {.labels = labels, .context = contexts};
     size_t *rows_idx = xmalloc(B * sizeof(size_t));
 
     if (!run->estimated && run->rank == 0 && !opt->quiet) {
@@ -265,7 +271,10 @@ static int featurize_model(Run *run, int m, int *stopped, JtError *err) {
         data_batch_f32(data, rows_idx, NULL, rows, x0);
         for (size_t b = 0; labels && b < rows; b++)
             labels[b] = run->cond == COND_OWN_CLASS ? data->labels[r0 + b] : run->K - 1;
-        grad_engine_run(ge, st->outfn, (int)rows, S, x0, t, eps, labels, grads, NULL);
+        for (size_t b = 0; contexts && b < rows; b++)
+            memcpy(contexts + b * LD, featurize_row_context(run->ctx, st->draw_seed, r0 + b),
+                   LD * sizeof(float));
+        grad_engine_run_cond(ge, st->outfn, (int)rows, S, x0, t, eps, &cond, grads, NULL);
         proj_apply(&pr, grads, (int)rows, P, X);
         for (size_t i = 0; i < rows * (size_t)k; i++) {
             if (!isfinite(X[i])) {
@@ -331,7 +340,8 @@ static int featurize_model(Run *run, int m, int *stopped, JtError *err) {
                  progress_now() - run->t_start, *stopped);
         log_line(st->dir, line);
     }
-    free(grads), free(X), free(x0), free(eps), free(t), free(labels), free(rows_idx), free(mask);
+    free(grads), free(X), free(x0), free(eps), free(t), free(labels), free(contexts);
+    free(rows_idx), free(mask);
     proj_free(&pr);
     grad_engine_free(ge);
     sched_free(&sched);
@@ -425,6 +435,49 @@ static int finalize_model(Run *run, int m, JtError *err) {
     gram_free(&g);
     free(A);
     return rc;
+}
+
+const float *featurize_row_context(const ContextSet *ctx, uint64_t draw_seed, size_t row) {
+    int k = context_pick(ctx, draw_seed, rng_stream(RNG_TAG_CONTEXT_PICK, (uint64_t)row, 1), 0);
+    return context_of_row(ctx, row, k);
+}
+
+/* The text-context conditioning of the run: the ensemble agrees on cross_attention_dim (Xs (M)),
+ * and the contexts are given exactly when it has cross-attention, of its width, one set per row. */
+static int resolve_context(const FeaturizeOptions *opt, const int *Xs, const int *Ks,
+                           const Dataset *data, CondPolicy *cond, JtError *err) {
+    const int M = opt->n_models, X = Xs[0];
+    for (int m = 1; m < M; m++)
+        if (Xs[m] != X)
+            return jt_fail(err,
+                           "%s/config.json: cross_attention_dim is %d but %s has %d: the models "
+                           "of an ensemble must agree on conditioning",
+                           opt->model_dirs[m], Xs[m], opt->model_dirs[0], X);
+    const ContextSet *c = opt->context;
+    if (X == 0) {
+        if (c)
+            return jt_fail(err, "--cond %s: %s has no cross-attention; text contexts are for "
+                           "models with cross-attention",
+                           c->description, opt->model_dirs[0]);
+        return JT_OK;
+    }
+    if (!c)
+        return jt_fail(err,
+                       "%s has cross-attention (cross_attention_dim %d): give the rows' text "
+                       "contexts with --cond npy:FILE",
+                       opt->model_dirs[0], X);
+    if (Ks[0] > 0)
+        return jt_fail(err, "%s: class labels and text contexts together are not implemented in "
+                       "featurize", opt->model_dirs[0]);
+    if (opt->cond != FEATURIZE_COND_DEFAULT)
+        return jt_fail(err, "--cond own|null is for class-conditional models; %s takes contexts",
+                       opt->model_dirs[0]);
+    if (context_check_model(c, X, opt->model_dirs[0], err) != JT_OK) return JT_ERR;
+    if (c->n != data->n)
+        return jt_fail(err, "the contexts (%s) serve %zu rows but the data has %zu",
+                       c->description, c->n, data->n);
+    *cond = COND_OWN_CONTEXT;
+    return JT_OK;
 }
 
 /* The conditioning of the run: the ensemble agrees on num_class_embeds (Ks (M)), --cond fits it,
@@ -544,7 +597,7 @@ int featurize_run(const FeaturizeOptions *opt, const Dataset *data, JtError *err
     /* Every model: matches the data, fingerprint, parameter count. */
     uint64_t *fps = xcalloc((size_t)M, sizeof *fps);
     size_t *params = xcalloc((size_t)M, sizeof *params);
-    int *Ks = xcalloc((size_t)M, sizeof *Ks);
+    int *Ks = xcalloc((size_t)M, sizeof *Ks), *Xs = xcalloc((size_t)M, sizeof *Xs);
     int rc = JT_OK;
     for (int m = 0; m < M && rc == JT_OK; m++) {
         Model *model = NULL;
@@ -554,13 +607,16 @@ int featurize_run(const FeaturizeOptions *opt, const Dataset *data, JtError *err
             fps[m] = model_fingerprint(model);
             params[m] = unet_num_params(model_unet(model));
             Ks[m] = unet_num_classes(model_unet(model));
+            Xs[m] = unet_cross_attention_dim(model_unet(model));
             if (run.rank == 0) warn_training_data(opt->model_dirs[m], data);
         }
         model_free(model);
     }
-    if (rc == JT_OK) rc = resolve_cond(opt, Ks, data, &run.cond, err);
+    if (rc == JT_OK) rc = resolve_context(opt, Xs, Ks, data, &run.cond, err);
+    if (rc == JT_OK && run.cond != COND_OWN_CONTEXT) rc = resolve_cond(opt, Ks, data, &run.cond, err);
     run.K = Ks[0];
-    free(Ks);
+    run.ctx = run.cond == COND_OWN_CONTEXT ? opt->context : NULL;
+    free(Ks), free(Xs);
     StoreSpec spec = {M,
                       opt->model_dirs,
                       fps,
@@ -577,7 +633,9 @@ int featurize_run(const FeaturizeOptions *opt, const Dataset *data, JtError *err
                       opt->shared_draws,
                       opt->kernel,
                       la_sgemm_kernel(),
-                      run.cond};
+                      run.cond,
+                      run.ctx ? run.ctx->description : NULL,
+                      run.ctx ? run.ctx->fingerprint : 0};
     FeatureStore st;
     memset(&st, 0, sizeof st);
     int open = 0;

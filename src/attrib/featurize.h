@@ -16,7 +16,10 @@
  * Conditioning: a class-conditional model (num_class_embeds K, real classes 0..K-2 and the null
  * class K-1, diffusion/denoiser.h) featurizes every row with its own label (Journey-TRAK
  * featurizes every COCO image with its own caption, ldm.md 1.2), or with --cond null every row with
- * the null class (the unconditional score function). The policy is recorded in the store.
+ * the null class (the unconditional score function). A model with cross-attention featurizes every
+ * row with its own text context (opt->context; a row with several contexts uses the one picked by
+ * context_pick keyed (draw seed, (CONTEXT_PICK, row, 1), 0), the same for all S draws, as
+ * Journey-TRAK draws one caption per image). The policy is recorded in the store.
  *
  * MPI (when built with JTRAK_MPI and MPI was initialised, see core/comm.h): rank r of size
  * computes the chunks c with c % size == r and writes its rows into the shared files (pwrite at
@@ -29,6 +32,7 @@
 #include "attrib/outfn.h"
 #include "attrib/project.h"
 #include "core/common.h"
+#include "data/context.h"
 #include "data/dataset.h"
 
 #include <stddef.h>
@@ -57,6 +61,8 @@ typedef struct {
     KernelOptions kernel;   /* lambda 0, auto_ridge off, rescale on */
     FeaturizeCond cond;     /* --cond; the models must all be conditional with the same
                                num_class_embeds K, or all unconditional */
+    const ContextSet *context; /* text contexts of the rows, exactly for models with
+                                  cross-attention (each row with its own; featurize.c) */
     size_t stop_after_rows; /* stop after the chunk that reaches this many rows computed by
                                this process in this call (0 = no limit): for tests */
     int quiet;              /* no progress line, estimates or notes */
@@ -71,6 +77,9 @@ void featurize_options_default(FeaturizeOptions *o);
  * recompute the kernels from the stored features. Returns JT_OK when the run ended (complete or
  * stopped: see opt->stopped), JT_ERR with err filled otherwise. */
 int featurize_run(const FeaturizeOptions *opt, const Dataset *data, JtError *err);
+
+/* The context row `row` is featurized with (one of its candidates, keyed by the draw seed). */
+const float *featurize_row_context(const ContextSet *ctx, uint64_t draw_seed, size_t row);
 
 /* Bytes of memory a process needs per model, the estimate featurize prints: grad engine, gradient
  * slab (batch x P floats), projector scratch, draws, features, model, Gram (k x k doubles) and

@@ -59,6 +59,11 @@ int outfn_parse(const char *name, OutFn *f) {
 
 int grad_engine_create(GradEngine **out, const UNet *net, const NoiseSchedule *sched, int batch,
                        JtError *err) {
+    return grad_engine_create_ctx(out, net, sched, batch, 0, err);
+}
+
+int grad_engine_create_ctx(GradEngine **out, const UNet *net, const NoiseSchedule *sched,
+                           int batch, int ctx_len, JtError *err) {
     *out = NULL;
     if (batch < 1) return jt_fail(err, "gradient batch %d: must be at least 1", batch);
     const UNetConfig *cfg = unet_config(net);
@@ -71,7 +76,8 @@ int grad_engine_create(GradEngine **out, const UNet *net, const NoiseSchedule *s
     g->D_in = (size_t)cfg->in_channels * H * W;
     g->D_out = (size_t)cfg->out_channels * H * W;
     g->P = unet_num_params(net);
-    if (denoiser_create(&g->den, net, sched, batch, H, W, DENOISER_TRAIN, err) != JT_OK) {
+    if (denoiser_create_ctx(&g->den, net, sched, batch, H, W, ctx_len, DENOISER_TRAIN, err) !=
+        JT_OK) {
         free(g);
         return JT_ERR;
     }
@@ -105,6 +111,12 @@ int grad_engine_num_classes(const GradEngine *g) {
 
 void grad_engine_run(GradEngine *g, OutFn f, int B, int S, const float *x0, const int *t,
                      const float *eps, const int *labels, float *grads, double *values) {
+    const Cond cond = {.labels = labels};
+    grad_engine_run_cond(g, f, B, S, x0, t, eps, &cond, grads, values);
+}
+
+void grad_engine_run_cond(GradEngine *g, OutFn f, int B, int S, const float *x0, const int *t,
+                          const float *eps, const Cond *cond, float *grads, double *values) {
     CHECK(B >= 1 && B <= g->batch, "batch %d outside 1..%d", B, g->batch);
     CHECK(S >= 1, "%d draws", S);
     CHECK(f == OUTFN_LOSS || f == OUTFN_SQNORM, "bad output function %d", (int)f);
@@ -114,7 +126,6 @@ void grad_engine_run(GradEngine *g, OutFn f, int B, int S, const float *x0, cons
           g->D_in, g->D_out);
     const size_t D_in = g->D_in, D = g->D_out, P = g->P;
     const int T = g->sched->T;
-    const Cond cond = {labels};
 
     /* Zero the B slabs, one example per iteration (B * P floats: parallel over examples). */
 #pragma omp parallel for schedule(static)
@@ -139,10 +150,10 @@ void grad_engine_run(GradEngine *g, OutFn f, int B, int S, const float *x0, cons
                    D_in * sizeof(float));
         }
         if (f == OUTFN_LOSS) {
-            denoiser_loss(g->den, B, x0, g->ts, g->es, &cond, g->fv);
+            denoiser_loss(g->den, B, x0, g->ts, g->es, cond, g->fv);
             denoiser_loss_backward(g->den, B, LOSS_PER_EXAMPLE, grads, P);
         } else {
-            const float *y = denoiser_noised_eps(g->den, B, x0, g->ts, g->es, &cond);
+            const float *y = denoiser_noised_eps(g->den, B, x0, g->ts, g->es, cond);
             for (int b = 0; b < B; b++) {
                 const float *yb = y + (size_t)b * D;
                 float *dy = g->dout + (size_t)b * D;

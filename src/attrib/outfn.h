@@ -13,6 +13,7 @@
 #define JTRAK_OUTFN_H
 
 #include "core/common.h"
+#include "diffusion/denoiser.h"
 #include "diffusion/schedule.h"
 #include "unet/unet.h"
 
@@ -28,6 +29,9 @@ typedef struct GradEngine GradEngine;
 /* An engine for batches of up to `batch` examples of the model's image size. */
 int grad_engine_create(GradEngine **out, const UNet *net, const NoiseSchedule *sched, int batch,
                        JtError *err);
+/* The same for a network with cross-attention whose contexts have ctx_len tokens. */
+int grad_engine_create_ctx(GradEngine **out, const UNet *net, const NoiseSchedule *sched,
+                           int batch, int ctx_len, JtError *err);
 void grad_engine_free(GradEngine *g);
 size_t grad_engine_bytes(const GradEngine *g);
 
@@ -41,6 +45,10 @@ int grad_engine_num_classes(const GradEngine *g);
  * (B) when non-NULL. */
 void grad_engine_run(GradEngine *g, OutFn f, int B, int S, const float *x0, const int *t,
                      const float *eps, const int *labels, float *grads, double *values);
+/* The same with any conditioning (diffusion/denoiser.h's Cond: labels and/or text contexts
+ * (B, L, D), each example's own). */
+void grad_engine_run_cond(GradEngine *g, OutFn f, int B, int S, const float *x0, const int *t,
+                          const float *eps, const Cond *cond, float *grads, double *values);
 
 /* The draws of attribution, keyed so they depend only on (seed, model, item, slot):
  * train features:   item = training row, timesteps uniform on {0..T-1} (with replacement)

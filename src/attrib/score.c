@@ -176,11 +176,25 @@ static int target_features(const FeatureStore *st, int m, const Targets *tgt,
     }
     /* The targets' conditioning (ldm.md 1.3: conditional eps only, no guidance): each target's
      * own class, or the null class when the store was featurized with it. */
-    const int K = unet_num_classes(net);
-    if ((K > 0) != (st->cond != COND_NONE))
+    const int K = unet_num_classes(net), X = unet_cross_attention_dim(net);
+    const int class_policy = st->cond == COND_OWN_CLASS || st->cond == COND_NULL_CLASS;
+    if (rc == JT_OK && (K > 0) != class_policy)
         rc = jt_fail(err, "%s/manifest.json: conditioning is %s but %s %s", st->dir,
                      cond_policy_name(st->cond), st->model_paths[m],
-                     K > 0 ? "is class-conditional" : "is unconditional");
+                     K > 0 ? "is class-conditional" : "has no class embeddings");
+    if (rc == JT_OK && (X > 0) != (st->cond == COND_OWN_CONTEXT))
+        rc = jt_fail(err, "%s/manifest.json: conditioning is %s but %s %s", st->dir,
+                     cond_policy_name(st->cond), st->model_paths[m],
+                     X > 0 ? "has cross-attention" : "has no cross-attention");
+    /* text contexts: each sample's own, recorded in the trajectory (its prompt) */
+    if (rc == JT_OK && X > 0 && tgt->real)
+        rc = jt_fail(err, "--targets-data: scoring real images with a text-conditional model needs "
+                     "their contexts, which is not implemented; score a trajectory");
+    if (rc == JT_OK && X > 0 && tgt->tr.ctx_dim != X)
+        rc = jt_fail(err,
+                     "%s: the trajectory's contexts are %d wide but %s's cross_attention_dim is "
+                     "%d",
+                     o->traj_path, tgt->tr.ctx_dim, st->model_paths[m], X);
     for (int j = 0; rc == JT_OK && K > 0 && st->cond == COND_OWN_CLASS && j < N; j++) {
         const int l = targets_label(tgt, tg[j]), top = tgt->real ? K - 2 : K - 1;
         if (l < 0 || l > top)
@@ -195,8 +209,12 @@ static int target_features(const FeatureStore *st, int m, const Targets *tgt,
     }
     int B = o->batch < N ? o->batch : N;
     GradEngine *ge = NULL;
-    rc = grad_engine_create(&ge, net, &sched, B, err);
+    const int L = X > 0 ? tgt->tr.ctx_len : 0;
+    rc = grad_engine_create_ctx(&ge, net, &sched, B, L, err);
     int *labels = K > 0 ? xmalloc((size_t)B * sizeof(int)) : NULL; /* (B) */
+    const size_t LD = (size_t)L * (X > 0 ? X : 0);
+    float *contexts = X > 0 ? xmalloc((size_t)B * LD * sizeof(float)) : NULL; /* (B, L, D) */
+    const Cond cond = {.labels = labels, .context = contexts};
     const size_t P = unet_num_params(net), D = (size_t)tgt->C * tgt->H * tgt->W;
     const int R = o->R, k = st->k;
     OutFn fn = st->outfn; /* journey takes the store's; trak and dtrak were checked to match */
@@ -217,18 +235,21 @@ static int target_features(const FeatureStore *st, int m, const Targets *tgt,
                 memcpy(x0 + b * D, target_image(tgt, o->method, sample, kidx[s]), D * sizeof(float));
                 if (labels)
                     labels[b] = st->cond == COND_NULL_CLASS ? K - 1 : targets_label(tgt, sample);
+                if (contexts)
+                    memcpy(contexts + b * LD, tgt->tr.context + (size_t)sample * LD,
+                           LD * sizeof(float));
                 uint64_t key = st->shared_draws
                                    ? ATTRIB_SHARED_ITEM
                                    : attrib_target_key(sample, tstep >= 0 ? tstep : sched.T);
                 attrib_draws(o->seed, m, key, R, sched.T, tstep, D, t + (size_t)b * R,
                              eps + (size_t)b * R * D);
             }
-            grad_engine_run(ge, fn, nb, R, x0, t, eps, labels, grads, NULL);
+            grad_engine_run_cond(ge, fn, nb, R, x0, t, eps, &cond, grads, NULL);
             proj_apply(&pr, grads, nb, P, gamma + ((size_t)s * N + j0) * k);
             progress_update(&prog, (size_t)s * N + j0 + nb, NULL, 0);
         }
     }
-    free(x0), free(eps), free(grads), free(t), free(labels);
+    free(x0), free(eps), free(grads), free(t), free(labels), free(contexts);
     proj_free(&pr);
     grad_engine_free(ge);
     sched_free(&sched);

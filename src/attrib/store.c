@@ -75,15 +75,15 @@ static int parse_dec64(const char *s, uint64_t *out) {
     return 1;
 }
 
-static const char *const COND_NAMES[] = {"none", "own-class", "null-class"};
+static const char *const COND_NAMES[] = {"none", "own-class", "null-class", "own-context"};
 
 const char *cond_policy_name(CondPolicy c) {
-    CHECK(c >= COND_NONE && c <= COND_NULL_CLASS, "bad conditioning %d", (int)c);
+    CHECK(c >= COND_NONE && c <= COND_OWN_CONTEXT, "bad conditioning %d", (int)c);
     return COND_NAMES[c];
 }
 
 int cond_policy_parse(const char *name, CondPolicy *c) {
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         if (strcmp(name, COND_NAMES[i]) == 0) {
             *c = (CondPolicy)i;
             return 1;
@@ -130,6 +130,12 @@ static cJSON *manifest_json(const FeatureStore *st) {
     cJSON_AddStringToObject(o, "draws", st->shared_draws ? "shared" : "independent");
     if (st->sgemm_kernel[0]) cJSON_AddStringToObject(o, "sgemm_kernel", st->sgemm_kernel);
     cJSON_AddStringToObject(o, "conditioning", cond_policy_name(st->cond));
+    if (st->cond == COND_OWN_CONTEXT) {
+        cJSON *cj = cJSON_AddObjectToObject(o, "context");
+        cJSON_AddStringToObject(cj, "spec", st->context_spec ? st->context_spec : "");
+        hex64(st->context_fingerprint, buf);
+        cJSON_AddStringToObject(cj, "fingerprint", buf);
+    }
     cJSON *kj = cJSON_AddObjectToObject(o, "kernel");
     add_exact(kj, "lambda", st->kernel.lambda);
     cJSON_AddBoolToObject(kj, "auto_ridge", st->kernel.auto_ridge);
@@ -325,8 +331,20 @@ static int parse_manifest(FeatureStore *st, const char *path, cJSON *o, JtError 
         if (get_str(path, o, "conditioning", "", &s, err) != JT_OK) return JT_ERR;
         if (!cond_policy_parse(s, &st->cond))
             return jt_fail(err,
-                           "%s: field 'conditioning' is '%s', not none, own-class or null-class",
+                           "%s: field 'conditioning' is '%s', not none, own-class, null-class or "
+                           "own-context",
                            path, s);
+    }
+    if (st->cond == COND_OWN_CONTEXT) {
+        cJSON *cj = get(o, "context");
+        if (!cJSON_IsObject(cj))
+            return jt_fail(err, "%s: conditioning own-context needs the object 'context'", path);
+        if (get_str(path, cj, "spec", "context.", &s, err) != JT_OK) return JT_ERR;
+        st->context_spec = xstrdup(s);
+        if (get_str(path, cj, "fingerprint", "context.", &s, err) != JT_OK) return JT_ERR;
+        if (!parse_hex64(s, &st->context_fingerprint))
+            return jt_fail(err, "%s: field 'context.fingerprint' is '%s', not 16 hex digits", path,
+                           s);
     }
     cJSON *kj = get(o, "kernel");
     if (!cJSON_IsObject(kj))
@@ -473,7 +491,7 @@ void store_close(FeatureStore *st) {
             free(st->model_paths[m]);
     free(st->model_paths), free(st->model_fingerprints), free(st->model_params);
     free(st->kernel_info), free(st->featurized), free(st->model_finalized);
-    free(st->dir), free(st->data_spec);
+    free(st->dir), free(st->data_spec), free(st->context_spec);
     memset(st, 0, sizeof *st);
 }
 
@@ -529,6 +547,8 @@ int store_create(FeatureStore *st, const char *dir, const StoreSpec *sp, JtError
     st->draw_seed = sp->draw_seed;
     st->shared_draws = sp->shared_draws;
     st->cond = sp->cond;
+    st->context_spec = sp->context_spec ? xstrdup(sp->context_spec) : NULL;
+    st->context_fingerprint = sp->context_fingerprint;
     snprintf(st->sgemm_kernel, sizeof st->sgemm_kernel, "%s",
              sp->sgemm_kernel ? sp->sgemm_kernel : "");
     st->data_fingerprint = sp->data_fingerprint;
@@ -618,6 +638,12 @@ int store_check(const FeatureStore *st, const StoreSpec *sp, JtError *err) {
                      "%s: conditioning is %s but this run's is %s (--cond own|null for a "
                      "class-conditional model); give the store's --cond or use a new --out",
                      mp, cond_policy_name(st->cond), cond_policy_name(sp->cond));
+    } else if (st->cond == COND_OWN_CONTEXT &&
+               st->context_fingerprint != sp->context_fingerprint) {
+        rc = jt_fail(err,
+                     "%s: the rows were featurized with other text contexts (%s) than this "
+                     "run's (%s); use a new --out",
+                     mp, st->context_spec, sp->context_spec ? sp->context_spec : "none");
     } else if (st->sgemm_kernel[0] && sp->sgemm_kernel &&
                strcmp(st->sgemm_kernel, sp->sgemm_kernel) != 0) {
         /* the rows would mix two kernels' roundings (~1e-6 apart): a resumed store would not
@@ -653,6 +679,12 @@ uint64_t store_fingerprint(const FeatureStore *st) {
     if (st->cond != COND_NONE) {
         unsigned char c = (unsigned char)st->cond;
         h = hash_fnv1a(h, &c, 1);
+    }
+    if (st->cond == COND_OWN_CONTEXT) {
+        unsigned char b[8];
+        for (int j = 0; j < 8; j++)
+            b[j] = (unsigned char)(st->context_fingerprint >> (8 * j));
+        h = hash_fnv1a(h, b, 8);
     }
     return h;
 }

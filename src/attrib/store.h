@@ -15,7 +15,8 @@
  *    "rademacher"|"sparse"|"hadamard", "seed"}, "draw_seed", "draws": "shared"|"independent",
  *    "sgemm_kernel": "avx512"|"openblas" (the arithmetic the rows were computed with; absent in
  *    older stores), "conditioning": "none"|"own-class"|"null-class" (how each row's class was
- *    chosen for a class-conditional model; absent in older stores: "none"), "kernel": {"lambda", "auto_ridge", "rescale", "per_model": [null |
+ *    chosen for a class-conditional model; absent in older stores: "none"; "own-context" for a
+ *    model with cross-attention, with "context": {"spec", "fingerprint"}), "kernel": {"lambda", "auto_ridge", "rescale", "per_model": [null |
  *    {"lambda_used", "rescale_divisor", "ridge_added"}]}, "done": [{"featurized", "finalized"}]}
  * The manifest is written last when a store is created and rewritten atomically on every change,
  * so a folder with a manifest is always a well-formed store. */
@@ -37,10 +38,12 @@
 typedef enum {
     COND_NONE = 0,      /* an unconditional model */
     COND_OWN_CLASS = 1, /* each row with its own label (Journey-TRAK, ldm.md 1.2) */
-    COND_NULL_CLASS = 2 /* every row with the null class K - 1: the unconditional score */
+    COND_NULL_CLASS = 2, /* every row with the null class K - 1: the unconditional score */
+    COND_OWN_CONTEXT = 3 /* each row with its own text context (a model with cross-attention;
+                            one of the row's contexts picked by a keyed draw when it has several) */
 } CondPolicy;
 
-const char *cond_policy_name(CondPolicy c); /* "none", "own-class", "null-class" */
+const char *cond_policy_name(CondPolicy c); /* "none", "own-class", "null-class", "own-context" */
 int cond_policy_parse(const char *name, CondPolicy *c);
 
 /* What a store is derived from and how: given to store_create, compared by store_check. */
@@ -60,6 +63,9 @@ typedef struct {
     KernelOptions kernel;
     const char *sgemm_kernel; /* la_sgemm_kernel() of the run: rows of two kernels differ ~1e-6 */
     CondPolicy cond;
+    /* COND_OWN_CONTEXT: the ContextSet's description and fingerprint (data/context.h) */
+    const char *context_spec;
+    uint64_t context_fingerprint;
 } StoreSpec;
 
 typedef struct {
@@ -73,6 +79,8 @@ typedef struct {
     ProjKind proj_kind;
     char sgemm_kernel[16]; /* manifest "sgemm_kernel"; "" in stores made before it was kept */
     CondPolicy cond;       /* manifest "conditioning" */
+    char *context_spec;    /* manifest "context": {"spec", "fingerprint"} with own-context */
+    uint64_t context_fingerprint;
     char **model_paths;           /* (n_models) */
     uint64_t *model_fingerprints; /* (n_models) */
     size_t *model_params;         /* (n_models) */

@@ -29,9 +29,13 @@ static void help(void) {
         "  --draws D            independent (default: fresh (t, eps) per row, as Journey-TRAK) or\n"
         "                       shared (the same draws for every row and target, as D-TRAK)\n"
         "  --seed N             seed of the timestep and noise draws (default 0)\n"
-        "  --cond C             class-conditional models only: own (default: each image with its\n"
+        "  --cond C             class-conditional models: own (default: each image with its\n"
         "                       own label, as Journey-TRAK) or null (the null class for every\n"
-        "                       image: the unconditional score function)\n"
+        "                       image: the unconditional score function); models with\n"
+        "                       cross-attention: npy:FILE, the rows' text contexts as in 'jtrak\n"
+        "                       train' (each image with its own caption; one picked per image\n"
+        "                       when it has several)\n"
+        "  --cond-index I       with a context table: labels or npy:FILE (as in 'jtrak train')\n"
         "kernel (may change on a finished store: the kernels are recomputed):\n"
         "  --lambda X           ridge added to X^T X before inversion (default 0)\n"
         "  --auto-ridge         if X^T X + lambda I is singular, add the smallest ridge that "
@@ -107,12 +111,20 @@ int cmd_featurize(int argc, char **argv) {
         return 2;
     }
     const char *cond = args_str(&a, "cond", NULL);
-    if (cond && strcmp(cond, "own") == 0) {
+    ContextSpec cspec = {NULL, args_str(&a, "cond-index", NULL), NULL};
+    if (cond && strncmp(cond, "npy:", 4) == 0) {
+        cspec.file = cond;
+    } else if (cspec.index) {
+        fprintf(stderr, "jtrak featurize: --cond-index goes with --cond npy:FILE\n");
+        args_free(&a);
+        return 2;
+    } else if (cond && strcmp(cond, "own") == 0) {
         o.cond = FEATURIZE_COND_OWN;
     } else if (cond && strcmp(cond, "null") == 0) {
         o.cond = FEATURIZE_COND_NULL;
     } else if (cond) {
-        fprintf(stderr, "jtrak featurize: --cond must be own or null, not '%s'\n", cond);
+        fprintf(stderr, "jtrak featurize: --cond must be own, null or npy:FILE, not '%s'\n",
+                cond);
         args_free(&a);
         return 2;
     }
@@ -181,10 +193,20 @@ int cmd_featurize(int argc, char **argv) {
         return cli_error("featurize", &err);
     }
 
+    ContextSet ctx;
+    if (cspec.file) {
+        if (context_load(&ctx, &cspec, &data, &err) != JT_OK) {
+            data_free(&data);
+            free_list(dirs);
+            return cli_error("featurize", &err);
+        }
+        o.context = &ctx;
+    }
     comm_init(NULL, NULL);
     int rank = comm_rank();
     rc = featurize_run(&o, &data, &err);
     data_free(&data);
+    if (cspec.file) context_free(&ctx);
     free_list(dirs);
     int status = 0;
     if (rc != JT_OK) {

@@ -5,6 +5,7 @@
  * --guidance is not 1. */
 #include "cli/cli_common.h"
 #include "cli/commands.h"
+#include "data/context.h"
 #include "diffusion/trajectory.h"
 #include "io/artifact.h"
 #include "io/model_folder.h"
@@ -34,14 +35,21 @@ static void help(void) {
         "                   per sample (its length sets --n), all (sample i gets class\n"
         "                   i mod K-1) or null (unconditional sampling)\n"
         "  --guidance W     classifier-free guidance eps_u + W (eps_c - eps_u); the default\n"
-        "                   1 is the conditional eps alone (one network batch per step)\n");
+        "                   1 is the conditional eps alone (one network batch per step)\n"
+        "text-conditional models (cross-attention, e.g. UNet2DConditionModel):\n"
+        "  --context F      required: npy:FILE of prompt contexts (encoder hidden states),\n"
+        "                   float32 (M, L, D) (or (N, K, L, D), read as N*K prompts)\n"
+        "  --prompt-index I which prompt each sample uses: one row, a comma list (its length\n"
+        "                   sets --n) or all (sample i gets row i mod M; default 0)\n"
+        "  --uncond U       the unconditional context for --guidance: row:R of the table or\n"
+        "                   npy:FILE (L, D) (the empty prompt's, as StableDiffusionPipeline)\n");
 }
 
 /* Parses --class into a count and ids: "all" and "null" give count 0 and *kind 'a' / 'n', one id
  * count 1, a list its length. Returns 0, or 2 (usage error, printed). */
-static int parse_class(const char *text, int **ids, int *count, char *kind) {
+static int parse_class(const char *option, const char *text, int **ids, int *count, char *kind) {
     *ids = NULL, *count = 0, *kind = 0;
-    if (strcmp(text, "all") == 0 || strcmp(text, "null") == 0) {
+    if (strcmp(text, "all") == 0 || (strcmp(text, "null") == 0 && strcmp(option, "class") == 0)) {
         *kind = text[0];
         return 0;
     }
@@ -55,10 +63,8 @@ static int parse_class(const char *text, int **ids, int *count, char *kind) {
         errno = 0;
         long v = strtol(p, &end, 10);
         if (errno || end == p || (*end != ',' && *end != 0) || v < 0 || v > 1000000) {
-            fprintf(stderr,
-                    "jtrak sample: --class '%s': want a class id (0, 1, ...), a comma list "
-                    "of ids, all or null\n",
-                    text);
+            fprintf(stderr, "jtrak sample: --%s '%s': want an id (0, 1, ...), a comma list of ids%s\n",
+                    option, text, strcmp(option, "class") == 0 ? ", all or null" : " or all");
             free(*ids);
             *ids = NULL;
             return 2;
@@ -91,6 +97,8 @@ int cmd_sample(int argc, char **argv) {
     opt.seed = args_u64(&a, "seed", 0);
     opt.batch = (int)args_long(&a, "batch", 64, 1, 1 << 16);
     opt.quiet = args_flag(&a, "quiet");
+    ContextSpec cspec = {args_str(&a, "context", NULL), NULL, args_str(&a, "uncond", NULL)};
+    const char *prompt_text = args_str(&a, "prompt-index", NULL);
     int rc = args_finish(&a);
     if (rc == 0 && (!model || !out)) {
         fprintf(stderr,
@@ -103,7 +111,30 @@ int cmd_sample(int argc, char **argv) {
     }
     int *ids = NULL, n_ids = 0;
     char class_kind = 0;
-    if (rc == 0 && class_text) rc = parse_class(class_text, &ids, &n_ids, &class_kind);
+    if (rc == 0 && class_text) rc = parse_class("class", class_text, &ids, &n_ids, &class_kind);
+    int *pids = NULL, n_pids = 0;
+    char prompt_kind = 0;
+    if (rc == 0 && prompt_text)
+        rc = parse_class("prompt-index", prompt_text, &pids, &n_pids, &prompt_kind);
+    if (rc == 0 && (prompt_text || cspec.uncond) && !cspec.file) {
+        fprintf(stderr, "jtrak sample: --prompt-index and --uncond go with --context npy:FILE\n");
+        rc = 2;
+    }
+    if (rc == 0 && n_pids > 1 && n_ids > 1 && n_pids != n_ids) {
+        fprintf(stderr, "jtrak sample: --class lists %d classes but --prompt-index %d prompts\n",
+                n_ids, n_pids);
+        rc = 2;
+    }
+    if (rc == 0 && n_pids > 1) {
+        if (n_given && opt.n != n_pids) {
+            fprintf(stderr,
+                    "jtrak sample: --prompt-index lists %d prompts but --n is %d (one prompt per "
+                    "sample)\n",
+                    n_pids, opt.n);
+            rc = 2;
+        }
+        opt.n = n_pids;
+    }
     if (rc == 0 && n_ids > 1) {
         if (n_given && opt.n != n_ids) {
             fprintf(stderr,
@@ -114,14 +145,14 @@ int cmd_sample(int argc, char **argv) {
         }
         opt.n = n_ids;
     }
-    if (rc == 0 && guidance_given && !class_text) {
-        fprintf(stderr, "jtrak sample: --guidance needs --class (classifier-free guidance of a "
-                        "class-conditional model)\n");
+    if (rc == 0 && guidance_given && !class_text && !cspec.file) {
+        fprintf(stderr, "jtrak sample: --guidance needs --class or --context (classifier-free "
+                        "guidance of a conditional model)\n");
         rc = 2;
     }
     args_free(&a);
     if (rc) {
-        free(ids);
+        free(ids), free(pids);
         return rc;
     }
     opt.sampler = strcmp(sampler, "ddim") == 0 ? SAMPLER_DDIM : SAMPLER_DDPM;
@@ -153,8 +184,22 @@ int cmd_sample(int argc, char **argv) {
                      "%s is class-conditional (num_class_embeds %d: classes 0..%d, null "
                      "class %d): give --class C, a comma list (one per sample), all or null",
                      model, K, K - 2, K - 1);
+    const int X = unet_cross_attention_dim(net);
+    ContextSet ctx = {0};
+    if (rc == JT_OK && X > 0 && !cspec.file)
+        rc = jt_fail(&err,
+                     "%s has cross-attention (cross_attention_dim %d): give the prompts' "
+                     "contexts with --context npy:FILE",
+                     model, X);
+    if (rc == JT_OK && cspec.file) rc = context_load(&ctx, &cspec, NULL, &err);
+    if (rc == JT_OK && cspec.file) rc = context_check_model(&ctx, X, model, &err);
+    for (int i = 0; rc == JT_OK && i < n_pids; i++)
+        if ((size_t)pids[i] >= ctx.m)
+            rc = jt_fail(&err, "--prompt-index %d: %s has %zu prompts (0..%zu)", pids[i],
+                         cspec.file, ctx.m, ctx.m - 1);
     if (rc != JT_OK) {
-        free(ids);
+        free(ids), free(pids);
+        context_free(&ctx);
         model_free(loaded);
         return cli_error("sample", &err);
     }
@@ -164,7 +209,8 @@ int cmd_sample(int argc, char **argv) {
     rc = sched_config_load_model(&sc, model, &err);
     if (rc == JT_OK) rc = sched_init(&sched, &sc, &err);
     if (rc != JT_OK) {
-        free(ids);
+        free(ids), free(pids);
+        context_free(&ctx);
         model_free(loaded);
         return cli_error("sample", &err);
     }
@@ -197,6 +243,29 @@ int cmd_sample(int argc, char **argv) {
                                             : ids[i];
         opt.labels = labels;
     }
+    /* One context per sample: the listed prompts, one prompt for all, or i mod M. */
+    float *contexts = NULL;
+    char *source = NULL;
+    if (rc == JT_OK && cspec.file) {
+        const size_t LD = (size_t)ctx.L * ctx.D;
+        contexts = xmalloc((size_t)opt.n * LD * sizeof(float));
+        for (int i = 0; i < opt.n; i++) {
+            size_t row = prompt_kind == 'a' ? (size_t)i % ctx.m
+                         : n_pids == 1      ? (size_t)pids[0]
+                         : n_pids > 1       ? (size_t)pids[i]
+                                            : 0;
+            memcpy(contexts + (size_t)i * LD, context_table_row(&ctx, row), LD * sizeof(float));
+        }
+        size_t len = strlen(ctx.description) + strlen(prompt_text ? prompt_text : "0") + 32;
+        source = xmalloc(len);
+        snprintf(source, len, "%s;prompt-index=%s", ctx.description,
+                 prompt_text ? prompt_text : "0");
+        opt.context = contexts;
+        opt.uncond_context = ctx.uncond;
+        opt.ctx_len = ctx.L;
+        opt.ctx_dim = ctx.D;
+        opt.context_source = source;
+    }
     Trajectory tr = {0};
     if (rc == JT_OK) rc = traj_sample(net, &sched, &opt, x_T, &tr, &err);
     if (rc == JT_OK) rc = model_mkdirs(out, &err);
@@ -217,7 +286,8 @@ int cmd_sample(int argc, char **argv) {
         rc = traj_save(&tr, p, &err);
     }
     free(p);
-    free(x_T), free(ids), free(labels);
+    free(x_T), free(ids), free(labels), free(pids), free(contexts), free(source);
+    context_free(&ctx);
     traj_free(&tr);
     sched_free(&sched);
     model_free(loaded);

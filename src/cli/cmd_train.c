@@ -37,11 +37,19 @@ static void help(void) {
         "  --clip X             gradient-norm clipping, 0 = off (default 1)\n"
         "  --ema-max-decay X    EMA decay cap (default 0.9999)\n"
         "  --flip               random horizontal flips\n"
-        "  --cond C             none (default) or class: condition on the dataset's labels;\n"
-        "                       the model gets num_class_embeds = classes + 1 (the last is the\n"
-        "                       null class of classifier-free guidance) unless its config has one\n"
-        "  --uncond-prob P      with --cond class: probability each label is replaced by the\n"
-        "                       null class (condition dropout; default 0.1)\n"
+        "  --cond C             none (default); class: condition on the dataset's labels (the\n"
+        "                       model gets num_class_embeds = classes + 1, the last being the\n"
+        "                       null class of classifier-free guidance, unless its config has\n"
+        "                       one); npy:FILE: text contexts (encoder hidden states) for a\n"
+        "                       model with cross-attention, float32 (N, L, D) one per row,\n"
+        "                       (N, K, L, D) K per row (each draw picks one), or a table (M, L, D)\n"
+        "                       with --cond-index\n"
+        "  --cond-index I       with a context table: labels (row i uses table row label[i]) or\n"
+        "                       npy:FILE, an int (N,) of table rows\n"
+        "  --uncond U           the unconditional context: row:R of the table or npy:FILE (L, D);\n"
+        "                       needed for caption dropout\n"
+        "  --uncond-prob P      probability each label becomes the null class, or each context\n"
+        "                       the unconditional one (condition dropout; default 0.1)\n"
         "  --seed N             initialisation, data order, timesteps and noise (default 0)\n"
         "run control:\n"
         "  --save-every N       save the resumable state every N steps (default 200)\n"
@@ -84,6 +92,9 @@ int cmd_train(int argc, char **argv) {
     r.random_flip = args_flag(&a, "flip");
     r.seed = args_u64(&a, "seed", r.seed);
     const char *cond = args_str(&a, "cond", "none");
+    ContextSpec cspec = {NULL, args_str(&a, "cond-index", NULL), args_str(&a, "uncond", NULL)};
+    const int text_cond = strncmp(cond, "npy:", 4) == 0;
+    if (text_cond) cspec.file = cond;
     int uncond_given = args_str(&a, "uncond-prob", NULL) != NULL;
     r.uncond_prob = args_double(&a, "uncond-prob", TRAIN_DEFAULT_UNCOND_PROB, 0, 1);
     ctl.save_every = args_long(&a, "save-every", 200, 0, 1L << 40);
@@ -143,13 +154,17 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "jtrak train: --lr-schedule must be cosine or constant, not '%s'\n", sched);
         rc = 2;
     }
-    if (rc == 0 && strcmp(cond, "none") != 0 && strcmp(cond, "class") != 0) {
-        fprintf(stderr, "jtrak train: --cond must be none or class, not '%s'\n", cond);
+    if (rc == 0 && strcmp(cond, "none") != 0 && strcmp(cond, "class") != 0 && !text_cond) {
+        fprintf(stderr, "jtrak train: --cond must be none, class or npy:FILE, not '%s'\n", cond);
         rc = 2;
     }
-    if (rc == 0 && uncond_given && strcmp(cond, "class") != 0) {
-        fprintf(stderr, "jtrak train: --uncond-prob needs --cond class (condition dropout of a "
-                        "class-conditional model)\n");
+    if (rc == 0 && uncond_given && strcmp(cond, "none") == 0) {
+        fprintf(stderr, "jtrak train: --uncond-prob needs --cond class or npy:FILE (condition "
+                        "dropout of a conditional model)\n");
+        rc = 2;
+    }
+    if (rc == 0 && !text_cond && (cspec.index || cspec.uncond)) {
+        fprintf(stderr, "jtrak train: --cond-index and --uncond go with --cond npy:FILE\n");
         rc = 2;
     }
     args_free(&a);
@@ -163,7 +178,9 @@ int cmd_train(int argc, char **argv) {
     }
     if (!loaded_cfg || !loaded_data) return cli_error("train", &err);
     r.lr_schedule = strcmp(sched, "cosine") == 0 ? LR_COSINE : LR_CONSTANT;
-    r.cond = strcmp(cond, "class") == 0 ? TRAIN_COND_CLASS : TRAIN_COND_NONE;
+    r.cond = strcmp(cond, "class") == 0 ? TRAIN_COND_CLASS
+             : text_cond                ? TRAIN_COND_CONTEXT
+                                        : TRAIN_COND_NONE;
     if (r.cond == TRAIN_COND_NONE) r.uncond_prob = 0;
     /* A class-conditional model of the data's classes plus the null class, unless the config
      * (or model folder) already says how many; train_run checks that it holds them. */
@@ -186,6 +203,17 @@ int cmd_train(int argc, char **argv) {
             return 2;
         }
     }
+    ContextSet ctx;
+    if (text_cond) {
+        if (context_load(&ctx, &cspec, &data, &err) != JT_OK) {
+            data_free(&data);
+            return cli_error("train", &err);
+        }
+        /* caption dropout needs the unconditional context: without one, no dropout unless the
+         * user asked for it (then train_run refuses) */
+        if (!ctx.uncond && !uncond_given) r.uncond_prob = 0;
+        r.context_fingerprint = ctx.fingerprint;
+    }
     if (!ctl.quiet) {
         /* which of the values came from the recommendation, e.g. "steps, lr, warmup" */
         char rec[64] = "";
@@ -204,8 +232,9 @@ int cmd_train(int argc, char **argv) {
             rec[0] ? ": see --help)" : "", ctl.out_dir);
     }
     int stopped = 0;
-    rc = train_run(&cfg, &sc, &data, &r, &ctl, &stopped, &err);
+    rc = train_run_ctx(&cfg, &sc, &data, text_cond ? &ctx : NULL, &r, &ctl, &stopped, &err);
     data_free(&data);
+    if (text_cond) context_free(&ctx);
     if (rc != JT_OK) return cli_error("train", &err);
     printf("%s\n", ctl.out_dir);
     return stopped == 2 ? 130 : 0; /* 130: interrupted, as shells report SIGINT */

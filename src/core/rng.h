@@ -29,7 +29,9 @@
  *   ATTRIB_NOISE    (example, timestep slot)
  *   PROJECTION      (model, block)
  *   SUBSET          (subset id, 0)
- *   TRAIN_COND      (optimizer step, 0); index = batch slot; condition dropout coin */
+ *   TRAIN_COND      (optimizer step, 0); index = batch slot; condition dropout coin
+ *   CONTEXT_PICK    (optimizer step, 0) in training, (row, 0) in featurize; index = batch slot
+ *                   or 0: which of a row's contexts a draw uses */
 enum {
     RNG_TAG_TEST = 0,
     RNG_TAG_INIT = 1,
@@ -42,6 +44,7 @@ enum {
     RNG_TAG_PROJECTION = 8,
     RNG_TAG_SUBSET = 9,
     RNG_TAG_TRAIN_COND = 10,
+    RNG_TAG_CONTEXT_PICK = 12,
 };
 
 typedef struct {

@@ -13,6 +13,7 @@ struct Denoiser {
     DenoiserMode mode;
     int capacity, H, W;
     int K; /* num_class_embeds, 0 when unconditional */
+    int L, Dctx; /* context tokens and width (cross_attention_dim); 0, 0 without cross-attention */
     size_t D_in, D_out;
     UNetRun *run;
     float *xt;     /* (capacity, D_in) noised inputs; guidance: the doubled batch */
@@ -20,12 +21,18 @@ struct Denoiser {
     float *out;    /* (capacity, D_out) eps_hat */
     float *dout;   /* (capacity, D_out) d loss / d eps_hat */
     int *labels;   /* (capacity) guidance: [null; labels] */
+    float *ctx;    /* (capacity, L, Dctx) guidance: [uncond; contexts], or NULL */
     const float *last_eps; /* the noise of the last denoiser_loss (caller's buffer) */
     int last_B;
 };
 
 int denoiser_create(Denoiser **out, const UNet *net, const NoiseSchedule *sched, int capacity,
                     int H, int W, DenoiserMode mode, JtError *err) {
+    return denoiser_create_ctx(out, net, sched, capacity, H, W, 0, mode, err);
+}
+
+int denoiser_create_ctx(Denoiser **out, const UNet *net, const NoiseSchedule *sched, int capacity,
+                        int H, int W, int ctx_len, DenoiserMode mode, JtError *err) {
     *out = NULL;
     if (capacity < 1) return jt_fail(err, "network batch %d: must be at least 1", capacity);
     const UNetConfig *cfg = unet_config(net);
@@ -37,10 +44,12 @@ int denoiser_create(Denoiser **out, const UNet *net, const NoiseSchedule *sched,
     d->H = H;
     d->W = W;
     d->K = unet_num_classes(net);
+    d->Dctx = unet_cross_attention_dim(net);
+    d->L = d->Dctx > 0 ? ctx_len : 0;
     d->D_in = (size_t)cfg->in_channels * H * W;
     d->D_out = (size_t)cfg->out_channels * H * W;
     UNetRunMode rm = mode == DENOISER_TRAIN ? UNET_RUN_TRAIN : UNET_RUN_FORWARD_ONLY;
-    if (unet_run_create(&d->run, net, capacity, H, W, rm, err) != JT_OK) {
+    if (unet_run_create_ctx(&d->run, net, capacity, H, W, ctx_len, rm, err) != JT_OK) {
         free(d);
         return JT_ERR;
     }
@@ -50,6 +59,7 @@ int denoiser_create(Denoiser **out, const UNet *net, const NoiseSchedule *sched,
     d->out = xmalloc(B * d->D_out * sizeof(float));
     d->dout = mode == DENOISER_TRAIN ? xmalloc(B * d->D_out * sizeof(float)) : NULL;
     d->labels = xmalloc(B * sizeof(int));
+    d->ctx = d->L > 0 ? xmalloc(B * (size_t)d->L * d->Dctx * sizeof(float)) : NULL;
     *out = d;
     return JT_OK;
 }
@@ -62,19 +72,24 @@ void denoiser_free(Denoiser *d) {
     free(d->out);
     free(d->dout);
     free(d->labels);
+    free(d->ctx);
     free(d);
 }
 
 size_t denoiser_bytes(const Denoiser *d) {
     const size_t B = (size_t)d->capacity;
     return sizeof *d + unet_run_bytes(d->run) +
-           sizeof(float) * (B * d->D_in + B + B * d->D_out * (d->dout ? 2 : 1)) + B * sizeof(int);
+           sizeof(float) * (B * d->D_in + B + B * d->D_out * (d->dout ? 2 : 1) +
+                            B * (size_t)d->L * d->Dctx) +
+           B * sizeof(int);
 }
 
 const UNet *denoiser_net(const Denoiser *d) { return d->net; }
 int denoiser_capacity(const Denoiser *d) { return d->capacity; }
 int denoiser_num_classes(const Denoiser *d) { return d->K > 0 ? d->K - 1 : 0; }
 int denoiser_null_class(const Denoiser *d) { return d->K > 0 ? d->K - 1 : -1; }
+int denoiser_context_len(const Denoiser *d) { return d->L; }
+int denoiser_context_dim(const Denoiser *d) { return d->Dctx; }
 
 int denoiser_check_label(const Denoiser *d, int label, const char *what, JtError *err) {
     if (d->K == 0)
@@ -98,27 +113,46 @@ static const int *cond_labels(const Denoiser *d, int B, const Cond *cond) {
     return labels;
 }
 
+static const float *cond_context(const Denoiser *d, const Cond *cond) {
+    const float *ctx = cond ? cond->context : NULL;
+    CHECK((ctx != NULL) == (d->L > 0), "context %s for a model %s cross-attention",
+          ctx ? "given" : "missing", d->L > 0 ? "with" : "without");
+    return ctx;
+}
+
 void denoiser_eps(Denoiser *d, int B, float *eps, const float *x_t, const float *t,
                   const Cond *cond) {
     CHECK(B >= 1 && B <= d->capacity, "batch %d outside 1..%d", B, d->capacity);
-    unet_forward(d->net, d->run, B, eps, x_t, t, cond_labels(d, B, cond));
+    unet_forward_ctx(d->net, d->run, B, eps, x_t, t, cond_labels(d, B, cond),
+                     cond_context(d, cond));
 }
 
 void denoiser_eps_guided(Denoiser *d, int B, float *eps, const float *x_t, const float *t,
                          const Cond *cond, float w) {
-    CHECK(d->K > 0, "guidance needs a class-conditional model");
+    CHECK(d->K > 0 || d->L > 0, "guidance needs a conditional model");
     CHECK(B >= 1 && 2 * B <= d->capacity, "guided batch %d needs capacity %d, have %d", B, 2 * B,
           d->capacity);
     const int *labels = cond_labels(d, B, cond);
+    const float *ctx = cond_context(d, cond);
+    if (ctx) {
+        CHECK(cond->uncond_context != NULL, "guidance needs the unconditional context");
+        const size_t LD = (size_t)d->L * d->Dctx;
+        for (int b = 0; b < B; b++)
+            memcpy(d->ctx + (size_t)b * LD, cond->uncond_context, LD * sizeof(float));
+        memcpy(d->ctx + (size_t)B * LD, ctx, (size_t)B * LD * sizeof(float));
+    }
     const size_t nD = (size_t)B * d->D_in;
     memcpy(d->xt, x_t, nD * sizeof(float));
     memcpy(d->xt + nD, x_t, nD * sizeof(float));
     for (int b = 0; b < B; b++) {
-        d->labels[b] = d->K - 1;
-        d->labels[B + b] = labels[b];
+        if (labels) {
+            d->labels[b] = d->K - 1;
+            d->labels[B + b] = labels[b];
+        }
         d->tf[b] = d->tf[B + b] = t[b];
     }
-    unet_forward(d->net, d->run, 2 * B, d->out, d->xt, d->tf, d->labels);
+    unet_forward_ctx(d->net, d->run, 2 * B, d->out, d->xt, d->tf, labels ? d->labels : NULL,
+                     ctx ? d->ctx : NULL);
     const size_t nO = (size_t)B * d->D_out;
     const float *eu = d->out, *ec = d->out + nO;
     for (size_t i = 0; i < nO; i++) eps[i] = eu[i] + w * (ec[i] - eu[i]);
@@ -134,7 +168,8 @@ const float *denoiser_noised_eps(Denoiser *d, int B, const float *x0, const int 
         d->tf[b] = (float)t[b];
     }
     sched_add_noise(d->xt, x0, eps, t, (size_t)B, d->D_in, d->sched);
-    unet_forward(d->net, d->run, B, d->out, d->xt, d->tf, cond_labels(d, B, cond));
+    unet_forward_ctx(d->net, d->run, B, d->out, d->xt, d->tf, cond_labels(d, B, cond),
+                     cond_context(d, cond));
     d->last_eps = NULL; /* no loss to differentiate until denoiser_loss sets it */
     d->last_B = B;
     return d->out;

@@ -1,7 +1,8 @@
 /* denoiser.h: the one entry point every stage uses to run the network, eps = net(x_t, t, cond)
  * (architecture.md "Next shape"), with classifier-free guidance and the one noising loss.
  *
- * A conditioning value is the batch's class labels, or nothing. Class-conditional models follow
+ * A conditioning value is the batch's class labels, its text contexts (encoder hidden states, for a
+ * network with cross-attention: diffusers' UNet2DConditionModel), both, or nothing. Class-conditional models follow
  * jtrak's convention for classifier-free guidance (ldm.md 2.5): a model with num_class_embeds = K
  * has K - 1 real classes 0..K-2 and the null ("unconditional") class K - 1, which training's
  * condition dropout feeds and guidance's unconditional branch uses.
@@ -20,9 +21,15 @@
 #include <stddef.h>
 
 /* The conditioning of a batch. labels: (B) class ids in 0..K-1 (K - 1 = the null class), or NULL
- * for an unconditional model. A NULL Cond pointer means no conditioning. */
+ * for a model without class embeddings. context: (B, L, D) encoder hidden states, exactly for a
+ * model with cross-attention (D = cross_attention_dim, L = the denoiser's context length).
+ * uncond_context: (L, D), the unconditional context row that classifier-free guidance feeds the
+ * unconditional branch (StableDiffusionPipeline encodes the empty prompt; ldm.md 5); only read by
+ * denoiser_eps_guided. A NULL Cond pointer means no conditioning. */
 typedef struct {
     const int *labels;
+    const float *context;
+    const float *uncond_context;
 } Cond;
 
 typedef enum {
@@ -42,6 +49,10 @@ typedef struct Denoiser Denoiser;
  * only denoiser_eps / denoiser_eps_guided are used (sampling). net must outlive the denoiser. */
 int denoiser_create(Denoiser **out, const UNet *net, const NoiseSchedule *sched, int capacity,
                     int H, int W, DenoiserMode mode, JtError *err);
+/* The same for a network with cross-attention, whose contexts have ctx_len tokens (ctx_len 0
+ * for a network without: then it is denoiser_create). */
+int denoiser_create_ctx(Denoiser **out, const UNet *net, const NoiseSchedule *sched, int capacity,
+                        int H, int W, int ctx_len, DenoiserMode mode, JtError *err);
 void denoiser_free(Denoiser *d);
 size_t denoiser_bytes(const Denoiser *d);
 const UNet *denoiser_net(const Denoiser *d);
@@ -55,13 +66,20 @@ int denoiser_null_class(const Denoiser *d);
  * unconditional, or the label is outside 0..K-1. */
 int denoiser_check_label(const Denoiser *d, int label, const char *what, JtError *err);
 
+/* Context tokens L and width D of the network's cross-attention (0, 0 without). */
+int denoiser_context_len(const Denoiser *d);
+int denoiser_context_dim(const Denoiser *d);
+
 /* eps (B, C_out, H, W) = net(x_t, t, cond) for B <= capacity; t (B) as float (diffusers converts
- * timesteps to float). cond is NULL or its labels NULL exactly when the model is unconditional. */
+ * timesteps to float). cond's labels are given exactly for a class-conditional model, its context
+ * exactly for a model with cross-attention (CHECK). */
 void denoiser_eps(Denoiser *d, int B, float *eps, const float *x_t, const float *t,
                   const Cond *cond);
-/* Classifier-free guidance (diffusers' pipelines): one batch of 2B, [null class; labels], then
- * eps = eps_u + w (eps_c - eps_u) in float32 as torch computes it. Needs 2B <= capacity and a
- * class-conditional model. */
+/* Classifier-free guidance (diffusers' pipelines): one batch of 2B, [unconditional; conditional],
+ * then eps = eps_u + w (eps_c - eps_u) in float32 as torch computes it. The unconditional half
+ * has the null class (class-conditional model) and the uncond_context row (model with
+ * cross-attention), as StableDiffusionPipeline batches [negative; prompt]. Needs 2B <= capacity
+ * and a conditional model. */
 void denoiser_eps_guided(Denoiser *d, int B, float *eps, const float *x_t, const float *t,
                          const Cond *cond, float w);
 

@@ -77,8 +77,15 @@ char *train_recipe_json(const TrainRecipe *r) {
     char seed[32];
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)r->seed);
     cJSON_AddStringToObject(o, "seed", seed); /* a string: JSON numbers lose 64-bit integers */
-    cJSON_AddStringToObject(o, "cond", r->cond == TRAIN_COND_CLASS ? "class" : "none");
+    cJSON_AddStringToObject(o, "cond", r->cond == TRAIN_COND_CLASS     ? "class"
+                                       : r->cond == TRAIN_COND_CONTEXT ? "context"
+                                                                       : "none");
     cJSON_AddNumberToObject(o, "uncond_prob", r->uncond_prob);
+    if (r->cond == TRAIN_COND_CONTEXT) {
+        char fp[32];
+        snprintf(fp, sizeof fp, "%016llx", (unsigned long long)r->context_fingerprint);
+        cJSON_AddStringToObject(o, "context_fingerprint", fp);
+    }
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return s;
@@ -121,11 +128,24 @@ int train_recipe_from_json(TrainRecipe *r, const void *object, const char *where
     const cJSON *cond = cJSON_GetObjectItemCaseSensitive(o, "cond");
     const cJSON *up = cJSON_GetObjectItemCaseSensitive(o, "uncond_prob");
     if (cond && (!cJSON_IsString(cond) || (strcmp(cond->valuestring, "none") != 0 &&
-                                           strcmp(cond->valuestring, "class") != 0)))
-        return jt_fail(err, "%s: recipe field 'cond' must be \"none\" or \"class\"", where);
+                                           strcmp(cond->valuestring, "class") != 0 &&
+                                           strcmp(cond->valuestring, "context") != 0)))
+        return jt_fail(err, "%s: recipe field 'cond' must be \"none\", \"class\" or \"context\"",
+                       where);
     if (up && (!cJSON_IsNumber(up) || !(up->valuedouble >= 0 && up->valuedouble <= 1)))
         return jt_fail(err, "%s: recipe field 'uncond_prob' must be a number in [0, 1]", where);
-    r->cond = cond && strcmp(cond->valuestring, "class") == 0 ? TRAIN_COND_CLASS : TRAIN_COND_NONE;
+    r->cond = !cond                                        ? TRAIN_COND_NONE
+              : strcmp(cond->valuestring, "class") == 0   ? TRAIN_COND_CLASS
+              : strcmp(cond->valuestring, "context") == 0 ? TRAIN_COND_CONTEXT
+                                                          : TRAIN_COND_NONE;
+    if (r->cond == TRAIN_COND_CONTEXT) {
+        const cJSON *cf = cJSON_GetObjectItemCaseSensitive(o, "context_fingerprint");
+        char *end = NULL;
+        if (!cJSON_IsString(cf) || strlen(cf->valuestring) != 16 ||
+            (r->context_fingerprint = strtoull(cf->valuestring, &end, 16), *end))
+            return jt_fail(err, "%s: recipe field 'context_fingerprint' missing or not 16 hex "
+                           "digits", where);
+    }
     r->uncond_prob = up ? up->valuedouble : 0.0;
     if (r->cond == TRAIN_COND_NONE && r->uncond_prob != 0)
         return jt_fail(err, "%s: recipe field 'uncond_prob' is %g but 'cond' is none", where,
@@ -154,6 +174,18 @@ int train_cond_label(const TrainRecipe *r, long step, int slot, int label, int n
     double u = rng_uniform_double(r->seed, rng_stream(RNG_TAG_TRAIN_COND, (uint64_t)step, 0),
                                   (uint64_t)slot);
     return u < r->uncond_prob ? null_class : label;
+}
+
+const float *train_cond_context(const TrainRecipe *r, const ContextSet *ctx, long step, int slot,
+                                size_t row) {
+    if (r->uncond_prob > 0) {
+        double u = rng_uniform_double(r->seed, rng_stream(RNG_TAG_TRAIN_COND, (uint64_t)step, 0),
+                                      (uint64_t)slot);
+        if (u < r->uncond_prob) return ctx->uncond;
+    }
+    int k = context_pick(ctx, r->seed, rng_stream(RNG_TAG_CONTEXT_PICK, (uint64_t)step, 0),
+                         (uint64_t)slot);
+    return context_of_row(ctx, row, k);
 }
 
 static volatile sig_atomic_t g_stop_signal = 0;
@@ -268,7 +300,8 @@ static int load_state(const char *path, const ParamLayout *l, TrainState *s,
 /* training.json; weights_fingerprint is the model fingerprint (model.h) of the EMA model saved in
  * out_dir. */
 static int write_record(const char *out_dir, const char *recipe_json, const Dataset *data,
-                        const TrainState *s, uint64_t weights_fp, JtError *err) {
+                        const ContextSet *ctx, const TrainState *s, uint64_t weights_fp,
+                        JtError *err) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "format", "jtrak-training-v1");
     cJSON_AddItemToObject(o, "recipe", cJSON_Parse(recipe_json));
@@ -277,6 +310,13 @@ static int write_record(const char *out_dir, const char *recipe_json, const Data
     cJSON_AddStringToObject(d, "spec", data->description);
     cJSON_AddStringToObject(d, "fingerprint", data_fingerprint_hex(data, fp));
     cJSON_AddNumberToObject(d, "n", (double)data->n);
+    if (ctx) {
+        cJSON *c = cJSON_AddObjectToObject(o, "context");
+        cJSON_AddStringToObject(c, "spec", ctx->description);
+        cJSON_AddStringToObject(c, "fingerprint", context_fingerprint_hex(ctx, fp));
+        cJSON_AddNumberToObject(c, "tokens", ctx->L);
+        cJSON_AddNumberToObject(c, "width", ctx->D);
+    }
     cJSON_AddNumberToObject(o, "step", (double)s->step);
     cJSON_AddStringToObject(o, "weights_fingerprint", model_fingerprint_hex(weights_fp, fp));
     cJSON_AddStringToObject(o, "weights", "ema");
@@ -292,16 +332,50 @@ static int write_record(const char *out_dir, const char *recipe_json, const Data
 /* Everything a finished (or paused) run leaves in its folder. */
 static int save_outputs(const char *out_dir, const UNetConfig *cfg, const SchedConfig *sched,
                         const ParamLayout *l, const TrainState *s, const char *recipe_json,
-                        const char *config_json, const Dataset *data, JtError *err) {
+                        const char *config_json, const Dataset *data, const ContextSet *ctx,
+                        JtError *err) {
     char *raw = path_join(out_dir, "raw");
     uint64_t ema_fp = 0;
     int rc = save_state(out_dir, l, s, recipe_json, config_json, data->fingerprint, err);
     if (rc == JT_OK) rc = save_model_folder(out_dir, cfg, s->ema, &ema_fp, err);
     if (rc == JT_OK) rc = save_model_folder(raw, cfg, s->params, NULL, err);
     if (rc == JT_OK) rc = sched_config_save(sched, out_dir, err);
-    if (rc == JT_OK) rc = write_record(out_dir, recipe_json, data, s, ema_fp, err);
+    if (rc == JT_OK) rc = write_record(out_dir, recipe_json, data, ctx, s, ema_fp, err);
     free(raw);
     return rc;
+}
+
+/* The text-context half of check_inputs. */
+static int check_context(const UNetConfig *cfg, const Dataset *data, const ContextSet *ctx,
+                         const TrainRecipe *r, JtError *err) {
+    if (r->cond != TRAIN_COND_CONTEXT) {
+        if (ctx) return jt_fail(err, "text contexts given, but the run is not --cond npy:FILE");
+        if (cfg->cross_attention_dim > 0)
+            return jt_fail(err,
+                           "config: a model with cross-attention (cross_attention_dim %d) is "
+                           "trained with text contexts: --cond npy:FILE",
+                           cfg->cross_attention_dim);
+        return JT_OK;
+    }
+    if (!ctx) return jt_fail(err, "--cond context needs the contexts (npy:FILE)");
+    if (context_check_model(ctx, cfg->cross_attention_dim, "config", err) != JT_OK) return JT_ERR;
+    if (cfg->num_class_embeds > 0)
+        return jt_fail(err, "config: num_class_embeds %d with text contexts: training on both "
+                       "class labels and contexts is not implemented",
+                       cfg->num_class_embeds);
+    if (ctx->n != data->n)
+        return jt_fail(err, "the contexts (%s) serve %zu rows but the data has %zu",
+                       ctx->description, ctx->n, data->n);
+    if (r->uncond_prob > 0 && !ctx->uncond)
+        return jt_fail(err,
+                       "caption dropout %g needs the unconditional context (--uncond row:R or "
+                       "--uncond npy:FILE)",
+                       r->uncond_prob);
+    if (!(r->uncond_prob >= 0 && r->uncond_prob <= 1))
+        return jt_fail(err, "condition dropout %g: must be in [0, 1]", r->uncond_prob);
+    if (r->context_fingerprint != ctx->fingerprint)
+        return jt_fail(err, "the recipe's context fingerprint differs from the contexts given");
+    return JT_OK;
 }
 
 static int check_inputs(const UNetConfig *cfg, const Dataset *data, const TrainRecipe *r,
@@ -331,7 +405,7 @@ static int check_inputs(const UNetConfig *cfg, const Dataset *data, const TrainR
         if (r->uncond_prob != 0)
             return jt_fail(err, "condition dropout %g needs class conditioning (--cond class)",
                            r->uncond_prob);
-    } else {
+    } else if (r->cond == TRAIN_COND_CLASS) { /* TRAIN_COND_CONTEXT: check_context */
         if (data->n_classes == 0 || !data->labels)
             return jt_fail(err, "--cond class needs labelled data, and %s has no labels",
                            data->description);
@@ -352,10 +426,11 @@ static int check_inputs(const UNetConfig *cfg, const Dataset *data, const TrainR
 }
 
 static int train_run_locked(const UNetConfig *cfg, const SchedConfig *sched_cfg,
-                            const Dataset *data, const TrainRecipe *r, const TrainControl *ctl,
-                            int *stopped, JtError *err) {
+                            const Dataset *data, const ContextSet *ctx, const TrainRecipe *r,
+                            const TrainControl *ctl, int *stopped, JtError *err) {
     *stopped = 0;
     if (check_inputs(cfg, data, r, err) != JT_OK) return JT_ERR;
+    if (check_context(cfg, data, ctx, r, err) != JT_OK) return JT_ERR;
     /* A config without sample_size trains at the data's size, and the model folder says so. */
     UNetConfig sized = *cfg;
     if (unet_config_height(cfg) == 0) unet_config_set_size(&sized, data->h, data->w);
@@ -368,8 +443,8 @@ static int train_run_locked(const UNetConfig *cfg, const SchedConfig *sched_cfg,
         sched_free(&sched);
         return JT_ERR;
     }
-    if (denoiser_create(&den, net, &sched, r->batch, data->h, data->w, DENOISER_TRAIN, err) !=
-            JT_OK ||
+    if (denoiser_create_ctx(&den, net, &sched, r->batch, data->h, data->w, ctx ? ctx->L : 0,
+                            DENOISER_TRAIN, err) != JT_OK ||
         model_mkdirs(ctl->out_dir, err) != JT_OK) {
         denoiser_free(den);
         unet_free(net);
@@ -388,7 +463,9 @@ static int train_run_locked(const UNetConfig *cfg, const SchedConfig *sched_cfg,
     const int conditional = r->cond == TRAIN_COND_CLASS;
     const int null_class = denoiser_null_class(den);
     int *labels = conditional ? xmalloc(B * sizeof(int)) : NULL;
-    const Cond cond = {labels};
+    const size_t LD = ctx ? (size_t)ctx->L * ctx->D : 0;
+    float *contexts = ctx ? xmalloc(B * LD * sizeof(float)) : NULL; /* (B, L, D) */
+    const Cond cond = {.labels = labels, .context = contexts};
     size_t *rows = xmalloc(B * sizeof(size_t));
     uint8_t *flips = xmalloc(B);
     uint32_t *perm = xmalloc(n * sizeof(uint32_t));
@@ -442,6 +519,9 @@ static int train_run_locked(const UNetConfig *cfg, const SchedConfig *sched_cfg,
                                      (uint32_t)sched.T);
             if (conditional)
                 labels[j] = train_cond_label(r, step, (int)j, data->labels[rows[j]], null_class);
+            if (ctx)
+                memcpy(contexts + j * LD, train_cond_context(r, ctx, step, (int)j, rows[j]),
+                       LD * sizeof(float));
             rng_fill_normal(eps + j * D, D, seed,
                             rng_stream(RNG_TAG_TRAIN_NOISE, (uint64_t)step, j), 0);
         }
@@ -489,7 +569,7 @@ static int train_run_locked(const UNetConfig *cfg, const SchedConfig *sched_cfg,
         int pause = g_stop_signal || (ctl->stop_after > 0 && run_steps >= ctl->stop_after);
         if (pause || s.step == r->steps || (ctl->save_every > 0 && s.step % ctl->save_every == 0))
             rc = save_outputs(ctl->out_dir, cfg, sched_cfg, l, &s, recipe_json, config_json, data,
-                              err);
+                              ctx, err);
         if (pause && s.step < r->steps) {
             *stopped = g_stop_signal ? 2 : 1;
             if (!ctl->quiet)
@@ -499,7 +579,8 @@ static int train_run_locked(const UNetConfig *cfg, const SchedConfig *sched_cfg,
         }
     }
     if (rc == JT_OK && s.step >= r->steps && run_steps == 0)
-        rc = save_outputs(ctl->out_dir, cfg, sched_cfg, l, &s, recipe_json, config_json, data, err);
+        rc = save_outputs(ctl->out_dir, cfg, sched_cfg, l, &s, recipe_json, config_json, data, ctx,
+                          err);
     signal(SIGINT, old_int);
     signal(SIGTERM, old_term);
 
@@ -507,7 +588,7 @@ static int train_run_locked(const UNetConfig *cfg, const SchedConfig *sched_cfg,
     free(state_path);
     free(recipe_json), free(config_json);
     free(s.ema), free(s.m), free(s.v), free(g), free(x0), free(eps);
-    free(ti), free(labels), free(rows), free(flips), free(perm);
+    free(ti), free(labels), free(contexts), free(rows), free(flips), free(perm);
     denoiser_free(den);
     unet_free(net);
     sched_free(&sched);
@@ -518,13 +599,19 @@ static int train_run_locked(const UNetConfig *cfg, const SchedConfig *sched_cfg,
  * locked for the whole run (io/lock.h) so that two runs never train into it at once. */
 int train_run(const UNetConfig *cfg, const SchedConfig *sched_cfg, const Dataset *data,
               const TrainRecipe *r, const TrainControl *ctl, int *stopped, JtError *err) {
+    return train_run_ctx(cfg, sched_cfg, data, NULL, r, ctl, stopped, err);
+}
+
+int train_run_ctx(const UNetConfig *cfg, const SchedConfig *sched_cfg, const Dataset *data,
+                  const ContextSet *ctx, const TrainRecipe *r, const TrainControl *ctl,
+                  int *stopped, JtError *err) {
     *stopped = 0;
     const ArtifactKind ok[] = {ARTIFACT_TRAINING};
     if (artifact_check_out(ctl->out_dir, "--out", "a training folder", ok, 1, err) != JT_OK)
         return JT_ERR;
     DirLock lock;
     if (dir_lock(&lock, ctl->out_dir, "train", err) != JT_OK) return JT_ERR;
-    int rc = train_run_locked(cfg, sched_cfg, data, r, ctl, stopped, err);
+    int rc = train_run_locked(cfg, sched_cfg, data, ctx, r, ctl, stopped, err);
     dir_unlock(&lock);
     return rc;
 }

@@ -15,6 +15,7 @@
 #define JTRAK_TRAIN_H
 
 #include "core/common.h"
+#include "data/context.h"
 #include "data/dataset.h"
 #include "diffusion/schedule.h"
 #include "unet/config.h"
@@ -26,9 +27,13 @@ typedef enum { LR_CONSTANT = 0, LR_COSINE = 1 } LrSchedule;
 /* What the network is conditioned on in training. */
 typedef enum {
     TRAIN_COND_NONE = 0, /* unconditional: the model has no num_class_embeds */
-    TRAIN_COND_CLASS = 1 /* the dataset's labels; the model's null class num_class_embeds - 1
-                            replaces each with probability uncond_prob (condition dropout for
-                            classifier-free guidance, ldm.md 2.5) */
+    TRAIN_COND_CLASS = 1, /* the dataset's labels; the model's null class num_class_embeds - 1
+                             replaces each with probability uncond_prob (condition dropout for
+                             classifier-free guidance, ldm.md 2.5) */
+    TRAIN_COND_CONTEXT = 2 /* text contexts (data/context.h) for a model with cross-attention:
+                              each draw takes one of its row's contexts (keyed), replaced by the
+                              unconditional context with probability uncond_prob (caption
+                              dropout) */
 } TrainCond;
 
 /* Everything that changes the trained weights. Two runs with equal recipes, configs and data give
@@ -45,7 +50,9 @@ typedef struct {
     int random_flip; /* horizontal flip with probability 1/2 per draw */
     uint64_t seed;
     TrainCond cond;
-    double uncond_prob; /* TRAIN_COND_CLASS: probability a label becomes the null class */
+    double uncond_prob; /* probability a label becomes the null class, or a context the
+                           unconditional one */
+    uint64_t context_fingerprint; /* TRAIN_COND_CONTEXT: the ContextSet's; 0 otherwise */
 } TrainRecipe;
 
 /* How the run is conducted (does not change the result). */
@@ -80,7 +87,8 @@ long train_recommended_steps(size_t n_images, int batch);
 #define TRAIN_DEFAULT_UNCOND_PROB 0.1
 
 /* Canonical JSON of the recipe (malloc'd), as recorded in training.json and the state file; it
- * carries "cond" ("none" | "class") and "uncond_prob" (0 when unconditional). */
+ * carries "cond" ("none" | "class" | "context"), "uncond_prob" (0 when unconditional) and, for
+ * "context", "context_fingerprint". */
 char *train_recipe_json(const TrainRecipe *r);
 
 /* Reads a recipe back from train_recipe_json's object (e.g. training.json's "recipe"); `where`
@@ -107,5 +115,17 @@ int train_cond_label(const TrainRecipe *r, long step, int slot, int label, int n
  * when the run stopped early after stop_after steps, 2 after SIGINT/SIGTERM (state saved). */
 int train_run(const UNetConfig *cfg, const SchedConfig *sched, const Dataset *data,
               const TrainRecipe *recipe, const TrainControl *ctl, int *stopped, JtError *err);
+/* The same with the text contexts of the rows (TRAIN_COND_CONTEXT; NULL otherwise): the model
+ * must have cross-attention of the contexts' width, the set must serve the data's rows, and
+ * uncond_prob > 0 needs its unconditional context. training.json records the set's description
+ * and fingerprint. */
+int train_run_ctx(const UNetConfig *cfg, const SchedConfig *sched, const Dataset *data,
+                  const ContextSet *ctx, const TrainRecipe *recipe, const TrainControl *ctl,
+                  int *stopped, JtError *err);
+/* The context a run feeds slot `slot` of step `step` for dataset row `row`: the unconditional one
+ * when the condition-dropout coin of train_cond_label falls below uncond_prob, else the row's
+ * candidate picked by context_pick keyed (seed, (CONTEXT_PICK, step, 0), slot). */
+const float *train_cond_context(const TrainRecipe *r, const ContextSet *ctx, long step, int slot,
+                                size_t row);
 
 #endif

@@ -7,6 +7,7 @@
 #include "core/hash.h"
 #include "core/progress.h"
 #include "core/rng.h"
+#include "data/context.h"
 #include "diffusion/denoiser.h"
 #include "diffusion/sampler.h"
 #include "io/safetensors.h"
@@ -24,7 +25,8 @@ const char *traj_sampler_name(SamplerKind k) {
 
 void traj_free(Trajectory *tr) {
     free(tr->timesteps), free(tr->x_T), free(tr->x_t), free(tr->x0_hat), free(tr->noise);
-    free(tr->x_0), free(tr->labels);
+    free(tr->x_0), free(tr->labels), free(tr->context), free(tr->uncond_context);
+    free(tr->context_source);
     memset(tr, 0, sizeof *tr);
 }
 
@@ -45,37 +47,68 @@ static void traj_alloc(Trajectory *tr) {
     tr->noise = xcalloc(nSD, sizeof(float));
 }
 
-/* Whether sampling with these labels and weight runs classifier-free guidance (2 network batches
- * per step) rather than the conditional (or unconditional) eps alone. */
-static int guided(const int *labels, float w) {
-    return labels && w != 1.0f;
+int traj_conditional(const Trajectory *tr) {
+    return tr->labels != NULL || tr->context != NULL;
+}
+
+Cond traj_cond(const Trajectory *tr, int j) {
+    const size_t LD = (size_t)tr->ctx_len * tr->ctx_dim;
+    Cond c = {.labels = tr->labels ? tr->labels + j : NULL,
+              .context = tr->context ? tr->context + (size_t)j * LD : NULL,
+              .uncond_context = tr->uncond_context};
+    return c;
+}
+
+/* Whether sampling with this conditioning and weight runs classifier-free guidance (2 network
+ * batches per step) rather than the conditional (or unconditional) eps alone. */
+static int guided(const Cond *c, float w) {
+    return (c->labels || c->context) && w != 1.0f;
 }
 
 /* eps (B, C, H, W) of one sampler step of B samples that share the timestep. */
 static void step_eps(Denoiser *d, int B, float *eps, const float *x, const float *tf,
-                     const int *labels, float w) {
-    const Cond cond = {labels};
-    if (guided(labels, w))
-        denoiser_eps_guided(d, B, eps, x, tf, &cond, w);
+                     const Cond *cond, float w) {
+    if (guided(cond, w))
+        denoiser_eps_guided(d, B, eps, x, tf, cond, w);
     else
-        denoiser_eps(d, B, eps, x, tf, labels ? &cond : NULL);
+        denoiser_eps(d, B, eps, x, tf, cond);
 }
 
-/* A forward-only denoiser for batches of `batch` samples with these labels, after checking that
- * the labels fit the model: given exactly when it is class-conditional, each in 0..K-1. */
-static int cond_denoiser(Denoiser **d, const UNet *net, int batch, int H, int W, const int *labels,
-                         int n, float w, const char *what, JtError *err) {
+/* A forward-only denoiser for batches of `batch` samples with this conditioning (of n samples),
+ * after checking that it fits the model: labels given exactly when it is class-conditional, each
+ * in 0..K-1; contexts exactly when it has cross-attention, of its width; the unconditional
+ * context when guided. */
+static int cond_denoiser(Denoiser **d, const UNet *net, int batch, int H, int W, const Cond *c,
+                         int ctx_len, int ctx_dim, int n, float w, const char *what,
+                         JtError *err) {
     *d = NULL;
-    const int K = unet_num_classes(net);
+    const int K = unet_num_classes(net), X = unet_cross_attention_dim(net);
+    const int *labels = c->labels;
     if (!labels && K > 0)
         return jt_fail(err,
                        "%s: the model is class-conditional (num_class_embeds %d) and no "
                        "class labels were given",
                        what, K);
-    if (labels && !isfinite(w))
-        return jt_fail(err, "%s: guidance weight %g is not finite", what, (double)w);
-    int cap = guided(labels, w) ? 2 * batch : batch;
-    if (denoiser_create(d, net, NULL, cap, H, W, DENOISER_FORWARD, err) != JT_OK) return JT_ERR;
+    if (!c->context && X > 0)
+        return jt_fail(err,
+                       "%s: the model has cross-attention (cross_attention_dim %d) and no text "
+                       "contexts were given",
+                       what, X);
+    if (c->context && X == 0)
+        return jt_fail(err, "%s: text contexts given, but the model has no cross-attention", what);
+    if (c->context && ctx_dim != X)
+        return jt_fail(err, "%s: the contexts are %d wide but the model's cross_attention_dim is %d",
+                       what, ctx_dim, X);
+    if (!isfinite(w)) return jt_fail(err, "%s: guidance weight %g is not finite", what, (double)w);
+    if (c->context && guided(c, w) && !c->uncond_context)
+        return jt_fail(err,
+                       "%s: guidance %g needs the unconditional context (--uncond row:R or "
+                       "npy:FILE; StableDiffusionPipeline uses the empty prompt's)",
+                       what, (double)w);
+    int cap = guided(c, w) ? 2 * batch : batch;
+    if (denoiser_create_ctx(d, net, NULL, cap, H, W, c->context ? ctx_len : 0, DENOISER_FORWARD,
+                            err) != JT_OK)
+        return JT_ERR;
     for (int i = 0; labels && i < n; i++) {
         char where[96];
         snprintf(where, sizeof where, "%s: sample %d", what, i);
@@ -105,8 +138,9 @@ int traj_sample(const UNet *net, const NoiseSchedule *sched, const SampleOptions
     if (batch > opt->n) batch = opt->n;
     Denoiser *den;
     const int H = unet_config_height(cfg), W = unet_config_width(cfg);
-    if (cond_denoiser(&den, net, batch, H, W, opt->labels, opt->n, opt->guidance, "sample", err) !=
-        JT_OK) {
+    const Cond ocond = {opt->labels, opt->context, opt->uncond_context};
+    if (cond_denoiser(&den, net, batch, H, W, &ocond, opt->ctx_len, opt->ctx_dim, opt->n,
+                      opt->guidance, "sample", err) != JT_OK) {
         free(ts);
         return JT_ERR;
     }
@@ -127,8 +161,20 @@ int traj_sample(const UNet *net, const NoiseSchedule *sched, const SampleOptions
     if (opt->labels) {
         tr->labels = xmalloc((size_t)tr->n * sizeof(int));
         memcpy(tr->labels, opt->labels, (size_t)tr->n * sizeof(int));
-        tr->guidance = opt->guidance;
     }
+    if (opt->context) {
+        const size_t LD = (size_t)opt->ctx_len * opt->ctx_dim;
+        tr->ctx_len = opt->ctx_len;
+        tr->ctx_dim = opt->ctx_dim;
+        tr->context = xmalloc((size_t)tr->n * LD * sizeof(float));
+        memcpy(tr->context, opt->context, (size_t)tr->n * LD * sizeof(float));
+        if (opt->uncond_context && guided(&ocond, opt->guidance)) {
+            tr->uncond_context = xmalloc(LD * sizeof(float));
+            memcpy(tr->uncond_context, opt->uncond_context, LD * sizeof(float));
+        }
+        if (opt->context_source) tr->context_source = xstrdup(opt->context_source);
+    }
+    if (traj_conditional(tr)) tr->guidance = opt->guidance;
 
     const size_t D = (size_t)tr->C * tr->H * tr->W;
     for (int i = 0; i < tr->n; i++) {
@@ -154,7 +200,8 @@ int traj_sample(const UNet *net, const NoiseSchedule *sched, const SampleOptions
             int t = tr->timesteps[k];
             for (int j = 0; j < nb; j++)
                 tf[j] = (float)t;
-            step_eps(den, nb, eps, x, tf, tr->labels ? tr->labels + b0 : NULL, tr->guidance);
+            const Cond c = traj_cond(tr, b0);
+            step_eps(den, nb, eps, x, tf, &c, tr->guidance);
             /* a non-finite prediction (NaN weights) stops the run; so does a step whose x_{t-1}
              * or x̂_0 overflows (checked below) */
             size_t bad = jt_first_nonfinite(eps, (size_t)nb * D);
@@ -218,8 +265,9 @@ int traj_replay(const UNet *net, const NoiseSchedule *sched, const Trajectory *t
                        tr->labels ? "class-conditional" : "unconditional",
                        K > 0 ? "class-conditional" : "unconditional");
     Denoiser *den;
-    if (cond_denoiser(&den, net, 1, tr->H, tr->W, tr->labels ? tr->labels + j : NULL, 1,
-                      tr->guidance, "trajectory", err) != JT_OK)
+    const Cond c = traj_cond(tr, j);
+    if (cond_denoiser(&den, net, 1, tr->H, tr->W, &c, tr->ctx_len, tr->ctx_dim, 1, tr->guidance,
+                      "trajectory", err) != JT_OK)
         return JT_ERR;
     const size_t D = (size_t)tr->C * tr->H * tr->W;
     float *x = xmalloc(D * sizeof(float)), *eps = xmalloc(D * sizeof(float));
@@ -227,7 +275,7 @@ int traj_replay(const UNet *net, const NoiseSchedule *sched, const Trajectory *t
     for (int k = k0; k < tr->S; k++) {
         int t = tr->timesteps[k];
         float tf = (float)t;
-        step_eps(den, 1, eps, x, &tf, tr->labels ? tr->labels + j : NULL, tr->guidance);
+        step_eps(den, 1, eps, x, &tf, &c, tr->guidance);
         const float *z = tr->noise + ((size_t)j * tr->S + k) * D;
         if (tr->sampler == SAMPLER_DDPM)
             ddpm_step(x, NULL, x, eps, z, D, sched, t, ddpm_prev_timestep(tr->timesteps, tr->S, k));
@@ -264,6 +312,13 @@ int traj_save(const Trajectory *tr, const char *path, JtError *err) {
             l32[i] = tr->labels[i];
         st_writer_add(&w, "class_labels", ST_I32, 1, nshape, l32);
     }
+    if (tr->context) {
+        int64_t cshape[3] = {tr->n, tr->ctx_len, tr->ctx_dim};
+        st_writer_add_f32(&w, "encoder_hidden_states", ST_F32, 3, cshape, tr->context);
+        if (tr->uncond_context)
+            st_writer_add_f32(&w, "uncond_context", ST_F32, 2, cshape + 1, tr->uncond_context);
+        if (tr->context_source) st_writer_set_metadata(&w, "context_source", tr->context_source);
+    }
     char buf[64];
     st_writer_set_metadata(&w, "format", "jtrak-trajectory-v1");
     st_writer_set_metadata(&w, "sampler", traj_sampler_name(tr->sampler));
@@ -275,8 +330,11 @@ int traj_save(const Trajectory *tr, const char *path, JtError *err) {
     st_writer_set_metadata(&w, "seed", buf);
     snprintf(buf, sizeof buf, "%016llx", (unsigned long long)tr->model_fingerprint);
     st_writer_set_metadata(&w, "model_fingerprint", buf);
-    st_writer_set_metadata(&w, "cond", tr->labels ? "class" : "none");
-    snprintf(buf, sizeof buf, "%.9g", tr->labels ? tr->guidance : 1.0f);
+    st_writer_set_metadata(&w, "cond", tr->labels && tr->context ? "class+context"
+                                       : tr->labels               ? "class"
+                                       : tr->context              ? "context"
+                                                                  : "none");
+    snprintf(buf, sizeof buf, "%.9g", traj_conditional(tr) ? tr->guidance : 1.0f);
     st_writer_set_metadata(&w, "guidance", buf);
     int rc = st_writer_write(&w, path, err);
     st_writer_free(&w);
@@ -308,7 +366,7 @@ uint64_t traj_fingerprint(const Trajectory *tr) {
     h = hash_f32(h, tr->eta);
     h = hash_u64(h, tr->seed);
     h = hash_u64(h, tr->model_fingerprint);
-    h = hash_f32(h, tr->labels ? tr->guidance : 1.0f);
+    h = hash_f32(h, traj_conditional(tr) ? tr->guidance : 1.0f);
     for (int k = 0; k < tr->S; k++)
         h = hash_u64(h, (uint64_t)(int64_t)tr->timesteps[k]);
     h = hash_u64(h, tr->labels != NULL);
@@ -321,6 +379,15 @@ uint64_t traj_fingerprint(const Trajectory *tr) {
     h = hash_fnv1a(h, tr->x0_hat, nSD * sizeof(float));
     h = hash_fnv1a(h, tr->noise, nSD * sizeof(float));
     h = hash_fnv1a(h, tr->x_0, nD * sizeof(float));
+    /* text contexts, hashed only when present so that older fingerprints stay as they were */
+    if (tr->context) {
+        const size_t LD = (size_t)tr->ctx_len * tr->ctx_dim;
+        h = hash_u64(h, (uint64_t)tr->ctx_len);
+        h = hash_u64(h, (uint64_t)tr->ctx_dim);
+        h = hash_fnv1a(h, tr->context, (size_t)tr->n * LD * sizeof(float));
+        h = hash_u64(h, tr->uncond_context != NULL);
+        if (tr->uncond_context) h = hash_fnv1a(h, tr->uncond_context, LD * sizeof(float));
+    }
     return h;
 }
 
@@ -383,17 +450,58 @@ static int read_named(StFile *f, const char *name, int ndim, const int64_t *shap
     return jt_check_finite(dst, n, f->path, what, err);
 }
 
-/* The conditioning: metadata cond and guidance, tensor class_labels; all absent in files written
- * before conditioning existed, which were unconditional with guidance 1. */
+/* The text contexts of a "context" trajectory: encoder_hidden_states (n, L, D) and, when guided,
+ * uncond_context (L, D). */
+static int read_context(StFile *f, Trajectory *tr, JtError *err) {
+    int ic = st_find(f, "encoder_hidden_states"), iu = st_find(f, "uncond_context");
+    if (ic < 0)
+        return jt_fail(err, "%s: metadata cond says context but tensor 'encoder_hidden_states' is "
+                       "missing", f->path);
+    const StTensor *t = &f->tensors[ic];
+    if (t->ndim != 3 || t->shape[0] != tr->n || t->shape[1] < 1 ||
+        t->shape[1] > CONTEXT_MAX_LEN || t->shape[2] < 1 || t->shape[2] > CONTEXT_MAX_DIM)
+        return jt_fail(err,
+                       "%s: tensor 'encoder_hidden_states' must be (%d, L, D), one context per "
+                       "sample, L <= %d, D <= %d",
+                       f->path, tr->n, CONTEXT_MAX_LEN, CONTEXT_MAX_DIM);
+    tr->ctx_len = (int)t->shape[1];
+    tr->ctx_dim = (int)t->shape[2];
+    const int64_t cshape[3] = {tr->n, tr->ctx_len, tr->ctx_dim};
+    const size_t LD = (size_t)tr->ctx_len * tr->ctx_dim;
+    tr->context = xmalloc((size_t)tr->n * LD * sizeof(float));
+    if (read_named(f, "encoder_hidden_states", 3, cshape, tr->context, err) != JT_OK) return JT_ERR;
+    const char *src = st_metadata_get(f, "context_source");
+    if (src) tr->context_source = xstrdup(src);
+    if (iu < 0) {
+        if (tr->guidance != 1.0f)
+            return jt_fail(err, "%s: guidance %g needs tensor 'uncond_context', which is missing",
+                           f->path, (double)tr->guidance);
+        return JT_OK;
+    }
+    tr->uncond_context = xmalloc(LD * sizeof(float));
+    return read_named(f, "uncond_context", 2, cshape + 1, tr->uncond_context, err);
+}
+
+/* The conditioning: metadata cond and guidance, tensors class_labels and encoder_hidden_states;
+ * all absent in files written before conditioning existed, which were unconditional with
+ * guidance 1. */
 static int read_cond(StFile *f, Trajectory *tr, JtError *err) {
     const char *cond = st_metadata_get(f, "cond"), *g = st_metadata_get(f, "guidance");
     int il = st_find(f, "class_labels");
-    if (cond && strcmp(cond, "none") != 0 && strcmp(cond, "class") != 0)
-        return jt_fail(err, "%s: metadata 'cond' is '%s'; want none or class", f->path, cond);
-    const int conditional = cond && strcmp(cond, "class") == 0;
-    if (conditional != (il >= 0))
+    static const char *const kinds[] = {"none", "class", "context", "class+context"};
+    int kind = cond ? -1 : 0;
+    for (int i = 0; cond && i < 4; i++)
+        if (strcmp(cond, kinds[i]) == 0) kind = i;
+    if (kind < 0)
+        return jt_fail(err, "%s: metadata 'cond' is '%s'; want none, class, context or "
+                       "class+context", f->path, cond);
+    const int has_labels = kind == 1 || kind == 3, has_context = kind >= 2;
+    if (has_labels != (il >= 0))
         return jt_fail(err, "%s: metadata cond '%s' but tensor 'class_labels' is %s", f->path,
                        cond ? cond : "(absent)", il >= 0 ? "present" : "missing");
+    if (!has_context && st_find(f, "encoder_hidden_states") >= 0)
+        return jt_fail(err, "%s: metadata cond '%s' but tensor 'encoder_hidden_states' is present",
+                       f->path, cond ? cond : "(absent)");
     tr->guidance = 1.0f;
     if (g) {
         char *end;
@@ -401,12 +509,13 @@ static int read_cond(StFile *f, Trajectory *tr, JtError *err) {
         float v = strtof(g, &end);
         if (errno || end == g || *end || !isfinite(v))
             return jt_fail(err, "%s: metadata 'guidance' is '%s', not a finite number", f->path, g);
-        if (!conditional && v != 1.0f)
+        if (kind == 0 && v != 1.0f)
             return jt_fail(err, "%s: guidance %s on an unconditional trajectory (cond none)",
                            f->path, g);
         tr->guidance = v;
     }
-    if (!conditional) return JT_OK;
+    if (has_context && read_context(f, tr, err) != JT_OK) return JT_ERR;
+    if (!has_labels) return JT_OK;
     const StTensor *t = &f->tensors[il];
     if (t->dtype != ST_I32 || t->ndim != 1 || t->shape[0] != tr->n)
         return jt_fail(err, "%s: tensor 'class_labels' must be I32 (%d), one label per sample",

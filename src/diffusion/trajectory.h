@@ -7,17 +7,23 @@
  * A class-conditional model samples each trajectory with its own class label (ldm.md 2.5; the
  * null class num_class_embeds - 1 is unconditional sampling) and a guidance weight w: w = 1 runs
  * the conditional eps alone, any other w classifier-free guidance eps_u + w (eps_c - eps_u)
- * (denoiser_eps_guided). Both are recorded, and replay uses them.
+ * (denoiser_eps_guided). Both are recorded, and replay uses them. A model with cross-attention
+ * (UNet2DConditionModel) samples each trajectory with its own text context (L, D) (the prompt's
+ * encoder hidden states), and guidance needs the unconditional context (the empty prompt's), which
+ * the file keeps as well.
  *
  * File (safetensors): "x_T" (N,C,H,W), "x_t" (N,S,C,H,W), "x0_hat" (N,S,C,H,W), "noise"
  * (N,S,C,H,W), "x_0" (N,C,H,W) the final samples, "timesteps" (S) I32, "class_labels" (N) I32
- * when conditional; metadata: sampler, steps, eta, seed, model fingerprint, cond ("none" |
- * "class"), guidance ("%.9g"), format "jtrak-trajectory-v1". Files written before conditioning
- * existed (no cond, guidance) load as unconditional with guidance 1. */
+ * when class-conditional, "encoder_hidden_states" (N,L,D) with text contexts and
+ * "uncond_context" (L,D) when guided; metadata: sampler, steps, eta, seed, model fingerprint, cond
+ * ("none" | "class" | "context" | "class+context"), guidance ("%.9g"), context_source (where the
+ * contexts came from, for people), format "jtrak-trajectory-v1". Files written before
+ * conditioning existed (no cond, guidance) load as unconditional with guidance 1. */
 #ifndef JTRAK_TRAJECTORY_H
 #define JTRAK_TRAJECTORY_H
 
 #include "core/common.h"
+#include "diffusion/denoiser.h"
 #include "diffusion/schedule.h"
 #include "unet/unet.h"
 
@@ -34,7 +40,12 @@ typedef struct {
     int batch;     /* U-Net batch (memory bound), all samples share the timestep */
     int quiet;
     const int *labels; /* (n) class of each sample (class-conditional model), or NULL */
-    float guidance;    /* with labels: 1 = conditional eps, else CFG weight w (0 = unconditional) */
+    float guidance;    /* conditional: 1 = conditional eps, else CFG weight w (0 = unconditional) */
+    /* A model with cross-attention: each sample's context (n, L, D), and the unconditional one
+     * (L, D) that guidance (w != 1) needs; ctx_len L and ctx_dim D. */
+    const float *context, *uncond_context;
+    int ctx_len, ctx_dim;
+    const char *context_source; /* recorded as metadata (NULL: none) */
 } SampleOptions;
 
 typedef struct {
@@ -51,13 +62,18 @@ typedef struct {
     float *noise;   /* (n, S, C, H, W) z added by step k (zeros when none) */
     float *x_0;     /* (n, C, H, W) */
     int *labels;    /* (n) class label of each sample, or NULL (unconditional model) */
-    float guidance; /* classifier-free guidance weight (1 = none; always 1 when labels is NULL) */
+    float guidance; /* classifier-free guidance weight (1 = none; always 1 when unconditional) */
+    float *context; /* (n, L, D) text context of each sample, or NULL */
+    float *uncond_context; /* (L, D), or NULL (unguided) */
+    int ctx_len, ctx_dim;  /* L, D; 0 without contexts */
+    char *context_source;  /* or NULL */
     uint64_t fingerprint; /* traj_fingerprint, set by traj_load (0 otherwise) */
 } Trajectory;
 
 /* Runs the sampler. x_T (n,C,H,W) may be given; otherwise drawn from the seed. opt->labels must
  * be given exactly for a class-conditional model (JT_ERR naming the options otherwise), each in
- * 0..num_class_embeds-1; guidance must be finite. */
+ * 0..num_class_embeds-1; opt->context exactly for a model with cross-attention, ctx_dim its
+ * cross_attention_dim; guidance must be finite. */
 int traj_sample(const UNet *net, const NoiseSchedule *sched, const SampleOptions *opt,
                 const float *x_T, Trajectory *out, JtError *err);
 /* Counterfactual regeneration: runs sample j's sampler again with `net` from step index k0 (its
@@ -86,6 +102,11 @@ uint64_t traj_fingerprint(const Trajectory *tr);
 int traj_check_recorded(const Trajectory *tr, const char *path, const char *recorded,
                         const char *manifest_path, JtError *err);
 void traj_free(Trajectory *tr);
+/* Whether the trajectory is conditional (class labels or text contexts). */
+int traj_conditional(const Trajectory *tr);
+/* The conditioning of the samples from j on (a batch of consecutive samples): their labels and
+ * contexts, and the shared unconditional context. */
+Cond traj_cond(const Trajectory *tr, int j);
 /* Index of timestep t in the trajectory, or -1. */
 int traj_step_index(const Trajectory *tr, int t);
 const char *traj_sampler_name(SamplerKind k);

@@ -293,7 +293,7 @@ int lds_ground_truth(const LdsOptions *o, const LdsInputs *in, const char *model
         const uint64_t base = heldout ? 2000001u : dtrak ? 1000001u : 1u;
         for (int j = 0; j < N; j++) {
             double sum = 0;
-            const Cond cond = {K > 0 ? lab : NULL};
+            const Cond cond = {.labels = K > 0 ? lab : NULL};
             for (int b = 0; K > 0 && b < B; b++)
                 lab[b] = heldout ? targets_label(held, j) : tr->labels[j];
             for (int r0 = 0; r0 < draws; r0 += B) {

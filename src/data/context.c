@@ -1,0 +1,241 @@
+/* context.c: see context.h. */
+#include "data/context.h"
+
+#include "core/hash.h"
+#include "core/rng.h"
+#include "io/npy.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* "npy:FILE" -> FILE; anything else is a usage error naming the option. */
+static int npy_path(const char *text, const char *option, const char **path, JtError *err) {
+    if (!text || strncmp(text, "npy:", 4) != 0 || !text[4])
+        return jt_fail(err, "%s '%s': expected npy:FILE", option, text ? text : "");
+    *path = text + 4;
+    return JT_OK;
+}
+
+static int check_finite(const char *path, const float *v, size_t n, JtError *err) {
+    size_t bad = jt_first_nonfinite(v, n);
+    if (bad < n)
+        return jt_fail(err, "%s: value %zu is %s: contexts must be finite", path, bad,
+                       isnan(v[bad]) ? "NaN" : "infinite");
+    return JT_OK;
+}
+
+static int check_dims(const char *path, size_t L, size_t D, JtError *err) {
+    if (L < 1 || L > CONTEXT_MAX_LEN)
+        return jt_fail(err, "%s: %zu context tokens: must be 1..%d", path, L, CONTEXT_MAX_LEN);
+    if (D < 1 || D > CONTEXT_MAX_DIM)
+        return jt_fail(err, "%s: context width %zu: must be 1..%d", path, D, CONTEXT_MAX_DIM);
+    return JT_OK;
+}
+
+/* The table file: sets table, m, L, D and, for the (N, K, L, D) form, k (else 0). */
+static int read_table(ContextSet *cs, const char *path, JtError *err) {
+    NpyHeader h;
+    void *data = NULL;
+    if (npy_read_as(path, NPY_F32, &h, &data, err) != JT_OK) return JT_ERR;
+    char shape[128];
+    int rc = JT_OK;
+    if (h.ndim != 3 && h.ndim != 4)
+        rc = jt_fail(err, "%s: shape %s: a context file is (N, L, D), (N, K, L, D) or (M, L, D)",
+                     path, npy_shape_str(&h, shape, sizeof shape));
+    else if (h.shape[0] < 1)
+        rc = jt_fail(err, "%s: no contexts (shape %s)", path,
+                     npy_shape_str(&h, shape, sizeof shape));
+    else if (h.ndim == 4 && (h.shape[1] < 1 || h.shape[1] > CONTEXT_MAX_PER_ROW))
+        rc = jt_fail(err, "%s: %zu contexts per row: must be 1..%d", path, h.shape[1],
+                     CONTEXT_MAX_PER_ROW);
+    if (rc == JT_OK) rc = check_dims(path, h.shape[h.ndim - 2], h.shape[h.ndim - 1], err);
+    if (rc == JT_OK) rc = check_finite(path, data, h.count, err);
+    if (rc != JT_OK) {
+        free(data);
+        return JT_ERR;
+    }
+    cs->table = data;
+    cs->L = (int)h.shape[h.ndim - 2];
+    cs->D = (int)h.shape[h.ndim - 1];
+    cs->k = h.ndim == 4 ? (int)h.shape[1] : 0;
+    cs->m = h.ndim == 4 ? h.shape[0] * h.shape[1] : h.shape[0];
+    return JT_OK;
+}
+
+/* Each row's candidates: the per-row forms, or the table with its index. */
+static int assign_rows(ContextSet *cs, const ContextSpec *spec, const char *path,
+                       const Dataset *data, JtError *err) {
+    const size_t n = data->n;
+    cs->n = n;
+    if (cs->k > 0 || !spec->index) { /* (N, K, L, D) or (N, L, D): row i's own contexts */
+        if (spec->index)
+            return jt_fail(err, "--cond-index %s: only an (M, L, D) table takes an index, %s is "
+                           "(N, K, L, D)", spec->index, path);
+        const size_t rows = cs->k > 0 ? cs->m / (size_t)cs->k : cs->m;
+        if (rows != n)
+            return jt_fail(err,
+                           "%s: %zu rows of contexts, but the data has %zu rows (give "
+                           "--cond-index labels|npy:FILE to use it as a table)",
+                           path, rows, n);
+        if (cs->k == 0) cs->k = 1;
+        cs->cand = xmalloc(n * (size_t)cs->k * sizeof *cs->cand);
+        for (size_t i = 0; i < n * (size_t)cs->k; i++) cs->cand[i] = i;
+        return JT_OK;
+    }
+    cs->k = 1;
+    cs->cand = xmalloc((n ? n : 1) * sizeof *cs->cand);
+    if (strcmp(spec->index, "labels") == 0) {
+        if (data->n_classes == 0)
+            return jt_fail(err, "--cond-index labels: the data (%s) has no labels",
+                           data->description ? data->description : "dataset");
+        for (size_t i = 0; i < n; i++) {
+            if (data->labels[i] < 0 || (size_t)data->labels[i] >= cs->m)
+                return jt_fail(err,
+                               "--cond-index labels: row %zu has label %d, but %s has only %zu "
+                               "contexts",
+                               i, data->labels[i], path, cs->m);
+            cs->cand[i] = (size_t)data->labels[i];
+        }
+        return JT_OK;
+    }
+    const char *ipath;
+    if (npy_path(spec->index, "--cond-index", &ipath, err) != JT_OK) return JT_ERR;
+    NpyHeader h;
+    void *idx = NULL;
+    if (npy_read(ipath, &h, &idx, err) != JT_OK) return JT_ERR;
+    int rc = JT_OK;
+    if (h.dtype != NPY_I32 && h.dtype != NPY_I64)
+        rc = jt_fail(err, "%s: dtype %s: an index is int32 or int64", ipath,
+                     npy_dtype_descr(h.dtype));
+    else if (h.ndim != 1 || h.shape[0] != n)
+        rc = jt_fail(err, "%s: an index is (N,) with N = the data's %zu rows", ipath, n);
+    for (size_t i = 0; rc == JT_OK && i < n; i++) {
+        const int64_t v =
+            h.dtype == NPY_I64 ? ((const int64_t *)idx)[i] : ((const int32_t *)idx)[i];
+        if (v < 0 || (uint64_t)v >= cs->m)
+            rc = jt_fail(err, "%s: entry %zu is %lld, outside the %zu contexts of %s", ipath, i,
+                         (long long)v, cs->m, path);
+        else
+            cs->cand[i] = (size_t)v;
+    }
+    free(idx);
+    return rc;
+}
+
+static int read_uncond(ContextSet *cs, const char *text, const char *path, JtError *err) {
+    const size_t LD = (size_t)cs->L * cs->D;
+    if (strncmp(text, "row:", 4) == 0) {
+        char *end = NULL;
+        unsigned long long r = strtoull(text + 4, &end, 10);
+        if (!text[4] || *end || text[4] == '-')
+            return jt_fail(err, "--uncond '%s': expected row:R or npy:FILE", text);
+        if (r >= cs->m)
+            return jt_fail(err, "--uncond %s: %s has only %zu contexts", text, path, cs->m);
+        cs->uncond = xmalloc(LD * sizeof(float));
+        memcpy(cs->uncond, cs->table + (size_t)r * LD, LD * sizeof(float));
+        return JT_OK;
+    }
+    const char *upath;
+    if (npy_path(text, "--uncond", &upath, err) != JT_OK) return JT_ERR;
+    NpyHeader h;
+    void *u = NULL;
+    if (npy_read_as(upath, NPY_F32, &h, &u, err) != JT_OK) return JT_ERR;
+    const int ok2 = h.ndim == 2 && h.shape[0] == (size_t)cs->L && h.shape[1] == (size_t)cs->D;
+    const int ok3 = h.ndim == 3 && h.shape[0] == 1 && h.shape[1] == (size_t)cs->L &&
+                    h.shape[2] == (size_t)cs->D;
+    char shape[128];
+    int rc = JT_OK;
+    if (!ok2 && !ok3)
+        rc = jt_fail(err, "%s: shape %s: the unconditional context must be (%d, %d) like %s", upath,
+                     npy_shape_str(&h, shape, sizeof shape), cs->L, cs->D, path);
+    if (rc == JT_OK) rc = check_finite(upath, u, h.count, err);
+    if (rc != JT_OK) {
+        free(u);
+        return JT_ERR;
+    }
+    cs->uncond = u;
+    return JT_OK;
+}
+
+static void fingerprint(ContextSet *cs) {
+    uint64_t h = hash_fnv1a(HASH_FNV_OFFSET, "jtrak-context-v1", 16);
+    const uint64_t dims[5] = {cs->m, (uint64_t)cs->L, (uint64_t)cs->D, cs->n, (uint64_t)cs->k};
+    h = hash_fnv1a(h, dims, sizeof dims);
+    h = hash_fnv1a(h, cs->table, cs->m * (size_t)cs->L * cs->D * sizeof(float));
+    for (size_t i = 0; cs->cand && i < cs->n * (size_t)cs->k; i++) {
+        const uint64_t c = cs->cand[i];
+        h = hash_fnv1a(h, &c, sizeof c);
+    }
+    const uint8_t has_uncond = cs->uncond != NULL;
+    h = hash_fnv1a(h, &has_uncond, 1);
+    if (cs->uncond) h = hash_fnv1a(h, cs->uncond, (size_t)cs->L * cs->D * sizeof(float));
+    cs->fingerprint = h;
+}
+
+int context_load(ContextSet *cs, const ContextSpec *spec, const Dataset *data, JtError *err) {
+    memset(cs, 0, sizeof *cs);
+    const char *path;
+    if (npy_path(spec->file, data ? "--cond" : "--context", &path, err) != JT_OK) return JT_ERR;
+    int rc = read_table(cs, path, err);
+    if (rc == JT_OK && data) rc = assign_rows(cs, spec, path, data, err);
+    if (rc == JT_OK && !data) {
+        if (spec->index) rc = jt_fail(err, "--cond-index is for training data, not prompts");
+        cs->k = cs->k ? cs->k : 1;
+    }
+    if (rc == JT_OK && spec->uncond) rc = read_uncond(cs, spec->uncond, path, err);
+    if (rc != JT_OK) {
+        context_free(cs);
+        return JT_ERR;
+    }
+    fingerprint(cs);
+    const char *idx = spec->index ? spec->index : "none", *un = spec->uncond ? spec->uncond : "none";
+    size_t len = strlen(spec->file) + strlen(idx) + strlen(un) + 32;
+    cs->description = xmalloc(len);
+    snprintf(cs->description, len, "file=%s;index=%s;uncond=%s", spec->file, idx, un);
+    return JT_OK;
+}
+
+void context_free(ContextSet *cs) {
+    if (!cs) return;
+    free(cs->table);
+    free(cs->cand);
+    free(cs->uncond);
+    free(cs->description);
+    memset(cs, 0, sizeof *cs);
+}
+
+int context_check_model(const ContextSet *cs, int cross_attention_dim, const char *what,
+                        JtError *err) {
+    if (cross_attention_dim <= 0)
+        return jt_fail(err, "%s has no cross-attention: it takes no text contexts (%s)", what,
+                       cs->description);
+    if (cross_attention_dim != cs->D)
+        return jt_fail(err,
+                       "%s: the contexts are %d wide but the model's cross_attention_dim is %d "
+                       "(%s)",
+                       what, cs->D, cross_attention_dim, cs->description);
+    return JT_OK;
+}
+
+const float *context_table_row(const ContextSet *cs, size_t r) {
+    CHECK(r < cs->m, "context row %zu outside 0..%zu", r, cs->m - 1);
+    return cs->table + r * (size_t)cs->L * cs->D;
+}
+
+const float *context_of_row(const ContextSet *cs, size_t row, int k) {
+    CHECK(row < cs->n && k >= 0 && k < cs->k, "context of row %zu candidate %d (n %zu, k %d)", row,
+          k, cs->n, cs->k);
+    return context_table_row(cs, cs->cand[row * (size_t)cs->k + (size_t)k]);
+}
+
+int context_pick(const ContextSet *cs, uint64_t seed, uint64_t stream, uint64_t index) {
+    if (cs->k <= 1) return 0;
+    return (int)rng_randint(seed, stream, index, (uint32_t)cs->k);
+}
+
+const char *context_fingerprint_hex(const ContextSet *cs, char buf[17]) {
+    snprintf(buf, 17, "%016llx", (unsigned long long)cs->fingerprint);
+    return buf;
+}
