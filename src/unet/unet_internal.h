@@ -15,6 +15,7 @@ struct UNet {
 
 struct UNetRun {
     int H, W;
+    int ctx_len; /* L context tokens (0: no cross-attention) */
     UNetRunMode mode;
     Graph graph; /* inputs: image (in_channels, H, W), timestep, labels (class-conditional) */
     GraphRun *run;
@@ -22,7 +23,11 @@ struct UNetRun {
 
 void unet_register_params(const UNetConfig *cfg, ParamLayout *l);
 int unet_time_embed_dim(const UNetConfig *cfg);
-/* Builds the graph of UNet2DModel.forward for images of H x W (unet_graph.c): one output, eps. */
-void unet_build_graph(const UNet *net, Graph *g, int H, int W);
+/* Builds the graph of UNet2DModel.forward (UNet2DConditionModel.forward with contexts of ctx_len
+ * tokens when cfg.cond) for images of H x W (unet_graph.c): one output, eps. */
+void unet_build_graph(const UNet *net, Graph *g, int H, int W, int ctx_len);
+/* UNet2DConditionModel (unet_params_cond.c, unet_graph_cond.c) */
+void unet_register_params_cond(const UNetConfig *cfg, ParamLayout *l);
+void unet_build_graph_cond(const UNet *net, Graph *g, int H, int W, int ctx_len);
 
 #endif
