@@ -4,6 +4,7 @@
 #ifndef JTRAK_UNET_INTERNAL_H
 #define JTRAK_UNET_INTERNAL_H
 
+#include "nn/blocks.h"
 #include "nn/graph.h"
 #include "unet/unet.h"
 
@@ -29,5 +30,9 @@ void unet_build_graph(const UNet *net, Graph *g, int H, int W, int ctx_len);
 /* UNet2DConditionModel (unet_params_cond.c, unet_graph_cond.c) */
 void unet_register_params_cond(const UNetConfig *cfg, ParamLayout *l);
 void unet_build_graph_cond(const UNet *net, Graph *g, int H, int W, int ctx_len);
+/* The Transformer2DModel of down level i, up level i and the mid block. */
+TransformerSpec unet_cond_spec_down(const UNetConfig *cfg, int i);
+TransformerSpec unet_cond_spec_up(const UNetConfig *cfg, int i);
+TransformerSpec unet_cond_spec_mid(const UNetConfig *cfg);
 
 #endif
