@@ -25,8 +25,10 @@ int cli_model_config(const char *spec, UNetConfig *cfg, JtError *err) {
     const ModelKind *kind;
     void *c;
     int rc = model_kind_load_config(path, &kind, &c, err);
-    if (rc == JT_OK && strcmp(kind->class_name, "UNet2DModel") != 0)
-        rc = jt_fail(err, "%s: a %s; this command needs a UNet2DModel", path, kind->class_name);
+    if (rc == JT_OK && strcmp(kind->class_name, "UNet2DModel") != 0 &&
+        strcmp(kind->class_name, "UNet2DConditionModel") != 0)
+        rc = jt_fail(err, "%s: a %s; this command needs a UNet2DModel or UNet2DConditionModel",
+                     path, kind->class_name);
     if (rc == JT_OK) *cfg = *(const UNetConfig *)c;
     free(c);
     free(path);

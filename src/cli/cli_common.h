@@ -14,7 +14,8 @@
 
 /* Prints "jtrak CMD: <message>" on stderr and returns 1 (the exit status of bad input). */
 int cli_error(const char *cmd, const JtError *err);
-/* spec: a shipped config name (fm-s, fm-xs, t8), a config.json path, or a model folder. */
+/* spec: a shipped config name (fm-s, fm-xs, t8, ldm-xs, jt-coco), a config.json path, or a model
+ * folder (UNet2DModel or UNet2DConditionModel). */
 int cli_model_config(const char *spec, UNetConfig *cfg, JtError *err);
 /* Reads --data --classes --limit --indices --fit --color into a spec sized for cfg and loads it.
  * Returns JT_OK, 2 for a bad option value (a usage error: err holds it) or JT_ERR when the data

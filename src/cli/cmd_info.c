@@ -1,6 +1,6 @@
 /* cmd_info.c: `jtrak info MODEL` describes a model (a shipped config name, a config.json or a model
  * folder): its class (from the model class table), architecture, parameter count, the memory a
- * training batch needs, and for a folder with weights the model fingerprint that every artifact
+ * training batch needs (and a forward batch, for a UNet2DConditionModel, with its context length), and for a folder with weights the model fingerprint that every artifact
  * derived from it records. */
 #include "cli/cli_common.h"
 #include "cli/commands.h"
@@ -17,12 +17,16 @@ int cmd_info(int argc, char **argv) {
     Args a;
     args_init(&a, "info", argc, argv);
     if (args_flag(&a, "help")) {
-        printf("usage: jtrak info MODEL [--batch B]\n"
-               "MODEL is a shipped config (fm-s, fm-xs, t8), a config.json or a model folder.\n");
+        printf("usage: jtrak info MODEL [--batch B] [--context-len L]\n"
+               "MODEL is a shipped config (fm-s, fm-xs, t8, ldm-xs, jt-coco), a config.json or a "
+               "model folder.\n"
+               "--context-len: context tokens of a cross-attention model's batch (default 77, "
+               "CLIP's).\n");
         args_free(&a);
         return 0;
     }
     int B = (int)args_long(&a, "batch", 64, 1, 1 << 20);
+    int ctx_arg = (int)args_long(&a, "context-len", 77, 1, UNET_MAX_CONTEXT_LEN);
     const char *spec = args_positional(&a, 0);
     int rc = args_finish(&a);
     if (rc == 0 && !spec) {
@@ -49,8 +53,12 @@ int cmd_info(int argc, char **argv) {
     const UNet *net = model_unet_const(m);
     const UNetConfig cfg = *unet_config(net);
     const int H = unet_config_height(&cfg), W = unet_config_width(&cfg);
-    UNetRun *run;
-    if (unet_run_create(&run, net, B, H, W, UNET_RUN_TRAIN, &err)) {
+    const int D = unet_cross_attention_dim(net), ctx_len = D > 0 ? ctx_arg : 0;
+    UNetRun *run, *fwd = NULL;
+    if (unet_run_create_ctx(&run, net, B, H, W, ctx_len, UNET_RUN_TRAIN, &err) ||
+        (cfg.cond &&
+         unet_run_create_ctx(&fwd, net, B, H, W, ctx_len, UNET_RUN_FORWARD_ONLY, &err))) {
+        unet_run_free(run);
         model_free(m);
         return cli_error("info", &err);
     }
@@ -64,16 +72,30 @@ int cmd_info(int argc, char **argv) {
     }
     printf("image: %d channel(s), %dx%d\n", cfg.in_channels, H, W);
     printf("levels:");
-    for (int i = 0; i < cfg.n_levels; i++)
-        printf(" %d%s", cfg.block_out_channels[i], cfg.down_attn[i] ? "+attn" : "");
+    for (int i = 0; i < cfg.n_levels; i++) {
+        printf(" %d%s", cfg.block_out_channels[i],
+               cfg.down_attn[i] ? (cfg.cond ? "+xattn" : "+attn") : "");
+        if (cfg.cond && cfg.down_attn[i]) printf("(%d heads)", unet_config_heads_down(&cfg, i));
+    }
     printf(" (layers per block %d, groups %d)\n", cfg.layers_per_block, cfg.norm_num_groups);
     if (cfg.num_class_embeds) printf("classes: %d (class-conditional)\n", cfg.num_class_embeds);
+    if (cfg.cond)
+        printf("mid block: %s\n", cfg.mid_block_type == 0   ? "UNetMidBlock2DCrossAttn"
+                                   : cfg.mid_block_type == 1 ? "UNetMidBlock2D"
+                                                             : "none");
+    if (D > 0)
+        printf("context: %d tokens of width %d (cross-attention; set with --context-len)\n",
+               ctx_len, D);
     const ParamLayout *l = model_layout(m);
     printf("parameters: %zu in %d tensors (%.1f MB as float32)\n", l->total, l->count,
            4.0 * (double)l->total / 1e6);
     printf("training memory at batch %d: %.1f MB (activations, gradients, scratch)\n", B,
            (double)unet_run_bytes(run) / 1e6);
+    if (fwd)
+        printf("forward memory at batch %d: %.1f MB (sampling: activations, scratch)\n", B,
+               (double)unet_run_bytes(fwd) / 1e6);
     unet_run_free(run);
+    unet_run_free(fwd);
     model_free(m);
     return 0;
 }

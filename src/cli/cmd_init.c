@@ -1,5 +1,6 @@
 /* cmd_init.c: `jtrak init --config C --out DIR` writes a diffusers model folder with PyTorch's
- * default initialisation (seeded), which diffusers' UNet2DModel.from_pretrained loads. The config
+ * default initialisation (seeded), which diffusers' UNet2DModel.from_pretrained (or
+ * UNet2DConditionModel.from_pretrained) loads. The config
  * is read through the model class table (model/model_kind.h). */
 #include "cli/cli_common.h"
 #include "cli/commands.h"
@@ -13,7 +14,8 @@ int cmd_init(int argc, char **argv) {
     args_init(&a, "init", argc, argv);
     if (args_flag(&a, "help")) {
         printf("usage: jtrak init --config C --out DIR [--seed N]\n"
-               "C is a shipped config (fm-s, fm-xs, t8) or a diffusers config.json.\n");
+               "C is a shipped config (fm-s, fm-xs, t8, ldm-xs, jt-coco) or a diffusers config.json\n"
+               "(UNet2DModel or UNet2DConditionModel).\n");
         args_free(&a);
         return 0;
     }

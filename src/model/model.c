@@ -48,7 +48,10 @@ const ModelKind *model_kind(const Model *m) {
 }
 
 UNet *model_unet(Model *m) {
-    return strcmp(m->kind->class_name, "UNet2DModel") == 0 ? m->net : NULL;
+    return strcmp(m->kind->class_name, "UNet2DModel") == 0 ||
+                   strcmp(m->kind->class_name, "UNet2DConditionModel") == 0
+               ? m->net
+               : NULL;
 }
 const UNet *model_unet_const(const Model *m) {
     return model_unet((Model *)m);
@@ -76,7 +79,7 @@ static Model *wrap(const ModelKind *k, void *net) {
 
 int model_create(Model **out, const UNetConfig *cfg, JtError *err) {
     *out = NULL;
-    const ModelKind *k = model_kind_find("UNet2DModel");
+    const ModelKind *k = model_kind_find(cfg->cond ? "UNet2DConditionModel" : "UNet2DModel");
     void *net;
     if (k->create(&net, cfg, err) != JT_OK) return JT_ERR;
     *out = wrap(k, net);

@@ -24,12 +24,12 @@ int model_load(const char *dir, Model **out, JtError *err);
 /* Writes dir/config.json and dir/diffusion_pytorch_model.safetensors (F32), creating dir (and its
  * parents) if needed; each file atomically. Recomputes the fingerprint of what was written. */
 int model_save(Model *m, const char *dir, JtError *err);
-/* A fresh UNet2DModel with zero parameters. */
+/* A fresh UNet2DModel (UNet2DConditionModel when cfg->cond) with zero parameters. */
 int model_create(Model **out, const UNetConfig *cfg, JtError *err);
 void model_free(Model *m);
 
 const ModelKind *model_kind(const Model *m);
-/* The network of a UNet2DModel; NULL for other classes (none yet). */
+/* The network of a UNet2DModel or UNet2DConditionModel (both a UNet); NULL for other classes. */
 UNet *model_unet(Model *m);
 const UNet *model_unet_const(const Model *m);
 /* The parameter slab of any class. */

@@ -1,4 +1,5 @@
-/* model_kind.c: see model_kind.h. The UNet2DModel row wraps unet/ (config.h, unet.h); the rows
+/* model_kind.c: see model_kind.h. The UNet2DModel and UNet2DConditionModel rows wrap unet/
+ * (config.h, config_cond.c, unet.h: one network type, the config says which class); the rows
  * marked unsupported are the networks of the latent-diffusion system (ldm.md section 2.7) that
  * jtrak will implement next, known so that a folder holding one is refused by name rather than
  * as a UNet2DModel with unknown fields. */
@@ -43,6 +44,12 @@ static float *unet2d_params(void *net) {
     return unet_params(net);
 }
 
+/* ---- UNet2DConditionModel hooks (the network is the same UNet type, cfg.cond = 1) ---- */
+
+static int unet2d_cond_parse(void *cfg, const void *root, const char *path, JtError *err) {
+    return unet_config_cond_from_json(cfg, root, path, err);
+}
+
 #define UNSUPPORTED(cls, what, why)                                                                \
     { .class_name = cls, .summary = what, .refusal = why }
 
@@ -59,9 +66,18 @@ static const ModelKind KINDS[] = {
      .config = unet2d_config,
      .layout = unet2d_layout,
      .params = unet2d_params},
-    UNSUPPORTED("UNet2DConditionModel",
-                "diffusers' text-conditioned 2D UNet with cross-attention (Stable Diffusion, SDXL)",
-                "cross-attention conditioning (ldm.md 2.7)"),
+    {.class_name = "UNet2DConditionModel",
+     .summary = "diffusers' text-conditioned 2D UNet with cross-attention (Stable Diffusion)",
+     .supported = 1,
+     .config_size = sizeof(UNetConfig),
+     .parse = unet2d_cond_parse,
+     .validate = unet2d_validate,
+     .to_json = unet2d_to_json,
+     .create = unet2d_create,
+     .destroy = unet2d_destroy,
+     .config = unet2d_config,
+     .layout = unet2d_layout,
+     .params = unet2d_params},
     UNSUPPORTED("AutoencoderKL", "diffusers' KL autoencoder (the latent-diffusion VAE)",
                 "the VAE encoder/decoder (ldm.md 2.7)"),
     UNSUPPORTED("VQModel", "diffusers' VQ autoencoder (CompVis latent diffusion)",

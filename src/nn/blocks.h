@@ -43,4 +43,28 @@ void block_attn_params(ParamLayout *l, const char *prefix, int c);
 int block_attn(Graph *g, int x, int groups, float eps, int head_dim, float rescale_output_factor,
                const char *prefix);
 
+/* ---- Transformer2DModel + BasicTransformerBlock (ldm.md 2.3, 2.4; blocks_transformer.c) ----
+ * diffusers' Transformer2DModel on continuous input with norm_type "layer_norm", as
+ * UNet2DConditionModel's cross-attention blocks build it:
+ *   res = x; y = proj_in(GroupNorm(x, groups, eps 1e-6 fixed))   (1x1 conv, or Linear per token)
+ *   per block k: y += attn1(LN1(y), kv = LN1(y), or the context when only_cross_attention)
+ *                y += attn2(LN2(y), kv = context)
+ *                y += ff.net.2(a * gelu_erf(g)), [a | g] = ff.net.0.proj(LN3(y))  (GEGLU, 4C)
+ *   out = proj_out(y) + res
+ * LayerNorms eps 1e-5; to_q/to_k/to_v without bias, to_out.0 with bias; heads split C
+ * contiguously. Parameters per block with one layer: 20 C^2 + 2 D C + 21 C (ldm.md 2.4). */
+typedef struct {
+    int heads;               /* C % heads == 0 */
+    int layers;              /* transformer_layers_per_block: BasicTransformerBlocks */
+    int context_dim;         /* D: width of the context attn2 (and attn1 if only_cross) reads */
+    int linear_projection;   /* use_linear_projection: proj_in/proj_out weights (C,C), else (C,C,1,1) */
+    int only_cross_attention; /* attn1 attends to the context too */
+} TransformerSpec;
+void block_transformer2d_params(ParamLayout *l, const char *prefix, int c,
+                                const TransformerSpec *s);
+/* x: (c, H, W); ctx: the context tensor (D, L, 1) (graph_input GRAPH_INPUT_CONTEXT); groups:
+ * the GroupNorm's (norm_num_groups). */
+int block_transformer2d(Graph *g, int x, int ctx, int groups, const TransformerSpec *s,
+                        const char *prefix);
+
 #endif

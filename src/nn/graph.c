@@ -149,7 +149,8 @@ int graph_linear(Graph *g, int in, int cout, const char *prefix) {
 }
 
 int graph_unary(Graph *g, NodeKind kind, int in) {
-    CHECK(kind == NODE_CENTER || kind == NODE_SILU || kind == NODE_UPSAMPLE,
+    CHECK(kind == NODE_CENTER || kind == NODE_SILU || kind == NODE_GELU ||
+              kind == NODE_QUICK_GELU || kind == NODE_UPSAMPLE,
           "node kind %d is not unary", (int)kind);
     const Tensor *t = &g->tensors[in];
     int f = kind == NODE_UPSAMPLE ? 2 : 1;
@@ -204,6 +205,94 @@ int graph_attention(Graph *g, int xn, int residual, int heads, float scale, cons
     return out;
 }
 
+int graph_layernorm(Graph *g, int in, float eps, const char *prefix) {
+    const Tensor *t = &g->tensors[in];
+    int out = graph_tensor(g, t->C, t->H, t->W);
+    Node *n = graph_node(g, NODE_LAYERNORM, in, -1, out);
+    n->w = graph_param(g, "%s.weight", prefix);
+    n->b = graph_param(g, "%s.bias", prefix);
+    n->eps = eps;
+    n->aux = g->aux_floats;
+    g->aux_floats += 2 * (size_t)t->H * t->W; /* mean, rstd of every token */
+    return out;
+}
+
+int graph_geglu(Graph *g, int in) {
+    const Tensor *t = &g->tensors[in];
+    CHECK(t->C % 2 == 0, "geglu of %d channels (an even count is needed)", t->C);
+    int out = graph_tensor(g, t->C / 2, t->H, t->W);
+    graph_node(g, NODE_GEGLU, in, -1, out);
+    return out;
+}
+
+/* The layout entry of parameter `name`, CHECKed to hold `numel` floats. */
+static const LayoutEntry *param_entry(const Graph *g, const char *name, size_t numel) {
+    int i = layout_find(g->layout, name);
+    CHECK(i >= 0, "graph needs parameter %s that the layout lacks", name);
+    const LayoutEntry *e = &g->layout->entries[i];
+    CHECK(numel == 0 || e->numel == numel, "parameter %s has %zu values, the graph needs %zu",
+          name, e->numel, numel);
+    return e;
+}
+
+/* A token-wise Linear is a 1x1 convolution: (cout, cin) and (cout, cin, 1, 1) are the same data. */
+int graph_token_linear(Graph *g, int in, int cout, const char *prefix) {
+    const Tensor *t = &g->tensors[in];
+    char name[LAYOUT_NAME_MAX];
+    snprintf(name, sizeof name, "%s.weight", prefix);
+    const LayoutEntry *e = param_entry(g, name, (size_t)cout * t->C);
+    CHECK((e->ndim == 2 || (e->ndim == 4 && e->shape[2] == 1 && e->shape[3] == 1)) &&
+              e->shape[0] == cout && e->shape[1] == t->C,
+          "token linear %s: weight of %d dims is not (%d, %d) or (%d, %d, 1, 1)", name, e->ndim,
+          cout, t->C, cout, t->C);
+    int out = graph_tensor(g, cout, t->H, t->W);
+    Node *n = graph_node(g, NODE_CONV, in, -1, out);
+    n->w = e->offset;
+    snprintf(name, sizeof name, "%s.bias", prefix);
+    n->b = param_entry(g, name, (size_t)cout)->offset;
+    n->k = 1;
+    n->stride = 1;
+    n->pad = CONV_PAD_SAME;
+    return out;
+}
+
+int graph_mha(Graph *g, int x, int ctx, int heads, int causal, const char *prefix,
+              const char *const names[4]) {
+    const int self = ctx < 0 || ctx == x;
+    if (self) ctx = x;
+    const Tensor *tx = &g->tensors[x], *tc = &g->tensors[ctx];
+    const int Cq = tx->C, Ckv = tc->C, N = tx->H * tx->W, L = tc->H * tc->W;
+    char name[LAYOUT_NAME_MAX];
+    snprintf(name, sizeof name, "%s.%s.weight", prefix, names[3]);
+    const LayoutEntry *eo = param_entry(g, name, 0);
+    CHECK(eo->ndim == 2 && eo->shape[0] == eo->shape[1], "attention %s: out projection %s is not "
+          "a square matrix", prefix, name);
+    const int C = eo->shape[0];
+    CHECK(heads >= 1 && C % heads == 0, "attention %s: %d heads for %d channels", prefix, heads, C);
+    CHECK(!causal || N == L, "attention %s: causal with %d queries and %d keys", prefix, N, L);
+    const int cin[4] = {Cq, Ckv, Ckv, C};
+    size_t off[8];
+    for (int i = 0; i < 4; i++) {
+        snprintf(name, sizeof name, "%s.%s.weight", prefix, names[i]);
+        const LayoutEntry *e = param_entry(g, name, (size_t)C * cin[i]);
+        CHECK(e->ndim == 2 && e->shape[0] == C && e->shape[1] == cin[i],
+              "attention %s: %s is not (%d, %d)", prefix, name, C, cin[i]);
+        off[2 * i] = e->offset;
+        snprintf(name, sizeof name, "%s.%s.bias", prefix, names[i]);
+        off[2 * i + 1] = layout_find(g->layout, name) >= 0 ? param_entry(g, name, (size_t)C)->offset
+                                                           : GRAPH_NO_PARAM;
+    }
+    int out = graph_tensor(g, C, tx->H, tx->W);
+    Node *n = graph_node(g, NODE_MHA, x, ctx, out);
+    memcpy(n->p, off, sizeof off);
+    n->heads = heads;
+    n->causal = causal ? 1 : 0;
+    MhaDims d = {1, Cq, Ckv, C, N, L, heads, n->causal};
+    n->aux = g->aux_floats;
+    g->aux_floats += mha_saved_floats(&d);
+    return out;
+}
+
 int graph_timestep(Graph *g, int dim, int flip_sin_to_cos, float freq_shift) {
     if (!g->inputs[GRAPH_INPUT_TIMESTEP].declared) graph_input(g, GRAPH_INPUT_TIMESTEP, 1, 1, 1);
     int out = graph_tensor(g, dim, 1, 1);
@@ -251,11 +340,30 @@ static size_t node_param_floats(const Graph *g, const Node *n) {
         return 2 * (size_t)in->C;
     case NODE_ATTN:
         return 4 * ((size_t)in->C * in->C + in->C);
+    case NODE_LAYERNORM:
+        return 2 * (size_t)in->C;
+    case NODE_MHA: { /* at most: every bias present */
+        const size_t C = (size_t)out->C, Cq = (size_t)in->C, Ckv = (size_t)g->tensors[n->in1].C;
+        return C * (Cq + 2 * Ckv + C) + 4 * C;
+    }
     case NODE_EMBED:
         return (size_t)n->k * out->C;
     default:
         return 0;
     }
+}
+
+static MhaDims mha_dims(const Graph *g, const Node *n, int B) {
+    const Tensor *tx = &g->tensors[n->in0], *tc = &g->tensors[n->in1];
+    MhaDims d = {B,        tx->C,    tc->C,   g->tensors[n->out].C, tx->H * tx->W, tc->H * tc->W,
+                 n->heads, n->causal};
+    return d;
+}
+
+/* The eight parameter pointers of an attention node in the slab P (NULL for a missing bias). */
+static void mha_params(const Node *n, const float *P, const float *w[8]) {
+    for (int i = 0; i < 8; i++)
+        w[i] = n->p[i] == GRAPH_NO_PARAM ? NULL : P + n->p[i];
 }
 
 static size_t node_scratch_floats(const Graph *g, const Node *n) {
@@ -272,6 +380,10 @@ static size_t node_scratch_floats(const Graph *g, const Node *n) {
     if (n->kind == NODE_GN_SILU) {
         GroupNormDims d = {1, in->C, in->H * in->W, n->groups, n->eps};
         return groupnorm_silu_scratch_floats(&d);
+    }
+    if (n->kind == NODE_MHA) {
+        MhaDims d = mha_dims(g, n, 1);
+        return mha_scratch_floats(&d);
     }
     return 0;
 }
@@ -401,7 +513,19 @@ void graph_set_input(GraphRun *r, GraphInputKind kind, int B, const void *data) 
     CHECK(in->declared, "the graph has no %s input", input_kinds[kind].name);
     CHECK(B >= 1 && B <= r->cap_B, "batch %d exceeds the run's capacity %d", B, r->cap_B);
     void *dst = input_kinds[kind].is_tensor ? (void *)act(r, in->tensor) : r->side[kind];
-    memcpy(dst, data, (size_t)B * in->per_example * input_kinds[kind].elem);
+    if (kind == GRAPH_INPUT_CONTEXT) {
+        /* (B, L, D) token-major in, (B, D, L) channel-major stored */
+        const Tensor *t = &r->g->tensors[in->tensor];
+        const int D = t->C, L = t->H * t->W;
+        const float *src = data;
+        float *o = dst;
+        for (int b = 0; b < B; b++)
+            for (int l = 0; l < L; l++)
+                for (int ch = 0; ch < D; ch++)
+                    o[((size_t)b * D + ch) * L + l] = src[((size_t)b * L + l) * D + ch];
+    } else {
+        memcpy(dst, data, (size_t)B * in->per_example * input_kinds[kind].elem);
+    }
     r->set_B[kind] = B;
 }
 
@@ -447,6 +571,28 @@ void graph_forward(GraphRun *r, const float *P, int B) {
         case NODE_SILU:
             silu_forward(o, a, nel);
             break;
+        case NODE_GELU:
+            gelu_forward(o, a, nel);
+            break;
+        case NODE_QUICK_GELU:
+            quick_gelu_forward(o, a, nel);
+            break;
+        case NODE_GEGLU:
+            geglu_forward(o, a, B, to->C, to->H * to->W);
+            break;
+        case NODE_LAYERNORM: {
+            LayerNormDims d = {B, ti->C, ti->H * ti->W, n->eps};
+            float *mean = aux(r, n), *rstd = mean + (size_t)r->cap_B * d.N;
+            layernorm_forward(o, mean, rstd, a, P + n->w, P + n->b, &d, &r->ctx);
+            break;
+        }
+        case NODE_MHA: {
+            MhaDims d = mha_dims(g, n, B);
+            const float *w[8];
+            mha_params(n, P, w);
+            mha_forward(o, aux(r, n), a, b, w, &d, &r->ctx);
+            break;
+        }
         case NODE_CONV: {
             Conv2dDims d = {B, ti->C, to->C, ti->H, ti->W, n->k, n->stride, n->pad};
             conv2d_forward(o, a, P + n->w, P + n->b, &d, &r->ctx);
@@ -555,6 +701,35 @@ void graph_backward(GraphRun *r, const float *P, int B, float *dparams, size_t e
         case NODE_SILU:
             if (ga) silu_backward(ga, go, a, nel);
             break;
+        case NODE_GELU:
+            if (ga) gelu_backward(ga, go, a, nel);
+            break;
+        case NODE_QUICK_GELU:
+            if (ga) quick_gelu_backward(ga, go, a, nel);
+            break;
+        case NODE_GEGLU:
+            if (ga) geglu_backward(ga, go, a, B, to->C, to->H * to->W);
+            break;
+        case NODE_LAYERNORM: {
+            LayerNormDims d = {B, ti->C, ti->H * ti->W, n->eps};
+            float *mean = aux(r, n), *rstd = mean + (size_t)r->cap_B * d.N;
+            layernorm_backward(ga, dparams + n->w, dparams + n->b, go, a, mean, rstd, P + n->w, &d,
+                               &r->ctx);
+            break;
+        }
+        case NODE_MHA: {
+            /* both operands skip their gradient when unwanted (the context input's usually is);
+             * self-attention (in1 == in0) accumulates both sides into in0's gradient */
+            MhaDims d = mha_dims(g, n, B);
+            const float *w[8];
+            float *dw[8];
+            mha_params(n, P, w);
+            for (int k = 0; k < 8; k++)
+                dw[k] = n->p[k] == GRAPH_NO_PARAM ? NULL : dparams + n->p[k];
+            float *gc = !unwanted_input(g, n->in1, dinputs) ? grad(r, n->in1) : NULL;
+            mha_backward(ga, gc, dw, go, a, act(r, n->in1), aux(r, n), w, &d, &r->ctx);
+            break;
+        }
         case NODE_CONV: {
             Conv2dDims d = {B, ti->C, to->C, ti->H, ti->W, n->k, n->stride, n->pad};
             conv2d_backward(ga, dparams + n->w, dparams + n->b, go, a, P + n->w, &d, &r->ctx);

@@ -29,8 +29,10 @@ typedef enum {
     GRAPH_INPUT_IMAGE = 0, /* tensor (C, H, W): the network's image or latent input */
     GRAPH_INPUT_TIMESTEP,  /* side, one float per example (diffusers converts timesteps to float) */
     GRAPH_INPUT_LABELS,    /* side, one int per example: class ids */
-    GRAPH_INPUT_CONTEXT,   /* tensor: encoder hidden states (L, D) per example, declared with the
-                              (C, H, W) view its ops read; no op consumes it yet */
+    GRAPH_INPUT_CONTEXT,   /* tensor: encoder hidden states, declared channel-major as
+                              graph_input(g, GRAPH_INPUT_CONTEXT, D, L, 1); graph_set_input takes
+                              them token-major (B, L, D) (diffusers' encoder_hidden_states) and
+                              stores them transposed; read by NODE_MHA (cross-attention) */
     GRAPH_INPUT_KINDS
 } GraphInputKind;
 
@@ -47,8 +49,18 @@ typedef enum {
     NODE_ADD,       /* (in0 + in1) * scale */
     NODE_ATTN,      /* spatial self-attention: in0 = group-normed input, in1 = residual */
     NODE_UPSAMPLE,  /* nearest 2x */
-    NODE_CONCAT     /* [in0, in1] along channels */
+    NODE_CONCAT,    /* [in0, in1] along channels */
+    NODE_LAYERNORM, /* layer norm over the C channels of each of the H*W tokens */
+    NODE_GELU,      /* elementwise GELU, exact erf form */
+    NODE_QUICK_GELU, /* elementwise x * sigmoid(1.702 x) */
+    NODE_GEGLU,     /* (2F,H,W) -> (F,H,W): a * gelu(g), [a | g] = channels [0,F) | [F,2F) */
+    NODE_MHA        /* multi-head attention: queries from in0 (C,H,W), keys/values from in1
+                       (in1 == in0: self-attention), no residual; p[] offsets, GRAPH_NO_PARAM for a
+                       missing bias */
 } NodeKind;
+
+/* Node.p entry of a parameter the layout does not have (an attention projection without bias). */
+#define GRAPH_NO_PARAM ((size_t)-1)
 
 typedef struct {
     int C, H, W; /* per example */
@@ -59,9 +71,10 @@ typedef struct {
     NodeKind kind;
     int in0, in1, out;                 /* tensor ids, -1 for none */
     size_t w, b;                       /* parameter offsets (conv, linear, norm, embedding table) */
-    size_t p[8];                       /* attention: wq bq wk bk wv bv wo bo */
+    size_t p[8];                       /* attention, mha: wq bq wk bk wv bv wo bo */
     int k, stride, pad, groups, heads; /* k: kernel size; NODE_EMBED: rows of the table */
     int flip;                          /* NODE_TIMESTEP: flip_sin_to_cos */
+    int causal;                        /* NODE_MHA: causal mask (CLIP text encoder) */
     float eps, scale, shift;           /* shift: NODE_TIMESTEP's freq_shift */
     size_t aux; /* per-example offset in the aux arena: groupnorm mean/rstd, attention saves */
 } Node;
@@ -111,13 +124,30 @@ int graph_conv(Graph *g, int in, int cout, int k, int stride, int pad /* CONV_PA
 int graph_groupnorm(Graph *g, int in, int groups, float eps, const char *prefix);
 int graph_groupnorm_silu(Graph *g, int in, int groups, float eps, const char *prefix);
 int graph_linear(Graph *g, int in /* (C,1,1) */, int cout, const char *prefix);
-/* kind: NODE_CENTER, NODE_SILU or NODE_UPSAMPLE */
+/* kind: NODE_CENTER, NODE_SILU, NODE_GELU, NODE_QUICK_GELU or NODE_UPSAMPLE */
 int graph_unary(Graph *g, NodeKind kind, int in);
 int graph_add(Graph *g, int a, int b, float scale); /* (a + b) * scale */
 int graph_add_chvec(Graph *g, int x /* (C,H,W) */, int v /* (C,1,1) */);
 int graph_concat(Graph *g, int a, int b);
 /* Self-attention over xn's H*W tokens with `heads` heads, plus residual, times scale. */
 int graph_attention(Graph *g, int xn, int residual, int heads, float scale, const char *prefix);
+/* Layer norm over the C channels of each token of a (C,H,W) tensor: "<prefix>.weight",
+ * "<prefix>.bias" (C). */
+int graph_layernorm(Graph *g, int in, float eps, const char *prefix);
+/* GEGLU: (2F,H,W) -> (F,H,W). */
+int graph_geglu(Graph *g, int in);
+/* Token-wise Linear (a 1x1 convolution with bias) on a (cin,H,W) tensor: "<prefix>.weight" may be
+ * registered as (cout, cin) [nn.Linear] or (cout, cin, 1, 1) [1x1 Conv2d], same data;
+ * "<prefix>.bias" (cout). */
+int graph_token_linear(Graph *g, int in, int cout, const char *prefix);
+/* Multi-head attention (nn.h mha_forward) of x's H*W tokens over ctx's tokens (a tensor id, or -1
+ * for self-attention on x), `heads` heads, causal mask or not. names: the q, k, v and out
+ * projections under prefix, e.g. {"to_q","to_k","to_v","to_out.0"} (diffusers) or
+ * {"q_proj","k_proj","v_proj","out_proj"} (CLIP); "<prefix>.<name>.weight" is required,
+ * "<prefix>.<name>.bias" is used when the layout has it. C is the out projection's width; the
+ * output is (C, H, W) of x. No residual. */
+int graph_mha(Graph *g, int x, int ctx, int heads, int causal, const char *prefix,
+              const char *const names[4]);
 /* Sinusoidal embedding (dim,1,1) of the timestep input (declared here if it is not yet). */
 int graph_timestep(Graph *g, int dim, int flip_sin_to_cos, float freq_shift);
 /* Rows of the (K, T) table `name` (a full parameter name) for the labels input (declared here if
@@ -144,7 +174,9 @@ void graph_run_profile(GraphRun *r, int on);
 void graph_run_profile_seconds(const GraphRun *r, double *conv_s, double *other_s);
 
 /* Copies the first B examples of input `kind` (float, or int for GRAPH_INPUT_LABELS) into the run.
- * Every declared input must be set (for at least the forward's B) before each graph_forward. */
+ * Every declared input must be set (for at least the forward's B) before each graph_forward.
+ * GRAPH_INPUT_CONTEXT declared as (D, L, 1) takes data token-major (B, L, D), as diffusers'
+ * encoder_hidden_states, and stores it transposed to the channel-major (B, D, L) the ops read. */
 void graph_set_input(GraphRun *r, GraphInputKind kind, int B, const void *data);
 /* Runs the graph on the first B examples (B <= capacity) with the parameter slab. */
 void graph_forward(GraphRun *r, const float *params, int B);
@@ -155,7 +187,8 @@ void graph_get_output(const GraphRun *r, int i, int B, float *dst);
  * (example_stride >= the layout's total). douts[i]: d(loss)/d(output i), (B, C, H, W), NULL for
  * zero. dinputs (may be NULL): indexed by GraphInputKind; a non-NULL entry for a tensor input gets
  * that input's gradient written (overwritten); the input gradients of NULL entries are skipped
- * where the op allows (the first operand of a node). */
+ * where the op allows (the first operand of a node; both operands of NODE_MHA). The context's
+ * gradient, when asked for, is channel-major (B, D, L) like its tensor. */
 void graph_backward(GraphRun *r, const float *params, int B, float *dparams, size_t example_stride,
                     const float *const *douts, float *const *dinputs);
 

@@ -178,6 +178,67 @@ void attention_backward(float *dx /* (B,C,N) */, float *dresidual /* (B,C,N) */,
                         const float *wk, const float *wv, const float *wo, const AttnDims *d,
                         const OpCtx *c);
 
+/* ---- layer norm over the C channels of each of N tokens (torch.nn.LayerNorm(C)) -------------- *
+ * Channel-major x (B, C, N): token n's values are x[c*N + n]. Biased variance (torch), eps inside
+ * the sqrt, affine gamma/beta (C); statistics accumulated in double. Parameter gradients summed
+ * or per example through GradSlots (summed mode: grad_slots_floats(B, 2*C) of grad_buf). */
+typedef struct {
+    int B, C, N;
+    float eps;
+} LayerNormDims;
+void layernorm_forward(float *out /* (B,C,N) */, float *mean /* (B,N) */, float *rstd /* (B,N) */,
+                       const float *in /* (B,C,N) */, const float *gamma /* (C) */,
+                       const float *beta /* (C) */, const LayerNormDims *d, const OpCtx *c);
+void layernorm_backward(float *din /* (B,C,N) or NULL */, float *dgamma /* (C) */,
+                        float *dbeta /* (C) */, const float *dout /* (B,C,N) */,
+                        const float *in /* (B,C,N) */, const float *mean /* (B,N) */,
+                        const float *rstd /* (B,N) */, const float *gamma /* (C) */,
+                        const LayerNormDims *d, const OpCtx *c);
+
+/* ---- GELU, exact erf form (torch F.gelu default), and quick GELU x*sigmoid(1.702x) (CLIP) ----- *
+ * Elementwise; backwards accumulate (+=) into din (NULL: skipped). */
+void gelu_forward(float *out /* (n) */, const float *in /* (n) */, size_t n);
+void gelu_backward(float *din /* (n) += */, const float *dout /* (n) */, const float *in /* (n) */,
+                   size_t n);
+void quick_gelu_forward(float *out /* (n) */, const float *in /* (n) */, size_t n);
+void quick_gelu_backward(float *din /* (n) += */, const float *dout /* (n) */,
+                         const float *in /* (n) */, size_t n);
+
+/* ---- GEGLU (diffusers activations.GEGLU after its Linear) ------------------------------------- *
+ * in (B, 2F, N) channel-major: a = channels [0, F), g = channels [F, 2F); out = a * gelu(g). */
+void geglu_forward(float *out /* (B,F,N) */, const float *in /* (B,2F,N) */, int B, int F, int N);
+void geglu_backward(float *din /* (B,2F,N) += */, const float *dout /* (B,F,N) */,
+                    const float *in /* (B,2F,N) */, int B, int F, int N);
+
+/* ---- multi-head attention, channel-major (diffusers Attention / CLIPAttention) --------------- *
+ * Queries from x, keys/values from ctx (cross-attention; self-attention passes ctx == x). Per
+ * example:
+ *   Q = Wq x + bq (C, N); K = Wk ctx + bk (C, L); V = Wv ctx + bv (C, L);
+ *   heads split the C channels contiguously (head h = channels h*d .. h*d+d-1, d = C/heads);
+ *   P_h = softmax over keys of (Q_h^T K_h) * d^-0.5 (N, L), row max subtracted; causal: key j > query
+ *   i gets -inf (requires N == L; the CLIP text encoder);
+ *   O_h = V_h P_h^T (d, N); out = Wo O + bo (C, N).
+ * No residual (the caller adds it). Biases may be NULL (diffusers' Attention has to_q/to_k/to_v
+ * without bias, to_out.0 with bias; CLIP has all four). The softmax scale is (float)pow(d, -0.5)
+ * as in attention.c. Parameter gradients summed or per example through GradSlots (summed mode:
+ * grad_slots_floats(B, C*(Cq + 2*Ckv + C) + 4*C) of grad_buf at most). */
+typedef struct {
+    int B, Cq, Ckv, C, N, L, heads, causal;
+} MhaDims;
+size_t mha_saved_floats(const MhaDims *d);   /* whole batch */
+size_t mha_scratch_floats(const MhaDims *d); /* per thread (backward; the forward needs none) */
+void mha_forward(float *out /* (B,C,N) */, float *saved /* mha_saved_floats */,
+                 const float *x /* (B,Cq,N) */, const float *ctx /* (B,Ckv,L) */,
+                 const float *const w[8] /* wq (C,Cq), bq (C), wk (C,Ckv), bk (C), wv (C,Ckv),
+                                            bv (C), wo (C,C), bo (C); biases may be NULL */,
+                 const MhaDims *d, const OpCtx *c);
+/* dw: the gradients in the order of w, NULL exactly where w has no bias. dctx may equal dx for
+ * self-attention (ctx == x): both sides then accumulate into it. */
+void mha_backward(float *dx /* (B,Cq,N) += or NULL */, float *dctx /* (B,Ckv,L) += or NULL */,
+                  float *const dw[8], const float *dout /* (B,C,N) */, const float *x /* (B,Cq,N) */,
+                  const float *ctx /* (B,Ckv,L) */, const float *saved, const float *const w[8],
+                  const MhaDims *d, const OpCtx *c);
+
 /* ---- nearest-neighbour 2x upsample ------------------------------------------------------------- */
 void upsample2x_forward(float *out /* (B,C,2H,2W) */, const float *in /* (B,C,H,W) */, int B, int C,
                         int H, int W);

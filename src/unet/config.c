@@ -194,6 +194,7 @@ static int check_groups(int groups, int channels, const char *field, const char 
 
 int unet_config_validate(const UNetConfig *cfg, const char *path, JtError *err) {
     if (!path) path = "config";
+    if (cfg->cond) return unet_config_cond_validate(cfg, path, err);
     const int n = cfg->n_levels, L = cfg->layers_per_block, G = cfg->norm_num_groups;
     const int *ch = cfg->block_out_channels;
     char where[160];
@@ -381,5 +382,6 @@ int unet_config_check_size(const UNetConfig *cfg, int height, int width, const c
 /* ---- serialise ---- */
 
 char *unet_config_to_json(const UNetConfig *cfg) {
+    if (cfg->cond) return unet_config_cond_to_json(cfg);
     return cf_to_json(FIELDS, N_FIELDS, UNET_CLASS, cfg);
 }

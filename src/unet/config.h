@@ -1,5 +1,6 @@
 /* config.h: the diffusers UNet2DModel configuration (config.json), every field that changes
- * numerics (unet2d.md sections 1 and 12). A value jtrak does not support is refused by the parser
+ * numerics (unet2d.md sections 1 and 12), and the UNet2DConditionModel one (ldm.md 2.7; cond = 1,
+ * fields in config_cond.c): one struct, so that one network type (unet.h) serves both classes. A value jtrak does not support is refused by the parser
  * with an error naming the file and the field; nothing is silently ignored. */
 #ifndef JTRAK_UNET_CONFIG_H
 #define JTRAK_UNET_CONFIG_H
@@ -30,7 +31,34 @@ typedef struct {
     int add_attention;         /* bool: mid block has its attention, default true */
     int num_train_timesteps;   /* 0 = null; only used by the "learned" embedding, kept for round trip */
     int num_class_embeds;      /* 0 = null (unconditional); K: class_embedding (K, time_embed_dim) */
+
+    /* UNet2DConditionModel (ldm.md section 2); all zero for a UNet2DModel. down_attn / up_attn
+     * then read 0 DownBlock2D / UpBlock2D, 1 CrossAttnDownBlock2D / CrossAttnUpBlock2D. */
+    int cond;                    /* bool: the class is UNet2DConditionModel */
+    int mid_block_type;          /* 0 UNetMidBlock2DCrossAttn, 1 UNetMidBlock2D, -1 null */
+    int heads[UNET_MAX_LEVELS];  /* attention_head_dim: the NUMBER of heads (diffusers #2011) */
+    int n_heads;                 /* 0: one integer for every level (heads[0]); else a list */
+    int cross_attention_dim;     /* D, the context width */
+    int use_linear_projection;   /* bool: proj_in/proj_out are Linear (else 1x1 conv) */
+    int transformer_layers[UNET_MAX_LEVELS]; /* transformer_layers_per_block */
+    int n_transformer_layers;    /* 0: one integer (transformer_layers[0]); else a list */
+    int only_cross_attention;    /* bool: attn1 also attends to the context */
+    int upcast_attention;        /* bool, accepted: a no-op in float32 */
+    int addition_embed_type_num_heads; /* unused while addition_embed_type is null (round trip) */
 } UNetConfig;
+
+/* UNet2DConditionModel: the heads and transformer depth of down level i, of up level i (the
+ * reversed lists, as diffusers builds the up blocks) and of the mid block (the last entry). */
+int unet_config_heads_down(const UNetConfig *cfg, int i);
+int unet_config_heads_up(const UNetConfig *cfg, int i);
+int unet_config_heads_mid(const UNetConfig *cfg);
+int unet_config_tlayers_down(const UNetConfig *cfg, int i);
+int unet_config_tlayers_up(const UNetConfig *cfg, int i);
+int unet_config_tlayers_mid(const UNetConfig *cfg);
+/* The most transformer blocks per Transformer2DModel jtrak accepts (SDXL uses 10). */
+#define UNET_MAX_TRANSFORMER_LAYERS 64
+/* The most context tokens a cross-attention run takes (CLIP's 77, T5's 512, with room). */
+#define UNET_MAX_CONTEXT_LEN 4096
 
 /* The largest num_class_embeds accepted (a stated limit: the class table is K x time_embed_dim
  * floats, and a summed-mode backward keeps up to NN_GRAD_SLOTS copies of its gradient). */
@@ -52,7 +80,8 @@ typedef struct {
 /* diffusers' UNet2DModel defaults (as in unet2d.md section 1.1, with attention_head_dim null). */
 void unet_config_default(UNetConfig *cfg);
 /* Parses config.json text; `path` is only used in error messages. Also validates (below). A
- * "_class_name" other than "UNet2DModel" is refused (model/model_kind.h dispatches on it first). */
+ * "_class_name" other than "UNet2DModel" is refused (model/model_kind.h dispatches on it first;
+ * UNet2DConditionModel is unet_config_cond_from_json's). */
 int unet_config_parse(UNetConfig *cfg, const char *json_text, const char *path, JtError *err);
 /* The same from an already parsed cJSON object (`root` is a const cJSON *). */
 int unet_config_from_json(UNetConfig *cfg, const void *root, const char *path, JtError *err);
@@ -73,7 +102,17 @@ int unet_config_size_divisor(const UNetConfig *cfg);
  * the nearest sizes that work, with `what` (e.g. "--size 30x30", "the data (30x30)") first. */
 int unet_config_check_size(const UNetConfig *cfg, int height, int width, const char *what,
                            JtError *err);
-/* diffusers-style config.json text (malloc'd, caller frees), loadable by UNet2DModel.from_config. */
+/* diffusers-style config.json text (malloc'd, caller frees), loadable by UNet2DModel.from_config
+ * (UNet2DConditionModel.from_config when cfg->cond). */
 char *unet_config_to_json(const UNetConfig *cfg);
+
+/* ---- UNet2DConditionModel (config_cond.c) ---- */
+/* diffusers' UNet2DConditionModel defaults (cond = 1). */
+void unet_config_cond_default(UNetConfig *cfg);
+/* Strict parse of a UNet2DConditionModel config.json object (a const cJSON *), validated; every
+ * field ldm.md 2.7 refuses is refused naming the file, the field and the value. */
+int unet_config_cond_from_json(UNetConfig *cfg, const void *root, const char *path, JtError *err);
+int unet_config_cond_validate(const UNetConfig *cfg, const char *path, JtError *err);
+char *unet_config_cond_to_json(const UNetConfig *cfg);
 
 #endif

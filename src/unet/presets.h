@@ -4,9 +4,10 @@
 
 #include "unet/config.h"
 
-/* Fills cfg and returns 1 if name is a shipped config ("fm-s", "fm-xs", "t8"), else 0. */
+/* Fills cfg and returns 1 if name is a shipped config ("fm-s", "fm-xs", "t8"; the
+ * UNet2DConditionModels "ldm-xs", "jt-coco"), else 0. */
 int unet_config_preset(const char *name, UNetConfig *cfg);
-/* "fm-s, fm-xs, t8", for messages. */
+/* "fm-s, fm-xs, t8, ldm-xs, jt-coco", for messages. */
 const char *unet_config_preset_names(void);
 
 #endif

@@ -1,6 +1,7 @@
-/* unet.c: the UNet2DModel object (config, parameter slab) and its runs, a thin layer over the
- * network executor (nn/graph.h): a run builds the graph for its image size (unet_graph.c) and a
- * GraphRun for its batch capacity; forward sets the image, timestep and label inputs. */
+/* unet.c: the UNet2DModel / UNet2DConditionModel object (config, parameter slab) and its runs, a
+ * thin layer over the network executor (nn/graph.h): a run builds the graph for its image size
+ * and context length (unet_graph.c, unet_graph_cond.c) and a GraphRun for its batch capacity;
+ * forward sets the image, timestep, label and context inputs. */
 #include "unet/unet_internal.h"
 
 #include <stdio.h>
@@ -56,12 +57,38 @@ int unet_num_classes(const UNet *net) {
     return net->cfg.num_class_embeds;
 }
 
+int unet_cross_attention_dim(const UNet *net) {
+    const UNetConfig *c = &net->cfg;
+    if (!c->cond) return 0;
+    int any = c->mid_block_type == 0;
+    for (int i = 0; i < c->n_levels; i++)
+        any |= c->down_attn[i] | c->up_attn[i];
+    return any ? c->cross_attention_dim : 0;
+}
+
 int unet_run_create(UNetRun **out, const UNet *net, int B, int H, int W, UNetRunMode mode,
                     JtError *err) {
+    return unet_run_create_ctx(out, net, B, H, W, 0, mode, err);
+}
+
+int unet_run_create_ctx(UNetRun **out, const UNet *net, int B, int H, int W, int ctx_len,
+                        UNetRunMode mode, JtError *err) {
     *out = NULL;
     CHECK(mode == UNET_RUN_TRAIN || mode == UNET_RUN_FORWARD_ONLY, "run mode %d", (int)mode);
     int f = 1 << (net->cfg.n_levels - 1);
     if (B < 1) return jt_fail(err, "batch size %d: must be at least 1", B);
+    const int D = unet_cross_attention_dim(net);
+    if (D > 0 && ctx_len < 1)
+        return jt_fail(err,
+                       "context length %d: this UNet2DConditionModel cross-attends to a context "
+                       "of at least 1 token of width %d",
+                       ctx_len, D);
+    if (D == 0 && ctx_len != 0)
+        return jt_fail(err, "context length %d: this %s has no cross-attention (no context)",
+                       ctx_len, net->cfg.cond ? "UNet2DConditionModel" : "UNet2DModel");
+    if (ctx_len > UNET_MAX_CONTEXT_LEN)
+        return jt_fail(err, "context length %d: jtrak supports at most %d tokens", ctx_len,
+                       UNET_MAX_CONTEXT_LEN);
     if (H < 1 || W < 1 || H % f || W % f)
         return jt_fail(err,
                        "image size %dx%d: a %d-level U-Net needs height and width divisible by %d",
@@ -70,7 +97,8 @@ int unet_run_create(UNetRun **out, const UNet *net, int B, int H, int W, UNetRun
     r->H = H;
     r->W = W;
     r->mode = mode;
-    unet_build_graph(net, &r->graph, H, W);
+    r->ctx_len = ctx_len;
+    unet_build_graph(net, &r->graph, H, W, ctx_len);
     GraphRunMode gm = mode == UNET_RUN_TRAIN ? GRAPH_RUN_TRAIN : GRAPH_RUN_FORWARD_ONLY;
     JtError gerr;
     if (graph_run_create(&r->run, &r->graph, B, gm, &gerr) != JT_OK) {
@@ -101,6 +129,11 @@ void unet_run_profile_seconds(const UNetRun *r, double *conv_s, double *other_s)
 
 void unet_forward(const UNet *net, UNetRun *r, int B, float *out, const float *x, const float *t,
                   const int *labels) {
+    unet_forward_ctx(net, r, B, out, x, t, labels, NULL);
+}
+
+void unet_forward_ctx(const UNet *net, UNetRun *r, int B, float *out, const float *x,
+                      const float *t, const int *labels, const float *context) {
     const int cap = graph_run_capacity(r->run);
     CHECK(B >= 1 && B <= cap, "batch %d exceeds the run's capacity %d", B, cap);
     const int K = net->cfg.num_class_embeds;
@@ -113,6 +146,10 @@ void unet_forward(const UNet *net, UNetRun *r, int B, float *out, const float *x
     graph_set_input(r->run, GRAPH_INPUT_IMAGE, B, x);
     graph_set_input(r->run, GRAPH_INPUT_TIMESTEP, B, t);
     if (labels) graph_set_input(r->run, GRAPH_INPUT_LABELS, B, labels);
+    CHECK((context != NULL) == (r->ctx_len > 0),
+          "unet_forward: context %s for a run with context length %d",
+          context ? "given" : "missing", r->ctx_len);
+    if (context) graph_set_input(r->run, GRAPH_INPUT_CONTEXT, B, context);
     graph_forward(r->run, net->params, B);
     graph_get_output(r->run, 0, B, out);
 }

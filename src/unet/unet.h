@@ -1,4 +1,5 @@
-/* unet.h: diffusers UNet2DModel in C (unet2d.md sections 3-6): built from a UNetConfig as a static
+/* unet.h: diffusers UNet2DModel in C (unet2d.md sections 3-6), and UNet2DConditionModel (ldm.md
+ * section 2: the same network type, its UNetConfig says so with cfg.cond): built from a UNetConfig as a static
  * graph of nn ops run by the network executor (nn/graph.h, blocks from nn/blocks.h), parameters in
  * one slab described by a ParamLayout with diffusers key names, forward for a batch with a
  * per-sample timestep (and class label, for a class-conditional model), backward to all parameter
@@ -30,6 +31,10 @@ const float *unet_params_const(const UNet *net);
 void unet_init_params(UNet *net, uint64_t seed);
 /* cfg.num_class_embeds: the number of class ids a forward takes, 0 for an unconditional model. */
 int unet_num_classes(const UNet *net);
+/* The width D of the cross-attention context a forward takes (cross_attention_dim of a
+ * UNet2DConditionModel with at least one cross-attention block), 0 for a network without
+ * cross-attention (every UNet2DModel). */
+int unet_cross_attention_dim(const UNet *net);
 
 /* UNET_RUN_FORWARD_ONLY: a run that only ever calls unet_forward (sampling, evaluation): no
  * gradient arena and no gradient scratch are allocated, and unet_backward on it is a CHECK
@@ -39,6 +44,11 @@ typedef enum { UNET_RUN_TRAIN = 0, UNET_RUN_FORWARD_ONLY = 1 } UNetRunMode;
  * 2^(n_levels-1)). */
 int unet_run_create(UNetRun **out, const UNet *net, int B, int H, int W, UNetRunMode mode,
                     JtError *err);
+/* The same for a network with cross-attention: contexts of ctx_len tokens (L) of width
+ * unet_cross_attention_dim. ctx_len must be >= 1 for a network with cross-attention and 0 for one
+ * without (an error otherwise). unet_run_create is this with ctx_len 0. */
+int unet_run_create_ctx(UNetRun **out, const UNet *net, int B, int H, int W, int ctx_len,
+                        UNetRunMode mode, JtError *err);
 void unet_run_free(UNetRun *run);
 /* Bytes held by the run (activations, their gradients, scratch; the smaller figure for a
  * forward-only run): for memory estimates. */
@@ -55,7 +65,13 @@ void unet_run_profile_seconds(const UNetRun *run, double *conv_s, double *other_
 void unet_forward(const UNet *net, UNetRun *run, int B, float *out /* (B,out_ch,H,W) */,
                   const float *x /* (B,in_ch,H,W) */, const float *t /* (B) */,
                   const int *labels /* (B) or NULL */);
-/* Backward of the last forward: accumulates (+=) parameter gradients into dparams. With
+/* unet_forward with the cross-attention context: context (B, L, D) token-major (diffusers'
+ * encoder_hidden_states), L the run's ctx_len; required (non-NULL) iff the network has
+ * cross-attention (CHECK). unet_forward is this with context NULL. */
+void unet_forward_ctx(const UNet *net, UNetRun *run, int B, float *out /* (B,out_ch,H,W) */,
+                      const float *x /* (B,in_ch,H,W) */, const float *t /* (B) */,
+                      const int *labels /* (B) or NULL */, const float *context /* (B,L,D) */);
+/* Backward of the last forward (no gradient with respect to the context): accumulates (+=) parameter gradients into dparams. With
  * example_stride 0 they are summed over the batch (dparams has num_params floats); otherwise
  * example b's gradient goes to dparams + b*example_stride (example_stride >= num_params).
  * dout is d(loss)/d(out). If dx is non-NULL the input gradient is written (overwritten) there. */

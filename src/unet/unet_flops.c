@@ -6,14 +6,19 @@
 #include "unet/unet_internal.h"
 
 double unet_forward_flops_detail(const UNet *net, int H, int W, UNetFlops *out) {
+    return unet_forward_flops_ctx(net, H, W, 0, out);
+}
+
+double unet_forward_flops_ctx(const UNet *net, int H, int W, int ctx_len, UNetFlops *out) {
     UNetFlops f = {0, 0, 0, 0};
     if (out) *out = f;
     int div = 1 << (net->cfg.n_levels - 1);
     if (H < 1 || W < 1 || H % div || W % div) return -1.0;
+    if ((unet_cross_attention_dim(net) > 0) != (ctx_len > 0)) return -1.0;
 
     /* Only the graph: no arenas are allocated (unet_run_create would also size them). */
     Graph g;
-    unet_build_graph(net, &g, H, W);
+    unet_build_graph(net, &g, H, W, ctx_len);
     for (int i = 0; i < g.n_nodes; i++) {
         const Node *n = &g.nodes[i];
         const Tensor *in = n->in0 >= 0 ? &g.tensors[n->in0] : NULL;
@@ -29,6 +34,13 @@ double unet_forward_flops_detail(const UNet *net, int H, int W, UNetFlops *out) 
             double C = in->C, N = (double)in->H * in->W;
             f.attn_proj += 2.0 * 4.0 * N * C * C;
             f.attn_matmul += 2.0 * 2.0 * N * N * C;
+            break;
+        }
+        case NODE_MHA: { /* queries from in0's N tokens, keys/values from in1's Lk tokens */
+            const Tensor *kv = &g.tensors[n->in1];
+            double C = o->C, N = (double)in->H * in->W, Lk = (double)kv->H * kv->W;
+            f.attn_proj += 2.0 * (2.0 * N * in->C * C + 2.0 * Lk * kv->C * C);
+            f.attn_matmul += 2.0 * 2.0 * N * Lk * C;
             break;
         }
         default:

@@ -33,6 +33,13 @@ typedef struct {
  * forward FLOPs into *out. Returns the total, or -1 when H or W is not divisible by
  * 2^(n_levels-1) (the sizes unet_run_create refuses); out may be NULL. */
 double unet_forward_flops_detail(const UNet *net, int H, int W, UNetFlops *out);
+/* The same for a network with cross-attention (UNet2DConditionModel) and contexts of ctx_len
+ * tokens: multi-head attention counts its q and output projections (2 N C^2), its k and v
+ * projections of the Lk key tokens (2 Lk C_kv C) and Q K^T, softmax(.) V (2 N Lk C); token-wise
+ * linears (proj_in/out, the feed-forward) count as the 1x1 convolutions they are. -1 also when
+ * ctx_len is 0 for a network with cross-attention or nonzero for one without (as
+ * unet_run_create_ctx refuses); unet_forward_flops_detail is this with ctx_len 0. */
+double unet_forward_flops_ctx(const UNet *net, int H, int W, int ctx_len, UNetFlops *out);
 /* Forward FLOPs of one H x W image (the total above). */
 double unet_forward_flops(const UNet *net, int H, int W);
 /* One training step per image: forward + backward = (1 + UNET_BACKWARD_FLOPS_FACTOR) x forward. */

@@ -8,7 +8,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-void unet_build_graph(const UNet *net, Graph *g, int H, int W) {
+void unet_build_graph(const UNet *net, Graph *g, int H, int W, int ctx_len) {
+    if (net->cfg.cond) {
+        unet_build_graph_cond(net, g, H, W, ctx_len);
+        return;
+    }
+    CHECK(ctx_len == 0, "a UNet2DModel takes no context (%d tokens)", ctx_len);
     const UNetConfig *cfg = &net->cfg;
     const int nl = cfg->n_levels, L = cfg->layers_per_block, G = cfg->norm_num_groups;
     const int *ch = cfg->block_out_channels;

@@ -9,6 +9,10 @@
 #include <stdio.h>
 
 void unet_register_params(const UNetConfig *cfg, ParamLayout *l) {
+    if (cfg->cond) {
+        unet_register_params_cond(cfg, l);
+        return;
+    }
     const int n = cfg->n_levels, L = cfg->layers_per_block;
     const int *ch = cfg->block_out_channels;
     const int tdim = unet_time_embed_dim(cfg);
