@@ -104,7 +104,7 @@ static void sample_model(const char *model_sub, const char *traj_name, int n) {
     SchedConfig sc;
     sched_config_default(&sc);
     cr_assert(sched_init(&sched, &sc, &err) == JT_OK);
-    SampleOptions opt = {SAMPLER_DDIM, 50, 0.0f, 11, n, n, 1, NULL, 1.0f};
+    SampleOptions opt = {.sampler = SAMPLER_DDIM, .steps = 50, .eta = 0.0f, .seed = 11, .n = n, .batch = n, .quiet = 1, .labels = NULL, .guidance = 1.0f};
     Trajectory tr;
     cr_assert(traj_sample(net, &sched, &opt, NULL, &tr, &err) == JT_OK, "%s", err.msg);
     snprintf(path, sizeof path, "%s/%s", test_tmp, traj_name);

@@ -202,7 +202,7 @@ Test(train, trajectory_replays_exactly_and_round_trips) {
     sched_config_default(&sc);
     JtError err;
     cr_assert(sched_init(&sched, &sc, &err) == JT_OK);
-    SampleOptions opt = {SAMPLER_DDPM, 10, 0.0f, 3, 3, 2, 1, NULL, 1.0f};
+    SampleOptions opt = {.sampler = SAMPLER_DDPM, .steps = 10, .eta = 0.0f, .seed = 3, .n = 3, .batch = 2, .quiet = 1, .labels = NULL, .guidance = 1.0f};
     Trajectory tr, tr1, back;
     cr_assert(traj_sample(net, &sched, &opt, NULL, &tr, &err) == JT_OK, "%s", err.msg);
     opt.batch = 1; /* batching must not change any sample */
@@ -276,7 +276,7 @@ Test(sampler, ddim_eta0_matches_diffusers_loop) {
     SchedConfig sc;
     sched_config_default(&sc);
     cr_assert(sched_init(&sched, &sc, &err) == JT_OK);
-    SampleOptions opt = {SAMPLER_DDIM, 10, 0.0f, 0, 2, 2, 1, NULL, 1.0f};
+    SampleOptions opt = {.sampler = SAMPLER_DDIM, .steps = 10, .eta = 0.0f, .seed = 0, .n = 2, .batch = 2, .quiet = 1, .labels = NULL, .guidance = 1.0f};
     Trajectory tr;
     cr_assert(traj_sample(net, &sched, &opt, x_T, &tr, &err) == JT_OK, "%s", err.msg);
     /* unet2d.md section 7: ~1e-4 per U-Net evaluation, compounding over 10 steps: 1e-3. */
@@ -506,7 +506,7 @@ Test(train, guided_conditional_trajectory_replays_and_round_trips) {
     JtError err;
     cr_assert(sched_init(&sched, &sc, &err) == JT_OK);
     const int labels[3] = {2, 0, 3}; /* 3: the null class */
-    SampleOptions opt = {SAMPLER_DDIM, 6, 0.5f, 9, 3, 3, 1, labels, 2.5f};
+    SampleOptions opt = {.sampler = SAMPLER_DDIM, .steps = 6, .eta = 0.5f, .seed = 9, .n = 3, .batch = 3, .quiet = 1, .labels = labels, .guidance = 2.5f};
     Trajectory tr, tr1, plain, back;
     cr_assert(traj_sample(net, &sched, &opt, NULL, &tr, &err) == JT_OK, "%s", err.msg);
     cr_assert(tr.labels && tr.guidance == 2.5f);
@@ -556,7 +556,7 @@ Test(train, guided_conditional_trajectory_replays_and_round_trips) {
     cr_expect(strstr(err.msg, "out of range"), "%s", err.msg);
     unet_free(small);
     /* An unconditional trajectory on a conditional model. */
-    SampleOptions uopt = {SAMPLER_DDIM, 3, 0.0f, 1, 1, 1, 1, NULL, 1.0f};
+    SampleOptions uopt = {.sampler = SAMPLER_DDIM, .steps = 3, .eta = 0.0f, .seed = 1, .n = 1, .batch = 1, .quiet = 1, .labels = NULL, .guidance = 1.0f};
     Trajectory ut;
     cr_assert(traj_sample(unet, &sched, &uopt, NULL, &ut, &err) == JT_OK, "%s", err.msg);
     cr_assert(ut.labels == NULL && ut.guidance == 1.0f);
@@ -612,7 +612,7 @@ static void sample_fresh_tiny(UNet **unet, NoiseSchedule *sched, Trajectory *tr)
     SchedConfig sc;
     sched_config_default(&sc);
     cr_assert(sched_init(sched, &sc, &err) == JT_OK);
-    SampleOptions opt = {SAMPLER_DDIM, 3, 0.0f, 1, 2, 2, 1, NULL, 1.0f};
+    SampleOptions opt = {.sampler = SAMPLER_DDIM, .steps = 3, .eta = 0.0f, .seed = 1, .n = 2, .batch = 2, .quiet = 1, .labels = NULL, .guidance = 1.0f};
     cr_assert(traj_sample(*unet, sched, &opt, NULL, tr, &err) == JT_OK, "%s", err.msg);
 }
 
@@ -724,7 +724,7 @@ Test(sampler, cfg_ddim_matches_diffusers_loop) {
     SchedConfig sc;
     sched_config_default(&sc);
     cr_assert(sched_init(&sched, &sc, &err) == JT_OK);
-    SampleOptions opt = {SAMPLER_DDIM, S, 0.0f, 0, N, N, 1, labels, w};
+    SampleOptions opt = {.sampler = SAMPLER_DDIM, .steps = S, .eta = 0.0f, .seed = 0, .n = N, .batch = N, .quiet = 1, .labels = labels, .guidance = w};
     Trajectory tr;
     cr_assert(traj_sample(net, &sched, &opt, x_T, &tr, &err) == JT_OK, "%s", err.msg);
     for (int k = 0; k < S; k++)

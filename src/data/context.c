@@ -12,6 +12,7 @@
 
 /* "npy:FILE" -> FILE; anything else is a usage error naming the option. */
 static int npy_path(const char *text, const char *option, const char **path, JtError *err) {
+    *path = NULL;
     if (!text || strncmp(text, "npy:", 4) != 0 || !text[4])
         return jt_fail(err, "%s '%s': expected npy:FILE", option, text ? text : "");
     *path = text + 4;

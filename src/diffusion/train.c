@@ -140,9 +140,9 @@ int train_recipe_from_json(TrainRecipe *r, const void *object, const char *where
                                                           : TRAIN_COND_NONE;
     if (r->cond == TRAIN_COND_CONTEXT) {
         const cJSON *cf = cJSON_GetObjectItemCaseSensitive(o, "context_fingerprint");
-        char *end = NULL;
+        char *hex_end = NULL;
         if (!cJSON_IsString(cf) || strlen(cf->valuestring) != 16 ||
-            (r->context_fingerprint = strtoull(cf->valuestring, &end, 16), *end))
+            (r->context_fingerprint = strtoull(cf->valuestring, &hex_end, 16), *hex_end))
             return jt_fail(err, "%s: recipe field 'context_fingerprint' missing or not 16 hex "
                            "digits", where);
     }
