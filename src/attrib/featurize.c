@@ -218,11 +218,11 @@ static int featurize_model(Run *run, int m, int *stopped, JtError *err) {
     const size_t P = unet_num_params(net);
     Projector pr;
     proj_init(&pr, st->proj_kind, st->proj_seed, m, P, k);
-    float *grads = xmalloc(B * P * sizeof(float));           /* (B, P) */
-    float *X = xmalloc(B * (size_t)k * sizeof(float));       /* (B, k) */
-    float *x0 = xmalloc(B * D * sizeof(float));              /* (B, C, H, W) */
-    float *eps = xmalloc(B * (size_t)S * D * sizeof(float)); /* (B, S, C, H, W) */
-    int *t = xmalloc(B * (size_t)S * sizeof(int));           /* (B, S) */
+    float *grads = xmalloc(B * P * sizeof(float));              /* (B, P) */
+    float *X = xmalloc(B * (size_t)k * sizeof(float));          /* (B, k) */
+    float *x0 = xmalloc(B * D * sizeof(float));                 /* (B, C, H, W) */
+    float *eps = xmalloc(B * (size_t)S * D * sizeof(float));    /* (B, S, C, H, W) */
+    int *t = xmalloc(B * (size_t)S * sizeof(int));              /* (B, S) */
     int *labels = run->K > 0 ? xmalloc(B * sizeof(int)) : NULL; /* (B) */
     const size_t LD = run->ctx ? (size_t)run->ctx->L * run->ctx->D : 0;
     float *contexts = run->ctx ? xmalloc(B * LD * sizeof(float)) : NULL; /* (B, L, D) */
@@ -263,8 +263,8 @@ static int featurize_model(Run *run, int m, int *stopped, JtError *err) {
 #pragma omp parallel for schedule(static)
         for (size_t b = 0; b < rows; b++)
             attrib_draws(st->draw_seed, m,
-                         st->shared_draws ? ATTRIB_SHARED_ITEM : (uint64_t)(r0 + b), S, T, -1, D, t + b * (size_t)S,
-                         eps + b * (size_t)S * D);
+                         st->shared_draws ? ATTRIB_SHARED_ITEM : (uint64_t)(r0 + b), S, T, -1, D,
+                         t + b * (size_t)S, eps + b * (size_t)S * D);
         for (size_t b = 0; b < rows; b++)
             rows_idx[b] = r0 + b;
         /* No flip: featurization is deterministic (method.md 6.2). */
@@ -456,7 +456,8 @@ static int resolve_context(const FeaturizeOptions *opt, const int *Xs, const int
     const ContextSet *c = opt->context;
     if (X == 0) {
         if (c)
-            return jt_fail(err, "--cond %s: %s has no cross-attention; text contexts are for "
+            return jt_fail(err,
+                           "--cond %s: %s has no cross-attention; text contexts are for "
                            "models with cross-attention",
                            c->description, opt->model_dirs[0]);
         return JT_OK;
@@ -467,15 +468,17 @@ static int resolve_context(const FeaturizeOptions *opt, const int *Xs, const int
                        "contexts with --cond npy:FILE",
                        opt->model_dirs[0], X);
     if (Ks[0] > 0)
-        return jt_fail(err, "%s: class labels and text contexts together are not implemented in "
-                       "featurize", opt->model_dirs[0]);
+        return jt_fail(err,
+                       "%s: class labels and text contexts together are not implemented in "
+                       "featurize",
+                       opt->model_dirs[0]);
     if (opt->cond != FEATURIZE_COND_DEFAULT)
         return jt_fail(err, "--cond own|null is for class-conditional models; %s takes contexts",
                        opt->model_dirs[0]);
     if (context_check_model(c, X, opt->model_dirs[0], err) != JT_OK) return JT_ERR;
     if (c->n != data->n)
-        return jt_fail(err, "the contexts (%s) serve %zu rows but the data has %zu",
-                       c->description, c->n, data->n);
+        return jt_fail(err, "the contexts (%s) serve %zu rows but the data has %zu", c->description,
+                       c->n, data->n);
     *cond = COND_OWN_CONTEXT;
     return JT_OK;
 }
@@ -613,7 +616,8 @@ int featurize_run(const FeaturizeOptions *opt, const Dataset *data, JtError *err
         model_free(model);
     }
     if (rc == JT_OK) rc = resolve_context(opt, Xs, Ks, data, &run.cond, err);
-    if (rc == JT_OK && run.cond != COND_OWN_CONTEXT) rc = resolve_cond(opt, Ks, data, &run.cond, err);
+    if (rc == JT_OK && run.cond != COND_OWN_CONTEXT)
+        rc = resolve_cond(opt, Ks, data, &run.cond, err);
     run.K = Ks[0];
     run.ctx = run.cond == COND_OWN_CONTEXT ? opt->context : NULL;
     free(Ks), free(Xs);
@@ -702,8 +706,7 @@ int featurize_run(const FeaturizeOptions *opt, const Dataset *data, JtError *err
                 "featurize: %d model(s), %zu rows (%s), k %d, S %d, output %s, conditioning %s, "
                 "batch %d, %d process(es): %zu rows and %d kernel(s) left -> %s\n",
                 M, st.n, data->description, st.k, st.S, outfn_name(st.outfn),
-                cond_policy_name(st.cond), opt->batch, run.size,
-                left_total, nk, st.dir);
+                cond_policy_name(st.cond), opt->batch, run.size, left_total, nk, st.dir);
     }
 
     void (*old_int)(int) = signal(SIGINT, on_signal);

@@ -62,8 +62,8 @@ int grad_engine_create(GradEngine **out, const UNet *net, const NoiseSchedule *s
     return grad_engine_create_ctx(out, net, sched, batch, 0, err);
 }
 
-int grad_engine_create_ctx(GradEngine **out, const UNet *net, const NoiseSchedule *sched,
-                           int batch, int ctx_len, JtError *err) {
+int grad_engine_create_ctx(GradEngine **out, const UNet *net, const NoiseSchedule *sched, int batch,
+                           int ctx_len, JtError *err) {
     *out = NULL;
     if (batch < 1) return jt_fail(err, "gradient batch %d: must be at least 1", batch);
     const UNetConfig *cfg = unet_config(net);

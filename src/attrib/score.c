@@ -30,7 +30,9 @@
 
 static const char *const METHOD_NAMES[] = {"journey", "trak", "dtrak", "pixel"};
 
-const char *score_method_name(ScoreMethod m) { return METHOD_NAMES[m]; }
+const char *score_method_name(ScoreMethod m) {
+    return METHOD_NAMES[m];
+}
 
 int score_method_parse(const char *name, ScoreMethod *m) {
     for (int i = 0; i < 4; i++)
@@ -52,10 +54,14 @@ void score_options_default(ScoreOptions *o) {
     o->batch = 16;
 }
 
-static int step_specific(ScoreMethod m) { return m == METHOD_JOURNEY || m == METHOD_PIXEL; }
+static int step_specific(ScoreMethod m) {
+    return m == METHOD_JOURNEY || m == METHOD_PIXEL;
+}
 
 /* Scores per step: the step-specific methods on a trajectory (real images have no steps). */
-static int per_step(ScoreMethod m, const Targets *tgt) { return step_specific(m) && !tgt->real; }
+static int per_step(ScoreMethod m, const Targets *tgt) {
+    return step_specific(m) && !tgt->real;
+}
 
 /* Parses a comma list of integers into a malloc'd array. */
 static int parse_int_list(const char *s, const char *what, int **out, int *n, JtError *err) {
@@ -89,22 +95,27 @@ static int resolve_steps(const char *spec, const Trajectory *tr, int **kidx, int
     *kidx = xmalloc((size_t)tr->S * sizeof **kidx);
     *n = 0;
     if (strcmp(spec, "all") == 0) {
-        for (int k = 0; k < tr->S; k++) (*kidx)[(*n)++] = k;
+        for (int k = 0; k < tr->S; k++)
+            (*kidx)[(*n)++] = k;
         return JT_OK;
     }
     int a, b, c;
     char tail;
     if (sscanf(spec, "%d:%d:%d%c", &a, &b, &c, &tail) == 3) {
         if (a < 0 || b <= a || c < 1)
-            return jt_fail(err, "--steps '%s': a range is START:STOP:STRIDE with 0 <= START < STOP "
-                                "and STRIDE >= 1", spec);
+            return jt_fail(err,
+                           "--steps '%s': a range is START:STOP:STRIDE with 0 <= START < STOP "
+                           "and STRIDE >= 1",
+                           spec);
         for (int k = 0; k < tr->S; k++) {
             int t = tr->timesteps[k];
             if (t >= a && t < b && (t - a) % c == 0) (*kidx)[(*n)++] = k;
         }
         if (*n == 0)
-            return jt_fail(err, "--steps '%s': no step of the trajectory (%d..%d, %d steps) is in "
-                                "that range", spec, tr->timesteps[tr->S - 1], tr->timesteps[0], tr->S);
+            return jt_fail(err,
+                           "--steps '%s': no step of the trajectory (%d..%d, %d steps) is in "
+                           "that range",
+                           spec, tr->timesteps[tr->S - 1], tr->timesteps[0], tr->S);
         return JT_OK;
     }
     int *ts, nt;
@@ -113,8 +124,10 @@ static int resolve_steps(const char *spec, const Trajectory *tr, int **kidx, int
         int k = traj_step_index(tr, ts[i]);
         if (k < 0) {
             int t0 = tr->timesteps[0], t1 = tr->timesteps[tr->S - 1];
-            jt_fail(err, "--steps: step %d is not in the trajectory (its %d steps run from %d down "
-                         "to %d)", ts[i], tr->S, t0, t1);
+            jt_fail(err,
+                    "--steps: step %d is not in the trajectory (its %d steps run from %d down "
+                    "to %d)",
+                    ts[i], tr->S, t0, t1);
             free(ts);
             return JT_ERR;
         }
@@ -127,7 +140,8 @@ static int resolve_steps(const char *spec, const Trajectory *tr, int **kidx, int
 static int resolve_targets(const char *spec, const Targets *tgt, int **out, int *n, JtError *err) {
     if (strcmp(spec, "all") == 0) {
         *out = xmalloc((size_t)tgt->n * sizeof **out);
-        for (int i = 0; i < tgt->n; i++) (*out)[i] = i;
+        for (int i = 0; i < tgt->n; i++)
+            (*out)[i] = i;
         *n = tgt->n;
         return JT_OK;
     }
@@ -151,16 +165,18 @@ static const float *target_image(const Targets *tgt, ScoreMethod m, int sample, 
 }
 
 /* Phase 1 for one model: Gamma (n_eff, N, k) of the projected target gradients. */
-static int target_features(const FeatureStore *st, int m, const Targets *tgt,
-                           const ScoreOptions *o, const int *tg, int N, const int *kidx,
-                           int n_eff, float *gamma, JtError *err) {
+static int target_features(const FeatureStore *st, int m, const Targets *tgt, const ScoreOptions *o,
+                           const int *tg, int N, const int *kidx, int n_eff, float *gamma,
+                           JtError *err) {
     Model *model;
     if (model_load(st->model_paths[m], &model, err) != JT_OK) return JT_ERR;
     UNet *net = model_unet(model);
     int rc = JT_OK;
     if (model_fingerprint(model) != st->model_fingerprints[m])
-        rc = jt_fail(err, "%s: the model changed since the store %s was featurized (fingerprint "
-                          "differs); featurize again", st->model_paths[m], st->dir);
+        rc = jt_fail(err,
+                     "%s: the model changed since the store %s was featurized (fingerprint "
+                     "differs); featurize again",
+                     st->model_paths[m], st->dir);
     NoiseSchedule sched;
     SchedConfig sc;
     if (rc == JT_OK) rc = sched_config_load_model(&sc, st->model_paths[m], err);
@@ -189,7 +205,7 @@ static int target_features(const FeatureStore *st, int m, const Targets *tgt,
     /* text contexts: each sample's own, recorded in the trajectory (its prompt) */
     if (rc == JT_OK && X > 0 && tgt->real)
         rc = jt_fail(err, "--targets-data: scoring real images with a text-conditional model needs "
-                     "their contexts, which is not implemented; score a trajectory");
+                          "their contexts, which is not implemented; score a trajectory");
     if (rc == JT_OK && X > 0 && tgt->tr.ctx_dim != X)
         rc = jt_fail(err,
                      "%s: the trajectory's contexts are %d wide but %s's cross_attention_dim is "
@@ -220,7 +236,8 @@ static int target_features(const FeatureStore *st, int m, const Targets *tgt,
     OutFn fn = st->outfn; /* journey takes the store's; trak and dtrak were checked to match */
     Projector pr;
     proj_init(&pr, st->proj_kind, st->proj_seed, m, P, k);
-    float *x0 = xmalloc((size_t)B * D * sizeof(float)), *eps = xmalloc((size_t)B * R * D * sizeof(float));
+    float *x0 = xmalloc((size_t)B * D * sizeof(float)),
+          *eps = xmalloc((size_t)B * R * D * sizeof(float));
     float *grads = xmalloc((size_t)B * P * sizeof(float));
     int *t = xmalloc((size_t)B * R * sizeof(int));
     Progress prog;
@@ -232,7 +249,8 @@ static int target_features(const FeatureStore *st, int m, const Targets *tgt,
             int nb = N - j0 < B ? N - j0 : B;
             for (int b = 0; b < nb; b++) {
                 int sample = tg[j0 + b];
-                memcpy(x0 + b * D, target_image(tgt, o->method, sample, kidx[s]), D * sizeof(float));
+                memcpy(x0 + b * D, target_image(tgt, o->method, sample, kidx[s]),
+                       D * sizeof(float));
                 if (labels)
                     labels[b] = st->cond == COND_NULL_CLASS ? K - 1 : targets_label(tgt, sample);
                 if (contexts)
@@ -279,7 +297,8 @@ static void print_table(const TopK *tk, int n_eff, const int *tg, int N, const i
                     size_t row = side ? t->opp_idx[j * t->k + r] : t->pro_idx[j * t->k + r];
                     float v = side ? t->opp_val[j * t->k + r] : t->pro_val[j * t->k + r];
                     const char *cls = data ? data_class_name(data, data->labels[row]) : NULL;
-                    printf(" %zu%s%s%s(%+.4g)", row, cls ? "[" : "", cls ? cls : "", cls ? "]" : "", v);
+                    printf(" %zu%s%s%s(%+.4g)", row, cls ? "[" : "", cls ? cls : "", cls ? "]" : "",
+                           v);
                 }
                 printf("\n");
             }
@@ -294,7 +313,8 @@ static cJSON *topk_json(const TopK *tk, int n_eff, const int *tg, int N, const i
             cJSON *e = cJSON_CreateObject();
             cJSON_AddNumberToObject(e, "target", j);
             cJSON_AddNumberToObject(e, "sample", tg[j]);
-            if (targets_labelled(tgt)) cJSON_AddNumberToObject(e, "class", targets_label(tgt, tg[j]));
+            if (targets_labelled(tgt))
+                cJSON_AddNumberToObject(e, "class", targets_label(tgt, tg[j]));
             if (!tgt->real) cJSON_AddNumberToObject(e, "guidance", tgt->tr.guidance);
             if (labels_t)
                 cJSON_AddNumberToObject(e, "step", labels_t[s]);
@@ -303,8 +323,10 @@ static cJSON *topk_json(const TopK *tk, int n_eff, const int *tg, int N, const i
             for (int side = 0; side < 2; side++) {
                 cJSON *list = cJSON_AddArrayToObject(e, side ? "opponents" : "proponents");
                 for (int r = 0; r < tk[s].count[j]; r++) {
-                    size_t row = side ? tk[s].opp_idx[j * tk[s].k + r] : tk[s].pro_idx[j * tk[s].k + r];
-                    float v = side ? tk[s].opp_val[j * tk[s].k + r] : tk[s].pro_val[j * tk[s].k + r];
+                    size_t row =
+                        side ? tk[s].opp_idx[j * tk[s].k + r] : tk[s].pro_idx[j * tk[s].k + r];
+                    float v =
+                        side ? tk[s].opp_val[j * tk[s].k + r] : tk[s].pro_val[j * tk[s].k + r];
                     cJSON *it = cJSON_CreateObject();
                     cJSON_AddNumberToObject(it, "row", (double)row);
                     if (data) cJSON_AddNumberToObject(it, "source_index", (double)data->index[row]);
@@ -348,9 +370,10 @@ int score_run(const ScoreOptions *o, const Dataset *data_in, JtError *err) {
         return jt_fail(err, "the targets are either generated samples (--trajectory) or real "
                             "images (--targets-data): give exactly one");
     if (o->target_data && o->method == METHOD_JOURNEY)
-        return jt_fail(err, "method journey attributes the steps of a sampling trajectory, and real "
-                            "target images (--targets-data) have none: use --method trak, dtrak or "
-                            "pixel");
+        return jt_fail(err,
+                       "method journey attributes the steps of a sampling trajectory, and real "
+                       "target images (--targets-data) have none: use --method trak, dtrak or "
+                       "pixel");
     const ArtifactKind ok_out[] = {ARTIFACT_SCORES};
     if (o->out_dir && artifact_check_out(o->out_dir, "--out", "a score folder", ok_out, 1, err))
         return JT_ERR;
@@ -370,30 +393,46 @@ int score_run(const ScoreOptions *o, const Dataset *data_in, JtError *err) {
     if (rc == JT_OK && have_store && o->method != METHOD_PIXEL) {
         OutFn want = o->method == METHOD_DTRAK ? OUTFN_SQNORM : OUTFN_LOSS;
         int found = o->target_data != NULL; /* real images come from no model */
-        for (int m = 0; m < st.n_models; m++) found |= st.model_fingerprints[m] == tgt.tr.model_fingerprint;
+        for (int m = 0; m < st.n_models; m++)
+            found |= st.model_fingerprints[m] == tgt.tr.model_fingerprint;
         char h1[17];
         if (o->method != METHOD_JOURNEY && st.outfn != want)
-            rc = jt_fail(err, "%s: the store was featurized with output function '%s', method %s "
-                              "needs '%s' (featurize with --output %s)", st.dir, outfn_name(st.outfn),
-                         score_method_name(o->method), outfn_name(want), outfn_name(want));
+            rc = jt_fail(err,
+                         "%s: the store was featurized with output function '%s', method %s "
+                         "needs '%s' (featurize with --output %s)",
+                         st.dir, outfn_name(st.outfn), score_method_name(o->method),
+                         outfn_name(want), outfn_name(want));
         else if (!st.finalized)
-            rc = jt_fail(err, "%s: the store is not finished (featurize was interrupted); run the "
-                              "same featurize command to complete it", st.dir);
-        else if (!o->target_data && (tgt.tr.labels != NULL) != (st.cond != COND_NONE))
-            rc = jt_fail(err, "%s: the trajectory is %s but the store %s is %s (conditioning %s): "
-                              "score a trajectory of the store's models",
-                         o->traj_path, tgt.tr.labels ? "class-conditional (class_labels)"
-                                                     : "unconditional (no class_labels)",
-                         st.dir, st.cond != COND_NONE ? "class-conditional" : "unconditional",
+            rc = jt_fail(err,
+                         "%s: the store is not finished (featurize was interrupted); run the "
+                         "same featurize command to complete it",
+                         st.dir);
+        else if (!o->target_data && (tgt.tr.labels != NULL) !=
+                                        (st.cond == COND_OWN_CLASS || st.cond == COND_NULL_CLASS))
+            rc = jt_fail(err,
+                         "%s: the trajectory is %s but the store %s is %s (conditioning %s): "
+                         "score a trajectory of the store's models",
+                         o->traj_path,
+                         tgt.tr.labels ? "class-conditional (class_labels)"
+                                       : "not class-conditional (no class_labels)",
+                         st.dir, st.cond != COND_NONE ? "conditional" : "unconditional",
+                         cond_policy_name(st.cond));
+        else if (!o->target_data && (tgt.tr.context != NULL) != (st.cond == COND_OWN_CONTEXT))
+            rc = jt_fail(err,
+                         "%s: the trajectory %s text contexts but the store %s has "
+                         "conditioning %s: score a trajectory of the store's models",
+                         o->traj_path, tgt.tr.context ? "has" : "has no", st.dir,
                          cond_policy_name(st.cond));
         else if (!found)
-            rc = jt_fail(err, "%s: the trajectory was sampled from a model (fingerprint %s) that is "
-                              "not one of the store's %d model(s)", o->traj_path,
-                         fmt_hex(tgt.tr.model_fingerprint, h1), st.n_models);
+            rc = jt_fail(err,
+                         "%s: the trajectory was sampled from a model (fingerprint %s) that is "
+                         "not one of the store's %d model(s)",
+                         o->traj_path, fmt_hex(tgt.tr.model_fingerprint, h1), st.n_models);
     }
     if (rc == JT_OK && !data) {
         if (!have_store) {
-            rc = jt_fail(err, "method pixel without a store needs the training data (data options)");
+            rc =
+                jt_fail(err, "method pixel without a store needs the training data (data options)");
         } else {
             DatasetSpec spec;
             data_spec_init(&spec);
@@ -413,8 +452,9 @@ int score_run(const ScoreOptions *o, const Dataset *data_in, JtError *err) {
     }
     if (rc == JT_OK && o->target_data && have_store && o->method != METHOD_PIXEL &&
         st.cond == COND_OWN_CLASS && !targets_labelled(&tgt))
-        rc = jt_fail(err, "--targets-data: the target images (%s) have no labels but the store %s "
-                          "is class-conditional (conditioning own-class): give labelled targets",
+        rc = jt_fail(err,
+                     "--targets-data: the target images (%s) have no labels but the store %s "
+                     "is class-conditional (conditioning own-class): give labelled targets",
                      tgt.data.description, st.dir);
     if (rc == JT_OK && (data->c != tgt.C || data->h != tgt.H || data->w != tgt.W))
         rc = jt_fail(err, "%s: samples are %dx%dx%d but the training images are %dx%dx%d",
@@ -429,11 +469,13 @@ int score_run(const ScoreOptions *o, const Dataset *data_in, JtError *err) {
     int *labels_t = NULL;
     if (per_step(o->method, &tgt)) {
         labels_t = xmalloc((size_t)n_eff * sizeof(int));
-        for (int s = 0; s < n_eff; s++) labels_t[s] = tgt.tr.timesteps[kidx[s]];
+        for (int s = 0; s < n_eff; s++)
+            labels_t[s] = tgt.tr.timesteps[kidx[s]];
     }
 
     /* Phase 1: projected target gradients of every model. */
-    float **gamma = xcalloc((size_t)(M ? M : 1), sizeof(float *)), **AG = xcalloc((size_t)(M ? M : 1), sizeof(float *));
+    float **gamma = xcalloc((size_t)(M ? M : 1), sizeof(float *)),
+          **AG = xcalloc((size_t)(M ? M : 1), sizeof(float *));
     for (int m = 0; rc == JT_OK && m < M; m++) {
         gamma[m] = xmalloc((size_t)n_eff * N * k * sizeof(float));
         rc = target_features(&st, m, &tgt, o, tg, N, kidx, n_eff, gamma[m], err);
@@ -453,7 +495,8 @@ int score_run(const ScoreOptions *o, const Dataset *data_in, JtError *err) {
     /* Phase 2: training rows in tiles. */
     ScoreFile *files = xcalloc((size_t)n_eff, sizeof *files);
     TopK *tk = xcalloc((size_t)n_eff, sizeof *tk);
-    for (int s = 0; s < n_eff; s++) topk_init(&tk[s], N, o->topk);
+    for (int s = 0; s < n_eff; s++)
+        topk_init(&tk[s], N, o->topk);
     for (int s = 0; rc == JT_OK && !o->topk_only && s < n_eff; s++) {
         char name[64];
         if (labels_t)
@@ -485,17 +528,20 @@ int score_run(const ScoreOptions *o, const Dataset *data_in, JtError *err) {
                               out + (size_t)s * rows * N);
         }
         if (o->method == METHOD_PIXEL) {
-            for (size_t i = 0; i < rows; i++) data_image_f32(data, row0 + i, 0, timg + i * D);
+            for (size_t i = 0; i < rows; i++)
+                data_image_f32(data, row0 + i, 0, timg + i * D);
             for (int s = 0; s < n_eff; s++)
                 for (int j = 0; j < N; j++) {
                     const float *y = target_image(&tgt, o->method, tg[j], kidx[s]);
                     double yy = 0;
-                    for (size_t e = 0; e < D; e++) yy += (double)y[e] * y[e];
+                    for (size_t e = 0; e < D; e++)
+                        yy += (double)y[e] * y[e];
 #pragma omp parallel for schedule(static)
                     for (size_t i = 0; i < rows; i++) {
                         const float *x = timg + i * D;
                         double xy = 0, xx = 0;
-                        for (size_t e = 0; e < D; e++) xy += (double)x[e] * y[e], xx += (double)x[e] * x[e];
+                        for (size_t e = 0; e < D; e++)
+                            xy += (double)x[e] * y[e], xx += (double)x[e] * x[e];
                         double den = sqrt(xx * yy);
                         out[(size_t)s * rows * N + i * N + j] = den > 0 ? (float)(xy / den) : 0.0f;
                     }
@@ -514,7 +560,8 @@ int score_run(const ScoreOptions *o, const Dataset *data_in, JtError *err) {
             int crc = npy_close(&files[s].f, &e2);
             if (rc == JT_OK && crc != JT_OK) rc = crc, *err = e2;
             if (rc == JT_OK && rename(files[s].tmp_path, files[s].final_path) != 0)
-                rc = jt_fail(err, "%s: cannot rename into place: %s", files[s].final_path, strerror(errno));
+                rc = jt_fail(err, "%s: cannot rename into place: %s", files[s].final_path,
+                             strerror(errno));
             if (rc != JT_OK) remove(files[s].tmp_path);
         }
         free(files[s].final_path), free(files[s].tmp_path);
@@ -539,9 +586,11 @@ int score_run(const ScoreOptions *o, const Dataset *data_in, JtError *err) {
         cJSON_AddStringToObject(man, "seed", seed);
         cJSON_AddBoolToObject(man, "topk_only", o->topk_only);
         cJSON *steps = cJSON_AddArrayToObject(man, "steps");
-        for (int s = 0; labels_t && s < n_eff; s++) cJSON_AddItemToArray(steps, cJSON_CreateNumber(labels_t[s]));
+        for (int s = 0; labels_t && s < n_eff; s++)
+            cJSON_AddItemToArray(steps, cJSON_CreateNumber(labels_t[s]));
         cJSON *targets = cJSON_AddArrayToObject(man, "targets");
-        for (int j = 0; j < N; j++) cJSON_AddItemToArray(targets, cJSON_CreateNumber(tg[j]));
+        for (int j = 0; j < N; j++)
+            cJSON_AddItemToArray(targets, cJSON_CreateNumber(tg[j]));
         /* the policy the targets were scored with (the store's: own-class, null-class or none)
          * and each target's own class (null when the targets are unlabelled) */
         const int cond_used = have_store && o->method != METHOD_PIXEL;
@@ -588,8 +637,10 @@ int score_run(const ScoreOptions *o, const Dataset *data_in, JtError *err) {
         cJSON_Delete(man);
     }
     if (rc == JT_OK) print_table(tk, n_eff, tg, N, labels_t, data, tgt.real);
-    for (int s = 0; s < n_eff; s++) topk_free(&tk[s]);
-    for (int m = 0; m < M; m++) free(gamma[m]), free(AG[m]);
+    for (int s = 0; s < n_eff; s++)
+        topk_free(&tk[s]);
+    for (int m = 0; m < M; m++)
+        free(gamma[m]), free(AG[m]);
     free(gamma), free(AG), free(files), free(tk), free(X), free(out), free(timg), free(labels_t);
 done:
     if (rc != JT_OK && !had_dir) rmdir(o->out_dir); /* only succeeds while it is empty */

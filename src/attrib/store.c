@@ -638,8 +638,7 @@ int store_check(const FeatureStore *st, const StoreSpec *sp, JtError *err) {
                      "%s: conditioning is %s but this run's is %s (--cond own|null for a "
                      "class-conditional model); give the store's --cond or use a new --out",
                      mp, cond_policy_name(st->cond), cond_policy_name(sp->cond));
-    } else if (st->cond == COND_OWN_CONTEXT &&
-               st->context_fingerprint != sp->context_fingerprint) {
+    } else if (st->cond == COND_OWN_CONTEXT && st->context_fingerprint != sp->context_fingerprint) {
         rc = jt_fail(err,
                      "%s: the rows were featurized with other text contexts (%s) than this "
                      "run's (%s); use a new --out",

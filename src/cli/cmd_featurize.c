@@ -22,7 +22,8 @@ static void help(void) {
         "  --S N                (timestep, noise) draws per training image (default 20)\n"
         "  --output F           loss (default: TRAK / Journey-TRAK) or sqnorm (D-TRAK)\n"
         "  --projection P       rademacher (default: dense +-1, as TRAK), sparse (a sparse JL\n"
-        "                       transform, 8 nonzeros per parameter) or hadamard (block randomized\n"
+        "                       transform, 8 nonzeros per parameter) or hadamard (block "
+        "randomized\n"
         "                       Hadamard); the same feature scale, sparse and hadamard are much\n"
         "                       faster on large models\n"
         "  --proj-seed N        seed of the projection matrices (default 0)\n"
@@ -106,7 +107,8 @@ int cmd_featurize(int argc, char **argv) {
     if (strcmp(draws, "shared") == 0) {
         o.shared_draws = 1;
     } else if (strcmp(draws, "independent") != 0) {
-        fprintf(stderr, "jtrak featurize: --draws must be independent or shared, not '%s'\n", draws);
+        fprintf(stderr, "jtrak featurize: --draws must be independent or shared, not '%s'\n",
+                draws);
         args_free(&a);
         return 2;
     }
@@ -123,8 +125,7 @@ int cmd_featurize(int argc, char **argv) {
     } else if (cond && strcmp(cond, "null") == 0) {
         o.cond = FEATURIZE_COND_NULL;
     } else if (cond) {
-        fprintf(stderr, "jtrak featurize: --cond must be own, null or npy:FILE, not '%s'\n",
-                cond);
+        fprintf(stderr, "jtrak featurize: --cond must be own, null or npy:FILE, not '%s'\n", cond);
         args_free(&a);
         return 2;
     }

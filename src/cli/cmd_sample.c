@@ -63,7 +63,8 @@ static int parse_class(const char *option, const char *text, int **ids, int *cou
         errno = 0;
         long v = strtol(p, &end, 10);
         if (errno || end == p || (*end != ',' && *end != 0) || v < 0 || v > 1000000) {
-            fprintf(stderr, "jtrak sample: --%s '%s': want an id (0, 1, ...), a comma list of ids%s\n",
+            fprintf(stderr,
+                    "jtrak sample: --%s '%s': want an id (0, 1, ...), a comma list of ids%s\n",
                     option, text, strcmp(option, "class") == 0 ? ", all or null" : " or all");
             free(*ids);
             *ids = NULL;

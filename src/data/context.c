@@ -72,8 +72,10 @@ static int assign_rows(ContextSet *cs, const ContextSpec *spec, const char *path
     cs->n = n;
     if (cs->k > 0 || !spec->index) { /* (N, K, L, D) or (N, L, D): row i's own contexts */
         if (spec->index)
-            return jt_fail(err, "--cond-index %s: only an (M, L, D) table takes an index, %s is "
-                           "(N, K, L, D)", spec->index, path);
+            return jt_fail(err,
+                           "--cond-index %s: only an (M, L, D) table takes an index, %s is "
+                           "(N, K, L, D)",
+                           spec->index, path);
         const size_t rows = cs->k > 0 ? cs->m / (size_t)cs->k : cs->m;
         if (rows != n)
             return jt_fail(err,
@@ -82,7 +84,8 @@ static int assign_rows(ContextSet *cs, const ContextSpec *spec, const char *path
                            path, rows, n);
         if (cs->k == 0) cs->k = 1;
         cs->cand = xmalloc(n * (size_t)cs->k * sizeof *cs->cand);
-        for (size_t i = 0; i < n * (size_t)cs->k; i++) cs->cand[i] = i;
+        for (size_t i = 0; i < n * (size_t)cs->k; i++)
+            cs->cand[i] = i;
         return JT_OK;
     }
     cs->k = 1;
@@ -191,7 +194,8 @@ int context_load(ContextSet *cs, const ContextSpec *spec, const Dataset *data, J
         return JT_ERR;
     }
     fingerprint(cs);
-    const char *idx = spec->index ? spec->index : "none", *un = spec->uncond ? spec->uncond : "none";
+    const char *idx = spec->index ? spec->index : "none",
+               *un = spec->uncond ? spec->uncond : "none";
     size_t len = strlen(spec->file) + strlen(idx) + strlen(un) + 32;
     cs->description = xmalloc(len);
     snprintf(cs->description, len, "file=%s;index=%s;uncond=%s", spec->file, idx, un);

@@ -12,16 +12,16 @@ struct Denoiser {
     const NoiseSchedule *sched;
     DenoiserMode mode;
     int capacity, H, W;
-    int K; /* num_class_embeds, 0 when unconditional */
+    int K;       /* num_class_embeds, 0 when unconditional */
     int L, Dctx; /* context tokens and width (cross_attention_dim); 0, 0 without cross-attention */
     size_t D_in, D_out;
     UNetRun *run;
-    float *xt;     /* (capacity, D_in) noised inputs; guidance: the doubled batch */
-    float *tf;     /* (capacity) timesteps as float */
-    float *out;    /* (capacity, D_out) eps_hat */
-    float *dout;   /* (capacity, D_out) d loss / d eps_hat */
-    int *labels;   /* (capacity) guidance: [null; labels] */
-    float *ctx;    /* (capacity, L, Dctx) guidance: [uncond; contexts], or NULL */
+    float *xt;             /* (capacity, D_in) noised inputs; guidance: the doubled batch */
+    float *tf;             /* (capacity) timesteps as float */
+    float *out;            /* (capacity, D_out) eps_hat */
+    float *dout;           /* (capacity, D_out) d loss / d eps_hat */
+    int *labels;           /* (capacity) guidance: [null; labels] */
+    float *ctx;            /* (capacity, L, Dctx) guidance: [uncond; contexts], or NULL */
     const float *last_eps; /* the noise of the last denoiser_loss (caller's buffer) */
     int last_B;
 };
@@ -79,21 +79,34 @@ void denoiser_free(Denoiser *d) {
 size_t denoiser_bytes(const Denoiser *d) {
     const size_t B = (size_t)d->capacity;
     return sizeof *d + unet_run_bytes(d->run) +
-           sizeof(float) * (B * d->D_in + B + B * d->D_out * (d->dout ? 2 : 1) +
-                            B * (size_t)d->L * d->Dctx) +
+           sizeof(float) *
+               (B * d->D_in + B + B * d->D_out * (d->dout ? 2 : 1) + B * (size_t)d->L * d->Dctx) +
            B * sizeof(int);
 }
 
-const UNet *denoiser_net(const Denoiser *d) { return d->net; }
-int denoiser_capacity(const Denoiser *d) { return d->capacity; }
-int denoiser_num_classes(const Denoiser *d) { return d->K > 0 ? d->K - 1 : 0; }
-int denoiser_null_class(const Denoiser *d) { return d->K > 0 ? d->K - 1 : -1; }
-int denoiser_context_len(const Denoiser *d) { return d->L; }
-int denoiser_context_dim(const Denoiser *d) { return d->Dctx; }
+const UNet *denoiser_net(const Denoiser *d) {
+    return d->net;
+}
+int denoiser_capacity(const Denoiser *d) {
+    return d->capacity;
+}
+int denoiser_num_classes(const Denoiser *d) {
+    return d->K > 0 ? d->K - 1 : 0;
+}
+int denoiser_null_class(const Denoiser *d) {
+    return d->K > 0 ? d->K - 1 : -1;
+}
+int denoiser_context_len(const Denoiser *d) {
+    return d->L;
+}
+int denoiser_context_dim(const Denoiser *d) {
+    return d->Dctx;
+}
 
 int denoiser_check_label(const Denoiser *d, int label, const char *what, JtError *err) {
     if (d->K == 0)
-        return jt_fail(err, "%s: class %d given, but the model is unconditional (no num_class_embeds)",
+        return jt_fail(err,
+                       "%s: class %d given, but the model is unconditional (no num_class_embeds)",
                        what, label);
     if (label < 0 || label >= d->K)
         return jt_fail(err,
@@ -108,8 +121,8 @@ static const int *cond_labels(const Denoiser *d, int B, const Cond *cond) {
     CHECK((labels != NULL) == (d->K > 0), "labels %s for a%s model", labels ? "given" : "missing",
           d->K > 0 ? " class-conditional" : "n unconditional");
     for (int b = 0; labels && b < B; b++)
-        CHECK(labels[b] >= 0 && labels[b] < d->K, "label %d of example %d outside 0..%d",
-              labels[b], b, d->K - 1);
+        CHECK(labels[b] >= 0 && labels[b] < d->K, "label %d of example %d outside 0..%d", labels[b],
+              b, d->K - 1);
     return labels;
 }
 
@@ -155,7 +168,8 @@ void denoiser_eps_guided(Denoiser *d, int B, float *eps, const float *x_t, const
                      ctx ? d->ctx : NULL);
     const size_t nO = (size_t)B * d->D_out;
     const float *eu = d->out, *ec = d->out + nO;
-    for (size_t i = 0; i < nO; i++) eps[i] = eu[i] + w * (ec[i] - eu[i]);
+    for (size_t i = 0; i < nO; i++)
+        eps[i] = eu[i] + w * (ec[i] - eu[i]);
 }
 
 const float *denoiser_noised_eps(Denoiser *d, int B, const float *x0, const int *t,
@@ -189,7 +203,9 @@ double denoiser_loss(Denoiser *d, int B, const float *x0, const int *t, const fl
     return mse_forward(d->out, eps, (size_t)B * D);
 }
 
-const float *denoiser_last_eps(const Denoiser *d) { return d->out; }
+const float *denoiser_last_eps(const Denoiser *d) {
+    return d->out;
+}
 
 void denoiser_loss_backward(Denoiser *d, int B, LossReduction reduction, float *dparams,
                             size_t example_stride) {
@@ -205,7 +221,8 @@ void denoiser_loss_backward(Denoiser *d, int B, LossReduction reduction, float *
     } else {
         /* torch's mse_loss backward of one example's mean: (pred - target) * (2 / D) */
         const float norm = (float)(2.0 / (double)D);
-        for (size_t i = 0; i < n; i++) d->dout[i] = (y[i] - e[i]) * norm;
+        for (size_t i = 0; i < n; i++)
+            d->dout[i] = (y[i] - e[i]) * norm;
     }
     unet_backward(d->net, d->run, B, dparams, example_stride, d->dout, NULL);
 }

@@ -77,9 +77,10 @@ char *train_recipe_json(const TrainRecipe *r) {
     char seed[32];
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)r->seed);
     cJSON_AddStringToObject(o, "seed", seed); /* a string: JSON numbers lose 64-bit integers */
-    cJSON_AddStringToObject(o, "cond", r->cond == TRAIN_COND_CLASS     ? "class"
-                                       : r->cond == TRAIN_COND_CONTEXT ? "context"
-                                                                       : "none");
+    cJSON_AddStringToObject(o, "cond",
+                            r->cond == TRAIN_COND_CLASS     ? "class"
+                            : r->cond == TRAIN_COND_CONTEXT ? "context"
+                                                            : "none");
     cJSON_AddNumberToObject(o, "uncond_prob", r->uncond_prob);
     if (r->cond == TRAIN_COND_CONTEXT) {
         char fp[32];
@@ -134,7 +135,7 @@ int train_recipe_from_json(TrainRecipe *r, const void *object, const char *where
                        where);
     if (up && (!cJSON_IsNumber(up) || !(up->valuedouble >= 0 && up->valuedouble <= 1)))
         return jt_fail(err, "%s: recipe field 'uncond_prob' must be a number in [0, 1]", where);
-    r->cond = !cond                                        ? TRAIN_COND_NONE
+    r->cond = !cond                                       ? TRAIN_COND_NONE
               : strcmp(cond->valuestring, "class") == 0   ? TRAIN_COND_CLASS
               : strcmp(cond->valuestring, "context") == 0 ? TRAIN_COND_CONTEXT
                                                           : TRAIN_COND_NONE;
@@ -143,8 +144,10 @@ int train_recipe_from_json(TrainRecipe *r, const void *object, const char *where
         char *hex_end = NULL;
         if (!cJSON_IsString(cf) || strlen(cf->valuestring) != 16 ||
             (r->context_fingerprint = strtoull(cf->valuestring, &hex_end, 16), *hex_end))
-            return jt_fail(err, "%s: recipe field 'context_fingerprint' missing or not 16 hex "
-                           "digits", where);
+            return jt_fail(err,
+                           "%s: recipe field 'context_fingerprint' missing or not 16 hex "
+                           "digits",
+                           where);
     }
     r->uncond_prob = up ? up->valuedouble : 0.0;
     if (r->cond == TRAIN_COND_NONE && r->uncond_prob != 0)
@@ -360,7 +363,8 @@ static int check_context(const UNetConfig *cfg, const Dataset *data, const Conte
     if (!ctx) return jt_fail(err, "--cond context needs the contexts (npy:FILE)");
     if (context_check_model(ctx, cfg->cross_attention_dim, "config", err) != JT_OK) return JT_ERR;
     if (cfg->num_class_embeds > 0)
-        return jt_fail(err, "config: num_class_embeds %d with text contexts: training on both "
+        return jt_fail(err,
+                       "config: num_class_embeds %d with text contexts: training on both "
                        "class labels and contexts is not implemented",
                        cfg->num_class_embeds);
     if (ctx->n != data->n)

@@ -79,8 +79,7 @@ static void step_eps(Denoiser *d, int B, float *eps, const float *x, const float
  * in 0..K-1; contexts exactly when it has cross-attention, of its width; the unconditional
  * context when guided. */
 static int cond_denoiser(Denoiser **d, const UNet *net, int batch, int H, int W, const Cond *c,
-                         int ctx_len, int ctx_dim, int n, float w, const char *what,
-                         JtError *err) {
+                         int ctx_len, int ctx_dim, int n, float w, const char *what, JtError *err) {
     *d = NULL;
     const int K = unet_num_classes(net), X = unet_cross_attention_dim(net);
     const int *labels = c->labels;
@@ -97,7 +96,8 @@ static int cond_denoiser(Denoiser **d, const UNet *net, int batch, int H, int W,
     if (c->context && X == 0)
         return jt_fail(err, "%s: text contexts given, but the model has no cross-attention", what);
     if (c->context && ctx_dim != X)
-        return jt_fail(err, "%s: the contexts are %d wide but the model's cross_attention_dim is %d",
+        return jt_fail(err,
+                       "%s: the contexts are %d wide but the model's cross_attention_dim is %d",
                        what, ctx_dim, X);
     if (!isfinite(w)) return jt_fail(err, "%s: guidance weight %g is not finite", what, (double)w);
     if (c->context && guided(c, w) && !c->uncond_context)
@@ -330,10 +330,11 @@ int traj_save(const Trajectory *tr, const char *path, JtError *err) {
     st_writer_set_metadata(&w, "seed", buf);
     snprintf(buf, sizeof buf, "%016llx", (unsigned long long)tr->model_fingerprint);
     st_writer_set_metadata(&w, "model_fingerprint", buf);
-    st_writer_set_metadata(&w, "cond", tr->labels && tr->context ? "class+context"
-                                       : tr->labels               ? "class"
-                                       : tr->context              ? "context"
-                                                                  : "none");
+    st_writer_set_metadata(&w, "cond",
+                           tr->labels && tr->context ? "class+context"
+                           : tr->labels              ? "class"
+                           : tr->context             ? "context"
+                                                     : "none");
     snprintf(buf, sizeof buf, "%.9g", traj_conditional(tr) ? tr->guidance : 1.0f);
     st_writer_set_metadata(&w, "guidance", buf);
     int rc = st_writer_write(&w, path, err);
@@ -455,11 +456,13 @@ static int read_named(StFile *f, const char *name, int ndim, const int64_t *shap
 static int read_context(StFile *f, Trajectory *tr, JtError *err) {
     int ic = st_find(f, "encoder_hidden_states"), iu = st_find(f, "uncond_context");
     if (ic < 0)
-        return jt_fail(err, "%s: metadata cond says context but tensor 'encoder_hidden_states' is "
-                       "missing", f->path);
+        return jt_fail(err,
+                       "%s: metadata cond says context but tensor 'encoder_hidden_states' is "
+                       "missing",
+                       f->path);
     const StTensor *t = &f->tensors[ic];
-    if (t->ndim != 3 || t->shape[0] != tr->n || t->shape[1] < 1 ||
-        t->shape[1] > CONTEXT_MAX_LEN || t->shape[2] < 1 || t->shape[2] > CONTEXT_MAX_DIM)
+    if (t->ndim != 3 || t->shape[0] != tr->n || t->shape[1] < 1 || t->shape[1] > CONTEXT_MAX_LEN ||
+        t->shape[2] < 1 || t->shape[2] > CONTEXT_MAX_DIM)
         return jt_fail(err,
                        "%s: tensor 'encoder_hidden_states' must be (%d, L, D), one context per "
                        "sample, L <= %d, D <= %d",
@@ -493,8 +496,10 @@ static int read_cond(StFile *f, Trajectory *tr, JtError *err) {
     for (int i = 0; cond && i < 4; i++)
         if (strcmp(cond, kinds[i]) == 0) kind = i;
     if (kind < 0)
-        return jt_fail(err, "%s: metadata 'cond' is '%s'; want none, class, context or "
-                       "class+context", f->path, cond);
+        return jt_fail(err,
+                       "%s: metadata 'cond' is '%s'; want none, class, context or "
+                       "class+context",
+                       f->path, cond);
     const int has_labels = kind == 1 || kind == 3, has_context = kind >= 2;
     if (has_labels != (il >= 0))
         return jt_fail(err, "%s: metadata cond '%s' but tensor 'class_labels' is %s", f->path,
