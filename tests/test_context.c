@@ -569,3 +569,57 @@ Test(context, featurize_uses_each_rows_context_and_score_the_prompts) {
                        g_model, samp2, wf);
     cr_assert(!exists("samples2/trajectory.safetensors"));
 }
+
+/* lds retrains the recipe on subsets with the kept rows' contexts, and evaluates each target with
+ * its prompt; counterfactual likewise. */
+Test(context, lds_and_counterfactual_retrain_with_the_subsets_contexts) {
+    char err[8192], cmd[2400], m[300], samp[300], store[300], sc[300], lds[300], cf[300];
+    path_of(m, sizeof m, "full");
+    path_of(samp, sizeof samp, "s");
+    path_of(store, sizeof store, "st");
+    path_of(sc, sizeof sc, "journey");
+    path_of(lds, sizeof lds, "lds");
+    path_of(cf, sizeof cf, "cf");
+    snprintf(cmd, sizeof cmd,
+             "train --config %s --out %s " DATA_ARGS
+             " --cond npy:%s --cond-index labels --uncond row:3 --steps 4 --batch 4 --warmup 1 "
+             "--quiet",
+             g_cfg, m, g_img, g_lab, g_ctx);
+    cr_assert(cli_run(cmd, err, sizeof err) == 0, "%s", err);
+    snprintf(cmd, sizeof cmd,
+             "sample --model %s --out %s --context npy:%s --prompt-index 1,2 --sampler ddim "
+             "--steps 3 --quiet",
+             m, samp, g_ctx);
+    cr_assert(cli_run(cmd, err, sizeof err) == 0, "%s", err);
+    snprintf(cmd, sizeof cmd,
+             "featurize --models %s --out %s " DATA_ARGS
+             " --cond npy:%s --cond-index labels --k 4 --S 1 --quiet",
+             m, store, g_img, g_lab, g_ctx);
+    cr_assert(cli_run(cmd, err, sizeof err) == 0, "%s", err);
+    snprintf(cmd, sizeof cmd,
+             "score --store %s --trajectory %s/trajectory.safetensors --out %s --R 1 --quiet",
+             store, samp, sc);
+    cr_assert(cli_run(cmd, err, sizeof err) == 0, "%s", err);
+    snprintf(cmd, sizeof cmd,
+             "lds --model %s --trajectory %s/trajectory.safetensors --scores %s --out %s --K 2 "
+             "--ceiling 0 --steps 333 --R-eval 2 --grid 2 --replicates 10 --quiet",
+             m, samp, sc, lds);
+    cr_assert(cli_run(cmd, err, sizeof err) == 0, "%s", err);
+    /* each subset model was trained on its rows' contexts */
+    char rec_path[400];
+    snprintf(rec_path, sizeof rec_path, "%s/models/s0_r0/training.json", lds);
+    struct stat sb;
+    if (stat(rec_path, &sb) != 0)
+        snprintf(rec_path, sizeof rec_path, "%s/models/s0/training.json", lds);
+    char *rec;
+    size_t n;
+    read_file(rec_path, &rec, &n);
+    cr_assert(strstr(rec, "\"context\"") && strstr(rec, "captions.npy"), "%s", rec);
+    free(rec);
+    snprintf(
+        cmd, sizeof cmd,
+        "counterfactual --model %s --trajectory %s/trajectory.safetensors --scores %s --out %s "
+        "--step 333 --k 2 --targets 0 --quiet",
+        m, samp, sc, cf);
+    cr_assert(cli_run(cmd, err, sizeof err) == 0, "%s", err);
+}

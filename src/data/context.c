@@ -244,3 +244,46 @@ const char *context_fingerprint_hex(const ContextSet *cs, char buf[17]) {
     snprintf(buf, 17, "%016llx", (unsigned long long)cs->fingerprint);
     return buf;
 }
+
+int context_load_described(ContextSet *cs, const char *description, const Dataset *data,
+                           JtError *err) {
+    memset(cs, 0, sizeof *cs);
+    /* fixed order, as context_load writes it; a path may hold ';' only before ";index=" */
+    const char *f = strstr(description, "file="), *i = strstr(description, ";index="),
+               *u = i ? strstr(i, ";uncond=") : NULL;
+    if (f != description || !i || !u)
+        return jt_fail(err, "context description '%s': expected file=...;index=...;uncond=...",
+                       description);
+    char *file = strndup(f + 5, (size_t)(i - f - 5)), *index = strndup(i + 7, (size_t)(u - i - 7));
+    const char *uncond = u + 8;
+    ContextSpec spec = {file, strcmp(index, "none") == 0 ? NULL : index,
+                        strcmp(uncond, "none") == 0 ? NULL : uncond};
+    int rc = context_load(cs, &spec, data, err);
+    free(file), free(index);
+    return rc;
+}
+
+void context_subset(const ContextSet *src, const size_t *rows, size_t k, ContextSet *out) {
+    CHECK(src->n > 0, "a prompt table has no rows to subset");
+    memset(out, 0, sizeof *out);
+    const size_t LD = (size_t)src->L * src->D;
+    out->m = src->m;
+    out->L = src->L;
+    out->D = src->D;
+    out->n = k;
+    out->k = src->k;
+    out->table = xmalloc(src->m * LD * sizeof(float));
+    memcpy(out->table, src->table, src->m * LD * sizeof(float));
+    out->cand = xmalloc((k ? k : 1) * (size_t)src->k * sizeof *out->cand);
+    for (size_t i = 0; i < k; i++) {
+        CHECK(rows[i] < src->n, "subset row %zu outside 0..%zu", rows[i], src->n - 1);
+        memcpy(out->cand + i * (size_t)src->k, src->cand + rows[i] * (size_t)src->k,
+               (size_t)src->k * sizeof *out->cand);
+    }
+    if (src->uncond) {
+        out->uncond = xmalloc(LD * sizeof(float));
+        memcpy(out->uncond, src->uncond, LD * sizeof(float));
+    }
+    fingerprint(out);
+    out->description = xstrdup(src->description);
+}

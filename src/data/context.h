@@ -60,6 +60,14 @@ typedef struct {
 int context_load(ContextSet *cs, const ContextSpec *spec, const Dataset *data, JtError *err);
 void context_free(ContextSet *cs);
 
+/* Reads back a ContextSet.description ("file=...;index=...;uncond=...", e.g. from training.json)
+ * and loads it for `data`: what lds and counterfactual do to retrain a model's recipe. */
+int context_load_described(ContextSet *cs, const char *description, const Dataset *data,
+                           JtError *err);
+/* A new set serving rows[0..k) of src (an LDS subset, as data_subset): the same table and
+ * unconditional context, each kept row's candidates, its own fingerprint. */
+void context_subset(const ContextSet *src, const size_t *rows, size_t k, ContextSet *out);
+
 /* JT_OK when the contexts fit a network with cross_attention_dim D (0: no cross-attention, which
  * is an error), else JT_ERR naming `what` (the model) and both widths. */
 int context_check_model(const ContextSet *cs, int cross_attention_dim, const char *what,

@@ -37,7 +37,8 @@ static int parse_targets(const char *spec, int n_samples, int **out, int *n, JtE
     *out = xmalloc((size_t)(n_samples > 0 ? n_samples : 1) * sizeof(int));
     *n = 0;
     if (strcmp(spec, "all") == 0) {
-        for (int i = 0; i < n_samples; i++) (*out)[(*n)++] = i;
+        for (int i = 0; i < n_samples; i++)
+            (*out)[(*n)++] = i;
         return JT_OK;
     }
     const char *p = spec;
@@ -61,7 +62,8 @@ static void removal(int kind, const float *scores, int Ns, int col, const Datase
     if (kind == KIND_RANDOM) {
         uint32_t *perm = xmalloc(n * sizeof *perm);
         rng_permutation(perm, (uint32_t)n, seed, rng_stream(RNG_TAG_SUBSET, 0x4346u, (uint64_t)s));
-        for (int q = 0; q < k; q++) rows[q] = perm[q];
+        for (int q = 0; q < k; q++)
+            rows[q] = perm[q];
         free(perm), free(key);
         return;
     }
@@ -72,7 +74,8 @@ static void removal(int kind, const float *scores, int Ns, int col, const Datase
         } else {
             data_image_f32(d, i, 0, img);
             double e = 0;
-            for (size_t q = 0; q < D; q++) e += ((double)img[q] - x0[q]) * ((double)img[q] - x0[q]);
+            for (size_t q = 0; q < D; q++)
+                e += ((double)img[q] - x0[q]) * ((double)img[q] - x0[q]);
             key[i] = e;
         }
     }
@@ -80,7 +83,8 @@ static void removal(int kind, const float *scores, int Ns, int col, const Datase
         size_t best = SIZE_MAX;
         for (size_t i = 0; i < n; i++) {
             int taken = 0;
-            for (int r = 0; r < q && !taken; r++) taken = rows[r] == i;
+            for (int r = 0; r < q && !taken; r++)
+                taken = rows[r] == i;
             if (!taken && (best == SIZE_MAX || key[i] < key[best])) best = i;
         }
         rows[q] = best;
@@ -90,15 +94,18 @@ static void removal(int kind, const float *scores, int Ns, int col, const Datase
 
 static double rmse(const float *a, const float *b, size_t D) {
     double e = 0;
-    for (size_t q = 0; q < D; q++) e += ((double)a[q] - b[q]) * ((double)a[q] - b[q]);
+    for (size_t q = 0; q < D; q++)
+        e += ((double)a[q] - b[q]) * ((double)a[q] - b[q]);
     return sqrt(e / (double)D);
 }
 
 /* Mean and a 95% t-interval over n values. */
 static void mean_ci(const double *v, int n, double *mean, double *lo, double *hi) {
     double m = 0, s = 0;
-    for (int i = 0; i < n; i++) m += v[i] / n;
-    for (int i = 0; i < n; i++) s += (v[i] - m) * (v[i] - m);
+    for (int i = 0; i < n; i++)
+        m += v[i] / n;
+    for (int i = 0; i < n; i++)
+        s += (v[i] - m) * (v[i] - m);
     static const double t975[] = {0, 12.71, 4.30, 3.18, 2.78, 2.57, 2.45, 2.36, 2.31, 2.26, 2.23};
     double tq = n - 1 <= 10 ? t975[n > 1 ? n - 1 : 0] : 1.96;
     double half = n > 1 ? tq * sqrt(s / (n - 1) / n) : NAN;
@@ -219,13 +226,21 @@ static int retrain(const CounterfactualOptions *o, const CfInputs *in, int j, in
     }
     Dataset sub = {0};
     int rc = data_subset(data, keep, m, &sub, err);
+    ContextSet sub_ctx = {0};
+    TrainRecipe rec = in->mr.recipe;
+    if (in->mr.has_context) { /* the kept rows' contexts */
+        context_subset(&in->mr.context, keep, m, &sub_ctx);
+        rec.context_fingerprint = sub_ctx.fingerprint;
+    }
     free(keep);
     char dir[600];
     snprintf(dir, sizeof dir, "%s/models/s%d_%s", o->out_dir, in->tg[j], KIND_DIRS[kind]);
     TrainControl ctl = {dir, 200, 50, 0, quiet};
     int stopped = 0;
     if (rc == JT_OK)
-        rc = train_run(&in->mr.cfg, &in->mr.sched, &sub, &in->mr.recipe, &ctl, &stopped, err);
+        rc = train_run_ctx(&in->mr.cfg, &in->mr.sched, &sub, in->mr.has_context ? &sub_ctx : NULL,
+                           &rec, &ctl, &stopped, err);
+    if (in->mr.has_context) context_free(&sub_ctx);
     if (rc == JT_OK && stopped)
         rc = jt_fail(err, "interrupted while training %s; run again to resume", dir);
     data_free(&sub);

@@ -46,16 +46,20 @@ void lds_options_default(LdsOptions *o) {
     o->replicates = 1000;
 }
 
-static void hex(uint64_t v, char buf[17]) { snprintf(buf, 17, "%016llx", (unsigned long long)v); }
+static void hex(uint64_t v, char buf[17]) {
+    snprintf(buf, 17, "%016llx", (unsigned long long)v);
+}
 
 static int load_inputs(const LdsOptions *o, LdsInputs *in, JtError *err) {
-    if (model_record_load(&in->mr, o->model_dir, "lds retrains the model's recipe on subsets of its data",
-                          err) != JT_OK)
+    if (model_record_load(&in->mr, o->model_dir,
+                          "lds retrains the model's recipe on subsets of its data", err) != JT_OK)
         return JT_ERR;
     int rc = traj_load(&in->tr, o->traj_path, err);
     if (rc == JT_OK && in->tr.model_fingerprint != in->mr.fingerprint)
-        rc = jt_fail(err, "%s: the targets were sampled from another model than %s (fingerprints "
-                          "differ)", o->traj_path, o->model_dir);
+        rc = jt_fail(err,
+                     "%s: the targets were sampled from another model than %s (fingerprints "
+                     "differ)",
+                     o->traj_path, o->model_dir);
     if (rc == JT_OK) {
         char what[600];
         snprintf(what, sizeof what, "the schedule of %s", o->model_dir);
@@ -108,9 +112,11 @@ static void make_masks(const LdsOptions *o, size_t n, uint8_t *mask) {
     uint32_t *perm = xmalloc(n * sizeof *perm);
     size_t m = (size_t)llround(o->alpha * (double)n);
     for (int k = 0; k < o->K; k++) {
-        rng_permutation(perm, (uint32_t)n, o->subset_seed, rng_stream(RNG_TAG_SUBSET, (uint64_t)k, 0));
+        rng_permutation(perm, (uint32_t)n, o->subset_seed,
+                        rng_stream(RNG_TAG_SUBSET, (uint64_t)k, 0));
         memset(mask + (size_t)k * n, 0, n);
-        for (size_t i = 0; i < m; i++) mask[(size_t)k * n + perm[i]] = 1;
+        for (size_t i = 0; i < m; i++)
+            mask[(size_t)k * n + perm[i]] = 1;
     }
     free(perm);
 }
@@ -184,8 +190,10 @@ static int prepare_folder(const LdsOptions *o, const LdsInputs *in, JtError *err
             if (h && strcmp(field->string, "recipe") == 0 && same_recipe(h, &in->mr.recipe, mp))
                 continue;
             if (!h || !cJSON_Compare(h, field, 1))
-                rc = jt_fail(err, "%s: field '%s' differs from this run's (subsets from another "
-                                  "model, dataset or recipe?); use a new --out", mp, field->string);
+                rc = jt_fail(err,
+                             "%s: field '%s' differs from this run's (subsets from another "
+                             "model, dataset or recipe?); use a new --out",
+                             mp, field->string);
         }
         cJSON_Delete(have);
     } else {
@@ -202,8 +210,9 @@ static int prepare_folder(const LdsOptions *o, const LdsInputs *in, JtError *err
         NpyHeader h;
         void *stored = NULL;
         rc = npy_read_as(masks, NPY_U8, &h, &stored, err);
-        if (rc == JT_OK && (h.ndim != 2 || h.shape[0] != (size_t)o->K || h.shape[1] != in->mr.data.n ||
-                            memcmp(stored, in->mask, (size_t)o->K * in->mr.data.n) != 0))
+        if (rc == JT_OK &&
+            (h.ndim != 2 || h.shape[0] != (size_t)o->K || h.shape[1] != in->mr.data.n ||
+             memcmp(stored, in->mask, (size_t)o->K * in->mr.data.n) != 0))
             rc = jt_fail(err, "%s: the subset masks differ from this run's", masks);
         free(stored);
     }
@@ -233,9 +242,11 @@ static int prepare_heldout(const LdsOptions *o, const LdsInputs *in, JtError *er
         const cJSON *wt = cJSON_GetObjectItem(want, "target_set");
         const char *hf = json_str(ht, "fingerprint");
         if (rc == JT_OK && (!hf || strcmp(hf, json_str(wt, "fingerprint")) != 0))
-            rc = jt_fail(err, "%s: this folder's held-out ground truths are of other images (%s) "
-                              "than --heldout-data gives (%s); use the same images, or a new --out",
-                         mp, json_str(ht, "spec") ? json_str(ht, "spec") : "?", json_str(wt, "spec"));
+            rc = jt_fail(err,
+                         "%s: this folder's held-out ground truths are of other images (%s) "
+                         "than --heldout-data gives (%s); use the same images, or a new --out",
+                         mp, json_str(ht, "spec") ? json_str(ht, "spec") : "?",
+                         json_str(wt, "spec"));
         cJSON_Delete(have);
     } else {
         rc = model_mkdirs(dir, err);
@@ -265,27 +276,43 @@ int lds_ground_truth(const LdsOptions *o, const LdsInputs *in, const char *model
     const Trajectory *tr = &in->tr;
     const Dataset *d = &in->mr.data; /* the model's geometry, which both target kinds have */
     const size_t D = (size_t)d->c * d->h * d->w;
-    const int B = o->R_eval > o->grid ? (o->R_eval < 64 ? o->R_eval : 64) : (o->grid < 64 ? o->grid : 64);
+    const int B =
+        o->R_eval > o->grid ? (o->R_eval < 64 ? o->R_eval : 64) : (o->grid < 64 ? o->grid : 64);
     /* The noising loss of diffusion/denoiser.h (forward only), each target with its own class:
      * the trajectory's labels or the held-out images' (conditional eps, no guidance). */
     Denoiser *den = NULL;
-    int rc = denoiser_create(&den, net, &sched, B, d->h, d->w, DENOISER_FORWARD, err);
+    const int X = unet_cross_attention_dim(net);
+    int rc = JT_OK;
+    if (X > 0 && (heldout || !tr->context))
+        rc = jt_fail(err, "%s has cross-attention but the %s no text contexts", model_dir,
+                     heldout ? "held-out images have" : "trajectory has");
+    if (rc == JT_OK && X == 0 && !heldout && tr->context)
+        rc = jt_fail(err, "%s has no cross-attention but the trajectory has text contexts",
+                     model_dir);
+    if (rc == JT_OK && X > 0 && tr->ctx_dim != X)
+        rc = jt_fail(err, "%s: cross_attention_dim %d, but the trajectory's contexts are %d wide",
+                     model_dir, X, tr->ctx_dim);
+    if (rc == JT_OK)
+        rc = denoiser_create_ctx(&den, net, &sched, B, d->h, d->w, X > 0 ? tr->ctx_len : 0,
+                                 DENOISER_FORWARD, err);
     const int K = unet_num_classes(net);
     const Targets *held = &in->held;
     if (rc == JT_OK && K > 0 && (heldout ? !targets_labelled(held) : !tr->labels))
         rc = jt_fail(err, "%s is class-conditional (num_class_embeds %d) but the %s no labels",
                      model_dir, K, heldout ? "held-out images have" : "trajectory has");
     if (rc == JT_OK && K == 0 && !heldout && tr->labels)
-        rc = jt_fail(err, "%s is unconditional but the trajectory is class-conditional",
-                     model_dir);
+        rc = jt_fail(err, "%s is unconditional but the trajectory is class-conditional", model_dir);
     const int N = heldout ? in->held.n : tr->n, rows = heldout ? 1 : in->n_steps + 1;
     for (int j = 0; rc == JT_OK && K > 0 && j < N; j++) {
         const int l = heldout ? targets_label(held, j) : tr->labels[j];
         rc = denoiser_check_label(den, l, heldout ? "--heldout-data" : "trajectory", err);
     }
-    float *x0 = xmalloc((size_t)B * D * sizeof(float)), *eps = xmalloc((size_t)B * D * sizeof(float));
+    float *x0 = xmalloc((size_t)B * D * sizeof(float)),
+          *eps = xmalloc((size_t)B * D * sizeof(float));
     double *per = xmalloc((size_t)B * sizeof(double));
     int *ti = xmalloc((size_t)B * sizeof(int)), *lab = xmalloc((size_t)B * sizeof(int));
+    const size_t LD = X > 0 ? (size_t)tr->ctx_len * tr->ctx_dim : 0;
+    float *ctx = X > 0 ? xmalloc((size_t)B * LD * sizeof(float)) : NULL; /* (B, L, D) */
     for (int row = 0; rc == JT_OK && row < rows; row++) {
         int dtrak = heldout || row == in->n_steps, draws = dtrak ? o->grid : o->R_eval;
         /* Draw streams: per-step draws from 1, the generated D-TRAK grid from 1000001, the
@@ -293,9 +320,11 @@ int lds_ground_truth(const LdsOptions *o, const LdsInputs *in, const char *model
         const uint64_t base = heldout ? 2000001u : dtrak ? 1000001u : 1u;
         for (int j = 0; j < N; j++) {
             double sum = 0;
-            const Cond cond = {.labels = K > 0 ? lab : NULL};
+            const Cond cond = {.labels = K > 0 ? lab : NULL, .context = ctx};
             for (int b = 0; K > 0 && b < B; b++)
                 lab[b] = heldout ? targets_label(held, j) : tr->labels[j];
+            for (int b = 0; ctx && b < B; b++) /* the target's prompt, conditional eps only */
+                memcpy(ctx + (size_t)b * LD, tr->context + (size_t)j * LD, LD * sizeof(float));
             for (int r0 = 0; r0 < draws; r0 += B) {
                 int nb = draws - r0 < B ? draws - r0 : B;
                 for (int b = 0; b < nb; b++) {
@@ -303,8 +332,9 @@ int lds_ground_truth(const LdsOptions *o, const LdsInputs *in, const char *model
                     int t = dtrak ? (int)(((double)r + 0.5) * sched.T / o->grid)
                                   : tr->timesteps[in->kidx[row]];
                     const float *src = heldout ? targets_image(&in->held, j, -1)
-                                       : dtrak ? tr->x_0 + (size_t)j * D
-                                               : tr->x0_hat + ((size_t)j * tr->S + in->kidx[row]) * D;
+                                       : dtrak
+                                           ? tr->x_0 + (size_t)j * D
+                                           : tr->x0_hat + ((size_t)j * tr->S + in->kidx[row]) * D;
                     memcpy(x0 + b * D, src, D * sizeof(float));
                     /* The same draws for every model: keyed by (target, t, draw), not by model. */
                     rng_fill_normal(eps + b * D, D, o->gt_seed,
@@ -314,12 +344,14 @@ int lds_ground_truth(const LdsOptions *o, const LdsInputs *in, const char *model
                     ti[b] = t;
                 }
                 denoiser_loss(den, nb, x0, ti, eps, &cond, per);
-                for (int b = 0; b < nb; b++) sum += per[b];
+                for (int b = 0; b < nb; b++)
+                    sum += per[b];
             }
-            gt[(size_t)row * N + j] = -sum / draws; /* higher = the model explains the target better */
+            gt[(size_t)row * N + j] =
+                -sum / draws; /* higher = the model explains the target better */
         }
     }
-    free(x0), free(eps), free(per), free(ti), free(lab);
+    free(x0), free(eps), free(per), free(ti), free(lab), free(ctx);
     denoiser_free(den);
     sched_free(&sched);
     model_free(model);
@@ -370,13 +402,22 @@ static int do_model(const LdsOptions *o, LdsInputs *in, int k, int r, int *train
             if (in->mask[(size_t)k * n + i]) rows[m++] = i;
         Dataset sub = {0};
         rc = data_subset(&in->mr.data, rows, m, &sub, err);
-        free(rows);
+        ContextSet sub_ctx = {0};
         TrainRecipe rec = in->mr.recipe;
+        if (in->mr.has_context) { /* the kept rows' contexts */
+            context_subset(&in->mr.context, rows, m, &sub_ctx);
+            rec.context_fingerprint = sub_ctx.fingerprint;
+        }
+        free(rows);
         rec.seed = model_seed(o, in->mr.recipe.seed, k, r);
         TrainControl ctl = {mdir, 200, 50, 0, 1};
         int stopped = 0;
-        if (rc == JT_OK) rc = train_run(&in->mr.cfg, &in->mr.sched, &sub, &rec, &ctl, &stopped, err);
-        if (rc == JT_OK && stopped) rc = jt_fail(err, "interrupted while training %s; run again to resume", mdir);
+        if (rc == JT_OK)
+            rc = train_run_ctx(&in->mr.cfg, &in->mr.sched, &sub,
+                               in->mr.has_context ? &sub_ctx : NULL, &rec, &ctl, &stopped, err);
+        if (in->mr.has_context) context_free(&sub_ctx);
+        if (rc == JT_OK && stopped)
+            rc = jt_fail(err, "interrupted while training %s; run again to resume", mdir);
         data_free(&sub);
         if (rc == JT_OK) rc = write_gt(o, in, mdir, 0, gdir, gpath, err);
         *trained = rc == JT_OK;

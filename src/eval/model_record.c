@@ -39,9 +39,21 @@ int model_record_load(ModelRecord *mr, const char *model_dir, const char *why, J
         if (rc == JT_OK) rc = data_load(&spec, &mr->data, err);
         data_spec_free(&spec);
         char h[17];
-        if (rc == JT_OK && strcmp(data_fingerprint_hex(&mr->data, h), json_str(ds, "fingerprint")) != 0)
+        if (rc == JT_OK &&
+            strcmp(data_fingerprint_hex(&mr->data, h), json_str(ds, "fingerprint")) != 0)
             rc = jt_fail(err, "%s: the training data (%s) changed since the model was trained", tp,
                          mr->data.description);
+    }
+    if (rc == JT_OK && mr->recipe.cond == TRAIN_COND_CONTEXT) {
+        const cJSON *c = cJSON_GetObjectItem(rec, "context");
+        if (!c || !json_str(c, "spec"))
+            rc = jt_fail(err, "%s: field 'context' (spec, fingerprint) missing", tp);
+        if (rc == JT_OK)
+            rc = context_load_described(&mr->context, json_str(c, "spec"), &mr->data, err);
+        mr->has_context = rc == JT_OK;
+        if (rc == JT_OK && mr->context.fingerprint != mr->recipe.context_fingerprint)
+            rc = jt_fail(err, "%s: the text contexts (%s) changed since the model was trained", tp,
+                         mr->context.description);
     }
     cJSON_Delete(rec);
     free(tp);
@@ -49,4 +61,8 @@ int model_record_load(ModelRecord *mr, const char *model_dir, const char *why, J
     return rc;
 }
 
-void model_record_free(ModelRecord *mr) { data_free(&mr->data); }
+void model_record_free(ModelRecord *mr) {
+    data_free(&mr->data);
+    if (mr->has_context) context_free(&mr->context);
+    mr->has_context = 0;
+}

@@ -6,6 +6,7 @@
 #define JTRAK_MODEL_RECORD_H
 
 #include "core/common.h"
+#include "data/context.h"
 #include "data/dataset.h"
 #include "diffusion/schedule.h"
 #include "diffusion/train.h"
@@ -17,6 +18,8 @@ typedef struct {
     TrainRecipe recipe;
     Dataset data;
     uint64_t fingerprint; /* model_fingerprint of the model */
+    int has_context;      /* a recipe with text contexts (TRAIN_COND_CONTEXT): */
+    ContextSet context;   /* the rows' contexts, reloaded from training.json's "context" */
 } ModelRecord;
 
 /* `why` completes the error when training.json is missing ("lds retrains ..."). */
