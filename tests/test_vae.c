@@ -243,3 +243,161 @@ Test(vae_vs_diffusers, loss_gradients_adamw) {
     vae_run_free(run);
     fixture_free(&fx);
 }
+
+/* ---- the clamp and the loss's gradients by finite differences ---- */
+
+/* A logvar channel pushed beyond the clamp (quant_conv's bias for it +40: every raw entry > 20)
+ * passes no gradient: its quant_conv weights and bias get exactly 0, as torch.clamp's backward
+ * gives. The other gradients agree with central differences of the loss (in float32, h = 1e-2 on
+ * O(0.1) parameters: 1e-2 relative covers the differences' truncation and rounding), with beta
+ * large enough (0.05) that the KL and sampling terms matter. */
+Test(vae_loss, clamp_and_finite_differences) {
+    Fixture fx = {0};
+    fixture_load(&fx, "vae3_32");
+    JtError err;
+    VaeRun *run;
+    cr_assert(vae_run_create(&run, fx.vae, fx.B, fx.H, fx.W, VAE_RUN_TRAIN, &err) == JT_OK, "%s",
+              err.msg);
+    const ParamLayout *l = vae_layout(fx.vae);
+    float *P = vae_params(fx.vae);
+    const int zc = fx.zc;
+    const size_t qb = l->entries[layout_find(l, "quant_conv.bias")].offset;
+    const size_t qw = l->entries[layout_find(l, "quant_conv.weight")].offset;
+    P[qb + zc] = 40.0f; /* logvar channel 0: clamped to 20 everywhere */
+    const float beta = 0.05f;
+    const size_t NP = vae_num_params(fx.vae);
+    float *g = calloc(NP, sizeof *g);
+    double mse, kl;
+    vae_loss(fx.vae, run, fx.B, fx.x, fx.noise, beta, &mse, &kl, NULL);
+    vae_loss_backward(fx.vae, run, g);
+    cr_expect(g[qb + zc] == 0.0f, "clamped logvar channel: bias gradient %g", g[qb + zc]);
+    for (int k = 0; k < 2 * zc; k++)
+        cr_expect(g[qw + (size_t)zc * 2 * zc + k] == 0.0f, "clamped channel: weight %d grad %g", k,
+                  g[qw + (size_t)zc * 2 * zc + k]);
+    cr_expect(g[qb + zc + 1] != 0.0f, "an unclamped logvar channel has a gradient");
+
+    const char *names[] = {"quant_conv.bias",
+                           "quant_conv.bias",
+                           "quant_conv.bias",
+                           "post_quant_conv.bias",
+                           "decoder.conv_out.bias",
+                           "encoder.conv_in.bias",
+                           "encoder.mid_block.attentions.0.to_v.bias"};
+    const int idx[] = {0, zc + 1, zc + 2, 1, 0, 3, 5};
+    for (size_t t = 0; t < sizeof idx / sizeof idx[0]; t++) {
+        const size_t o = l->entries[layout_find(l, names[t])].offset + (size_t)idx[t];
+        const float keep = P[o], h = 1e-2f;
+        P[o] = keep + h;
+        double lp = vae_loss(fx.vae, run, fx.B, fx.x, fx.noise, beta, NULL, NULL, NULL);
+        P[o] = keep - h;
+        double lm = vae_loss(fx.vae, run, fx.B, fx.x, fx.noise, beta, NULL, NULL, NULL);
+        P[o] = keep;
+        const float fd = (float)((lp - lm) / (2.0 * h));
+        char what[160];
+        snprintf(what, sizeof what, "d loss / d %s[%d] vs central differences", names[t], idx[t]);
+        expect_close(what, &g[o], &fd, 1, 1e-5, 1e-2);
+    }
+    free(g);
+    vae_run_free(run);
+    fixture_free(&fx);
+}
+
+/* The posterior sample is mean + exp(0.5 logvar) * noise, entry by entry. */
+Test(vae_loss, posterior_sample_formula) {
+    const float mean[3] = {0.5f, -1.0f, 2.0f}, lv[3] = {0.0f, -30.0f, 20.0f};
+    const float noise[3] = {1.0f, 2.0f, -0.5f};
+    float z[3];
+    vae_posterior_sample(z, mean, lv, noise, 3);
+    for (int k = 0; k < 3; k++)
+        cr_expect(z[k] == mean[k] + expf(0.5f * lv[k]) * noise[k], "entry %d: %g", k, z[k]);
+}
+
+/* ---- config ---- */
+
+/* The shipped preset equals configs/vae-fm.json (the twin's, from diffusers), and every config
+ * reads back as itself from its own config.json. */
+Test(vae_config, preset_matches_shipped_file_and_round_trips) {
+    VaeConfig p, f, back;
+    JtError err;
+    cr_assert(vae_config_preset("vae-fm", &p));
+    cr_assert(vae_config_load(&f, JTRAK_SOURCE_DIR "/configs/vae-fm.json", &err) == JT_OK, "%s",
+              err.msg);
+    cr_expect(memcmp(&p, &f, sizeof p) == 0, "preset vae-fm differs from configs/vae-fm.json");
+    Vae *v;
+    cr_assert(vae_create(&v, &p, &err) == JT_OK, "%s", err.msg);
+    cr_expect_eq(vae_num_params(v), 953413); /* diffusers' count (ref/README.md) */
+    vae_free(v);
+    VaeConfig odd = p;
+    odd.use_quant_conv = 0;
+    odd.mid_block_add_attention = 0;
+    odd.scaling_factor = 1.1196444f;
+    odd.sample_size = 0, odd.sample_h = 16, odd.sample_w = 24;
+    const VaeConfig *cases[] = {&p, &odd};
+    for (int i = 0; i < 2; i++) {
+        char *text = vae_config_to_json(cases[i]);
+        cr_assert(vae_config_parse(&back, text, "round-trip", &err) == JT_OK, "%s\n%s", err.msg,
+                  text);
+        cr_expect(memcmp(&back, cases[i], sizeof back) == 0, "case %d does not round-trip:\n%s", i,
+                  text);
+        free(text);
+    }
+}
+
+/* One field of the vae-fm config replaced (or added) by `value`: refused with one line naming
+ * the field and each of `want`. */
+static void expect_refused(const char *field, const char *value, const char *const *want) {
+    VaeConfig p;
+    vae_config_preset("vae-fm", &p);
+    char *text = vae_config_to_json(&p);
+    void *root;
+    JtError err;
+    cr_assert(cf_json_parse(text, "x", &root, &err) == JT_OK);
+    cJSON_DeleteItemFromObject(root, field);
+    cJSON_AddItemToObject(root, field, cJSON_Parse(value));
+    char *mod = cJSON_Print(root);
+    cf_json_free(root);
+    VaeConfig c;
+    int rc = vae_config_parse(&c, mod, "vae/config.json", &err);
+    cr_expect(rc == JT_ERR, "%s = %s accepted", field, value);
+    if (rc == JT_ERR) {
+        cr_expect(strchr(err.msg, '\n') == NULL, "message on several lines: %s", err.msg);
+        cr_expect(strstr(err.msg, "vae/config.json") != NULL, "no file in: %s", err.msg);
+        char quoted[96];
+        snprintf(quoted, sizeof quoted, "'%s'", field);
+        cr_expect(strstr(err.msg, quoted) != NULL, "no field %s in: %s", quoted, err.msg);
+        for (int i = 0; want && want[i]; i++)
+            cr_expect(strstr(err.msg, want[i]) != NULL, "'%s' not in: %s", want[i], err.msg);
+    }
+    free(mod), free(text);
+}
+
+Test(vae_config, refusals) {
+    expect_refused("down_block_types",
+                   "[\"DownEncoderBlock2D\", \"AttnDownEncoderBlock2D\", \"DownEncoderBlock2D\"]",
+                   (const char *const[]){"AttnDownEncoderBlock2D", "not supported", NULL});
+    expect_refused("up_block_types",
+                   "[\"AttnUpDecoderBlock2D\", \"UpDecoderBlock2D\", \"UpDecoderBlock2D\"]",
+                   (const char *const[]){"AttnUpDecoderBlock2D", "not supported", NULL});
+    expect_refused("shift_factor", "0.1159", (const char *const[]){"not supported", NULL});
+    expect_refused("latents_mean", "[0.1, 0.2, 0.3, 0.4]",
+                   (const char *const[]){"not supported", NULL});
+    expect_refused("latents_std", "[1, 1, 1, 1]", (const char *const[]){"not supported", NULL});
+    expect_refused("act_fn", "\"gelu\"", (const char *const[]){"\"gelu\"", "silu", NULL});
+    expect_refused("use_tiling", "true", (const char *const[]){"unknown field", NULL});
+    expect_refused("norm_num_groups", "6", (const char *const[]){"do not divide", NULL});
+    expect_refused("up_block_types", "[\"UpDecoderBlock2D\"]",
+                   (const char *const[]){"1 entries", "block_out_channels has 3", NULL});
+    expect_refused("scaling_factor", "0", (const char *const[]){"out of range", NULL});
+    expect_refused("latent_channels", "\"4\"", (const char *const[]){"expected an integer", NULL});
+}
+
+/* The size check names the factor and the nearest sizes that work. */
+Test(vae_config, size_not_divisible) {
+    VaeConfig p;
+    vae_config_preset("vae-fm", &p);
+    JtError err;
+    cr_expect(vae_config_check_size(&p, 32, 28, "the data", &err) == JT_OK);
+    cr_assert(vae_config_check_size(&p, 30, 30, "the data", &err) == JT_ERR);
+    cr_expect(strstr(err.msg, "factor 4") && strstr(err.msg, "--size 28 or --size 32"), "%s",
+              err.msg);
+}
