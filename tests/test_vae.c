@@ -9,6 +9,7 @@
  * behind. */
 #include "core/config_fields.h"
 #include "core/hash.h"
+#include "data/dataset.h"
 #include "helpers/cli_run.h"
 #include "helpers/numcheck.h"
 #include "helpers/tmpdir.h"
@@ -400,4 +401,232 @@ Test(vae_config, size_not_divisible) {
     cr_assert(vae_config_check_size(&p, 30, 30, "the data", &err) == JT_ERR);
     cr_expect(strstr(err.msg, "factor 4") && strstr(err.msg, "--size 28 or --size 32"), "%s",
               err.msg);
+}
+
+/* ---- the commands ---- */
+
+TestSuite(vae_cli, .init = test_tmp_setup, .fini = test_tmp_teardown);
+
+static char g_err[8192];
+static char g_cfg[400];
+
+/* A 2-level VAE (8, 16) at 16x16 (factor 2: 16x16 -> 2x8x8), small enough to train in seconds. */
+static void write_tiny_config(void) {
+    snprintf(g_cfg, sizeof g_cfg, "%s/tiny.json", test_tmp);
+    FILE *f = fopen(g_cfg, "w");
+    cr_assert_not_null(f);
+    fputs("{\"_class_name\": \"AutoencoderKL\", \"block_out_channels\": [8, 16],\n"
+          " \"down_block_types\": [\"DownEncoderBlock2D\", \"DownEncoderBlock2D\"],\n"
+          " \"up_block_types\": [\"UpDecoderBlock2D\", \"UpDecoderBlock2D\"],\n"
+          " \"in_channels\": 1, \"out_channels\": 1, \"latent_channels\": 2,\n"
+          " \"norm_num_groups\": 4, \"sample_size\": 16, \"layers_per_block\": 1}\n",
+          f);
+    fclose(f);
+}
+
+#define TINY_DATA "--data fashion-mnist --limit 32 --fit resize"
+#define TINY_RECIPE "--steps 4 --batch 8 --beta 1e-3 --save-every 0 --quiet"
+
+static void train_tiny(const char *out, const char *extra) {
+    char args[2048];
+    snprintf(args, sizeof args, "train-vae --config %s " TINY_DATA " " TINY_RECIPE " --out %s %s",
+             g_cfg, out, extra ? extra : "");
+    int rc = cli_run(args, g_err, sizeof g_err);
+    cr_assert_eq(rc, 0, "jtrak %s: exit %d: %s", args, rc, g_err);
+}
+
+static unsigned char *slurp(const char *dir, const char *name, size_t *n) {
+    char *p = path_join(dir, name);
+    FILE *f = fopen(p, "rb");
+    cr_assert_not_null(f, "%s missing", p);
+    fseek(f, 0, SEEK_END);
+    *n = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *buf = malloc(*n + 1);
+    cr_assert_eq(fread(buf, 1, *n, f), *n);
+    fclose(f);
+    free(p);
+    return buf;
+}
+
+static void expect_same_file(const char *a, const char *b, const char *name) {
+    size_t na, nb;
+    unsigned char *x = slurp(a, name, &na), *y = slurp(b, name, &nb);
+    cr_expect(na == nb && memcmp(x, y, na) == 0, "%s differs between %s and %s", name, a, b);
+    free(x), free(y);
+}
+
+static int exists(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0;
+}
+
+/* A run stopped after 2 of 4 steps and resumed by the same command ends with the same bytes as
+ * one that was never stopped: weights, config (with its measured scaling factor), record, state. */
+Test(vae_cli, train_vae_resumes_bit_for_bit) {
+    write_tiny_config();
+    char a[300], b[300], probe[400];
+    snprintf(a, sizeof a, "%s/a", test_tmp);
+    snprintf(b, sizeof b, "%s/b", test_tmp);
+    train_tiny(a, NULL);
+    train_tiny(b, "--stop-after 2");
+    snprintf(probe, sizeof probe, "%s/config.json", b);
+    cr_expect(!exists(probe), "a stopped run wrote its model folder already");
+    snprintf(probe, sizeof probe, "%s/train_state.safetensors", b);
+    cr_expect(exists(probe), "a stopped run left no state");
+    train_tiny(b, NULL);
+    expect_same_file(a, b, "diffusion_pytorch_model.safetensors");
+    expect_same_file(a, b, "config.json");
+    expect_same_file(a, b, "training.json");
+    expect_same_file(a, b, "train_state.safetensors");
+    /* the folder loads as an AutoencoderKL whose scaling factor is the measured one */
+    Model *m;
+    JtError err;
+    cr_assert(model_load(a, &m, &err) == JT_OK, "%s", err.msg);
+    cr_assert_not_null(model_vae(m));
+    const float sf = vae_config(model_vae(m))->scaling_factor;
+    cr_expect(sf != 0.18215f && sf > 0, "scaling_factor %g was not measured", sf);
+    model_free(m);
+    /* a changed recipe does not resume another run's state */
+    snprintf(probe, sizeof probe,
+             "train-vae --config %s " TINY_DATA " " TINY_RECIPE " --lr 1e-3 --out %s", g_cfg, a);
+    cli_expect_failure(g_err, sizeof g_err, 1, "train-vae",
+                       (const char *const[]){"another recipe", NULL}, "%s", probe);
+}
+
+/* encode writes (N, 2z, h, w) = the in-process posterior of the same rows, and a manifest with
+ * the VAE's model fingerprint and the dataset's spec and selection fingerprint. */
+Test(vae_cli, encode_npy_and_manifest) {
+    write_tiny_config();
+    char vdir[300], out[400], mpath[420];
+    snprintf(vdir, sizeof vdir, "%s/vae", test_tmp);
+    train_tiny(vdir, NULL);
+    snprintf(out, sizeof out, "%s/lat.npy", test_tmp);
+    char args[1200];
+    snprintf(args, sizeof args,
+             "encode --vae %s --data fashion-mnist --limit 10 --fit resize --batch 4 --quiet "
+             "--out %s",
+             vdir, out);
+    int rc = cli_run(args, g_err, sizeof g_err);
+    cr_assert_eq(rc, 0, "jtrak %s: exit %d: %s", args, rc, g_err);
+
+    NpyHeader h;
+    float *lat;
+    JtError err;
+    cr_assert(npy_read_as(out, NPY_F32, &h, (void **)&lat, &err) == JT_OK, "%s", err.msg);
+    cr_assert(h.ndim == 4 && h.shape[0] == 10 && h.shape[1] == 4 && h.shape[2] == 8 &&
+                  h.shape[3] == 8,
+              "shape (%zu, %zu, %zu, %zu)", h.shape[0], h.shape[1], h.shape[2], h.shape[3]);
+
+    Model *m;
+    cr_assert(model_load(vdir, &m, &err) == JT_OK, "%s", err.msg);
+    DatasetSpec spec;
+    data_spec_init(&spec);
+    cr_assert(data_spec_set(&spec, "limit", "10", &err) == JT_OK);
+    cr_assert(data_spec_set(&spec, "fit", "resize", &err) == JT_OK);
+    spec.height = spec.width = 16;
+    spec.channels = 1;
+    Dataset ds;
+    cr_assert(data_load(&spec, &ds, &err) == JT_OK, "%s", err.msg);
+    data_spec_free(&spec);
+    VaeRun *run;
+    cr_assert(vae_run_create(&run, model_vae(m), 10, 16, 16, VAE_RUN_FORWARD_ONLY, &err) == JT_OK);
+    float *x = data_images_f32(&ds), mean[10 * 2 * 64], lv[10 * 2 * 64];
+    vae_encode(model_vae(m), run, 10, x, mean, lv);
+    for (int b = 0; b < 10; b++) { /* the encoder's ops are per example: any batch, same bits */
+        cr_expect(memcmp(lat + b * 256, mean + b * 128, 128 * sizeof(float)) == 0, "row %d mean",
+                  b);
+        cr_expect(memcmp(lat + b * 256 + 128, lv + b * 128, 128 * sizeof(float)) == 0,
+                  "row %d logvar", b);
+    }
+
+    snprintf(mpath, sizeof mpath, "%s.json", out);
+    char *text;
+    cr_assert(cf_read_file(mpath, &text, &err) == JT_OK, "%s", err.msg);
+    cJSON *o = cJSON_Parse(text);
+    cr_assert_not_null(o, "%s is not JSON", mpath);
+    char fp[17], dfp[17];
+    model_fingerprint_hex(model_fingerprint(m), fp);
+    data_fingerprint_hex(&ds, dfp);
+    const cJSON *d = cJSON_GetObjectItem(o, "dataset");
+    cr_expect_str_eq(cJSON_GetObjectItem(o, "kind")->valuestring, "jtrak-latents");
+    cr_expect_str_eq(cJSON_GetObjectItem(o, "vae_fingerprint")->valuestring, fp);
+    cr_expect_str_eq(cJSON_GetObjectItem(o, "layout")->valuestring, "mean|logvar");
+    cr_expect_eq(cJSON_GetObjectItem(o, "rows")->valueint, 10);
+    cr_expect_eq(cJSON_GetObjectItem(o, "latent_channels")->valueint, 2);
+    cr_expect_eq(cJSON_GetObjectItem(o, "latent_height")->valueint, 8);
+    cr_expect_eq(cJSON_GetObjectItem(o, "latent_width")->valueint, 8);
+    cr_expect_eq((float)cJSON_GetObjectItem(o, "scaling_factor")->valuedouble,
+                 vae_config(model_vae(m))->scaling_factor);
+    cr_expect_str_eq(cJSON_GetObjectItem(d, "fingerprint")->valuestring, dfp);
+    cr_expect_str_eq(cJSON_GetObjectItem(d, "spec")->valuestring, ds.description);
+    cJSON_Delete(o);
+    free(text), free(x), free(lat);
+    vae_run_free(run);
+    data_free(&ds);
+    model_free(m);
+
+    /* info on the folder */
+    char outbuf[4096];
+    snprintf(args, sizeof args, "info %s", vdir);
+    cr_assert_eq(cli_run_out(args, outbuf, sizeof outbuf, g_err, sizeof g_err), 0, "%s", g_err);
+    cr_expect(strstr(outbuf, "class: AutoencoderKL") &&
+                  strstr(outbuf, "latent: 2x8x8 (factor 2)") &&
+                  strstr(outbuf, "scaling_factor: ") && strstr(outbuf, "parameters: "),
+              "%s", outbuf);
+}
+
+/* Bad inputs: one line each, exit 1, and no output file or folder left behind. */
+Test(vae_cli, bad_inputs) {
+    write_tiny_config();
+    char vdir[300], out[400], empty[300], unet[400];
+    snprintf(vdir, sizeof vdir, "%s/vae", test_tmp);
+    train_tiny(vdir, NULL);
+    snprintf(out, sizeof out, "%s/lat.npy", test_tmp);
+    snprintf(empty, sizeof empty, "%s/empty", test_tmp);
+    mkdir(empty, 0755);
+    snprintf(unet, sizeof unet, "%s/unet/fm3_12x12", JTRAK_FIXTURES);
+    cli_expect_failure(g_err, sizeof g_err, 1, "encode",
+                       (const char *const[]){"not an AutoencoderKL", "UNet2DModel", NULL},
+                       "encode --vae %s --data fashion-mnist --limit 4 --out %s", unet, out);
+    cr_expect(!exists(out), "a refused encode left %s", out);
+    cli_expect_failure(g_err, sizeof g_err, 1, "encode", (const char *const[]){"config.json", NULL},
+                       "encode --vae %s --data fashion-mnist --limit 4 --out %s", empty, out);
+    cli_expect_failure(g_err, sizeof g_err, 1, "encode",
+                       (const char *const[]){"15x15", "factor 2", "--size 14 or --size 16", NULL},
+                       "encode --vae %s --data fashion-mnist --limit 4 --fit resize --size 15 "
+                       "--out %s",
+                       vdir, out);
+    cr_expect(!exists(out), "a refused encode left %s", out);
+    char mpath[420];
+    snprintf(mpath, sizeof mpath, "%s.json", out);
+    cr_expect(!exists(mpath), "a refused encode left %s", mpath);
+
+    char bad[300];
+    snprintf(bad, sizeof bad, "%s/bad", test_tmp);
+    char copy[300];
+    snprintf(copy, sizeof copy, "%s/vae-copy", test_tmp);
+    mkdir(copy, 0755);
+    static const char *const files[] = {"config.json", "diffusion_pytorch_model.safetensors"};
+    for (int i = 0; i < 2; i++) {
+        size_t n;
+        unsigned char *buf = slurp(vdir, files[i], &n);
+        char *p = path_join(copy, files[i]);
+        FILE *f = fopen(p, "wb");
+        cr_assert(f && fwrite(buf, 1, n, f) == n);
+        fclose(f);
+        free(p), free(buf);
+    }
+    cli_expect_failure(
+        g_err, sizeof g_err, 1, "train-vae", (const char *const[]){"15x15", "factor 2", NULL},
+        "train-vae --config %s " TINY_DATA " --size 15 --quiet --out %s", g_cfg, bad);
+    cr_expect(!exists(bad), "a refused train-vae left %s", bad);
+    cli_expect_failure(g_err, sizeof g_err, 1, "train-vae",
+                       (const char *const[]){"UNet2DModel", "needs an AutoencoderKL", NULL},
+                       "train-vae --config %s " TINY_DATA " --quiet --out %s", unet, bad);
+    cr_expect(!exists(bad), "a refused train-vae left %s", bad);
+    /* a model folder as --out is another artifact: not overwritten */
+    cli_expect_failure(
+        g_err, sizeof g_err, 1, "train-vae", (const char *const[]){"a model folder", NULL},
+        "train-vae --config %s " TINY_DATA " " TINY_RECIPE " --out %s/vae-copy", g_cfg, test_tmp);
 }
