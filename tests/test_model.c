@@ -88,14 +88,17 @@ Test(model, table_rows) {
     cr_assert(k && k->supported && k->parse && k->to_json && k->create);
     k = model_kind_find("UNet2DConditionModel");
     cr_assert(k && k->supported && k->parse && k->to_json && k->create);
-    static const char *const known[] = {"AutoencoderKL", "CLIPTextModel", NULL};
+    static const char *const known[] = {"VQModel", "CLIPTextModel", NULL};
     for (int i = 0; known[i]; i++) {
         k = model_kind_find(known[i]);
         cr_assert(k && !k->supported && k->refusal && !k->parse, "%s", known[i]);
     }
     cr_assert_null(model_kind_find("UNet3DConditionModel"));
     cr_assert_null(model_kind_find(NULL));
-    cr_assert_str_eq(model_kind_supported_names(), "UNet2DModel, UNet2DConditionModel");
+    k = model_kind_find("AutoencoderKL");
+    cr_assert(k && k->supported && k->parse && k->to_json && k->create);
+    cr_assert_str_eq(model_kind_supported_names(),
+                     "UNet2DModel, UNet2DConditionModel, AutoencoderKL");
 }
 
 Test(model, unknown_class_refused) {
@@ -105,7 +108,7 @@ Test(model, unknown_class_refused) {
 }
 
 Test(model, known_unsupported_class_refused) {
-    static const char *const classes[] = {"AutoencoderKL", "VQModel", NULL};
+    static const char *const classes[] = {"VQModel", "CLIPTextModel", NULL};
     for (int i = 0; classes[i]; i++) {
         char value[64];
         snprintf(value, sizeof value, "\"%s\"", classes[i]);

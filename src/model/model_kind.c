@@ -1,5 +1,6 @@
 /* model_kind.c: see model_kind.h. The UNet2DModel and UNet2DConditionModel rows wrap unet/
- * (config.h, config_cond.c, unet.h: one network type, the config says which class); the rows
+ * (config.h, config_cond.c, unet.h: one network type, the config says which class), the
+ * AutoencoderKL row vae/ (vae.h); the rows
  * marked unsupported are the networks of the latent-diffusion system (ldm.md section 2.7) that
  * jtrak will implement next, known so that a folder holding one is refused by name rather than
  * as a UNet2DModel with unknown fields. */
@@ -8,6 +9,7 @@
 #include "core/config_fields.h"
 #include "unet/config.h"
 #include "unet/unet.h"
+#include "vae/vae.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -50,6 +52,36 @@ static int unet2d_cond_parse(void *cfg, const void *root, const char *path, JtEr
     return unet_config_cond_from_json(cfg, root, path, err);
 }
 
+/* ---- AutoencoderKL hooks ---- */
+
+static int vae_kind_parse(void *cfg, const void *root, const char *path, JtError *err) {
+    return vae_config_from_json(cfg, root, path, err);
+}
+static int vae_kind_validate(const void *cfg, const char *path, JtError *err) {
+    return vae_config_validate(cfg, path, err);
+}
+static char *vae_kind_to_json(const void *cfg) {
+    return vae_config_to_json(cfg);
+}
+static int vae_kind_create(void **net, const void *cfg, JtError *err) {
+    Vae *v = NULL;
+    int rc = vae_create(&v, cfg, err);
+    *net = v;
+    return rc;
+}
+static void vae_kind_destroy(void *net) {
+    vae_free(net);
+}
+static const void *vae_kind_config(const void *net) {
+    return vae_config(net);
+}
+static const ParamLayout *vae_kind_layout(const void *net) {
+    return vae_layout(net);
+}
+static float *vae_kind_params(void *net) {
+    return vae_params(net);
+}
+
 #define UNSUPPORTED(cls, what, why)                                                                \
     { .class_name = cls, .summary = what, .refusal = why }
 
@@ -78,8 +110,18 @@ static const ModelKind KINDS[] = {
      .config = unet2d_config,
      .layout = unet2d_layout,
      .params = unet2d_params},
-    UNSUPPORTED("AutoencoderKL", "diffusers' KL autoencoder (the latent-diffusion VAE)",
-                "the VAE encoder/decoder (ldm.md 2.7)"),
+    {.class_name = VAE_CLASS,
+     .summary = "diffusers' KL autoencoder (the latent-diffusion VAE)",
+     .supported = 1,
+     .config_size = sizeof(VaeConfig),
+     .parse = vae_kind_parse,
+     .validate = vae_kind_validate,
+     .to_json = vae_kind_to_json,
+     .create = vae_kind_create,
+     .destroy = vae_kind_destroy,
+     .config = vae_kind_config,
+     .layout = vae_kind_layout,
+     .params = vae_kind_params},
     UNSUPPORTED("VQModel", "diffusers' VQ autoencoder (CompVis latent diffusion)",
                 "the vector-quantised autoencoder"),
     UNSUPPORTED("CLIPTextModel",
