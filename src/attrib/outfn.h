@@ -42,6 +42,13 @@ int grad_engine_num_classes(const GradEngine *g);
 void grad_engine_run(GradEngine *g, OutFn f, int B, int S, const float *x0, const int *t,
                      const float *eps, const int *labels, float *grads, double *values);
 
+/* grad_engine_run with a clean image per (example, draw): x0s (B, S, C, H, W), draw s of example b
+ * noising x0s[b, s] (a latent dataset in sample mode: a fresh posterior sample per example and per
+ * timestep, as Journey-TRAK's featurizer encodes inside the vmapped function, ldm.md 1.2). With
+ * x0s[b, s] = x0[b] for every s it is grad_engine_run bit for bit. */
+void grad_engine_run_x0s(GradEngine *g, OutFn f, int B, int S, const float *x0s, const int *t,
+                         const float *eps, const int *labels, float *grads, double *values);
+
 /* The draws of attribution, keyed so they depend only on (seed, model, item, slot):
  * train features:   item = training row, timesteps uniform on {0..T-1} (with replacement)
  * target gradients: item = target key (see attrib_target_key), timesteps all equal to t_fixed

@@ -29,7 +29,11 @@
  *   ATTRIB_NOISE    (example, timestep slot)
  *   PROJECTION      (model, block)
  *   SUBSET          (subset id, 0)
- *   TRAIN_COND      (optimizer step, 0); index = batch slot; condition dropout coin */
+ *   TRAIN_COND      (optimizer step, 0); index = batch slot; condition dropout coin
+ *   LATENT_SAMPLE   (LATENT_SAMPLE(stream, counter), dataset row); index = element of the
+ *                   posterior noise n of a latent draw (data/dataset.h data_batch_draw)
+ *   TRAIN_LATENT    (optimizer step, 0): the stream of the step's latent draws, counter = slot
+ *   ATTRIB_LATENT   (model, 0): the stream of featurize's latent draws, counter = draw slot s */
 enum {
     RNG_TAG_TEST = 0,
     RNG_TAG_INIT = 1,
@@ -42,6 +46,9 @@ enum {
     RNG_TAG_PROJECTION = 8,
     RNG_TAG_SUBSET = 9,
     RNG_TAG_TRAIN_COND = 10,
+    RNG_TAG_LATENT_SAMPLE = 11,
+    RNG_TAG_TRAIN_LATENT = 12,
+    RNG_TAG_ATTRIB_LATENT = 13,
 };
 
 typedef struct {
