@@ -86,15 +86,16 @@ static void expect_t8_refused(const char *key, const char *value, const char *co
 Test(model, table_rows) {
     const ModelKind *k = model_kind_find("UNet2DModel");
     cr_assert(k && k->supported && k->parse && k->to_json && k->create);
-    static const char *const known[] = {"UNet2DConditionModel", "AutoencoderKL", "CLIPTextModel",
-                                        NULL};
+    static const char *const known[] = {"UNet2DConditionModel", "CLIPTextModel", NULL};
     for (int i = 0; known[i]; i++) {
         k = model_kind_find(known[i]);
         cr_assert(k && !k->supported && k->refusal && !k->parse, "%s", known[i]);
     }
     cr_assert_null(model_kind_find("UNet3DConditionModel"));
     cr_assert_null(model_kind_find(NULL));
-    cr_assert_str_eq(model_kind_supported_names(), "UNet2DModel");
+    k = model_kind_find("AutoencoderKL");
+    cr_assert(k && k->supported && k->parse && k->to_json && k->create);
+    cr_assert_str_eq(model_kind_supported_names(), "UNet2DModel, AutoencoderKL");
 }
 
 Test(model, unknown_class_refused) {
@@ -104,7 +105,7 @@ Test(model, unknown_class_refused) {
 }
 
 Test(model, known_unsupported_class_refused) {
-    static const char *const classes[] = {"UNet2DConditionModel", "AutoencoderKL", NULL};
+    static const char *const classes[] = {"UNet2DConditionModel", NULL};
     for (int i = 0; classes[i]; i++) {
         char value[64];
         snprintf(value, sizeof value, "\"%s\"", classes[i]);

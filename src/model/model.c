@@ -12,7 +12,7 @@
 
 struct Model {
     const ModelKind *kind;
-    void *net; /* UNet * for UNet2DModel */
+    void *net; /* UNet * for UNet2DModel, Vae * for AutoencoderKL */
     uint64_t fingerprint;
 };
 
@@ -53,6 +53,12 @@ UNet *model_unet(Model *m) {
 const UNet *model_unet_const(const Model *m) {
     return model_unet((Model *)m);
 }
+Vae *model_vae(Model *m) {
+    return strcmp(m->kind->class_name, VAE_CLASS) == 0 ? m->net : NULL;
+}
+const Vae *model_vae_const(const Model *m) {
+    return model_vae((Model *)m);
+}
 const ParamLayout *model_layout(const Model *m) {
     return m->kind->layout(m->net);
 }
@@ -75,8 +81,12 @@ static Model *wrap(const ModelKind *k, void *net) {
 }
 
 int model_create(Model **out, const UNetConfig *cfg, JtError *err) {
+    return model_create_kind(out, model_kind_find("UNet2DModel"), cfg, err);
+}
+
+int model_create_kind(Model **out, const ModelKind *k, const void *cfg, JtError *err) {
     *out = NULL;
-    const ModelKind *k = model_kind_find("UNet2DModel");
+    CHECK(k && k->supported, "model_create_kind of an unsupported class");
     void *net;
     if (k->create(&net, cfg, err) != JT_OK) return JT_ERR;
     *out = wrap(k, net);

@@ -12,6 +12,7 @@
 #include "core/common.h"
 #include "model/model_kind.h"
 #include "unet/unet.h"
+#include "vae/vae.h"
 
 #include <stdint.h>
 
@@ -26,12 +27,17 @@ int model_load(const char *dir, Model **out, JtError *err);
 int model_save(Model *m, const char *dir, JtError *err);
 /* A fresh UNet2DModel with zero parameters. */
 int model_create(Model **out, const UNetConfig *cfg, JtError *err);
+/* A fresh model of any supported class (cfg: that class's config struct), zero parameters. */
+int model_create_kind(Model **out, const ModelKind *kind, const void *cfg, JtError *err);
 void model_free(Model *m);
 
 const ModelKind *model_kind(const Model *m);
-/* The network of a UNet2DModel; NULL for other classes (none yet). */
+/* The network of a UNet2DModel; NULL for other classes. */
 UNet *model_unet(Model *m);
 const UNet *model_unet_const(const Model *m);
+/* The network of an AutoencoderKL; NULL for other classes. */
+Vae *model_vae(Model *m);
+const Vae *model_vae_const(const Model *m);
 /* The parameter slab of any class. */
 const ParamLayout *model_layout(const Model *m);
 float *model_params(Model *m);

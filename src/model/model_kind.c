@@ -1,4 +1,5 @@
-/* model_kind.c: see model_kind.h. The UNet2DModel row wraps unet/ (config.h, unet.h); the rows
+/* model_kind.c: see model_kind.h. The UNet2DModel row wraps unet/ (config.h, unet.h), the
+ * AutoencoderKL row vae/ (vae.h); the rows
  * marked unsupported are the networks of the latent-diffusion system (ldm.md section 2.7) that
  * jtrak will implement next, known so that a folder holding one is refused by name rather than
  * as a UNet2DModel with unknown fields. */
@@ -7,6 +8,7 @@
 #include "core/config_fields.h"
 #include "unet/config.h"
 #include "unet/unet.h"
+#include "vae/vae.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -43,6 +45,36 @@ static float *unet2d_params(void *net) {
     return unet_params(net);
 }
 
+/* ---- AutoencoderKL hooks ---- */
+
+static int vae_kind_parse(void *cfg, const void *root, const char *path, JtError *err) {
+    return vae_config_from_json(cfg, root, path, err);
+}
+static int vae_kind_validate(const void *cfg, const char *path, JtError *err) {
+    return vae_config_validate(cfg, path, err);
+}
+static char *vae_kind_to_json(const void *cfg) {
+    return vae_config_to_json(cfg);
+}
+static int vae_kind_create(void **net, const void *cfg, JtError *err) {
+    Vae *v = NULL;
+    int rc = vae_create(&v, cfg, err);
+    *net = v;
+    return rc;
+}
+static void vae_kind_destroy(void *net) {
+    vae_free(net);
+}
+static const void *vae_kind_config(const void *net) {
+    return vae_config(net);
+}
+static const ParamLayout *vae_kind_layout(const void *net) {
+    return vae_layout(net);
+}
+static float *vae_kind_params(void *net) {
+    return vae_params(net);
+}
+
 #define UNSUPPORTED(cls, what, why)                                                                \
     { .class_name = cls, .summary = what, .refusal = why }
 
@@ -62,8 +94,18 @@ static const ModelKind KINDS[] = {
     UNSUPPORTED("UNet2DConditionModel",
                 "diffusers' text-conditioned 2D UNet with cross-attention (Stable Diffusion, SDXL)",
                 "cross-attention conditioning (ldm.md 2.7)"),
-    UNSUPPORTED("AutoencoderKL", "diffusers' KL autoencoder (the latent-diffusion VAE)",
-                "the VAE encoder/decoder (ldm.md 2.7)"),
+    {.class_name = VAE_CLASS,
+     .summary = "diffusers' KL autoencoder (the latent-diffusion VAE)",
+     .supported = 1,
+     .config_size = sizeof(VaeConfig),
+     .parse = vae_kind_parse,
+     .validate = vae_kind_validate,
+     .to_json = vae_kind_to_json,
+     .create = vae_kind_create,
+     .destroy = vae_kind_destroy,
+     .config = vae_kind_config,
+     .layout = vae_kind_layout,
+     .params = vae_kind_params},
     UNSUPPORTED("VQModel", "diffusers' VQ autoencoder (CompVis latent diffusion)",
                 "the vector-quantised autoencoder"),
     UNSUPPORTED("CLIPTextModel",

@@ -37,8 +37,10 @@ void block_resnet2d_params(ParamLayout *l, const char *prefix, int cin, int cout
     block_params_norm(l, p, cin);
     snprintf(p, sizeof p, "%s.conv1", prefix);
     block_params_conv2d(l, p, cout, cin, 3);
-    snprintf(p, sizeof p, "%s.time_emb_proj", prefix);
-    block_params_linear(l, p, cout, temb_dim);
+    if (temb_dim > 0) {
+        snprintf(p, sizeof p, "%s.time_emb_proj", prefix);
+        block_params_linear(l, p, cout, temb_dim);
+    }
     snprintf(p, sizeof p, "%s.norm2", prefix);
     block_params_norm(l, p, cout);
     snprintf(p, sizeof p, "%s.conv2", prefix);
@@ -57,9 +59,11 @@ int block_resnet2d(Graph *g, int x, int temb_act, int cout, int groups, float ep
     int h = graph_groupnorm_silu(g, x, groups, eps, p);
     snprintf(p, sizeof p, "%s.conv1", prefix);
     h = graph_conv(g, h, cout, 3, 1, CONV_PAD_SAME, p);
-    snprintf(p, sizeof p, "%s.time_emb_proj", prefix);
-    int tp = graph_linear(g, temb_act, cout, p);
-    h = graph_add_chvec(g, h, tp);
+    if (temb_act >= 0) {
+        snprintf(p, sizeof p, "%s.time_emb_proj", prefix);
+        int tp = graph_linear(g, temb_act, cout, p);
+        h = graph_add_chvec(g, h, tp);
+    }
     snprintf(p, sizeof p, "%s.norm2", prefix);
     h = graph_groupnorm_silu(g, h, groups, eps, p);
     snprintf(p, sizeof p, "%s.conv2", prefix);

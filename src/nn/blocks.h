@@ -9,7 +9,8 @@
  *
  * Blocks (unet2d.md section 4):
  *   ResnetBlock2D, time_embedding_norm "default", no up/down sampling: norm1, conv1,
- *   time_emb_proj, norm2, conv2, conv_shortcut (when cin != cout);
+ *   time_emb_proj, norm2, conv2, conv_shortcut (when cin != cout); without a time embedding
+ *   (temb None, the AutoencoderKL resnets) there is no time_emb_proj and nothing is added;
  *   out = (shortcut(x) + conv2(silu(norm2(conv1(silu(norm1(x))) + time_emb_proj(silu(temb))))))
  *         / output_scale_factor.
  *   Attention with _from_deprecated_attn_block (spatial self-attention, bias on every projection):
@@ -31,9 +32,11 @@ void block_params_norm(ParamLayout *l, const char *prefix, int c);
 void block_params_embedding(ParamLayout *l, const char *prefix, int K, int T);
 
 /* ---- ResnetBlock2D -------------------------------------------------------------------------- */
+/* temb_dim 0: no time embedding (temb_channels None), no time_emb_proj registered. */
 void block_resnet2d_params(ParamLayout *l, const char *prefix, int cin, int cout, int temb_dim);
 /* x: (cin, H, W); temb_act: silu(temb), (temb_dim, 1, 1), shared by the network's resnets (the
- * SiLU is applied once by the caller); groups, eps: resnet_groups and resnet_eps. */
+ * SiLU is applied once by the caller), or -1 for a resnet without a time embedding; groups, eps:
+ * resnet_groups and resnet_eps. */
 int block_resnet2d(Graph *g, int x, int temb_act, int cout, int groups, float eps,
                    float output_scale_factor, const char *prefix);
 
