@@ -14,19 +14,25 @@
 #include "core/rng.h"
 #include "data/dataset.h"
 #include "diffusion/train.h"
+#include "helpers/cli_run.h"
 #include "helpers/tiny_unet.h"
 #include "helpers/tmpdir.h"
 #include "io/npy.h"
 #include "io/safetensors.h"
+#include "model/model.h"
 #include "unet/unet.h"
+#include "vae/vae.h"
 
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <stb/stb_image.h>
 
 enum { N = 12, Z = 2, LH = 8, LW = 8, PER = Z * LH * LW };
 static const float SCALING = 0.5f;
@@ -83,11 +89,12 @@ typedef struct {
     float logvar_value;  /* when non-zero: every logvar */
     int truncate;        /* bytes cut off the .npy */
     const char *data_fp; /* NULL: the origin's */
+    const char *vae_fp;  /* NULL: 0123456789abcdef */
     int no_manifest;
 } StoreOpts;
 
 static StoreOpts good_opts(void) {
-    StoreOpts o = {"jtrak-latents", "mean|logvar", Z, N, -1, 0.0f, 0, NULL, 0};
+    StoreOpts o = {"jtrak-latents", "mean|logvar", Z, N, -1, 0.0f, 0, NULL, NULL, 0};
     return o;
 }
 
@@ -122,7 +129,7 @@ static const char *write_store(const char *name, const StoreOpts *so) {
     if (!so->no_manifest) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "kind", so->kind);
-        cJSON_AddStringToObject(o, "vae_fingerprint", "0123456789abcdef");
+        cJSON_AddStringToObject(o, "vae_fingerprint", so->vae_fp ? so->vae_fp : "0123456789abcdef");
         cJSON_AddNumberToObject(o, "scaling_factor", SCALING);
         cJSON_AddNumberToObject(o, "latent_channels", so->manifest_z);
         cJSON_AddNumberToObject(o, "latent_height", LH);
@@ -559,4 +566,125 @@ Test(latents, featurize_records_the_mode) {
     cr_assert(strstr(err.msg, "dataset") != NULL, "%s", err.msg);
     free(xa), free(xb), free(xm);
     store_close(&a), store_close(&b), store_close(&m);
+}
+
+/* A random AutoencoderKL folder test_tmp/sub: 1 channel, two levels (factor 2: 16x16 <-> 8x8),
+ * `zc` latent channels; its fingerprint into fp. */
+static void make_vae(const char *sub, int zc, uint64_t seed, char fp[17]) {
+    VaeConfig cfg;
+    vae_config_default(&cfg);
+    cfg.in_channels = cfg.out_channels = 1;
+    cfg.n_levels = 2;
+    cfg.block_out_channels[0] = cfg.block_out_channels[1] = 8;
+    cfg.down_types[1] = cfg.up_types[1] = 0;
+    cfg.layers_per_block = 1;
+    cfg.latent_channels = zc;
+    cfg.norm_num_groups = 4;
+    cfg.sample_size = 16;
+    cfg.scaling_factor = SCALING;
+    Model *m;
+    JtError err;
+    cr_assert(model_create_kind(&m, model_kind_find(VAE_CLASS), &cfg, &err) == JT_OK, "%s",
+              err.msg);
+    vae_init_params(model_vae(m), seed);
+    cr_assert(model_save(m, tpath(sub), &err) == JT_OK, "%s", err.msg);
+    model_fingerprint_hex(model_fingerprint(m), fp);
+    model_free(m);
+}
+
+static void jtrak_ok(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void jtrak_ok(const char *fmt, ...) {
+    char args[2048], e[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    cr_assert_eq(cli_run(args, e, sizeof e), 0, "jtrak %s: %s", args, e);
+}
+
+static char *slurp_text(const char *path) {
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f, "%s", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *t = malloc((size_t)n + 1);
+    cr_assert_eq(fread(t, 1, (size_t)n, f), (size_t)n);
+    t[n] = 0;
+    fclose(f);
+    return t;
+}
+
+/* RFC 4648 base64 of text up to the first non-alphabet character; returns bytes written. */
+static size_t unbase64(const char *text, unsigned char *out) {
+    static const char A[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    uint32_t acc = 0;
+    int bits = 0;
+    size_t n = 0;
+    for (const char *p = text; *p; p++) {
+        const char *q = strchr(A, *p);
+        if (!q || *p == '\0') break;
+        acc = acc << 6 | (uint32_t)(q - A);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[n++] = (unsigned char)(acc >> bits);
+        }
+    }
+    return n;
+}
+
+Test(latents, report_decodes_through_the_vae) {
+    char vfp[17], ofp[17], zfp[17];
+    make_vae("vae", Z, 5, vfp);
+    make_vae("vae_other", Z, 6, ofp);
+    make_vae("vae_z3", 3, 5, zfp);
+    StoreOpts so = good_opts();
+    so.vae_fp = vfp;
+    const char *p = write_store("lat", &so);
+    JtError err;
+    int stopped;
+    cr_assert(train_latent(p, "sample", "model", 0, &stopped, &err) == JT_OK, "%s", err.msg);
+    jtrak_ok("sample --model %s/model --out %s/s --n 2 --sampler ddim --steps 10 --seed 3 --quiet",
+             test_tmp, test_tmp);
+    jtrak_ok("featurize --models %s/model --data latents:%s --out %s/f --S 2 --k 8 --batch 4 "
+             "--quiet",
+             test_tmp, p, test_tmp);
+    jtrak_ok("score --store %s/f --trajectory %s/s/trajectory.safetensors --out %s/sc "
+             "--steps 0:1000:500 --R 2 --topk 2 --quiet",
+             test_tmp, test_tmp, test_tmp);
+    char e[4096];
+    /* without --vae, a VAE of other latents, another VAE: refused, nothing written */
+    const char *w1[] = {"latents", "--vae", NULL};
+    cli_expect_failure(e, sizeof e, 1, "report", w1, "report --scores %s/sc", test_tmp);
+    const char *w2[] = {"latent_channels 3", "in_channels", NULL};
+    cli_expect_failure(e, sizeof e, 1, "report", w2, "report --scores %s/sc --vae %s/vae_z3",
+                       test_tmp, test_tmp);
+    const char *w3[] = {ofp, vfp, "another VAE", NULL};
+    cli_expect_failure(e, sizeof e, 1, "report", w3, "report --scores %s/sc --vae %s/vae_other",
+                       test_tmp, test_tmp);
+    cr_assert(access(tpath("sc/report.html"), F_OK) != 0 &&
+              access(tpath("sc/figure.png"), F_OK) != 0);
+    /* the report through the VAE: decoded 16x16 gray images */
+    jtrak_ok("report --scores %s/sc --vae %s/vae", test_tmp, test_tmp);
+    char *html = slurp_text(tpath("sc/report.html"));
+    cr_assert(strstr(html, "decoded by the VAE") != NULL);
+    cr_assert(strstr(html, "their original images") != NULL);
+    cr_assert(strstr(html, vfp) != NULL);
+    int n_img = 0;
+    unsigned char *png = malloc(strlen(html));
+    for (const char *q = html; (q = strstr(q, "data:image/png;base64,")) != NULL; q++) {
+        size_t len = unbase64(q + strlen("data:image/png;base64,"), png);
+        int w, h, comp;
+        cr_assert(stbi_info_from_memory(png, (int)len, &w, &h, &comp), "image %d", n_img);
+        cr_assert(w == 16 && h == 16 && comp == 1,
+                  "image %d is %dx%d x%d, not a decoded 16x16 gray", n_img, w, h, comp);
+        n_img++;
+    }
+    /* 2 targets x (2 x̂_0 + final + 2 steps x 2 sides x top 2) at least, some rows shared */
+    cr_assert(n_img >= 2 * 3 + 1, "%d images", n_img);
+    free(png);
+    free(html);
+    int w, h, comp;
+    cr_assert(stbi_info(tpath("sc/figure.png"), &w, &h, &comp));
 }
