@@ -131,6 +131,7 @@ static const char *write_store(const char *name, const StoreOpts *so) {
         cJSON_AddStringToObject(o, "kind", so->kind);
         cJSON_AddStringToObject(o, "vae_fingerprint", so->vae_fp ? so->vae_fp : "0123456789abcdef");
         cJSON_AddNumberToObject(o, "scaling_factor", SCALING);
+        if (so->vae_fp) cJSON_AddStringToObject(o, "vae", tpath("vae"));
         cJSON_AddNumberToObject(o, "latent_channels", so->manifest_z);
         cJSON_AddNumberToObject(o, "latent_height", LH);
         cJSON_AddNumberToObject(o, "latent_width", LW);
@@ -655,7 +656,7 @@ Test(latents, report_decodes_through_the_vae) {
              test_tmp, test_tmp, test_tmp);
     char e[4096];
     /* without --vae, a VAE of other latents, another VAE: refused, nothing written */
-    const char *w1[] = {"latents", "--vae", NULL};
+    const char *w1[] = {"latents", "--vae", "the store names", NULL};
     cli_expect_failure(e, sizeof e, 1, "report", w1, "report --scores %s/sc", test_tmp);
     const char *w2[] = {"latent_channels 3", "in_channels", NULL};
     cli_expect_failure(e, sizeof e, 1, "report", w2, "report --scores %s/sc --vae %s/vae_z3",

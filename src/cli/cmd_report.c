@@ -151,8 +151,10 @@ int cmd_report(int argc, char **argv) {
     if (rc == JT_OK && data.latent && !vae_dir)
         rc = jt_fail(&err,
                      "the training data are latents (%s): give --vae DIR, the VAE they were "
-                     "encoded with, to show images instead of latents",
-                     data.description);
+                     "encoded with%s%s%s, to show images instead of latents",
+                     data.description, data.latent->vae_dir ? " (the store names " : "",
+                     data.latent->vae_dir ? data.latent->vae_dir : "",
+                     data.latent->vae_dir ? ")" : "");
     if (rc == JT_OK && !data.latent && vae_dir)
         rc = jt_fail(&err, "--vae %s: the training data are images (%s): nothing to decode",
                      vae_dir, data.description);

@@ -112,6 +112,7 @@ typedef struct {
     DataLatentMode mode;  /* SAMPLE or MEAN */
     uint64_t vae_fingerprint;
     char *store_path; /* the .npy as given (absolute) */
+    char *vae_dir;    /* the VAE folder the manifest names ("vae"), or NULL */
     /* The dataset the store was encoded from, reloaded from the manifest's description with its
      * fingerprint checked: row r of the store is row r of origin (so row i of the latent dataset is
      * origin row index[i]). NULL when it no longer loads; origin_note then says why. */

@@ -59,7 +59,8 @@ typedef struct {
     size_t rows, z, h, w;
     float scaling;
     uint64_t vae_fp, data_fp;
-    char *data_spec; /* borrowed from the cJSON tree */
+    char *data_spec;     /* borrowed from the cJSON tree */
+    const char *vae_dir; /* borrowed; NULL when not recorded */
 } LatentManifest;
 
 static int read_manifest(const char *path, cJSON *o, LatentManifest *m, JtError *err) {
@@ -83,6 +84,7 @@ static int read_manifest(const char *path, cJSON *o, LatentManifest *m, JtError 
         return jt_fail(err, "%s: field 'scaling_factor' missing or not a finite positive number",
                        path);
     m->scaling = (float)sf->valuedouble;
+    m->vae_dir = json_str(o, "vae");
     if (get_int(path, o, "latent_channels", 1, 4096, &m->z, err) != JT_OK ||
         get_int(path, o, "latent_height", 1, 65536, &m->h, err) != JT_OK ||
         get_int(path, o, "latent_width", 1, 65536, &m->w, err) != JT_OK ||
@@ -153,6 +155,7 @@ static void latent_free(DataLatent *L) {
     if (!L) return;
     free(L->moments);
     free(L->store_path);
+    free(L->vae_dir);
     if (L->origin) {
         data_free(L->origin);
         free(L->origin);
@@ -333,6 +336,7 @@ int data_load_latents(const DatasetSpec *spec, Dataset *ds, JtError *err) {
     L->mode = spec->latent == DATA_LATENT_MEAN ? DATA_LATENT_MEAN : DATA_LATENT_SAMPLE;
     L->vae_fingerprint = m.vae_fp;
     L->store_path = abs_path(path);
+    L->vae_dir = m.vae_dir ? xstrdup(m.vae_dir) : NULL;
     L->origin = origin;
     L->origin_note = note;
     if (n == m.rows) { /* selection of every row in order: keep the array */
@@ -406,6 +410,7 @@ int data_latent_copy_rows(const Dataset *src, const size_t *rows, size_t k, Data
     for (size_t i = 0; i < k; i++)
         memcpy(L->moments + i * per2, S->moments + rows[i] * per2, per2 * sizeof(float));
     L->store_path = xstrdup(S->store_path);
+    L->vae_dir = S->vae_dir ? xstrdup(S->vae_dir) : NULL;
     L->origin_note = S->origin_note ? xstrdup(S->origin_note) : NULL;
     L->origin = NULL;
     if (S->origin) {
