@@ -512,7 +512,8 @@ Test(latents, per_draw_x0_matches_one_x0) {
     unet_free(net);
 }
 
-static int featurize_latent(const char *store, const char *mode, const char *out, JtError *err) {
+static int featurize_latent_with(const char *store, const char *mode, const char *out, int batch,
+                                 size_t stop_after, JtError *err) {
     const char *kv[] = {"latent", mode, NULL};
     Dataset ds;
     if (load(store, &ds, err, kv) != JT_OK) return JT_ERR;
@@ -527,12 +528,17 @@ static int featurize_latent(const char *store, const char *mode, const char *out
     o.out_dir = outp;
     o.k = 16;
     o.S = 2;
-    o.batch = 4;
+    o.batch = batch;
+    o.stop_after_rows = stop_after;
     o.kernel.auto_ridge = 1;
     o.quiet = 1;
     int rc = featurize_run(&o, &ds, err);
     data_free(&ds);
     return rc;
+}
+
+static int featurize_latent(const char *store, const char *mode, const char *out, JtError *err) {
+    return featurize_latent_with(store, mode, out, 4, 0, err);
 }
 
 static float *features_of(const char *out, FeatureStore *st) {
@@ -554,19 +560,24 @@ Test(latents, featurize_records_the_mode) {
     cr_assert(featurize_latent(p, "sample", "fs", &err) == JT_OK, "%s", err.msg);
     cr_assert(featurize_latent(p, "sample", "fs2", &err) == JT_OK, "%s", err.msg);
     cr_assert(featurize_latent(p, "mean", "fm", &err) == JT_OK, "%s", err.msg);
-    FeatureStore a, b, m;
-    float *xa = features_of("fs", &a), *xb = features_of("fs2", &b), *xm = features_of("fm", &m);
+    /* stopped after 4 rows and resumed with another batch: the same posterior samples */
+    cr_assert(featurize_latent_with(p, "sample", "fr", 4, 4, &err) == JT_OK, "%s", err.msg);
+    cr_assert(featurize_latent_with(p, "sample", "fr", 5, 0, &err) == JT_OK, "%s", err.msg);
+    FeatureStore a, b, m, r;
+    float *xa = features_of("fs", &a), *xb = features_of("fs2", &b), *xm = features_of("fm", &m),
+          *xr = features_of("fr", &r);
     cr_assert(strstr(a.data_spec, ";latent=sample") != NULL, "%s", a.data_spec);
     cr_assert(strstr(m.data_spec, ";latent=mean") != NULL, "%s", m.data_spec);
     cr_assert_neq(a.data_fingerprint, m.data_fingerprint);
     const size_t nk = a.n * (size_t)a.k;
     cr_assert(memcmp(xa, xb, nk * sizeof *xa) == 0, "two sample-mode runs differ");
+    cr_assert(memcmp(xa, xr, nk * sizeof *xa) == 0, "the resumed sample-mode run differs");
     cr_assert(memcmp(xa, xm, nk * sizeof *xa) != 0, "sample and mean features are the same");
     /* a store of one mode refuses the data of the other */
     cr_assert(featurize_latent(p, "mean", "fs", &err) == JT_ERR);
     cr_assert(strstr(err.msg, "dataset") != NULL, "%s", err.msg);
-    free(xa), free(xb), free(xm);
-    store_close(&a), store_close(&b), store_close(&m);
+    free(xa), free(xb), free(xm), free(xr);
+    store_close(&a), store_close(&b), store_close(&m), store_close(&r);
 }
 
 /* A random AutoencoderKL folder test_tmp/sub: 1 channel, two levels (factor 2: 16x16 <-> 8x8),
