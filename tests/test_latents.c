@@ -206,6 +206,13 @@ Test(latents, round_trip_and_draws) {
     cr_assert_eq(r.fingerprint, a.fingerprint);
     cr_assert_str_eq(r.description, a.description);
     data_free(&r);
+    /* a bare FILE.npy with its manifest beside it is a latent store */
+    cr_assert(data_spec_set(&s, "data", p, &err) == JT_OK, "%s", err.msg);
+    cr_assert_eq(s.kind, DATA_SRC_LATENTS);
+    cr_assert(data_load(&s, &r, &err) == JT_OK, "%s", err.msg);
+    data_spec_free(&s);
+    cr_assert_eq(r.fingerprint, a.fingerprint);
+    data_free(&r);
 
     size_t rows[3] = {0, 5, 11};
     float got[3 * PER], got2[3 * PER], want[PER], n[PER];

@@ -19,7 +19,8 @@
  *   latents:FILE.npy                     a latent store of `jtrak encode` (float32 (N, 2z, h, w):
  *                                        posterior mean and clamped log-variance, and its manifest
  *                                        FILE.npy.json); see latents.c and "Latent datasets" below
- *   PATH                                 any of the above guessed from what PATH is
+ *   PATH                                 any of the above guessed from what PATH is (FILE.npy
+ *                                        with a FILE.npy.json beside it: latents:)
  *
  * Selection, applied in this order to the source as loaded: the indices file (kept in file order),
  * the class filter, then the first-N limit. Row i of the Dataset is source image index[i]; the

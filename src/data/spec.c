@@ -109,7 +109,12 @@ static int guess_source(DatasetSpec *s, const char *path, JtError *err) {
         return JT_OK;
     }
     if (ends_with(path, ".npy")) {
-        s->kind = DATA_SRC_NPY;
+        /* a latent store of jtrak encode has its manifest beside it */
+        size_t n = strlen(path) + 6;
+        char *manifest = xmalloc(n);
+        snprintf(manifest, n, "%s.json", path);
+        s->kind = access(manifest, F_OK) == 0 ? DATA_SRC_LATENTS : DATA_SRC_NPY;
+        free(manifest);
     } else if (ends_with(path, "-ubyte") || ends_with(path, "-ubyte.gz")) {
         s->kind = DATA_SRC_IDX;
     } else if (ends_with(path, ".bin")) {
