@@ -218,11 +218,14 @@ static int featurize_model(Run *run, int m, int *stopped, JtError *err) {
     const size_t P = unet_num_params(net);
     Projector pr;
     proj_init(&pr, st->proj_kind, st->proj_seed, m, P, k);
-    float *grads = xmalloc(B * P * sizeof(float));              /* (B, P) */
-    float *X = xmalloc(B * (size_t)k * sizeof(float));          /* (B, k) */
-    float *x0 = xmalloc(B * D * sizeof(float));                 /* (B, C, H, W) */
-    float *eps = xmalloc(B * (size_t)S * D * sizeof(float));    /* (B, S, C, H, W) */
-    int *t = xmalloc(B * (size_t)S * sizeof(int));              /* (B, S) */
+    float *grads = xmalloc(B * P * sizeof(float));           /* (B, P) */
+    float *X = xmalloc(B * (size_t)k * sizeof(float));       /* (B, k) */
+    /* (B, C, H, W), or (B, S, C, H, W) for a latent dataset in sample mode: a posterior sample per
+     * (row, draw) keyed by (draw seed, model, draw slot, row) */
+    const int per_draw = data_draws_random(data);
+    float *x0 = xmalloc(B * (per_draw ? (size_t)S : 1) * D * sizeof(float));
+    float *eps = xmalloc(B * (size_t)S * D * sizeof(float)); /* (B, S, C, H, W) */
+    int *t = xmalloc(B * (size_t)S * sizeof(int));           /* (B, S) */
     int *labels = run->K > 0 ? xmalloc(B * sizeof(int)) : NULL; /* (B) */
     const size_t LD = run->ctx ? (size_t)run->ctx->L * run->ctx->D : 0;
     float *contexts = run->ctx ? xmalloc(B * LD * sizeof(float)) : NULL; /* (B, L, D) */
@@ -268,13 +271,22 @@ static int featurize_model(Run *run, int m, int *stopped, JtError *err) {
         for (size_t b = 0; b < rows; b++)
             rows_idx[b] = r0 + b;
         /* No flip: featurization is deterministic (method.md 6.2). */
-        data_batch_f32(data, rows_idx, NULL, rows, x0);
+        if (per_draw) {
+            const uint64_t ls = rng_stream(RNG_TAG_ATTRIB_LATENT, (uint64_t)m, 0);
+            for (size_t b = 0; b < rows; b++)
+                for (int sd = 0; sd < S; sd++)
+                    data_batch_draw(data, rows_idx + b, NULL, 1, st->draw_seed, ls, (uint64_t)sd,
+                                    x0 + (b * (size_t)S + (size_t)sd) * D);
+        } else {
+            data_batch_draw(data, rows_idx, NULL, rows, 0, 0, 0, x0);
+        }
         for (size_t b = 0; labels && b < rows; b++)
             labels[b] = run->cond == COND_OWN_CLASS ? data->labels[r0 + b] : run->K - 1;
         for (size_t b = 0; contexts && b < rows; b++)
             memcpy(contexts + b * LD, featurize_row_context(run->ctx, st->draw_seed, r0 + b),
                    LD * sizeof(float));
-        grad_engine_run_cond(ge, st->outfn, (int)rows, S, x0, t, eps, &cond, grads, NULL);
+        grad_engine_run_cond(ge, st->outfn, (int)rows, S, x0, per_draw, t, eps, &cond, grads,
+                             NULL);
         proj_apply(&pr, grads, (int)rows, P, X);
         for (size_t i = 0; i < rows * (size_t)k; i++) {
             if (!isfinite(X[i])) {

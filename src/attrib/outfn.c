@@ -31,6 +31,7 @@ struct GradEngine {
     Denoiser *den; /* the network run, the noising and the loss (diffusion/denoiser.h) */
     int *ts;       /* (batch) the timesteps of one draw slot */
     float *es;     /* (batch, D_in) the noise of one draw slot, gathered contiguously */
+    float *xs;     /* (batch, D_in) the clean images of one draw slot (grad_engine_run_x0s) */
     float *dout;   /* (batch, D_out) d f / d eps_theta (squared norm) */
     double *fv;    /* (batch) one slot's values */
 };
@@ -83,6 +84,7 @@ int grad_engine_create_ctx(GradEngine **out, const UNet *net, const NoiseSchedul
     }
     g->ts = xmalloc((size_t)batch * sizeof(int));
     g->es = xmalloc((size_t)batch * g->D_in * sizeof(float));
+    g->xs = xmalloc((size_t)batch * g->D_in * sizeof(float));
     g->dout = xmalloc((size_t)batch * g->D_out * sizeof(float));
     g->fv = xmalloc((size_t)batch * sizeof(double));
     *out = g;
@@ -94,6 +96,7 @@ void grad_engine_free(GradEngine *g) {
     denoiser_free(g->den);
     free(g->ts);
     free(g->es);
+    free(g->xs);
     free(g->dout);
     free(g->fv);
     free(g);
@@ -102,21 +105,17 @@ void grad_engine_free(GradEngine *g) {
 size_t grad_engine_bytes(const GradEngine *g) {
     size_t B = (size_t)g->batch;
     return sizeof *g + denoiser_bytes(g->den) +
-           B * (sizeof(int) + sizeof(double) + sizeof(float) * (g->D_in + g->D_out));
+           B * (sizeof(int) + sizeof(double) + sizeof(float) * (2 * g->D_in + g->D_out));
 }
 
 int grad_engine_num_classes(const GradEngine *g) {
     return g->K;
 }
 
-void grad_engine_run(GradEngine *g, OutFn f, int B, int S, const float *x0, const int *t,
-                     const float *eps, const int *labels, float *grads, double *values) {
-    const Cond cond = {.labels = labels};
-    grad_engine_run_cond(g, f, B, S, x0, t, eps, &cond, grads, values);
-}
-
-void grad_engine_run_cond(GradEngine *g, OutFn f, int B, int S, const float *x0, const int *t,
-                          const float *eps, const Cond *cond, float *grads, double *values) {
+/* x0 (B, C, H, W) when per_draw is 0, (B, S, C, H, W) when it is 1. */
+static void engine_run(GradEngine *g, OutFn f, int B, int S, const float *x0_in, int per_draw,
+                       const int *t, const float *eps, const Cond *cond, float *grads,
+                       double *values) {
     CHECK(B >= 1 && B <= g->batch, "batch %d outside 1..%d", B, g->batch);
     CHECK(S >= 1, "%d draws", S);
     CHECK(f == OUTFN_LOSS || f == OUTFN_SQNORM, "bad output function %d", (int)f);
@@ -148,7 +147,11 @@ void grad_engine_run_cond(GradEngine *g, OutFn f, int B, int S, const float *x0,
             g->ts[b] = ts;
             memcpy(g->es + (size_t)b * D_in, eps + ((size_t)b * S + s) * D_in,
                    D_in * sizeof(float));
+            if (per_draw)
+                memcpy(g->xs + (size_t)b * D_in, x0_in + ((size_t)b * S + s) * D_in,
+                       D_in * sizeof(float));
         }
+        const float *x0 = per_draw ? g->xs : x0_in;
         if (f == OUTFN_LOSS) {
             denoiser_loss(g->den, B, x0, g->ts, g->es, cond, g->fv);
             denoiser_loss_backward(g->den, B, LOSS_PER_EXAMPLE, grads, P);
@@ -170,6 +173,24 @@ void grad_engine_run_cond(GradEngine *g, OutFn f, int B, int S, const float *x0,
             for (int b = 0; b < B; b++)
                 values[b] += g->fv[b];
     }
+}
+
+void grad_engine_run(GradEngine *g, OutFn f, int B, int S, const float *x0, const int *t,
+                     const float *eps, const int *labels, float *grads, double *values) {
+    const Cond cond = {.labels = labels};
+    engine_run(g, f, B, S, x0, 0, t, eps, &cond, grads, values);
+}
+
+void grad_engine_run_x0s(GradEngine *g, OutFn f, int B, int S, const float *x0s, const int *t,
+                         const float *eps, const int *labels, float *grads, double *values) {
+    const Cond cond = {.labels = labels};
+    engine_run(g, f, B, S, x0s, 1, t, eps, &cond, grads, values);
+}
+
+void grad_engine_run_cond(GradEngine *g, OutFn f, int B, int S, const float *x0, int x0_per_draw,
+                          const int *t, const float *eps, const Cond *cond, float *grads,
+                          double *values) {
+    engine_run(g, f, B, S, x0, x0_per_draw, t, eps, cond, grads, values);
 }
 
 /* ---- the draws ----------------------------------------------------------------------------

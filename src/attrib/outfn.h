@@ -45,10 +45,19 @@ int grad_engine_num_classes(const GradEngine *g);
  * (B) when non-NULL. */
 void grad_engine_run(GradEngine *g, OutFn f, int B, int S, const float *x0, const int *t,
                      const float *eps, const int *labels, float *grads, double *values);
-/* The same with any conditioning (diffusion/denoiser.h's Cond: labels and/or text contexts
- * (B, L, D), each example's own). */
-void grad_engine_run_cond(GradEngine *g, OutFn f, int B, int S, const float *x0, const int *t,
-                          const float *eps, const Cond *cond, float *grads, double *values);
+/* The general form: any conditioning (diffusion/denoiser.h's Cond: labels and/or text contexts
+ * (B, L, D), each example's own), and x0 once per example (x0_per_draw 0) or per (example, draw)
+ * (1: (B, S, C, H, W), latent posterior samples). */
+void grad_engine_run_cond(GradEngine *g, OutFn f, int B, int S, const float *x0, int x0_per_draw,
+                          const int *t, const float *eps, const Cond *cond, float *grads,
+                          double *values);
+
+/* grad_engine_run with a clean image per (example, draw): x0s (B, S, C, H, W), draw s of example b
+ * noising x0s[b, s] (a latent dataset in sample mode: a fresh posterior sample per example and per
+ * timestep, as Journey-TRAK's featurizer encodes inside the vmapped function, ldm.md 1.2). With
+ * x0s[b, s] = x0[b] for every s it is grad_engine_run bit for bit. */
+void grad_engine_run_x0s(GradEngine *g, OutFn f, int B, int S, const float *x0s, const int *t,
+                         const float *eps, const int *labels, float *grads, double *values);
 
 /* The draws of attribution, keyed so they depend only on (seed, model, item, slot):
  * train features:   item = training row, timesteps uniform on {0..T-1} (with replacement)

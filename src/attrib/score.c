@@ -262,7 +262,7 @@ static int target_features(const FeatureStore *st, int m, const Targets *tgt, co
                 attrib_draws(o->seed, m, key, R, sched.T, tstep, D, t + (size_t)b * R,
                              eps + (size_t)b * R * D);
             }
-            grad_engine_run_cond(ge, fn, nb, R, x0, t, eps, &cond, grads, NULL);
+            grad_engine_run_cond(ge, fn, nb, R, x0, 0, t, eps, &cond, grads, NULL);
             proj_apply(&pr, grads, nb, P, gamma + ((size_t)s * N + j0) * k);
             progress_update(&prog, (size_t)s * N + j0 + nb, NULL, 0);
         }

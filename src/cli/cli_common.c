@@ -35,7 +35,8 @@ int cli_model_config(const char *spec, UNetConfig *cfg, JtError *err) {
     return rc;
 }
 
-static const char *const DATA_KEYS[] = {"data", "classes", "limit", "indices", "fit", "color"};
+static const char *const DATA_KEYS[] = {"data", "classes", "limit", "indices",
+                                        "fit",  "color",   "latent"};
 enum { N_DATA_KEYS = sizeof DATA_KEYS / sizeof *DATA_KEYS };
 
 void cli_skip_dataset(Args *a) {
@@ -68,14 +69,17 @@ void cli_data_help(FILE *f) {
     fprintf(f,
             "data options:\n"
             "  --data SRC       fashion-mnist (default), fashion-mnist:test, mnist:DIR, idx:FILE,\n"
-            "                   cifar10:DIR, folder:DIR (PNG/JPEG), npy:FILE (uint8 N,H,W[,C])\n"
+            "                   cifar10:DIR, folder:DIR (PNG/JPEG), npy:FILE (uint8 N,H,W[,C]),\n"
+            "                   latents:FILE.npy (VAE posteriors written by jtrak encode)\n"
             "                   folder:DIR is DIR/*.png (unlabelled) or DIR/CLASS/*.png (labelled:\n"
             "                   the class sub-folders in sorted order are labels 0, 1, ...)\n"
             "  --classes LIST   keep only these labels or class names (e.g. 0,7 or sneaker,bag)\n"
             "  --limit N        keep the first N images (after the other filters)\n"
             "  --indices FILE   keep the source indices listed in FILE (one per line)\n"
             "  --fit MODE       none (default), pad, crop, resize, nearest: fit images to the model\n"
-            "  --color MODE     auto (default), gray, rgb\n");
+            "  --color MODE     auto (default), gray, rgb\n"
+            "  --latent MODE    latents:FILE.npy (a store of jtrak encode) only: sample (default:\n"
+            "                   a fresh posterior sample per draw, Journey-TRAK) or mean (D-TRAK)\n");
 }
 
 /* See cli_common.h: tile k of a row is x̂_0 at step round(k (S-1) / 9). */

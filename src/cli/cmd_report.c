@@ -2,13 +2,15 @@
  * the HTML page and the PNG figure of src/report: per target, x̂_0 along the scored steps and the
  * top proponents and opponents under each step. The targets (a trajectory's samples, or real
  * images scored with --targets-data: their final image only) and the training images are read
- * from where the score manifest says they came from, and their fingerprints are checked. */
+ * from where the score manifest says they came from, and their fingerprints are checked. A latent
+ * model's trajectory and training rows are latents: --vae DIR decodes them (report/decode.h). */
 #include "attrib/score.h"
 #include "attrib/targets.h"
 #include "cli/cli_common.h"
 #include "cli/commands.h"
 #include "io/artifact.h"
 #include "io/jsonfile.h"
+#include "report/decode.h"
 #include "report/report.h"
 
 #include <cjson/cJSON.h>
@@ -78,13 +80,19 @@ int cmd_report(int argc, char **argv) {
     args_init(&a, "report", argc, argv);
     if (args_flag(&a, "help")) {
         printf("usage: jtrak report --scores DIR [--out report.html] [--png figure.png]\n"
+               "                    [--vae VAE_DIR]\n"
                "Writes a self-contained HTML page and a PNG figure from a folder written by\n"
-               "jtrak score (default: DIR/report.html and DIR/figure.png).\n");
+               "jtrak score (default: DIR/report.html and DIR/figure.png).\n"
+               "  --vae VAE_DIR  a latent model (trained on latents:FILE.npy): the AutoencoderKL\n"
+               "                 the latents were encoded with; x̂_0, the samples and the training\n"
+               "                 rows are shown decoded (the training rows as their original\n"
+               "                 images when the store's dataset still loads)\n");
         args_free(&a);
         return 0;
     }
     const char *dir = args_str(&a, "scores", NULL);
     const char *html = args_str(&a, "out", NULL), *png = args_str(&a, "png", NULL);
+    const char *vae_dir = args_str(&a, "vae", NULL);
     int rc = args_finish(&a);
     if (rc == 0 && !dir) {
         fprintf(stderr, "jtrak report: --scores DIR is required\n");
@@ -140,6 +148,16 @@ int cmd_report(int argc, char **argv) {
     if (rc == JT_OK)
         rc = load_checked(json_str(ds, "spec"), json_str(ds, "fingerprint"), NULL, &data, NULL,
                           &err);
+    if (rc == JT_OK && data.latent && !vae_dir)
+        rc = jt_fail(&err,
+                     "the training data are latents (%s): give --vae DIR, the VAE they were "
+                     "encoded with%s%s%s, to show images instead of latents",
+                     data.description, data.latent->vae_dir ? " (the store names " : "",
+                     data.latent->vae_dir ? data.latent->vae_dir : "",
+                     data.latent->vae_dir ? ")" : "");
+    if (rc == JT_OK && !data.latent && vae_dir)
+        rc = jt_fail(&err, "--vae %s: the training data are images (%s): nothing to decode",
+                     vae_dir, data.description);
     if (rc == JT_OK && real) {
         rc = load_checked(json_str(tset, "spec"), json_str(tset, "fingerprint"), &data, NULL, &tgt,
                           &err);
@@ -245,16 +263,56 @@ int cmd_report(int argc, char **argv) {
             }
         }
     }
-    float *train = rc == JT_OK ? data_images_f32(&data) : NULL;
-    char prov[1024];
+    /* A latent model: x̂_0, the samples and the training rows decoded (report/decode.h). */
+    int C = tgt.C, H = tgt.H, W = tgt.W;
+    char vnote[1400] = "";
+    float *train = NULL;
+    if (rc == JT_OK && data.latent) {
+        ReportVae *rv = NULL;
+        rc = report_vae_open(&rv, vae_dir, &data, tgt.C, &err);
+        if (rc == JT_OK) {
+            report_vae_image_shape(rv, &C, &H, &W);
+            const size_t Dx = (size_t)C * H * W, nx = (size_t)N * (n_steps ? n_steps : 1);
+            float *dx = xmalloc(nx * Dx * sizeof(float)),
+                  *df = xmalloc((size_t)N * Dx * sizeof(float));
+            if (n_steps) report_vae_decode(rv, xhat, (size_t)N * n_steps, dx);
+            report_vae_decode(rv, final, (size_t)N, df);
+            free(xhat), free(final);
+            xhat = dx, final = df;
+            /* the rows shown, once each */
+            uint8_t *seen = xcalloc(data.n, 1);
+            size_t *used = xmalloc(2 * cells * sizeof(size_t)), nused = 0;
+            for (size_t c = 0; c < cells; c++)
+                for (int side = 0; side < 2; side++) {
+                    size_t r = (side ? opp_idx : pro_idx)[c];
+                    if (r != REPORT_NO_ROW && !seen[r]) seen[r] = 1, used[nused++] = r;
+                }
+            train = xcalloc(data.n * Dx, sizeof(float));
+            int orig = report_vae_train_images(rv, &data, used, nused, train);
+            char fp[17];
+            snprintf(
+                vnote, sizeof vnote,
+                "; latents decoded by the VAE %s (fingerprint %s, scaling_factor %g); training "
+                "rows shown as %s%s",
+                vae_dir, report_vae_fingerprint(rv, fp), (double)data.latent->scaling_factor,
+                orig ? "their original images: " : "their decoded posterior means",
+                orig ? data.latent->origin->description : "");
+            free(seen), free(used);
+            report_vae_close(rv);
+        }
+    } else if (rc == JT_OK) {
+        train = data_images_f32(&data);
+    }
+    char prov[3072];
     if (real)
         snprintf(prov, sizeof prov, "scores: %s; targets: real images %s; training data: %s", dir,
                  tgt.data.description, data.description);
     else
         snprintf(prov, sizeof prov, "scores: %s; trajectory: %s (model %s); training data: %s", dir,
                  json_str(traj, "path"), json_str(traj, "model_fingerprint"), data.description);
+    if (vnote[0]) strncat(prov, vnote, sizeof prov - strlen(prov) - 1);
     ReportData rd = {
-        .n_targets = N, .n_steps = n_steps, .topk = K, .C = tgt.C, .H = tgt.H, .W = tgt.W,
+        .n_targets = N, .n_steps = n_steps, .topk = K, .C = C, .H = H, .W = W,
         .steps = step_v, .xhat = n_steps ? xhat : NULL, .final = final, .final_only = final_only,
         .pro_idx = pro_idx, .opp_idx = opp_idx, .pro_val = pro_val, .opp_val = opp_val,
         .train = train, .n_train = data.n, .train_source_index = data.index,

@@ -30,6 +30,10 @@
  *   PROJECTION      (model, block)
  *   SUBSET          (subset id, 0)
  *   TRAIN_COND      (optimizer step, 0); index = batch slot; condition dropout coin
+ *   LATENT_SAMPLE   (LATENT_SAMPLE(stream, counter), dataset row); index = element of the
+ *                   posterior noise n of a latent draw (data/dataset.h data_batch_draw)
+ *   TRAIN_LATENT    (optimizer step, 0): the stream of the step's latent draws, counter = slot
+ *   ATTRIB_LATENT   (model, 0): the stream of featurize's latent draws, counter = draw slot s
  *   CONTEXT_PICK    (optimizer step, 0) in training, (row, 0) in featurize; index = batch slot
  *                   or 0: which of a row's contexts a draw uses */
 enum {
@@ -44,7 +48,10 @@ enum {
     RNG_TAG_PROJECTION = 8,
     RNG_TAG_SUBSET = 9,
     RNG_TAG_TRAIN_COND = 10,
-    RNG_TAG_CONTEXT_PICK = 12,
+    RNG_TAG_LATENT_SAMPLE = 11,
+    RNG_TAG_TRAIN_LATENT = 12,
+    RNG_TAG_ATTRIB_LATENT = 13,
+    RNG_TAG_CONTEXT_PICK = 14,
 };
 
 typedef struct {

@@ -61,6 +61,8 @@ static int open_source(const DatasetSpec *s, DataSource *src, JtError *err) {
         return data_open_folder(src, s->path, err);
     case DATA_SRC_NPY:
         return data_open_npy(src, s->path, s->path2, err);
+    case DATA_SRC_LATENTS:
+        break; /* data_load_latents */
     }
     return jt_fail(err, "bad dataset kind %d", (int)s->kind);
 }
@@ -68,6 +70,7 @@ static int open_source(const DatasetSpec *s, DataSource *src, JtError *err) {
 /* ---- fingerprint and description ------------------------------------------------------------- */
 
 static uint64_t fingerprint(const Dataset *ds) {
+    if (ds->latent) return data_latent_fingerprint(ds);
     static const char tag[] = "jtrak-dataset-v1";
     uint64_t h = hash_fnv1a(HASH_FNV_OFFSET, tag, sizeof tag - 1);
     uint64_t dims[4] = {ds->n, (uint64_t)ds->c, (uint64_t)ds->h, (uint64_t)ds->w};
@@ -239,6 +242,10 @@ static void free_rows(char **table, size_t n) {
 
 int data_load(const DatasetSpec *spec, Dataset *ds, JtError *err) {
     memset(ds, 0, sizeof *ds);
+    if (spec->kind == DATA_SRC_LATENTS) return data_load_latents(spec, ds, err);
+    if (spec->latent != DATA_LATENT_DEFAULT)
+        return jt_fail(err, "--latent %s: only a latents:FILE.npy source has a latent mode",
+                       spec->latent == DATA_LATENT_MEAN ? "mean" : "sample");
     if (spec->fit != DATA_FIT_NONE && spec->height == 0)
         return jt_fail(err, "--fit needs a target size (--size, or the model's sample_size)");
     DataSource src;
@@ -326,6 +333,7 @@ fail:
 
 void data_free(Dataset *ds) {
     free(ds->pixels);
+    data_latent_free(ds->latent);
     free(ds->labels);
     free(ds->index);
     if (ds->class_names)
@@ -348,11 +356,12 @@ int data_subset(const Dataset *src, const size_t *rows, size_t k, Dataset *out, 
     size_t per = (size_t)src->c * (size_t)src->h * (size_t)src->w;
     *out = *src;
     out->n = k;
-    out->pixels = xmalloc(k * per);
+    out->pixels = src->pixels ? xmalloc(k * per) : NULL;
+    if (src->latent) data_latent_copy_rows(src, rows, k, out);
     out->labels = xmalloc(k * sizeof(int));
     out->index = xmalloc(k * sizeof(size_t));
     for (size_t i = 0; i < k; i++) {
-        memcpy(out->pixels + i * per, src->pixels + rows[i] * per, per);
+        if (src->pixels) memcpy(out->pixels + i * per, src->pixels + rows[i] * per, per);
         out->labels[i] = src->labels[rows[i]];
         out->index[i] = src->index[rows[i]];
     }
@@ -386,6 +395,11 @@ float data_scale_u8(uint8_t v) {
 
 void data_image_f32(const Dataset *ds, size_t row, int flip, float *out) {
     CHECK(row < ds->n, "row %zu of %zu", row, ds->n);
+    if (ds->latent) {
+        CHECK(!flip, "a latent row cannot be flipped");
+        data_latent_mean_f32(ds, row, out);
+        return;
+    }
     size_t per = (size_t)ds->c * (size_t)ds->h * (size_t)ds->w;
     const uint8_t *p = ds->pixels + row * per;
     for (size_t i = 0; i < per; i++)

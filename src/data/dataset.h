@@ -16,7 +16,11 @@
  *                                        as torchvision's ImageFolder); files in byte order of
  *                                        their names
  *   npy:FILE[,LABELS]                    uint8 (N, H, W) or (N, H, W, C) .npy; labels: integer (N,)
- *   PATH                                 any of the above guessed from what PATH is
+ *   latents:FILE.npy                     a latent store of `jtrak encode` (float32 (N, 2z, h, w):
+ *                                        posterior mean and clamped log-variance, and its manifest
+ *                                        FILE.npy.json); see latents.c and "Latent datasets" below
+ *   PATH                                 any of the above guessed from what PATH is (FILE.npy
+ *                                        with a FILE.npy.json beside it: latents:)
  *
  * Selection, applied in this order to the source as loaded: the indices file (kept in file order),
  * the class filter, then the first-N limit. Row i of the Dataset is source image index[i]; the
@@ -27,7 +31,17 @@
  * bit): colour (gray <-> RGB; alpha dropped), fit to the model's H x W (pad centred with black,
  * which scales to -1; centre crop; PIL-style bilinear or nearest resize), flip. Pixels are kept as
  * uint8 (a quarter of the memory of float) and scaled to [-1, 1] on the way out exactly as
- * ToTensor + Normalize(0.5, 0.5) does: (x / 255 - 0.5) / 0.5 in float32, so 0 -> -1, 255 -> 1. */
+ * ToTensor + Normalize(0.5, 0.5) does: (x / 255 - 0.5) / 0.5 in float32, so 0 -> -1, 255 -> 1.
+ *
+ * Latent datasets (latents:FILE.npy, ldm.md 1.2): the rows are VAE posteriors N(mean, exp(logvar))
+ * of the images of the dataset the store was encoded from; c, h, w are the latent's z, h, w and
+ * there are no pixels. The option latent=sample (default; Journey-TRAK: a fresh posterior sample
+ * per draw) or latent=mean (D-TRAK: the posterior mean) says what data_batch_draw returns; both
+ * scale by the VAE's scaling_factor (diffusers: latents = sample * scaling_factor). The dataset the
+ * store was encoded from is reloaded from the description its manifest records (when it still
+ * loads and its fingerprint matches) for labels, class names, item names, captions and, for the
+ * report, the original images. Selection applies to the store's rows; fit, colour and flips do not
+ * apply (a flipped latent is not the latent of a flipped image). */
 #ifndef JTRAK_DATASET_H
 #define JTRAK_DATASET_H
 
@@ -45,8 +59,13 @@ typedef enum {
     DATA_SRC_IDX,
     DATA_SRC_CIFAR10,
     DATA_SRC_FOLDER,
-    DATA_SRC_NPY
+    DATA_SRC_NPY,
+    DATA_SRC_LATENTS
 } DataSourceKind;
+
+/* What a latent dataset's draws are (data_batch_draw); DEFAULT reads as SAMPLE for a latent source
+ * and is the only value a pixel source takes. */
+typedef enum { DATA_LATENT_DEFAULT = 0, DATA_LATENT_SAMPLE, DATA_LATENT_MEAN } DataLatentMode;
 
 typedef enum {
     DATA_FIT_NONE,   /* sizes must match the model: a mismatch is an error */
@@ -82,12 +101,31 @@ typedef struct {
     int channels;      /* the model's in_channels; 0 = whatever the colour option gives */
     DataColor color;
     DataFlip flip;
+    DataLatentMode latent; /* latents: only */
 } DatasetSpec;
 
+typedef struct Dataset Dataset;
+
+/* The latent part of a Dataset (NULL for pixel datasets). */
 typedef struct {
+    float *moments;       /* (n, 2c, h, w): channels [0, c) the mean, [c, 2c) the clamped logvar */
+    float scaling_factor; /* the VAE's; draws are scaling_factor * (mean [+ std * n]) */
+    DataLatentMode mode;  /* SAMPLE or MEAN */
+    uint64_t vae_fingerprint;
+    char *store_path; /* the .npy as given (absolute) */
+    char *vae_dir;    /* the VAE folder the manifest names ("vae"), or NULL */
+    /* The dataset the store was encoded from, reloaded from the manifest's description with its
+     * fingerprint checked: row r of the store is row r of origin (so row i of the latent dataset is
+     * origin row index[i]). NULL when it no longer loads; origin_note then says why. */
+    Dataset *origin;
+    char *origin_note;
+} DataLatent;
+
+struct Dataset {
     size_t n; /* rows */
     int c, h, w;
-    uint8_t *pixels;    /* (n, c, h, w) */
+    uint8_t *pixels;    /* (n, c, h, w); NULL for a latent dataset */
+    DataLatent *latent; /* NULL for a pixel dataset */
     int *labels;        /* (n); -1 for every row when the source has no labels */
     size_t *index;      /* (n): index of each row's image in the source as loaded */
     size_t n_source;    /* images in the source before selection */
@@ -102,7 +140,7 @@ typedef struct {
      * whatever the path. */
     uint64_t fingerprint;
     char *description; /* the spec in data_spec_describe form, with resolved size and paths */
-} Dataset;
+};
 
 /* ---- spec ---------------------------------------------------------------------------------- */
 
@@ -122,11 +160,13 @@ void data_spec_copy(DatasetSpec *dst, const DatasetSpec *src);
  *   channels  1 | 3 | source
  *   color     auto | gray | rgb
  *   flip      none | all | random
+ *   latent    sample | mean (latents: sources only; see the top of this file)
  * A bad value is a usage error: JT_ERR with a message naming the option. */
 int data_spec_set(DatasetSpec *s, const char *key, const char *value, JtError *err);
 
 /* Canonical text, "data=...;classes=...;limit=...;indices=...;fit=...;size=...;channels=...;
- * color=...;flip=..." (every key, fixed order); malloc'd. */
+ * color=...;flip=..." (every key, fixed order), and ";latent=sample|mean" for a latents: source;
+ * malloc'd. */
 char *data_spec_describe(const DatasetSpec *s);
 /* Reads a description back (data_spec_init + data_spec_set per key). */
 int data_spec_parse(DatasetSpec *s, const char *description, JtError *err);
@@ -146,11 +186,28 @@ int data_subset(const Dataset *src, const size_t *rows, size_t k, Dataset *out, 
 
 /* The [-1, 1] value of pixel value v (exact for 0 and 255). */
 float data_scale_u8(uint8_t v);
-/* Row `row` as float: out (c, h, w), mirrored left-right when flip is non-zero. */
+/* Row `row` as float: out (c, h, w), mirrored left-right when flip is non-zero; for a latent
+ * dataset scaling_factor * mean (flip must be zero). */
 void data_image_f32(const Dataset *ds, size_t row, int flip, float *out);
 /* A batch: out (b, c, h, w) from rows[0..b); flips (b) or NULL for none. */
 void data_batch_f32(const Dataset *ds, const size_t *rows, const uint8_t *flips, size_t b,
                     float *out);
+/* The draws of training and attribution: out (b, c, h, w) from rows[0..b). For a pixel dataset
+ * exactly data_batch_f32 (seed, stream, counter unused). For a latent dataset in mean mode
+ * scaling_factor * mean (flips must be NULL or zero); in sample mode
+ *   scaling_factor * (mean + exp(0.5 * logvar) * n),  n = rng_fill_normal(seed,
+ *   rng_stream(RNG_TAG_LATENT_SAMPLE, rng_stream(RNG_TAG_LATENT_SAMPLE, stream, counter), row), 0)
+ * so that the draw of a row depends only on (seed, stream, counter, row): a row drawn twice in one
+ * call gets the same sample; call once per slot with distinct counters for distinct samples. */
+void data_batch_draw(const Dataset *ds, const size_t *rows, const uint8_t *flips, size_t b,
+                     uint64_t seed, uint64_t stream, uint64_t counter, float *out);
+/* Row `row` of a latent dataset: scaling_factor * mean, out (c, h, w). */
+void data_latent_mean_f32(const Dataset *ds, size_t row, float *out);
+/* 1 when data_batch_draw's values depend on (seed, stream, counter): a latent dataset in sample
+ * mode. */
+int data_draws_random(const Dataset *ds);
+/* "sample", "mean" (latent datasets) or NULL (pixels). */
+const char *data_latent_mode_name(const Dataset *ds);
 /* Every row as float (n, c, h, w), malloc'd. */
 float *data_images_f32(const Dataset *ds);
 

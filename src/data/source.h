@@ -54,6 +54,14 @@ int data_open_cifar10(DataSource *src, const char *path, int test_split, JtError
 int data_open_folder(DataSource *src, const char *dir, JtError *err);
 int data_open_npy(DataSource *src, const char *images, const char *labels, JtError *err);
 
+/* Latent stores (latents.c): data_load for a latents: spec; the fingerprint of a latent Dataset
+ * ("jtrak-latents-v1", (n, c, h, w), VAE fingerprint, mode, scaling factor, moments, labels);
+ * out->latent from rows[0..k) of src's (data_subset); freeing. */
+int data_load_latents(const DatasetSpec *spec, Dataset *ds, JtError *err);
+uint64_t data_latent_fingerprint(const Dataset *ds);
+int data_latent_copy_rows(const Dataset *src, const size_t *rows, size_t k, Dataset *out);
+void data_latent_free(DataLatent *L);
+
 /* The class filter text as sorted labels, e.g. "sneaker, 8" -> "7,8" (malloc'd), for descriptions:
  * two spellings of one filter describe the same dataset. */
 int data_classes_canonical(const char *text, const DataSource *src, char **out, JtError *err);

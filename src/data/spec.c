@@ -38,11 +38,12 @@ void data_spec_copy(DatasetSpec *dst, const DatasetSpec *src) {
     dst->index_file = dup_or_null(src->index_file);
 }
 
-static const char *const KIND_NAMES[] = {"fashion-mnist", "mnist",  "idx",
-                                         "cifar10",       "folder", "npy"};
+static const char *const KIND_NAMES[] = {"fashion-mnist", "mnist", "idx",    "cifar10",
+                                         "folder",        "npy",   "latents"};
 static const char *const FIT_NAMES[] = {"none", "pad", "crop", "resize", "nearest"};
 static const char *const COLOR_NAMES[] = {"auto", "gray", "rgb"};
 static const char *const FLIP_NAMES[] = {"none", "all", "random"};
+static const char *const LATENT_NAMES[] = {"sample", "sample", "mean"};
 
 static int ends_with(const char *s, const char *suffix) {
     size_t n = strlen(s), k = strlen(suffix);
@@ -108,7 +109,12 @@ static int guess_source(DatasetSpec *s, const char *path, JtError *err) {
         return JT_OK;
     }
     if (ends_with(path, ".npy")) {
-        s->kind = DATA_SRC_NPY;
+        /* a latent store of jtrak encode has its manifest beside it */
+        size_t n = strlen(path) + 6;
+        char *manifest = xmalloc(n);
+        snprintf(manifest, n, "%s.json", path);
+        s->kind = access(manifest, F_OK) == 0 ? DATA_SRC_LATENTS : DATA_SRC_NPY;
+        free(manifest);
     } else if (ends_with(path, "-ubyte") || ends_with(path, "-ubyte.gz")) {
         s->kind = DATA_SRC_IDX;
     } else if (ends_with(path, ".bin")) {
@@ -151,7 +157,7 @@ static int set_source(DatasetSpec *s, const char *text, JtError *err) {
     if (kind < 0)
         return jt_fail(err,
                        "--data %s: unknown dataset kind '%.*s' (expected fashion-mnist, mnist, "
-                       "idx, cifar10, folder or npy)",
+                       "idx, cifar10, folder, npy or latents)",
                        text, (int)plen, text);
     if (rest[0] == '\0') return jt_fail(err, "--data %s: nothing after the ':'", text);
     s->kind = (DataSourceKind)kind;
@@ -175,6 +181,7 @@ static int set_source(DatasetSpec *s, const char *text, JtError *err) {
             return jt_fail(err, "--data %s: expected %s:IMAGES[,LABELS]", text, KIND_NAMES[kind]);
         return JT_OK;
     case DATA_SRC_FOLDER:
+    case DATA_SRC_LATENTS:
         s->path = xstrdup(rest);
         return JT_OK;
     }
@@ -261,6 +268,8 @@ int data_spec_set(DatasetSpec *s, const char *key, const char *value, JtError *e
             s->channels = 0;
         else if (strcmp(value, "1") == 0 || strcmp(value, "3") == 0)
             s->channels = value[0] - '0';
+        else if (s->kind == DATA_SRC_LATENTS && parse_uint(value, 4096, &u) && u > 0)
+            s->channels = (int)u; /* a latent store's latent_channels */
         else
             return jt_fail(err, "--channels %s: expected 1, 3 or 'source'", value);
         return JT_OK;
@@ -275,6 +284,15 @@ int data_spec_set(DatasetSpec *s, const char *key, const char *value, JtError *e
         int k = pick(value, FLIP_NAMES, 3);
         if (k < 0) return jt_fail(err, "--flip %s: expected none, all or random", value);
         s->flip = (DataFlip)k;
+        return JT_OK;
+    }
+    if (strcmp(key, "latent") == 0) {
+        if (strcmp(value, "sample") == 0)
+            s->latent = DATA_LATENT_SAMPLE;
+        else if (strcmp(value, "mean") == 0)
+            s->latent = DATA_LATENT_MEAN;
+        else
+            return jt_fail(err, "--latent %s: expected sample or mean", value);
         return JT_OK;
     }
     return jt_fail(err, "unknown dataset option '%s'", key);
@@ -311,6 +329,9 @@ char *data_spec_describe(const DatasetSpec *s) {
     case DATA_SRC_FOLDER:
         n = snprintf(buf, cap, "data=folder:%s", s->path);
         break;
+    case DATA_SRC_LATENTS:
+        n = snprintf(buf, cap, "data=latents:%s", s->path);
+        break;
     default:
         n = snprintf(buf, cap, "data=%s:%s%s%s", KIND_NAMES[s->kind], s->path, s->path2 ? "," : "",
                      s->path2 ? s->path2 : "");
@@ -329,10 +350,12 @@ char *data_spec_describe(const DatasetSpec *s) {
         snprintf(limit, sizeof limit, "%zu", s->limit);
     else
         snprintf(limit, sizeof limit, "all");
-    snprintf(buf + n, cap - (size_t)n,
-             ";classes=%s;limit=%s;indices=%s;fit=%s;size=%s;channels=%s;color=%s;flip=%s",
-             s->classes ? s->classes : "all", limit, s->index_file ? s->index_file : "none",
-             FIT_NAMES[s->fit], size, chans, COLOR_NAMES[s->color], FLIP_NAMES[s->flip]);
+    n += snprintf(buf + n, cap - (size_t)n,
+                  ";classes=%s;limit=%s;indices=%s;fit=%s;size=%s;channels=%s;color=%s;flip=%s",
+                  s->classes ? s->classes : "all", limit, s->index_file ? s->index_file : "none",
+                  FIT_NAMES[s->fit], size, chans, COLOR_NAMES[s->color], FLIP_NAMES[s->flip]);
+    if (s->kind == DATA_SRC_LATENTS)
+        snprintf(buf + n, cap - (size_t)n, ";latent=%s", LATENT_NAMES[s->latent]);
     return buf;
 }
 

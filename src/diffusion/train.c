@@ -385,6 +385,11 @@ static int check_context(const UNetConfig *cfg, const Dataset *data, const Conte
 static int check_inputs(const UNetConfig *cfg, const Dataset *data, const TrainRecipe *r,
                         JtError *err) {
     if (data->n == 0) return jt_fail(err, "the dataset (%s) has no images", data->description);
+    if (data->latent && r->random_flip)
+        return jt_fail(err,
+                       "--flip: %s holds latents, which cannot be flipped (a flipped latent is "
+                       "not the latent of a flipped image)",
+                       data->description);
     if (data->c != cfg->in_channels)
         return jt_fail(err, "the data has %d channel(s) but the model's in_channels is %d (%s)",
                        data->c, cfg->in_channels, data->description);
@@ -529,7 +534,10 @@ static int train_run_locked(const UNetConfig *cfg, const SchedConfig *sched_cfg,
             rng_fill_normal(eps + j * D, D, seed,
                             rng_stream(RNG_TAG_TRAIN_NOISE, (uint64_t)step, j), 0);
         }
-        data_batch_f32(data, rows, flips, B, x0);
+        /* pixels as they are; latents: one posterior sample per (step, slot) */
+        for (size_t j = 0; j < B; j++)
+            data_batch_draw(data, rows + j, flips + j, 1, seed,
+                            rng_stream(RNG_TAG_TRAIN_LATENT, (uint64_t)step, 0), j, x0 + j * D);
         double loss = denoiser_loss(den, (int)B, x0, ti, eps, &cond, NULL);
         memset(g, 0, P * sizeof(float));
         denoiser_loss_backward(den, (int)B, LOSS_BATCH_MEAN, g, 0);
