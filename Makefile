@@ -4,7 +4,7 @@ JOBS ?= 2
 CMAKE_FLAGS ?=
 WERROR ?= OFF
 
-.PHONY: all deps test asan demo bench bench-attrib bench-scaling fixtures twin clean
+.PHONY: all deps test asan demo demo-ldm bench bench-attrib bench-scaling fixtures twin clean
 
 all: $(BUILD)/Makefile
 	cmake --build $(BUILD) -j $(JOBS)
@@ -26,6 +26,10 @@ asan:
 
 demo: all
 	$(BUILD)/jtrak demo
+
+# The latent, text-conditional system (VAE + UNet2DConditionModel + caption contexts), offline.
+demo-ldm: all
+	$(BUILD)/jtrak demo-ldm
 
 # SGEMM peak, U-Net, sampling, featurize/score beside traker, projections, scaling: one table
 # (about 15 minutes on 2 cores; SMALL=1 for a quick end-to-end check). See scripts/bench.sh.

@@ -19,8 +19,10 @@ int cli_model_config(const char *spec, UNetConfig *cfg, JtError *err) {
     if (unet_config_preset(spec, cfg)) return JT_OK;
     struct stat sb;
     if (stat(spec, &sb) != 0)
-        return jt_fail(err, "model config '%s': not a shipped config (%s) nor an existing file "
-                            "or folder", spec, unet_config_preset_names());
+        return jt_fail(err,
+                       "model config '%s': not a shipped config (%s) nor an existing file "
+                       "or folder",
+                       spec, unet_config_preset_names());
     char *path = S_ISDIR(sb.st_mode) ? path_join(spec, MODEL_CONFIG_FILE) : xstrdup(spec);
     const ModelKind *kind;
     void *c;
@@ -66,24 +68,43 @@ int cli_load_dataset(Args *a, const UNetConfig *cfg, Dataset *ds, JtError *err) 
 }
 
 void cli_data_help(FILE *f) {
-    fprintf(f,
-            "data options:\n"
-            "  --data SRC       fashion-mnist (default), fashion-mnist:test, mnist:DIR, idx:FILE,\n"
-            "                   cifar10:DIR, folder:DIR (PNG/JPEG), npy:FILE (uint8 N,H,W[,C]),\n"
-            "                   latents:FILE.npy (VAE posteriors written by jtrak encode)\n"
-            "                   folder:DIR is DIR/*.png (unlabelled) or DIR/CLASS/*.png (labelled:\n"
-            "                   the class sub-folders in sorted order are labels 0, 1, ...)\n"
-            "  --classes LIST   keep only these labels or class names (e.g. 0,7 or sneaker,bag)\n"
-            "  --limit N        keep the first N images (after the other filters)\n"
-            "  --indices FILE   keep the source indices listed in FILE (one per line)\n"
-            "  --fit MODE       none (default), pad, crop, resize, nearest: fit images to the model\n"
-            "  --color MODE     auto (default), gray, rgb\n"
-            "  --latent MODE    latents:FILE.npy (a store of jtrak encode) only: sample (default:\n"
-            "                   a fresh posterior sample per draw, Journey-TRAK) or mean (D-TRAK)\n");
+    fprintf(
+        f,
+        "data options:\n"
+        "  --data SRC       fashion-mnist (default), fashion-mnist:test, mnist:DIR, idx:FILE,\n"
+        "                   cifar10:DIR, folder:DIR (PNG/JPEG), npy:FILE (uint8 N,H,W[,C]),\n"
+        "                   latents:FILE.npy (VAE posteriors written by jtrak encode)\n"
+        "                   folder:DIR is DIR/*.png (unlabelled) or DIR/CLASS/*.png (labelled:\n"
+        "                   the class sub-folders in sorted order are labels 0, 1, ...)\n"
+        "  --classes LIST   keep only these labels or class names (e.g. 0,7 or sneaker,bag)\n"
+        "  --limit N        keep the first N images (after the other filters)\n"
+        "  --indices FILE   keep the source indices listed in FILE (one per line)\n"
+        "  --fit MODE       none (default), pad, crop, resize, nearest: fit images to the model\n"
+        "  --color MODE     auto (default), gray, rgb\n"
+        "  --latent MODE    latents:FILE.npy (a store of jtrak encode) only: sample (default:\n"
+        "                   a fresh posterior sample per draw, Journey-TRAK) or mean (D-TRAK)\n");
 }
 
 /* See cli_common.h: tile k of a row is x̂_0 at step round(k (S-1) / 9). */
 int cli_write_trajectory_strip(const char *path, const Trajectory *tr, JtError *err) {
+    return cli_write_trajectory_strip_vae(path, tr, NULL, err);
+}
+
+int cli_run_subcommand(int (*fn)(int, char **), const char *cmd, const char *const *args) {
+    char *argv[64];
+    int argc = 0;
+    fprintf(stderr, "\ndemo: jtrak %s", cmd);
+    for (; args[argc] && argc < 63; argc++) {
+        argv[argc] = (char *)args[argc];
+        fprintf(stderr, " %s", args[argc]);
+    }
+    fprintf(stderr, "\n");
+    argv[argc] = NULL;
+    return fn(argc, argv);
+}
+
+int cli_write_trajectory_strip_vae(const char *path, const Trajectory *tr, const char *vae_dir,
+                                   JtError *err) {
     int rows = tr->n < 8 ? tr->n : 8, cols = tr->S < 10 ? tr->S : 10;
     size_t D = (size_t)tr->C * tr->H * tr->W;
     int n = rows * (cols + 1);
@@ -97,7 +118,14 @@ int cli_write_trajectory_strip(const char *path, const Trajectory *tr, JtError *
         memcpy(tiles + ((size_t)i * (cols + 1) + cols) * D, tr->x_0 + (size_t)i * D,
                D * sizeof(float));
     }
-    int rc = png_write_grid(path, tiles, n, tr->C, tr->H, tr->W, cols + 1, err);
+    int C = tr->C, H = tr->H, W = tr->W, rc = JT_OK;
+    if (vae_dir) {
+        float *img = NULL;
+        rc = cli_decode_latents(vae_dir, tiles, n, tr->C, tr->H, tr->W, &img, &C, &H, &W, err);
+        free(tiles);
+        tiles = img;
+    }
+    if (rc == JT_OK) rc = png_write_grid(path, tiles, n, C, H, W, cols + 1, err);
     free(tiles);
     return rc;
 }

@@ -28,5 +28,19 @@ void cli_data_help(FILE *f);
 /* x̂_0 of the first (up to) 8 samples at (up to) 10 evenly spaced sampler steps, each row ending
  * with the final sample: how the image emerges along the trajectory. */
 int cli_write_trajectory_strip(const char *path, const Trajectory *tr, JtError *err);
+/* The same with the tiles decoded through the AutoencoderKL in vae_dir (a latent model's
+ * trajectory; vae_dir NULL: as cli_write_trajectory_strip). */
+int cli_write_trajectory_strip_vae(const char *path, const Trajectory *tr, const char *vae_dir,
+                                   JtError *err);
+/* out (n, oc, oh, ow), malloc'd = decode(lat / scaling_factor) for latents lat (n, c, h, w),
+ * through the AutoencoderKL folder vae_dir (cli_decode.c); refused when it is not one or its
+ * latent_channels is not c. */
+int cli_decode_latents(const char *vae_dir, const float *lat, int n, int c, int h, int w,
+                       float **out, int *oc, int *oh, int *ow, JtError *err);
+/* JT_OK when vae_dir is an AutoencoderKL with c latent channels (checked before sampling). */
+int cli_check_vae(const char *vae_dir, int c, JtError *err);
+/* Runs `jtrak <cmd> <args...>` in-process (args NULL-terminated), printing the command line on
+ * stderr first, as the demos do. */
+int cli_run_subcommand(int (*fn)(int, char **), const char *cmd, const char *const *args);
 
 #endif

@@ -12,20 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Runs `jtrak <cmd> <args...>` in-process; args is a NULL-terminated list. */
-static int run(int (*fn)(int, char **), const char *cmd, const char *const *args) {
-    char *argv[64];
-    int argc = 0;
-    fprintf(stderr, "\ndemo: jtrak %s", cmd);
-    for (; args[argc]; argc++) {
-        argv[argc] = (char *)args[argc];
-        fprintf(stderr, " %s", args[argc]);
-    }
-    fprintf(stderr, "\n");
-    argv[argc] = NULL;
-    return fn(argc, argv);
-}
-
 int cmd_demo(int argc, char **argv) {
     Args a;
     args_init(&a, "demo", argc, argv);
@@ -74,11 +60,11 @@ int cmd_demo(int argc, char **argv) {
     report_args[3] = html;
     report_args[5] = png;
 
-    if ((rc = run(cmd_train, "train", train_args))) return rc;
-    if ((rc = run(cmd_sample, "sample", sample_args))) return rc;
-    if ((rc = run(cmd_featurize, "featurize", feat_args))) return rc;
-    if ((rc = run(cmd_score, "score", score_args))) return rc;
-    if ((rc = run(cmd_report, "report", report_args))) return rc;
+    if ((rc = cli_run_subcommand(cmd_train, "train", train_args))) return rc;
+    if ((rc = cli_run_subcommand(cmd_sample, "sample", sample_args))) return rc;
+    if ((rc = cli_run_subcommand(cmd_featurize, "featurize", feat_args))) return rc;
+    if ((rc = cli_run_subcommand(cmd_score, "score", score_args))) return rc;
+    if ((rc = cli_run_subcommand(cmd_report, "report", report_args))) return rc;
 
     /* The class-conditional part: the same recipe, labels from the data with condition dropout,
      * one guided sample per class, each attributed with its own class (as Journey-TRAK scores its
@@ -101,11 +87,11 @@ int cmd_demo(int argc, char **argv) {
     const char *cscore_args[] = {"--store", cstore, "--trajectory", ctraj, "--out", cscores,
                                  "--steps", score_steps, "--R", R, "--topk", "6", NULL};
     const char *creport_args[] = {"--scores", cscores, "--out", chtml, "--png", cpng, NULL};
-    if ((rc = run(cmd_train, "train", ctrain_args))) return rc;
-    if ((rc = run(cmd_sample, "sample", csample_args))) return rc;
-    if ((rc = run(cmd_featurize, "featurize", cfeat_args))) return rc;
-    if ((rc = run(cmd_score, "score", cscore_args))) return rc;
-    if ((rc = run(cmd_report, "report", creport_args))) return rc;
+    if ((rc = cli_run_subcommand(cmd_train, "train", ctrain_args))) return rc;
+    if ((rc = cli_run_subcommand(cmd_sample, "sample", csample_args))) return rc;
+    if ((rc = cli_run_subcommand(cmd_featurize, "featurize", cfeat_args))) return rc;
+    if ((rc = cli_run_subcommand(cmd_score, "score", cscore_args))) return rc;
+    if ((rc = cli_run_subcommand(cmd_report, "report", creport_args))) return rc;
     printf("demo: done. Open %s (figure: %s); samples in %s, scores in %s\n", html, png, samples,
            scores);
     printf("demo: class-conditional part: %s (figure: %s), one guided sample per class in %s\n",

@@ -29,6 +29,10 @@ static void help(void) {
         "  --seed N         seed of x_T and of the sampler noise (default 0)\n"
         "  --noise FILE     start from x_T in FILE (.npy float32 (N,C,H,W)) instead of the seed\n"
         "  --batch B        U-Net batch (default 64)\n"
+        "  --vae DIR        a latent model's AutoencoderKL: samples.png and trajectory.png show\n"
+        "                   decoded images (decode(x / scaling_factor)); without it a latent\n"
+        "                   model's PNGs are skipped (the trajectory file holds the latents)\n"
+        "  --clip-sample M  on or off: override the model scheduler's clip_sample\n"
         "  --quiet          no progress line\n"
         "class-conditional models (num_class_embeds K: classes 0..K-2, null class K-1):\n"
         "  --class C        required: one class id for every sample, a comma list of one id\n"
@@ -99,11 +103,16 @@ int cmd_sample(int argc, char **argv) {
     opt.batch = (int)args_long(&a, "batch", 64, 1, 1 << 16);
     opt.quiet = args_flag(&a, "quiet");
     ContextSpec cspec = {args_str(&a, "context", NULL), NULL, args_str(&a, "uncond", NULL)};
+    const char *vae_dir = args_str(&a, "vae", NULL), *clip = args_str(&a, "clip-sample", NULL);
     const char *prompt_text = args_str(&a, "prompt-index", NULL);
     int rc = args_finish(&a);
     if (rc == 0 && (!model || !out)) {
         fprintf(stderr,
                 "jtrak sample: --model and --out are required (see 'jtrak sample --help')\n");
+        rc = 2;
+    }
+    if (rc == 0 && clip && strcmp(clip, "on") != 0 && strcmp(clip, "off") != 0) {
+        fprintf(stderr, "jtrak sample: --clip-sample must be on or off, not '%s'\n", clip);
         rc = 2;
     }
     if (rc == 0 && strcmp(sampler, "ddpm") != 0 && strcmp(sampler, "ddim") != 0) {
@@ -192,6 +201,7 @@ int cmd_sample(int argc, char **argv) {
                      "%s has cross-attention (cross_attention_dim %d): give the prompts' "
                      "contexts with --context npy:FILE",
                      model, X);
+    if (rc == JT_OK && vae_dir) rc = cli_check_vae(vae_dir, cfg->in_channels, &err);
     if (rc == JT_OK && cspec.file) rc = context_load(&ctx, &cspec, NULL, &err);
     if (rc == JT_OK && cspec.file) rc = context_check_model(&ctx, X, model, &err);
     for (int i = 0; rc == JT_OK && i < n_pids; i++)
@@ -208,6 +218,7 @@ int cmd_sample(int argc, char **argv) {
     NoiseSchedule sched;
     SchedConfig sc;
     rc = sched_config_load_model(&sc, model, &err);
+    if (rc == JT_OK && clip) sc.clip_sample = strcmp(clip, "on") == 0;
     if (rc == JT_OK) rc = sched_init(&sched, &sc, &err);
     if (rc != JT_OK) {
         free(ids), free(pids);
@@ -271,16 +282,29 @@ int cmd_sample(int argc, char **argv) {
     if (rc == JT_OK) rc = traj_sample(net, &sched, &opt, x_T, &tr, &err);
     if (rc == JT_OK) rc = model_mkdirs(out, &err);
     char *p = xmalloc(strlen(out) + 40);
-    if (rc == JT_OK) {
+    /* images: 1 or 3 channels, or latents decoded through --vae */
+    const int pngs = vae_dir || tr.C == 1 || tr.C == 3;
+    if (rc == JT_OK && !pngs && !opt.quiet)
+        fprintf(stderr,
+                "sample: %d-channel latents: no PNGs without --vae DIR (the trajectory "
+                "file holds the latents)\n",
+                tr.C);
+    if (rc == JT_OK && pngs) {
         int cols = 1;
         while (cols * cols < tr.n)
             cols++;
         sprintf(p, "%s/samples.png", out);
-        rc = png_write_grid(p, tr.x_0, tr.n, tr.C, tr.H, tr.W, cols, &err);
+        int C = tr.C, H = tr.H, W = tr.W;
+        float *img = NULL;
+        if (vae_dir)
+            rc =
+                cli_decode_latents(vae_dir, tr.x_0, tr.n, tr.C, tr.H, tr.W, &img, &C, &H, &W, &err);
+        if (rc == JT_OK) rc = png_write_grid(p, img ? img : tr.x_0, tr.n, C, H, W, cols, &err);
+        free(img);
     }
-    if (rc == JT_OK) {
+    if (rc == JT_OK && pngs) {
         sprintf(p, "%s/trajectory.png", out);
-        rc = cli_write_trajectory_strip(p, &tr, &err);
+        rc = cli_write_trajectory_strip_vae(p, &tr, vae_dir, &err);
     }
     if (rc == JT_OK) {
         sprintf(p, "%s/trajectory.safetensors", out);

@@ -22,6 +22,9 @@ static void help(void) {
         "                       of 2^(levels-1): 4 for fm-xs and fm-s, 2 for t8)\n"
         "  --beta-schedule S    linear (default) or squaredcos_cap_v2\n"
         "  --scheduler-config F a diffusers scheduler_config.json instead\n"
+        "  --clip-sample M      on or off: clip x̂_0 to [-1, 1] when sampling (recorded in the\n"
+        "                       scheduler config; default on for images, off for latents, as\n"
+        "                       Stable Diffusion pipelines and Journey-TRAK's COCO model)\n"
         "recipe (changes the result; a resumed run must use the same). The defaults are the\n"
         "recipe measured to give clean samples (make demo: 5,000 images, 1,500 steps of 64,\n"
         "lr 2e-3); the train: line shows what was used:\n"
@@ -75,6 +78,7 @@ int cmd_train(int argc, char **argv) {
     const char *size = args_str(&a, "size", NULL);
     const char *beta = args_str(&a, "beta-schedule", NULL);
     const char *sched_file = args_str(&a, "scheduler-config", NULL);
+    const char *clip = args_str(&a, "clip-sample", NULL);
     ctl.out_dir = args_str(&a, "out", NULL);
     int steps_given = args_str(&a, "steps", NULL) != NULL;
     int lr_given = args_str(&a, "lr", NULL) != NULL;
@@ -151,6 +155,10 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "jtrak train: give --steps or --epochs, not both\n");
         rc = 2;
     }
+    if (rc == 0 && clip && strcmp(clip, "on") != 0 && strcmp(clip, "off") != 0) {
+        fprintf(stderr, "jtrak train: --clip-sample must be on or off, not '%s'\n", clip);
+        rc = 2;
+    }
     if (rc == 0 && strcmp(sched, "cosine") != 0 && strcmp(sched, "constant") != 0) {
         fprintf(stderr, "jtrak train: --lr-schedule must be cosine or constant, not '%s'\n", sched);
         rc = 2;
@@ -193,6 +201,11 @@ int cmd_train(int argc, char **argv) {
         data_free(&data);
         return cli_error("train", &err);
     }
+    /* latents are not bounded to [-1, 1]: no x̂_0 clipping unless asked (ldm.md 1.4) */
+    if (clip)
+        sc.clip_sample = strcmp(clip, "on") == 0;
+    else if (data.latent && !sched_file)
+        sc.clip_sample = false;
     if (beta) {
         if (strcmp(beta, "linear") == 0) {
             sc.beta_schedule = SCHED_BETA_LINEAR;

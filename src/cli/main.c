@@ -16,6 +16,7 @@ typedef struct {
 static const Command COMMANDS[] = {
     {"counterfactual", cmd_counterfactual, "retrain without the top-k attributed images and regenerate"},
     {"demo", cmd_demo, "the main job on the embedded Fashion-MNIST default"},
+    {"demo-ldm", cmd_demo_ldm, "the latent, text-conditional system on Fashion-MNIST (offline)"},
     {"encode", cmd_encode, "posterior moments of a dataset under an AutoencoderKL (latents .npy)"},
     {"featurize", cmd_featurize, "TRAK features and kernels of the training set for an ensemble"},
     {"info", cmd_info, "describe a model folder (config, parameters, memory per batch)"},
