@@ -5,7 +5,9 @@
 #   2. the U-Net forward and training step (batch 64, the shipped Fashion-MNIST configs; and the
 #      class-conditional training step of fm-xs with num_class_embeds 11) of jtrak
 #      (bench/bench_unet.c) and of diffusers' UNet2DModel in PyTorch (ref/bench_torch.py): images/s,
-#      achieved GFLOP/s (unet/unet_flops.h) and % of the SGEMM peak, peak memory
+#      achieved GFLOP/s (unet/unet_flops.h) and % of the SGEMM peak, peak memory; the latent,
+#      text-conditional networks (ldm-xs UNet2DConditionModel, vae-fm AutoencoderKL: bench/
+#      bench_ldm.c beside ref/bench_torch_ldm.py)
 #   3. sampling: U-Net evaluations/s of the DDIM loop at batches 16 and 64, jtrak and diffusers
 #   4. featurize (k = 2048, S = 20) and score of jtrak and the traker library on the CPU with the
 #      same model (scripts/bench-attrib.sh; traker's float16 run is skipped unless FP16=1):
@@ -28,7 +30,7 @@
 # ROUNDS (alternating jtrak/diffusers rounds of the forward and training step, 3),
 # CONFIGS (configs/fm-xs.json configs/fm-s.json), SAMPLE_BATCHES (16,64), SAMPLE_STEPS (10),
 # SGEMM_SIZES (1024,2048,4096), COND_CONFIG (configs/fm-xs.json) and COND_K (11) of the
-# class-conditional training step; COND=0 / ATTRIB=0 / SCALING=0 / PROJECT=0 / TWIN=0 skip a part; the
+# class-conditional training step; COND=0 / LDM=0 / ATTRIB=0 / SCALING=0 / PROJECT=0 / TWIN=0 skip a part; the
 # attribution part reads N, S, K, ATTRIB_BATCH (its BATCH), NT, STEPS, R, FP16 (scripts/
 # bench-attrib.sh) and the scaling part SIZES, SCALE_S, TARGETS, ... (scripts/bench-scaling.sh);
 # LOAD_MAX, WAIT_S: wait up to WAIT_S seconds for the load average to drop below LOAD_MAX first.
@@ -60,7 +62,7 @@ OUT="$BUILD/bench.jsonl"
 export THREADS
 : > "$OUT"
 
-for exe in bench_unet bench_sgemm jtrak; do
+for exe in bench_unet bench_ldm bench_sgemm jtrak; do
   [ -x "$BUILD/$exe" ] || { echo "bench: $BUILD/$exe not built (run make)" >&2; exit 1; }
 done
 HAVE_TORCH=0
@@ -130,6 +132,35 @@ if [ "${COND:-1}" = 1 ]; then
   for round in $(seq 1 "$ROUNDS"); do
     CLASS_EMBEDS=$COND_K jtrak_unet "$COND_CONFIG" train_step "$round"
     CLASS_EMBEDS=$COND_K torch_unet "$COND_CONFIG" train_step "$round"
+  done
+fi
+
+# 2c. the latent, text-conditional networks (bench/bench_ldm.c beside ref/bench_torch_ldm.py):
+# the ldm-xs UNet2DConditionModel's forward and training step with a 16 x 384 context (the demo's
+# MiniLM captions) and the vae-fm AutoencoderKL's encode and decode at 32 x 32, in the same
+# alternating rounds.
+if [ "${LDM:-1}" = 1 ]; then
+  jtrak_ldm() { # cfg what round
+    echo "bench: jtrak $1 $2 (round $3)" >&2
+    OMP_NUM_THREADS=$THREADS "$BUILD/bench_ldm" "$1" --what "$2" --batch "$BATCH" \
+      --iters "$ITERS" --ctx-len 16 | tagged_round "$3" >> "$OUT"
+  }
+  torch_ldm() { # cfg what round
+    [ "$HAVE_TORCH" = 1 ] || return 0
+    echo "bench: diffusers $1 $2 (round $3)" >&2
+    OMP_NUM_THREADS=$THREADS "$PY" ref/bench_torch_ldm.py "$1" --what "$2" --batch "$BATCH" \
+      --threads "$THREADS" --iters "$ITERS" --warmup 1 --ctx-len 16 2> "$BUILD/bench_torch.log" \
+      | tagged_round "$3" >> "$OUT" || { tail -20 "$BUILD/bench_torch.log" >&2; exit 1; }
+  }
+  for round in $(seq 1 "$ROUNDS"); do
+    for what in forward train_step; do
+      jtrak_ldm configs/ldm-xs.json "$what" "$round"
+      torch_ldm configs/ldm-xs.json "$what" "$round"
+    done
+    for what in encode decode; do
+      jtrak_ldm configs/vae-fm.json "$what" "$round"
+      torch_ldm configs/vae-fm.json "$what" "$round"
+    done
   done
 fi
 

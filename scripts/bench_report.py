@@ -261,6 +261,27 @@ def unet_section(o, rows, peak):
                  "jtrak GFLOP/s", "% peak", "peak MB jtrak / torch"], tab)
 
 
+def vae_section(o, rows):
+    runs = {}  # (cfg, what, batch) -> impl -> rows of its rounds
+    for r in rows:
+        if r.get("what") in ("encode", "decode") and "images_per_s" in r:
+            runs.setdefault((cfg_name(r), r["what"], r["batch"]), {}).setdefault(r["impl"], []).append(r)
+    if not runs:
+        return
+    o.title("AutoencoderKL: jtrak vs diffusers (PyTorch), same config, batch and threads")
+    tab = []
+    for (c, what, b), d in sorted(runs.items()):
+        j = median_row(d["jtrak"]) if "jtrak" in d else None
+        t = median_row(d["diffusers"]) if "diffusers" in d else None
+        tab.append([c, what, b, fmt(j and j["images_per_s"]), fmt(t and t["images_per_s"]),
+                    ratio(j and j["images_per_s"], t and t["images_per_s"]),
+                    f"{fmt(j and j['peak_rss_mb'], '{:.0f}')} / {fmt(t and t['peak_rss_mb'], '{:.0f}')}"])
+    o.table(["config", "measure", "batch", "jtrak img/s", "diffusers img/s", "jtrak/diffusers",
+             "peak MB jtrak / torch"], tab)
+    o.note("encode: encoder + quant_conv (the posterior moments); decode: post_quant_conv + decoder; "
+           "forward only, the median of alternating rounds.")
+
+
 def attrib_section(o, rows, peak):
     def get(impl, what, prec=None):
         for r in rows:
@@ -411,6 +432,7 @@ def main():
         machine_section(o, rows)
         peak = sgemm_section(o, rows)
         unet_section(o, rows, peak)
+        vae_section(o, rows)
         attrib_section(o, rows, peak)
         project_section(o, rows)
         scaling_section(o, rows)
