@@ -102,6 +102,14 @@ static void setup(void) {
     float table[(NC + 1) * LC * DC];
     context_table(table);
     write_f32(g_ctx, 3, cshape, table);
+    char cj[320];
+    path_of(cj, sizeof cj, "captions.json");
+    FILE *f = fopen(cj, "w");
+    cr_assert(f != NULL);
+    fputs("{\"captions\": [\"a photo of a zero\", \"a photo of a one\", \"a photo of a two\", "
+          "\"\"]}\n",
+          f);
+    fclose(f);
     write_tiny_cond_config(g_cfg);
     const ModelKind *kind;
     void *cfg = NULL;
@@ -210,6 +218,8 @@ Test(context, the_three_forms_and_the_unconditional_context) {
     cr_assert(context_check_model(&e, DC + 1, "m", &err) == JT_ERR);
     cr_assert(strstr(err.msg, "cross_attention_dim") != NULL, "%s", err.msg);
     cr_assert(context_check_model(&e, 0, "m", &err) == JT_ERR);
+    cr_assert(a.captions && strcmp(a.captions[1], "a photo of a one") == 0);
+    cr_assert(b.captions == NULL, "per_row.npy has no captions beside it");
     context_free(&a), context_free(&b), context_free(&c), context_free(&e);
     free(per), free(two);
 }
@@ -281,6 +291,13 @@ Test(context, bad_files_and_disagreements_are_refused) {
     int64_t big[N_ROWS] = {0, 1, 2, 3, 4, 0, 0, 0};
     cr_assert(npy_write(p, NPY_I64, 1, sh1, big, &err) == JT_OK);
     expect_refused(&s_fi, &d, "entry 4 is 4, outside the 4 contexts");
+    /* captions beside the file that do not match its rows */
+    char cj[320];
+    path_of(cj, sizeof cj, "captions.json");
+    FILE *fc = fopen(cj, "w");
+    fputs("{\"captions\": [\"only one\"]}", fc);
+    fclose(fc);
+    expect_refused(&s_lab, &d, "'captions' must be an array of 4 strings");
 }
 
 Test(context, guided_ddim_with_a_context_matches_diffusers) {
@@ -548,6 +565,8 @@ Test(context, featurize_uses_each_rows_context_and_score_the_prompts) {
               "sample 1 has prompt 2's context");
     cr_assert(memcmp(tr.uncond_context, table + NC * LC * DC, LC * DC * sizeof(float)) == 0);
     cr_assert(tr.context_source && strstr(tr.context_source, "prompt-index=0,2"));
+    cr_assert(tr.prompts && strcmp(tr.prompts[1], "a photo of a two") == 0,
+              "the trajectory records each sample's caption (captions.json beside the contexts)");
     traj_free(&tr);
     snprintf(cmd, sizeof cmd, "score --store %s --trajectory %s --out %s --R 2 --quiet", store, tp,
              scores);

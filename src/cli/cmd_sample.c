@@ -258,6 +258,7 @@ int cmd_sample(int argc, char **argv) {
     /* One context per sample: the listed prompts, one prompt for all, or i mod M. */
     float *contexts = NULL;
     char *source = NULL;
+    const char **prompts = NULL;
     if (rc == JT_OK && cspec.file) {
         const size_t LD = (size_t)ctx.L * ctx.D;
         contexts = xmalloc((size_t)opt.n * LD * sizeof(float));
@@ -267,7 +268,12 @@ int cmd_sample(int argc, char **argv) {
                          : n_pids > 1       ? (size_t)pids[i]
                                             : 0;
             memcpy(contexts + (size_t)i * LD, context_table_row(&ctx, row), LD * sizeof(float));
+            if (ctx.captions) {
+                if (!prompts) prompts = xcalloc((size_t)opt.n, sizeof *prompts);
+                prompts[i] = ctx.captions[row];
+            }
         }
+        opt.prompts = prompts;
         size_t len = strlen(ctx.description) + strlen(prompt_text ? prompt_text : "0") + 32;
         source = xmalloc(len);
         snprintf(source, len, "%s;prompt-index=%s", ctx.description,
@@ -312,6 +318,7 @@ int cmd_sample(int argc, char **argv) {
     }
     free(p);
     free(x_T), free(ids), free(labels), free(pids), free(contexts), free(source);
+    free(prompts);
     context_free(&ctx);
     traj_free(&tr);
     sched_free(&sched);

@@ -3,12 +3,15 @@
 
 #include "core/hash.h"
 #include "core/rng.h"
+#include "io/jsonfile.h"
 #include "io/npy.h"
 
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* "npy:FILE" -> FILE; anything else is a usage error naming the option. */
 static int npy_path(const char *text, const char *option, const char **path, JtError *err) {
@@ -163,6 +166,42 @@ static int read_uncond(ContextSet *cs, const char *text, const char *path, JtErr
     return JT_OK;
 }
 
+/* FILE.json beside FILE.npy, when it has "captions": one string per table row. A sidecar that
+ * does not parse, or whose captions do not match the table, is an error (it names the wrong texts);
+ * a JSON without "captions" is someone else's file and is ignored. */
+static int read_captions(ContextSet *cs, const char *path, JtError *err) {
+    size_t n = strlen(path);
+    if (n < 4 || strcmp(path + n - 4, ".npy") != 0) return JT_OK;
+    char *jp = xmalloc(n + 2);
+    memcpy(jp, path, n - 4);
+    strcpy(jp + n - 4, ".json");
+    struct stat sb;
+    int rc = JT_OK;
+    if (stat(jp, &sb) == 0) {
+        cJSON *o = json_load_file(jp, err);
+        const cJSON *c = o ? cJSON_GetObjectItemCaseSensitive(o, "captions") : NULL;
+        if (!o) {
+            rc = JT_ERR;
+        } else if (c && (!cJSON_IsArray(c) || (size_t)cJSON_GetArraySize(c) != cs->m)) {
+            rc = jt_fail(err,
+                         "%s: 'captions' must be an array of %zu strings, one per context of %s",
+                         jp, cs->m, path);
+        } else if (c) {
+            cs->captions = xcalloc(cs->m, sizeof *cs->captions);
+            for (size_t i = 0; rc == JT_OK && i < cs->m; i++) {
+                const cJSON *e = cJSON_GetArrayItem(c, (int)i);
+                if (!cJSON_IsString(e))
+                    rc = jt_fail(err, "%s: captions[%zu] is not a string", jp, i);
+                else
+                    cs->captions[i] = xstrdup(e->valuestring);
+            }
+        }
+        cJSON_Delete(o);
+    }
+    free(jp);
+    return rc;
+}
+
 static void fingerprint(ContextSet *cs) {
     uint64_t h = hash_fnv1a(HASH_FNV_OFFSET, "jtrak-context-v1", 16);
     const uint64_t dims[5] = {cs->m, (uint64_t)cs->L, (uint64_t)cs->D, cs->n, (uint64_t)cs->k};
@@ -183,6 +222,7 @@ int context_load(ContextSet *cs, const ContextSpec *spec, const Dataset *data, J
     const char *path;
     if (npy_path(spec->file, data ? "--cond" : "--context", &path, err) != JT_OK) return JT_ERR;
     int rc = read_table(cs, path, err);
+    if (rc == JT_OK) rc = read_captions(cs, path, err);
     if (rc == JT_OK && data) rc = assign_rows(cs, spec, path, data, err);
     if (rc == JT_OK && !data) {
         if (spec->index) rc = jt_fail(err, "--cond-index is for training data, not prompts");
@@ -208,6 +248,9 @@ void context_free(ContextSet *cs) {
     free(cs->cand);
     free(cs->uncond);
     free(cs->description);
+    for (size_t i = 0; cs->captions && i < cs->m; i++)
+        free(cs->captions[i]);
+    free(cs->captions);
     memset(cs, 0, sizeof *cs);
 }
 

@@ -17,6 +17,11 @@
  * table ("row:R") or its own file ("npy:FILE", (L, D) or (1, L, D)). Without one, training has no
  * caption dropout and sampling no guidance.
  *
+ * The texts: a context file FILE.npy may have FILE.json beside it whose "captions" is an array of
+ * one string per table row (the captions the contexts encode, as data/fm-captions/ ships them);
+ * they are read for people (the prompts a trajectory records and the report shows), not for the
+ * numbers.
+ *
  * The fingerprint covers the contexts, each row's candidates and the unconditional context, so an
  * artifact made with one context set refuses another. */
 #ifndef JTRAK_CONTEXT_H
@@ -51,6 +56,7 @@ typedef struct {
     float *uncond; /* (L, D), or NULL */
     uint64_t fingerprint;
     char *description; /* "file=...;index=...;uncond=...", for manifests and messages */
+    char **captions;   /* (m) the texts of the table rows (FILE.json "captions"), or NULL */
 } ContextSet;
 
 /* Reads and checks the files. data: the dataset the rows belong to (its n; its labels for

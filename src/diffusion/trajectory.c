@@ -13,6 +13,7 @@
 #include "io/safetensors.h"
 #include "model/model.h"
 
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -27,6 +28,9 @@ void traj_free(Trajectory *tr) {
     free(tr->timesteps), free(tr->x_T), free(tr->x_t), free(tr->x0_hat), free(tr->noise);
     free(tr->x_0), free(tr->labels), free(tr->context), free(tr->uncond_context);
     free(tr->context_source);
+    for (int i = 0; tr->prompts && i < tr->n; i++)
+        free(tr->prompts[i]);
+    free(tr->prompts);
     memset(tr, 0, sizeof *tr);
 }
 
@@ -174,6 +178,11 @@ int traj_sample(const UNet *net, const NoiseSchedule *sched, const SampleOptions
         }
         if (opt->context_source) tr->context_source = xstrdup(opt->context_source);
     }
+    if (opt->prompts) {
+        tr->prompts = xcalloc((size_t)tr->n, sizeof *tr->prompts);
+        for (int i = 0; i < tr->n; i++)
+            tr->prompts[i] = xstrdup(opt->prompts[i] ? opt->prompts[i] : "");
+    }
     if (traj_conditional(tr)) tr->guidance = opt->guidance;
 
     const size_t D = (size_t)tr->C * tr->H * tr->W;
@@ -319,6 +328,15 @@ int traj_save(const Trajectory *tr, const char *path, JtError *err) {
             st_writer_add_f32(&w, "uncond_context", ST_F32, 2, cshape + 1, tr->uncond_context);
         if (tr->context_source) st_writer_set_metadata(&w, "context_source", tr->context_source);
     }
+    char *prompts = NULL;
+    if (tr->prompts) {
+        cJSON *arr = cJSON_CreateArray();
+        for (int i = 0; i < tr->n; i++)
+            cJSON_AddItemToArray(arr, cJSON_CreateString(tr->prompts[i]));
+        prompts = cJSON_PrintUnformatted(arr);
+        cJSON_Delete(arr);
+        st_writer_set_metadata(&w, "prompts", prompts);
+    }
     char buf[64];
     st_writer_set_metadata(&w, "format", "jtrak-trajectory-v1");
     st_writer_set_metadata(&w, "sampler", traj_sampler_name(tr->sampler));
@@ -339,7 +357,7 @@ int traj_save(const Trajectory *tr, const char *path, JtError *err) {
     st_writer_set_metadata(&w, "guidance", buf);
     int rc = st_writer_write(&w, path, err);
     st_writer_free(&w);
-    free(t32), free(l32);
+    free(t32), free(l32), free(prompts);
     return rc;
 }
 
@@ -520,6 +538,22 @@ static int read_cond(StFile *f, Trajectory *tr, JtError *err) {
         tr->guidance = v;
     }
     if (has_context && read_context(f, tr, err) != JT_OK) return JT_ERR;
+    const char *pr = st_metadata_get(f, "prompts");
+    if (pr) {
+        cJSON *arr = cJSON_Parse(pr);
+        int ok = cJSON_IsArray(arr) && cJSON_GetArraySize(arr) == tr->n;
+        for (int i = 0; ok && i < tr->n; i++)
+            ok = cJSON_IsString(cJSON_GetArrayItem(arr, i));
+        if (!ok) {
+            cJSON_Delete(arr);
+            return jt_fail(err, "%s: metadata 'prompts' must be a JSON array of %d strings",
+                           f->path, tr->n);
+        }
+        tr->prompts = xcalloc((size_t)tr->n, sizeof *tr->prompts);
+        for (int i = 0; i < tr->n; i++)
+            tr->prompts[i] = xstrdup(cJSON_GetArrayItem(arr, i)->valuestring);
+        cJSON_Delete(arr);
+    }
     if (!has_labels) return JT_OK;
     const StTensor *t = &f->tensors[il];
     if (t->dtype != ST_I32 || t->ndim != 1 || t->shape[0] != tr->n)

@@ -17,7 +17,8 @@
  * when class-conditional, "encoder_hidden_states" (N,L,D) with text contexts and
  * "uncond_context" (L,D) when guided; metadata: sampler, steps, eta, seed, model fingerprint, cond
  * ("none" | "class" | "context" | "class+context"), guidance ("%.9g"), context_source (where the
- * contexts came from, for people), format "jtrak-trajectory-v1". Files written before
+ * contexts came from, for people), prompts (a JSON array of each sample's prompt text, when
+ * known), format "jtrak-trajectory-v1". Files written before
  * conditioning existed (no cond, guidance) load as unconditional with guidance 1. */
 #ifndef JTRAK_TRAJECTORY_H
 #define JTRAK_TRAJECTORY_H
@@ -46,6 +47,7 @@ typedef struct {
     const float *context, *uncond_context;
     int ctx_len, ctx_dim;
     const char *context_source; /* recorded as metadata (NULL: none) */
+    const char *const *prompts; /* (n) each sample's prompt text, or NULL: metadata, for people */
 } SampleOptions;
 
 typedef struct {
@@ -67,6 +69,8 @@ typedef struct {
     float *uncond_context; /* (L, D), or NULL (unguided) */
     int ctx_len, ctx_dim;  /* L, D; 0 without contexts */
     char *context_source;  /* or NULL */
+    char **prompts;        /* (n) the samples' prompt texts (metadata "prompts", a JSON array),
+                              or NULL; not in the fingerprint (texts for people) */
     uint64_t fingerprint; /* traj_fingerprint, set by traj_load (0 otherwise) */
 } Trajectory;
 
