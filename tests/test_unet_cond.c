@@ -9,6 +9,7 @@
  * context API's refusals, and UNet2DModel unchanged by all this. */
 #include "core/config_fields.h"
 #include "core/hash.h"
+#include "helpers/cli_run.h"
 #include "helpers/model_unet.h"
 #include "helpers/numcheck.h"
 #include "helpers/tmpdir.h"
@@ -26,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct {
     UNet *net;
@@ -648,4 +650,55 @@ Test(unet_cond_model, save_and_load_round_trip, .init = test_tmp_setup, .fini = 
     cr_expect(unet_config(model_unet(back))->cond);
     model_free(m);
     model_free(back);
+}
+
+/* ---- jtrak init / info ---- */
+
+/* info prints the paper's exact count for jt-coco, the context, and both memory figures. */
+Test(unet_cond_cli, info_reports_the_papers_count) {
+    char out[4096], err[4096];
+    int rc = cli_run_out("info jt-coco --batch 2", out, sizeof out, err, sizeof err);
+    cr_assert_eq(rc, 0, "%s", err);
+    cr_expect(strstr(out, "class: UNet2DConditionModel"), "%s", out);
+    cr_expect(strstr(out, "parameters: 57373316 in 684 tensors"), "%s", out);
+    cr_expect(strstr(out, "context: 77 tokens of width 1024"), "%s", out);
+    cr_expect(strstr(out, "training memory at batch 2:") &&
+                  strstr(out, "forward memory at batch 2:"),
+              "%s", out);
+    rc = cli_run_out("info ldm-xs --context-len 16", out, sizeof out, err, sizeof err);
+    cr_assert_eq(rc, 0, "%s", err);
+    cr_expect(strstr(out, "parameters: 905604 in 208 tensors"), "%s", out);
+    cr_expect(strstr(out, "context: 16 tokens of width 384"), "%s", out);
+}
+
+/* init writes a folder that loads back as the same UNet2DConditionModel; a refused field is one
+ * clear line and no folder. */
+Test(unet_cond_cli, init_writes_a_loadable_folder, .init = test_tmp_setup,
+     .fini = test_tmp_teardown) {
+    char out[4096], err[4096], dir[600];
+    snprintf(dir, sizeof dir, "%s/ldm", test_tmp);
+    char args[800];
+    snprintf(args, sizeof args, "init --config ldm-xs --out %s --seed 5", dir);
+    cr_assert_eq(cli_run_out(args, out, sizeof out, err, sizeof err), 0, "%s", err);
+    Model *m;
+    JtError e;
+    cr_assert(model_load(dir, &m, &e) == JT_OK, "%s", e.msg);
+    cr_expect_str_eq(model_kind(m)->class_name, "UNet2DConditionModel");
+    cr_expect_eq(model_layout(m)->total, 905604);
+    model_free(m);
+
+    char *base = read_text("configs/ldm-xs.json");
+    char *bad = patched(base, "addition_embed_type", "\"text_time\"");
+    char cfg[600];
+    snprintf(cfg, sizeof cfg, "%s/sdxl.json", test_tmp);
+    FILE *f = fopen(cfg, "w");
+    cr_assert(f);
+    fputs(bad, f);
+    fclose(f);
+    snprintf(dir, sizeof dir, "%s/never", test_tmp);
+    cli_expect_failure(err, sizeof err, 1, "init",
+                       (const char *const[]){"sdxl.json", "addition_embed_type", "SDXL", NULL},
+                       "init --config %s --out %s", cfg, dir);
+    cr_expect(access(dir, F_OK) != 0, "a refused init left %s behind", dir);
+    free(bad), free(base);
 }
