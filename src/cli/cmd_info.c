@@ -1,7 +1,8 @@
 /* cmd_info.c: `jtrak info MODEL` describes a model (a shipped config name, a config.json or a model
  * folder): its class (from the model class table), architecture, parameter count, the memory a
- * training batch needs (and a forward batch, for a UNet2DConditionModel, with its context length), and for a folder with weights the model fingerprint that every artifact
- * derived from it records. */
+ * training batch needs (and a forward batch, for a UNet2DConditionModel, with its context length),
+ * and for a folder with weights the model fingerprint that every artifact derived from it records.
+ */
 #include "cli/cli_common.h"
 #include "cli/commands.h"
 #include "io/model_folder.h"
@@ -81,8 +82,8 @@ int cmd_info(int argc, char **argv) {
     if (cfg.num_class_embeds) printf("classes: %d (class-conditional)\n", cfg.num_class_embeds);
     if (cfg.cond)
         printf("mid block: %s\n", cfg.mid_block_type == 0   ? "UNetMidBlock2DCrossAttn"
-                                   : cfg.mid_block_type == 1 ? "UNetMidBlock2D"
-                                                             : "none");
+                                  : cfg.mid_block_type == 1 ? "UNetMidBlock2D"
+                                                            : "none");
     if (D > 0)
         printf("context: %d tokens of width %d (cross-attention; set with --context-len)\n",
                ctx_len, D);

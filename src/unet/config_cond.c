@@ -230,8 +230,7 @@ static int refuse_by_hand(const cJSON *root, const char *path, JtError *err) {
 
 /* ---- parse ---- */
 
-int unet_config_cond_from_json(UNetConfig *cfg, const void *root_, const char *path,
-                               JtError *err) {
+int unet_config_cond_from_json(UNetConfig *cfg, const void *root_, const char *path, JtError *err) {
     const cJSON *root = root_;
     if (!path) path = "config.json";
     if (!cJSON_IsObject(root))

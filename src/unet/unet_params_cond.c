@@ -1,9 +1,9 @@
-/* unet_params_cond.c: the parameter table of a UNet2DConditionModel in diffusers' named_parameters()
- * order (ldm.md 2.6): conv_in, time_embedding, [class_embedding], down_blocks (in each block its
- * attentions, then its resnets, then its downsampler), up_blocks (the same), THEN mid_block
- * (registered after the up blocks' ModuleList; attentions.0 before resnets.0 and resnets.1),
- * conv_norm_out, conv_out. The resnets, samplers and time embedding are UNet2DModel's; the
- * cross-attention blocks are nn/blocks.h's Transformer2DModel. */
+/* unet_params_cond.c: the parameter table of a UNet2DConditionModel in diffusers'
+ * named_parameters() order (ldm.md 2.6): conv_in, time_embedding, [class_embedding], down_blocks
+ * (in each block its attentions, then its resnets, then its downsampler), up_blocks (the same),
+ * THEN mid_block (registered after the up blocks' ModuleList; attentions.0 before resnets.0 and
+ * resnets.1), conv_norm_out, conv_out. The resnets, samplers and time embedding are UNet2DModel's;
+ * the cross-attention blocks are nn/blocks.h's Transformer2DModel. */
 #include "nn/blocks.h"
 #include "unet/unet_internal.h"
 
