@@ -662,6 +662,7 @@ Test(unet_cond_cli, info_reports_the_papers_count) {
     cr_expect(strstr(out, "class: UNet2DConditionModel"), "%s", out);
     cr_expect(strstr(out, "parameters: 57373316 in 684 tensors"), "%s", out);
     cr_expect(strstr(out, "context: 77 tokens of width 1024"), "%s", out);
+    cr_expect(strstr(out, "forward: 6.123 GFLOP per image"), "%s", out); /* ldm.md 0.1: 6.12 */
     cr_expect(strstr(out, "training memory at batch 2:") &&
                   strstr(out, "forward memory at batch 2:"),
               "%s", out);

@@ -8,6 +8,7 @@
 #include "io/model_folder.h"
 #include "model/model.h"
 #include "unet/unet.h"
+#include "unet/unet_flops.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,6 +93,10 @@ int cmd_info(int argc, char **argv) {
            4.0 * (double)l->total / 1e6);
     printf("training memory at batch %d: %.1f MB (activations, gradients, scratch)\n", B,
            (double)unet_run_bytes(run) / 1e6);
+    if (cfg.cond)
+        printf("forward: %.3f GFLOP per image (%dx%d%s; 2 x multiply-adds, unet_flops.h)\n",
+               unet_forward_flops_ctx(net, H, W, ctx_len, NULL) / 1e9, H, W,
+               D > 0 ? ", the context above" : "");
     if (fwd)
         printf("forward memory at batch %d: %.1f MB (sampling: activations, scratch)\n", B,
                (double)unet_run_bytes(fwd) / 1e6);
