@@ -1,0 +1,857 @@
+/* test_nn_transformer.c: the ops of the text-conditional U-Net's transformer blocks (nn.h:
+ * layernorm, gelu, quick_gelu, geglu, mha; ldm.md 2.3, 2.4, 2.8, 4.1) and their graph nodes.
+ *  - forwards against naive references written plainly here, token by token in double;
+ *  - every input and parameter gradient against central finite differences of those double
+ *    references (loss = sum(out * r) for a fixed random r), so the differences are exact to about
+ *    1e-9 and the tolerance only has to cover the float rounding of the op's backward;
+ *  - per-example mode: slab b equals the B=1 backward of example b, and the slabs sum to the
+ *    batch-summed gradient; results bitwise equal with 1 and 2 OpenMP threads (B = 37: examples
+ *    share summed-mode slots in groups);
+ *  - mha: cross-attention with N != L and Cq != Ckv, several heads, one head, causal, biases NULL
+ *    (diffusers) and present (CLIP), self-attention with dctx == dx;
+ *  - a tiny graph layernorm -> token_linear -> geglu -> token_linear -> mha(context) -> causal
+ *    self-mha -> gelu -> quick_gelu against the composition of the references (which reads the
+ *    context token-major, as graph_set_input takes it), its parameter, image and context gradients
+ *    against finite differences, per-example gradients against the summed ones.
+ * Set JTRAK_TEST_VERBOSE=1 to print the measured errors. */
+#include "core/layout.h"
+#include "core/linalg.h"
+#include "helpers/numcheck.h"
+#include "nn/blocks.h"
+#include "nn/graph.h"
+#include "nn/nn.h"
+
+#include <criterion/criterion.h>
+#include <math.h>
+#include <omp.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- utilities ------------------------------------------------------------------------------ */
+
+static void suite_init(void) {
+    la_blas_single_threaded();
+}
+
+static uint64_t rng_state;
+static void rng_seed(uint64_t s) {
+    rng_state = s * 0x9E3779B97F4A7C15ull + 1;
+}
+/* splitmix64 -> uniform in [-1, 1) */
+static float urand(void) {
+    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return (float)((double)(z >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+}
+static float *rand_buf(size_t n, float scale) {
+    float *p = malloc((n ? n : 1) * sizeof(float));
+    for (size_t i = 0; i < n; i++)
+        p[i] = urand() * scale;
+    return p;
+}
+static float *zeros(size_t n) {
+    return calloc(n ? n : 1, sizeof(float));
+}
+static double *to_double(const float *x, size_t n) {
+    double *d = malloc((n ? n : 1) * sizeof(double));
+    for (size_t i = 0; i < n; i++)
+        d[i] = x ? x[i] : 0.0;
+    return d;
+}
+
+static int verbose(void) {
+    const char *v = getenv("JTRAK_TEST_VERBOSE");
+    return v && *v && *v != '0';
+}
+static void report(const char *what, NumDiff d) {
+    if (verbose())
+        fprintf(stderr, "  %-52s max abs %.3g  max rel %.3g\n", what, d.max_abs, d.max_rel);
+}
+
+/* A context with per-thread scratch for every thread OpenMP may use and grad_floats of slots. */
+static OpCtx ctx_make(size_t scratch, size_t grad_floats, size_t example_stride) {
+    OpCtx c;
+    c.nthreads = omp_get_max_threads() > 2 ? omp_get_max_threads() : 2;
+    c.thread_floats = scratch;
+    c.thread_buf = zeros((size_t)c.nthreads * scratch);
+    c.grad_floats = grad_floats;
+    c.grad_buf = zeros(grad_floats);
+    c.example_stride = example_stride;
+    return c;
+}
+static void ctx_free(OpCtx *c) {
+    free(c->thread_buf);
+    free(c->grad_buf);
+}
+
+/* Compares a float result with a double reference. */
+static NumDiff close_fd(const char *what, const float *got, const double *want, size_t n,
+                        double atol, double rtol) {
+    double *g = to_double(got, n);
+    NumDiff d = expect_close_d(what, g, want, n, atol, rtol);
+    report(what, d);
+    free(g);
+    return d;
+}
+
+/* ---- finite differences of a double reference ------------------------------------------------ */
+
+/* ref(st, out) computes the reference output (nout doubles) from the double arrays in st. */
+typedef struct {
+    void (*ref)(void *st, double *out);
+    void *st;
+    size_t nout;
+    const double *r; /* (nout) loss weights */
+} RefProblem;
+
+static double ref_loss(const RefProblem *p, double *out) {
+    p->ref(p->st, out);
+    double L = 0.0;
+    for (size_t i = 0; i < p->nout; i++)
+        L += out[i] * p->r[i];
+    return L;
+}
+
+/* Central differences with h = 1e-5 in double: truncation h^2/6 f''' ~ 1e-11 and rounding
+ * 1e-16 |L| / h ~ 1e-10 for the losses here (|L| < 100), so the references' gradients are exact
+ * to ~1e-9, far below the float rounding of the ops' backwards they check. */
+#define REF_H 1e-5
+
+/* d loss / d x[i] for x (n doubles, restored) into g. */
+static void ref_gradient(const RefProblem *p, double *x, size_t n, double *g) {
+    double *out = malloc(p->nout * sizeof(double));
+    for (size_t i = 0; i < n; i++) {
+        const double x0 = x[i];
+        x[i] = x0 + REF_H;
+        const double lp = ref_loss(p, out);
+        x[i] = x0 - REF_H;
+        const double lm = ref_loss(p, out);
+        x[i] = x0;
+        g[i] = (lp - lm) / (2 * REF_H);
+    }
+    free(out);
+}
+
+/* The float backward's gradient `analytic` of the double array x against finite differences.
+ * Tolerance: the analytic gradients are float sums of O(10..100) products of O(1) terms, each
+ * rounded to 2^-24 relative; measured at most 6e-7 absolute (layernorm dgamma) and 4e-5 relative
+ * (on entries above the absolute tolerance) over this file. 5e-6 absolute + 1e-4 relative keeps
+ * an 8x margin, while a wrong index, scale, sign or missing term (the softmax correction, the
+ * mean terms of the layer norm, one side of a self-attention) is O(0.01..1). */
+#define GRAD_ATOL 5e-6
+#define GRAD_RTOL 1e-4
+static void grad_expect(const char *what, const RefProblem *p, double *x, const float *analytic,
+                        size_t n) {
+    double *fd = malloc((n ? n : 1) * sizeof(double));
+    ref_gradient(p, x, n, fd);
+    close_fd(what, analytic, fd, n, GRAD_ATOL, GRAD_RTOL);
+    free(fd);
+}
+
+/* Forward tolerance: the ops compute in float (sums of O(10) terms, an exp or erf approximation
+ * within a few ulp), the references in double: ~1e-6 measured; 1e-5 + 1e-5 relative. */
+#define FWD_ATOL 1e-5
+#define FWD_RTOL 1e-5
+
+/* ---- naive references ----------------------------------------------------------------------- */
+
+/* Layer norm of each token n over C channels, element (n, c) at x[n*sn + c*sc]. */
+static void ln_ref(double *out, const double *x, const double *gamma, const double *beta, int C,
+                   int N, size_t sn, size_t sc, double eps) {
+    for (int n = 0; n < N; n++) {
+        double mu = 0.0, var = 0.0;
+        for (int c = 0; c < C; c++)
+            mu += x[n * sn + c * sc];
+        mu /= C;
+        for (int c = 0; c < C; c++) {
+            const double t = x[n * sn + c * sc] - mu;
+            var += t * t;
+        }
+        var /= C;
+        for (int c = 0; c < C; c++)
+            out[n * sn + c * sc] = (x[n * sn + c * sc] - mu) / sqrt(var + eps) * gamma[c] + beta[c];
+    }
+}
+
+static double gelu_ref(double x) {
+    return 0.5 * x * (1.0 + erf(x / sqrt(2.0)));
+}
+static double gelu_ref_grad(double x) {
+    return 0.5 * (1.0 + erf(x / sqrt(2.0))) +
+           x * exp(-0.5 * x * x) / sqrt(2.0 * 3.14159265358979323846);
+}
+static double quick_gelu_ref(double x) {
+    return x / (1.0 + exp(-1.702 * x));
+}
+static double quick_gelu_ref_grad(double x) {
+    const double s = 1.0 / (1.0 + exp(-1.702 * x));
+    return s + 1.702 * x * s * (1.0 - s);
+}
+
+/* One example of attention, token by token. x: token n channel k at x[n*sxn + k*sxc] (Cq
+ * channels); ctx likewise (Ckv); out (C channels, N tokens) at out[n*son + c*soc]. w as mha_forward
+ * (NULL biases are zero). */
+typedef struct {
+    int Cq, Ckv, C, N, L, heads, causal;
+} RefAttn;
+static void mha_ref(double *out, size_t son, size_t soc, const double *x, size_t sxn, size_t sxc,
+                    const double *ctx, size_t scn, size_t scc, const double *const w[8],
+                    const RefAttn *a) {
+    const int C = a->C, dh = C / a->heads;
+    double *q = malloc((size_t)a->N * C * sizeof(double)), *k = malloc((size_t)a->L * C * 8);
+    double *v = malloc((size_t)a->L * C * 8), *o = malloc((size_t)a->N * C * 8);
+    double *s = malloc((size_t)a->L * 8);
+    for (int n = 0; n < a->N; n++)
+        for (int c = 0; c < C; c++) {
+            double acc = w[1] ? w[1][c] : 0.0;
+            for (int i = 0; i < a->Cq; i++)
+                acc += w[0][(size_t)c * a->Cq + i] * x[n * sxn + i * sxc];
+            q[(size_t)n * C + c] = acc;
+        }
+    for (int l = 0; l < a->L; l++)
+        for (int c = 0; c < C; c++) {
+            double ak = w[3] ? w[3][c] : 0.0, av = w[5] ? w[5][c] : 0.0;
+            for (int i = 0; i < a->Ckv; i++) {
+                ak += w[2][(size_t)c * a->Ckv + i] * ctx[l * scn + i * scc];
+                av += w[4][(size_t)c * a->Ckv + i] * ctx[l * scn + i * scc];
+            }
+            k[(size_t)l * C + c] = ak;
+            v[(size_t)l * C + c] = av;
+        }
+    const double scale = 1.0 / sqrt((double)dh);
+    for (int h = 0; h < a->heads; h++)
+        for (int n = 0; n < a->N; n++) {
+            const int len = a->causal ? n + 1 : a->L;
+            double mx = -INFINITY, sum = 0.0;
+            for (int l = 0; l < len; l++) {
+                double acc = 0.0;
+                for (int e = 0; e < dh; e++)
+                    acc += q[(size_t)n * C + h * dh + e] * k[(size_t)l * C + h * dh + e];
+                s[l] = acc * scale;
+                if (s[l] > mx) mx = s[l];
+            }
+            for (int l = 0; l < len; l++) {
+                s[l] = exp(s[l] - mx);
+                sum += s[l];
+            }
+            for (int e = 0; e < dh; e++) {
+                double acc = 0.0;
+                for (int l = 0; l < len; l++)
+                    acc += s[l] / sum * v[(size_t)l * C + h * dh + e];
+                o[(size_t)n * C + h * dh + e] = acc;
+            }
+        }
+    for (int n = 0; n < a->N; n++)
+        for (int c = 0; c < C; c++) {
+            double acc = w[7] ? w[7][c] : 0.0;
+            for (int i = 0; i < C; i++)
+                acc += w[6][(size_t)c * C + i] * o[(size_t)n * C + i];
+            out[n * son + c * soc] = acc;
+        }
+    free(q);
+    free(k);
+    free(v);
+    free(o);
+    free(s);
+}
+
+/* ---- per-example and thread checks (shared by the ops with parameters) ------------------------
+ */
+
+typedef struct {
+    const char *name;
+    int B;
+    size_t P, scratch, din_per_example;
+    /* backward of examples b0 .. b0+nb-1 into the parameter slab dp (or slabs) and din */
+    void (*bwd)(void *st, int b0, int nb, float *dp, float *din, const OpCtx *c);
+    void *st;
+} PeProblem;
+
+static void per_example_check(const PeProblem *pe) {
+    const int B = pe->B;
+    const size_t P = pe->P, stride = P + 3, nd = pe->din_per_example; /* a gap after each slab */
+    char what[128];
+    OpCtx cpe = ctx_make(pe->scratch, 0, stride);
+    float *slab = zeros((size_t)B * stride), *din_pe = zeros((size_t)B * nd);
+    pe->bwd(pe->st, 0, B, slab, din_pe, &cpe);
+    size_t gap_writes = 0;
+    for (int b = 0; b < B; b++)
+        for (size_t i = P; i < stride; i++)
+            gap_writes += slab[(size_t)b * stride + i] != 0.0f;
+    cr_expect_eq(gap_writes, 0, "%s: per-example backward wrote outside its slab", pe->name);
+    for (int b = 0; b < B; b++) {
+        OpCtx c1 = ctx_make(pe->scratch, grad_slots_floats(1, P), 0);
+        float *one = zeros(P), *din1 = zeros(nd);
+        pe->bwd(pe->st, b, 1, one, din1, &c1);
+        /* the same arithmetic on the same example, whatever the mode and batch: bitwise */
+        snprintf(what, sizeof what, "%s slab %d vs B=1 backward", pe->name, b);
+        expect_close(what, slab + (size_t)b * stride, one, P, 0, 0);
+        snprintf(what, sizeof what, "%s din %d vs B=1 backward", pe->name, b);
+        expect_close(what, din_pe + (size_t)b * nd, din1, nd, 0, 0);
+        free(one);
+        free(din1);
+        ctx_free(&c1);
+    }
+    OpCtx cs = ctx_make(pe->scratch, grad_slots_floats(B, P), 0);
+    float *sum = zeros(P), *din_s = zeros((size_t)B * nd), *want = zeros(P);
+    pe->bwd(pe->st, 0, B, sum, din_s, &cs);
+    for (size_t i = 0; i < P; i++) {
+        double acc = 0.0;
+        for (int b = 0; b < B; b++)
+            acc += slab[(size_t)b * stride + i];
+        want[i] = (float)acc;
+    }
+    /* summed mode: examples of one slot group add up in float before the double reduction
+     * (B > NN_GRAD_SLOTS), a few ulp: 1e-6 */
+    snprintf(what, sizeof what, "%s summed vs sum of slabs", pe->name);
+    report(what, expect_close(what, sum, want, P, 1e-6, 1e-6));
+    snprintf(what, sizeof what, "%s din summed vs per-example", pe->name);
+    expect_close(what, din_s, din_pe, (size_t)B * nd, 0, 0);
+    free(slab);
+    free(din_pe);
+    free(sum);
+    free(din_s);
+    free(want);
+    ctx_free(&cpe);
+    ctx_free(&cs);
+}
+
+/* run(st, res) computes the forward and the summed-mode backward and writes all of it to res. */
+static void threads_check(const char *name, void (*run)(void *st, float *res), void *st, size_t n) {
+    float *r1 = zeros(n), *r2 = zeros(n);
+    omp_set_num_threads(1);
+    run(st, r1);
+    omp_set_num_threads(2);
+    run(st, r2);
+    char what[96];
+    snprintf(what, sizeof what, "%s: 2 threads vs 1", name);
+    expect_close(what, r2, r1, n, 0, 0); /* house-style convention 7: bitwise */
+    free(r1);
+    free(r2);
+}
+
+/* ---- layer norm ----------------------------------------------------------------------------- */
+
+typedef struct {
+    LayerNormDims d;
+    OpCtx c;
+    float *x, *gamma, *beta, *out, *mean, *rstd, *r;
+    double *xd, *gd, *bd, *rd;
+} LnState;
+
+static LnState ln_setup(LayerNormDims d, float offset, uint64_t seed) {
+    rng_seed(seed);
+    LnState s;
+    s.d = d;
+    const size_t n = (size_t)d.B * d.C * d.N;
+    s.x = rand_buf(n, 1.0f);
+    for (size_t i = 0; i < n; i++)
+        s.x[i] += offset;
+    s.gamma = rand_buf(d.C, 1.0f);
+    s.beta = rand_buf(d.C, 1.0f);
+    s.r = rand_buf(n, 1.0f);
+    s.out = zeros(n);
+    s.mean = zeros((size_t)d.B * d.N);
+    s.rstd = zeros((size_t)d.B * d.N);
+    s.xd = to_double(s.x, n);
+    s.gd = to_double(s.gamma, d.C);
+    s.bd = to_double(s.beta, d.C);
+    s.rd = to_double(s.r, n);
+    s.c = ctx_make(0, grad_slots_floats(d.B, 2 * (size_t)d.C), 0);
+    return s;
+}
+static void ln_teardown(LnState *s) {
+    free(s->x);
+    free(s->gamma);
+    free(s->beta);
+    free(s->r);
+    free(s->out);
+    free(s->mean);
+    free(s->rstd);
+    free(s->xd);
+    free(s->gd);
+    free(s->bd);
+    free(s->rd);
+    ctx_free(&s->c);
+}
+static void ln_fwd(LnState *s) {
+    layernorm_forward(s->out, s->mean, s->rstd, s->x, s->gamma, s->beta, &s->d, &s->c);
+}
+static void ln_ref_all(void *st, double *out) {
+    const LnState *s = st;
+    const size_t CN = (size_t)s->d.C * s->d.N;
+    for (int b = 0; b < s->d.B; b++)
+        ln_ref(out + b * CN, s->xd + b * CN, s->gd, s->bd, s->d.C, s->d.N, 1, (size_t)s->d.N,
+               s->d.eps);
+}
+
+Test(nn_layernorm, forward_matches_naive, .init = suite_init) {
+    /* N = 70: a full block of 64 tokens and a short one; offset 30: a large mean must not cancel */
+    const LayerNormDims cases[] = {{2, 7, 70, 1e-5f}, {1, 32, 5, 1e-5f}, {3, 5, 1, 1e-6f}};
+    const float offsets[] = {0.0f, 30.0f, 0.0f};
+    for (int k = 0; k < 3; k++) {
+        LnState s = ln_setup(cases[k], offsets[k], 10 + k);
+        const size_t n = (size_t)s.d.B * s.d.C * s.d.N;
+        ln_fwd(&s);
+        double *want = malloc(n * sizeof(double));
+        ln_ref_all(&s, want);
+        char what[96];
+        snprintf(what, sizeof what, "layernorm fwd C=%d N=%d offset %g", s.d.C, s.d.N,
+                 (double)offsets[k]);
+        /* offset 30: the inputs themselves carry float rounding of 30 * 2^-24 ~ 2e-6, which the
+         * normalisation divides by a standard deviation of ~0.6 */
+        close_fd(what, s.out, want, n, offsets[k] > 0 ? 1e-5 : FWD_ATOL, FWD_RTOL);
+        /* the statistics: token n of example b */
+        double *mu = malloc((size_t)s.d.B * s.d.N * sizeof(double));
+        for (int b = 0; b < s.d.B; b++)
+            for (int t = 0; t < s.d.N; t++) {
+                double acc = 0.0;
+                for (int c = 0; c < s.d.C; c++)
+                    acc += s.xd[((size_t)b * s.d.C + c) * s.d.N + t];
+                mu[(size_t)b * s.d.N + t] = acc / s.d.C;
+            }
+        snprintf(what, sizeof what, "layernorm mean C=%d N=%d", s.d.C, s.d.N);
+        close_fd(what, s.mean, mu, (size_t)s.d.B * s.d.N, 0, 1e-7); /* the double mean, rounded */
+        free(mu);
+        free(want);
+        ln_teardown(&s);
+    }
+}
+
+static void ln_grad_case(LayerNormDims d, uint64_t seed) {
+    LnState s = ln_setup(d, 0.0f, seed);
+    const size_t n = (size_t)d.B * d.C * d.N;
+    ln_fwd(&s);
+    float *dx = zeros(n), *dg = zeros(d.C), *db = zeros(d.C);
+    layernorm_backward(dx, dg, db, s.r, s.x, s.mean, s.rstd, s.gamma, &d, &s.c);
+    RefProblem p = {ln_ref_all, &s, n, s.rd};
+    char what[96];
+    snprintf(what, sizeof what, "layernorm dx C=%d N=%d", d.C, d.N);
+    grad_expect(what, &p, s.xd, dx, n);
+    snprintf(what, sizeof what, "layernorm dgamma C=%d N=%d", d.C, d.N);
+    grad_expect(what, &p, s.gd, dg, d.C);
+    snprintf(what, sizeof what, "layernorm dbeta C=%d N=%d", d.C, d.N);
+    grad_expect(what, &p, s.bd, db, d.C);
+    /* backward accumulates: a second call doubles every gradient exactly */
+    float *dx2 = malloc(n * sizeof(float));
+    memcpy(dx2, dx, n * sizeof(float));
+    layernorm_backward(dx2, NULL, NULL, s.r, s.x, s.mean, s.rstd, s.gamma, &d, &s.c);
+    for (size_t i = 0; i < n; i++)
+        dx[i] *= 2.0f;
+    expect_close("layernorm dx accumulates", dx2, dx, n, 0, 0);
+    free(dx);
+    free(dx2);
+    free(dg);
+    free(db);
+    ln_teardown(&s);
+}
+
+Test(nn_layernorm, grad, .init = suite_init) {
+    ln_grad_case((LayerNormDims){2, 6, 67, 1e-5f}, 20);
+    ln_grad_case((LayerNormDims){3, 9, 4, 1e-5f}, 21);
+}
+
+typedef struct {
+    LnState s;
+} LnPe;
+static void ln_pe_bwd(void *st, int b0, int nb, float *dp, float *din, const OpCtx *c) {
+    LnState *s = st;
+    LayerNormDims d = s->d;
+    const size_t CN = (size_t)d.C * d.N;
+    d.B = nb;
+    layernorm_backward(din, dp, dp + d.C, s->r + b0 * CN, s->x + b0 * CN, s->mean + b0 * d.N,
+                       s->rstd + b0 * d.N, s->gamma, &d, c);
+}
+Test(nn_per_example, layernorm, .init = suite_init) {
+    LayerNormDims d = {37, 6, 70, 1e-5f};
+    LnState s = ln_setup(d, 0.0f, 22);
+    ln_fwd(&s);
+    PeProblem pe = {"layernorm", d.B, 2 * (size_t)d.C, 0, (size_t)d.C * d.N, ln_pe_bwd, &s};
+    per_example_check(&pe);
+    ln_teardown(&s);
+}
+
+static void ln_threads_run(void *st, float *res) {
+    LnState *s = st;
+    const LayerNormDims *d = &s->d;
+    const size_t n = (size_t)d->B * d->C * d->N;
+    ln_fwd(s);
+    memcpy(res, s->out, n * sizeof(float));
+    float *dx = res + n, *dg = dx + n, *db = dg + d->C;
+    layernorm_backward(dx, dg, db, s->r, s->x, s->mean, s->rstd, s->gamma, d, &s->c);
+}
+Test(nn_threads, layernorm_bitwise, .init = suite_init) {
+    LayerNormDims d = {37, 16, 100, 1e-5f};
+    LnState s = ln_setup(d, 0.0f, 23);
+    const size_t n = (size_t)d.B * d.C * d.N;
+    threads_check("layernorm", ln_threads_run, &s, 2 * n + 2 * (size_t)d.C);
+    ln_teardown(&s);
+}
+
+/* ---- GELU, quick GELU, GEGLU ---------------------------------------------------------------- */
+
+/* x on a grid over [-10, 10] (the tails saturate: gelu -> 0 and -> x) */
+static float *act_grid(size_t n) {
+    float *x = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++)
+        x[i] = -10.0f + 20.0f * (float)i / (float)(n - 1);
+    return x;
+}
+
+static void act_case(const char *name, void (*fwd)(float *, const float *, size_t),
+                     void (*bwd)(float *, const float *, const float *, size_t),
+                     double (*ref)(double), double (*ref_grad)(double), double atol, double rtol) {
+    const size_t n = 20001;
+    float *x = act_grid(n), *y = zeros(n), *dx = zeros(n), *ones = malloc(n * sizeof(float));
+    double *want = malloc(n * sizeof(double)), *gwant = malloc(n * sizeof(double));
+    for (size_t i = 0; i < n; i++) {
+        ones[i] = 1.0f;
+        want[i] = ref(x[i]);
+        gwant[i] = ref_grad(x[i]);
+    }
+    fwd(y, x, n);
+    bwd(dx, ones, x, n);
+    char what[96];
+    snprintf(what, sizeof what, "%s forward on [-10, 10]", name);
+    close_fd(what, y, want, n, atol, rtol);
+    snprintf(what, sizeof what, "%s derivative on [-10, 10]", name);
+    close_fd(what, dx, gwant, n, atol, rtol);
+    /* the derivative also against central differences of the double reference */
+    for (size_t i = 0; i < n; i++)
+        gwant[i] = (ref(x[i] + REF_H) - ref(x[i] - REF_H)) / (2 * REF_H);
+    snprintf(what, sizeof what, "%s derivative vs finite differences", name);
+    close_fd(what, dx, gwant, n, GRAD_ATOL, GRAD_RTOL);
+    /* accumulates into din, and 2 threads (n > the parallel threshold) equal 1 bitwise */
+    float *dx2 = malloc(n * sizeof(float)), *y1 = zeros(n);
+    memcpy(dx2, dx, n * sizeof(float));
+    bwd(dx2, ones, x, n);
+    for (size_t i = 0; i < n; i++)
+        dx[i] *= 2.0f;
+    snprintf(what, sizeof what, "%s backward accumulates", name);
+    expect_close(what, dx2, dx, n, 0, 0);
+    omp_set_num_threads(1);
+    fwd(y1, x, n);
+    omp_set_num_threads(2);
+    snprintf(what, sizeof what, "%s 2 threads vs 1", name);
+    expect_close(what, y, y1, n, 0, 0);
+    free(x);
+    free(y);
+    free(y1);
+    free(dx);
+    free(dx2);
+    free(ones);
+    free(want);
+    free(gwant);
+}
+
+Test(nn_gelu, exact_erf_form, .init = suite_init) {
+    /* erfc by Abramowitz & Stegun 7.1.26 (absolute error <= 1.5e-7) times x/2, plus float
+     * rounding: measured max abs 3.9e-7 on this grid (torch 2.15's own float F.gelu: 9.8e-7 from
+     * the double formula on the same grid, its gradient 2.2e-7); 5e-7 absolute + 5e-7 relative.
+     * A tanh-form GELU instead would be off by up to 5e-4 and fail. */
+    act_case("gelu", gelu_forward, gelu_backward, gelu_ref, gelu_ref_grad, 5e-7, 5e-7);
+}
+
+Test(nn_gelu, quick_gelu, .init = suite_init) {
+    /* nn_expf within a few ulp: 2e-7 + 2e-7 relative */
+    act_case("quick_gelu", quick_gelu_forward, quick_gelu_backward, quick_gelu_ref,
+             quick_gelu_ref_grad, 2e-7, 2e-7);
+}
+
+typedef struct {
+    int B, F, N;
+    float *in, *out, *r;
+    double *ind, *rd;
+} GegluState;
+static void geglu_ref_all(void *st, double *out) {
+    const GegluState *s = st;
+    const size_t FN = (size_t)s->F * s->N;
+    for (int b = 0; b < s->B; b++)
+        for (int n = 0; n < s->N; n++)
+            for (int f = 0; f < s->F; f++) {
+                const double a = s->ind[b * 2 * FN + (size_t)f * s->N + n];
+                const double g = s->ind[b * 2 * FN + FN + (size_t)f * s->N + n];
+                out[b * FN + (size_t)f * s->N + n] = a * gelu_ref(g);
+            }
+}
+
+Test(nn_gelu, geglu, .init = suite_init) {
+    GegluState s = {2, 5, 9, NULL, NULL, NULL, NULL, NULL};
+    rng_seed(30);
+    const size_t nin = (size_t)s.B * 2 * s.F * s.N, nout = nin / 2;
+    s.in = rand_buf(nin, 3.0f);
+    s.out = zeros(nout);
+    s.r = rand_buf(nout, 1.0f);
+    s.ind = to_double(s.in, nin);
+    s.rd = to_double(s.r, nout);
+    geglu_forward(s.out, s.in, s.B, s.F, s.N);
+    double *want = malloc(nout * sizeof(double));
+    geglu_ref_all(&s, want);
+    close_fd("geglu forward", s.out, want, nout, FWD_ATOL, FWD_RTOL);
+    float *din = zeros(nin);
+    geglu_backward(din, s.r, s.in, s.B, s.F, s.N);
+    RefProblem p = {geglu_ref_all, &s, nout, s.rd};
+    grad_expect("geglu din (value and gate halves)", &p, s.ind, din, nin);
+    free(want);
+    free(din);
+    free(s.in);
+    free(s.out);
+    free(s.r);
+    free(s.ind);
+    free(s.rd);
+}
+
+Test(nn_threads, geglu_bitwise, .init = suite_init) {
+    const int B = 3, F = 64, N = 256; /* above the parallel threshold */
+    const size_t nin = (size_t)B * 2 * F * N, nout = nin / 2;
+    rng_seed(31);
+    float *in = rand_buf(nin, 3.0f), *g = rand_buf(nout, 1.0f);
+    float *res[2];
+    for (int t = 0; t < 2; t++) {
+        omp_set_num_threads(t + 1);
+        res[t] = zeros(nout + nin);
+        geglu_forward(res[t], in, B, F, N);
+        geglu_backward(res[t] + nout, g, in, B, F, N);
+    }
+    expect_close("geglu: 2 threads vs 1", res[1], res[0], nout + nin, 0, 0);
+    free(res[0]);
+    free(res[1]);
+    free(in);
+    free(g);
+}
+
+/* ---- multi-head attention ------------------------------------------------------------------- */
+
+typedef struct {
+    MhaDims d;
+    int self; /* ctx is x */
+    OpCtx c;
+    float *x, *ctx, *w[8], *out, *saved, *r;
+    double *xd, *ctxd, *wd[8], *rd;
+    size_t numel[8], nparams;
+} MhaState;
+
+/* has_bias: bit i (0..3) = q, k, v, out projection has a bias */
+static MhaState mha_setup(MhaDims d, int self, unsigned has_bias, uint64_t seed) {
+    rng_seed(seed);
+    MhaState s;
+    memset(&s, 0, sizeof s);
+    if (self) {
+        d.Ckv = d.Cq;
+        d.L = d.N;
+    }
+    s.d = d;
+    s.self = self;
+    const size_t nx = (size_t)d.B * d.Cq * d.N, nc = (size_t)d.B * d.Ckv * d.L;
+    const size_t nout = (size_t)d.B * d.C * d.N;
+    s.x = rand_buf(nx, 1.0f);
+    s.ctx = self ? s.x : rand_buf(nc, 1.0f);
+    const int cin[4] = {d.Cq, d.Ckv, d.Ckv, d.C};
+    s.nparams = 0;
+    for (int i = 0; i < 4; i++) {
+        /* weights ~ U(-1, 1) * 0.7: scores of O(1), so that the softmax is neither flat nor
+         * saturated and every term of its backward matters */
+        s.numel[2 * i] = (size_t)d.C * cin[i];
+        s.w[2 * i] = rand_buf(s.numel[2 * i], 0.7f);
+        s.numel[2 * i + 1] = (has_bias >> i) & 1 ? (size_t)d.C : 0;
+        s.w[2 * i + 1] = s.numel[2 * i + 1] ? rand_buf(d.C, 0.5f) : NULL;
+        s.nparams += s.numel[2 * i] + s.numel[2 * i + 1];
+    }
+    for (int i = 0; i < 8; i++)
+        s.wd[i] = s.w[i] ? to_double(s.w[i], s.numel[i]) : NULL;
+    s.out = zeros(nout);
+    s.saved = zeros(mha_saved_floats(&d));
+    s.r = rand_buf(nout, 1.0f);
+    s.xd = to_double(s.x, nx);
+    s.ctxd = self ? s.xd : to_double(s.ctx, nc);
+    s.rd = to_double(s.r, nout);
+    s.c = ctx_make(mha_scratch_floats(&d), grad_slots_floats(d.B, s.nparams), 0);
+    return s;
+}
+static void mha_teardown(MhaState *s) {
+    free(s->x);
+    if (!s->self) {
+        free(s->ctx);
+        free(s->ctxd);
+    }
+    for (int i = 0; i < 8; i++) {
+        free(s->w[i]);
+        free(s->wd[i]);
+    }
+    free(s->out);
+    free(s->saved);
+    free(s->r);
+    free(s->xd);
+    free(s->rd);
+    ctx_free(&s->c);
+}
+static void mha_fwd(MhaState *s) {
+    const float *const *w = (const float *const *)s->w;
+    mha_forward(s->out, s->saved, s->x, s->ctx, w, &s->d, &s->c);
+}
+static void mha_ref_all(void *st, double *out) {
+    const MhaState *s = st;
+    const MhaDims *d = &s->d;
+    RefAttn a = {d->Cq, d->Ckv, d->C, d->N, d->L, d->heads, d->causal};
+    const double *const *w = (const double *const *)s->wd;
+    for (int b = 0; b < d->B; b++)
+        mha_ref(out + (size_t)b * d->C * d->N, 1, (size_t)d->N, s->xd + (size_t)b * d->Cq * d->N, 1,
+                (size_t)d->N, s->ctxd + (size_t)b * d->Ckv * d->L, 1, (size_t)d->L, w, &a);
+}
+/* The gradient pointers of a parameter slab laid out in the order of w (NULL where no bias). */
+static void mha_dw(const MhaState *s, float *slab, float *dw[8]) {
+    size_t off = 0;
+    for (int i = 0; i < 8; i++) {
+        dw[i] = s->numel[i] ? slab + off : NULL;
+        off += s->numel[i];
+    }
+}
+
+static void mha_case(const char *name, MhaDims d, int self, unsigned has_bias, uint64_t seed) {
+    MhaState s = mha_setup(d, self, has_bias, seed);
+    d = s.d;
+    const size_t nx = (size_t)d.B * d.Cq * d.N, nc = (size_t)d.B * d.Ckv * d.L;
+    const size_t nout = (size_t)d.B * d.C * d.N;
+    char what[128];
+    mha_fwd(&s);
+    double *want = malloc(nout * sizeof(double));
+    mha_ref_all(&s, want);
+    snprintf(what, sizeof what, "%s forward", name);
+    close_fd(what, s.out, want, nout, FWD_ATOL, FWD_RTOL);
+
+    float *slab = zeros(s.nparams), *dx = zeros(nx), *dc = self ? dx : zeros(nc), *dw[8];
+    mha_dw(&s, slab, dw);
+    mha_backward(dx, dc, dw, s.r, s.x, s.ctx, s.saved, (const float *const *)s.w, &d, &s.c);
+    RefProblem p = {mha_ref_all, &s, nout, s.rd};
+    snprintf(what, sizeof what, "%s dx%s", name, self ? " (both sides)" : "");
+    grad_expect(what, &p, s.xd, dx, nx);
+    if (!self) {
+        snprintf(what, sizeof what, "%s dctx", name);
+        grad_expect(what, &p, s.ctxd, dc, nc);
+    }
+    static const char *const pname[8] = {"wq", "bq", "wk", "bk", "wv", "bv", "wo", "bo"};
+    for (int i = 0; i < 8; i++)
+        if (s.numel[i]) {
+            snprintf(what, sizeof what, "%s d%s", name, pname[i]);
+            grad_expect(what, &p, s.wd[i], dw[i], s.numel[i]);
+        }
+    /* dx NULL and dctx NULL: the parameter gradients alone, the same values */
+    float *slab2 = zeros(s.nparams), *dw2[8];
+    mha_dw(&s, slab2, dw2);
+    mha_backward(NULL, NULL, dw2, s.r, s.x, s.ctx, s.saved, (const float *const *)s.w, &d, &s.c);
+    snprintf(what, sizeof what, "%s parameter gradients without dx, dctx", name);
+    expect_close(what, slab2, slab, s.nparams, 0, 0);
+    free(slab2);
+    free(want);
+    free(slab);
+    free(dx);
+    if (!self) free(dc);
+    mha_teardown(&s);
+}
+
+/* MhaDims: B, Cq, Ckv, C, N, L, heads, causal */
+Test(nn_mha, cross_attention_diffusers_biases, .init = suite_init) {
+    /* attn2 of a BasicTransformerBlock: N != L, Cq != Ckv != C, to_q/k/v without bias */
+    mha_case("mha cross 2 heads", (MhaDims){2, 6, 5, 8, 7, 4, 2, 0}, 0, 0x8, 40);
+}
+Test(nn_mha, cross_attention_all_biases_four_heads, .init = suite_init) {
+    mha_case("mha cross 4 heads biases", (MhaDims){2, 6, 3, 8, 5, 6, 4, 0}, 0, 0xF, 41);
+}
+Test(nn_mha, one_head_context_of_two_tokens, .init = suite_init) {
+    mha_case("mha cross 1 head L=2", (MhaDims){1, 4, 7, 4, 9, 2, 1, 0}, 0, 0x9, 42);
+}
+Test(nn_mha, self_attention_dctx_is_dx, .init = suite_init) {
+    mha_case("mha self 2 heads", (MhaDims){2, 6, 0, 6, 8, 0, 2, 0}, 1, 0x8, 43);
+}
+Test(nn_mha, causal_self_attention_clip, .init = suite_init) {
+    mha_case("mha causal self 2 heads biases", (MhaDims){2, 8, 0, 8, 6, 0, 2, 1}, 1, 0xF, 44);
+}
+Test(nn_mha, causal_rows_ignore_later_keys, .init = suite_init) {
+    /* changing the last token's context must not change any earlier output row */
+    MhaState s = mha_setup((MhaDims){1, 4, 0, 4, 5, 0, 2, 1}, 1, 0xF, 45);
+    mha_fwd(&s);
+    const int N = s.d.N, C = s.d.C;
+    float *before = malloc((size_t)C * N * sizeof(float));
+    memcpy(before, s.out, (size_t)C * N * sizeof(float));
+    for (int k = 0; k < s.d.Cq; k++)
+        s.x[(size_t)k * N + N - 1] += 1.0f;
+    mha_fwd(&s);
+    int changed_early = 0, changed_last = 0;
+    for (int c = 0; c < C; c++)
+        for (int n = 0; n < N; n++) {
+            const int diff = before[(size_t)c * N + n] != s.out[(size_t)c * N + n];
+            if (n < N - 1)
+                changed_early += diff;
+            else
+                changed_last += diff;
+        }
+    cr_expect_eq(changed_early, 0, "causal: %d outputs of earlier tokens changed", changed_early);
+    cr_expect_gt(changed_last, 0, "the last token's output did not change");
+    free(before);
+    mha_teardown(&s);
+}
+Test(nn_mha, causal_needs_equal_lengths, .init = suite_init, .signal = SIGABRT) {
+    MhaDims d = {1, 4, 4, 4, 5, 6, 2, 1};
+    mha_saved_floats(&d);
+}
+
+static void mha_pe_bwd(void *st, int b0, int nb, float *dp, float *din, const OpCtx *c) {
+    MhaState *s = st;
+    MhaDims d = s->d;
+    const size_t sx = (size_t)d.Cq * d.N, sc = (size_t)d.Ckv * d.L;
+    d.B = 1;
+    const size_t per = mha_saved_floats(&d);
+    d.B = nb;
+    float *dw[8];
+    mha_dw(s, dp, dw);
+    /* din: dx (dctx is an activation gradient like dx, checked against finite differences
+     * above; here NULL, which must not change the parameter gradients) */
+    mha_backward(din, NULL, dw, s->r + (size_t)b0 * d.C * d.N, s->x + b0 * sx, s->ctx + b0 * sc,
+                 s->saved + b0 * per, (const float *const *)s->w, &d, c);
+}
+Test(nn_per_example, mha, .init = suite_init) {
+    /* B = 37 > NN_GRAD_SLOTS: slots shared by groups of 3 in summed mode */
+    const unsigned biases[2] = {0x8, 0xF};
+    for (int k = 0; k < 2; k++) {
+        MhaState s = mha_setup((MhaDims){37, 6, 5, 8, 7, 4, 2, 0}, 0, biases[k], 46 + k);
+        mha_fwd(&s);
+        PeProblem pe = {k ? "mha all biases" : "mha diffusers biases",
+                        s.d.B,
+                        s.nparams,
+                        mha_scratch_floats(&s.d),
+                        (size_t)s.d.Cq * s.d.N,
+                        mha_pe_bwd,
+                        &s};
+        per_example_check(&pe);
+        mha_teardown(&s);
+    }
+}
+
+static void mha_threads_run(void *st, float *res) {
+    MhaState *s = st;
+    const MhaDims *d = &s->d;
+    const size_t nx = (size_t)d->B * d->Cq * d->N, nc = (size_t)d->B * d->Ckv * d->L;
+    const size_t nout = (size_t)d->B * d->C * d->N;
+    mha_fwd(s);
+    memcpy(res, s->out, nout * sizeof(float));
+    float *dx = res + nout, *dc = s->self ? dx : dx + nx, *dw[8];
+    mha_dw(s, (s->self ? dx + nx : dx + nx + nc), dw);
+    mha_backward(dx, dc, dw, s->r, s->x, s->ctx, s->saved, (const float *const *)s->w, d, &s->c);
+}
+Test(nn_threads, mha_bitwise, .init = suite_init) {
+    for (int k = 0; k < 2; k++) {
+        MhaState s = k ? mha_setup((MhaDims){37, 8, 0, 8, 10, 0, 2, 1}, 1, 0xF, 49)
+                       : mha_setup((MhaDims){37, 8, 6, 16, 20, 7, 4, 0}, 0, 0x8, 48);
+        const MhaDims *d = &s.d;
+        const size_t nx = (size_t)d->B * d->Cq * d->N, nc = (size_t)d->B * d->Ckv * d->L;
+        const size_t nout = (size_t)d->B * d->C * d->N;
+        threads_check(k ? "mha causal self" : "mha cross", mha_threads_run, &s,
+                      nout + nx + (s.self ? 0 : nc) + s.nparams);
+        mha_teardown(&s);
+    }
+}
