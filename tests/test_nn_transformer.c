@@ -855,3 +855,313 @@ Test(nn_threads, mha_bitwise, .init = suite_init) {
         mha_teardown(&s);
     }
 }
+
+/* ---- the graph nodes ------------------------------------------------------------------------ */
+
+/* x (GC, GH, GW) image, context (GD, GL) given token-major (GL, GD):
+ *   h = token_linear(geglu(token_linear(layernorm(x), 2 GF)), GC)      "ln", "ff1" (Linear
+ *       weight (2GF, GC)), "ff2" (1x1 conv weight (GC, GF, 1, 1))
+ *   a = mha(h, context) + x          "attn2", diffusers names: to_q/k/v without bias, to_out.0 with
+ *   y = quick_gelu(gelu(mha_causal(a)))  "attn1", CLIP names, every bias */
+enum { GC = 8, GH = 2, GW = 3, GN = GH * GW, GF = 6, GD = 5, GL = 3, GB = 3 };
+static const char *const DIFFUSERS_NAMES[4] = {"to_q", "to_k", "to_v", "to_out.0"};
+static const char *const CLIP_NAMES[4] = {"q_proj", "k_proj", "v_proj", "out_proj"};
+
+typedef struct {
+    ParamLayout l;
+    Graph g;
+    float *params;
+    double *pd;         /* the same parameters in double, for the reference */
+    float *x, *ctx, *r; /* (GB,GC,GN), (GB,GL,GD) token-major, (GB,GC,GN) */
+    double *xd, *ctxd, *rd;
+} TGraph;
+
+static void add_weight(ParamLayout *l, const char *name, int out, int in) {
+    layout_add_init(l, name, 2, (const int[]){out, in}, (LayoutInit){LAYOUT_INIT_FAN_IN, in, 0});
+}
+static void add_bias(ParamLayout *l, const char *name, int out, int in) {
+    layout_add_init(l, name, 1, (const int[]){out}, (LayoutInit){LAYOUT_INIT_FAN_IN, in, 0});
+}
+
+static void tgraph_init(TGraph *t) {
+    ParamLayout *l = &t->l;
+    layout_init(l);
+    block_params_norm(l, "ln", GC);
+    block_params_linear(l, "ff1", 2 * GF, GC);
+    block_params_conv2d(l, "ff2", GC, GF, 1);
+    add_weight(l, "attn2.to_q.weight", GC, GC);
+    add_weight(l, "attn2.to_k.weight", GC, GD);
+    add_weight(l, "attn2.to_v.weight", GC, GD);
+    add_weight(l, "attn2.to_out.0.weight", GC, GC);
+    add_bias(l, "attn2.to_out.0.bias", GC, GC);
+    for (int i = 0; i < 4; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "attn1.%s.weight", CLIP_NAMES[i]);
+        add_weight(l, name, GC, GC);
+        snprintf(name, sizeof name, "attn1.%s.bias", CLIP_NAMES[i]);
+        add_bias(l, name, GC, GC);
+    }
+    rng_seed(60);
+    /* U(-0.6, 0.6) everywhere (norm weights included, so that they are not special) */
+    t->params = rand_buf(l->total, 0.6f);
+    t->pd = to_double(t->params, l->total);
+    t->x = rand_buf((size_t)GB * GC * GN, 1.0f);
+    t->ctx = rand_buf((size_t)GB * GL * GD, 1.0f);
+    t->r = rand_buf((size_t)GB * GC * GN, 1.0f);
+    t->xd = to_double(t->x, (size_t)GB * GC * GN);
+    t->ctxd = to_double(t->ctx, (size_t)GB * GL * GD);
+    t->rd = to_double(t->r, (size_t)GB * GC * GN);
+
+    Graph *g = &t->g;
+    graph_init(g, l);
+    int x = graph_input(g, GRAPH_INPUT_IMAGE, GC, GH, GW);
+    int c = graph_input(g, GRAPH_INPUT_CONTEXT, GD, GL, 1);
+    int h = graph_layernorm(g, x, 1e-5f, "ln");
+    h = graph_token_linear(g, h, 2 * GF, "ff1");
+    h = graph_geglu(g, h);
+    h = graph_token_linear(g, h, GC, "ff2");
+    h = graph_mha(g, h, c, 2, 0, "attn2", DIFFUSERS_NAMES);
+    h = graph_add(g, h, x, 1.0f);
+    h = graph_mha(g, h, -1, 4, 1, "attn1", CLIP_NAMES);
+    h = graph_unary(g, NODE_GELU, h);
+    h = graph_unary(g, NODE_QUICK_GELU, h);
+    cr_assert_eq(graph_output(g, h), 0);
+}
+
+static void tgraph_free(TGraph *t) {
+    graph_free(&t->g);
+    layout_free(&t->l);
+    free(t->params);
+    free(t->pd);
+    free(t->x);
+    free(t->ctx);
+    free(t->r);
+    free(t->xd);
+    free(t->ctxd);
+    free(t->rd);
+}
+
+static const double *pref(const TGraph *t, const char *name) {
+    const int i = layout_find(&t->l, name);
+    return i >= 0 ? t->pd + t->l.entries[i].offset : NULL;
+}
+
+/* The reference: the same network per example, token by token in double, the context read
+ * token-major from t->ctxd as the caller hands it to graph_set_input. */
+static void tgraph_ref(void *st, double *out) {
+    const TGraph *t = st;
+    double h1[GC * GN], h2[2 * GF * GN], h3[GF * GN], h4[GC * GN], a[GC * GN], y[GC * GN];
+    const double *f1w = pref(t, "ff1.weight"), *f1b = pref(t, "ff1.bias");
+    const double *f2w = pref(t, "ff2.weight"), *f2b = pref(t, "ff2.bias");
+    const double *w2[8], *w1[8];
+    for (int i = 0; i < 4; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "attn2.%s.weight", DIFFUSERS_NAMES[i]);
+        w2[2 * i] = pref(t, name);
+        snprintf(name, sizeof name, "attn2.%s.bias", DIFFUSERS_NAMES[i]);
+        w2[2 * i + 1] = pref(t, name);
+        snprintf(name, sizeof name, "attn1.%s.weight", CLIP_NAMES[i]);
+        w1[2 * i] = pref(t, name);
+        snprintf(name, sizeof name, "attn1.%s.bias", CLIP_NAMES[i]);
+        w1[2 * i + 1] = pref(t, name);
+    }
+    const RefAttn a2 = {GC, GD, GC, GN, GL, 2, 0}, a1 = {GC, GC, GC, GN, GN, 4, 1};
+    for (int b = 0; b < GB; b++) {
+        const double *x = t->xd + (size_t)b * GC * GN; /* (GC, GN) channel-major, as the image */
+        ln_ref(h1, x, pref(t, "ln.weight"), pref(t, "ln.bias"), GC, GN, 1, GN, 1e-5);
+        for (int n = 0; n < GN; n++) {
+            for (int o = 0; o < 2 * GF; o++) {
+                double acc = f1b[o];
+                for (int i = 0; i < GC; i++)
+                    acc += f1w[o * GC + i] * h1[i * GN + n];
+                h2[o * GN + n] = acc;
+            }
+            for (int f = 0; f < GF; f++)
+                h3[f * GN + n] = h2[f * GN + n] * gelu_ref(h2[(GF + f) * GN + n]);
+            for (int o = 0; o < GC; o++) {
+                double acc = f2b[o];
+                for (int i = 0; i < GF; i++)
+                    acc += f2w[o * GF + i] * h3[i * GN + n];
+                h4[o * GN + n] = acc;
+            }
+        }
+        /* context token l, channel k at ctx[l * GD + k] */
+        mha_ref(a, 1, GN, h4, 1, GN, t->ctxd + (size_t)b * GL * GD, GD, 1, w2, &a2);
+        for (int i = 0; i < GC * GN; i++)
+            a[i] += x[i];
+        mha_ref(y, 1, GN, a, 1, GN, a, 1, GN, w1, &a1);
+        for (int i = 0; i < GC * GN; i++)
+            out[(size_t)b * GC * GN + i] = quick_gelu_ref(gelu_ref(y[i]));
+    }
+}
+
+static GraphRun *tgraph_run(const TGraph *t, int B) {
+    GraphRun *r;
+    JtError err;
+    cr_assert(graph_run_create(&r, &t->g, B, GRAPH_RUN_TRAIN, &err) == JT_OK, "%s", err.msg);
+    return r;
+}
+static void tgraph_forward(GraphRun *r, const TGraph *t, int B, int b0) {
+    graph_set_input(r, GRAPH_INPUT_IMAGE, B, t->x + (size_t)b0 * GC * GN);
+    graph_set_input(r, GRAPH_INPUT_CONTEXT, B, t->ctx + (size_t)b0 * GL * GD);
+    graph_forward(r, t->params, B);
+}
+
+Test(nn_graph, transformer_nodes_forward_and_gradients, .init = suite_init) {
+    TGraph t;
+    tgraph_init(&t);
+    const size_t nout = (size_t)GB * GC * GN, P = t.l.total;
+    GraphRun *run = tgraph_run(&t, GB);
+    tgraph_forward(run, &t, GB, 0);
+    float *out = zeros(nout);
+    graph_get_output(run, 0, GB, out);
+    double *want = malloc(nout * sizeof(double));
+    tgraph_ref(&t, want);
+    /* float through nine nodes: measured 2e-7; the forward tolerance */
+    close_fd("graph forward vs reference", out, want, nout, FWD_ATOL, FWD_RTOL);
+
+    float *dp = zeros(P), *dx = zeros(nout), *dc = zeros((size_t)GB * GD * GL);
+    float *dinputs[GRAPH_INPUT_KINDS] = {0};
+    dinputs[GRAPH_INPUT_IMAGE] = dx;
+    dinputs[GRAPH_INPUT_CONTEXT] = dc;
+    const float *douts[1] = {t.r};
+    graph_backward(run, t.params, GB, dp, 0, douts, dinputs);
+    RefProblem p = {tgraph_ref, &t, nout, t.rd};
+    for (int e = 0; e < t.l.count; e++) {
+        const LayoutEntry *le = &t.l.entries[e];
+        char what[128];
+        snprintf(what, sizeof what, "graph d %s", le->name);
+        grad_expect(what, &p, t.pd + le->offset, dp + le->offset, le->numel);
+    }
+    grad_expect("graph d image", &p, t.xd, dx, nout);
+    /* the context's gradient comes back channel-major (B, D, L); the reference's context is
+     * token-major: transpose the finite differences */
+    double *fdc = malloc((size_t)GB * GL * GD * sizeof(double));
+    ref_gradient(&p, t.ctxd, (size_t)GB * GL * GD, fdc);
+    double *fdc_t = malloc((size_t)GB * GL * GD * sizeof(double));
+    for (int b = 0; b < GB; b++)
+        for (int l = 0; l < GL; l++)
+            for (int k = 0; k < GD; k++)
+                fdc_t[((size_t)b * GD + k) * GL + l] = fdc[((size_t)b * GL + l) * GD + k];
+    close_fd("graph d context (B, D, L)", dc, fdc_t, (size_t)GB * GL * GD, GRAD_ATOL, GRAD_RTOL);
+
+    /* the context's gradient not asked for: every other gradient unchanged, bitwise */
+    float *dp2 = zeros(P), *dx2 = zeros(nout);
+    float *din2[GRAPH_INPUT_KINDS] = {0};
+    din2[GRAPH_INPUT_IMAGE] = dx2;
+    graph_backward(run, t.params, GB, dp2, 0, douts, din2);
+    expect_close("graph dparams without the context gradient", dp2, dp, P, 0, 0);
+    expect_close("graph d image without the context gradient", dx2, dx, nout, 0, 0);
+
+    /* per-example gradients: example b's slab equals a B=1 pass on example b, and the slabs sum
+     * to the batch gradient */
+    float *pe = zeros((size_t)GB * P);
+    graph_backward(run, t.params, GB, pe, P, douts, NULL);
+    GraphRun *one = tgraph_run(&t, 1);
+    float *sum = zeros(P);
+    for (int b = 0; b < GB; b++) {
+        float *g1 = zeros(P);
+        tgraph_forward(one, &t, 1, b);
+        const float *d1[1] = {t.r + (size_t)b * GC * GN};
+        graph_backward(one, t.params, 1, g1, 0, d1, NULL);
+        char what[64];
+        snprintf(what, sizeof what, "graph per-example slab %d vs B=1", b);
+        expect_close(what, pe + (size_t)b * P, g1, P, 0, 0);
+        free(g1);
+    }
+    for (size_t i = 0; i < P; i++) {
+        double acc = 0.0;
+        for (int b = 0; b < GB; b++)
+            acc += pe[(size_t)b * P + i];
+        sum[i] = (float)acc;
+    }
+    report("graph summed vs sum of slabs",
+           expect_close("graph summed vs sum of slabs", dp, sum, P, 1e-6, 1e-6));
+
+    graph_run_free(one);
+    graph_run_free(run);
+    free(out);
+    free(want);
+    free(dp);
+    free(dx);
+    free(dc);
+    free(fdc);
+    free(fdc_t);
+    free(dp2);
+    free(dx2);
+    free(pe);
+    free(sum);
+    tgraph_free(&t);
+}
+
+Test(nn_graph, context_is_stored_transposed, .init = suite_init) {
+    /* the stored tensor itself, read through a node that maps it elementwise: token t channel k
+     * of (B, L, D) data must land at (B, D, L) position (k, t) */
+    ParamLayout l;
+    layout_init(&l);
+    Graph g;
+    graph_init(&g, &l);
+    int c = graph_input(&g, GRAPH_INPUT_CONTEXT, GD, GL, 1);
+    int z = graph_unary(&g, NODE_CENTER, c); /* 2 c - 1: exact in float for these values */
+    graph_output(&g, z);
+    GraphRun *r;
+    JtError err;
+    cr_assert(graph_run_create(&r, &g, 2, GRAPH_RUN_FORWARD_ONLY, &err) == JT_OK, "%s", err.msg);
+    float tok[2 * GL * GD], got[2 * GL * GD], want[2 * GL * GD];
+    for (int b = 0; b < 2; b++)
+        for (int t = 0; t < GL; t++)
+            for (int k = 0; k < GD; k++) {
+                tok[(b * GL + t) * GD + k] = (float)(100 * b + 10 * t + k); /* (B, L, D) */
+                want[(b * GD + k) * GL + t] = 2.0f * (float)(100 * b + 10 * t + k) - 1.0f;
+            }
+    graph_set_input(r, GRAPH_INPUT_CONTEXT, 2, tok);
+    graph_forward(r, NULL, 2);
+    graph_get_output(r, 0, 2, got);
+    expect_close("context stored as (B, D, L)", got, want, 2 * GL * GD, 0, 0);
+    graph_run_free(r);
+    graph_free(&g);
+    layout_free(&l);
+}
+
+static void tgraph_threads_run(void *st, float *res) {
+    TGraph *t = st;
+    const size_t nout = (size_t)GB * GC * GN;
+    GraphRun *run = tgraph_run(t, GB);
+    tgraph_forward(run, t, GB, 0);
+    graph_get_output(run, 0, GB, res);
+    float *din[GRAPH_INPUT_KINDS] = {0};
+    din[GRAPH_INPUT_IMAGE] = res + nout;
+    din[GRAPH_INPUT_CONTEXT] = res + 2 * nout;
+    const float *douts[1] = {t->r};
+    graph_backward(run, t->params, GB, res + 2 * nout + (size_t)GB * GD * GL, 0, douts, din);
+    graph_run_free(run);
+}
+Test(nn_threads, transformer_graph_bitwise, .init = suite_init) {
+    TGraph t;
+    tgraph_init(&t);
+    const size_t n = 2 * (size_t)GB * GC * GN + (size_t)GB * GD * GL + t.l.total;
+    threads_check("transformer graph", tgraph_threads_run, &t, n);
+    tgraph_free(&t);
+}
+
+Test(nn_graph, token_linear_of_a_wrong_shape_aborts, .init = suite_init, .signal = SIGABRT) {
+    ParamLayout l;
+    layout_init(&l);
+    block_params_linear(&l, "proj", GC, 2 * GC); /* (GC, 2GC): not a GC -> GC projection */
+    Graph g;
+    graph_init(&g, &l);
+    int x = graph_input(&g, GRAPH_INPUT_IMAGE, GC, GH, GW);
+    graph_token_linear(&g, x, GC, "proj");
+}
+
+Test(nn_graph, mha_without_an_out_projection_aborts, .init = suite_init, .signal = SIGABRT) {
+    ParamLayout l;
+    layout_init(&l);
+    add_weight(&l, "attn.to_q.weight", GC, GC);
+    add_weight(&l, "attn.to_k.weight", GC, GC);
+    add_weight(&l, "attn.to_v.weight", GC, GC);
+    Graph g;
+    graph_init(&g, &l);
+    int x = graph_input(&g, GRAPH_INPUT_IMAGE, GC, GH, GW);
+    graph_mha(&g, x, -1, 2, 0, "attn", DIFFUSERS_NAMES);
+}
