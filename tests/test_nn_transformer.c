@@ -12,11 +12,16 @@
  *  - a tiny graph layernorm -> token_linear -> geglu -> token_linear -> mha(context) -> causal
  *    self-mha -> gelu -> quick_gelu against the composition of the references (which reads the
  *    context token-major, as graph_set_input takes it), its parameter, image and context gradients
- *    against finite differences, per-example gradients against the summed ones.
+ *    against finite differences, per-example gradients against the summed ones;
+ *  - against the real diffusers (ref/make_transformer_op_fixtures.py): a BasicTransformerBlock
+ *    (self-attention, cross-attention, GEGLU feed-forward, three layer norms) and a causal
+ *    all-bias Attention + quick GELU (CLIP's) composed from the graph nodes: outputs and every
+ *    gradient.
  * Set JTRAK_TEST_VERBOSE=1 to print the measured errors. */
 #include "core/layout.h"
 #include "core/linalg.h"
 #include "helpers/numcheck.h"
+#include "io/safetensors.h"
 #include "nn/blocks.h"
 #include "nn/graph.h"
 #include "nn/nn.h"
@@ -1164,4 +1169,188 @@ Test(nn_graph, mha_without_an_out_projection_aborts, .init = suite_init, .signal
     graph_init(&g, &l);
     int x = graph_input(&g, GRAPH_INPUT_IMAGE, GC, GH, GW);
     graph_mha(&g, x, -1, 2, 0, "attn", DIFFUSERS_NAMES);
+}
+
+/* ---- against diffusers (tests/fixtures/nn/transformer_ops.safetensors) ---------------------- */
+
+#define OPS_FIXTURE JTRAK_FIXTURES "/nn/transformer_ops.safetensors"
+
+/* A fixture tensor by name (malloc'd), its element count checked. */
+static float *fx_read(StFile *f, const char *name, size_t numel) {
+    const int i = st_find(f, name);
+    cr_assert(i >= 0, "%s: no tensor %s", OPS_FIXTURE, name);
+    cr_assert_eq(f->tensors[i].numel, numel, "%s: %s has %llu values, expected %zu", OPS_FIXTURE,
+                 name, (unsigned long long)f->tensors[i].numel, numel);
+    float *p = malloc(numel * sizeof(float));
+    JtError err;
+    cr_assert(st_read_f32(f, i, p, &err) == JT_OK, "%s", err.msg);
+    return p;
+}
+
+/* (B, N, C) token-major <-> (B, C, N) channel-major */
+static float *to_channel_major(const float *t, int B, int N, int C) {
+    float *o = malloc((size_t)B * N * C * sizeof(float));
+    for (int b = 0; b < B; b++)
+        for (int n = 0; n < N; n++)
+            for (int c = 0; c < C; c++)
+                o[((size_t)b * C + c) * N + n] = t[((size_t)b * N + n) * C + c];
+    return o;
+}
+
+/* Registers every "<case>.param.<name>" of the fixture under "<rename><name>" with its shape and
+ * reads the values into a slab (malloc'd, *slab). */
+static void fx_layout(StFile *f, const char *cas, const char *rename, ParamLayout *l,
+                      float **slab) {
+    char pre[64];
+    snprintf(pre, sizeof pre, "%s.param.", cas);
+    layout_init(l);
+    for (int i = 0; i < f->n_tensors; i++) {
+        const StTensor *t = &f->tensors[i];
+        if (strncmp(t->name, pre, strlen(pre)) != 0) continue;
+        int shape[LAYOUT_MAX_DIMS];
+        for (int k = 0; k < t->ndim; k++)
+            shape[k] = (int)t->shape[k];
+        char name[LAYOUT_NAME_MAX];
+        snprintf(name, sizeof name, "%s%s", rename, t->name + strlen(pre));
+        layout_add(l, name, t->ndim, shape);
+    }
+    *slab = zeros(l->total);
+    for (int e = 0; e < l->count; e++) {
+        char name[LAYOUT_NAME_MAX];
+        snprintf(name, sizeof name, "%s%s", pre, l->entries[e].name + strlen(rename));
+        float *v = fx_read(f, name, l->entries[e].numel);
+        memcpy(*slab + l->entries[e].offset, v, l->entries[e].numel * sizeof(float));
+        free(v);
+    }
+}
+
+/* Tolerances against diffusers: the same float32 arithmetic in another summation order (token-
+ * major GEMMs, SDPA, torch's own erf and exp), a few ulp per op. Measured here: outputs 1.8e-7,
+ * gradients 9.5e-7 absolute. ldm.md 2.8 (as ref/README.md for the U-Net): outputs 1e-4,
+ * gradients 5e-6 + 1e-3 relative; these tighter ones keep a 5x margin: outputs 2e-6 + 1e-5
+ * relative, gradients 5e-6 + 1e-4 relative. */
+#define DIFF_OUT_ATOL 2e-6
+#define DIFF_OUT_RTOL 1e-5
+#define DIFF_GRAD_ATOL 5e-6
+#define DIFF_GRAD_RTOL 1e-4
+
+/* Runs graph g (output 0, C channels, N tokens) on the fixture case's inputs and compares the
+ * output, the input gradients and every parameter gradient with diffusers'. */
+static void fx_compare(StFile *f, const char *cas, const char *rename, const ParamLayout *l,
+                       const Graph *g, const float *params, int B, int N, int C, int L, int D) {
+    char name[128], what[160];
+    snprintf(name, sizeof name, "%s.x", cas);
+    float *x_t = fx_read(f, name, (size_t)B * N * C), *x = to_channel_major(x_t, B, N, C);
+    snprintf(name, sizeof name, "%s.r", cas);
+    float *r_t = fx_read(f, name, (size_t)B * N * C), *r = to_channel_major(r_t, B, N, C);
+    snprintf(name, sizeof name, "%s.out", cas);
+    float *want_t = fx_read(f, name, (size_t)B * N * C), *want = to_channel_major(want_t, B, N, C);
+    float *ctx = NULL;
+    if (L > 0) {
+        snprintf(name, sizeof name, "%s.ctx", cas);
+        ctx = fx_read(f, name, (size_t)B * L * D); /* token-major, as graph_set_input takes it */
+    }
+    GraphRun *run;
+    JtError err;
+    cr_assert(graph_run_create(&run, g, B, GRAPH_RUN_TRAIN, &err) == JT_OK, "%s", err.msg);
+    graph_set_input(run, GRAPH_INPUT_IMAGE, B, x);
+    if (ctx) graph_set_input(run, GRAPH_INPUT_CONTEXT, B, ctx);
+    graph_forward(run, params, B);
+    float *out = zeros((size_t)B * N * C);
+    graph_get_output(run, 0, B, out);
+    snprintf(what, sizeof what, "%s output vs diffusers", cas);
+    report(what, expect_close(what, out, want, (size_t)B * N * C, DIFF_OUT_ATOL, DIFF_OUT_RTOL));
+
+    float *dp = zeros(l->total), *dx = zeros((size_t)B * N * C);
+    float *dc = L > 0 ? zeros((size_t)B * D * L) : NULL;
+    float *dinputs[GRAPH_INPUT_KINDS] = {0};
+    dinputs[GRAPH_INPUT_IMAGE] = dx;
+    dinputs[GRAPH_INPUT_CONTEXT] = dc;
+    const float *douts[1] = {r};
+    graph_backward(run, params, B, dp, 0, douts, dinputs);
+    snprintf(name, sizeof name, "%s.grad.x", cas);
+    float *gx_t = fx_read(f, name, (size_t)B * N * C), *gx = to_channel_major(gx_t, B, N, C);
+    snprintf(what, sizeof what, "%s grad x vs diffusers", cas);
+    report(what, expect_close(what, dx, gx, (size_t)B * N * C, DIFF_GRAD_ATOL, DIFF_GRAD_RTOL));
+    if (L > 0) {
+        snprintf(name, sizeof name, "%s.grad.ctx", cas);
+        float *gc_t = fx_read(f, name, (size_t)B * L * D), *gc = to_channel_major(gc_t, B, L, D);
+        snprintf(what, sizeof what, "%s grad ctx vs diffusers", cas);
+        report(what, expect_close(what, dc, gc, (size_t)B * L * D, DIFF_GRAD_ATOL, DIFF_GRAD_RTOL));
+        free(gc_t);
+        free(gc);
+    }
+    for (int e = 0; e < l->count; e++) {
+        const LayoutEntry *le = &l->entries[e];
+        snprintf(name, sizeof name, "%s.grad.%s", cas, le->name + strlen(rename));
+        float *gp = fx_read(f, name, le->numel);
+        snprintf(what, sizeof what, "%s grad %s vs diffusers", cas, le->name);
+        report(what,
+               expect_close(what, dp + le->offset, gp, le->numel, DIFF_GRAD_ATOL, DIFF_GRAD_RTOL));
+        free(gp);
+    }
+    graph_run_free(run);
+    free(x_t);
+    free(x);
+    free(r_t);
+    free(r);
+    free(want_t);
+    free(want);
+    free(ctx);
+    free(out);
+    free(dp);
+    free(dx);
+    free(dc);
+    free(gx_t);
+    free(gx);
+}
+
+Test(nn_diffusers, basic_transformer_block, .init = suite_init) {
+    StFile f;
+    JtError err;
+    cr_assert(st_open(&f, OPS_FIXTURE, &err) == JT_OK, "%s", err.msg);
+    enum { B = 2, H = 2, W = 3, C = 8, L = 4, D = 5, HEADS = 2 };
+    ParamLayout l;
+    float *params;
+    fx_layout(&f, "block", "", &l, &params);
+    Graph g;
+    graph_init(&g, &l);
+    /* BasicTransformerBlock, norm_type "layer_norm" (ldm.md 2.4) */
+    int x = graph_input(&g, GRAPH_INPUT_IMAGE, C, H, W);
+    int ctx = graph_input(&g, GRAPH_INPUT_CONTEXT, D, L, 1);
+    int h = graph_layernorm(&g, x, 1e-5f, "norm1");
+    int y = graph_add(&g, graph_mha(&g, h, -1, HEADS, 0, "attn1", DIFFUSERS_NAMES), x, 1.0f);
+    h = graph_layernorm(&g, y, 1e-5f, "norm2");
+    y = graph_add(&g, graph_mha(&g, h, ctx, HEADS, 0, "attn2", DIFFUSERS_NAMES), y, 1.0f);
+    h = graph_layernorm(&g, y, 1e-5f, "norm3");
+    h = graph_token_linear(&g, h, 8 * C, "ff.net.0.proj");
+    h = graph_geglu(&g, h);
+    h = graph_token_linear(&g, h, C, "ff.net.2");
+    y = graph_add(&g, h, y, 1.0f);
+    graph_output(&g, y);
+    fx_compare(&f, "block", "", &l, &g, params, B, H * W, C, L, D);
+    graph_free(&g);
+    layout_free(&l);
+    free(params);
+    st_close(&f);
+}
+
+Test(nn_diffusers, causal_attention_all_biases_quick_gelu, .init = suite_init) {
+    StFile f;
+    JtError err;
+    cr_assert(st_open(&f, OPS_FIXTURE, &err) == JT_OK, "%s", err.msg);
+    enum { B = 2, H = 2, W = 3, C = 8, HEADS = 4 };
+    ParamLayout l;
+    float *params;
+    fx_layout(&f, "causal", "attn.", &l, &params);
+    Graph g;
+    graph_init(&g, &l);
+    int x = graph_input(&g, GRAPH_INPUT_IMAGE, C, H, W);
+    int h = graph_mha(&g, x, -1, HEADS, 1, "attn", DIFFUSERS_NAMES);
+    graph_output(&g, graph_unary(&g, NODE_QUICK_GELU, h));
+    fx_compare(&f, "causal", "attn.", &l, &g, params, B, H * W, C, 0, 0);
+    graph_free(&g);
+    layout_free(&l);
+    free(params);
+    st_close(&f);
 }
