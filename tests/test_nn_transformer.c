@@ -776,6 +776,55 @@ Test(nn_mha, self_attention_dctx_is_dx, .init = suite_init) {
 Test(nn_mha, causal_self_attention_clip, .init = suite_init) {
     mha_case("mha causal self 2 heads biases", (MhaDims){2, 8, 0, 8, 6, 0, 2, 1}, 1, 0xF, 44);
 }
+/* The checks are sensitive: the correct dWk (the gradient that flows only through the softmax's
+ * scores) uses a fraction of the tolerance, a 1% error in its largest entry does not pass; and a
+ * backward that dropped the softmax's row correction (dS = P * dP instead of
+ * P * (dP - rowsum(P * dP))) would give the key bias a gradient, where the true one is exactly 0
+ * (adding the same q.bk to every score of a row does not change its softmax). */
+Test(nn_mha, gradient_check_detects_errors, .init = suite_init) {
+    MhaState s = mha_setup((MhaDims){2, 6, 5, 8, 7, 4, 2, 0}, 0, 0x8, 50);
+    const MhaDims d = s.d;
+    mha_fwd(&s);
+    float *slab = zeros(s.nparams), *dw[8];
+    mha_dw(&s, slab, dw);
+    mha_backward(NULL, NULL, dw, s.r, s.x, s.ctx, s.saved, (const float *const *)s.w, &d, &s.c);
+    RefProblem p = {mha_ref_all, &s, (size_t)d.B * d.C * d.N, s.rd};
+    const size_t nk = s.numel[2];
+    double *fd = malloc(nk * sizeof(double));
+    ref_gradient(&p, s.wd[2], nk, fd);
+    double worst_ok = 0.0;
+    size_t big = 0;
+    for (size_t i = 0; i < nk; i++) {
+        worst_ok = fmax(worst_ok, fabs(dw[2][i] - fd[i]) / (GRAD_ATOL + GRAD_RTOL * fabs(fd[i])));
+        if (fabs(fd[i]) > fabs(fd[big])) big = i;
+    }
+    const double off_1pct =
+        fabs(dw[2][big] * 1.01 - fd[big]) / (GRAD_ATOL + GRAD_RTOL * fabs(fd[big]));
+    if (verbose())
+        fprintf(stderr, "  mha dWk: correct uses %.3g of the tolerance, 1%% off %.3g\n", worst_ok,
+                off_1pct);
+    cr_expect_lt(worst_ok, 0.2, "correct dWk uses %.3g of the tolerance", worst_ok);
+    cr_expect_gt(off_1pct, 1.0, "a 1%% error in dWk uses only %.3g of the tolerance", off_1pct);
+    double rowsum_bk = 0.0;
+    {
+        MhaState t = mha_setup((MhaDims){2, 6, 5, 8, 7, 4, 2, 0}, 0, 0xF, 50);
+        mha_fwd(&t);
+        float *sl = zeros(t.nparams), *dt[8];
+        mha_dw(&t, sl, dt);
+        mha_backward(NULL, NULL, dt, t.r, t.x, t.ctx, t.saved, (const float *const *)t.w, &t.d,
+                     &t.c);
+        for (int c = 0; c < t.d.C; c++)
+            rowsum_bk = fmax(rowsum_bk, fabs(dt[3][c]));
+        free(sl);
+        mha_teardown(&t);
+    }
+    cr_expect_lt(rowsum_bk, 1e-6, "dbk should be 0 (softmax shift invariance), got %.3g",
+                 rowsum_bk);
+    free(fd);
+    free(slab);
+    mha_teardown(&s);
+}
+
 Test(nn_mha, causal_rows_ignore_later_keys, .init = suite_init) {
     /* changing the last token's context must not change any earlier output row */
     MhaState s = mha_setup((MhaDims){1, 4, 0, 4, 5, 0, 2, 1}, 1, 0xF, 45);
