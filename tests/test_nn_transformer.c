@@ -770,6 +770,12 @@ Test(nn_mha, cross_attention_all_biases_four_heads, .init = suite_init) {
 Test(nn_mha, one_head_context_of_two_tokens, .init = suite_init) {
     mha_case("mha cross 1 head L=2", (MhaDims){1, 4, 7, 4, 9, 2, 1, 0}, 0, 0x9, 42);
 }
+Test(nn_mha, one_query_one_key, .init = suite_init) {
+    /* N = 1 (a 1x1 level) and L = 1 (a one-token context: the softmax is the constant 1, so dWq
+     * and dWk are exactly 0, ldm.md 2.4) */
+    mha_case("mha N=1 L=1", (MhaDims){2, 4, 3, 4, 1, 1, 2, 0}, 0, 0xF, 51);
+    mha_case("mha N=1 L=3", (MhaDims){1, 4, 3, 4, 1, 3, 2, 0}, 0, 0x8, 52);
+}
 Test(nn_mha, self_attention_dctx_is_dx, .init = suite_init) {
     mha_case("mha self 2 heads", (MhaDims){2, 6, 0, 6, 8, 0, 2, 0}, 1, 0x8, 43);
 }
