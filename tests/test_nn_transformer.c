@@ -855,6 +855,24 @@ Test(nn_mha, causal_rows_ignore_later_keys, .init = suite_init) {
     free(before);
     mha_teardown(&s);
 }
+Test(nn_mha, large_scores_do_not_overflow, .init = suite_init) {
+    /* inputs times 40: scores of several hundred, beyond expf's range without the row max
+     * subtracted; the output must stay finite and match the reference */
+    MhaState s = mha_setup((MhaDims){2, 6, 5, 8, 7, 4, 2, 0}, 0, 0xF, 53);
+    const size_t nx = (size_t)s.d.B * s.d.Cq * s.d.N, nc = (size_t)s.d.B * s.d.Ckv * s.d.L;
+    for (size_t i = 0; i < nx; i++)
+        s.xd[i] = s.x[i] *= 40.0f;
+    for (size_t i = 0; i < nc; i++)
+        s.ctxd[i] = s.ctx[i] *= 40.0f;
+    mha_fwd(&s);
+    const size_t nout = (size_t)s.d.B * s.d.C * s.d.N;
+    double *want = malloc(nout * sizeof(double));
+    mha_ref_all(&s, want);
+    /* |out| ~ 40 and scores ~ 500 whose float rounding (3e-5) moves the weights: 1e-3 relative */
+    close_fd("mha large scores", s.out, want, nout, 1e-4, 1e-3);
+    free(want);
+    mha_teardown(&s);
+}
 Test(nn_mha, causal_needs_equal_lengths, .init = suite_init, .signal = SIGABRT) {
     MhaDims d = {1, 4, 4, 4, 5, 6, 2, 1};
     mha_saved_floats(&d);
