@@ -13,4 +13,5 @@ scripts/twin-env.sh
 (cd ref && "../$VENV/bin/python" make_cfg_fixtures.py)
 "$VENV/bin/python" ref/make_traker_fixtures.py
 "$VENV/bin/python" ref/make_stats_fixtures.py
+(cd ref && "../$VENV/bin/python" make_transformer_op_fixtures.py)
 echo "fixtures written under tests/fixtures/"
