@@ -541,6 +541,50 @@ Test(unet_cond_config, refused_fields_each_with_its_own_message) {
     free(base);
 }
 
+/* The variants no fixture covers, ldm-xs with one field changed: names, shapes and order equal
+ * diffusers' (hashes as above, from UNet2DConditionModel.from_config of the same config). */
+Test(unet_cond_layout, variants_names_match_diffusers) {
+    static const struct {
+        const char *key, *value;
+        uint64_t order_hash;
+        int tensors;
+        size_t params;
+    } cases[] = {
+        {"mid_block_type", "\"UNetMidBlock2D\"", 0x91e2ac0e6f51b5f8ULL, 172, 690820},
+        {"mid_block_type", "null", 0x82f98956596ad374ULL, 162, 608452},
+        {"transformer_layers_per_block", "[2, 1]", 0x7aa8232bd73841c6ULL, 268, 1036260},
+        {"only_cross_attention", "true", 0x80513e3c8555b55eULL, 208, 973188},
+        {"use_linear_projection", "true", 0x8f819d3bbab6eac0ULL, 208, 905604},
+        {"num_class_embeds", "11", 0xe1f1db8da607287bULL, 209, 907012},
+        {"layers_per_block", "2", 0x9257768e108b9fe3ULL, 304, 1263908},
+    };
+    char *base = read_text("configs/ldm-xs.json");
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char *text = patched(base, cases[i].key, cases[i].value);
+        UNetConfig cfg;
+        UNet *net;
+        JtError err;
+        cr_assert(parse_cond(&cfg, text, &err) == JT_OK, "%s", err.msg);
+        cr_assert(unet_create(&net, &cfg, &err) == JT_OK, "%s", err.msg);
+        const ParamLayout *l = unet_layout(net);
+        cr_expect_eq(l->count, cases[i].tensors, "%s=%s: %d tensors", cases[i].key, cases[i].value,
+                     l->count);
+        cr_expect_eq(l->total, cases[i].params, "%s=%s: %zu parameters", cases[i].key,
+                     cases[i].value, l->total);
+        cr_expect_eq(layout_order_hash(l), cases[i].order_hash, "%s=%s: order differs",
+                     cases[i].key, cases[i].value);
+        /* the graph builds and runs for these too (no context without cross-attention) */
+        UNetRun *run;
+        int L = unet_cross_attention_dim(net) > 0 ? 3 : 0;
+        cr_assert(unet_run_create_ctx(&run, net, 1, 8, 8, L, UNET_RUN_FORWARD_ONLY, &err) == JT_OK,
+                  "%s", err.msg);
+        unet_run_free(run);
+        unet_free(net);
+        free(text);
+    }
+    free(base);
+}
+
 /* In this class attention_head_dim is the number of heads: it must divide every cross-attention
  * block's channels, and per-level lists must have one entry per level. */
 Test(unet_cond_config, heads_must_divide_channels) {
@@ -686,7 +730,12 @@ Test(unet_cond_cli, init_writes_a_loadable_folder, .init = test_tmp_setup,
     cr_assert(model_load(dir, &m, &e) == JT_OK, "%s", e.msg);
     cr_expect_str_eq(model_kind(m)->class_name, "UNet2DConditionModel");
     cr_expect_eq(model_layout(m)->total, 905604);
+    char fp[17];
+    model_fingerprint_hex(model_fingerprint(m), fp);
     model_free(m);
+    snprintf(args, sizeof args, "info %s --context-len 16", dir);
+    cr_assert_eq(cli_run_out(args, out, sizeof out, err, sizeof err), 0, "%s", err);
+    cr_expect(strstr(out, fp) && strstr(out, "class: UNet2DConditionModel"), "%s", out);
 
     char *base = read_text("configs/ldm-xs.json");
     char *bad = patched(base, "addition_embed_type", "\"text_time\"");
