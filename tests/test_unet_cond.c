@@ -483,8 +483,8 @@ Test(unet_cond_config, refused_fields_each_with_its_own_message) {
         {"class_embed_type", "\"timestep\"", "only null, with num_class_embeds"},
         {"class_embeddings_concat", "true", "only false"},
         {"projection_class_embeddings_input_dim", "16", "only null"},
-        {"encoder_hid_dim", "48", "encoder_hid_proj"},
-        {"encoder_hid_dim_type", "\"image_proj\"", "encoder_hid_proj"},
+        {"encoder_hid_dim_type", "\"image_proj\"", "only \"text_proj\" or null"},
+        {"encoder_hid_dim_type", "\"text_proj\"", "needs encoder_hid_dim"},
         {"dual_cross_attention", "true", "dual transformers"},
         {"addition_embed_type", "\"text_time\"", "SDXL"},
         {"addition_time_embed_dim", "256", "SDXL"},
@@ -557,6 +557,7 @@ Test(unet_cond_layout, variants_names_match_diffusers) {
         {"use_linear_projection", "true", 0x8f819d3bbab6eac0ULL, 208, 905604},
         {"num_class_embeds", "11", 0xe1f1db8da607287bULL, 209, 907012},
         {"layers_per_block", "2", 0x9257768e108b9fe3ULL, 304, 1263908},
+        {"encoder_hid_dim", "48", 0x7300359ecc563aadULL, 210, 924420},
     };
     char *base = read_text("configs/ldm-xs.json");
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
@@ -751,4 +752,63 @@ Test(unet_cond_cli, init_writes_a_loadable_folder, .init = test_tmp_setup,
                        "init --config %s --out %s", cfg, dir);
     cr_expect(access(dir, F_OK) != 0, "a refused init left %s behind", dir);
     free(bad), free(base);
+}
+
+/* encoder_hid_proj ("text_proj", encoder_hid_dim E): the model with it equals the model without it
+ * run on the context projected on the host, ctx' = ctx W^T + b (in double), so the projection
+ * feeds every cross-attention block, once, before them. */
+Test(unet_cond_run, encoder_hid_proj_projects_the_context_once) {
+    char *base = read_text("configs/ldm-xs.json");
+    char *text = patched(base, "encoder_hid_dim", "48");
+    UNetConfig with, without;
+    UNet *a, *b;
+    JtError err;
+    cr_assert(parse_cond(&with, text, &err) == JT_OK, "%s", err.msg);
+    cr_expect_eq(with.encoder_hid_dim_type, 0, "the dim alone means text_proj (as diffusers)");
+    char *json = unet_config_to_json(&with);
+    cr_expect(strstr(json, "\"encoder_hid_dim_type\": \"text_proj\""), "%s", json);
+    free(json);
+    cr_assert(unet_config_preset("ldm-xs", &without));
+    cr_assert(unet_create(&a, &with, &err) == JT_OK, "%s", err.msg);
+    cr_assert(unet_create(&b, &without, &err) == JT_OK, "%s", err.msg);
+    cr_expect_eq(unet_cross_attention_dim(a), 48);
+    unet_init_params(a, 11);
+    /* b's tensors are a's but encoder_hid_proj (names and shapes agree) */
+    const ParamLayout *lb = unet_layout(b), *la = unet_layout(a);
+    for (int i = 0; i < lb->count; i++) {
+        int k = layout_find(la, lb->entries[i].name);
+        cr_assert(k >= 0 && la->entries[k].numel == lb->entries[i].numel);
+        memcpy(unet_params(b) + lb->entries[i].offset, unet_params(a) + la->entries[k].offset,
+               lb->entries[i].numel * sizeof(float));
+    }
+    const float *W =
+        unet_params(a) + la->entries[layout_find(la, "encoder_hid_proj.weight")].offset;
+    const float *bias =
+        unet_params(a) + la->entries[layout_find(la, "encoder_hid_proj.bias")].offset;
+    enum { B = 2, L = 5, E = 48, D = 384, N = B * 4 * 64 };
+    static float x[N], ya[N], yb[N], ctx[B * L * E], proj[B * L * D];
+    float t[B] = {10.0f, 700.0f};
+    for (int i = 0; i < N; i++)
+        x[i] = sinf(0.37f * (float)i);
+    for (int i = 0; i < B * L * E; i++)
+        ctx[i] = cosf(0.11f * (float)i);
+    for (int r = 0; r < B * L; r++)
+        for (int o = 0; o < D; o++) {
+            double acc = bias[o];
+            for (int k = 0; k < E; k++)
+                acc += (double)W[o * E + k] * ctx[r * E + k];
+            proj[r * D + o] = (float)acc;
+        }
+    UNetRun *ra, *rb;
+    cr_assert(unet_run_create_ctx(&ra, a, B, 8, 8, L, UNET_RUN_FORWARD_ONLY, &err) == JT_OK, "%s",
+              err.msg);
+    cr_assert(unet_run_create_ctx(&rb, b, B, 8, 8, L, UNET_RUN_FORWARD_ONLY, &err) == JT_OK, "%s",
+              err.msg);
+    unet_forward_ctx(a, ra, B, ya, x, t, NULL, ctx);
+    unet_forward_ctx(b, rb, B, yb, x, t, NULL, proj);
+    /* float32 vs double projection of the context: rounding of O(1) values only */
+    expect_close("with encoder_hid_proj vs host-projected context", ya, yb, N, 1e-5, 1e-4);
+    unet_run_free(ra), unet_run_free(rb);
+    unet_free(a), unet_free(b);
+    free(text), free(base);
 }

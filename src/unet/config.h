@@ -46,6 +46,9 @@ typedef struct {
     int only_cross_attention;          /* bool: attn1 also attends to the context */
     int upcast_attention;              /* bool, accepted: a no-op in float32 */
     int addition_embed_type_num_heads; /* unused while addition_embed_type is null (round trip) */
+    int encoder_hid_dim;      /* 0 = null; E: encoder_hid_proj maps the (L, E) context to (L, D) */
+    int encoder_hid_dim_type; /* -1 null, 0 "text_proj" (what diffusers sets when only the dim is)
+                               */
 } UNetConfig;
 
 /* UNet2DConditionModel: the heads and transformer depth of down level i, of up level i (the

@@ -32,8 +32,9 @@ void unet_init_params(UNet *net, uint64_t seed);
 /* cfg.num_class_embeds: the number of class ids a forward takes, 0 for an unconditional model. */
 int unet_num_classes(const UNet *net);
 /* The width D of the cross-attention context a forward takes (cross_attention_dim of a
- * UNet2DConditionModel with at least one cross-attention block), 0 for a network without
- * cross-attention (every UNet2DModel). */
+ * UNet2DConditionModel with at least one cross-attention block; encoder_hid_dim when the model
+ * projects its context with encoder_hid_proj first), 0 for a network without cross-attention
+ * (every UNet2DModel). */
 int unet_cross_attention_dim(const UNet *net);
 
 /* UNET_RUN_FORWARD_ONLY: a run that only ever calls unet_forward (sampling, evaluation): no

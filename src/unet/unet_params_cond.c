@@ -40,6 +40,9 @@ void unet_register_params_cond(const UNetConfig *cfg, ParamLayout *l) {
     block_params_conv2d(l, "conv_in", ch[0], cfg->in_channels, 3);
     block_params_linear(l, "time_embedding.linear_1", tdim, ch[0]);
     block_params_linear(l, "time_embedding.linear_2", tdim, tdim);
+    /* registered before class_embedding (_set_encoder_hid_proj runs first in __init__) */
+    if (cfg->encoder_hid_dim > 0)
+        block_params_linear(l, "encoder_hid_proj", cfg->cross_attention_dim, cfg->encoder_hid_dim);
     if (cfg->num_class_embeds > 0)
         block_params_embedding(l, "class_embedding", cfg->num_class_embeds, tdim);
 
