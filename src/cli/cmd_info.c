@@ -1,12 +1,14 @@
 /* cmd_info.c: `jtrak info MODEL` describes a model (a shipped config name, a config.json or a model
  * folder): its class (from the model class table), architecture, parameter count, the memory a
- * training batch needs (and a forward batch, for a UNet2DConditionModel, with its context length), and for a folder with weights the model fingerprint that every artifact
- * derived from it records. */
+ * training batch needs (and a forward batch, for a UNet2DConditionModel, with its context length),
+ * and for a folder with weights the model fingerprint that every artifact derived from it records.
+ */
 #include "cli/cli_common.h"
 #include "cli/commands.h"
 #include "io/model_folder.h"
 #include "model/model.h"
 #include "unet/unet.h"
+#include "unet/unet_flops.h"
 #include "vae/vae.h"
 
 #include <stdio.h>
@@ -120,8 +122,8 @@ int cmd_info(int argc, char **argv) {
     if (cfg.num_class_embeds) printf("classes: %d (class-conditional)\n", cfg.num_class_embeds);
     if (cfg.cond)
         printf("mid block: %s\n", cfg.mid_block_type == 0   ? "UNetMidBlock2DCrossAttn"
-                                   : cfg.mid_block_type == 1 ? "UNetMidBlock2D"
-                                                             : "none");
+                                  : cfg.mid_block_type == 1 ? "UNetMidBlock2D"
+                                                            : "none");
     if (D > 0)
         printf("context: %d tokens of width %d (cross-attention; set with --context-len)\n",
                ctx_len, D);
@@ -130,6 +132,10 @@ int cmd_info(int argc, char **argv) {
            4.0 * (double)l->total / 1e6);
     printf("training memory at batch %d: %.1f MB (activations, gradients, scratch)\n", B,
            (double)unet_run_bytes(run) / 1e6);
+    if (cfg.cond)
+        printf("forward: %.3f GFLOP per image (%dx%d%s; 2 x multiply-adds, unet_flops.h)\n",
+               unet_forward_flops_ctx(net, H, W, ctx_len, NULL) / 1e9, H, W,
+               D > 0 ? ", the context above" : "");
     if (fwd)
         printf("forward memory at batch %d: %.1f MB (sampling: activations, scratch)\n", B,
                (double)unet_run_bytes(fwd) / 1e6);

@@ -13,9 +13,10 @@ int cmd_init(int argc, char **argv) {
     Args a;
     args_init(&a, "init", argc, argv);
     if (args_flag(&a, "help")) {
-        printf("usage: jtrak init --config C --out DIR [--seed N]\n"
-               "C is a shipped config (fm-s, fm-xs, t8, ldm-xs, jt-coco) or a diffusers config.json\n"
-               "(UNet2DModel or UNet2DConditionModel).\n");
+        printf(
+            "usage: jtrak init --config C --out DIR [--seed N]\n"
+            "C is a shipped config (fm-s, fm-xs, t8, ldm-xs, jt-coco) or a diffusers config.json\n"
+            "(UNet2DModel or UNet2DConditionModel).\n");
         args_free(&a);
         return 0;
     }

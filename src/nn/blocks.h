@@ -57,10 +57,11 @@ int block_attn(Graph *g, int x, int groups, float eps, int head_dim, float resca
  * LayerNorms eps 1e-5; to_q/to_k/to_v without bias, to_out.0 with bias; heads split C
  * contiguously. Parameters per block with one layer: 20 C^2 + 2 D C + 21 C (ldm.md 2.4). */
 typedef struct {
-    int heads;               /* C % heads == 0 */
-    int layers;              /* transformer_layers_per_block: BasicTransformerBlocks */
-    int context_dim;         /* D: width of the context attn2 (and attn1 if only_cross) reads */
-    int linear_projection;   /* use_linear_projection: proj_in/proj_out weights (C,C), else (C,C,1,1) */
+    int heads;             /* C % heads == 0 */
+    int layers;            /* transformer_layers_per_block: BasicTransformerBlocks */
+    int context_dim;       /* D: width of the context attn2 (and attn1 if only_cross) reads */
+    int linear_projection; /* use_linear_projection: proj_in/proj_out weights (C,C), else (C,C,1,1)
+                            */
     int only_cross_attention; /* attn1 attends to the context too */
 } TransformerSpec;
 void block_transformer2d_params(ParamLayout *l, const char *prefix, int c,

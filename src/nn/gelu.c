@@ -63,8 +63,9 @@ void quick_gelu_backward(float *din /* (n) += */, const float *dout /* (n) */,
 #pragma omp parallel for schedule(static) if (n >= GELU_PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         const float x = in[i];
-        const float s = 1.0f / (1.0f + nn_expf(-1.702f * x));
-        din[i] += dout[i] * (s + 1.702f * x * s * (1.0f - s));
+        const float e = nn_expf(-1.702f * x), s = 1.0f / (1.0f + e);
+        /* 1 - s = s e: no cancellation where s rounds near 1 */
+        din[i] += dout[i] * (s + 1.702f * x * (s * (s * e)));
     }
 }
 

@@ -206,14 +206,14 @@ int graph_attention(Graph *g, int xn, int residual, int heads, float scale, cons
 }
 
 int graph_layernorm(Graph *g, int in, float eps, const char *prefix) {
-    const Tensor *t = &g->tensors[in];
-    int out = graph_tensor(g, t->C, t->H, t->W);
+    const Tensor t = g->tensors[in]; /* a copy: graph_tensor may move the array */
+    int out = graph_tensor(g, t.C, t.H, t.W);
     Node *n = graph_node(g, NODE_LAYERNORM, in, -1, out);
     n->w = graph_param(g, "%s.weight", prefix);
     n->b = graph_param(g, "%s.bias", prefix);
     n->eps = eps;
     n->aux = g->aux_floats;
-    g->aux_floats += 2 * (size_t)t->H * t->W; /* mean, rstd of every token */
+    g->aux_floats += 2 * (size_t)t.H * t.W; /* mean, rstd of every token */
     return out;
 }
 
@@ -230,8 +230,8 @@ static const LayoutEntry *param_entry(const Graph *g, const char *name, size_t n
     int i = layout_find(g->layout, name);
     CHECK(i >= 0, "graph needs parameter %s that the layout lacks", name);
     const LayoutEntry *e = &g->layout->entries[i];
-    CHECK(numel == 0 || e->numel == numel, "parameter %s has %zu values, the graph needs %zu",
-          name, e->numel, numel);
+    CHECK(numel == 0 || e->numel == numel, "parameter %s has %zu values, the graph needs %zu", name,
+          e->numel, numel);
     return e;
 }
 
@@ -265,8 +265,8 @@ int graph_mha(Graph *g, int x, int ctx, int heads, int causal, const char *prefi
     char name[LAYOUT_NAME_MAX];
     snprintf(name, sizeof name, "%s.%s.weight", prefix, names[3]);
     const LayoutEntry *eo = param_entry(g, name, 0);
-    CHECK(eo->ndim == 2 && eo->shape[0] == eo->shape[1], "attention %s: out projection %s is not "
-          "a square matrix", prefix, name);
+    CHECK(eo->ndim == 2 && eo->shape[0] == eo->shape[1],
+          "attention %s: out projection %s is not a square matrix", prefix, name);
     const int C = eo->shape[0];
     CHECK(heads >= 1 && C % heads == 0, "attention %s: %d heads for %d channels", prefix, heads, C);
     CHECK(!causal || N == L, "attention %s: causal with %d queries and %d keys", prefix, N, L);
@@ -355,8 +355,8 @@ static size_t node_param_floats(const Graph *g, const Node *n) {
 
 static MhaDims mha_dims(const Graph *g, const Node *n, int B) {
     const Tensor *tx = &g->tensors[n->in0], *tc = &g->tensors[n->in1];
-    MhaDims d = {B,        tx->C,    tc->C,   g->tensors[n->out].C, tx->H * tx->W, tc->H * tc->W,
-                 n->heads, n->causal};
+    const int C = g->tensors[n->out].C;
+    MhaDims d = {B, tx->C, tc->C, C, tx->H * tx->W, tc->H * tc->W, n->heads, n->causal};
     return d;
 }
 

@@ -52,11 +52,12 @@ typedef enum {
     NODE_CONCAT,    /* [in0, in1] along channels */
     NODE_LAYERNORM, /* layer norm over the C channels of each of the H*W tokens */
     NODE_GELU,      /* elementwise GELU, exact erf form */
-    NODE_QUICK_GELU, /* elementwise x * sigmoid(1.702 x) */
-    NODE_GEGLU,     /* (2F,H,W) -> (F,H,W): a * gelu(g), [a | g] = channels [0,F) | [F,2F) */
-    NODE_MHA        /* multi-head attention: queries from in0 (C,H,W), keys/values from in1
-                       (in1 == in0: self-attention), no residual; p[] offsets, GRAPH_NO_PARAM for a
-                       missing bias */
+    /* elementwise quick GELU x * sigmoid(1.702 x) (CLIP): */
+    NODE_QUICK_GELU,
+    NODE_GEGLU, /* (2F,H,W) -> (F,H,W): a * gelu(g), [a | g] = channels [0,F) | [F,2F) */
+    NODE_MHA    /* multi-head attention: queries from in0 (C,H,W), keys/values from in1
+                   (in1 == in0: self-attention), no residual; p[] offsets, GRAPH_NO_PARAM for a
+                   missing bias */
 } NodeKind;
 
 /* Node.p entry of a parameter the layout does not have (an attention projection without bias). */

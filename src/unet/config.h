@@ -1,7 +1,8 @@
 /* config.h: the diffusers UNet2DModel configuration (config.json), every field that changes
  * numerics (unet2d.md sections 1 and 12), and the UNet2DConditionModel one (ldm.md 2.7; cond = 1,
- * fields in config_cond.c): one struct, so that one network type (unet.h) serves both classes. A value jtrak does not support is refused by the parser
- * with an error naming the file and the field; nothing is silently ignored. */
+ * fields in config_cond.c): one struct, so that one network type (unet.h) serves both classes. A
+ * value jtrak does not support is refused by the parser with an error naming the file and the
+ * field; nothing is silently ignored. */
 #ifndef JTRAK_UNET_CONFIG_H
 #define JTRAK_UNET_CONFIG_H
 
@@ -34,17 +35,20 @@ typedef struct {
 
     /* UNet2DConditionModel (ldm.md section 2); all zero for a UNet2DModel. down_attn / up_attn
      * then read 0 DownBlock2D / UpBlock2D, 1 CrossAttnDownBlock2D / CrossAttnUpBlock2D. */
-    int cond;                    /* bool: the class is UNet2DConditionModel */
-    int mid_block_type;          /* 0 UNetMidBlock2DCrossAttn, 1 UNetMidBlock2D, -1 null */
-    int heads[UNET_MAX_LEVELS];  /* attention_head_dim: the NUMBER of heads (diffusers #2011) */
-    int n_heads;                 /* 0: one integer for every level (heads[0]); else a list */
-    int cross_attention_dim;     /* D, the context width */
-    int use_linear_projection;   /* bool: proj_in/proj_out are Linear (else 1x1 conv) */
+    int cond;                   /* bool: the class is UNet2DConditionModel */
+    int mid_block_type;         /* 0 UNetMidBlock2DCrossAttn, 1 UNetMidBlock2D, -1 null */
+    int heads[UNET_MAX_LEVELS]; /* attention_head_dim: the NUMBER of heads (diffusers #2011) */
+    int n_heads;                /* 0: one integer for every level (heads[0]); else a list */
+    int cross_attention_dim;    /* D, the context width */
+    int use_linear_projection;  /* bool: proj_in/proj_out are Linear (else 1x1 conv) */
     int transformer_layers[UNET_MAX_LEVELS]; /* transformer_layers_per_block */
-    int n_transformer_layers;    /* 0: one integer (transformer_layers[0]); else a list */
-    int only_cross_attention;    /* bool: attn1 also attends to the context */
-    int upcast_attention;        /* bool, accepted: a no-op in float32 */
+    int n_transformer_layers;          /* 0: one integer (transformer_layers[0]); else a list */
+    int only_cross_attention;          /* bool: attn1 also attends to the context */
+    int upcast_attention;              /* bool, accepted: a no-op in float32 */
     int addition_embed_type_num_heads; /* unused while addition_embed_type is null (round trip) */
+    int encoder_hid_dim;      /* 0 = null; E: encoder_hid_proj maps the (L, E) context to (L, D) */
+    int encoder_hid_dim_type; /* -1 null, 0 "text_proj" (what diffusers sets when only the dim is)
+                               */
 } UNetConfig;
 
 /* UNet2DConditionModel: the heads and transformer depth of down level i, of up level i (the

@@ -40,6 +40,7 @@ void unet_config_cond_default(UNetConfig *cfg) {
     cfg->transformer_layers[0] = 1;
     cfg->n_transformer_layers = 0;
     cfg->addition_embed_type_num_heads = 64;
+    cfg->encoder_hid_dim_type = -1;
 }
 
 /* ---- per-level values ---- */
@@ -77,6 +78,7 @@ static const char *const POSITIONAL[] = {"positional", NULL};
 static const char *const ACT[] = {"silu", "swish", NULL};
 static const char *const SHIFT[] = {"default", NULL};
 static const char *const DEFAULT[] = {"default", NULL};
+static const char *const TEXT_PROJ[] = {"text_proj", NULL};
 
 /* clang-format off */
 static const ConfigField FIELDS[] = {
@@ -137,10 +139,12 @@ static const ConfigField FIELDS[] = {
     {.name = "reverse_transformer_layers_per_block", .type = CF_NULL, .offset = CF_NONE,
      .refusal = "only null is implemented: the up blocks use the reversed "
      "transformer_layers_per_block"},
-    {.name = "encoder_hid_dim", .type = CF_NULL, .offset = CF_NONE,
-     .refusal = "only null is implemented: encoder_hid_proj is not"},
-    {.name = "encoder_hid_dim_type", .type = CF_NULL, .offset = CF_NONE,
-     .refusal = "only null is implemented: encoder_hid_proj is not"},
+    {.name = "encoder_hid_dim", .type = CF_INT, .offset = OFF(encoder_hid_dim),
+     .flags = CF_NULLABLE | CF_MIN | CF_IMPL, .min = 1, .impl_min = 1,
+     .impl_max = UNET_MAX_CHANNELS, .refusal = "jtrak supports a context width of at most 16384"},
+    {.name = "encoder_hid_dim_type", .type = CF_CHOICE, .offset = OFF(encoder_hid_dim_type),
+     .flags = CF_NULLABLE, .choices = TEXT_PROJ, .def_int = -1,
+     .refusal = "only \"text_proj\" or null is implemented (image projections are not)"},
     {.name = "attention_head_dim", .type = CF_INT_OR_LIST, .offset = OFF(heads),
      .count_offset = OFF(n_heads), .flags = CF_MIN | CF_IMPL, .min = 1, .impl_min = 1,
      .impl_max = UNET_MAX_CHANNELS, .max_len = UNET_MAX_LEVELS,
@@ -230,8 +234,7 @@ static int refuse_by_hand(const cJSON *root, const char *path, JtError *err) {
 
 /* ---- parse ---- */
 
-int unet_config_cond_from_json(UNetConfig *cfg, const void *root_, const char *path,
-                               JtError *err) {
+int unet_config_cond_from_json(UNetConfig *cfg, const void *root_, const char *path, JtError *err) {
     const cJSON *root = root_;
     if (!path) path = "config.json";
     if (!cJSON_IsObject(root))
@@ -252,6 +255,12 @@ int unet_config_cond_from_json(UNetConfig *cfg, const void *root_, const char *p
             return jt_fail(err, "%s: field '%s': %d entries but block_out_channels has %d", path,
                            per_level[k], seen.count[i], c.n_levels);
     }
+    /* diffusers' _set_encoder_hid_proj: the dim alone means "text_proj" (and it registers that
+     * to the config); the type alone raises */
+    if (c.encoder_hid_dim > 0 && c.encoder_hid_dim_type < 0) c.encoder_hid_dim_type = 0;
+    if (c.encoder_hid_dim == 0 && c.encoder_hid_dim_type >= 0)
+        return jt_fail(err, "%s: field 'encoder_hid_dim_type': \"text_proj\" needs encoder_hid_dim",
+                       path);
     if (unet_config_cond_validate(&c, path, err) != JT_OK) return JT_ERR;
     *cfg = c;
     return JT_OK;
@@ -287,6 +296,12 @@ int unet_config_cond_validate(const UNetConfig *cfg, const char *path, JtError *
     if (cfg->mid_block_type < -1 || cfg->mid_block_type > 1)
         return jt_fail(err, "%s: field 'mid_block_type': %d is not a block type", path,
                        cfg->mid_block_type);
+    if (cfg->encoder_hid_dim < 0 || cfg->encoder_hid_dim > UNET_MAX_CHANNELS ||
+        (cfg->encoder_hid_dim > 0) != (cfg->encoder_hid_dim_type == 0))
+        return jt_fail(err,
+                       "%s: fields 'encoder_hid_dim' (%d) and 'encoder_hid_dim_type': only a "
+                       "width of 1 to %d with \"text_proj\", or null and null",
+                       path, cfg->encoder_hid_dim, UNET_MAX_CHANNELS);
     if (cfg->cross_attention_dim < 1 || cfg->cross_attention_dim > UNET_MAX_CHANNELS)
         return jt_fail(err, "%s: field 'cross_attention_dim': %d is out of range (1 to %d)", path,
                        cfg->cross_attention_dim, UNET_MAX_CHANNELS);

@@ -41,7 +41,8 @@ static void jt_coco(UNetConfig *cfg) { /* Journey-TRAK's MS-COCO U-Net: 4x16x16,
     unet_config_cond_default(cfg);
     cfg->sample_size = 16;
     static const int ch[4] = {128, 256, 256, 256};
-    for (int i = 0; i < 4; i++) cfg->block_out_channels[i] = ch[i];
+    for (int i = 0; i < 4; i++)
+        cfg->block_out_channels[i] = ch[i];
     cfg->cross_attention_dim = 1024; /* eight heads, the class default */
 }
 
@@ -70,4 +71,6 @@ int unet_config_preset(const char *name, UNetConfig *cfg) {
     return 1;
 }
 
-const char *unet_config_preset_names(void) { return "fm-s, fm-xs, t8, ldm-xs, jt-coco"; }
+const char *unet_config_preset_names(void) {
+    return "fm-s, fm-xs, t8, ldm-xs, jt-coco";
+}

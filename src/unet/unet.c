@@ -63,7 +63,8 @@ int unet_cross_attention_dim(const UNet *net) {
     int any = c->mid_block_type == 0;
     for (int i = 0; i < c->n_levels; i++)
         any |= c->down_attn[i] | c->up_attn[i];
-    return any ? c->cross_attention_dim : 0;
+    if (!any) return 0;
+    return c->encoder_hid_dim > 0 ? c->encoder_hid_dim : c->cross_attention_dim;
 }
 
 int unet_run_create(UNetRun **out, const UNet *net, int B, int H, int W, UNetRunMode mode,

@@ -1,9 +1,9 @@
 /* unet.h: diffusers UNet2DModel in C (unet2d.md sections 3-6), and UNet2DConditionModel (ldm.md
- * section 2: the same network type, its UNetConfig says so with cfg.cond): built from a UNetConfig as a static
- * graph of nn ops run by the network executor (nn/graph.h, blocks from nn/blocks.h), parameters in
- * one slab described by a ParamLayout with diffusers key names, forward for a batch with a
- * per-sample timestep (and class label, for a class-conditional model), backward to all parameter
- * gradients, summed over the batch or one slab per example. */
+ * section 2: the same network type, its UNetConfig says so with cfg.cond): built from a UNetConfig
+ * as a static graph of nn ops run by the network executor (nn/graph.h, blocks from nn/blocks.h),
+ * parameters in one slab described by a ParamLayout with diffusers key names, forward for a batch
+ * with a per-sample timestep (and class label, for a class-conditional model), backward to all
+ * parameter gradients, summed over the batch or one slab per example. */
 #ifndef JTRAK_UNET_H
 #define JTRAK_UNET_H
 
@@ -32,8 +32,9 @@ void unet_init_params(UNet *net, uint64_t seed);
 /* cfg.num_class_embeds: the number of class ids a forward takes, 0 for an unconditional model. */
 int unet_num_classes(const UNet *net);
 /* The width D of the cross-attention context a forward takes (cross_attention_dim of a
- * UNet2DConditionModel with at least one cross-attention block), 0 for a network without
- * cross-attention (every UNet2DModel). */
+ * UNet2DConditionModel with at least one cross-attention block; encoder_hid_dim when the model
+ * projects its context with encoder_hid_proj first), 0 for a network without cross-attention
+ * (every UNet2DModel). */
 int unet_cross_attention_dim(const UNet *net);
 
 /* UNET_RUN_FORWARD_ONLY: a run that only ever calls unet_forward (sampling, evaluation): no
@@ -71,10 +72,11 @@ void unet_forward(const UNet *net, UNetRun *run, int B, float *out /* (B,out_ch,
 void unet_forward_ctx(const UNet *net, UNetRun *run, int B, float *out /* (B,out_ch,H,W) */,
                       const float *x /* (B,in_ch,H,W) */, const float *t /* (B) */,
                       const int *labels /* (B) or NULL */, const float *context /* (B,L,D) */);
-/* Backward of the last forward (no gradient with respect to the context): accumulates (+=) parameter gradients into dparams. With
- * example_stride 0 they are summed over the batch (dparams has num_params floats); otherwise
- * example b's gradient goes to dparams + b*example_stride (example_stride >= num_params).
- * dout is d(loss)/d(out). If dx is non-NULL the input gradient is written (overwritten) there. */
+/* Backward of the last forward (no gradient with respect to the context): accumulates (+=)
+ * parameter gradients into dparams. With example_stride 0 they are summed over the batch (dparams
+ * has num_params floats); otherwise example b's gradient goes to dparams + b*example_stride
+ * (example_stride >= num_params). dout is d(loss)/d(out). If dx is non-NULL the input gradient is
+ * written (overwritten) there. */
 void unet_backward(const UNet *net, UNetRun *run, int B, float *dparams, size_t example_stride,
                    const float *dout /* (B,out_ch,H,W) */, float *dx /* (B,in_ch,H,W) or NULL */);
 

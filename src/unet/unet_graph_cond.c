@@ -16,13 +16,16 @@ void unet_build_graph_cond(const UNet *net, Graph *g, int H, int W, int ctx_len)
     const int *ch = cfg->block_out_channels;
     const int tdim = unet_time_embed_dim(cfg);
     const float eps = cfg->norm_eps;
-    const int D = unet_cross_attention_dim(net);
-    CHECK((D > 0) == (ctx_len > 0), "context length %d for cross-attention width %d", ctx_len, D);
+    const int E = unet_cross_attention_dim(net); /* the context's width as given */
+    CHECK((E > 0) == (ctx_len > 0), "context length %d for cross-attention width %d", ctx_len, E);
     char p[LAYOUT_NAME_MAX];
     graph_init(g, &net->layout);
 
     int x = graph_input(g, GRAPH_INPUT_IMAGE, cfg->in_channels, H, W);
-    int ctx = D > 0 ? graph_input(g, GRAPH_INPUT_CONTEXT, D, ctx_len, 1) : -1;
+    int ctx = E > 0 ? graph_input(g, GRAPH_INPUT_CONTEXT, E, ctx_len, 1) : -1;
+    /* encoder_hid_proj ("text_proj"): ctx = Linear(ctx), once, before every block */
+    if (ctx >= 0 && cfg->encoder_hid_dim > 0)
+        ctx = graph_token_linear(g, ctx, cfg->cross_attention_dim, "encoder_hid_proj");
     if (cfg->center_input_sample) x = graph_unary(g, NODE_CENTER, x);
 
     int e = graph_timestep(g, ch[0], cfg->flip_sin_to_cos, cfg->freq_shift);

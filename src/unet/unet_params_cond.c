@@ -1,9 +1,9 @@
-/* unet_params_cond.c: the parameter table of a UNet2DConditionModel in diffusers' named_parameters()
- * order (ldm.md 2.6): conv_in, time_embedding, [class_embedding], down_blocks (in each block its
- * attentions, then its resnets, then its downsampler), up_blocks (the same), THEN mid_block
- * (registered after the up blocks' ModuleList; attentions.0 before resnets.0 and resnets.1),
- * conv_norm_out, conv_out. The resnets, samplers and time embedding are UNet2DModel's; the
- * cross-attention blocks are nn/blocks.h's Transformer2DModel. */
+/* unet_params_cond.c: the parameter table of a UNet2DConditionModel in diffusers'
+ * named_parameters() order (ldm.md 2.6): conv_in, time_embedding, [class_embedding], down_blocks
+ * (in each block its attentions, then its resnets, then its downsampler), up_blocks (the same),
+ * THEN mid_block (registered after the up blocks' ModuleList; attentions.0 before resnets.0 and
+ * resnets.1), conv_norm_out, conv_out. The resnets, samplers and time embedding are UNet2DModel's;
+ * the cross-attention blocks are nn/blocks.h's Transformer2DModel. */
 #include "nn/blocks.h"
 #include "unet/unet_internal.h"
 
@@ -40,6 +40,9 @@ void unet_register_params_cond(const UNetConfig *cfg, ParamLayout *l) {
     block_params_conv2d(l, "conv_in", ch[0], cfg->in_channels, 3);
     block_params_linear(l, "time_embedding.linear_1", tdim, ch[0]);
     block_params_linear(l, "time_embedding.linear_2", tdim, tdim);
+    /* registered before class_embedding (_set_encoder_hid_proj runs first in __init__) */
+    if (cfg->encoder_hid_dim > 0)
+        block_params_linear(l, "encoder_hid_proj", cfg->cross_attention_dim, cfg->encoder_hid_dim);
     if (cfg->num_class_embeds > 0)
         block_params_embedding(l, "class_embedding", cfg->num_class_embeds, tdim);
 
