@@ -561,11 +561,53 @@ Test(vae_cli, encode_npy_and_manifest) {
     cr_expect_str_eq(cJSON_GetObjectItem(d, "fingerprint")->valuestring, dfp);
     cr_expect_str_eq(cJSON_GetObjectItem(d, "spec")->valuestring, ds.description);
     cJSON_Delete(o);
-    free(text), free(x), free(lat);
+    free(text), free(x);
     vae_run_free(run);
     data_free(&ds);
     model_free(m);
 
+    /* A killed run resumes: a partial file with rows 0-3 done (marked 7.0, so that recomputing
+     * them would show) and its record; the same command continues at row 4 and ends with the
+     * marked rows kept and every other row as the full run wrote it. */
+    {
+        char part[460], rec[480], out2[420];
+        snprintf(out2, sizeof out2, "%s/lat2.npy", test_tmp);
+        snprintf(part, sizeof part, "%s.partial", out2);
+        snprintf(rec, sizeof rec, "%s.partial.json", out2);
+        float *marked = malloc(10 * 256 * sizeof(float));
+        memcpy(marked, lat, 10 * 256 * sizeof(float));
+        for (int k = 0; k < 4 * 256; k++)
+            marked[k] = 7.0f;
+        for (int k = 4 * 256; k < 10 * 256; k++)
+            marked[k] = 0.0f;
+        const size_t shape[4] = {10, 4, 8, 8};
+        cr_assert(npy_write(part, NPY_F32, 4, shape, marked, &err) == JT_OK, "%s", err.msg);
+        char *mt;
+        cr_assert(cf_read_file(mpath, &mt, &err) == JT_OK, "%s", err.msg);
+        cJSON *r = cJSON_Parse(mt);
+        cJSON_AddNumberToObject(r, "rows_done", 4);
+        char *rt = cJSON_Print(r);
+        FILE *f = fopen(rec, "w");
+        fputs(rt, f);
+        fclose(f);
+        cJSON_Delete(r);
+        free(rt), free(mt);
+        char args2[1200];
+        snprintf(args2, sizeof args2,
+                 "encode --vae %s --data fashion-mnist --limit 10 --fit resize --batch 4 --out %s",
+                 vdir, out2);
+        cr_assert_eq(cli_run(args2, g_err, sizeof g_err), 0, "%s", g_err);
+        cr_expect(strstr(g_err, "resuming") && strstr(g_err, "row 4/10"), "%s", g_err);
+        float *lat2;
+        cr_assert(npy_read_as(out2, NPY_F32, &h, (void **)&lat2, &err) == JT_OK, "%s", err.msg);
+        cr_expect(lat2[0] == 7.0f && lat2[4 * 256 - 1] == 7.0f, "rows 0-3 were recomputed");
+        cr_expect(memcmp(lat2 + 4 * 256, lat + 4 * 256, 6 * 256 * sizeof(float)) == 0,
+                  "rows 4-9 differ from the uninterrupted run");
+        cr_expect(!exists(part) && !exists(rec), "the partial files stayed");
+        free(lat2), free(marked);
+    }
+
+    free(lat);
     /* info on the folder */
     char outbuf[4096];
     snprintf(args, sizeof args, "info %s", vdir);
