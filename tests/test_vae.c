@@ -678,6 +678,13 @@ Test(vae_cli, bad_inputs) {
                        (const char *const[]){"UNet2DModel", "needs an AutoencoderKL", NULL},
                        "train-vae --config %s " TINY_DATA " --quiet --out %s", unet, bad);
     cr_expect(!exists(bad), "a refused train-vae left %s", bad);
+    /* a VAE folder given to a command that runs a U-Net is refused, not dereferenced */
+    char samples[300];
+    snprintf(samples, sizeof samples, "%s/samples", test_tmp);
+    cli_expect_failure(g_err, sizeof g_err, 1, "sample",
+                       (const char *const[]){"holds an AutoencoderKL", "needs a U-Net", NULL},
+                       "sample --model %s --out %s --n 1 --steps 2", vdir, samples);
+    cr_expect(!exists(samples), "a refused sample left %s", samples);
     /* a model folder as --out is another artifact: not overwritten */
     cli_expect_failure(
         g_err, sizeof g_err, 1, "train-vae", (const char *const[]){"a model folder", NULL},
