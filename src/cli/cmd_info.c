@@ -37,7 +37,7 @@ static int info_vae(const char *spec, Model *m, int have_weights, int B) {
         printf(" %d", cfg->block_out_channels[i]);
     printf(" (layers per block %d, groups %d)\n", cfg->layers_per_block, cfg->norm_num_groups);
     printf("latent: %dx%dx%d (factor %d)\n", cfg->latent_channels, H / f, W / f, f);
-    printf("scaling_factor: %.9g (latent = z * scaling_factor)\n", (double)cfg->scaling_factor);
+    printf("scaling_factor: %.7g (latent = z * scaling_factor)\n", (double)cfg->scaling_factor);
     const ParamLayout *l = model_layout(m);
     printf("parameters: %zu in %d tensors (%.1f MB as float32)\n", l->total, l->count,
            4.0 * (double)l->total / 1e6);

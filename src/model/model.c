@@ -117,6 +117,15 @@ int model_load(const char *dir, Model **out, JtError *err) {
     return rc;
 }
 
+int model_load_unet(const char *dir, Model **out, JtError *err) {
+    if (model_load(dir, out, err) != JT_OK) return JT_ERR;
+    if (model_unet(*out)) return JT_OK;
+    jt_fail(err, "%s: holds an %s; this command needs a U-Net", dir, (*out)->kind->class_name);
+    model_free(*out);
+    *out = NULL;
+    return JT_ERR;
+}
+
 int model_save(Model *m, const char *dir, JtError *err) {
     if (model_mkdirs(dir, err) != JT_OK) return JT_ERR;
     const ModelKind *k = m->kind;

@@ -22,6 +22,10 @@ typedef struct Model Model;
  * parameters from dir/diffusion_pytorch_model.safetensors; computes the fingerprint. On error *out
  * is NULL and err names the file and the field, class or tensor. */
 int model_load(const char *dir, Model **out, JtError *err);
+/* model_load for the commands that run a diffusion U-Net: a folder of another class (an
+ * AutoencoderKL) is refused with "DIR: holds an AutoencoderKL; this command needs a U-Net", so
+ * that model_unet() of the result is never NULL. */
+int model_load_unet(const char *dir, Model **out, JtError *err);
 /* Writes dir/config.json and dir/diffusion_pytorch_model.safetensors (F32), creating dir (and its
  * parents) if needed; each file atomically. Recomputes the fingerprint of what was written. */
 int model_save(Model *m, const char *dir, JtError *err);

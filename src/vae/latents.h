@@ -7,7 +7,9 @@
  *                  "latent_channels", "latent_height", "latent_width", "rows", "dataset": {"spec",
  *                  "fingerprint", "n"} (as feature stores record their data), "layout":
  *                  "mean|logvar", ...}.
- * Both are written to temporary names and renamed; a failure leaves neither. */
+ * The array is filled in FILE.npy.partial (with FILE.npy.partial.json counting the rows done,
+ * so that the same command resumes a killed run) and renamed when complete; the manifest is
+ * written atomically after it. A bad input is refused before any file is made. */
 #ifndef JTRAK_VAE_LATENTS_H
 #define JTRAK_VAE_LATENTS_H
 

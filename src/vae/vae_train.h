@@ -40,10 +40,15 @@ typedef struct {
     int quiet;       /* no progress line */
 } VaeTrainControl;
 
-/* The defaults measured for the demo VAE (see cmd_train_vae.c --help): batch 64, lr 2e-3 with 50
- * warmup steps and cosine decay, AdamW betas 0.9/0.999, eps 1e-8, no weight decay, clip 1,
- * seed 0; steps and beta as VAE_REC_*. */
-#define VAE_REC_STEPS 600L
+/* The defaults, measured for the demo VAE (vae-fm on the first 5,000 Fashion-MNIST images padded
+ * to 32x32): batch 64, lr 2e-3 with 50 warmup steps and cosine decay, AdamW betas 0.9/0.999,
+ * eps 1e-8, no weight decay, clip 1, seed 0, 300 steps (about 4 passes), beta 1e-4: held-out
+ * reconstruction MSE of decode(mean) 0.0246 after 300 steps (0.0283 after 200; on [-1, 1]
+ * pixels, the first 1,000 test images), KL about 133 per image, latent std 0.64 (scaling factor
+ * 1.57); shapes and grey levels kept, fine texture blurred. A step of 64 costs 0.91 CPU-seconds here (70 images per
+ * CPU-second, one thread), so 300 steps are about 270 CPU-seconds: some 2.3 minutes on two idle
+ * cores. */
+#define VAE_REC_STEPS 300L
 #define VAE_REC_BETA 1e-4
 void vae_recipe_default(VaeRecipe *r);
 /* Canonical JSON of the recipe (malloc'd), as recorded in training.json and the state file. */
