@@ -13,4 +13,8 @@ scripts/twin-env.sh
 (cd ref && "../$VENV/bin/python" make_cfg_fixtures.py)
 "$VENV/bin/python" ref/make_traker_fixtures.py
 "$VENV/bin/python" ref/make_stats_fixtures.py
-echo "fixtures written under tests/fixtures/"
+"$VENV/bin/python" ref/make_ldm_fixtures.py        # tests/fixtures/unet_cond/, configs/{ldm-xs,jt-coco}.json
+"$VENV/bin/python" ref/make_vae_fixtures.py        # tests/fixtures/vae/, configs/vae-fm.json
+"$VENV/bin/python" ref/make_cfg_cond_fixtures.py   # needs unet_cond/cond2_8x12 (above)
+"$VENV/bin/python" ref/make_captions.py            # data/fm-captions/ (pip-downloads an 83.5 MB wheel)
+echo "fixtures written under tests/fixtures/ (and data/fm-captions/)"

@@ -9,6 +9,7 @@
  * behind. */
 #include "core/config_fields.h"
 #include "core/hash.h"
+#include "data/dataset.h"
 #include "helpers/cli_run.h"
 #include "helpers/numcheck.h"
 #include "helpers/tmpdir.h"
@@ -242,4 +243,390 @@ Test(vae_vs_diffusers, loss_gradients_adamw) {
     free(g), free(m), free(v);
     vae_run_free(run);
     fixture_free(&fx);
+}
+
+/* ---- the clamp and the loss's gradients by finite differences ---- */
+
+/* A logvar channel pushed beyond the clamp (quant_conv's bias for it +40: every raw entry > 20)
+ * passes no gradient: its quant_conv weights and bias get exactly 0, as torch.clamp's backward
+ * gives. The other gradients agree with central differences of the loss (in float32, h = 1e-2 on
+ * O(0.1) parameters: 1e-2 relative covers the differences' truncation and rounding), with beta
+ * large enough (0.05) that the KL and sampling terms matter. */
+Test(vae_loss, clamp_and_finite_differences) {
+    Fixture fx = {0};
+    fixture_load(&fx, "vae3_32");
+    JtError err;
+    VaeRun *run;
+    cr_assert(vae_run_create(&run, fx.vae, fx.B, fx.H, fx.W, VAE_RUN_TRAIN, &err) == JT_OK, "%s",
+              err.msg);
+    const ParamLayout *l = vae_layout(fx.vae);
+    float *P = vae_params(fx.vae);
+    const int zc = fx.zc;
+    const size_t qb = l->entries[layout_find(l, "quant_conv.bias")].offset;
+    const size_t qw = l->entries[layout_find(l, "quant_conv.weight")].offset;
+    P[qb + zc] = 40.0f; /* logvar channel 0: clamped to 20 everywhere */
+    const float beta = 0.05f;
+    const size_t NP = vae_num_params(fx.vae);
+    float *g = calloc(NP, sizeof *g);
+    double mse, kl;
+    vae_loss(fx.vae, run, fx.B, fx.x, fx.noise, beta, &mse, &kl, NULL);
+    vae_loss_backward(fx.vae, run, g);
+    cr_expect(g[qb + zc] == 0.0f, "clamped logvar channel: bias gradient %g", g[qb + zc]);
+    for (int k = 0; k < 2 * zc; k++)
+        cr_expect(g[qw + (size_t)zc * 2 * zc + k] == 0.0f, "clamped channel: weight %d grad %g", k,
+                  g[qw + (size_t)zc * 2 * zc + k]);
+    cr_expect(g[qb + zc + 1] != 0.0f, "an unclamped logvar channel has a gradient");
+
+    const char *names[] = {"quant_conv.bias",
+                           "quant_conv.bias",
+                           "quant_conv.bias",
+                           "post_quant_conv.bias",
+                           "decoder.conv_out.bias",
+                           "encoder.conv_in.bias",
+                           "encoder.mid_block.attentions.0.to_v.bias"};
+    const int idx[] = {0, zc + 1, zc + 2, 1, 0, 3, 5};
+    for (size_t t = 0; t < sizeof idx / sizeof idx[0]; t++) {
+        const size_t o = l->entries[layout_find(l, names[t])].offset + (size_t)idx[t];
+        const float keep = P[o], h = 1e-2f;
+        P[o] = keep + h;
+        double lp = vae_loss(fx.vae, run, fx.B, fx.x, fx.noise, beta, NULL, NULL, NULL);
+        P[o] = keep - h;
+        double lm = vae_loss(fx.vae, run, fx.B, fx.x, fx.noise, beta, NULL, NULL, NULL);
+        P[o] = keep;
+        const float fd = (float)((lp - lm) / (2.0 * h));
+        char what[160];
+        snprintf(what, sizeof what, "d loss / d %s[%d] vs central differences", names[t], idx[t]);
+        expect_close(what, &g[o], &fd, 1, 1e-5, 1e-2);
+    }
+    free(g);
+    vae_run_free(run);
+    fixture_free(&fx);
+}
+
+/* The posterior sample is mean + exp(0.5 logvar) * noise, entry by entry. */
+Test(vae_loss, posterior_sample_formula) {
+    const float mean[3] = {0.5f, -1.0f, 2.0f}, lv[3] = {0.0f, -30.0f, 20.0f};
+    const float noise[3] = {1.0f, 2.0f, -0.5f};
+    float z[3];
+    vae_posterior_sample(z, mean, lv, noise, 3);
+    for (int k = 0; k < 3; k++)
+        cr_expect(z[k] == mean[k] + expf(0.5f * lv[k]) * noise[k], "entry %d: %g", k, z[k]);
+}
+
+/* ---- config ---- */
+
+/* The shipped preset equals configs/vae-fm.json (the twin's, from diffusers), and every config
+ * reads back as itself from its own config.json. */
+Test(vae_config, preset_matches_shipped_file_and_round_trips) {
+    VaeConfig p, f, back;
+    JtError err;
+    cr_assert(vae_config_preset("vae-fm", &p));
+    cr_assert(vae_config_load(&f, JTRAK_SOURCE_DIR "/configs/vae-fm.json", &err) == JT_OK, "%s",
+              err.msg);
+    cr_expect(memcmp(&p, &f, sizeof p) == 0, "preset vae-fm differs from configs/vae-fm.json");
+    Vae *v;
+    cr_assert(vae_create(&v, &p, &err) == JT_OK, "%s", err.msg);
+    cr_expect_eq(vae_num_params(v), 953413); /* diffusers' count (ref/README.md) */
+    vae_free(v);
+    VaeConfig odd = p;
+    odd.use_quant_conv = 0;
+    odd.mid_block_add_attention = 0;
+    odd.scaling_factor = 1.1196444f;
+    odd.sample_size = 0, odd.sample_h = 16, odd.sample_w = 24;
+    const VaeConfig *cases[] = {&p, &odd};
+    for (int i = 0; i < 2; i++) {
+        char *text = vae_config_to_json(cases[i]);
+        cr_assert(vae_config_parse(&back, text, "round-trip", &err) == JT_OK, "%s\n%s", err.msg,
+                  text);
+        cr_expect(memcmp(&back, cases[i], sizeof back) == 0, "case %d does not round-trip:\n%s", i,
+                  text);
+        free(text);
+    }
+}
+
+/* One field of the vae-fm config replaced (or added) by `value`: refused with one line naming
+ * the field and each of `want`. */
+static void expect_refused(const char *field, const char *value, const char *const *want) {
+    VaeConfig p;
+    vae_config_preset("vae-fm", &p);
+    char *text = vae_config_to_json(&p);
+    void *root;
+    JtError err;
+    cr_assert(cf_json_parse(text, "x", &root, &err) == JT_OK);
+    cJSON_DeleteItemFromObject(root, field);
+    cJSON_AddItemToObject(root, field, cJSON_Parse(value));
+    char *mod = cJSON_Print(root);
+    cf_json_free(root);
+    VaeConfig c;
+    int rc = vae_config_parse(&c, mod, "vae/config.json", &err);
+    cr_expect(rc == JT_ERR, "%s = %s accepted", field, value);
+    if (rc == JT_ERR) {
+        cr_expect(strchr(err.msg, '\n') == NULL, "message on several lines: %s", err.msg);
+        cr_expect(strstr(err.msg, "vae/config.json") != NULL, "no file in: %s", err.msg);
+        char quoted[96];
+        snprintf(quoted, sizeof quoted, "'%s'", field);
+        cr_expect(strstr(err.msg, quoted) != NULL, "no field %s in: %s", quoted, err.msg);
+        for (int i = 0; want && want[i]; i++)
+            cr_expect(strstr(err.msg, want[i]) != NULL, "'%s' not in: %s", want[i], err.msg);
+    }
+    free(mod), free(text);
+}
+
+Test(vae_config, refusals) {
+    expect_refused("down_block_types",
+                   "[\"DownEncoderBlock2D\", \"AttnDownEncoderBlock2D\", \"DownEncoderBlock2D\"]",
+                   (const char *const[]){"AttnDownEncoderBlock2D", "not supported", NULL});
+    expect_refused("up_block_types",
+                   "[\"AttnUpDecoderBlock2D\", \"UpDecoderBlock2D\", \"UpDecoderBlock2D\"]",
+                   (const char *const[]){"AttnUpDecoderBlock2D", "not supported", NULL});
+    expect_refused("shift_factor", "0.1159", (const char *const[]){"not supported", NULL});
+    expect_refused("latents_mean", "[0.1, 0.2, 0.3, 0.4]",
+                   (const char *const[]){"not supported", NULL});
+    expect_refused("latents_std", "[1, 1, 1, 1]", (const char *const[]){"not supported", NULL});
+    expect_refused("act_fn", "\"gelu\"", (const char *const[]){"\"gelu\"", "silu", NULL});
+    expect_refused("use_tiling", "true", (const char *const[]){"unknown field", NULL});
+    expect_refused("norm_num_groups", "6", (const char *const[]){"do not divide", NULL});
+    expect_refused("up_block_types", "[\"UpDecoderBlock2D\"]",
+                   (const char *const[]){"1 entries", "block_out_channels has 3", NULL});
+    expect_refused("scaling_factor", "0", (const char *const[]){"out of range", NULL});
+    expect_refused("latent_channels", "\"4\"", (const char *const[]){"expected an integer", NULL});
+}
+
+/* The size check names the factor and the nearest sizes that work. */
+Test(vae_config, size_not_divisible) {
+    VaeConfig p;
+    vae_config_preset("vae-fm", &p);
+    JtError err;
+    cr_expect(vae_config_check_size(&p, 32, 28, "the data", &err) == JT_OK);
+    cr_assert(vae_config_check_size(&p, 30, 30, "the data", &err) == JT_ERR);
+    cr_expect(strstr(err.msg, "factor 4") && strstr(err.msg, "--size 28 or --size 32"), "%s",
+              err.msg);
+}
+
+/* ---- the commands ---- */
+
+TestSuite(vae_cli, .init = test_tmp_setup, .fini = test_tmp_teardown);
+
+static char g_err[8192];
+static char g_cfg[400];
+
+/* A 2-level VAE (8, 16) at 16x16 (factor 2: 16x16 -> 2x8x8), small enough to train in seconds. */
+static void write_tiny_config(void) {
+    snprintf(g_cfg, sizeof g_cfg, "%s/tiny.json", test_tmp);
+    FILE *f = fopen(g_cfg, "w");
+    cr_assert_not_null(f);
+    fputs("{\"_class_name\": \"AutoencoderKL\", \"block_out_channels\": [8, 16],\n"
+          " \"down_block_types\": [\"DownEncoderBlock2D\", \"DownEncoderBlock2D\"],\n"
+          " \"up_block_types\": [\"UpDecoderBlock2D\", \"UpDecoderBlock2D\"],\n"
+          " \"in_channels\": 1, \"out_channels\": 1, \"latent_channels\": 2,\n"
+          " \"norm_num_groups\": 4, \"sample_size\": 16, \"layers_per_block\": 1}\n",
+          f);
+    fclose(f);
+}
+
+#define TINY_DATA "--data fashion-mnist --limit 32 --fit resize"
+#define TINY_RECIPE "--steps 4 --batch 8 --beta 1e-3 --save-every 0 --quiet"
+
+static void train_tiny(const char *out, const char *extra) {
+    char args[2048];
+    snprintf(args, sizeof args, "train-vae --config %s " TINY_DATA " " TINY_RECIPE " --out %s %s",
+             g_cfg, out, extra ? extra : "");
+    int rc = cli_run(args, g_err, sizeof g_err);
+    cr_assert_eq(rc, 0, "jtrak %s: exit %d: %s", args, rc, g_err);
+}
+
+static unsigned char *slurp(const char *dir, const char *name, size_t *n) {
+    char *p = path_join(dir, name);
+    FILE *f = fopen(p, "rb");
+    cr_assert_not_null(f, "%s missing", p);
+    fseek(f, 0, SEEK_END);
+    *n = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *buf = malloc(*n + 1);
+    cr_assert_eq(fread(buf, 1, *n, f), *n);
+    fclose(f);
+    free(p);
+    return buf;
+}
+
+static void expect_same_file(const char *a, const char *b, const char *name) {
+    size_t na, nb;
+    unsigned char *x = slurp(a, name, &na), *y = slurp(b, name, &nb);
+    cr_expect(na == nb && memcmp(x, y, na) == 0, "%s differs between %s and %s", name, a, b);
+    free(x), free(y);
+}
+
+static int exists(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0;
+}
+
+/* A run stopped after 2 of 4 steps and resumed by the same command ends with the same bytes as
+ * one that was never stopped: weights, config (with its measured scaling factor), record, state. */
+Test(vae_cli, train_vae_resumes_bit_for_bit) {
+    write_tiny_config();
+    char a[300], b[300], probe[400];
+    snprintf(a, sizeof a, "%s/a", test_tmp);
+    snprintf(b, sizeof b, "%s/b", test_tmp);
+    train_tiny(a, NULL);
+    train_tiny(b, "--stop-after 2");
+    snprintf(probe, sizeof probe, "%s/config.json", b);
+    cr_expect(!exists(probe), "a stopped run wrote its model folder already");
+    snprintf(probe, sizeof probe, "%s/train_state.safetensors", b);
+    cr_expect(exists(probe), "a stopped run left no state");
+    train_tiny(b, NULL);
+    expect_same_file(a, b, "diffusion_pytorch_model.safetensors");
+    expect_same_file(a, b, "config.json");
+    expect_same_file(a, b, "training.json");
+    expect_same_file(a, b, "train_state.safetensors");
+    /* the folder loads as an AutoencoderKL whose scaling factor is the measured one */
+    Model *m;
+    JtError err;
+    cr_assert(model_load(a, &m, &err) == JT_OK, "%s", err.msg);
+    cr_assert_not_null(model_vae(m));
+    const float sf = vae_config(model_vae(m))->scaling_factor;
+    cr_expect(sf != 0.18215f && sf > 0, "scaling_factor %g was not measured", sf);
+    model_free(m);
+    /* a changed recipe does not resume another run's state */
+    snprintf(probe, sizeof probe,
+             "train-vae --config %s " TINY_DATA " " TINY_RECIPE " --lr 1e-3 --out %s", g_cfg, a);
+    cli_expect_failure(g_err, sizeof g_err, 1, "train-vae",
+                       (const char *const[]){"another recipe", NULL}, "%s", probe);
+}
+
+/* encode writes (N, 2z, h, w) = the in-process posterior of the same rows, and a manifest with
+ * the VAE's model fingerprint and the dataset's spec and selection fingerprint. */
+Test(vae_cli, encode_npy_and_manifest) {
+    write_tiny_config();
+    char vdir[300], out[400], mpath[420];
+    snprintf(vdir, sizeof vdir, "%s/vae", test_tmp);
+    train_tiny(vdir, NULL);
+    snprintf(out, sizeof out, "%s/lat.npy", test_tmp);
+    char args[1200];
+    snprintf(args, sizeof args,
+             "encode --vae %s --data fashion-mnist --limit 10 --fit resize --batch 4 --quiet "
+             "--out %s",
+             vdir, out);
+    int rc = cli_run(args, g_err, sizeof g_err);
+    cr_assert_eq(rc, 0, "jtrak %s: exit %d: %s", args, rc, g_err);
+
+    NpyHeader h;
+    float *lat;
+    JtError err;
+    cr_assert(npy_read_as(out, NPY_F32, &h, (void **)&lat, &err) == JT_OK, "%s", err.msg);
+    cr_assert(h.ndim == 4 && h.shape[0] == 10 && h.shape[1] == 4 && h.shape[2] == 8 &&
+                  h.shape[3] == 8,
+              "shape (%zu, %zu, %zu, %zu)", h.shape[0], h.shape[1], h.shape[2], h.shape[3]);
+
+    Model *m;
+    cr_assert(model_load(vdir, &m, &err) == JT_OK, "%s", err.msg);
+    DatasetSpec spec;
+    data_spec_init(&spec);
+    cr_assert(data_spec_set(&spec, "limit", "10", &err) == JT_OK);
+    cr_assert(data_spec_set(&spec, "fit", "resize", &err) == JT_OK);
+    spec.height = spec.width = 16;
+    spec.channels = 1;
+    Dataset ds;
+    cr_assert(data_load(&spec, &ds, &err) == JT_OK, "%s", err.msg);
+    data_spec_free(&spec);
+    VaeRun *run;
+    cr_assert(vae_run_create(&run, model_vae(m), 10, 16, 16, VAE_RUN_FORWARD_ONLY, &err) == JT_OK);
+    float *x = data_images_f32(&ds), mean[10 * 2 * 64], lv[10 * 2 * 64];
+    vae_encode(model_vae(m), run, 10, x, mean, lv);
+    for (int b = 0; b < 10; b++) { /* the encoder's ops are per example: any batch, same bits */
+        cr_expect(memcmp(lat + b * 256, mean + b * 128, 128 * sizeof(float)) == 0, "row %d mean",
+                  b);
+        cr_expect(memcmp(lat + b * 256 + 128, lv + b * 128, 128 * sizeof(float)) == 0,
+                  "row %d logvar", b);
+    }
+
+    snprintf(mpath, sizeof mpath, "%s.json", out);
+    char *text;
+    cr_assert(cf_read_file(mpath, &text, &err) == JT_OK, "%s", err.msg);
+    cJSON *o = cJSON_Parse(text);
+    cr_assert_not_null(o, "%s is not JSON", mpath);
+    char fp[17], dfp[17];
+    model_fingerprint_hex(model_fingerprint(m), fp);
+    data_fingerprint_hex(&ds, dfp);
+    const cJSON *d = cJSON_GetObjectItem(o, "dataset");
+    cr_expect_str_eq(cJSON_GetObjectItem(o, "kind")->valuestring, "jtrak-latents");
+    cr_expect_str_eq(cJSON_GetObjectItem(o, "vae_fingerprint")->valuestring, fp);
+    cr_expect_str_eq(cJSON_GetObjectItem(o, "layout")->valuestring, "mean|logvar");
+    cr_expect_eq(cJSON_GetObjectItem(o, "rows")->valueint, 10);
+    cr_expect_eq(cJSON_GetObjectItem(o, "latent_channels")->valueint, 2);
+    cr_expect_eq(cJSON_GetObjectItem(o, "latent_height")->valueint, 8);
+    cr_expect_eq(cJSON_GetObjectItem(o, "latent_width")->valueint, 8);
+    cr_expect_eq((float)cJSON_GetObjectItem(o, "scaling_factor")->valuedouble,
+                 vae_config(model_vae(m))->scaling_factor);
+    cr_expect_str_eq(cJSON_GetObjectItem(d, "fingerprint")->valuestring, dfp);
+    cr_expect_str_eq(cJSON_GetObjectItem(d, "spec")->valuestring, ds.description);
+    cJSON_Delete(o);
+    free(text), free(x), free(lat);
+    vae_run_free(run);
+    data_free(&ds);
+    model_free(m);
+
+    /* info on the folder */
+    char outbuf[4096];
+    snprintf(args, sizeof args, "info %s", vdir);
+    cr_assert_eq(cli_run_out(args, outbuf, sizeof outbuf, g_err, sizeof g_err), 0, "%s", g_err);
+    cr_expect(strstr(outbuf, "class: AutoencoderKL") &&
+                  strstr(outbuf, "latent: 2x8x8 (factor 2)") &&
+                  strstr(outbuf, "scaling_factor: ") && strstr(outbuf, "parameters: "),
+              "%s", outbuf);
+}
+
+/* Bad inputs: one line each, exit 1, and no output file or folder left behind. */
+Test(vae_cli, bad_inputs) {
+    write_tiny_config();
+    char vdir[300], out[400], empty[300], unet[400];
+    snprintf(vdir, sizeof vdir, "%s/vae", test_tmp);
+    train_tiny(vdir, NULL);
+    snprintf(out, sizeof out, "%s/lat.npy", test_tmp);
+    snprintf(empty, sizeof empty, "%s/empty", test_tmp);
+    mkdir(empty, 0755);
+    snprintf(unet, sizeof unet, "%s/unet/fm3_12x12", JTRAK_FIXTURES);
+    cli_expect_failure(g_err, sizeof g_err, 1, "encode",
+                       (const char *const[]){"not an AutoencoderKL", "UNet2DModel", NULL},
+                       "encode --vae %s --data fashion-mnist --limit 4 --out %s", unet, out);
+    cr_expect(!exists(out), "a refused encode left %s", out);
+    cli_expect_failure(g_err, sizeof g_err, 1, "encode", (const char *const[]){"config.json", NULL},
+                       "encode --vae %s --data fashion-mnist --limit 4 --out %s", empty, out);
+    cli_expect_failure(g_err, sizeof g_err, 1, "encode",
+                       (const char *const[]){"15x15", "factor 2", "--size 14 or --size 16", NULL},
+                       "encode --vae %s --data fashion-mnist --limit 4 --fit resize --size 15 "
+                       "--out %s",
+                       vdir, out);
+    cr_expect(!exists(out), "a refused encode left %s", out);
+    char mpath[420];
+    snprintf(mpath, sizeof mpath, "%s.json", out);
+    cr_expect(!exists(mpath), "a refused encode left %s", mpath);
+
+    char bad[300];
+    snprintf(bad, sizeof bad, "%s/bad", test_tmp);
+    char copy[300];
+    snprintf(copy, sizeof copy, "%s/vae-copy", test_tmp);
+    mkdir(copy, 0755);
+    static const char *const files[] = {"config.json", "diffusion_pytorch_model.safetensors"};
+    for (int i = 0; i < 2; i++) {
+        size_t n;
+        unsigned char *buf = slurp(vdir, files[i], &n);
+        char *p = path_join(copy, files[i]);
+        FILE *f = fopen(p, "wb");
+        cr_assert(f && fwrite(buf, 1, n, f) == n);
+        fclose(f);
+        free(p), free(buf);
+    }
+    cli_expect_failure(
+        g_err, sizeof g_err, 1, "train-vae", (const char *const[]){"15x15", "factor 2", NULL},
+        "train-vae --config %s " TINY_DATA " --size 15 --quiet --out %s", g_cfg, bad);
+    cr_expect(!exists(bad), "a refused train-vae left %s", bad);
+    cli_expect_failure(g_err, sizeof g_err, 1, "train-vae",
+                       (const char *const[]){"UNet2DModel", "needs an AutoencoderKL", NULL},
+                       "train-vae --config %s " TINY_DATA " --quiet --out %s", unet, bad);
+    cr_expect(!exists(bad), "a refused train-vae left %s", bad);
+    /* a model folder as --out is another artifact: not overwritten */
+    cli_expect_failure(
+        g_err, sizeof g_err, 1, "train-vae", (const char *const[]){"a model folder", NULL},
+        "train-vae --config %s " TINY_DATA " " TINY_RECIPE " --out %s/vae-copy", g_cfg, test_tmp);
 }

@@ -7,18 +7,52 @@
 #include "io/model_folder.h"
 #include "model/model.h"
 #include "unet/unet.h"
+#include "vae/vae.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+/* An AutoencoderKL: its latent shape at its sample_size and the scaling factor the caller applies. */
+static int info_vae(const char *spec, Model *m, int have_weights, int B) {
+    const VaeConfig *cfg = vae_config(model_vae_const(m));
+    const int H = vae_config_height(cfg), W = vae_config_width(cfg), f = vae_config_factor(cfg);
+    JtError err;
+    VaeRun *run;
+    if (vae_run_create(&run, model_vae_const(m), B, H, W, VAE_RUN_TRAIN, &err)) {
+        model_free(m);
+        return cli_error("info", &err);
+    }
+    char fp[17];
+    printf("model: %s\nclass: %s\n", spec, model_kind(m)->class_name);
+    printf("fingerprint: %s\n", have_weights ? model_fingerprint_hex(model_fingerprint(m), fp)
+                                             : "none (a config without weights)");
+    printf("image: %d channel(s) in, %d out, %dx%d (sample_size)\n", cfg->in_channels,
+           cfg->out_channels, H, W);
+    printf("levels:");
+    for (int i = 0; i < cfg->n_levels; i++)
+        printf(" %d", cfg->block_out_channels[i]);
+    printf(" (layers per block %d, groups %d)\n", cfg->layers_per_block, cfg->norm_num_groups);
+    printf("latent: %dx%dx%d (factor %d)\n", cfg->latent_channels, H / f, W / f, f);
+    printf("scaling_factor: %.9g (latent = z * scaling_factor)\n", (double)cfg->scaling_factor);
+    const ParamLayout *l = model_layout(m);
+    printf("parameters: %zu in %d tensors (%.1f MB as float32)\n", l->total, l->count,
+           4.0 * (double)l->total / 1e6);
+    printf("training memory at batch %d: %.1f MB (activations, gradients, scratch)\n", B,
+           (double)vae_run_bytes(run) / 1e6);
+    vae_run_free(run);
+    model_free(m);
+    return 0;
+}
+
 int cmd_info(int argc, char **argv) {
     Args a;
     args_init(&a, "info", argc, argv);
     if (args_flag(&a, "help")) {
         printf("usage: jtrak info MODEL [--batch B]\n"
-               "MODEL is a shipped config (fm-s, fm-xs, t8), a config.json or a model folder.\n");
+               "MODEL is a shipped config (fm-s, fm-xs, t8, vae-fm), a config.json or a model "
+               "folder.\n");
         args_free(&a);
         return 0;
     }
@@ -39,8 +73,14 @@ int cmd_info(int argc, char **argv) {
     char *weights = path_join(spec, MODEL_WEIGHTS_FILE);
     int have_weights = stat(spec, &sb) == 0 && S_ISDIR(sb.st_mode) && stat(weights, &sb) == 0;
     free(weights);
+    VaeConfig vc;
     if (have_weights) {
         if (model_load(spec, &m, &err) != JT_OK) return cli_error("info", &err);
+        if (model_vae(m)) return info_vae(spec, m, 1, B);
+    } else if (vae_config_preset(spec, &vc)) {
+        if (model_create_kind(&m, model_kind_find(VAE_CLASS), &vc, &err))
+            return cli_error("info", &err);
+        return info_vae(spec, m, 0, B);
     } else {
         UNetConfig c;
         if (cli_model_config(spec, &c, &err) || model_create(&m, &c, &err))

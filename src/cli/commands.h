@@ -13,5 +13,7 @@ int cmd_score(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_lds(int argc, char **argv);
 int cmd_counterfactual(int argc, char **argv);
+int cmd_train_vae(int argc, char **argv);
+int cmd_encode(int argc, char **argv);
 
 #endif

@@ -16,6 +16,7 @@ typedef struct {
 static const Command COMMANDS[] = {
     {"counterfactual", cmd_counterfactual, "retrain without the top-k attributed images and regenerate"},
     {"demo", cmd_demo, "the main job on the embedded Fashion-MNIST default"},
+    {"encode", cmd_encode, "posterior moments of a dataset under an AutoencoderKL (latents .npy)"},
     {"featurize", cmd_featurize, "TRAK features and kernels of the training set for an ensemble"},
     {"info", cmd_info, "describe a model folder (config, parameters, memory per batch)"},
     {"init", cmd_init, "create a model folder with freshly initialised weights from a config.json"},
@@ -24,6 +25,7 @@ static const Command COMMANDS[] = {
     {"sample", cmd_sample, "draw samples (DDPM or DDIM) and save their full trajectories"},
     {"score", cmd_score, "attribution scores of generated samples, per sampling step"},
     {"train", cmd_train, "train a DDPM U-Net on a dataset (resumable)"},
+    {"train-vae", cmd_train_vae, "train an AutoencoderKL (MSE + beta KL) on a dataset (resumable)"},
 };
 
 static void print_help(FILE *f) {
