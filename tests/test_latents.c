@@ -707,3 +707,41 @@ Test(latents, report_decodes_through_the_vae) {
     int w, h, comp;
     cr_assert(stbi_info(tpath("sc/figure.png"), &w, &h, &comp));
 }
+
+/* The store `jtrak encode` writes (the vae branch's writer) loads as a latent source: its rows are
+ * the in-process posterior of each image, its labels those of the encoded dataset. */
+Test(latents, encoded_store_loads) {
+    char vfp[17], *desc, dfp[17];
+    make_vae("vae", Z, 5, vfp);
+    write_origin(&desc, dfp);
+    jtrak_ok("encode --vae %s/vae --data npy:%s,%s --out %s/enc.npy --batch 5 --quiet", test_tmp,
+             tpath("images.npy"), tpath("labels.npy"), test_tmp);
+    Dataset ds;
+    JtError err;
+    cr_assert(load(tpath("enc.npy"), &ds, &err, NULL) == JT_OK, "%s", err.msg);
+    cr_assert(ds.n == N && ds.c == Z && ds.h == LH && ds.w == LW);
+    cr_assert_not_null(ds.latent->origin);
+    cr_assert_str_eq(ds.latent->origin->description, desc);
+    for (int i = 0; i < N; i++)
+        cr_assert_eq(ds.labels[i], i % 3);
+    char h[17];
+    snprintf(h, sizeof h, "%016llx", (unsigned long long)ds.latent->vae_fingerprint);
+    cr_assert_str_eq(h, vfp);
+    /* the mean of row 3 is the encoder's, through the scaling factor */
+    Model *m;
+    cr_assert(model_load(tpath("vae"), &m, &err) == JT_OK, "%s", err.msg);
+    VaeRun *run;
+    cr_assert(vae_run_create(&run, model_vae(m), 1, 16, 16, VAE_RUN_FORWARD_ONLY, &err) == JT_OK,
+              "%s", err.msg);
+    float img[256], mean[PER], logvar[PER], got[PER];
+    data_image_f32(ds.latent->origin, 3, 0, img);
+    vae_encode(model_vae(m), run, 1, img, mean, logvar);
+    data_latent_mean_f32(&ds, 3, got);
+    for (int q = 0; q < PER; q++)
+        cr_assert(got[q] == ds.latent->scaling_factor * mean[q], "element %d: %g vs %g", q,
+                  (double)got[q], (double)(ds.latent->scaling_factor * mean[q]));
+    vae_run_free(run);
+    model_free(m);
+    data_free(&ds);
+    free(desc);
+}
