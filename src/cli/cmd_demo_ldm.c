@@ -57,7 +57,7 @@ int cmd_demo_ldm(int argc, char **argv) {
     snprintf(html, sizeof html, "%s/report.html", out);
     snprintf(png, sizeof png, "%s/figure.png", out);
     snprintf(cond, sizeof cond, "npy:%s", captions);
-    const char *limit = quick ? "64" : "5000", *vae_steps = quick ? "4" : "600";
+    const char *limit = quick ? "64" : "5000", *vae_steps = quick ? "4" : "300";
     const char *steps = quick ? "4" : "1500", *k = quick ? "64" : "2048", *S = quick ? "2" : "5";
     const char *sample_steps = quick ? "20" : "1000", *R = quick ? "2" : "20";
     const char *score_steps = quick ? "all" : "900,700,500,300,100,0";
