@@ -61,24 +61,31 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--labels", required=True)
     ap.add_argument("--cond", required=True, help="topk.json of the conditional model's samples")
-    ap.add_argument("--cond-trajectory", required=True)
-    ap.add_argument("--uncond", required=True, help="topk.json of the unconditional model's samples")
-    ap.add_argument("--nearest", required=True, help="pixel top-1 at t = 0 of the unconditional samples")
+    ap.add_argument("--cond-trajectory", help="the conditional samples' trajectory (class_labels)")
+    ap.add_argument("--target-classes", help="or: each conditional sample's class, comma-separated "
+                    "(a text-conditional model's prompts: prompt i = class i)")
+    ap.add_argument("--uncond", help="topk.json of the unconditional model's samples")
+    ap.add_argument("--nearest", help="pixel top-1 at t = 0 of the unconditional samples")
     a = ap.parse_args()
+    if bool(a.cond_trajectory) == bool(a.target_classes):
+        raise SystemExit("give --cond-trajectory or --target-classes")
+    if bool(a.uncond) != bool(a.nearest):
+        raise SystemExit("--uncond and --nearest go together")
     labels = idx_labels(a.labels)
-    cond_class = trajectory_labels(a.cond_trajectory)
-    nearest = {e["sample"]: labels[e["proponents"][0]["source_index"]] for e in results(a.nearest)}
+    cond_class = (trajectory_labels(a.cond_trajectory) if a.cond_trajectory
+                  else [int(c) for c in a.target_classes.split(",")])
+    nearest = ({e["sample"]: labels[e["proponents"][0]["source_index"]] for e in results(a.nearest)}
+               if a.nearest else None)
     n = len(cond_class)
     # permuted: each conditional sample against the class of the next sample with another class
     shifted = {}
     for i in range(n):
         j = next(k % n for k in range(i + 1, i + 1 + n) if cond_class[k % n] != cond_class[i])
         shifted[i] = cond_class[j]
-    rows = {
-        "conditional": agreement(results(a.cond), cond_class, labels),
-        "unconditional": agreement(results(a.uncond), nearest, labels),
-        "permuted": agreement(results(a.cond), shifted, labels),
-    }
+    rows = {"conditional": agreement(results(a.cond), cond_class, labels)}
+    if nearest is not None:
+        rows["unconditional"] = agreement(results(a.uncond), nearest, labels)
+    rows["permuted"] = agreement(results(a.cond), shifted, labels)
     rng = random.Random(0)
     steps = sorted(rows["conditional"], key=lambda s: -s if isinstance(s, int) else 1)
     print("| step t | " + " | ".join(rows) + " |")
