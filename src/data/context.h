@@ -47,7 +47,9 @@ typedef struct {
 } ContextSpec;
 
 typedef struct {
-    float *table; /* (m, L, D) */
+    const float *table; /* (m, L, D), in the file's read-only mapping (or src's, for a subset) */
+    void *map;          /* the mapping, NULL when borrowed */
+    size_t map_bytes;
     size_t m;
     int L, D;
     size_t n;      /* dataset rows served; 0 for a prompt table (no dataset) */
@@ -70,8 +72,9 @@ void context_free(ContextSet *cs);
  * and loads it for `data`: what lds and counterfactual do to retrain a model's recipe. */
 int context_load_described(ContextSet *cs, const char *description, const Dataset *data,
                            JtError *err);
-/* A new set serving rows[0..k) of src (an LDS subset, as data_subset): the same table and
- * unconditional context, each kept row's candidates, its own fingerprint. */
+/* A new set serving rows[0..k) of src (an LDS subset, as data_subset): the same table (borrowed
+ * from src, which must outlive it) and unconditional context, each kept row's candidates, its own
+ * fingerprint. */
 void context_subset(const ContextSet *src, const size_t *rows, size_t k, ContextSet *out);
 
 /* JT_OK when the contexts fit a network with cross_attention_dim D (0: no cross-attention, which
