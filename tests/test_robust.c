@@ -36,7 +36,14 @@
 
 static char g_err[8192];
 
-TestSuite(robust, .init = test_tmp_setup, .fini = test_tmp_teardown, .timeout = 300);
+/* One thread for every jtrak run: the results do not depend on it (tests/determinism), and on a
+ * loaded machine OpenMP's spinning second thread only costs time. */
+static void setup(void) {
+    setenv("OMP_NUM_THREADS", "1", 1);
+    test_tmp_setup();
+}
+
+TestSuite(robust, .init = setup, .fini = test_tmp_teardown, .timeout = 600);
 
 #define expect_failure(...) cli_expect_failure(g_err, sizeof g_err, __VA_ARGS__)
 
@@ -122,14 +129,14 @@ static void prepare(void) {
 static void command(char *buf, size_t cap, const char *cmd, const char *out) {
     const char *t = test_tmp;
     if (strcmp(cmd, "train") == 0)
-        snprintf(buf, cap, TRAIN " --steps 16 --save-every 5 --out %s", t, t, out);
+        snprintf(buf, cap, TRAIN " --steps 10 --save-every 4 --out %s", t, t, out);
     else if (strcmp(cmd, "featurize") == 0)
         snprintf(buf, cap,
-                 "featurize --models %s/m " DATA " --out %s --S 8 --k 8 --batch 4 --quiet", t, t,
+                 "featurize --models %s/m " DATA " --out %s --S 4 --k 8 --batch 4 --quiet", t, t,
                  out);
     else if (strcmp(cmd, "score") == 0)
         snprintf(buf, cap,
-                 "score --store %s/f --trajectory %s/s/trajectory.safetensors --out %s --R 8 "
+                 "score --store %s/f --trajectory %s/s/trajectory.safetensors --out %s --R 4 "
                  "--quiet",
                  t, t, out);
     else if (strcmp(cmd, "lds") == 0)
@@ -417,7 +424,8 @@ static int run_on_tmpfs(const char *cmd, const char *opts) {
 Test(robust, a_full_disk_is_one_clear_error_and_leaves_nothing_trusted) {
     if (!can_mount()) cr_skip("cannot mount a tmpfs in a private mount namespace (unshare -m)");
     prepare();
-    for (int c = 0; c < N_COMMANDS; c++) {
+    /* counterfactual's folder is model folders as lds's are: left out for time */
+    for (int c = 0; c < N_COMMANDS - 1; c++) {
         const char *cmd = COMMANDS[c];
         char args[2048], ref[300], left[300], prefix[64];
         snprintf(ref, sizeof ref, "%s/ref_%s", test_tmp, cmd);
