@@ -558,3 +558,22 @@ Test(robust, truncated_artifacts_are_refused_naming_the_file) {
                    t, t, t, t);
     cr_expect(!exists("o") && !exists("cf"), "a refused command left its output folder");
 }
+
+/* Scoring is not resumable: a folder holding an interrupted run's partial files says so and
+ * starts over (the kill -9 harness checks that the result is the uninterrupted one's). */
+Test(robust, score_says_it_starts_over) {
+    prepare();
+    const char *t = test_tmp;
+    char o[300];
+    snprintf(o, sizeof o, "%s/o", t);
+    cr_assert(mkdir(o, 0755) == 0);
+    write_text("o/.scores_t500.npy.partial", "cut");
+    cr_assert_eq(jtrak("score --store %s/f --trajectory %s/s/trajectory.safetensors --out %s/o "
+                       "--steps 500 --R 2",
+                       t, t, t),
+                 0, "%s", g_err);
+    cr_expect(strstr(g_err, "holds the partial score files of an interrupted run; scoring does "
+                            "not resume: it starts over"),
+              "%s", g_err);
+    cr_expect(!exists("o/.scores_t500.npy.partial") && exists("o/manifest.json"));
+}

@@ -452,6 +452,12 @@ static int score_run_locked(const ScoreOptions *o, const Dataset *data_in, JtErr
         sprintf(files[s].final_path, "%s/%s", o->out_dir, name);
         sprintf(files[s].tmp_path, "%s/.%s.partial", o->out_dir, name);
         size_t shape[2] = {n, (size_t)N};
+        struct stat ps;
+        if (!o->quiet && s == 0 && stat(files[s].tmp_path, &ps) == 0)
+            fprintf(stderr,
+                    "score: %s holds the partial score files of an interrupted run; scoring does "
+                    "not resume: it starts over\n",
+                    o->out_dir);
         rc = npy_create(&files[s].f, files[s].tmp_path, NPY_F32, 2, shape, err);
         files[s].open = rc == JT_OK;
     }
