@@ -7,6 +7,7 @@
 #include "cli/commands.h"
 #include "diffusion/trajectory.h"
 #include "io/artifact.h"
+#include "io/lock.h"
 #include "io/model_folder.h"
 #include "io/npy.h"
 #include "io/png.h"
@@ -135,9 +136,16 @@ int cmd_sample(int argc, char **argv) {
         free(ids);
         return cli_error("sample", &err);
     }
+    /* held for the run: two samples never write one folder (io/lock.h) */
+    DirLock lock;
+    if (dir_lock(&lock, out, "sample", &err) != JT_OK) {
+        free(ids);
+        return cli_error("sample", &err);
+    }
     Model *loaded;
     if (model_load(model, &loaded, &err) != JT_OK) {
         free(ids);
+        dir_unlock(&lock);
         return cli_error("sample", &err);
     }
     UNet *net = model_unet(loaded);
@@ -156,6 +164,7 @@ int cmd_sample(int argc, char **argv) {
     if (rc != JT_OK) {
         free(ids);
         model_free(loaded);
+        dir_unlock(&lock);
         return cli_error("sample", &err);
     }
     opt.guidance = (float)guidance;
@@ -166,6 +175,7 @@ int cmd_sample(int argc, char **argv) {
     if (rc != JT_OK) {
         free(ids);
         model_free(loaded);
+        dir_unlock(&lock);
         return cli_error("sample", &err);
     }
     float *x_T = NULL;
@@ -199,7 +209,6 @@ int cmd_sample(int argc, char **argv) {
     }
     Trajectory tr = {0};
     if (rc == JT_OK) rc = traj_sample(net, &sched, &opt, x_T, &tr, &err);
-    if (rc == JT_OK) rc = model_mkdirs(out, &err);
     char *p = xmalloc(strlen(out) + 40);
     if (rc == JT_OK) {
         int cols = 1;
@@ -221,6 +230,7 @@ int cmd_sample(int argc, char **argv) {
     traj_free(&tr);
     sched_free(&sched);
     model_free(loaded);
+    dir_unlock(&lock);
     if (rc != JT_OK) return cli_error("sample", &err);
     printf("%s\n", out);
     return 0;
