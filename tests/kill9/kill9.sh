@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# kill9.sh: the kill -9 harness (issue 15, item 3). For each of train, featurize, score, lds and
-# counterfactual at toy sizes (the t8 preset on 32 Fashion-MNIST images resized to 8x8), it makes a
-# reference output uninterrupted, then for every round starts the same command in a fresh folder,
+# kill9.sh: the kill -9 harness (issue 15, item 3). For each of train, featurize (an ensemble of
+# two models), score, lds and counterfactual at toy sizes (the t8 preset on 32 Fashion-MNIST images
+# resized to 8x8), it makes a reference output uninterrupted (twice: the two must be equal), then for every round starts the same command in a fresh folder,
 # SIGKILLs it after a random delay (a fraction of the reference run's measured time, drawn from a
 # seeded generator and printed), starts it again and SIGKILLs that too (KILL9_KILLS kills per
 # round), reruns it to completion and compares every output file byte for byte with the
@@ -52,7 +52,7 @@ TRAJ=$IN/s/trajectory.safetensors
 args_of() {
     case $1 in
     train) echo "train --config t8 --size 8 $DATA --batch 8 --steps 40 --warmup 2 --save-every 6 --log-every 4 --out out --quiet" ;;
-    featurize) echo "featurize --models $IN/m $DATA --out out --S 4 --k 16 --batch 4 --quiet" ;;
+    featurize) echo "featurize --models $IN/m,$IN/m2 $DATA --out out --S 2 --k 16 --batch 4 --quiet" ;;
     score) echo "score --store $IN/f --trajectory $TRAJ --out out --R 4 --quiet" ;;
     lds) echo "lds --model $IN/m --trajectory $TRAJ --scores $IN/sc --out out --K 3 --ceiling 1 --R-eval 2 --grid 2 --steps 500,0 --replicates 20 --quiet" ;;
     counterfactual) echo "counterfactual --model $IN/m --trajectory $TRAJ --scores $IN/sc --step 500 --k 2 --targets 0 --out out --quiet" ;;
@@ -68,6 +68,7 @@ mkdir -p "$IN"
 setup() {
     (cd "$IN" &&
         "$JTRAK" train --config t8 --size 8 $DATA --batch 8 --steps 16 --warmup 2 --out m --quiet >/dev/null &&
+        "$JTRAK" train --config t8 --size 8 $DATA --batch 8 --steps 16 --warmup 2 --seed 1 --out m2 --quiet >/dev/null &&
         "$JTRAK" sample --model m --out s --n 2 --sampler ddim --steps 10 --quiet >/dev/null &&
         "$JTRAK" featurize --models m $DATA --out f --S 2 --k 8 --quiet >/dev/null &&
         "$JTRAK" score --store f --trajectory s/trajectory.safetensors --out sc --steps 500,0 --R 2 --quiet >/dev/null) 2>"$IN/setup.err"
