@@ -14,6 +14,7 @@
 #include "core/progress.h"
 #include "diffusion/trajectory.h"
 #include "io/artifact.h"
+#include "io/lock.h"
 #include "io/model_folder.h"
 #include "io/npy.h"
 #include "io/safetensors.h"
@@ -353,7 +354,7 @@ static int write_json(const char *dir, const char *name, cJSON *o, JtError *err)
     return rc;
 }
 
-int score_run(const ScoreOptions *o, const Dataset *data_in, JtError *err) {
+static int score_run_locked(const ScoreOptions *o, const Dataset *data_in, JtError *err) {
     Targets tgt;
     memset(&tgt, 0, sizeof tgt);
     FeatureStore st;
@@ -491,6 +492,13 @@ int score_run(const ScoreOptions *o, const Dataset *data_in, JtError *err) {
     struct stat od;
     had_dir = stat(o->out_dir, &od) == 0;
     if (rc == JT_OK) rc = model_mkdirs(o->out_dir, err);
+    /* A folder being rewritten is no score folder until its new manifest is in place: a run
+     * stopped halfway (killed, disk full) must not leave new score files under the old manifest,
+     * which lds, counterfactual and report would trust. */
+    char *old_manifest = path_join(o->out_dir, "manifest.json");
+    if (rc == JT_OK && unlink(old_manifest) != 0 && errno != ENOENT)
+        rc = jt_fail(err, "%s: cannot remove the old manifest: %s", old_manifest, strerror(errno));
+    free(old_manifest);
 
     /* Phase 2: training rows in tiles. */
     ScoreFile *files = xcalloc((size_t)n_eff, sizeof *files);
@@ -508,6 +516,12 @@ int score_run(const ScoreOptions *o, const Dataset *data_in, JtError *err) {
         sprintf(files[s].final_path, "%s/%s", o->out_dir, name);
         sprintf(files[s].tmp_path, "%s/.%s.partial", o->out_dir, name);
         size_t shape[2] = {n, (size_t)N};
+        struct stat ps;
+        if (!o->quiet && s == 0 && stat(files[s].tmp_path, &ps) == 0)
+            fprintf(stderr,
+                    "score: %s holds the partial score files of an interrupted run; scoring does "
+                    "not resume: it starts over\n",
+                    o->out_dir);
         rc = npy_create(&files[s].f, files[s].tmp_path, NPY_F32, 2, shape, err);
         files[s].open = rc == JT_OK;
     }
@@ -648,5 +662,18 @@ done:
     targets_free(&tgt);
     if (have_store) store_close(&st);
     data_free(&own);
+    return rc;
+}
+
+/* The output folder is locked for the run (io/lock.h): two scores never write one folder. */
+int score_run(const ScoreOptions *o, const Dataset *data_in, JtError *err) {
+    if (!o->out_dir) return score_run_locked(o, data_in, err);
+    const ArtifactKind ok_out[] = {ARTIFACT_SCORES};
+    if (artifact_check_out(o->out_dir, "--out", "a score folder", ok_out, 1, err) != JT_OK)
+        return JT_ERR;
+    DirLock lock;
+    if (dir_lock(&lock, o->out_dir, "score", err) != JT_OK) return JT_ERR;
+    int rc = score_run_locked(o, data_in, err);
+    dir_unlock(&lock);
     return rc;
 }

@@ -5,6 +5,7 @@
 #include "cli/cli_common.h"
 #include "cli/commands.h"
 #include "io/artifact.h"
+#include "io/lock.h"
 #include "model/model.h"
 
 #include <stdio.h>
@@ -39,6 +40,9 @@ int cmd_init(int argc, char **argv) {
      * otherwise throw away a trained or downloaded model; other artifacts are refused. */
     const ArtifactKind ok[] = {ARTIFACT_MODEL};
     rc = artifact_check_out(out, "--out", "a model folder", ok, 1, &err);
+    /* held while the folder is checked and written: two inits never write one (io/lock.h) */
+    DirLock lock = {-1, NULL, 0};
+    if (rc == JT_OK) rc = dir_lock(&lock, out, "init", &err);
     if (rc == JT_OK && artifact_kind(out, NULL, 0) == ARTIFACT_MODEL) {
         Model *had = NULL;
         rc = model_load(out, &had, &err);
@@ -54,9 +58,11 @@ int cmd_init(int argc, char **argv) {
     }
     if (rc) {
         model_free(m);
+        dir_unlock(&lock);
         return cli_error("init", &err);
     }
     rc = model_save(m, out, &err);
+    dir_unlock(&lock);
     size_t P = model_layout(m)->total;
     char fp[17];
     model_fingerprint_hex(model_fingerprint(m), fp);

@@ -8,6 +8,7 @@
 #include "data/context.h"
 #include "diffusion/trajectory.h"
 #include "io/artifact.h"
+#include "io/lock.h"
 #include "io/model_folder.h"
 #include "io/npy.h"
 #include "io/png.h"
@@ -176,9 +177,16 @@ int cmd_sample(int argc, char **argv) {
         free(ids);
         return cli_error("sample", &err);
     }
+    /* held for the run: two samples never write one folder (io/lock.h) */
+    DirLock lock;
+    if (dir_lock(&lock, out, "sample", &err) != JT_OK) {
+        free(ids);
+        return cli_error("sample", &err);
+    }
     Model *loaded;
     if (model_load_unet(model, &loaded, &err) != JT_OK) {
         free(ids);
+        dir_unlock(&lock);
         return cli_error("sample", &err);
     }
     UNet *net = model_unet(loaded);
@@ -212,6 +220,7 @@ int cmd_sample(int argc, char **argv) {
         free(ids), free(pids);
         context_free(&ctx);
         model_free(loaded);
+        dir_unlock(&lock);
         return cli_error("sample", &err);
     }
     opt.guidance = (float)guidance;
@@ -224,6 +233,7 @@ int cmd_sample(int argc, char **argv) {
         free(ids), free(pids);
         context_free(&ctx);
         model_free(loaded);
+        dir_unlock(&lock);
         return cli_error("sample", &err);
     }
     float *x_T = NULL;
@@ -286,7 +296,6 @@ int cmd_sample(int argc, char **argv) {
     }
     Trajectory tr = {0};
     if (rc == JT_OK) rc = traj_sample(net, &sched, &opt, x_T, &tr, &err);
-    if (rc == JT_OK) rc = model_mkdirs(out, &err);
     char *p = xmalloc(strlen(out) + 40);
     /* images: 1 or 3 channels, or latents decoded through --vae */
     const int pngs = vae_dir || tr.C == 1 || tr.C == 3;
@@ -323,6 +332,7 @@ int cmd_sample(int argc, char **argv) {
     traj_free(&tr);
     sched_free(&sched);
     model_free(loaded);
+    dir_unlock(&lock);
     if (rc != JT_OK) return cli_error("sample", &err);
     printf("%s\n", out);
     return 0;

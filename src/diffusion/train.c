@@ -213,6 +213,11 @@ static int save_model_folder(const char *dir, const UNetConfig *cfg, const float
 typedef struct {
     float *params, *ema, *m, *v;
     long step;
+    /* the log interval in progress: losses of the steps since the last log.jsonl line, so that a
+     * resumed run writes the same average as an uninterrupted one (save_every need not be a
+     * multiple of log_every) */
+    double loss_sum;
+    long loss_count;
 } TrainState;
 
 static int save_state(const char *out_dir, const ParamLayout *l, const TrainState *s,
@@ -231,6 +236,11 @@ static int save_state(const char *out_dir, const ParamLayout *l, const TrainStat
     st_writer_set_metadata(&w, "config", config_json);
     snprintf(buf, sizeof buf, "%016llx", (unsigned long long)data_fp);
     st_writer_set_metadata(&w, "data_fingerprint", buf);
+    char lbuf[64];
+    snprintf(lbuf, sizeof lbuf, "%a", s->loss_sum); /* hex: reads back bitwise */
+    st_writer_set_metadata(&w, "log_loss_sum", lbuf);
+    snprintf(lbuf, sizeof lbuf, "%ld", s->loss_count);
+    st_writer_set_metadata(&w, "log_loss_count", lbuf);
     char *path = path_join(out_dir, STATE_FILE);
     int rc = st_writer_write(&w, path, err);
     free(path);
@@ -292,11 +302,66 @@ static int load_state(const char *path, const ParamLayout *l, TrainState *s,
         s->step = strtol(step, &end, 10);
         if (errno || *end || s->step < 0) rc = jt_fail(err, "%s: bad step '%s'", path, step);
     }
+    /* states written before the log interval was kept lack it: the interval starts afresh */
+    const char *lsum = st_metadata_get(&f, "log_loss_sum"),
+               *lcount = st_metadata_get(&f, "log_loss_count");
+    s->loss_sum = 0;
+    s->loss_count = 0;
+    if (rc == JT_OK && lsum && lcount) {
+        char *e1, *e2;
+        errno = 0;
+        s->loss_sum = strtod(lsum, &e1);
+        s->loss_count = strtol(lcount, &e2, 10);
+        if (errno || *e1 || *e2 || s->loss_count < 0 || !isfinite(s->loss_sum))
+            rc = jt_fail(err, "%s: bad log_loss_sum '%s' or log_loss_count '%s'", path, lsum,
+                         lcount);
+    }
     if (rc == JT_OK) rc = model_slab_read(&f, "params.", l, s->params, err);
     if (rc == JT_OK) rc = model_slab_read(&f, "ema.", l, s->ema, err);
     if (rc == JT_OK) rc = model_slab_read(&f, "adam_m.", l, s->m, err);
     if (rc == JT_OK) rc = model_slab_read(&f, "adam_v.", l, s->v, err);
     st_close(&f);
+    return rc;
+}
+
+/* A resumed run's log.jsonl: only the complete lines of steps up to the state's step. A run killed
+ * after logging a step but before saving the state that covers it logs that step again when
+ * resumed, and a kill inside a write leaves half a line; both are dropped here, so that the log
+ * reads as an uninterrupted run's. */
+static int trim_log(const char *path, long step, JtError *err) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return JT_OK; /* no log yet: fopen "a" below makes it */
+    char *text = NULL, *kept = NULL;
+    size_t len = 0, cap = 0, klen = 0;
+    char buf[4096];
+    size_t got;
+    while ((got = fread(buf, 1, sizeof buf, f)) > 0) {
+        if (len + got + 1 > cap) text = xrealloc(text, cap = 2 * (len + got + 1));
+        memcpy(text + len, buf, got);
+        len += got;
+    }
+    fclose(f);
+    if (len == 0) {
+        free(text);
+        return JT_OK;
+    }
+    text[len] = 0;
+    kept = xmalloc(len + 1);
+    for (char *line = text; line < text + len;) {
+        char *nl = memchr(line, '\n', (size_t)(text + len - line));
+        if (!nl) break; /* half a line: the write was cut */
+        const char *key = "{\"step\":";
+        char *end;
+        long ls = strncmp(line, key, strlen(key)) == 0 ? strtol(line + strlen(key), &end, 10) : -1;
+        if (ls >= 0 && ls <= step) {
+            memcpy(kept + klen, line, (size_t)(nl + 1 - line));
+            klen += (size_t)(nl + 1 - line);
+        }
+        line = nl + 1;
+    }
+    int rc = klen == len ? JT_OK : atomic_file_write(path, kept, klen, err);
+    free(text);
+    free(kept);
     return rc;
 }
 
@@ -465,7 +530,7 @@ static int train_run_locked(const UNetConfig *cfg, const SchedConfig *sched_cfg,
     const size_t D = (size_t)data->c * data->h * data->w;
     char *recipe_json = train_recipe_json(r), *config_json = unet_config_to_json(cfg);
     TrainState s = {unet_params(net), xmalloc(P * sizeof(float)), xcalloc(P, sizeof(float)),
-                    xcalloc(P, sizeof(float)), 0};
+                    xcalloc(P, sizeof(float)), 0, 0, 0};
     float *g = xmalloc(P * sizeof(float));
     float *x0 = xmalloc(B * D * sizeof(float)), *eps = xmalloc(B * D * sizeof(float));
     int *ti = xmalloc(B * sizeof(int));
@@ -493,6 +558,7 @@ static int train_run_locked(const UNetConfig *cfg, const SchedConfig *sched_cfg,
         memcpy(s.ema, s.params, P * sizeof(float));
     }
     char *log_path = path_join(ctl->out_dir, LOG_FILE);
+    if (rc == JT_OK && s.step > 0) rc = trim_log(log_path, s.step, err);
     if (rc == JT_OK && !(log = fopen(log_path, s.step > 0 ? "a" : "w")))
         rc = jt_fail(err, "%s: cannot open for writing: %s", log_path, strerror(errno));
     free(log_path);
@@ -503,8 +569,7 @@ static int train_run_locked(const UNetConfig *cfg, const SchedConfig *sched_cfg,
     Progress prog;
     progress_init(&prog, "train", (size_t)r->steps, (size_t)s.step, (double)B, "img");
     prog.quiet = ctl->quiet;
-    double loss_sum = 0;
-    long loss_count = 0, run_steps = 0;
+    long run_steps = 0;
     const uint64_t seed = r->seed;
 
     while (rc == JT_OK && s.step < r->steps) {
@@ -562,8 +627,8 @@ static int train_run_locked(const UNetConfig *cfg, const SchedConfig *sched_cfg,
             s.ema[k] -= one_minus * (s.ema[k] - s.params[k]);
         s.step = step + 1;
         run_steps++;
-        loss_sum += loss;
-        loss_count++;
+        s.loss_sum += loss;
+        s.loss_count++;
 
         char extra[64];
         snprintf(extra, sizeof extra, "loss %.4f", loss);
@@ -572,11 +637,11 @@ static int train_run_locked(const UNetConfig *cfg, const SchedConfig *sched_cfg,
             fprintf(log,
                     "{\"step\":%ld,\"loss\":%.6f,\"lr\":%.6g,\"images_per_s\":%.2f,"
                     "\"elapsed_s\":%.1f}\n",
-                    s.step, loss_sum / (double)loss_count, opt.lr,
+                    s.step, s.loss_sum / (double)s.loss_count, opt.lr,
                     progress_rate(&prog, (size_t)s.step), progress_now() - prog.t_start);
             fflush(log);
-            loss_sum = 0;
-            loss_count = 0;
+            s.loss_sum = 0;
+            s.loss_count = 0;
         }
         int pause = g_stop_signal || (ctl->stop_after > 0 && run_steps >= ctl->stop_after);
         if (pause || s.step == r->steps || (ctl->save_every > 0 && s.step % ctl->save_every == 0))

@@ -12,6 +12,7 @@
 #include "eval/model_record.h"
 #include "io/artifact.h"
 #include "io/jsonfile.h"
+#include "io/lock.h"
 #include "io/model_folder.h"
 #include "io/npy.h"
 #include "io/png.h"
@@ -22,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 enum { KIND_TOPK = 0, KIND_RANDOM, KIND_NEAREST, N_KINDS };
 static const char *const KIND_NAMES[N_KINDS] = {"top-k", "random-k", "nearest-k"};
@@ -180,12 +182,14 @@ static int load_inputs(const CounterfactualOptions *o, CfInputs *in, JtError *er
         NpyHeader hd;
         void *d = NULL;
         rc = npy_read_as(mp, NPY_F32, &hd, &d, err);
-        if (rc != JT_OK)
-            rc = jt_fail(err,
-                         "%s: no dense scores at step %d (score without "
-                         "--topk-only, with this step)",
-                         mp, o->step);
-        else if (hd.ndim != 2 || hd.shape[0] != in->mr.data.n)
+        /* a file that is there but unreadable (truncated, damaged) keeps its own message */
+        if (rc != JT_OK) {
+            if (access(mp, F_OK) != 0)
+                rc = jt_fail(err,
+                             "%s: no dense scores at step %d (score without "
+                             "--topk-only, with this step)",
+                             mp, o->step);
+        } else if (hd.ndim != 2 || hd.shape[0] != in->mr.data.n)
             rc = jt_fail(err, "%s: %zu rows but the training set has %zu", mp, hd.shape[0],
                          in->mr.data.n);
         else
@@ -338,7 +342,10 @@ int counterfactual_run(const CounterfactualOptions *o, JtError *err) {
     const ArtifactKind ok[] = {ARTIFACT_COUNTERFACTUAL};
     if (rc == JT_OK && rank == 0)
         rc = artifact_check_out(o->out_dir, "--out", "a counterfactual folder", ok, 1, err);
-    if (rc == JT_OK && rank == 0) rc = model_mkdirs(o->out_dir, err);
+    /* Rank 0 holds the folder's lock for the run, for every process of it (they train into it
+     * only after this, and have finished before the last comm_agree); dir_lock makes it. */
+    DirLock lock = {-1, NULL, 0};
+    if (rc == JT_OK && rank == 0) rc = dir_lock(&lock, o->out_dir, "counterfactual", err);
     rc = comm_agree(rc, err, "%s: another process failed to make the folder (see its message)",
                     o->out_dir);
 
@@ -372,6 +379,7 @@ int counterfactual_run(const CounterfactualOptions *o, JtError *err) {
     if (rc == JT_OK && rank == 0) rc = report(o, &in, removed, regen, dist_t, dist_T, err);
     rc = comm_agree(rc, err, "%s: writing the results failed on rank 0 (see its message)",
                     o->out_dir);
+    dir_unlock(&lock);
     free(dist_t), free(dist_T), free(regen), free(removed);
     free_inputs(&in);
     return rc;
