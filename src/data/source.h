@@ -54,6 +54,23 @@ int data_open_cifar10(DataSource *src, const char *path, int test_split, JtError
 int data_open_folder(DataSource *src, const char *dir, JtError *err);
 int data_open_npy(DataSource *src, const char *images, const char *labels, JtError *err);
 
+/* One image decoded from PNG or JPEG bytes (imagefolder.c): pixels (h, w, c) from stb_image. */
+typedef struct {
+    uint8_t *pixels;
+    int w, h, c;
+} DataImage;
+/* The largest image the folder reader decodes (8192x8192, UNET_MAX_SAMPLE_SIZE; a side may be
+ * longer when the image is narrow): the header's size is checked before anything is allocated. */
+#define DATA_IMAGE_MAX_SIDE 65536
+#define DATA_IMAGE_MAX_PIXELS (8192 * 8192)
+/* Decodes len bytes of a PNG or JPEG file; `what` names it in messages. Anything else (GIF, BMP
+ * and the other formats stb_image knows), a header beyond DATA_IMAGE_MAX_*, or one whose decoded
+ * size does not fit this machine's memory is refused before decoding, with the size and the
+ * limit in the message. On success free img with data_image_free. */
+int data_image_decode(const uint8_t *buf, size_t len, const char *what, DataImage *img,
+                      JtError *err);
+void data_image_free(DataImage *img);
+
 /* The class filter text as sorted labels, e.g. "sneaker, 8" -> "7,8" (malloc'd), for descriptions:
  * two spellings of one filter describe the same dataset. */
 int data_classes_canonical(const char *text, const DataSource *src, char **out, JtError *err);
