@@ -88,6 +88,42 @@ static int is_png(const uint8_t *b, size_t n) {
     return n >= 8 && memcmp(b, sig, 8) == 0;
 }
 
+/* stb_image 2.27 (Debian's libstb) does not check that the 16 code counts of a JPEG Huffman table
+ * (DHT) sum to at most 256, and writes that many entries into a 257-entry array (past the end of
+ * its decoder state; upstream 2.28 refuses them). Walks the markers as stb reads them (a DHT's
+ * tables are read on from its start, whatever its length says) and refuses such a table. */
+static int jpeg_check_huffman(const uint8_t *b, size_t n, const char *what, JtError *err) {
+    size_t i = 2; /* after SOI */
+    while (i + 1 < n) {
+        if (b[i] != 0xff || b[i + 1] == 0xff || b[i + 1] == 0x00 ||
+            (b[i + 1] >= 0xd0 && b[i + 1] <= 0xd7)) {
+            i++; /* entropy-coded data, fill, stuffing, restart markers */
+            continue;
+        }
+        if (b[i + 1] == 0xd9 || i + 3 >= n) break; /* EOI */
+        size_t seg = (size_t)b[i + 2] << 8 | b[i + 3], p = i + 4;
+        if (b[i + 1] == 0xc4) {
+            long left = (long)seg - 2;
+            while (left > 0 && p < n) {
+                size_t count = 0;
+                for (size_t k = 1; k <= 16; k++)
+                    count += p + k < n ? b[p + k] : 0;
+                if (count > 256)
+                    return jt_fail(err,
+                                   "%s: cannot decode: corrupt JPEG: Huffman table at byte %zu "
+                                   "declares %zu codes (at most 256)",
+                                   what, p, count);
+                p += 17 + count;
+                left -= 17 + (long)count;
+            }
+            i = p;
+        } else {
+            i += 2 + seg;
+        }
+    }
+    return JT_OK;
+}
+
 int data_image_decode(const uint8_t *buf, size_t len, const char *what, DataImage *img,
                       JtError *err) {
     memset(img, 0, sizeof *img);
@@ -103,6 +139,7 @@ int data_image_decode(const uint8_t *buf, size_t len, const char *what, DataImag
     if (len > INT_MAX)
         return jt_fail(err, "%s: %zu bytes; stb_image reads files of at most %d bytes", what, len,
                        INT_MAX);
+    if (!is_png(buf, len) && jpeg_check_huffman(buf, len, what, err) != JT_OK) return JT_ERR;
     int w = 0, h = 0, comp = 0;
     if (!stbi_info_from_memory(buf, (int)len, &w, &h, &comp))
         return jt_fail(err, "%s: cannot decode: %s", what, stbi_failure_reason());
