@@ -56,6 +56,12 @@ static int cifar_read_file(const char *path, CifarImpl *m, size_t *n, JtError *e
                        path, size, CIFAR_RECORD);
     }
     size_t k = size / CIFAR_RECORD;
+    char what[600];
+    snprintf(what, sizeof what, "%s: %zu records of %d bytes", path, k, CIFAR_RECORD);
+    if (jt_check_memory(jt_sat_mul(*n + k, CIFAR_RECORD), what, err) != JT_OK) {
+        fclose(fp);
+        return JT_ERR;
+    }
     m->records = xrealloc(m->records, (*n + k) * CIFAR_RECORD);
     uint8_t *dst = m->records + *n * CIFAR_RECORD;
     size_t got = fread(dst, 1, size, fp);

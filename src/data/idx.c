@@ -90,9 +90,10 @@ static int idx_read(const char *path, int want_ndim, const char *kind, IdxArray 
             goto done;
         }
     }
-    /* Grow the buffer as data arrives, so that a corrupt header announcing terabytes fails as
-     * "truncated" instead of exhausting memory. */
-    size_t cap = a->count < ((size_t)64 << 20) ? a->count : ((size_t)64 << 20), have = 0;
+    /* Grow the buffer as data arrives (from 1 MiB, doubling), so that a corrupt header announcing
+     * terabytes fails as "truncated" instead of exhausting memory, and a few bytes of file never
+     * cost more than a MiB. */
+    size_t cap = a->count < ((size_t)1 << 20) ? a->count : ((size_t)1 << 20), have = 0;
     a->data = xmalloc(cap);
     while (have < a->count) {
         if (have == cap) {

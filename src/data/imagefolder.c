@@ -141,12 +141,23 @@ int data_image_decode(const uint8_t *buf, size_t len, const char *what, DataImag
                        INT_MAX);
     if (!is_png(buf, len) && jpeg_check_huffman(buf, len, what, err) != JT_OK) return JT_ERR;
     int w = 0, h = 0, comp = 0;
-    if (!stbi_info_from_memory(buf, (int)len, &w, &h, &comp))
+    /* A PNG's size is read from its IHDR here: stbi_info refuses a PNG of more than 2^30 bytes
+     * decoded without saying why ("unknown image type"). */
+    if (is_png(buf, len) && len >= 26 && memcmp(buf + 12, "IHDR", 4) == 0) {
+        uint32_t pw = (uint32_t)buf[16] << 24 | (uint32_t)buf[17] << 16 | (uint32_t)buf[18] << 8 |
+                      buf[19],
+                 ph = (uint32_t)buf[20] << 24 | (uint32_t)buf[21] << 16 | (uint32_t)buf[22] << 8 |
+                      buf[23];
+        static const int channels[7] = {1, 0, 3, 4, 2, 0, 4}; /* by colour type; palette: RGBA */
+        w = pw > INT_MAX ? INT_MAX : (int)pw;
+        h = ph > INT_MAX ? INT_MAX : (int)ph;
+        comp = buf[25] < 7 ? channels[buf[25]] : 0;
+    } else if (!stbi_info_from_memory(buf, (int)len, &w, &h, &comp))
         return jt_fail(err, "%s: cannot decode: %s", what, stbi_failure_reason());
     /* The size the header declares, refused before stb allocates it: a 16-bit PNG is decoded
      * into 16-bit pixels and then converted, so both buffers (three times the 8-bit size) live. */
     size_t bytes = jt_sat_mul(jt_sat_mul((size_t)w, (size_t)h), (size_t)(comp > 0 ? comp : 4));
-    if (is_png(buf, len) && stbi_is_16_bit_from_memory(buf, (int)len)) bytes = jt_sat_mul(bytes, 3);
+    if (is_png(buf, len) && len >= 26 && buf[24] == 16) bytes = jt_sat_mul(bytes, 3);
     if (w > DATA_IMAGE_MAX_SIDE || h > DATA_IMAGE_MAX_SIDE ||
         (size_t)w * (size_t)h > DATA_IMAGE_MAX_PIXELS) {
         char need[32];

@@ -13,6 +13,7 @@
 #include "model/model.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -440,6 +441,29 @@ int traj_load(Trajectory *tr, const char *path, JtError *err) {
         return jt_fail(err, "%s: not a jtrak trajectory file (format jtrak-trajectory-v1)", path);
     }
     const StTensor *x = &f.tensors[it];
+    /* Every tensor's shape follows from x_t's; checked (the data of each is in the file, so the
+     * sizes are bounded by it) before anything is allocated. */
+    for (int d = 0; d < 5; d++)
+        if (x->shape[d] > INT_MAX) {
+            st_close(&f);
+            return jt_fail(err, "%s: tensor 'x_t': dimension %d is %lld (at most %d)", path, d,
+                           (long long)x->shape[d], INT_MAX);
+        }
+    static const char *const img_names[2] = {"x_T", "x_0"}, *const seq_names[3] = {"x_t", "x0_hat",
+                                                                                   "noise"};
+    for (int q = 0; q < 5; q++) {
+        const char *name = q < 2 ? img_names[q] : seq_names[q - 2];
+        int i = st_find(&f, name), nd = q < 2 ? 4 : 5, ok = i >= 0 && f.tensors[i].ndim == nd;
+        for (int d = 0; ok && d < nd; d++)
+            ok = f.tensors[i].shape[d] == x->shape[q < 2 && d > 0 ? d + 1 : d];
+        if (!ok) {
+            st_close(&f);
+            return jt_fail(err,
+                           i < 0 ? "%s: not a jtrak trajectory: tensor '%s' missing"
+                                 : "%s: tensor '%s' has the wrong shape",
+                           path, name);
+        }
+    }
     tr->n = (int)x->shape[0];
     tr->S = (int)x->shape[1];
     tr->C = (int)x->shape[2];
