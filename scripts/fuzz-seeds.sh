@@ -106,7 +106,28 @@ cp "$W/s/trajectory.safetensors" "$C/safetensors/trajectory.safetensors"
 "$JTRAK" sample --model "$W/mc" --out "$W/sc" --n 2 --sampler ddim --steps 2 --class 0,1 --guidance 2 --quiet >/dev/null
 cp "$W/sc/trajectory.safetensors" "$C/trajectory/cfg2.safetensors"
 "$JTRAK" featurize --models "$W/m" --out "$W/st" --data fashion-mnist --limit 4 --fit crop --k 4 --S 1 --quiet >/dev/null
-cp "$W/st/manifest.json" "$C/manifest/store.json"
+sed "s|$W/||" "$W/st/manifest.json" >"$C/manifest/store.json" # no machine-specific path
 printf '{"format": "jtrak-scores-v1", "method": "journey"}' >"$C/manifest/scores.json"
 printf '{"format": "jtrak-lds-v1"}' >"$C/manifest/lds.json"
+# libFuzzer dictionaries for the JSON readers: every key and string value of their seeds, and
+# JSON's punctuation and literals
+python3 - "$C" tests/fuzz <<'PY'
+import json, os, sys
+C, out = sys.argv[1], sys.argv[2]
+def walk(v, acc):
+    if isinstance(v, dict):
+        for k, x in v.items(): acc.add(k); walk(x, acc)
+    elif isinstance(v, list):
+        for x in v: walk(x, acc)
+    elif isinstance(v, str) and len(v) <= 40: acc.add(v)
+for t in ("model_config", "sched_config", "manifest"):
+    acc = set()
+    for f in sorted(os.listdir(os.path.join(C, t))):
+        walk(json.load(open(os.path.join(C, t, f))), acc)
+    toks = ['"\\"%s\\""' % json.dumps(a)[1:-1] for a in sorted(acc)]
+    toks += ['"{"', '"}"', '"["', '"]"', '":"', '","', '"true"', '"false"', '"null"', '"-1"', '"0"',
+             '"1e309"', '"2147483648"', '"9007199254740993"', '"0.5"']
+    with open(os.path.join(out, t + ".dict"), "w") as f:
+        f.write("# libFuzzer dictionary, written by scripts/fuzz-seeds.sh\n" + "\n".join(toks) + "\n")
+PY
 echo "fuzz-seeds: $(find "$C" -type f | wc -l) files, $(du -sk "$C" | cut -f1) KB in $C"
