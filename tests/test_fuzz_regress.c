@@ -1,6 +1,7 @@
 /* test_fuzz_regress.c: every input the fuzz targets (tests/fuzz/) found a defect with, committed
  * under tests/fuzz/regress/, fed through the reader it broke: each must now be refused with one
- * clear line naming the file and what is wrong (the fix is named beside each test). */
+ * clear line naming the file and what is wrong (the fix is named beside each test); and the defects
+ * found by reading those readers beside the fuzzers. */
 #include "core/common.h"
 #include "data/source.h"
 #include "diffusion/trajectory.h"
@@ -49,4 +50,56 @@ Test(fuzz_regress, jpeg_huffman_counts_over_256) {
                  (const char *const[]){"x.jpg", "cannot decode", "corrupt JPEG", "Huffman table",
                                        "at most 256", NULL});
     free(b);
+}
+
+/* A one-sample, one-step trajectory with the given metadata. */
+static const char *write_traj(const char *sampler, const char *seed, const char *eta,
+                              const char *fp) {
+    static char p[600];
+    snprintf(p, sizeof p, "%s/trajectory.safetensors", test_tmp);
+    StWriter w;
+    st_writer_init(&w);
+    st_writer_set_metadata(&w, "format", "jtrak-trajectory-v1");
+    st_writer_set_metadata(&w, "sampler", sampler);
+    st_writer_set_metadata(&w, "seed", seed);
+    st_writer_set_metadata(&w, "eta", eta);
+    st_writer_set_metadata(&w, "model_fingerprint", fp);
+    static const int64_t seq[5] = {1, 1, 1, 1, 1}, img[4] = {1, 1, 1, 1}, one[1] = {1};
+    static const float x = 0.5f;
+    static const int32_t t = 7;
+    st_writer_add(&w, "x_t", ST_F32, 5, seq, &x);
+    st_writer_add(&w, "x0_hat", ST_F32, 5, seq, &x);
+    st_writer_add(&w, "noise", ST_F32, 5, seq, &x);
+    st_writer_add(&w, "x_T", ST_F32, 4, img, &x);
+    st_writer_add(&w, "x_0", ST_F32, 4, img, &x);
+    st_writer_add(&w, "timesteps", ST_I32, 1, one, &t);
+    JtError err = {{0}};
+    cr_assert_eq(st_writer_write(&w, p, &err), JT_OK, "%s", err.msg);
+    st_writer_free(&w);
+    return p;
+}
+
+/* Review: traj_load read the sampler, seed, eta and model fingerprint without checking them (a
+ * sampler "foo" loaded as DDPM, a seed "x" as 0). Fixed in trajectory.c (check_settings). */
+Test(fuzz_regress, trajectory_settings_are_checked) {
+    Trajectory tr;
+    JtError err = {{0}};
+    const char *p = write_traj("ddim", "12", "0", "00000000000000ab");
+    cr_assert_eq(traj_load(&tr, p, &err), JT_OK, "%s", err.msg);
+    cr_assert_eq(tr.sampler, SAMPLER_DDIM);
+    cr_assert_eq(tr.seed, 12);
+    cr_assert_eq(tr.model_fingerprint, 0xab);
+    traj_free(&tr);
+    p = write_traj("foo", "12", "0", "00000000000000ab");
+    expect_words(traj_load(&tr, p, &err), &err,
+                 (const char *const[]){p, "metadata 'sampler' is 'foo'", "ddpm or ddim", NULL});
+    p = write_traj("ddpm", "-1", "0", "00000000000000ab");
+    expect_words(traj_load(&tr, p, &err), &err,
+                 (const char *const[]){p, "metadata 'seed' is '-1'", "unsigned", NULL});
+    p = write_traj("ddpm", "1", "nan", "00000000000000ab");
+    expect_words(traj_load(&tr, p, &err), &err,
+                 (const char *const[]){p, "metadata 'eta' is 'nan'", "finite", NULL});
+    p = write_traj("ddpm", "1", "0", "xyz");
+    expect_words(traj_load(&tr, p, &err), &err,
+                 (const char *const[]){p, "metadata 'model_fingerprint' is 'xyz'", "16 hex", NULL});
 }

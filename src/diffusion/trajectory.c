@@ -425,6 +425,28 @@ static int read_cond(StFile *f, Trajectory *tr, JtError *err) {
     return rc;
 }
 
+/* The sampler settings in the metadata, as traj_save writes them: refused when they are not
+ * (a trajectory with a sampler "foo" or a seed "x" would otherwise load as DDPM with seed 0). */
+static int check_settings(const char *path, const char *sampler, const char *seed, const char *eta,
+                          const char *fp, JtError *err) {
+    if (strcmp(sampler, "ddpm") != 0 && strcmp(sampler, "ddim") != 0)
+        return jt_fail(err, "%s: metadata 'sampler' is '%s'; want ddpm or ddim", path, sampler);
+    char *end;
+    errno = 0;
+    (void)strtoull(seed, &end, 10);
+    if (!*seed || *seed == '-' || *seed == '+' || *seed == ' ' || *end || errno)
+        return jt_fail(err, "%s: metadata 'seed' is '%s', not a 64-bit unsigned integer", path,
+                       seed);
+    errno = 0;
+    float e = strtof(eta, &end);
+    if (!*eta || *end || errno || !isfinite(e))
+        return jt_fail(err, "%s: metadata 'eta' is '%s', not a finite number", path, eta);
+    if (strlen(fp) != 16 || strspn(fp, "0123456789abcdefABCDEF") != 16)
+        return jt_fail(err, "%s: metadata 'model_fingerprint' is '%s', not 16 hex digits", path,
+                       fp);
+    return JT_OK;
+}
+
 int traj_load(Trajectory *tr, const char *path, JtError *err) {
     memset(tr, 0, sizeof *tr);
     StFile f;
@@ -439,6 +461,10 @@ int traj_load(Trajectory *tr, const char *path, JtError *err) {
         f.tensors[its].dtype != ST_I32 || f.tensors[its].shape[0] != f.tensors[it].shape[1]) {
         st_close(&f);
         return jt_fail(err, "%s: not a jtrak trajectory file (format jtrak-trajectory-v1)", path);
+    }
+    if (check_settings(path, sampler, seed, eta, fp, err) != JT_OK) {
+        st_close(&f);
+        return JT_ERR;
     }
     const StTensor *x = &f.tensors[it];
     /* Every tensor's shape follows from x_t's; checked (the data of each is in the file, so the
