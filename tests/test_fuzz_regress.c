@@ -103,3 +103,17 @@ Test(fuzz_regress, trajectory_settings_are_checked) {
     expect_words(traj_load(&tr, p, &err), &err,
                  (const char *const[]){p, "metadata 'model_fingerprint' is 'xyz'", "16 hex", NULL});
 }
+
+/* Review: the IDX and CIFAR-10 readers opened their files with gzopen / fopen, which block
+ * forever on a FIFO. Fixed in idx.c (S_ISREG) and cifar.c (jt_fopen_regular). */
+Test(fuzz_regress, idx_and_cifar_refuse_a_fifo, .timeout = 30) {
+    char p[600];
+    snprintf(p, sizeof p, "%s/fifo", test_tmp);
+    cr_assert_eq(mkfifo(p, 0600), 0);
+    DataSource src;
+    JtError err = {{0}};
+    expect_words(data_open_idx(&src, p, NULL, NULL, &err), &err,
+                 (const char *const[]){p, "not a regular file", NULL});
+    expect_words(data_open_cifar10(&src, p, 0, &err), &err,
+                 (const char *const[]){p, "not a regular file", NULL});
+}

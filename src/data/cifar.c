@@ -40,8 +40,8 @@ static void cifar_free(DataSource *src) {
 
 /* Appends the records of one batch file to m->records (n records so far). */
 static int cifar_read_file(const char *path, CifarImpl *m, size_t *n, JtError *err) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return jt_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    FILE *fp = jt_fopen_regular(path, err); /* a FIFO would block fopen */
+    if (!fp) return JT_ERR;
     struct stat st;
     if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode)) {
         fclose(fp);
