@@ -117,3 +117,22 @@ Test(fuzz_regress, idx_and_cifar_refuse_a_fifo, .timeout = 30) {
     expect_words(data_open_cifar10(&src, p, 0, &err), &err,
                  (const char *const[]){p, "not a regular file", NULL});
 }
+
+/* Found running test_limits under UBSan: st_writer_write passed a zero-size tensor's NULL data to
+ * fwrite (declared nonnull). Fixed in safetensors.c (write_tensor_data); caught by `make asan`. */
+Test(fuzz_regress, an_empty_tensor_without_data_is_written) {
+    char p[600];
+    snprintf(p, sizeof p, "%s/empty.safetensors", test_tmp);
+    StWriter w;
+    st_writer_init(&w);
+    const int64_t shape[2] = {3, 0};
+    st_writer_add(&w, "e", ST_F32, 2, shape, NULL);
+    JtError err = {{0}};
+    cr_assert_eq(st_writer_write(&w, p, &err), JT_OK, "%s", err.msg);
+    st_writer_free(&w);
+    StFile f;
+    cr_assert_eq(st_open(&f, p, &err), JT_OK, "%s", err.msg);
+    cr_assert_eq(f.n_tensors, 1);
+    cr_assert_eq(f.tensors[0].numel, 0);
+    st_close(&f);
+}

@@ -704,6 +704,7 @@ static int cmp_writer_order(const void *a, const void *b) {
 }
 
 static int write_tensor_data(FILE *fp, const StWriterTensor *t) {
+    if (t->nbytes == 0) return 1; /* an empty tensor may come without data (fwrite wants one) */
     if (!t->from_f32 || t->dtype == ST_F32) return fwrite(t->data, 1, t->nbytes, fp) == t->nbytes;
     const float *src = t->data;
     size_t esize = (size_t)st_dtype_bits(t->dtype) / 8, numel = t->nbytes / esize;
