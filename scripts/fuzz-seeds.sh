@@ -10,7 +10,7 @@ JTRAK=$BUILD/jtrak
 [ -x "$JTRAK" ] || { echo "fuzz-seeds: $JTRAK not built (run make)"; exit 1; }
 C=tests/fuzz/corpus
 rm -rf "$C"
-mkdir -p "$C"/{safetensors,model_config,sched_config,idx,cifar,npy,image,trajectory,manifest}
+mkdir -p "$C"/{safetensors,model_config,sched_config,idx,cifar,npy,image,trajectory,manifest,indices,data_spec}
 W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
 
@@ -109,6 +109,17 @@ cp "$W/sc/trajectory.safetensors" "$C/trajectory/cfg2.safetensors"
 sed "s|$W/||" "$W/st/manifest.json" >"$C/manifest/store.json" # no machine-specific path
 printf '{"format": "jtrak-scores-v1", "method": "journey"}' >"$C/manifest/scores.json"
 printf '{"format": "jtrak-lds-v1"}' >"$C/manifest/lds.json"
+# index files and dataset descriptions (as stores record them)
+printf '0\n5\n  7  # seven\n\n99\n' >"$C/indices/ok.txt"
+printf '# only comments\n\n' >"$C/indices/empty.txt"
+printf '3\n3\n' >"$C/indices/dup.txt"
+printf '1\n100\n' >"$C/indices/range.txt"
+printf '12\r\n0x10\n-1\n' >"$C/indices/bad.txt"
+sed -n 's/.*"spec":\t*"\(.*\)".*/\1/p' "$C/manifest/store.json" >"$C/data_spec/store.txt"
+printf 'data=cifar10:/data/c;classes=0,3;limit=10;indices=none;fit=resize;size=16x24;channels=3;color=rgb;flip=random' >"$C/data_spec/cifar.txt"
+printf 'data=folder:imgs;fit=pad;size=source;channels=source;color=gray;flip=all' >"$C/data_spec/folder.txt"
+printf 'data=npy:x.npy,y.npy;classes=sneaker,bag;indices=idx.txt' >"$C/data_spec/npy.txt"
+
 # libFuzzer dictionaries for the JSON readers: every key and string value of their seeds, and
 # JSON's punctuation and literals
 python3 - "$C" tests/fuzz <<'PY'
