@@ -54,6 +54,14 @@ int data_open_cifar10(DataSource *src, const char *path, int test_split, JtError
 int data_open_folder(DataSource *src, const char *dir, JtError *err);
 int data_open_npy(DataSource *src, const char *images, const char *labels, JtError *err);
 
+/* The class filter text as sorted labels, e.g. "sneaker, 8" -> "7,8" (malloc'd), for descriptions:
+ * two spellings of one filter describe the same dataset. */
+int data_classes_canonical(const char *text, const DataSource *src, char **out, JtError *err);
+
+/* Selection (select.c): the source indices the spec keeps, in order; *rows malloc'd. */
+int data_select(const DatasetSpec *spec, const DataSource *src, size_t **rows, size_t *n,
+                JtError *err);
+
 /* One image decoded from PNG or JPEG bytes (imagefolder.c): pixels (h, w, c) from stb_image. */
 typedef struct {
     uint8_t *pixels;
@@ -70,13 +78,5 @@ typedef struct {
 int data_image_decode(const uint8_t *buf, size_t len, const char *what, DataImage *img,
                       JtError *err);
 void data_image_free(DataImage *img);
-
-/* The class filter text as sorted labels, e.g. "sneaker, 8" -> "7,8" (malloc'd), for descriptions:
- * two spellings of one filter describe the same dataset. */
-int data_classes_canonical(const char *text, const DataSource *src, char **out, JtError *err);
-
-/* Selection (select.c): the source indices the spec keeps, in order; *rows malloc'd. */
-int data_select(const DatasetSpec *spec, const DataSource *src, size_t **rows, size_t *n,
-                JtError *err);
 
 #endif
