@@ -136,3 +136,20 @@ Test(fuzz_regress, an_empty_tensor_without_data_is_written) {
     cr_assert_eq(f.tensors[0].numel, 0);
     st_close(&f);
 }
+
+/* fuzz_image: a JPEG whose DC values overflow int inside stb_image 2.27 (tests/fuzz/known/): not
+ * preventable from jtrak's side; the reader must stay well-defined on it: decode it, or refuse it
+ * with a message naming it, and never crash. */
+Test(fuzz_regress, stb227_jpeg_dc_overflow_stays_well_defined) {
+    size_t n;
+    uint8_t *b = slurp(JTRAK_SOURCE_DIR "/tests/fuzz/known/stb227_jpeg_dc_overflow.jpg", &n);
+    DataImage img;
+    JtError err = {{0}};
+    if (data_image_decode(b, n, "dc.jpg", &img, &err) == JT_OK) {
+        cr_assert(img.w >= 1 && img.h >= 1 && img.c >= 1 && img.c <= 4);
+        data_image_free(&img);
+    } else {
+        cr_assert(strstr(err.msg, "dc.jpg") != NULL, "%s", err.msg);
+    }
+    free(b);
+}

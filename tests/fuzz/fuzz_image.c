@@ -2,7 +2,8 @@
  * data_image_decode): PNG or JPEG bytes, checked by their signature and by the size stbi_info
  * reports, then decoded by stb_image. stb_image's implementation is compiled into this target from
  * Debian's header (libstb-dev, the same version libstb.so is built from), so that the fuzzer sees
- * its branches and the sanitizers check its memory accesses. */
+ * its branches and the sanitizers check its memory accesses (signed overflow excepted: see
+ * CMakeLists.txt and tests/fuzz/known/). */
 #define STB_IMAGE_IMPLEMENTATION
 #include <stb/stb_image.h>
 
