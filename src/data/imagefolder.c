@@ -163,7 +163,7 @@ int data_image_decode(const uint8_t *buf, size_t len, const char *what, DataImag
         char need[32];
         return jt_fail(err,
                        "%s: %dx%d pixels would need %s to decode; jtrak decodes images of at "
-                       "most %d pixels a side and %d pixels in all (8192x8192)",
+                       "most %d pixels a side and %d pixels in all",
                        what, w, h, jt_format_bytes(bytes, need, sizeof need), DATA_IMAGE_MAX_SIDE,
                        DATA_IMAGE_MAX_PIXELS);
     }
