@@ -137,19 +137,30 @@ Test(fuzz_regress, an_empty_tensor_without_data_is_written) {
     st_close(&f);
 }
 
-/* fuzz_image: a JPEG whose DC values overflow int inside stb_image 2.27 (tests/fuzz/known/): not
- * preventable from jtrak's side; the reader must stay well-defined on it: decode it, or refuse it
- * with a message naming it, and never crash. */
-Test(fuzz_regress, stb227_jpeg_dc_overflow_stays_well_defined) {
+/* fuzz_image: inputs that reach benign undefined behaviour inside stb_image 2.27
+ * (tests/fuzz/known/): not preventable from jtrak's side; the reader must stay well-defined on
+ * them: decode, or refuse with a message naming the file, and never crash. */
+static void stays_well_defined(const char *name) {
+    char path[600];
+    snprintf(path, sizeof path, "%s/tests/fuzz/known/%s", JTRAK_SOURCE_DIR, name);
     size_t n;
-    uint8_t *b = slurp(JTRAK_SOURCE_DIR "/tests/fuzz/known/stb227_jpeg_dc_overflow.jpg", &n);
+    uint8_t *b = slurp(path, &n);
     DataImage img;
     JtError err = {{0}};
-    if (data_image_decode(b, n, "dc.jpg", &img, &err) == JT_OK) {
+    if (data_image_decode(b, n, name, &img, &err) == JT_OK) {
         cr_assert(img.w >= 1 && img.h >= 1 && img.c >= 1 && img.c <= 4);
         data_image_free(&img);
     } else {
-        cr_assert(strstr(err.msg, "dc.jpg") != NULL, "%s", err.msg);
+        cr_assert(strstr(err.msg, name) != NULL, "%s", err.msg);
     }
     free(b);
+}
+
+Test(fuzz_regress, stb227_jpeg_dc_overflow_stays_well_defined) {
+    stays_well_defined("stb227_jpeg_dc_overflow.jpg");
+}
+
+/* fuzz_image: a PNG whose first IDAT chunk is empty; stb_image 2.27 computes NULL + 0 on it. */
+Test(fuzz_regress, stb227_png_empty_idat_stays_well_defined) {
+    stays_well_defined("stb227_png_empty_idat.png");
 }
