@@ -164,3 +164,8 @@ Test(fuzz_regress, stb227_jpeg_dc_overflow_stays_well_defined) {
 Test(fuzz_regress, stb227_png_empty_idat_stays_well_defined) {
     stays_well_defined("stb227_png_empty_idat.png");
 }
+
+/* fuzz_image: a corrupt JPEG on which stb_image 2.27 shifts a 32-bit value by 34. */
+Test(fuzz_regress, stb227_jpeg_shift_exponent_stays_well_defined) {
+    stays_well_defined("stb227_jpeg_shift_exponent.jpg");
+}
