@@ -4,7 +4,7 @@ JOBS ?= 2
 CMAKE_FLAGS ?=
 WERROR ?= OFF
 
-.PHONY: all deps test asan fuzz demo bench bench-attrib bench-scaling fixtures twin clean
+.PHONY: all deps test asan demo bench bench-attrib bench-scaling fixtures twin clean
 
 all: $(BUILD)/Makefile
 	cmake --build $(BUILD) -j $(JOBS)
@@ -23,15 +23,6 @@ test: all
 # The whole suite once under AddressSanitizer + UndefinedBehaviorSanitizer.
 asan:
 	$(MAKE) test BUILD=build-asan CMAKE_FLAGS="-DJTRAK_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo"
-
-# Every reader of files under libFuzzer + ASan + UBSan (clang), FUZZ_SECONDS each (default 60):
-# a table of executions, exec/s, corpus size and findings per target (scripts/fuzz.sh).
-FUZZ_SECONDS ?= 60
-fuzz:
-	@scripts/check-deps.sh >/dev/null || scripts/install-deps.sh
-	CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DJTRAK_FUZZ=ON -DJTRAK_WERROR=$(WERROR)
-	cmake --build build-fuzz --target fuzz_targets -j $(JOBS)
-	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh build-fuzz
 
 demo: all
 	$(BUILD)/jtrak demo
@@ -59,3 +50,13 @@ fixtures:
 
 clean:
 	rm -rf build build-asan build-fuzz
+
+# Every reader of files under libFuzzer + ASan + UBSan (clang), FUZZ_SECONDS each (default 60):
+# a table of executions, exec/s, corpus size and findings per target (scripts/fuzz.sh).
+.PHONY: fuzz
+FUZZ_SECONDS ?= 60
+fuzz:
+	@scripts/check-deps.sh >/dev/null || scripts/install-deps.sh
+	CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DJTRAK_FUZZ=ON -DJTRAK_WERROR=$(WERROR)
+	cmake --build build-fuzz --target fuzz_targets -j $(JOBS)
+	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh build-fuzz
