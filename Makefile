@@ -53,4 +53,14 @@ fixtures:
 	scripts/make-fixtures.sh
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
+
+# Every reader of files under libFuzzer + ASan + UBSan (clang), FUZZ_SECONDS each (default 60):
+# a table of executions, exec/s, corpus size and findings per target (scripts/fuzz.sh).
+.PHONY: fuzz
+FUZZ_SECONDS ?= 60
+fuzz:
+	@scripts/check-deps.sh >/dev/null || scripts/install-deps.sh
+	CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DJTRAK_FUZZ=ON -DJTRAK_WERROR=$(WERROR)
+	cmake --build build-fuzz --target fuzz_targets -j $(JOBS)
+	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh build-fuzz

@@ -14,6 +14,7 @@ PACKAGES=(
   libopenmpi-dev openmpi-bin       # MPI sharding (optional at build time)
   dataset-fashion-mnist            # the embedded default dataset
   python3 python3-venv             # the reference twin (make fixtures / make bench only)
+  clang libclang-rt-14-dev libomp-dev  # make fuzz: libFuzzer + sanitizers, OpenMP for clang
 )
 
 missing=()

@@ -5,6 +5,7 @@
 #include "attrib/store.h"
 
 #include "core/hash.h"
+#include "io/jsonfile.h"
 #include "io/lock.h"
 #include "io/model_folder.h"
 #include "io/npy.h"
@@ -454,6 +455,14 @@ int store_open(FeatureStore *st, const char *dir, JtError *err) {
     long sz = ftell(f);
     fseek(f, 0, SEEK_SET);
     len = sz > 0 ? (size_t)sz : 0;
+    if (len > JSON_FILE_MAX_BYTES) {
+        fclose(f);
+        char have[32];
+        jt_fail(err, "%s: %s is too large for a store manifest (at most %d MiB)", path,
+                jt_format_bytes(len, have, sizeof have), JSON_FILE_MAX_BYTES >> 20);
+        free(path);
+        return JT_ERR;
+    }
     text = xmalloc(len + 1);
     size_t got = fread(text, 1, len, f);
     fclose(f);

@@ -40,8 +40,8 @@ static void cifar_free(DataSource *src) {
 
 /* Appends the records of one batch file to m->records (n records so far). */
 static int cifar_read_file(const char *path, CifarImpl *m, size_t *n, JtError *err) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return jt_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    FILE *fp = jt_fopen_regular(path, err); /* a FIFO would block fopen */
+    if (!fp) return JT_ERR;
     struct stat st;
     if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode)) {
         fclose(fp);
@@ -56,6 +56,12 @@ static int cifar_read_file(const char *path, CifarImpl *m, size_t *n, JtError *e
                        path, size, CIFAR_RECORD);
     }
     size_t k = size / CIFAR_RECORD;
+    char what[600];
+    snprintf(what, sizeof what, "%s: %zu records of %d bytes", path, k, CIFAR_RECORD);
+    if (jt_check_memory(jt_sat_mul(*n + k, CIFAR_RECORD), what, err) != JT_OK) {
+        fclose(fp);
+        return JT_ERR;
+    }
     m->records = xrealloc(m->records, (*n + k) * CIFAR_RECORD);
     uint8_t *dst = m->records + *n * CIFAR_RECORD;
     size_t got = fread(dst, 1, size, fp);

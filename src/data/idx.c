@@ -53,6 +53,8 @@ static int idx_read(const char *path, int want_ndim, const char *kind, IdxArray 
     struct stat st;
     if (stat(path, &st) != 0) return jt_fail(err, "%s: cannot open: %s", path, strerror(errno));
     if (S_ISDIR(st.st_mode)) return jt_fail(err, "%s: is a directory, expected an IDX file", path);
+    if (!S_ISREG(st.st_mode)) /* a FIFO would block gzopen */
+        return jt_fail(err, "%s: not a regular file, expected an IDX file", path);
     gzFile gz = gzopen(path, "rb");
     if (!gz) return jt_fail(err, "%s: cannot open: %s", path, strerror(errno ? errno : ENOMEM));
     gzbuffer(gz, 1 << 17);
@@ -90,9 +92,10 @@ static int idx_read(const char *path, int want_ndim, const char *kind, IdxArray 
             goto done;
         }
     }
-    /* Grow the buffer as data arrives, so that a corrupt header announcing terabytes fails as
-     * "truncated" instead of exhausting memory. */
-    size_t cap = a->count < ((size_t)64 << 20) ? a->count : ((size_t)64 << 20), have = 0;
+    /* Grow the buffer as data arrives (from 1 MiB, doubling), so that a corrupt header announcing
+     * terabytes fails as "truncated" instead of exhausting memory, and a few bytes of file never
+     * cost more than a MiB. */
+    size_t cap = a->count < ((size_t)1 << 20) ? a->count : ((size_t)1 << 20), have = 0;
     a->data = xmalloc(cap);
     while (have < a->count) {
         if (have == cap) {

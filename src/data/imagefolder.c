@@ -5,9 +5,11 @@
  * Names are sorted byte-wise (strcmp, as Python's sorted()), so the order and therefore the
  * indices do not depend on the file system. Hidden entries (starting with '.') and files with
  * other extensions are skipped. Images are decoded one at a time when the loader asks, so a
- * selection of a few images from a large folder decodes only those. */
+ * selection of a few images from a large folder decodes only those. Only PNG and JPEG bytes reach
+ * stb, and an image's size is checked against DATA_IMAGE_MAX_* (stbi_info) before it is decoded. */
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +22,7 @@
 
 typedef struct {
     char **files;    /* (n) full paths */
-    uint8_t *pixels; /* the last decoded image, (h, w, c) from stb */
+    DataImage image; /* the last decoded image */
 } FolderImpl;
 
 typedef struct {
@@ -81,21 +83,149 @@ static int scan_dir(const char *dir, NameList *images, NameList *subdirs, size_t
     return JT_OK;
 }
 
+static int is_png(const uint8_t *b, size_t n) {
+    static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    return n >= 8 && memcmp(b, sig, 8) == 0;
+}
+
+/* stb_image 2.27 (Debian's libstb) does not check that the 16 code counts of a JPEG Huffman table
+ * (DHT) sum to at most 256, and writes that many entries into a 257-entry array (past the end of
+ * its decoder state; upstream 2.28 refuses them). Walks the markers as stb reads them (a DHT's
+ * tables are read on from its start, whatever its length says) and refuses such a table. */
+static int jpeg_check_huffman(const uint8_t *b, size_t n, const char *what, JtError *err) {
+    size_t i = 2; /* after SOI */
+    while (i + 1 < n) {
+        if (b[i] != 0xff || b[i + 1] == 0xff || b[i + 1] == 0x00 ||
+            (b[i + 1] >= 0xd0 && b[i + 1] <= 0xd7)) {
+            i++; /* entropy-coded data, fill, stuffing, restart markers */
+            continue;
+        }
+        if (b[i + 1] == 0xd9 || i + 3 >= n) break; /* EOI */
+        size_t seg = (size_t)b[i + 2] << 8 | b[i + 3], p = i + 4;
+        if (b[i + 1] == 0xc4) {
+            long left = (long)seg - 2;
+            while (left > 0 && p < n) {
+                size_t count = 0;
+                for (size_t k = 1; k <= 16; k++)
+                    count += p + k < n ? b[p + k] : 0;
+                if (count > 256)
+                    return jt_fail(err,
+                                   "%s: cannot decode: corrupt JPEG: Huffman table at byte %zu "
+                                   "declares %zu codes (at most 256)",
+                                   what, p, count);
+                p += 17 + count;
+                left -= 17 + (long)count;
+            }
+            i = p;
+        } else {
+            i += 2 + seg;
+        }
+    }
+    return JT_OK;
+}
+
+int data_image_decode(const uint8_t *buf, size_t len, const char *what, DataImage *img,
+                      JtError *err) {
+    memset(img, 0, sizeof *img);
+    /* stb_image would decode GIF, BMP, PSD, TGA, HDR, PIC and PNM behind a .png name too: only the
+     * two formats this reader promises reach it. */
+    if (!is_png(buf, len) && !(len >= 3 && buf[0] == 0xff && buf[1] == 0xd8 && buf[2] == 0xff)) {
+        char head[40] = "";
+        for (size_t i = 0; i < len && i < 8; i++)
+            snprintf(head + 2 * i, sizeof head - 2 * i, "%02x", buf[i]);
+        return jt_fail(err, "%s: cannot decode: not a PNG or JPEG file (it starts with bytes %s)",
+                       what, len ? head : "(none: empty file)");
+    }
+    if (len > INT_MAX)
+        return jt_fail(err, "%s: %zu bytes; stb_image reads files of at most %d bytes", what, len,
+                       INT_MAX);
+    if (!is_png(buf, len) && jpeg_check_huffman(buf, len, what, err) != JT_OK) return JT_ERR;
+    int w = 0, h = 0, comp = 0;
+    /* A PNG's size is read from its IHDR here: stbi_info refuses a PNG of more than 2^30 bytes
+     * decoded without saying why ("unknown image type"). */
+    if (is_png(buf, len) && len >= 26 && memcmp(buf + 12, "IHDR", 4) == 0) {
+        uint32_t pw = (uint32_t)buf[16] << 24 | (uint32_t)buf[17] << 16 | (uint32_t)buf[18] << 8 |
+                      buf[19],
+                 ph = (uint32_t)buf[20] << 24 | (uint32_t)buf[21] << 16 | (uint32_t)buf[22] << 8 |
+                      buf[23];
+        static const int channels[7] = {1, 0, 3, 4, 2, 0, 4}; /* by colour type; palette: RGBA */
+        w = pw > INT_MAX ? INT_MAX : (int)pw;
+        h = ph > INT_MAX ? INT_MAX : (int)ph;
+        comp = buf[25] < 7 ? channels[buf[25]] : 0;
+    } else if (!stbi_info_from_memory(buf, (int)len, &w, &h, &comp))
+        return jt_fail(err, "%s: cannot decode: %s", what, stbi_failure_reason());
+    /* The size the header declares, refused before stb allocates it: a 16-bit PNG is decoded
+     * into 16-bit pixels and then converted, so both buffers (three times the 8-bit size) live. */
+    size_t bytes = jt_sat_mul(jt_sat_mul((size_t)w, (size_t)h), (size_t)(comp > 0 ? comp : 4));
+    if (is_png(buf, len) && len >= 26 && buf[24] == 16) bytes = jt_sat_mul(bytes, 3);
+    if (w > DATA_IMAGE_MAX_SIDE || h > DATA_IMAGE_MAX_SIDE ||
+        (size_t)w * (size_t)h > DATA_IMAGE_MAX_PIXELS) {
+        char need[32];
+        return jt_fail(err,
+                       "%s: %dx%d pixels would need %s to decode; jtrak decodes images of at "
+                       "most %d pixels a side and %d pixels in all",
+                       what, w, h, jt_format_bytes(bytes, need, sizeof need), DATA_IMAGE_MAX_SIDE,
+                       DATA_IMAGE_MAX_PIXELS);
+    }
+    char mem_what[1100];
+    snprintf(mem_what, sizeof mem_what, "%s: decoding its %dx%d pixels", what, w, h);
+    if (jt_check_memory(bytes, mem_what, err) != JT_OK) return JT_ERR;
+    img->pixels = stbi_load_from_memory(buf, (int)len, &w, &h, &comp, 0);
+    if (!img->pixels) return jt_fail(err, "%s: cannot decode: %s", what, stbi_failure_reason());
+    img->w = w;
+    img->h = h;
+    img->c = comp;
+    return JT_OK;
+}
+
+void data_image_free(DataImage *img) {
+    stbi_image_free(img->pixels);
+    memset(img, 0, sizeof *img);
+}
+
+/* The whole file, malloc'd, refused when it could not be an image this reader decodes. */
+static int read_image_file(const char *path, const char *what, uint8_t **buf, size_t *len,
+                           JtError *err) {
+    *buf = NULL;
+    FILE *fp = jt_fopen_regular(path, err);
+    if (!fp) return JT_ERR;
+    struct stat st;
+    int rc = JT_OK;
+    if (fstat(fileno(fp), &st) != 0) {
+        rc = jt_fail(err, "%s: cannot stat: %s", what, strerror(errno));
+    } else if ((uint64_t)st.st_size > (uint64_t)INT_MAX) {
+        rc = jt_fail(err, "%s: %lld bytes; stb_image reads files of at most %d bytes", what,
+                     (long long)st.st_size, INT_MAX);
+    } else {
+        *len = (size_t)st.st_size;
+        *buf = xmalloc(*len);
+        if (fread(*buf, 1, *len, fp) != *len) {
+            rc = jt_fail(err, "%s: read failed (file changed?)", what);
+            free(*buf);
+            *buf = NULL;
+        }
+    }
+    fclose(fp);
+    return rc;
+}
+
 static int folder_get(DataSource *src, size_t i, DataRaw *img, JtError *err) {
     FolderImpl *m = src->impl;
-    stbi_image_free(m->pixels);
-    m->pixels = NULL;
-    int w, h, comp;
-    m->pixels = stbi_load(m->files[i], &w, &h, &comp, 0);
-    if (!m->pixels)
-        return jt_fail(err, "image %zu of %s (%s): cannot decode: %s", i, src->what, m->files[i],
-                       stbi_failure_reason());
-    img->data = m->pixels;
-    img->h = h;
-    img->w = w;
-    img->c = comp;
-    img->sy = (ptrdiff_t)w * comp;
-    img->sx = comp;
+    data_image_free(&m->image);
+    char what[1024];
+    snprintf(what, sizeof what, "image %zu of %s (%s)", i, src->what, m->files[i]);
+    uint8_t *buf;
+    size_t len = 0;
+    if (read_image_file(m->files[i], what, &buf, &len, err) != JT_OK) return JT_ERR;
+    int rc = data_image_decode(buf, len, what, &m->image, err);
+    free(buf);
+    if (rc != JT_OK) return rc;
+    img->data = m->image.pixels;
+    img->h = m->image.h;
+    img->w = m->image.w;
+    img->c = m->image.c;
+    img->sy = (ptrdiff_t)m->image.w * m->image.c;
+    img->sx = m->image.c;
     img->sc = 1;
     return JT_OK;
 }
@@ -111,7 +241,7 @@ static void folder_free(DataSource *src) {
         for (size_t i = 0; i < src->n; i++)
             free(m->files[i]);
         free(m->files);
-        stbi_image_free(m->pixels);
+        data_image_free(&m->image);
     }
     free(m);
     src->impl = NULL;

@@ -70,4 +70,25 @@ int data_classes_canonical(const char *text, const DataSource *src, char **out, 
 int data_select(const DatasetSpec *spec, const DataSource *src, size_t **rows, size_t *n,
                 JtError *err);
 
+/* One image decoded from PNG or JPEG bytes (imagefolder.c): pixels (h, w, c) from stb_image. */
+typedef struct {
+    uint8_t *pixels;
+    int w, h, c;
+} DataImage;
+/* The largest image the folder reader decodes (8192x8192, UNET_MAX_SAMPLE_SIZE; a side may be
+ * longer when the image is narrow): the header's size is checked before anything is allocated. */
+#define DATA_IMAGE_MAX_SIDE 65536
+#ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+#define DATA_IMAGE_MAX_PIXELS (1024 * 1024) /* fuzz builds: an input is not worth 256 MiB */
+#else
+#define DATA_IMAGE_MAX_PIXELS (8192 * 8192)
+#endif
+/* Decodes len bytes of a PNG or JPEG file; `what` names it in messages. Anything else (GIF, BMP
+ * and the other formats stb_image knows), a header beyond DATA_IMAGE_MAX_*, or one whose decoded
+ * size does not fit this machine's memory is refused before decoding, with the size and the
+ * limit in the message. On success free img with data_image_free. */
+int data_image_decode(const uint8_t *buf, size_t len, const char *what, DataImage *img,
+                      JtError *err);
+void data_image_free(DataImage *img);
+
 #endif

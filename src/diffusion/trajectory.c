@@ -15,6 +15,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -572,6 +573,28 @@ static int read_cond(StFile *f, Trajectory *tr, JtError *err) {
     return rc;
 }
 
+/* The sampler settings in the metadata, as traj_save writes them: refused when they are not
+ * (a trajectory with a sampler "foo" or a seed "x" would otherwise load as DDPM with seed 0). */
+static int check_settings(const char *path, const char *sampler, const char *seed, const char *eta,
+                          const char *fp, JtError *err) {
+    if (strcmp(sampler, "ddpm") != 0 && strcmp(sampler, "ddim") != 0)
+        return jt_fail(err, "%s: metadata 'sampler' is '%s'; want ddpm or ddim", path, sampler);
+    char *end;
+    errno = 0;
+    (void)strtoull(seed, &end, 10);
+    if (!*seed || *seed == '-' || *seed == '+' || *seed == ' ' || *end || errno)
+        return jt_fail(err, "%s: metadata 'seed' is '%s', not a 64-bit unsigned integer", path,
+                       seed);
+    errno = 0;
+    float e = strtof(eta, &end);
+    if (!*eta || *end || errno || !isfinite(e))
+        return jt_fail(err, "%s: metadata 'eta' is '%s', not a finite number", path, eta);
+    if (strlen(fp) != 16 || strspn(fp, "0123456789abcdefABCDEF") != 16)
+        return jt_fail(err, "%s: metadata 'model_fingerprint' is '%s', not 16 hex digits", path,
+                       fp);
+    return JT_OK;
+}
+
 int traj_load(Trajectory *tr, const char *path, JtError *err) {
     memset(tr, 0, sizeof *tr);
     StFile f;
@@ -587,7 +610,34 @@ int traj_load(Trajectory *tr, const char *path, JtError *err) {
         st_close(&f);
         return jt_fail(err, "%s: not a jtrak trajectory file (format jtrak-trajectory-v1)", path);
     }
+    if (check_settings(path, sampler, seed, eta, fp, err) != JT_OK) {
+        st_close(&f);
+        return JT_ERR;
+    }
     const StTensor *x = &f.tensors[it];
+    /* Every tensor's shape follows from x_t's; checked (the data of each is in the file, so the
+     * sizes are bounded by it) before anything is allocated. */
+    for (int d = 0; d < 5; d++)
+        if (x->shape[d] > INT_MAX) {
+            st_close(&f);
+            return jt_fail(err, "%s: tensor 'x_t': dimension %d is %lld (at most %d)", path, d,
+                           (long long)x->shape[d], INT_MAX);
+        }
+    static const char *const img_names[2] = {"x_T", "x_0"}, *const seq_names[3] = {"x_t", "x0_hat",
+                                                                                   "noise"};
+    for (int q = 0; q < 5; q++) {
+        const char *name = q < 2 ? img_names[q] : seq_names[q - 2];
+        int i = st_find(&f, name), nd = q < 2 ? 4 : 5, ok = i >= 0 && f.tensors[i].ndim == nd;
+        for (int d = 0; ok && d < nd; d++)
+            ok = f.tensors[i].shape[d] == x->shape[q < 2 && d > 0 ? d + 1 : d];
+        if (!ok) {
+            st_close(&f);
+            return jt_fail(err,
+                           i < 0 ? "%s: not a jtrak trajectory: tensor '%s' missing"
+                                 : "%s: tensor '%s' has the wrong shape",
+                           path, name);
+        }
+    }
     tr->n = (int)x->shape[0];
     tr->S = (int)x->shape[1];
     tr->C = (int)x->shape[2];

@@ -5,10 +5,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 cJSON *json_load_file(const char *path, JtError *err) {
     FILE *f = jt_fopen_regular(path, err);
     if (!f) return NULL;
+    /* Manifests and records are small; a larger file is refused before it is read into memory. */
+    struct stat sb;
+    if (fstat(fileno(f), &sb) == 0 && (uint64_t)sb.st_size > JSON_FILE_MAX_BYTES) {
+        char have[32];
+        jt_fail(err, "%s: %s is too large for a JSON file jtrak reads (at most %d MiB)", path,
+                jt_format_bytes((size_t)sb.st_size, have, sizeof have), JSON_FILE_MAX_BYTES >> 20);
+        fclose(f);
+        return NULL;
+    }
     size_t cap = 1 << 16, len = 0, got;
     char *text = xmalloc(cap);
     while ((got = fread(text + len, 1, cap - len - 1, f)) > 0) {

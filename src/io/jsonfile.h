@@ -6,7 +6,11 @@
 
 #include <cjson/cJSON.h>
 
-/* The parsed file, or NULL with err naming the file ("cannot open" / "not valid JSON"). */
+/* The largest JSON file json_load_file reads (manifests, top-k tables, training records). */
+#define JSON_FILE_MAX_BYTES (1 << 30)
+
+/* The parsed file, or NULL with err naming the file ("cannot open" / "not valid JSON", or larger
+ * than JSON_FILE_MAX_BYTES). */
 cJSON *json_load_file(const char *path, JtError *err);
 /* The string member `key` of o, or NULL when absent or not a string. */
 const char *json_str(const cJSON *o, const char *key);

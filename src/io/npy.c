@@ -333,6 +333,13 @@ int npy_read(const char *path, NpyHeader *h, void **data, JtError *err) {
     int rc = parse_fd(fd, path, h, err);
     if (rc == JT_OK) {
         size_t bytes = h->count * npy_dtype_size(h->dtype);
+        char what[600], sb[160];
+        snprintf(what, sizeof what, "%s: shape %s of %s", path, npy_shape_str(h, sb, sizeof sb),
+                 npy_dtype_descr(h->dtype));
+        if (jt_check_memory(bytes, what, err) != JT_OK) {
+            close(fd);
+            return JT_ERR;
+        }
         void *buf = xmalloc(bytes);
         ssize_t got = read_all(fd, buf, bytes, (off_t)h->data_offset);
         if (got != (ssize_t)bytes) {

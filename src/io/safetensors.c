@@ -288,6 +288,13 @@ static int parse_entry(StTensor *t, const cJSON *e, uint64_t data_size, const ch
         return jt_fail(err, "%s: tensor '%s': shape %s of %s is not a whole number of bytes", path,
                        name, sbuf, st_dtype_name(t->dtype));
     uint64_t need = nbits / 8;
+    /* Every reader of tensors loads them whole as float32: a tensor that cannot fit in this
+     * machine's memory is refused here, before anyone allocates it (issue 15, item 2). */
+    char what[600];
+    snprintf(what, sizeof what, "%s: tensor '%s': shape %s (%llu elements, as float32)", path, name,
+             sbuf, (ull)numel);
+    if (jt_check_memory(jt_sat_mul((size_t)numel, sizeof(float)), what, err) != JT_OK)
+        return JT_ERR;
     if (t->end < t->begin)
         return jt_fail(err, "%s: tensor '%s': data_offsets [%llu,%llu] end before they begin", path,
                        name, (ull)t->begin, (ull)t->end);
@@ -697,6 +704,7 @@ static int cmp_writer_order(const void *a, const void *b) {
 }
 
 static int write_tensor_data(FILE *fp, const StWriterTensor *t) {
+    if (t->nbytes == 0) return 1; /* an empty tensor may come without data (fwrite wants one) */
     if (!t->from_f32 || t->dtype == ST_F32) return fwrite(t->data, 1, t->nbytes, fp) == t->nbytes;
     const float *src = t->data;
     size_t esize = (size_t)st_dtype_bits(t->dtype) / 8, numel = t->nbytes / esize;
