@@ -249,7 +249,7 @@ Test(cli, class_conditional_train_and_sample) {
     snprintf(data, sizeof data, "--data npy:%s/img.npy,%s/lab.npy", t, t);
     write_cond_config("k3.json", 3);
     write_cond_config("k4.json", 4);
-    expect_failure(2, "train", (const char *[]){"--cond", "none or class", NULL},
+    expect_failure(2, "train", (const char *[]){"--cond", "none, class or npy:FILE", NULL},
                    "train %s --config t8 --cond text --out %s/o --quiet", data, t);
     expect_failure(2, "train", (const char *[]){"--uncond-prob", "--cond class", NULL},
                    "train %s --config t8 --uncond-prob 0.2 --out %s/o --quiet", data, t);

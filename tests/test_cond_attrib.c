@@ -290,7 +290,7 @@ Test(cond, featurize_refusals_before_any_work) {
              "featurize --models %s --out %s/s6 --data npy:%s,%s --cond maybe --k 8 --quiet", g_cm,
              test_tmp, g_img, g_lab);
     cr_assert_eq(cli_run(cmd, e, sizeof e), 2, "%s", e);
-    cr_assert(strstr(e, "--cond must be own or null"), "%s", e);
+    cr_assert(strstr(e, "--cond must be own, null or npy:FILE"), "%s", e);
     cr_assert(!exists("s6"));
 }
 
@@ -400,7 +400,7 @@ Test(cond, score_uses_the_targets_labels) {
              "--R 2 --quiet",
              test_tmp, test_tmp, test_tmp);
     cr_assert_eq(cli_run(cmd, e, sizeof e), 1, "%s", e);
-    cr_assert(strstr(e, "unconditional") && strchr(e, '\n') == e + strlen(e) - 1, "%s", e);
+    cr_assert(strstr(e, "not class-conditional") && strchr(e, '\n') == e + strlen(e) - 1, "%s", e);
     cr_assert(!exists("x2"));
     /* real targets: unlabelled on a conditional store */
     DatasetSpec ts;
