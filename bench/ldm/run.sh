@@ -10,11 +10,13 @@
 #      permuted control (each sample against another sample's prompt);
 #   2. LDS on a small latent instance: the first $LDS_N latents, a U-Net trained $LDS_STEPS steps,
 #      $LDS_K subset models, journey scores of $LDS_TARGETS samples (jtrak lds).
-# Every stage resumes (run the same command again after an interruption).
+# The VAE, latents, U-Net and features are those of `jtrak demo-ldm --out $OUT` (the same
+# commands: either reuses the other's). Every stage resumes (run the same command again after an
+# interruption).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 J=${JTRAK:-build/jtrak}
-OUT=${OUT:-out/bench-ldm}
+OUT=${OUT:-out/demo-ldm}
 N_SAMPLES=${N_SAMPLES:-20}
 W=${W:-3}
 S=${S:-5}; K=${K:-2048}; R=${R:-20}
@@ -26,30 +28,31 @@ start=$(date +%s)
 stage() { echo "[bench-ldm $(( $(date +%s) - start ))s] $*" >&2; }
 
 stage "the demo's VAE, latents and U-Net (jtrak demo-ldm stages)"
-$J train-vae --preset vae-fm --limit 5000 --size 32 --fit pad --out "$OUT/vae" --quiet >/dev/null
+$J train-vae --preset vae-fm --limit 5000 --size 32 --fit pad --steps 300 --out "$OUT/vae" \
+  --quiet >/dev/null
 [ -f "$OUT/latents.npy" ] ||
   $J encode --vae "$OUT/vae" --limit 5000 --size 32 --fit pad --out "$OUT/latents.npy" --quiet >/dev/null
 LAT="--data latents:$OUT/latents.npy"
-$J train --config ldm-xs $LAT $COND --uncond row:10 --uncond-prob 0.1 --out "$OUT/model" \
-  --quiet >/dev/null
+$J train --config ldm-xs $LAT $COND --uncond row:10 --uncond-prob 0.1 --steps 1500 --warmup 100 \
+  --out "$OUT/model" --quiet >/dev/null
 
 stage "samples: $N_SAMPLES guided (w $W), prompt i mod 10"
 PROMPTS=$(seq -s, 0 $((N_SAMPLES - 1)) | tr , '\n' | awk '{printf "%s%d", NR > 1 ? "," : "", $1 % 10}')
-[ -f "$OUT/samples/trajectory.safetensors" ] ||
-  $J sample --model "$OUT/model" --out "$OUT/samples" --context "npy:$CAPTIONS" \
+[ -f "$OUT/bench-samples/trajectory.safetensors" ] ||
+  $J sample --model "$OUT/model" --out "$OUT/bench-samples" --context "npy:$CAPTIONS" \
     --prompt-index "$PROMPTS" --uncond row:10 --guidance "$W" --vae "$OUT/vae" --quiet >/dev/null
 
 stage "features (k $K, S $S, own captions) and journey scores at $T_GRID (R $R, top 10)"
 $J featurize --models "$OUT/model" $LAT $COND --k "$K" --S "$S" --projection sparse --batch 32 \
   --out "$OUT/features" --quiet >/dev/null
-[ -f "$OUT/scores/manifest.json" ] ||
-  $J score --store "$OUT/features" --trajectory "$OUT/samples/trajectory.safetensors" \
-    --out "$OUT/scores" --steps "$T_GRID" --R "$R" --topk 10 --topk-only --quiet >/dev/null
+[ -f "$OUT/bench-scores/manifest.json" ] ||
+  $J score --store "$OUT/features" --trajectory "$OUT/bench-samples/trajectory.safetensors" \
+    --out "$OUT/bench-scores" --steps "$T_GRID" --R "$R" --topk 10 --topk-only --quiet >/dev/null
 
 stage "caption agreement"
 python3 bench/cond/class_agreement.py \
   --labels /usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz \
-  --cond "$OUT/scores/topk.json" --target-classes "$PROMPTS" | tee "$OUT/caption_agreement.md"
+  --cond "$OUT/bench-scores/topk.json" --target-classes "$PROMPTS" | tee "$OUT/caption_agreement.md"
 
 if [ "${LDS:-1}" = 1 ]; then
   stage "LDS: $LDS_N latents, $LDS_STEPS steps, K $LDS_K, $LDS_TARGETS targets"
