@@ -86,15 +86,15 @@ static void expect_t8_refused(const char *key, const char *value, const char *co
 Test(model, table_rows) {
     const ModelKind *k = model_kind_find("UNet2DModel");
     cr_assert(k && k->supported && k->parse && k->to_json && k->create);
-    static const char *const known[] = {"UNet2DConditionModel", "AutoencoderKL", "CLIPTextModel",
-                                        NULL};
+    static const char *const known[] = {"UNet2DConditionModel", "AutoencoderKL",
+                                        "CLIPTextModelWithProjection", NULL};
     for (int i = 0; known[i]; i++) {
         k = model_kind_find(known[i]);
         cr_assert(k && !k->supported && k->refusal && !k->parse, "%s", known[i]);
     }
     cr_assert_null(model_kind_find("UNet3DConditionModel"));
     cr_assert_null(model_kind_find(NULL));
-    cr_assert_str_eq(model_kind_supported_names(), "UNet2DModel");
+    cr_assert_str_eq(model_kind_supported_names(), "UNet2DModel, CLIPTextModel");
 }
 
 Test(model, unknown_class_refused) {
@@ -114,8 +114,9 @@ Test(model, known_unsupported_class_refused) {
         test_rm_tree(test_tmp), mkdir(test_tmp, 0755);
     }
     /* transformers' configs name the class in "architectures" instead */
-    expect_load_refused("{\"architectures\": [\"CLIPTextModel\"], \"hidden_size\": 768}",
-                        (const char *const[]){"CLIPTextModel", "not supported yet", NULL});
+    expect_load_refused(
+        "{\"architectures\": [\"CLIPTextModelWithProjection\"], \"hidden_size\": 768}",
+        (const char *const[]){"CLIPTextModelWithProjection", "not supported yet", NULL});
 }
 
 Test(model, class_name_not_a_string) {

@@ -11,6 +11,7 @@
 
 #include "core/common.h"
 #include "model/model_kind.h"
+#include "text/clip_text.h"
 #include "unet/unet.h"
 
 #include <stdint.h>
@@ -21,6 +22,9 @@ typedef struct Model Model;
  * parameters from dir/diffusion_pytorch_model.safetensors; computes the fingerprint. On error *out
  * is NULL and err names the file and the field, class or tensor. */
 int model_load(const char *dir, Model **out, JtError *err);
+/* model_load for the callers that need a UNet2DModel (training, sampling, attribution): another
+ * class (a text encoder, say) is refused naming the folder and the class. */
+int model_load_unet(const char *dir, Model **out, JtError *err);
 /* Writes dir/config.json and dir/diffusion_pytorch_model.safetensors (F32), creating dir (and its
  * parents) if needed; each file atomically. Recomputes the fingerprint of what was written. */
 int model_save(Model *m, const char *dir, JtError *err);
@@ -32,6 +36,9 @@ const ModelKind *model_kind(const Model *m);
 /* The network of a UNet2DModel; NULL for other classes (none yet). */
 UNet *model_unet(Model *m);
 const UNet *model_unet_const(const Model *m);
+/* The network of a CLIPTextModel; NULL for other classes. */
+ClipText *model_text_encoder(Model *m);
+const ClipText *model_text_encoder_const(const Model *m);
 /* The parameter slab of any class. */
 const ParamLayout *model_layout(const Model *m);
 float *model_params(Model *m);
