@@ -196,7 +196,7 @@ static int featurize_model(Run *run, int m, int *stopped, JtError *err) {
     Model *model = NULL;
     NoiseSchedule sched = {0};
     GradEngine *ge = NULL;
-    int rc = model_load(dir, &model, err);
+    int rc = model_load_unet(dir, &model, err);
     UNet *net = model ? model_unet(model) : NULL;
     if (rc == JT_OK && model_fingerprint(model) != st->model_fingerprints[m])
         rc = jt_fail(err,
@@ -548,7 +548,7 @@ int featurize_run(const FeaturizeOptions *opt, const Dataset *data, JtError *err
     int rc = JT_OK;
     for (int m = 0; m < M && rc == JT_OK; m++) {
         Model *model = NULL;
-        rc = model_load(opt->model_dirs[m], &model, err);
+        rc = model_load_unet(opt->model_dirs[m], &model, err);
         if (rc == JT_OK) rc = check_model_data(opt->model_dirs[m], model_unet(model), data, err);
         if (rc == JT_OK) {
             fps[m] = model_fingerprint(model);

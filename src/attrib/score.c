@@ -155,7 +155,7 @@ static int target_features(const FeatureStore *st, int m, const Targets *tgt,
                            const ScoreOptions *o, const int *tg, int N, const int *kidx,
                            int n_eff, float *gamma, JtError *err) {
     Model *model;
-    if (model_load(st->model_paths[m], &model, err) != JT_OK) return JT_ERR;
+    if (model_load_unet(st->model_paths[m], &model, err) != JT_OK) return JT_ERR;
     UNet *net = model_unet(model);
     int rc = JT_OK;
     if (model_fingerprint(model) != st->model_fingerprints[m])

@@ -136,7 +136,7 @@ int cmd_sample(int argc, char **argv) {
         return cli_error("sample", &err);
     }
     Model *loaded;
-    if (model_load(model, &loaded, &err) != JT_OK) {
+    if (model_load_unet(model, &loaded, &err) != JT_OK) {
         free(ids);
         return cli_error("sample", &err);
     }

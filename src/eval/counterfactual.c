@@ -230,7 +230,7 @@ static int retrain(const CounterfactualOptions *o, const CfInputs *in, int j, in
         rc = jt_fail(err, "interrupted while training %s; run again to resume", dir);
     data_free(&sub);
     Model *model = NULL;
-    if (rc == JT_OK) rc = model_load(dir, &model, err);
+    if (rc == JT_OK) rc = model_load_unet(dir, &model, err);
     const UNet *net = model ? model_unet(model) : NULL;
     const size_t D = (size_t)in->tr.C * in->tr.H * in->tr.W;
     float *x_from_T = xmalloc(D * sizeof(float));

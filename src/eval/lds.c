@@ -255,7 +255,7 @@ static int prepare_heldout(const LdsOptions *o, const LdsInputs *in, JtError *er
 int lds_ground_truth(const LdsOptions *o, const LdsInputs *in, const char *model_dir, int heldout,
                      double *gt, JtError *err) {
     Model *model;
-    if (model_load(model_dir, &model, err) != JT_OK) return JT_ERR;
+    if (model_load_unet(model_dir, &model, err) != JT_OK) return JT_ERR;
     UNet *net = model_unet(model);
     NoiseSchedule sched;
     if (sched_init(&sched, &in->mr.sched, err) != JT_OK) {

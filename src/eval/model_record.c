@@ -15,7 +15,7 @@
 int model_record_load(ModelRecord *mr, const char *model_dir, const char *why, JtError *err) {
     memset(mr, 0, sizeof *mr);
     Model *model;
-    if (model_load(model_dir, &model, err) != JT_OK) return JT_ERR;
+    if (model_load_unet(model_dir, &model, err) != JT_OK) return JT_ERR;
     mr->cfg = *unet_config(model_unet(model));
     mr->fingerprint = model_fingerprint(model);
     model_free(model);
