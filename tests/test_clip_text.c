@@ -444,7 +444,7 @@ Test(clip_text, cli_encode_text) {
         char cmd[1600];
         snprintf(cmd, sizeof cmd,
                  "encode-text --text-encoder " FIX "clip2_quick --ids %s --out %s%s", ids, out,
-                 s ? " --clip-skip 1" : "");
+                 s ? " --clip-skip 1 --batch 2" : "");
         int st = cli_run_out(cmd, g_out, sizeof g_out, g_err, sizeof g_err);
         cr_assert_eq(st, 0, "%s", g_err);
         NpyHeader h;
