@@ -16,7 +16,7 @@ typedef struct {
 static const Command COMMANDS[] = {
     {"counterfactual", cmd_counterfactual, "retrain without the top-k attributed images and regenerate"},
     {"demo", cmd_demo, "the main job on the embedded Fashion-MNIST default"},
-    {"encode-text", cmd_encode_text, "text-encoder contexts (N, L, D) of token ids (CLIPTextModel)"},
+    {"encode-text", cmd_encode_text, "CLIP text-encoder contexts (N, L, D) of token ids"},
     {"featurize", cmd_featurize, "TRAK features and kernels of the training set for an ensemble"},
     {"info", cmd_info, "describe a model folder (config, parameters, memory per batch)"},
     {"init", cmd_init, "create a model folder with freshly initialised weights from a config.json"},
