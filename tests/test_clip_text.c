@@ -498,3 +498,17 @@ Test(clip_text, cli_unet_commands_refuse_a_text_encoder) {
                        (const char *const[]){"clip2_quick", "CLIPTextModel", "UNet2DModel", NULL},
                        "sample --model " FIX "clip2_quick --out %s/s --n 1", test_tmp);
 }
+
+Test(clip_text, cli_encode_text_refuses_a_unet_folder) {
+    char ids[512];
+    snprintf(ids, sizeof ids, "%s/ids.npy", test_tmp);
+    int v[2] = {1, 2};
+    size_t shape[2] = {1, 2};
+    JtError err;
+    cr_assert_eq(npy_write(ids, NPY_I32, 2, shape, v, &err), JT_OK);
+    cli_expect_failure(
+        g_err, sizeof g_err, 1, "encode-text",
+        (const char *const[]){"fm3_12x12", "UNet2DModel", "not a CLIPTextModel", NULL},
+        "encode-text --text-encoder " JTRAK_FIXTURES "/unet/fm3_12x12 --ids %s --out %s/o.npy", ids,
+        test_tmp);
+}
