@@ -88,7 +88,7 @@ Test(model, table_rows) {
     cr_assert(k && k->supported && k->parse && k->to_json && k->create);
     k = model_kind_find("UNet2DConditionModel");
     cr_assert(k && k->supported && k->parse && k->to_json && k->create);
-    static const char *const known[] = {"VQModel", "CLIPTextModel", NULL};
+    static const char *const known[] = {"VQModel", "CLIPTextModelWithProjection", NULL};
     for (int i = 0; known[i]; i++) {
         k = model_kind_find(known[i]);
         cr_assert(k && !k->supported && k->refusal && !k->parse, "%s", known[i]);
@@ -97,8 +97,10 @@ Test(model, table_rows) {
     cr_assert_null(model_kind_find(NULL));
     k = model_kind_find("AutoencoderKL");
     cr_assert(k && k->supported && k->parse && k->to_json && k->create);
+    k = model_kind_find("CLIPTextModel");
+    cr_assert(k && k->supported && k->parse && k->to_json && k->create);
     cr_assert_str_eq(model_kind_supported_names(),
-                     "UNet2DModel, UNet2DConditionModel, AutoencoderKL");
+                     "UNet2DModel, UNet2DConditionModel, AutoencoderKL, CLIPTextModel");
 }
 
 Test(model, unknown_class_refused) {
@@ -108,7 +110,7 @@ Test(model, unknown_class_refused) {
 }
 
 Test(model, known_unsupported_class_refused) {
-    static const char *const classes[] = {"VQModel", "CLIPTextModel", NULL};
+    static const char *const classes[] = {"VQModel", "CLIPTextModelWithProjection", NULL};
     for (int i = 0; classes[i]; i++) {
         char value[64];
         snprintf(value, sizeof value, "\"%s\"", classes[i]);
@@ -118,8 +120,9 @@ Test(model, known_unsupported_class_refused) {
         test_rm_tree(test_tmp), mkdir(test_tmp, 0755);
     }
     /* transformers' configs name the class in "architectures" instead */
-    expect_load_refused("{\"architectures\": [\"CLIPTextModel\"], \"hidden_size\": 768}",
-                        (const char *const[]){"CLIPTextModel", "not supported yet", NULL});
+    expect_load_refused(
+        "{\"architectures\": [\"CLIPTextModelWithProjection\"], \"hidden_size\": 768}",
+        (const char *const[]){"CLIPTextModelWithProjection", "not supported yet", NULL});
 }
 
 Test(model, class_name_not_a_string) {

@@ -682,7 +682,7 @@ Test(vae_cli, bad_inputs) {
     char samples[300];
     snprintf(samples, sizeof samples, "%s/samples", test_tmp);
     cli_expect_failure(g_err, sizeof g_err, 1, "sample",
-                       (const char *const[]){"holds an AutoencoderKL", "needs a U-Net", NULL},
+                       (const char *const[]){"class AutoencoderKL", "needs a U-Net", NULL},
                        "sample --model %s --out %s --n 1 --steps 2", vdir, samples);
     cr_expect(!exists(samples), "a refused sample left %s", samples);
     /* a model folder as --out is another artifact: not overwritten */

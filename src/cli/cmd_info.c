@@ -76,8 +76,11 @@ int cmd_info(int argc, char **argv) {
     /* A folder with weights is loaded (and fingerprinted); otherwise the config alone. */
     struct stat sb;
     char *weights = path_join(spec, MODEL_WEIGHTS_FILE);
-    int have_weights = stat(spec, &sb) == 0 && S_ISDIR(sb.st_mode) && stat(weights, &sb) == 0;
+    char *tweights = path_join(spec, CLIP_TEXT_WEIGHTS_FILE); /* transformers' folders */
+    int have_weights = stat(spec, &sb) == 0 && S_ISDIR(sb.st_mode) &&
+                       (stat(weights, &sb) == 0 || stat(tweights, &sb) == 0);
     free(weights);
+    free(tweights);
     VaeConfig vc;
     if (have_weights) {
         if (model_load(spec, &m, &err) != JT_OK) return cli_error("info", &err);
@@ -90,6 +93,23 @@ int cmd_info(int argc, char **argv) {
         UNetConfig c;
         if (cli_model_config(spec, &c, &err) || model_create(&m, &c, &err))
             return cli_error("info", &err);
+    }
+    const ClipText *te = model_text_encoder_const(m);
+    if (te) {
+        const ClipTextConfig *tc = clip_text_config(te);
+        const ParamLayout *tl = model_layout(m);
+        char fp[17];
+        printf("model: %s\nclass: %s\nfingerprint: %s\n", spec, model_kind(m)->class_name,
+               model_fingerprint_hex(model_fingerprint(m), fp));
+        printf("text encoder: %d layers, width %d, %d heads, MLP %d, %s, vocabulary %d, %d "
+               "positions\n",
+               tc->num_hidden_layers, tc->hidden_size, tc->num_attention_heads,
+               tc->intermediate_size, tc->hidden_act == CLIP_ACT_GELU ? "gelu" : "quick_gelu",
+               tc->vocab_size, tc->max_position_embeddings);
+        printf("parameters: %zu in %d tensors (%.1f MB as float32)\n", tl->total, tl->count,
+               4.0 * (double)tl->total / 1e6);
+        model_free(m);
+        return 0;
     }
     const UNet *net = model_unet_const(m);
     const UNetConfig cfg = *unet_config(net);

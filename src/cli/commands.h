@@ -16,5 +16,6 @@ int cmd_lds(int argc, char **argv);
 int cmd_counterfactual(int argc, char **argv);
 int cmd_train_vae(int argc, char **argv);
 int cmd_encode(int argc, char **argv);
+int cmd_encode_text(int argc, char **argv);
 
 #endif

@@ -62,6 +62,12 @@ Vae *model_vae(Model *m) {
 const Vae *model_vae_const(const Model *m) {
     return model_vae((Model *)m);
 }
+ClipText *model_text_encoder(Model *m) {
+    return strcmp(m->kind->class_name, CLIP_TEXT_CLASS) == 0 ? m->net : NULL;
+}
+const ClipText *model_text_encoder_const(const Model *m) {
+    return model_text_encoder((Model *)m);
+}
 const ParamLayout *model_layout(const Model *m) {
     return m->kind->layout(m->net);
 }
@@ -100,12 +106,16 @@ int model_create_kind(Model **out, const ModelKind *k, const void *cfg, JtError 
 int model_load(const char *dir, Model **out, JtError *err) {
     *out = NULL;
     char *cfg_path = path_join(dir, MODEL_CONFIG_FILE);
-    char *w_path = path_join(dir, MODEL_WEIGHTS_FILE);
+    char *w_path = NULL;
     void *cfg = NULL, *net = NULL;
     const ModelKind *k = NULL;
     int rc = model_kind_load_config(cfg_path, &k, &cfg, err);
     if (rc == JT_OK) rc = k->create(&net, cfg, err);
-    if (rc == JT_OK) rc = model_slab_load(w_path, k->layout(net), k->params(net), err);
+    if (rc == JT_OK) {
+        w_path = path_join(dir, k->weights_file ? k->weights_file : MODEL_WEIGHTS_FILE);
+        rc = k->load_weights ? k->load_weights(net, w_path, err)
+                             : model_slab_load(w_path, k->layout(net), k->params(net), err);
+    }
     if (rc == JT_OK) {
         *out = wrap(k, net);
     } else if (net) {
@@ -120,15 +130,21 @@ int model_load(const char *dir, Model **out, JtError *err) {
 int model_load_unet(const char *dir, Model **out, JtError *err) {
     if (model_load(dir, out, err) != JT_OK) return JT_ERR;
     if (model_unet(*out)) return JT_OK;
-    jt_fail(err, "%s: holds an %s; this command needs a U-Net", dir, (*out)->kind->class_name);
+    jt_fail(err,
+            "%s: holds a model of class %s; this command needs a U-Net (UNet2DModel or "
+            "UNet2DConditionModel)",
+            dir, (*out)->kind->class_name);
     model_free(*out);
     *out = NULL;
     return JT_ERR;
 }
 
 int model_save(Model *m, const char *dir, JtError *err) {
-    if (model_mkdirs(dir, err) != JT_OK) return JT_ERR;
     const ModelKind *k = m->kind;
+    if (k->load_weights)
+        return jt_fail(err, "%s: saving a %s folder is not implemented (jtrak only reads them)",
+                       dir, k->class_name);
+    if (model_mkdirs(dir, err) != JT_OK) return JT_ERR;
     char *cfg_path = path_join(dir, MODEL_CONFIG_FILE);
     char *w_path = path_join(dir, MODEL_WEIGHTS_FILE);
     int rc = model_slab_save(w_path, k->layout(m->net), k->params(m->net), err);

@@ -11,6 +11,7 @@
 
 #include "core/common.h"
 #include "model/model_kind.h"
+#include "text/clip_text.h"
 #include "unet/unet.h"
 #include "vae/vae.h"
 
@@ -23,7 +24,8 @@ typedef struct Model Model;
  * is NULL and err names the file and the field, class or tensor. */
 int model_load(const char *dir, Model **out, JtError *err);
 /* model_load for the commands that run a diffusion U-Net: a folder of another class (an
- * AutoencoderKL) is refused with "DIR: holds an AutoencoderKL; this command needs a U-Net", so
+ * AutoencoderKL, a CLIPTextModel) is refused with "DIR: holds a model of class C; this command
+ * needs a U-Net", so
  * that model_unet() of the result is never NULL. */
 int model_load_unet(const char *dir, Model **out, JtError *err);
 /* Writes dir/config.json and dir/diffusion_pytorch_model.safetensors (F32), creating dir (and its
@@ -42,6 +44,9 @@ const UNet *model_unet_const(const Model *m);
 /* The network of an AutoencoderKL; NULL for other classes. */
 Vae *model_vae(Model *m);
 const Vae *model_vae_const(const Model *m);
+/* The network of a CLIPTextModel; NULL for other classes. */
+ClipText *model_text_encoder(Model *m);
+const ClipText *model_text_encoder_const(const Model *m);
 /* The parameter slab of any class. */
 const ParamLayout *model_layout(const Model *m);
 float *model_params(Model *m);

@@ -7,6 +7,7 @@
 #include "model/model_kind.h"
 
 #include "core/config_fields.h"
+#include "text/clip_text.h"
 #include "unet/config.h"
 #include "unet/unet.h"
 #include "vae/vae.h"
@@ -82,6 +83,39 @@ static float *vae_kind_params(void *net) {
     return vae_params(net);
 }
 
+/* ---- CLIPTextModel hooks ---- */
+
+static int clip_parse(void *cfg, const void *root, const char *path, JtError *err) {
+    return clip_text_config_from_json(cfg, root, path, err);
+}
+static int clip_validate(const void *cfg, const char *path, JtError *err) {
+    return clip_text_config_validate(cfg, path, err);
+}
+static char *clip_to_json(const void *cfg) {
+    return clip_text_config_to_json(cfg);
+}
+static int clip_create(void **net, const void *cfg, JtError *err) {
+    ClipText *t = NULL;
+    int rc = clip_text_create(&t, cfg, err);
+    *net = t;
+    return rc;
+}
+static void clip_destroy(void *net) {
+    clip_text_free(net);
+}
+static const void *clip_config(const void *net) {
+    return clip_text_config(net);
+}
+static const ParamLayout *clip_layout(const void *net) {
+    return clip_text_layout(net);
+}
+static float *clip_params(void *net) {
+    return clip_text_params(net);
+}
+static int clip_load_weights(void *net, const char *path, JtError *err) {
+    return clip_text_load_weights(net, path, err);
+}
+
 #define UNSUPPORTED(cls, what, why)                                                                \
     { .class_name = cls, .summary = what, .refusal = why }
 
@@ -124,9 +158,20 @@ static const ModelKind KINDS[] = {
      .params = vae_kind_params},
     UNSUPPORTED("VQModel", "diffusers' VQ autoencoder (CompVis latent diffusion)",
                 "the vector-quantised autoencoder"),
-    UNSUPPORTED("CLIPTextModel",
-                "transformers' CLIP text encoder (Stable Diffusion's text_encoder)",
-                "the CLIP text encoder (ldm.md 2.7)"),
+    {.class_name = CLIP_TEXT_CLASS,
+     .summary = "transformers' CLIP text encoder (Stable Diffusion's text_encoder), forward only",
+     .supported = 1,
+     .config_size = sizeof(ClipTextConfig),
+     .parse = clip_parse,
+     .validate = clip_validate,
+     .to_json = clip_to_json,
+     .create = clip_create,
+     .destroy = clip_destroy,
+     .config = clip_config,
+     .layout = clip_layout,
+     .params = clip_params,
+     .weights_file = CLIP_TEXT_WEIGHTS_FILE,
+     .load_weights = clip_load_weights},
     UNSUPPORTED("CLIPTextModelWithProjection",
                 "transformers' CLIP text encoder with projection (SDXL's text_encoder_2)",
                 "the CLIP text encoder (ldm.md 2.7)"),

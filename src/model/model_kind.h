@@ -28,6 +28,10 @@ typedef struct ModelKind {
     const void *(*config)(const void *net);
     const ParamLayout *(*layout)(const void *net);
     float *(*params)(void *net); /* (layout->total) */
+    /* The weights file of a folder (NULL: diffusion_pytorch_model.safetensors) and how it is read
+     * (NULL: model_slab_load, names exactly the layout's); transformers' classes differ in both. */
+    const char *weights_file;
+    int (*load_weights)(void *net, const char *path, JtError *err);
 } ModelKind;
 
 /* The row for class_name (supported or not), or NULL. */
