@@ -13,5 +13,6 @@ int cmd_score(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_lds(int argc, char **argv);
 int cmd_counterfactual(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
 
 #endif
