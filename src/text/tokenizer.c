@@ -420,6 +420,14 @@ static int load_merges_json(ClipTokenizer *t, const cJSON *m, const char *file, 
     return JT_OK;
 }
 
+/* An added token's normalized flag; absent, the tokenizers library's default: true for an
+ * ordinary added token, false for a special one. */
+static int added_normalized(const cJSON *e) {
+    const cJSON *nz = cJSON_GetObjectItemCaseSensitive(e, "normalized");
+    if (nz) return cJSON_IsTrue(nz);
+    return !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "special"));
+}
+
 /* An added-token list (tokenizer_config.json's added_tokens_decoder or tokenizer.json's
  * added_tokens): its tokens and their normalized flags take precedence over the special-token
  * entries (as in transformers). */
@@ -435,8 +443,7 @@ static int load_added_list(ClipTokenizer *t, const cJSON *list, const char *file
                                file, e->string);
             if (read_flags_plain(e, file, c, err)) return JT_ERR;
             int vid = token_id(t, c);
-            tok_add_token(t, c, vid >= 0 ? vid : (int)id,
-                          cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "normalized")));
+            tok_add_token(t, c, vid >= 0 ? vid : (int)id, added_normalized(e));
         }
         return JT_OK;
     }
@@ -449,8 +456,7 @@ static int load_added_list(ClipTokenizer *t, const cJSON *list, const char *file
             return jt_fail(err, "%s: added_tokens[%d] has no \"content\" and \"id\"", file, k);
         if (read_flags_plain(e, file, c, err)) return JT_ERR;
         int vid = token_id(t, c);
-        tok_add_token(t, c, vid >= 0 ? vid : (int)id->valuedouble,
-                      cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "normalized")));
+        tok_add_token(t, c, vid >= 0 ? vid : (int)id->valuedouble, added_normalized(e));
     }
     return JT_OK;
 }
