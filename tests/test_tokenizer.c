@@ -345,3 +345,38 @@ Test(tokenizer, cli_tokenize) {
     cli_expect_failure(e2, sizeof e2, 2, "tokenize", (const char *const[]){"--tokenizer", NULL},
                        "tokenize 'a cat'");
 }
+
+/* Where the pad token comes from (measured with transformers 5.23, folders like these):
+ * special_tokens_map.json overrides tokenizer_config.json (SD-2's folders have pad "!" in the map
+ * and "<|endoftext|>" in the config: the pad is "!"), unless the config has an
+ * added_tokens_decoder, in which case the map is not read. */
+#define BANG_VOCAB                                                                                 \
+    "{\"!\":0,\"a\":1,\"a</w>\":2,\"!</w>\":3,\"<|startoftext|>\":4,\"<|endoftext|>\":5}"
+
+Test(tokenizer, pad_token_precedence) {
+    JtError err;
+    ClipTokenizer *t;
+    char *d = folder("stm_over_cfg", BANG_VOCAB, "", "{\"pad_token\": \"!\"}",
+                     "{\"pad_token\": \"<|endoftext|>\"}");
+    cr_assert_eq(clip_tokenizer_load(&t, d, &err), JT_OK, "%s", err.msg);
+    cr_assert_eq(clip_tokenizer_pad_id(t), 0);
+    int ids[6];
+    /* "!" is then an added token: "a!" is a</w>, then id 0 (not "!</w>" 3); transformers gives
+     * 4 2 0 5 0 0 for this folder */
+    cr_assert_eq(clip_tokenize(t, "a!", 6, ids, NULL, NULL, &err), JT_OK, "%s", err.msg);
+    cr_assert_eq(memcmp(ids, ((int[6]){4, 2, 0, 5, 0, 0}), sizeof ids), 0, "%d %d %d %d %d %d",
+                 ids[0], ids[1], ids[2], ids[3], ids[4], ids[5]);
+    clip_tokenizer_free(t);
+    free(d);
+    d = folder("decoder_ignores_stm", BANG_VOCAB, "", "{\"pad_token\": \"!\"}",
+               "{\"pad_token\": \"<|endoftext|>\", \"added_tokens_decoder\": {\"5\": {\"content\": "
+               "\"<|endoftext|>\", \"normalized\": false, \"special\": true}}}");
+    cr_assert_eq(clip_tokenizer_load(&t, d, &err), JT_OK, "%s", err.msg);
+    cr_assert_eq(clip_tokenizer_pad_id(t), 5);
+    /* "!" is an ordinary word here: transformers gives 4 2 3 5 5 5 */
+    cr_assert_eq(clip_tokenize(t, "a!", 6, ids, NULL, NULL, &err), JT_OK, "%s", err.msg);
+    cr_assert_eq(memcmp(ids, ((int[6]){4, 2, 3, 5, 5, 5}), sizeof ids), 0, "%d %d %d %d %d %d",
+                 ids[0], ids[1], ids[2], ids[3], ids[4], ids[5]);
+    clip_tokenizer_free(t);
+    free(d);
+}
