@@ -344,6 +344,46 @@ Test(tokenizer, cli_tokenize) {
                        "tokenize --tokenizer " TOK_DIR "/clip_small \"$(printf 'a\\377')\"");
     cli_expect_failure(e2, sizeof e2, 2, "tokenize", (const char *const[]){"--tokenizer", NULL},
                        "tokenize 'a cat'");
+    /* a prompt longer than the model allows: the ids are truncated and stderr says so once */
+    char args[4096];
+    snprintf(
+        args, sizeof args, "tokenize --tokenizer %s/clip_small '%s'", TOK_DIR,
+        "a cat a cat a cat a cat a cat a cat a cat a cat a cat a cat a cat a cat a cat a cat a cat "
+        "a cat a cat a cat a cat a cat a cat a cat a cat a cat a cat a cat a cat a cat a cat a cat "
+        "a cat a cat a cat a cat a cat a cat a cat a cat a cat a cat");
+    cr_assert_eq(cli_run_out(args, out, sizeof out, err, sizeof err), 0, "%s", err);
+    cr_assert(strstr(err, "truncated") && !strstr(strstr(err, "truncated") + 1, "truncated"), "%s",
+              err);
+    cr_assert_eq(strchr(err, '\n'), err + strlen(err) - 1, "one line: %s", err);
+}
+
+/* One tokenizer shared by threads: the same ids as one thread (nothing mutable in it). */
+Test(tokenizer, shared_by_threads) {
+    JtError err;
+    ClipTokenizer *t;
+    cr_assert_eq(clip_tokenizer_load(&t, TOK_DIR "/clip_small", &err), JT_OK, "%s", err.msg);
+    cJSON *c = load_corpus();
+    const cJSON *strings = cJSON_GetObjectItem(c, "strings");
+    int n = cJSON_GetArraySize(strings);
+    const char **text = xmalloc((size_t)n * sizeof *text);
+    for (int i = 0; i < n; i++)
+        text[i] = cJSON_GetArrayItem(strings, i)->valuestring;
+    int *one = xmalloc((size_t)n * 77 * sizeof *one),
+        *many = xmalloc((size_t)n * 8 * 77 * sizeof *many);
+    for (int i = 0; i < n; i++)
+        cr_assert_eq(clip_tokenize(t, text[i], 0, one + 77 * i, NULL, NULL, &err), JT_OK);
+    int bad = 0;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(4) reduction(+ : bad)
+    for (int r = 0; r < 8 * n; r++) {
+        JtError e;
+        bad += clip_tokenize(t, text[r % n], 0, many + 77 * r, NULL, NULL, &e) != JT_OK;
+    }
+    cr_assert_eq(bad, 0);
+    for (int r = 0; r < 8 * n; r++)
+        cr_assert_eq(memcmp(one + 77 * (r % n), many + 77 * r, 77 * sizeof *one), 0, "run %d", r);
+    free(one), free(many), free(text);
+    cJSON_Delete(c);
+    clip_tokenizer_free(t);
 }
 
 /* Where the pad token comes from (measured with transformers 5.23, folders like these):
