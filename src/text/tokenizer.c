@@ -850,7 +850,7 @@ static char *normalize(const char *s, size_t n, size_t *out_len, JtError *err) {
     UErrorCode st = U_ZERO_ERROR;
     int32_t n16 = 0;
     if (n > (size_t)INT32_MAX / 4) {
-        jt_fail(err, "tokenizer: text of %zu bytes is too long", n);
+        jt_fail(err, "the text (%zu bytes) is too long", n);
         return NULL;
     }
     UChar *u16 = xmalloc((n + 1) * sizeof *u16);
@@ -858,7 +858,7 @@ static char *normalize(const char *s, size_t n, size_t *out_len, JtError *err) {
     const UNormalizer2 *nfc = unorm2_getNFCInstance(&st);
     if (U_FAILURE(st)) {
         free(u16);
-        jt_fail(err, "tokenizer: ICU could not read the text (%s)", u_errorName(st));
+        jt_fail(err, "ICU could not read the text (%s)", u_errorName(st));
         return NULL;
     }
     int32_t m = unorm2_normalize(nfc, u16, n16, NULL, 0, &st); /* preflight: the length */
@@ -869,7 +869,7 @@ static char *normalize(const char *s, size_t n, size_t *out_len, JtError *err) {
     free(u16);
     if (U_FAILURE(st)) {
         free(c16);
-        jt_fail(err, "tokenizer: ICU NFC normalisation failed (%s)", u_errorName(st));
+        jt_fail(err, "ICU NFC normalisation failed (%s)", u_errorName(st));
         return NULL;
     }
     /* each UTF-16 unit gives at most 3 lower-case code points of at most 4 bytes (a BMP character
@@ -898,7 +898,7 @@ static char *normalize(const char *s, size_t n, size_t *out_len, JtError *err) {
         if (U_FAILURE(ls)) {
             free(c16);
             free(o);
-            jt_fail(err, "tokenizer: ICU lower-casing failed (%s)", u_errorName(ls));
+            jt_fail(err, "ICU lower-casing failed (%s)", u_errorName(ls));
             return NULL;
         }
         for (int32_t j = 0; j < nl;) {
@@ -945,9 +945,9 @@ static int run_segment(Run *r, const char *s, size_t n, int normalized_stage, Jt
 int clip_tokenize(const ClipTokenizer *t, const char *text, int max_len, int *ids, int *n_real,
                   int *truncated, JtError *err) {
     if (max_len == 0) max_len = t->max_len;
-    if (max_len < 2) return jt_fail(err, "tokenizer: max_len %d is below 2 (bos and eos)", max_len);
+    if (max_len < 2) return jt_fail(err, "max_len %d is below 2 (room for bos and eos)", max_len);
     size_t n = strlen(text), bad = utf8_check(text, n);
-    if (bad != n) return jt_fail(err, "tokenizer: the text is not valid UTF-8 (at byte %zu)", bad);
+    if (bad != n) return jt_fail(err, "the text is not valid UTF-8 (at byte %zu)", bad);
     Run r = {.t = t, .ids = ids + 1, .n = 0, .cap = max_len - 1};
     int rc = run_segment(&r, text, n, 0, err);
     free(r.sym), free(r.prev), free(r.next), free(r.heap);
