@@ -11,7 +11,9 @@
    tests/fixtures/tokenizer/clip_small{,_bang}/, plus clip_small_tj/ (transformers 5's own save of the
    small tokenizer: tokenizer.json + tokenizer_config.json).
 3. Writes tests/fixtures/tokenizer/clip_corpus.json: the corpus and, for each folder, transformers' ids at
-   max_length 77 with truncation and padding, the count of real tokens and whether it truncated.
+   max_length 77 with truncation and padding, the count of real tokens and whether it truncated; and
+   "variants": ten ways of spelling the special tokens in special_tokens_map.json / tokenizer_config.json
+   (over the small vocabulary) with transformers' pad id and ids for a few probe strings.
 
 Checks on the way: each folder loads with CLIPTokenizer.from_pretrained; the small vocabulary gives the same
 tokens as the full one on every corpus string; the tokenizer.json folder gives the same ids as its source.
@@ -151,6 +153,41 @@ def random_strings(n):
     return ["".join(rng.choice(PIECES) for _ in range(rng.randint(0, 40))) for _ in range(n)]
 
 
+def special_token_variants(vocab):
+    """Folders that spell the special tokens differently (strings or objects, normalized or not, in
+    special_tokens_map.json or tokenizer_config.json, with or without an added_tokens_decoder): which
+    added tokens transformers makes of them, and with which normalized flag, decides whether
+    "<|ENDOFTEXT|>" and "!" in a prompt are special tokens. Each is the small vocabulary plus these two
+    files (None: the file is absent)."""
+    eot, sot = "<|endoftext|>", "<|startoftext|>"
+
+    def obj(c, n=True):
+        return {"content": c, "lstrip": False, "normalized": n, "rstrip": False, "single_word": False}
+
+    def dec(n_sot, n_eot):
+        return {str(vocab[sot]): dict(obj(sot, n_sot), special=True),
+                str(vocab[eot]): dict(obj(eot, n_eot), special=True)}
+
+    return [
+        ("unk_string", {"bos_token": obj(sot), "eos_token": obj(eot), "unk_token": eot, "pad_token": obj(eot)}, {}),
+        ("eos_string", {"bos_token": obj(sot), "eos_token": eot, "unk_token": obj(eot), "pad_token": obj(eot)}, {}),
+        ("config_strings_pad_bang", None, {"bos_token": sot, "eos_token": eot, "pad_token": "!"}),
+        ("map_over_config", {"pad_token": "!"}, {"pad_token": eot}),
+        ("decoder_not_normalized", None, {"added_tokens_decoder": dec(True, False), "pad_token": eot}),
+        ("decoder_ignores_map", {"pad_token": "!"}, {"added_tokens_decoder": dec(True, True), "pad_token": eot}),
+        ("no_special_files", None, {}),
+        ("bos_not_normalized", {"bos_token": obj(sot, False), "eos_token": obj(eot), "unk_token": obj(eot),
+                                "pad_token": obj(eot)}, {}),
+        ("objects_without_flag", {"eos_token": {"content": eot}, "unk_token": {"content": eot},
+                                  "pad_token": {"content": eot}}, {}),
+        ("pad_bang_object", {"bos_token": obj(sot), "eos_token": obj(eot), "unk_token": obj(eot),
+                             "pad_token": obj("!")}, {}),
+    ]
+
+
+VARIANT_PROBES = ["a <|ENDOFTEXT|> b hi!", "<|StartOfText|>x<|endoftext|>!y", "hello!!", "a cat"]
+
+
 def bpe_applied(word, ranks):
     """The merges that BPE applies to one word (symbols with "</w>" on the last), lowest rank first."""
     syms = list(word[:-1]) + [word[-1] + "</w>"]
@@ -225,6 +262,23 @@ def main():
     for s, e in zip(strings, expected["small_eot"]):
         assert encode(tok_tj, s) == e, s
 
+    variants = []
+    for name, stm, cfg in special_token_variants(small_vocab):
+        d = os.path.join(args.cache, "variant_" + name)
+        shutil.rmtree(d, ignore_errors=True)
+        os.makedirs(d)
+        for f in ("vocab.json", "merges.txt"):
+            shutil.copy(os.path.join(small["small_eot"], f), d)
+        if stm is not None:
+            with open(os.path.join(d, "special_tokens_map.json"), "w", encoding="utf-8") as f:
+                json.dump(stm, f)
+        with open(os.path.join(d, "tokenizer_config.json"), "w", encoding="utf-8") as f:
+            json.dump(dict(cfg, model_max_length=MAX_LEN), f)
+        tok = CLIPTokenizer.from_pretrained(d)
+        variants.append({"name": name, "special_tokens_map": stm, "tokenizer_config": cfg,
+                         "pad_id": tok.pad_token_id,
+                         "expected": [encode(tok, p) for p in VARIANT_PROBES]})
+
     out = {
         "generator": "ref/make_tokenizer_fixtures.py",
         "transformers": transformers.__version__,
@@ -234,6 +288,8 @@ def main():
                     "full_eot": "<cache>/eot", "full_bang": "<cache>/bang"},
         "strings": strings,
         "expected": expected,
+        "variant_probes": VARIANT_PROBES,
+        "variants": variants,
     }
     with open(os.path.join(FIX, "clip_corpus.json"), "w", encoding="utf-8") as f:
         json.dump(out, f, ensure_ascii=True, indent=None, separators=(",", ":"))

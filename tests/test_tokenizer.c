@@ -420,3 +420,65 @@ Test(tokenizer, pad_token_precedence) {
     clip_tokenizer_free(t);
     free(d);
 }
+
+static void copy_file(const char *from, const char *dir, const char *name) {
+    FILE *f = fopen(from, "rb");
+    cr_assert(f, "cannot open %s", from);
+    char *p = path_join(dir, name);
+    FILE *g = fopen(p, "wb");
+    cr_assert(g, "cannot write %s", p);
+    char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+        cr_assert_eq(fwrite(buf, 1, n, g), n);
+    fclose(f);
+    fclose(g);
+    free(p);
+}
+
+/* Ten ways of spelling the special tokens (strings or objects, normalized or not, in
+ * special_tokens_map.json or tokenizer_config.json, with or without an added_tokens_decoder), each
+ * over the small vocabulary: the pad id and the ids of probe strings such as "a <|ENDOFTEXT|> b
+ * hi!" match transformers' (corpus "variants"). They pin down which added tokens exist and whether
+ * each is matched before or after lower-casing. */
+Test(tokenizer, special_token_spellings) {
+    cJSON *c = load_corpus();
+    const cJSON *probes = cJSON_GetObjectItem(c, "variant_probes");
+    const cJSON *variants = cJSON_GetObjectItem(c, "variants");
+    cr_assert_eq(cJSON_GetArraySize(variants), 10);
+    for (const cJSON *v = variants->child; v; v = v->next) {
+        const char *name = cJSON_GetObjectItem(v, "name")->valuestring;
+        char *d = path_join(test_tmp, name);
+        cr_assert_eq(mkdir(d, 0777), 0);
+        copy_file(TOK_DIR "/clip_small/vocab.json", d, "vocab.json");
+        copy_file(TOK_DIR "/clip_small/merges.txt", d, "merges.txt");
+        const cJSON *stm = cJSON_GetObjectItem(v, "special_tokens_map");
+        if (!cJSON_IsNull(stm)) {
+            char *s = cJSON_PrintUnformatted(stm);
+            put(d, "special_tokens_map.json", s);
+            free(s);
+        }
+        char *s = cJSON_PrintUnformatted(cJSON_GetObjectItem(v, "tokenizer_config"));
+        put(d, "tokenizer_config.json", s);
+        free(s);
+        JtError err;
+        ClipTokenizer *t;
+        cr_assert_eq(clip_tokenizer_load(&t, d, &err), JT_OK, "%s: %s", name, err.msg);
+        cr_assert_eq(clip_tokenizer_pad_id(t), cJSON_GetObjectItem(v, "pad_id")->valueint,
+                     "%s: pad id", name);
+        const cJSON *e = cJSON_GetObjectItem(v, "expected")->child;
+        for (const cJSON *p = probes->child; p; p = p->next, e = e->next) {
+            int ids[77], n_real;
+            cr_assert_eq(clip_tokenize(t, p->valuestring, 0, ids, &n_real, NULL, &err), JT_OK, "%s",
+                         err.msg);
+            int i = 0;
+            for (const cJSON *w = cJSON_GetObjectItem(e, "ids")->child; w; w = w->next, i++)
+                cr_assert_eq(ids[i], w->valueint, "%s: \"%s\": id %d is %d, transformers gives %d",
+                             name, p->valuestring, i, ids[i], w->valueint);
+            cr_assert_eq(n_real, cJSON_GetObjectItem(e, "n_real")->valueint);
+        }
+        clip_tokenizer_free(t);
+        free(d);
+    }
+    cJSON_Delete(c);
+}

@@ -477,7 +477,8 @@ static const char *const SP_DEFAULT[N_SP] = {"<|startoftext|>", "<|endoftext|>",
 
 /* The normalized flag that transformers 5.23 ends up giving a special token that no added-token
  * list names. Its loading code adds the same content several times with different flags; the
- * rule below is what was measured (ref/make_tokenizer_fixtures.py, nine folder variants): when
+ * rule below fits what was measured (the ten "variants" of ref/make_tokenizer_fixtures.py and the
+ * SD-1 / SD-2 folders, all checked by test_tokenizer; not derived from transformers' code): when
  * unk_token or pad_token carries the content, the token is normalized only if every one of them
  * that does is an object with normalized=true (a plain string is not normalized); otherwise the
  * same rule over bos_token and eos_token. */
