@@ -9,6 +9,7 @@ PACKAGES=(
   libcjson-dev                     # JSON: safetensors headers, configs, manifests
   libstb-dev                       # stb_image / stb_image_write
   zlib1g-dev                       # .gz datasets
+  libicu-dev                       # Unicode (NFC, categories, lower case) for the CLIP tokenizer
   librandom123-dev                 # Philox counter-based RNG
   libcriterion-dev                 # tests
   libopenmpi-dev openmpi-bin       # MPI sharding (optional at build time)

