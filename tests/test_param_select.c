@@ -18,11 +18,13 @@
 #include "attrib/store.h"
 #include "core/progress.h"
 #include "diffusion/schedule.h"
+#include "diffusion/trajectory.h"
 #include "helpers/cli_run.h"
 #include "helpers/model_unet.h"
 #include "helpers/tiny_unet.h"
 #include "helpers/tmpdir.h"
 #include "io/npy.h"
+#include "model/model.h"
 #include "nn/graph.h"
 #include "unet/unet.h"
 #include "unet/unet_internal.h"
@@ -536,4 +538,114 @@ Test(param_select, store_field_checks) {
     store_close(&st);
     cr_assert(featurize("old", NULL, 0, &err) == JT_OK, "an older store resumes as all: %s",
               err.msg);
+}
+
+/* ---- score with the store's selection ---------------------------------------------------------
+ */
+
+enum { N_COPIES = 3 };
+
+/* A trajectory of m0 whose final samples are training rows 0..N_COPIES-1. */
+static void write_copy_trajectory(const char *path) {
+    Dataset ds = {0};
+    load_data(&ds);
+    UNet *net;
+    JtError err;
+    cr_assert(test_load_unet(g_model, &net, &err) == JT_OK, "%s", err.msg);
+    const size_t D = 64, img = N_COPIES * D;
+    Trajectory tr;
+    memset(&tr, 0, sizeof tr);
+    tr.n = N_COPIES, tr.S = 1, tr.C = 1, tr.H = 8, tr.W = 8;
+    tr.sampler = SAMPLER_DDIM, tr.num_inference_steps = 1;
+    tr.model_fingerprint = model_fingerprint_of(net);
+    int t0 = 0;
+    tr.timesteps = &t0;
+    tr.x_T = calloc(img, sizeof(float)), tr.x_0 = calloc(img, sizeof(float));
+    tr.x_t = calloc(img, sizeof(float)), tr.x0_hat = calloc(img, sizeof(float));
+    tr.noise = calloc(img, sizeof(float));
+    size_t rows[N_COPIES];
+    for (int i = 0; i < N_COPIES; i++)
+        rows[i] = (size_t)i;
+    data_batch_f32(&ds, rows, NULL, N_COPIES, tr.x_0);
+    cr_assert(traj_save(&tr, path, &err) == JT_OK, "%s", err.msg);
+    free(tr.x_T), free(tr.x_0), free(tr.x_t), free(tr.x0_hat), free(tr.noise);
+    unet_free(net);
+    data_free(&ds);
+}
+
+/* With shared draws and R = S, a target that is training row j projects to the stored x_j, so
+ * tau[i][j] = x_i^T A x_j: score's target gradients are over the store's selection (with all
+ * parameters they would project to other vectors). A store whose model selects other names under
+ * the same patterns is refused naming the field. */
+Test(param_select, score_uses_the_store_selection) {
+    featurize_setup();
+    char args[1600], err[8192];
+    snprintf(args, sizeof args,
+             "featurize --models %s --out %s/st --data %s --k %d --S %d --draws shared "
+             "--params to_k,to_v --auto-ridge --quiet",
+             g_model, test_tmp, g_data, KF, SF);
+    int rc = cli_run(args, err, sizeof err);
+    cr_assert_eq(rc, 0, "featurize: exit %d: %s", rc, err);
+    char traj[300];
+    snprintf(traj, sizeof traj, "%s/copies.safetensors", test_tmp);
+    write_copy_trajectory(traj);
+    snprintf(args, sizeof args,
+             "score --store %s/st --trajectory %s --out %s/sc --method trak --R %d --seed 0 "
+             "--quiet",
+             test_tmp, traj, test_tmp, SF);
+    rc = cli_run(args, err, sizeof err);
+    cr_assert_eq(rc, 0, "score: exit %d: %s", rc, err);
+    char path[400];
+    snprintf(path, sizeof path, "%s/sc/scores_final.npy", test_tmp);
+    NpyHeader h;
+    void *data;
+    JtError e;
+    cr_assert(npy_read_as(path, NPY_F32, &h, &data, &e) == JT_OK, "%s", e.msg);
+    cr_assert(h.ndim == 2 && h.shape[0] == N_ROWS && h.shape[1] == N_COPIES);
+    const float *got = data;
+    FeatureStore st;
+    char dir[300];
+    snprintf(dir, sizeof dir, "%s/st", test_tmp);
+    cr_assert(store_open(&st, dir, &e) == JT_OK, "%s", e.msg);
+    float X[N_ROWS * KF], A[KF * KF];
+    cr_assert(store_read_features(&st, 0, 0, N_ROWS, X, &e) == JT_OK, "%s", e.msg);
+    cr_assert(store_read_kernel(&st, 0, A, &e) == JT_OK, "%s", e.msg);
+    store_close(&st);
+    double amax = 0, worst = 0;
+    for (int i = 0; i < N_ROWS; i++)
+        for (int j = 0; j < N_COPIES; j++) {
+            double s = 0;
+            for (int a = 0; a < KF; a++)
+                for (int b = 0; b < KF; b++)
+                    s += (double)X[i * KF + a] * A[a * KF + b] * X[j * KF + b];
+            amax = fmax(amax, fabs(s));
+            worst = fmax(worst, fabs(s - got[i * N_COPIES + j]));
+        }
+    /* float32 projections and kernel products (as test_featurize's copies check): 1e-4 of the
+     * largest score; gradients over all parameters would give unrelated scores */
+    cr_assert(amax > 0 && worst <= 1e-4 * amax, "scores off by %g of %g", worst, amax);
+    free(data);
+
+    /* the manifest's fingerprint of the selected names no longer matches the model's */
+    char mp[400], text[8192];
+    snprintf(mp, sizeof mp, "%s/st/manifest.json", test_tmp);
+    FILE *f = fopen(mp, "r");
+    size_t len = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[len] = '\0';
+    char *at = strstr(text, "\"grad_params_fingerprint\"");
+    cr_assert(at != NULL);
+    char *q = strchr(at + 26, '"'); /* the value's opening quote */
+    cr_assert(q != NULL);
+    q[1] = q[1] == '0' ? '1' : '0';
+    f = fopen(mp, "w");
+    fputs(text, f);
+    fclose(f);
+    snprintf(args, sizeof args,
+             "score --store %s/st --trajectory %s --out %s/sc2 --method trak --R %d --seed 0 "
+             "--quiet",
+             test_tmp, traj, test_tmp, SF);
+    rc = cli_run(args, err, sizeof err);
+    cr_assert_eq(rc, 1, "score: exit %d: %s", rc, err);
+    cr_assert(strstr(err, "grad_params_fingerprint differs") != NULL, "%s", err);
 }
