@@ -14,8 +14,9 @@
  *                 loop over the selected parameters only, timed interleaved with the all-parameter
  *                 loop (iteration by iteration, so that a loaded machine slows both alike); both
  *                 rows then carry grad_params (floats of one per-example gradient), grad_slab_mb
- *                 (the per-example gradient slab of the batch) and featurize_mb (featurize_bytes,
- *                 the memory estimate `jtrak featurize` prints)
+ *                 (the per-example gradient slab of the batch), featurize_mb (featurize_bytes,
+ *                 the memory estimate `jtrak featurize` prints) and grad_ms_per_image (the
+ *                 per-example gradients alone, without the projection)
  *   AutoencoderKL (configs/vae-fm.json):
  *     encode, decode  images/s of the forward passes (forward-only runs)
  *     train_step      images/s of one train-vae step (encode, posterior sample, decode, MSE + beta
@@ -161,7 +162,7 @@ typedef struct {
     Projector pr;
     size_t P;
     float *grads, *X;
-    double *ts, bytes;
+    double *ts, *tg, bytes; /* seconds per iteration: all, the gradients alone */
 } FeatLoop;
 
 static void feat_loop_init(FeatLoop *f, UNet *net, const NoiseSchedule *sched, const size_t *sel,
@@ -174,6 +175,7 @@ static void feat_loop_init(FeatLoop *f, UNet *net, const NoiseSchedule *sched, c
     f->grads = xmalloc((size_t)B * f->P * sizeof *f->grads);
     f->X = xmalloc((size_t)B * k * sizeof *f->X);
     f->ts = xmalloc((size_t)(iters + 1) * sizeof *f->ts);
+    f->tg = xmalloc((size_t)(iters + 1) * sizeof *f->tg);
     const UNetConfig *cfg = unet_config(net);
     const size_t D = (size_t)cfg->in_channels * unet_config_height(cfg) * unet_config_width(cfg);
     f->bytes = (double)featurize_bytes(grad_engine_bytes(f->ge), f->P, B, 1, D, k,
@@ -183,7 +185,7 @@ static void feat_loop_init(FeatLoop *f, UNet *net, const NoiseSchedule *sched, c
 static void feat_loop_free(FeatLoop *f) {
     proj_free(&f->pr);
     grad_engine_free(f->ge);
-    free(f->grads), free(f->X), free(f->ts);
+    free(f->grads), free(f->X), free(f->ts), free(f->tg);
 }
 
 static void print_feat_row(const char *config, const char *what, int B, int S, size_t P, int iters,
@@ -191,10 +193,10 @@ static void print_feat_row(const char *config, const char *what, int B, int S, s
     printf("{\"impl\":\"jtrak\",\"config\":\"%s\",\"what\":\"%s\",\"batch\":%d,\"size\":%d,"
            "\"threads\":%d,\"params\":%zu,\"iters\":%d,\"images_per_s\":%.3f,\"ms_per_image\":%.3f,"
            "\"peak_rss_mb\":%.1f,\"ctx_len\":%d,\"params_select\":\"%s\",\"grad_params\":%zu,"
-           "\"grad_slab_mb\":%.1f,\"featurize_mb\":%.1f}\n",
+           "\"grad_slab_mb\":%.1f,\"featurize_mb\":%.1f,\"grad_ms_per_image\":%.3f}\n",
            config, what, B, S, omp_get_max_threads(), P, iters, B / sec, 1e3 * sec / B,
            peak_rss_mb(), ctx_len, sel, f->P, (double)B * f->P * sizeof(float) / (1 << 20),
-           f->bytes / (1 << 20));
+           f->bytes / (1 << 20), 1e3 * bench_median(f->tg + 1, iters) / B);
 }
 
 /* featurize's inner loop over every parameter and over the selection `patterns`, interleaved. */
@@ -229,6 +231,7 @@ static void time_featurize_params(UNet *net, const char *name, int B, int S, int
             FeatLoop *f = fs[(it + j) % 2]; /* alternate which goes first */
             double t0 = progress_now();
             grad_engine_run_cond(f->ge, OUTFN_LOSS, B, 1, x0, 0, t, eps, &cond, f->grads, NULL);
+            f->tg[it] = progress_now() - t0;
             proj_apply(&f->pr, f->grads, B, f->P, f->X);
             f->ts[it] = progress_now() - t0;
         }
