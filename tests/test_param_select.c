@@ -312,6 +312,37 @@ Test(param_select, unselected_ops_get_no_parameter_gradient) {
     unet_free(net);
 }
 
+/* The batch-summed mode (example stride 0, training's) over a selection: the same floats as the
+ * full summed gradient's entries (its slot reduction is per tensor). */
+Test(param_select, summed_gradients_over_a_selection_are_the_full_ones) {
+    UNet *net = tiny_net();
+    const ParamLayout *l = unet_layout(net);
+    const int B = 5, H = 8, W = 8;
+    JtError err;
+    UNetRun *run;
+    cr_assert(unet_run_create(&run, net, B, H, W, UNET_RUN_TRAIN, &err) == JT_OK, "%s", err.msg);
+    Inputs in;
+    make_inputs(&in, net, B, 1, 0, 0);
+    float *out = malloc((size_t)B * in.D * sizeof(float)), tt[5] = {1, 50, 300, 700, 999};
+    unet_forward(net, run, B, out, in.x0, tt, NULL);
+    for (size_t i = 0; i < (size_t)B * in.D; i++)
+        out[i] = (float)sin(0.9 * (double)i) * 1e-2f;
+    const size_t P = unet_num_params(net);
+    float *full = calloc(P, sizeof(float));
+    unet_backward(net, run, B, full, 0, out, NULL);
+    ParamSelect s;
+    cr_assert(param_select_init(&s, l, "to_q,norm1,conv_out", "tiny", &err) == JT_OK);
+    unet_run_select_params(run, s.compact);
+    float *sel = calloc(s.count, sizeof(float));
+    unet_backward(net, run, B, sel, 0, out, NULL);
+    expect_selected_equal(l, &s, full, sel, 1, "summed, to_q,norm1,conv_out");
+    param_select_free(&s);
+    free(out), free(full), free(sel);
+    free_inputs(&in);
+    unet_run_free(run);
+    unet_free(net);
+}
+
 /* ---- featurize --params ---------------------------------------------------------------------- */
 
 enum { N_ROWS = 6, KF = 4, SF = 2 };
