@@ -10,6 +10,13 @@
  *     featurize   rows/s of featurize's inner loop: per-example gradients of the noising loss for
  *                 all parameters (one draw per row: --S 1) and their sparse projection to k = 2048,
  *                 at --batch rows per chunk: what `jtrak featurize` spends per row and draw
+ *     featurize_params  with --params PATTERNS (featurize --params, attrib/paramsel.h): the same
+ *                 loop over the selected parameters only, timed interleaved with the all-parameter
+ *                 loop (iteration by iteration, so that a loaded machine slows both alike); both
+ *                 rows then carry grad_params (floats of one per-example gradient), grad_slab_mb
+ *                 (the per-example gradient slab of the batch), featurize_mb (featurize_bytes,
+ *                 the memory estimate `jtrak featurize` prints) and grad_ms_per_image (the
+ *                 per-example gradients alone, without the projection)
  *   AutoencoderKL (configs/vae-fm.json):
  *     encode, decode  images/s of the forward passes (forward-only runs)
  *     train_step      images/s of one train-vae step (encode, posterior sample, decode, MSE + beta
@@ -19,8 +26,10 @@
  * is the process's peak so far (run one --what per process for its own figure).
  *
  * Run: bench_ldm CONFIG.json [--batch 64] [--iters 5] [--ctx-len 16] [--size S]
- *        [--what forward,train_step] */
+ *        [--what forward,train_step] [--params attn2.to_k,attn2.to_v] */
+#include "attrib/featurize.h"
 #include "attrib/outfn.h"
+#include "attrib/paramsel.h"
 #include "attrib/project.h"
 #include "bench_common.h"
 #include "core/progress.h"
@@ -147,6 +156,98 @@ static double time_featurize(UNet *net, int B, int S, int L, int iters) {
     return med;
 }
 
+/* One featurize setup (engine over a selection, its gradient slab, its projector). */
+typedef struct {
+    GradEngine *ge;
+    Projector pr;
+    size_t P;
+    float *grads, *X;
+    double *ts, *tg, bytes; /* seconds per iteration: all, the gradients alone */
+} FeatLoop;
+
+static void feat_loop_init(FeatLoop *f, UNet *net, const NoiseSchedule *sched, const size_t *sel,
+                           int B, int L, int k, int iters) {
+    JtError err;
+    if (grad_engine_create_ctx(&f->ge, net, sched, B, L, &err)) die(&err);
+    grad_engine_select_params(f->ge, sel);
+    f->P = grad_engine_grad_params(f->ge);
+    proj_init(&f->pr, PROJ_SPARSE, 0, 0, f->P, k);
+    f->grads = xmalloc((size_t)B * f->P * sizeof *f->grads);
+    f->X = xmalloc((size_t)B * k * sizeof *f->X);
+    f->ts = xmalloc((size_t)(iters + 1) * sizeof *f->ts);
+    f->tg = xmalloc((size_t)(iters + 1) * sizeof *f->tg);
+    const UNetConfig *cfg = unet_config(net);
+    const size_t D = (size_t)cfg->in_channels * unet_config_height(cfg) * unet_config_width(cfg);
+    f->bytes = (double)featurize_bytes(grad_engine_bytes(f->ge), f->P, B, 1, D, k,
+                                       proj_scratch_bytes(&f->pr, B));
+}
+
+static void feat_loop_free(FeatLoop *f) {
+    proj_free(&f->pr);
+    grad_engine_free(f->ge);
+    free(f->grads), free(f->X), free(f->ts), free(f->tg);
+}
+
+static void print_feat_row(const char *config, const char *what, int B, int S, size_t P, int iters,
+                           double sec, int ctx_len, const char *sel, const FeatLoop *f) {
+    printf("{\"impl\":\"jtrak\",\"config\":\"%s\",\"what\":\"%s\",\"batch\":%d,\"size\":%d,"
+           "\"threads\":%d,\"params\":%zu,\"iters\":%d,\"images_per_s\":%.3f,\"ms_per_image\":%.3f,"
+           "\"peak_rss_mb\":%.1f,\"ctx_len\":%d,\"params_select\":\"%s\",\"grad_params\":%zu,"
+           "\"grad_slab_mb\":%.1f,\"featurize_mb\":%.1f,\"grad_ms_per_image\":%.3f}\n",
+           config, what, B, S, omp_get_max_threads(), P, iters, B / sec, 1e3 * sec / B,
+           peak_rss_mb(), ctx_len, sel, f->P, (double)B * f->P * sizeof(float) / (1 << 20),
+           f->bytes / (1 << 20), 1e3 * bench_median(f->tg + 1, iters) / B);
+}
+
+/* featurize's inner loop over every parameter and over the selection `patterns`, interleaved. */
+static void time_featurize_params(UNet *net, const char *name, int B, int S, int L, int iters,
+                                  const char *patterns) {
+    JtError err;
+    ParamSelect sel;
+    if (param_select_init(&sel, unet_layout(net), patterns, name, &err)) die(&err);
+    SchedConfig sc;
+    sched_config_default(&sc);
+    NoiseSchedule sched;
+    if (sched_init(&sched, &sc, &err)) die(&err);
+    const UNetConfig *cfg = unet_config(net);
+    const size_t D = (size_t)unet_cross_attention_dim(net);
+    const size_t d = (size_t)cfg->in_channels * S * S;
+    const int k = 2048;
+    FeatLoop all, part;
+    feat_loop_init(&all, net, &sched, NULL, B, L, k, iters);
+    feat_loop_init(&part, net, &sched, sel.compact, B, L, k, iters);
+    float *x0 = xmalloc((size_t)B * d * sizeof *x0), *eps = xmalloc((size_t)B * d * sizeof *eps);
+    float *ctx = xmalloc((size_t)B * L * D * sizeof *ctx);
+    int *t = xmalloc((size_t)B * sizeof *t);
+    rng_fill_normal(x0, (size_t)B * d, 1, 0, 0);
+    rng_fill_normal(eps, (size_t)B * d, 1, 1, 0);
+    rng_fill_normal(ctx, (size_t)B * L * D, 1, 2, 0);
+    for (int b = 0; b < B; b++)
+        t[b] = (b * 397) % 1000;
+    const Cond cond = {.context = ctx};
+    for (int it = 0; it <= iters; it++) {
+        FeatLoop *fs[2] = {&all, &part};
+        for (int j = 0; j < 2; j++) {
+            FeatLoop *f = fs[(it + j) % 2]; /* alternate which goes first */
+            double t0 = progress_now();
+            grad_engine_run_cond(f->ge, OUTFN_LOSS, B, 1, x0, 0, t, eps, &cond, f->grads, NULL);
+            f->tg[it] = progress_now() - t0;
+            proj_apply(&f->pr, f->grads, B, f->P, f->X);
+            f->ts[it] = progress_now() - t0;
+        }
+    }
+    const size_t P = unet_num_params(net);
+    print_feat_row(name, "featurize", B, S, P, iters, bench_median(all.ts + 1, iters), L, "all",
+                   &all);
+    print_feat_row(name, "featurize_params", B, S, P, iters, bench_median(part.ts + 1, iters), L,
+                   sel.patterns, &part);
+    feat_loop_free(&all);
+    feat_loop_free(&part);
+    sched_free(&sched);
+    param_select_free(&sel);
+    free(x0), free(eps), free(ctx), free(t);
+}
+
 /* encode (mode 0), decode (1) or a train-vae step (2): median seconds per batch */
 static double time_vae(Vae *vae, int mode, int B, int S, int iters) {
     JtError err;
@@ -197,14 +298,14 @@ static const char *config_name(const char *path, char *buf, size_t cap) {
 }
 
 int main(int argc, char **argv) {
-    const char *usage =
-        "usage: bench_ldm CONFIG.json [--batch 64] [--iters 5] [--ctx-len 16] "
-        "[--size S] [--what forward,train_step,featurize|encode,decode,train_step]\n";
+    const char *usage = "usage: bench_ldm CONFIG.json [--batch 64] [--iters 5] [--ctx-len 16] "
+                        "[--size S] [--what forward,train_step,featurize|encode,decode,train_step] "
+                        "[--params PATTERNS]\n";
     if (argc < 2 || argv[1][0] == '-') {
         fputs(usage, stderr);
         return 2;
     }
-    const char *path = argv[1], *what = NULL;
+    const char *path = argv[1], *what = NULL, *params = NULL;
     int B = 64, iters = 5, L = 16, S = 0;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -223,6 +324,8 @@ int main(int argc, char **argv) {
             S = atoi(val);
         else if (strcmp(a, "--what") == 0)
             what = val;
+        else if (strcmp(a, "--params") == 0)
+            params = val;
         else {
             fputs(usage, stderr);
             return 2;
@@ -264,7 +367,9 @@ int main(int argc, char **argv) {
             print_row(name, "forward", B, S, P, iters, time_unet(net, 0, B, S, L, iters), L);
         if (has_word(w, "train_step"))
             print_row(name, "train_step", B, S, P, iters, time_unet(net, 1, B, S, L, iters), L);
-        if (has_word(w, "featurize"))
+        if (has_word(w, "featurize") && params)
+            time_featurize_params(net, name, B, S, L, iters, params);
+        else if (has_word(w, "featurize"))
             print_row(name, "featurize", B, S, P, iters, time_featurize(net, B, S, L, iters), L);
         unet_free(net);
     }

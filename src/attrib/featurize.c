@@ -7,6 +7,7 @@
  * the chunk in flight. */
 #include "attrib/featurize.h"
 
+#include "attrib/paramsel.h"
 #include "attrib/store.h"
 #include "core/comm.h"
 #include "core/linalg.h"
@@ -209,13 +210,20 @@ static int featurize_model(Run *run, int m, int *stopped, JtError *err) {
     int cap = (int)(B < n ? B : n);
     if (rc == JT_OK)
         rc = grad_engine_create_ctx(&ge, net, &sched, cap, run->ctx ? run->ctx->L : 0, err);
+    /* the store's parameter selection: the gradient rows are over the selected tensors only */
+    ParamSelect sel = {0};
+    if (rc == JT_OK) rc = param_select_init(&sel, unet_layout(net), st->grad_params, dir, err);
+    if (rc == JT_OK) rc = store_check_grad_params(st, m, sel.count, sel.fingerprint, err);
+    if (rc == JT_OK) grad_engine_select_params(ge, sel.compact);
+    param_select_free(&sel);
     if (rc != JT_OK) {
+        grad_engine_free(ge);
         model_free(model);
         if (sched.betas) sched_free(&sched);
         free(mask);
         return JT_ERR;
     }
-    const size_t P = unet_num_params(net);
+    const size_t P = grad_engine_grad_params(ge); /* p: the selected count */
     Projector pr;
     proj_init(&pr, st->proj_kind, st->proj_seed, m, P, k);
     float *grads = xmalloc(B * P * sizeof(float));           /* (B, P) */
@@ -244,6 +252,11 @@ static int featurize_model(Run *run, int m, int *stopped, JtError *err) {
                 "featurize: memory about %s per process (grad engine %s, gradient slab %s "
                 "for %zu x %zu, %s projector %s, Gram %d x %d doubles) plus the data\n",
                 b1, b2, b3, B, P, proj_kind_name(pr.kind), b4, k, k);
+        if (!store_grad_params_all(st))
+            fprintf(stderr,
+                    "featurize: gradients over %zu of the model's %zu parameters (--params "
+                    "'%s')\n",
+                    P, unet_num_params(net), st->grad_params);
     }
 
     char label[64];
@@ -612,6 +625,9 @@ int featurize_run(const FeaturizeOptions *opt, const Dataset *data, JtError *err
     /* Every model: matches the data, fingerprint, parameter count. */
     uint64_t *fps = xcalloc((size_t)M, sizeof *fps);
     size_t *params = xcalloc((size_t)M, sizeof *params);
+    size_t *gparams = xcalloc((size_t)M, sizeof *gparams);
+    uint64_t *gfps = xcalloc((size_t)M, sizeof *gfps);
+    char *gsel = NULL; /* the canonical --params */
     int *Ks = xcalloc((size_t)M, sizeof *Ks), *Xs = xcalloc((size_t)M, sizeof *Xs);
     int rc = JT_OK;
     for (int m = 0; m < M && rc == JT_OK; m++) {
@@ -621,6 +637,15 @@ int featurize_run(const FeaturizeOptions *opt, const Dataset *data, JtError *err
         if (rc == JT_OK) {
             fps[m] = model_fingerprint(model);
             params[m] = unet_num_params(model_unet(model));
+            ParamSelect sel;
+            rc = param_select_init(&sel, unet_layout(model_unet(model)), opt->params,
+                                   opt->model_dirs[m], err);
+            if (rc == JT_OK) {
+                gparams[m] = sel.count;
+                gfps[m] = sel.fingerprint;
+                if (!gsel) gsel = xstrdup(sel.patterns);
+                param_select_free(&sel);
+            }
             Ks[m] = unet_num_classes(model_unet(model));
             Xs[m] = unet_cross_attention_dim(model_unet(model));
             if (run.rank == 0) warn_training_data(opt->model_dirs[m], data);
@@ -651,7 +676,10 @@ int featurize_run(const FeaturizeOptions *opt, const Dataset *data, JtError *err
                       la_sgemm_kernel(),
                       run.cond,
                       run.ctx ? run.ctx->description : NULL,
-                      run.ctx ? run.ctx->fingerprint : 0};
+                      run.ctx ? run.ctx->fingerprint : 0,
+                      gsel,
+                      gparams,
+                      gfps};
     FeatureStore st;
     memset(&st, 0, sizeof st);
     int open = 0;
@@ -682,7 +710,7 @@ int featurize_run(const FeaturizeOptions *opt, const Dataset *data, JtError *err
     if (rc != JT_OK) {
         if (open) store_close(&st);
         dir_unlock(&lock);
-        free(fps), free(params);
+        free(fps), free(params), free(gparams), free(gfps), free(gsel);
         return JT_ERR;
     }
     run.st = &st;
@@ -761,6 +789,6 @@ int featurize_run(const FeaturizeOptions *opt, const Dataset *data, JtError *err
     free(need_rows), free(need_kernel);
     store_close(&st);
     dir_unlock(&lock);
-    free(fps), free(params);
+    free(fps), free(params), free(gparams), free(gfps), free(gsel);
     return rc;
 }

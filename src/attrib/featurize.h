@@ -63,6 +63,8 @@ typedef struct {
                                num_class_embeds K, or all unconditional */
     const ContextSet *context; /* text contexts of the rows, exactly for models with
                                   cross-attention (each row with its own; featurize.c) */
+    const char *params;        /* --params: the parameters whose gradients are featurized
+                                  (attrib/paramsel.h patterns); NULL or "all" for every one */
     size_t stop_after_rows; /* stop after the chunk that reaches this many rows computed by
                                this process in this call (0 = no limit): for tests */
     int quiet;              /* no progress line, estimates or notes */
@@ -73,7 +75,8 @@ void featurize_options_default(FeaturizeOptions *o);
 
 /* Featurizes (or resumes) and finalizes every model on `data` (the rows as selected: row i of the
  * store is row i of data). An existing store must describe the same models, data, output function,
- * S, k, projector and draw seed, or it is refused naming the field; changed kernel options
+ * S, k, projector, draw seed and parameter selection (--params), or it is refused naming the
+ * field; changed kernel options
  * recompute the kernels from the stored features. Returns JT_OK when the run ended (complete or
  * stopped: see opt->stopped), JT_ERR with err filled otherwise. */
 int featurize_run(const FeaturizeOptions *opt, const Dataset *data, JtError *err);
@@ -82,9 +85,9 @@ int featurize_run(const FeaturizeOptions *opt, const Dataset *data, JtError *err
 const float *featurize_row_context(const ContextSet *ctx, uint64_t draw_seed, size_t row);
 
 /* Bytes of memory a process needs per model, the estimate featurize prints: grad engine, gradient
- * slab (batch x P floats), projector scratch, draws, features, model, Gram (k x k doubles) and
- * kernel, with the grad engine's and the projector's bytes given (grad_engine_bytes,
- * proj_scratch_bytes). */
+ * slab (batch x P floats, P the selected parameter count with --params), projector scratch, draws,
+ * features, model, Gram (k x k doubles) and kernel, with the grad engine's and the projector's
+ * bytes given (grad_engine_bytes, proj_scratch_bytes). */
 size_t featurize_bytes(size_t engine_bytes, size_t P, int batch, int S, size_t D, int k,
                        size_t proj_bytes);
 

@@ -108,6 +108,15 @@ size_t grad_engine_bytes(const GradEngine *g) {
            B * (sizeof(int) + sizeof(double) + sizeof(float) * (2 * g->D_in + g->D_out));
 }
 
+void grad_engine_select_params(GradEngine *g, const size_t *compact) {
+    denoiser_select_params(g->den, compact);
+    g->P = denoiser_grad_params(g->den);
+}
+
+size_t grad_engine_grad_params(const GradEngine *g) {
+    return g->P;
+}
+
 int grad_engine_num_classes(const GradEngine *g) {
     return g->K;
 }

@@ -35,14 +35,22 @@ int grad_engine_create_ctx(GradEngine **out, const UNet *net, const NoiseSchedul
 void grad_engine_free(GradEngine *g);
 size_t grad_engine_bytes(const GradEngine *g);
 
+/* Per-example gradients over a parameter subset (denoiser_select_params): compact gives each
+ * layout tensor's offset in the compact row or GRAPH_NO_PARAM ((size_t)-1) to leave it out, NULL
+ * for every parameter (the default). The rows of grads become grad_engine_grad_params floats,
+ * bitwise the selected entries of the full rows. */
+void grad_engine_select_params(GradEngine *g, const size_t *compact);
+/* P: floats of one gradient row (the selected count, or unet_num_params). */
+size_t grad_engine_grad_params(const GradEngine *g);
+
 /* num_class_embeds K of the engine's model (0 when unconditional). */
 int grad_engine_num_classes(const GradEngine *g);
 
-/* grads (B, P) is OVERWRITTEN with the per-example gradients of f for B <= batch examples:
- * x0 (B, C, H, W), t (B, S) timesteps, eps (B, S, C, H, W) noise, labels (B) each example's class
- * (0..K-1, K - 1 the null class) for a class-conditional model, NULL for an unconditional one
- * (the CFG convention of diffusion/denoiser.h). Also writes each example's value of f into values
- * (B) when non-NULL. */
+/* grads (B, P) (P = grad_engine_grad_params) is OVERWRITTEN with the per-example gradients of f for
+ * B <= batch examples: x0 (B, C, H, W), t (B, S) timesteps, eps (B, S, C, H, W) noise, labels (B)
+ * each example's class (0..K-1, K - 1 the null class) for a class-conditional model, NULL for an
+ * unconditional one (the CFG convention of diffusion/denoiser.h). Also writes each example's value
+ * of f into values (B) when non-NULL. */
 void grad_engine_run(GradEngine *g, OutFn f, int B, int S, const float *x0, const int *t,
                      const float *eps, const int *labels, float *grads, double *values);
 /* The general form: any conditioning (diffusion/denoiser.h's Cond: labels and/or text contexts

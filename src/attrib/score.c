@@ -7,6 +7,7 @@
 
 #include "attrib/kernel.h"
 #include "attrib/outfn.h"
+#include "attrib/paramsel.h"
 #include "attrib/project.h"
 #include "attrib/scoremat.h"
 #include "attrib/store.h"
@@ -228,11 +229,20 @@ static int target_features(const FeatureStore *st, int m, const Targets *tgt, co
     GradEngine *ge = NULL;
     const int L = X > 0 ? tgt->tr.ctx_len : 0;
     rc = grad_engine_create_ctx(&ge, net, &sched, B, L, err);
+    /* the target gradients over the store's parameter selection (featurize --params) */
+    if (rc == JT_OK) {
+        ParamSelect sel;
+        rc = param_select_init(&sel, unet_layout(net), st->grad_params, st->model_paths[m], err);
+        if (rc == JT_OK) rc = store_check_grad_params(st, m, sel.count, sel.fingerprint, err);
+        if (rc == JT_OK) grad_engine_select_params(ge, sel.compact);
+        param_select_free(&sel);
+    }
     int *labels = K > 0 ? xmalloc((size_t)B * sizeof(int)) : NULL; /* (B) */
     const size_t LD = (size_t)L * (X > 0 ? X : 0);
     float *contexts = X > 0 ? xmalloc((size_t)B * LD * sizeof(float)) : NULL; /* (B, L, D) */
     const Cond cond = {.labels = labels, .context = contexts};
-    const size_t P = unet_num_params(net), D = (size_t)tgt->C * tgt->H * tgt->W;
+    const size_t P = ge ? grad_engine_grad_params(ge) : unet_num_params(net),
+                 D = (size_t)tgt->C * tgt->H * tgt->W;
     const int R = o->R, k = st->k;
     OutFn fn = st->outfn; /* journey takes the store's; trak and dtrak were checked to match */
     Projector pr;

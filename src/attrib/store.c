@@ -112,6 +112,11 @@ static cJSON *manifest_json(const FeatureStore *st) {
         hex64(st->model_fingerprints[m], buf);
         cJSON_AddStringToObject(e, "fingerprint", buf);
         cJSON_AddNumberToObject(e, "params", (double)st->model_params[m]);
+        if (!store_grad_params_all(st)) {
+            cJSON_AddNumberToObject(e, "grad_params", (double)st->model_grad_params[m]);
+            hex64(st->model_grad_fingerprints[m], buf);
+            cJSON_AddStringToObject(e, "grad_params_fingerprint", buf);
+        }
         cJSON_AddItemToArray(models, e);
     }
     cJSON *d = cJSON_AddObjectToObject(o, "dataset");
@@ -137,6 +142,7 @@ static cJSON *manifest_json(const FeatureStore *st) {
         hex64(st->context_fingerprint, buf);
         cJSON_AddStringToObject(cj, "fingerprint", buf);
     }
+    cJSON_AddStringToObject(o, "gradient_params", st->grad_params ? st->grad_params : "all");
     cJSON *kj = cJSON_AddObjectToObject(o, "kernel");
     add_exact(kj, "lambda", st->kernel.lambda);
     cJSON_AddBoolToObject(kj, "auto_ridge", st->kernel.auto_ridge);
@@ -242,6 +248,8 @@ static void alloc_models(FeatureStore *st, int M) {
     st->model_paths = xcalloc((size_t)M, sizeof *st->model_paths);
     st->model_fingerprints = xcalloc((size_t)M, sizeof *st->model_fingerprints);
     st->model_params = xcalloc((size_t)M, sizeof *st->model_params);
+    st->model_grad_params = xcalloc((size_t)M, sizeof *st->model_grad_params);
+    st->model_grad_fingerprints = xcalloc((size_t)M, sizeof *st->model_grad_fingerprints);
     st->kernel_info = xcalloc((size_t)M, sizeof *st->kernel_info);
     st->featurized = xcalloc((size_t)M, sizeof *st->featurized);
     st->model_finalized = xcalloc((size_t)M, sizeof *st->model_finalized);
@@ -283,6 +291,26 @@ static int parse_manifest(FeatureStore *st, const char *path, cJSON *o, JtError 
         if (get_fp(path, e, "fingerprint", where, &st->model_fingerprints[m], err) != JT_OK ||
             get_size(path, e, "params", where, 1, 9007199254740992.0, &st->model_params[m], err) !=
                 JT_OK)
+            return JT_ERR;
+    }
+    /* stores made before the selection was kept differentiate every parameter */
+    if (get(o, "gradient_params")) {
+        if (get_str(path, o, "gradient_params", "", &s, err) != JT_OK) return JT_ERR;
+        if (!*s) return jt_fail(err, "%s: field 'gradient_params' is empty", path);
+        st->grad_params = xstrdup(s);
+    } else {
+        st->grad_params = xstrdup("all");
+    }
+    for (int m = 0; m < M; m++) {
+        cJSON *e = cJSON_GetArrayItem(models, m);
+        char where[48];
+        snprintf(where, sizeof where, "models[%d].", m);
+        st->model_grad_params[m] = st->model_params[m];
+        if (store_grad_params_all(st)) continue;
+        if (get_size(path, e, "grad_params", where, 1, (double)st->model_params[m],
+                     &st->model_grad_params[m], err) != JT_OK ||
+            get_fp(path, e, "grad_params_fingerprint", where, &st->model_grad_fingerprints[m],
+                   err) != JT_OK)
             return JT_ERR;
     }
     cJSON *d = get(o, "dataset");
@@ -499,6 +527,7 @@ void store_close(FeatureStore *st) {
         for (int m = 0; m < st->n_models; m++)
             free(st->model_paths[m]);
     free(st->model_paths), free(st->model_fingerprints), free(st->model_params);
+    free(st->grad_params), free(st->model_grad_params), free(st->model_grad_fingerprints);
     free(st->kernel_info), free(st->featurized), free(st->model_finalized);
     free(st->dir), free(st->data_spec), free(st->context_spec);
     memset(st, 0, sizeof *st);
@@ -547,6 +576,14 @@ int store_create(FeatureStore *st, const char *dir, const StoreSpec *sp, JtError
         st->model_fingerprints[m] = sp->model_fingerprints[m];
         st->model_params[m] = sp->model_params[m];
     }
+    const int all = !sp->grad_params || strcmp(sp->grad_params, "all") == 0;
+    CHECK(all || (sp->model_grad_params && sp->model_grad_fingerprints),
+          "store spec: a parameter selection without its counts");
+    st->grad_params = xstrdup(all ? "all" : sp->grad_params);
+    for (int m = 0; m < sp->n_models; m++) {
+        st->model_grad_params[m] = all ? sp->model_params[m] : sp->model_grad_params[m];
+        st->model_grad_fingerprints[m] = all ? 0 : sp->model_grad_fingerprints[m];
+    }
     st->n = sp->n;
     st->k = sp->k;
     st->S = sp->S;
@@ -588,6 +625,40 @@ int store_create(FeatureStore *st, const char *dir, const StoreSpec *sp, JtError
     if (rc == JT_OK) rc = store_write_manifest(st, err);
     if (rc != JT_OK) store_close(st);
     return rc;
+}
+
+int store_grad_params_all(const FeatureStore *st) {
+    return !st->grad_params || strcmp(st->grad_params, "all") == 0;
+}
+
+static int check_grad_selection(const FeatureStore *st, const size_t *count, const uint64_t *fp,
+                                const char *mp, JtError *err) {
+    for (int m = 0; m < st->n_models; m++)
+        if (count[m] != st->model_grad_params[m] || fp[m] != st->model_grad_fingerprints[m])
+            return jt_fail(err,
+                           "%s: models[%d].grad_params is %zu but --params '%s' selects %zu "
+                           "parameters of %s (or other names: grad_params_fingerprint differs); "
+                           "use a new --out",
+                           mp, m, st->model_grad_params[m], st->grad_params, count[m],
+                           st->model_paths[m]);
+    return JT_OK;
+}
+
+int store_check_grad_params(const FeatureStore *st, int model, size_t count, uint64_t fingerprint,
+                            JtError *err) {
+    CHECK(model >= 0 && model < st->n_models, "model %d of %d", model, st->n_models);
+    if (store_grad_params_all(st)) {
+        if (count == st->model_params[model]) return JT_OK;
+        return jt_fail(err, "%s/%s: models[%d].params is %zu but the model has %zu", st->dir,
+                       STORE_MANIFEST, model, st->model_params[model], count);
+    }
+    if (count == st->model_grad_params[model] && fingerprint == st->model_grad_fingerprints[model])
+        return JT_OK;
+    return jt_fail(err,
+                   "%s/%s: models[%d].grad_params is %zu but gradient_params '%s' selects %zu "
+                   "parameters of %s (or other names: grad_params_fingerprint differs)",
+                   st->dir, STORE_MANIFEST, model, st->model_grad_params[model], st->grad_params,
+                   count, st->model_paths[model]);
 }
 
 int store_check(const FeatureStore *st, const StoreSpec *sp, JtError *err) {
@@ -652,6 +723,16 @@ int store_check(const FeatureStore *st, const StoreSpec *sp, JtError *err) {
                      "%s: the rows were featurized with other text contexts (%s) than this "
                      "run's (%s); use a new --out",
                      mp, st->context_spec, sp->context_spec ? sp->context_spec : "none");
+    } else if (strcmp(st->grad_params, sp->grad_params ? sp->grad_params : "all") != 0) {
+        rc = jt_fail(err,
+                     "%s: gradient_params is '%s' but --params '%s' was given (the rows are "
+                     "projections of other gradients); give the store's --params or use a new "
+                     "--out",
+                     mp, st->grad_params, sp->grad_params ? sp->grad_params : "all");
+    } else if (!store_grad_params_all(st) &&
+               (rc = check_grad_selection(st, sp->model_grad_params, sp->model_grad_fingerprints,
+                                          mp, err)) != JT_OK) {
+        /* message filled */
     } else if (st->sgemm_kernel[0] && sp->sgemm_kernel &&
                strcmp(st->sgemm_kernel, sp->sgemm_kernel) != 0) {
         /* the rows would mix two kernels' roundings (~1e-6 apart): a resumed store would not
@@ -693,6 +774,15 @@ uint64_t store_fingerprint(const FeatureStore *st) {
         for (int j = 0; j < 8; j++)
             b[j] = (unsigned char)(st->context_fingerprint >> (8 * j));
         h = hash_fnv1a(h, b, 8);
+    }
+    if (!store_grad_params_all(st)) {
+        h = hash_fnv1a(h, st->grad_params, strlen(st->grad_params));
+        for (int m = 0; m < st->n_models; m++) {
+            unsigned char b[8];
+            for (int j = 0; j < 8; j++)
+                b[j] = (unsigned char)(st->model_grad_fingerprints[m] >> (8 * j));
+            h = hash_fnv1a(h, b, 8);
+        }
     }
     return h;
 }

@@ -16,8 +16,12 @@
  *    "sgemm_kernel": "avx512"|"openblas" (the arithmetic the rows were computed with; absent in
  *    older stores), "conditioning": "none"|"own-class"|"null-class" (how each row's class was
  *    chosen for a class-conditional model; absent in older stores: "none"; "own-context" for a
- *    model with cross-attention, with "context": {"spec", "fingerprint"}), "kernel": {"lambda", "auto_ridge", "rescale", "per_model": [null |
- *    {"lambda_used", "rescale_divisor", "ridge_added"}]}, "done": [{"featurized", "finalized"}]}
+ *    model with cross-attention, with "context": {"spec", "fingerprint"}), "kernel": {"lambda",
+ * "auto_ridge", "rescale", "per_model": [null |
+ *    {"lambda_used", "rescale_divisor", "ridge_added"}]}, "done": [{"featurized", "finalized"}],
+ *    "gradient_params": "all" | the --params patterns (attrib/paramsel.h; absent in older stores:
+ *    "all"), and with patterns each models[m] also has "grad_params" (the selected count: the
+ *    projection's input dimension p) and "grad_params_fingerprint" (of the selected names)}
  * The manifest is written last when a store is created and rewritten atomically on every change,
  * so a folder with a manifest is always a well-formed store. */
 #ifndef JTRAK_STORE_H
@@ -66,6 +70,12 @@ typedef struct {
     /* COND_OWN_CONTEXT: the ContextSet's description and fingerprint (data/context.h) */
     const char *context_spec;
     uint64_t context_fingerprint;
+    /* the gradient's parameter selection (attrib/paramsel.h): NULL or "all" for every parameter;
+     * otherwise the canonical patterns with, per model, the selected count and names' fingerprint
+     */
+    const char *grad_params;
+    const size_t *model_grad_params;         /* (n_models), or NULL with "all" */
+    const uint64_t *model_grad_fingerprints; /* (n_models), or NULL with "all" */
 } StoreSpec;
 
 typedef struct {
@@ -84,6 +94,9 @@ typedef struct {
     char **model_paths;           /* (n_models) */
     uint64_t *model_fingerprints; /* (n_models) */
     size_t *model_params;         /* (n_models) */
+    char *grad_params;            /* manifest "gradient_params": "all" or the patterns */
+    size_t *model_grad_params;    /* (n_models) p of the projection: model_params with "all" */
+    uint64_t *model_grad_fingerprints; /* (n_models) 0 with "all" */
     uint64_t data_fingerprint;
     char *data_spec;
     KernelOptions kernel;    /* the options the kernels were (or will be) computed with */
@@ -111,8 +124,18 @@ void store_close(FeatureStore *st);
  * 2048 but --k 1024 was given; use a new --out". Kernel options are not compared. */
 int store_check(const FeatureStore *st, const StoreSpec *spec, JtError *err);
 
+/* Whether the store's gradients are over every parameter (gradient_params "all"). */
+int store_grad_params_all(const FeatureStore *st);
+/* Whether a model's parameter selection (attrib/paramsel.h's count and fingerprint, resolved from
+ * st->grad_params) is the one model `model` was featurized with: JT_ERR naming the field if not
+ * (with "all": count must be models[m].params). For score. */
+int store_check_grad_params(const FeatureStore *st, int model, size_t count, uint64_t fingerprint,
+                            JtError *err);
+
 /* FNV-1a over the identity fields (models' fingerprints, dataset, output function, S, k, projector,
- * draw seed, and the conditioning when it is not none, so older stores keep their fingerprint): what a scores manifest records to name the store it used. */
+ * draw seed, the conditioning when it is not none and the parameter selection when it is not all,
+ * so older stores keep their fingerprint): what a scores manifest records to name the store it
+ * used. */
 uint64_t store_fingerprint(const FeatureStore *st);
 
 /* ---- reading ---- */

@@ -37,6 +37,14 @@ static void help(void) {
         "                       train' (each image with its own caption; one picked per image\n"
         "                       when it has several)\n"
         "  --cond-index I       with a context table: labels or npy:FILE (as in 'jtrak train')\n"
+        "  --params PATTERNS    the parameters whose gradients are featurized: all (default) or\n"
+        "                       a comma-separated list of diffusers name patterns; a parameter\n"
+        "                       is selected when its full name contains a pattern as whole\n"
+        "                       dot-separated components ('attn2.to_k,attn2.to_v' selects every\n"
+        "                       '...attn2.to_k.weight' and '...attn2.to_v.weight'; 'attn' alone\n"
+        "                       matches no 'attn1'); every pattern must match. The projection is\n"
+        "                       over the selected gradient (p = the selected count); 'jtrak\n"
+        "                       score' uses the store's selection\n"
         "kernel (may change on a finished store: the kernels are recomputed):\n"
         "  --lambda X           ridge added to X^T X before inversion (default 0)\n"
         "  --auto-ridge         if X^T X + lambda I is singular, add the smallest ridge that "
@@ -129,6 +137,7 @@ int cmd_featurize(int argc, char **argv) {
         args_free(&a);
         return 2;
     }
+    o.params = args_str(&a, "params", NULL);
     o.batch = (int)args_long(&a, "batch", o.batch, 1, 1 << 16);
     o.kernel.lambda = args_double(&a, "lambda", 0, 0, 1e300);
     o.kernel.auto_ridge = args_flag(&a, "auto-ridge");

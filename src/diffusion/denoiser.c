@@ -232,3 +232,12 @@ void denoiser_backward(Denoiser *d, int B, const float *dout, float *dparams,
     CHECK(d->mode == DENOISER_TRAIN, "backward on a forward-only denoiser");
     unet_backward(d->net, d->run, B, dparams, example_stride, dout, NULL);
 }
+
+void denoiser_select_params(Denoiser *d, const size_t *compact) {
+    CHECK(d->mode == DENOISER_TRAIN, "parameter selection on a forward-only denoiser");
+    unet_run_select_params(d->run, compact);
+}
+
+size_t denoiser_grad_params(const Denoiser *d) {
+    return d->mode == DENOISER_TRAIN ? unet_run_grad_params(d->run) : 0;
+}

@@ -105,5 +105,9 @@ void denoiser_loss_backward(Denoiser *d, int B, LossReduction reduction, float *
  * functions other than the loss; accumulates as unet_backward. */
 void denoiser_backward(Denoiser *d, int B, const float *dout, float *dparams,
                        size_t example_stride);
+/* Restricts the backwards' parameter gradients to a subset (unet_run_select_params; NULL: all);
+ * dparams then holds denoiser_grad_params floats per slab, at the compact offsets. */
+void denoiser_select_params(Denoiser *d, const size_t *compact);
+size_t denoiser_grad_params(const Denoiser *d);
 
 #endif

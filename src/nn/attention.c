@@ -125,13 +125,16 @@ void attention_backward(float *dx /* (B,C,N) */, float *dresidual /* (B,C,N) */,
     const int C = d->C, N = d->N, H = d->heads, dh = C / H;
     const size_t CN = (size_t)C * N, NN = (size_t)N * N, per = attn_saved_per_sample(d);
     const float as = attn_softmax_scale(d), sc = d->scale;
-    for (int i = 0; i < 8; i += 2)
-        CHECK(dparams[i] != NULL, "attention_backward: NULL weight gradient %d", i);
     GradSlots gs;
-    const size_t numel[8] = {
-        (size_t)C * C, dparams[1] ? (size_t)C : 0, (size_t)C * C, dparams[3] ? (size_t)C : 0,
-        (size_t)C * C, dparams[5] ? (size_t)C : 0, (size_t)C * C, dparams[7] ? (size_t)C : 0};
+    const size_t numel[8] = {(size_t)C * C, (size_t)C, (size_t)C * C, (size_t)C,
+                             (size_t)C * C, (size_t)C, (size_t)C * C, (size_t)C};
     grad_slots_begin(&gs, c, d->B, 8, dparams, numel);
+    /* which of Q, K, V need their gradient dM (a selected weight or bias, or dx) */
+    int need[3], need_any = 0;
+    for (int p = 0; p < 3; p++) {
+        need[p] = dx || gs.d[2 * p] || gs.d[2 * p + 1];
+        need_any |= need[p];
+    }
     const float *wqkv[3] = {wq, wk, wv};
 #pragma omp parallel for schedule(static, gs.group) num_threads(nn_threads(c))
     for (int b = 0; b < d->B; b++) {
@@ -153,12 +156,16 @@ void attention_backward(float *dx /* (B,C,N) */, float *dresidual /* (B,C,N) */,
                 sbo[ch] += (float)(sc * acc);
             }
         }
-        la_sgemm(0, 0, C, C, N, sc, g, N, O, C, 1.0f, grad_slot(&gs, b, 6), C);
+        float *swo = grad_slot(&gs, b, 6);
+        if (swo) la_sgemm(0, 0, C, C, N, sc, g, N, O, C, 1.0f, swo, C);
+        if (!need_any) continue;
         la_sgemm(1, 0, N, C, C, sc, g, N, wo, C, 0.0f, dO, C);
         for (int h = 0; h < H; h++) {
             const float *Ph = P + (size_t)h * NN;
+            if (need[2])
+                la_sgemm(1, 0, N, dh, N, 1.0f, Ph, N, dO + h * dh, C, 0.0f, dV + h * dh, C);
+            if (!need[0] && !need[1]) continue;
             la_sgemm(0, 1, N, N, dh, 1.0f, dO + h * dh, C, V + h * dh, C, 0.0f, dP, N);
-            la_sgemm(1, 0, N, dh, N, 1.0f, Ph, N, dO + h * dh, C, 0.0f, dV + h * dh, C);
             for (int i = 0; i < N; i++) { /* softmax backward, dS overwrites dP */
                 const float *pr = Ph + (size_t)i * N;
                 float *dr = dP + (size_t)i * N;
@@ -166,13 +173,15 @@ void attention_backward(float *dx /* (B,C,N) */, float *dresidual /* (B,C,N) */,
                 for (int j = 0; j < N; j++)
                     dr[j] = pr[j] * (dr[j] - fdot);
             }
-            la_sgemm(0, 0, N, dh, N, as, dP, N, K + h * dh, C, 0.0f, dQ + h * dh, C);
-            la_sgemm(1, 0, N, dh, N, as, dP, N, Q + h * dh, C, 0.0f, dK + h * dh, C);
+            if (need[0]) la_sgemm(0, 0, N, dh, N, as, dP, N, K + h * dh, C, 0.0f, dQ + h * dh, C);
+            if (need[1]) la_sgemm(1, 0, N, dh, N, as, dP, N, Q + h * dh, C, 0.0f, dK + h * dh, C);
         }
         const float *dM[3] = {dQ, dK, dV};
         for (int p = 0; p < 3; p++) {
+            if (!need[p]) continue;
             /* M = X W^T + bias: dW += dM^T X, dbias += colsum dM, dx (C,N) += W^T dM^T. */
-            la_sgemm(1, 1, C, C, N, 1.0f, dM[p], C, xb, N, 1.0f, grad_slot(&gs, b, 2 * p), C);
+            float *sw = grad_slot(&gs, b, 2 * p);
+            if (sw) la_sgemm(1, 1, C, C, N, 1.0f, dM[p], C, xb, N, 1.0f, sw, C);
             float *sb = grad_slot(&gs, b, 2 * p + 1);
             if (sb) colsum_add(sb, dM[p], N, C);
             if (dx)

@@ -237,15 +237,15 @@ void conv2d_backward(float *din /* (B,cin,H,W) or NULL */, float *dw /* (cout,ci
     ConvGeom g = conv_geom(d);
     size_t scratch = conv2d_scratch_floats(d);
     nn_check_ctx(c, scratch, "conv2d_backward");
-    CHECK(dw != NULL, "conv2d_backward: NULL dw");
     const int HWo = g.Ho * g.Wo, cout = d->cout, K = g.K;
     const size_t in_sz = (size_t)d->cin * d->H * d->W, out_sz = (size_t)cout * HWo;
     const int same = same_size(d, &g);
 
     GradSlots gs;
     float *dptr[2] = {dw, dbias};
-    size_t numel[2] = {(size_t)cout * K, dbias ? (size_t)cout : 0};
+    size_t numel[2] = {(size_t)cout * K, (size_t)cout};
     grad_slots_begin(&gs, c, d->B, 2, dptr, numel);
+    if (!gs.any && !din) return; /* nothing asked of this op */
 
 #pragma omp parallel num_threads(nn_threads(c))
     {
@@ -254,35 +254,44 @@ void conv2d_backward(float *din /* (B,cin,H,W) or NULL */, float *dw /* (cout,ci
         for (int b = 0; b < d->B; b++) {
             const float *inb = in + (size_t)b * in_sz;
             const float *doutb = dout + (size_t)b * out_sz; /* (cout, Ho*Wo) */
-            float *sw = grad_slot(&gs, b, 0);               /* (cout, K) */
+            float *sw = grad_slot(&gs, b, 0);               /* (cout, K) or NULL: not needed */
             float *sb = grad_slot(&gs, b, 1);               /* (cout) or NULL */
+            float *dinb = din ? din + (size_t)b * in_sz : NULL;
             if (sb) {
                 for (int o = 0; o < cout; o++) /* in double: robust to the order of Ho*Wo terms */
                     sb[o] += (float)nn_sum_double(doutb + (size_t)o * HWo, (size_t)HWo);
             }
             if (g.direct) {
                 /* cols = in_b (cin, HW): dW_b += dout_b in_b^T; din_b += W^T dout_b. */
-                la_sgemm(0, 1, cout, K, HWo, 1.0f, doutb, HWo, inb, HWo, 1.0f, sw, K);
-                if (din)
-                    la_sgemm(1, 0, K, HWo, cout, 1.0f, w, K, doutb, HWo, 1.0f,
-                             din + (size_t)b * in_sz, HWo);
-            } else if (same && la_sgemm_im2col(0, 1, cout, K, HWo, 1.0f, doutb, HWo, inb, d->H,
-                                               d->W, d->k, 1.0f, sw, K)) {
-                if (din) { /* din_b += conv2d(dout_b, flipped W): no dcols, no col2im */
-                    float *wf = opctx_scratch(c); /* (cin, cout*k*k) */
-                    const int kf = cout * d->k * d->k;
-                    if (!flipped) flip_weights(wf, w, d), flipped = 1;
-                    la_sgemm_im2col(0, 0, d->cin, HWo, kf, 1.0f, wf, kf, doutb, d->H, d->W, d->k,
-                                    1.0f, din + (size_t)b * in_sz, HWo);
-                }
-            } else {
-                float *cols = opctx_scratch(c); /* (K, Ho*Wo), reused for dcols */
+                if (sw) la_sgemm(0, 1, cout, K, HWo, 1.0f, doutb, HWo, inb, HWo, 1.0f, sw, K);
+                if (dinb) la_sgemm(1, 0, K, HWo, cout, 1.0f, w, K, doutb, HWo, 1.0f, dinb, HWo);
+                continue;
+            }
+            /* The fused path (no columns built) when the kernel has it: dW first, then din from
+             * the flipped weights. Without dW the din call itself says whether it ran. */
+            int fused = 0;
+            if (same && sw)
+                fused = la_sgemm_im2col(0, 1, cout, K, HWo, 1.0f, doutb, HWo, inb, d->H, d->W, d->k,
+                                        1.0f, sw, K);
+            if (same && dinb && (fused || !sw)) { /* din_b += conv2d(dout_b, flipped W) */
+                float *wf = opctx_scratch(c);     /* (cin, cout*k*k) */
+                const int kf = cout * d->k * d->k;
+                if (!flipped) flip_weights(wf, w, d), flipped = 1;
+                const int ran = la_sgemm_im2col(0, 0, d->cin, HWo, kf, 1.0f, wf, kf, doutb, d->H,
+                                                d->W, d->k, 1.0f, dinb, HWo);
+                if (!sw) fused = ran;
+                if (!ran) flipped = 0; /* the columns below reuse the scratch */
+            }
+            if (fused || (!sw && !dinb)) continue;
+            float *cols = opctx_scratch(c); /* (K, Ho*Wo), reused for dcols */
+            flipped = 0;
+            if (sw) {
                 im2col(cols, inb, d, &g);
                 la_sgemm(0, 1, cout, K, HWo, 1.0f, doutb, HWo, cols, HWo, 1.0f, sw, K);
-                if (din) {
-                    la_sgemm(1, 0, K, HWo, cout, 1.0f, w, K, doutb, HWo, 0.0f, cols, HWo);
-                    col2im_add(din + (size_t)b * in_sz, cols, d, &g);
-                }
+            }
+            if (dinb) {
+                la_sgemm(1, 0, K, HWo, cout, 1.0f, w, K, doutb, HWo, 0.0f, cols, HWo);
+                col2im_add(dinb, cols, d, &g);
             }
         }
     }

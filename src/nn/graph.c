@@ -324,6 +324,11 @@ struct GraphRun {
     float *thread_buf, *grad_buf;
     int profile;
     double conv_s, other_s;
+    /* graph_run_select_params: per layout entry its compact offset or GRAPH_NO_PARAM (NULL: every
+     * parameter, at its slab offset), and the floats of one compact gradient slab */
+    size_t *compact;
+    size_t grad_floats;
+    size_t param_grad_nodes; /* nodes of the last backward given a parameter gradient to compute */
 };
 
 /* Floats of parameters one node owns (for the batch-summed gradient buffer). */
@@ -440,6 +445,7 @@ int graph_run_create(GraphRun **out, const Graph *g, int B, GraphRunMode mode, J
     r->grad_buf = train ? xmalloc((gradbuf + 1) * sizeof(float)) : NULL;
     r->ctx.grad_buf = r->grad_buf;
     r->ctx.grad_floats = gradbuf;
+    r->grad_floats = g->layout->total;
     la_blas_single_threaded(); /* ops parallelise over the batch themselves */
     fpenv_flush_denormals();
     *out = r;
@@ -455,7 +461,69 @@ void graph_run_free(GraphRun *r) {
         free(r->side[k]);
     free(r->thread_buf);
     free(r->grad_buf);
+    free(r->compact);
     free(r);
+}
+
+size_t graph_compact_offsets(const ParamLayout *l, const unsigned char *keep, size_t *compact) {
+    size_t off = 0;
+    for (int i = 0; i < l->count; i++) {
+        compact[i] = keep[i] ? off : GRAPH_NO_PARAM;
+        if (keep[i]) off += l->entries[i].numel;
+    }
+    return off;
+}
+
+void graph_run_select_params(GraphRun *r, const size_t *compact) {
+    const ParamLayout *l = r->g->layout;
+    free(r->compact);
+    r->compact = NULL;
+    r->grad_floats = l->total;
+    if (!compact) return;
+    r->compact = xmalloc(((size_t)l->count + 1) * sizeof *r->compact);
+    size_t total = 0;
+    for (int i = 0; i < l->count; i++) {
+        r->compact[i] = compact[i];
+        if (compact[i] == GRAPH_NO_PARAM) continue;
+        size_t end;
+        CHECK(jt_add_size(compact[i], l->entries[i].numel, &end), "compact offset of %s overflows",
+              l->entries[i].name);
+        if (end > total) total = end;
+    }
+    r->grad_floats = total;
+}
+
+size_t graph_run_param_grad_nodes(const GraphRun *r) {
+    return r->param_grad_nodes;
+}
+
+size_t graph_run_grad_floats(const GraphRun *r) {
+    return r->grad_floats;
+}
+
+/* Where the gradient of the parameter at slab offset `off` (a node's w, b or p[i]) goes: that
+ * offset without a selection; with one, its compact offset, or GRAPH_NO_PARAM when it is not
+ * selected (or the node has no such parameter). Layout entries are in slab order (layout_add
+ * appends), so a binary search finds the entry. */
+static size_t grad_offset(const GraphRun *r, size_t off) {
+    if (off == GRAPH_NO_PARAM || !r->compact) return off;
+    const ParamLayout *l = r->g->layout;
+    int lo = 0, hi = l->count - 1;
+    while (lo < hi) {
+        const int mid = lo + (hi - lo + 1) / 2;
+        if (l->entries[mid].offset <= off)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    CHECK(l->count > 0 && l->entries[lo].offset == off, "no parameter at slab offset %zu", off);
+    return r->compact[lo];
+}
+
+/* The gradient pointer of that parameter in dparams, NULL when it is not computed. */
+static float *param_grad(const GraphRun *r, float *dparams, size_t off) {
+    const size_t g = grad_offset(r, off);
+    return g == GRAPH_NO_PARAM ? NULL : dparams + g;
 }
 
 int graph_run_capacity(const GraphRun *r) {
@@ -642,6 +710,27 @@ void graph_get_output(const GraphRun *r, int i, int B, float *dst) {
            sizeof(float) * (size_t)B * numel(&g->tensors[g->outputs[i]]));
 }
 
+/* Does node n have a parameter whose gradient this run computes? */
+static int node_has_param_grad(const GraphRun *r, const Node *n) {
+    switch (n->kind) {
+    case NODE_EMBED:
+        return grad_offset(r, n->w) != GRAPH_NO_PARAM;
+    case NODE_LINEAR:
+    case NODE_CONV:
+    case NODE_GROUPNORM:
+    case NODE_GN_SILU:
+    case NODE_LAYERNORM:
+        return grad_offset(r, n->w) != GRAPH_NO_PARAM || grad_offset(r, n->b) != GRAPH_NO_PARAM;
+    case NODE_ATTN:
+    case NODE_MHA:
+        for (int k = 0; k < 8; k++)
+            if (grad_offset(r, n->p[k]) != GRAPH_NO_PARAM) return 1;
+        return 0;
+    default:
+        return 0;
+    }
+}
+
 /* Is tensor t an input whose gradient the caller did not ask for? */
 static int unwanted_input(const Graph *g, int t, float *const *dinputs) {
     for (int k = 0; k < GRAPH_INPUT_KINDS; k++)
@@ -654,10 +743,11 @@ void graph_backward(GraphRun *r, const float *P, int B, float *dparams, size_t e
     const Graph *g = r->g;
     CHECK(B >= 1 && B <= r->cap_B, "batch %d exceeds the run's capacity %d", B, r->cap_B);
     CHECK(r->mode == GRAPH_RUN_TRAIN, "graph_backward on a forward-only run");
-    CHECK(example_stride == 0 || example_stride >= g->layout->total,
-          "example stride %zu is smaller than the parameter count %zu", example_stride,
-          g->layout->total);
+    CHECK(example_stride == 0 || example_stride >= r->grad_floats,
+          "example stride %zu is smaller than the gradient slab %zu", example_stride,
+          r->grad_floats);
     r->ctx.example_stride = example_stride;
+    r->param_grad_nodes = 0;
     /* The gradient arena starts at zero (backward ops accumulate); zeroed on every thread. */
     const size_t n_grad = (size_t)r->cap_B * g->act_floats, chunk = (size_t)1 << 18;
 #pragma omp parallel for schedule(static)
@@ -680,6 +770,7 @@ void graph_backward(GraphRun *r, const float *P, int B, float *dparams, size_t e
         const float *a = n->in0 >= 0 ? act(r, n->in0) : NULL;
         size_t nel = (size_t)B * numel(to);
         const double t0 = r->profile ? progress_now() : 0.0;
+        r->param_grad_nodes += node_has_param_grad(r, n);
         switch (n->kind) {
         case NODE_CENTER:
             if (ga)
@@ -690,12 +781,13 @@ void graph_backward(GraphRun *r, const float *P, int B, float *dparams, size_t e
             break;
         case NODE_EMBED: {
             EmbeddingDims d = {B, n->k, to->C};
-            embedding_backward(dparams + n->w, go, labels, &d, &r->ctx);
+            embedding_backward(param_grad(r, dparams, n->w), go, labels, &d, &r->ctx);
             break;
         }
         case NODE_LINEAR: {
             LinearDims d = {B, ti->C, to->C};
-            linear_backward(ga, dparams + n->w, dparams + n->b, go, a, P + n->w, &d, &r->ctx);
+            linear_backward(ga, param_grad(r, dparams, n->w), param_grad(r, dparams, n->b), go, a,
+                            P + n->w, &d, &r->ctx);
             break;
         }
         case NODE_SILU:
@@ -713,8 +805,8 @@ void graph_backward(GraphRun *r, const float *P, int B, float *dparams, size_t e
         case NODE_LAYERNORM: {
             LayerNormDims d = {B, ti->C, ti->H * ti->W, n->eps};
             float *mean = aux(r, n), *rstd = mean + (size_t)r->cap_B * d.N;
-            layernorm_backward(ga, dparams + n->w, dparams + n->b, go, a, mean, rstd, P + n->w, &d,
-                               &r->ctx);
+            layernorm_backward(ga, param_grad(r, dparams, n->w), param_grad(r, dparams, n->b), go,
+                               a, mean, rstd, P + n->w, &d, &r->ctx);
             break;
         }
         case NODE_MHA: {
@@ -725,14 +817,15 @@ void graph_backward(GraphRun *r, const float *P, int B, float *dparams, size_t e
             float *dw[8];
             mha_params(n, P, w);
             for (int k = 0; k < 8; k++)
-                dw[k] = n->p[k] == GRAPH_NO_PARAM ? NULL : dparams + n->p[k];
+                dw[k] = param_grad(r, dparams, n->p[k]);
             float *gc = !unwanted_input(g, n->in1, dinputs) ? grad(r, n->in1) : NULL;
             mha_backward(ga, gc, dw, go, a, act(r, n->in1), aux(r, n), w, &d, &r->ctx);
             break;
         }
         case NODE_CONV: {
             Conv2dDims d = {B, ti->C, to->C, ti->H, ti->W, n->k, n->stride, n->pad};
-            conv2d_backward(ga, dparams + n->w, dparams + n->b, go, a, P + n->w, &d, &r->ctx);
+            conv2d_backward(ga, param_grad(r, dparams, n->w), param_grad(r, dparams, n->b), go, a,
+                            P + n->w, &d, &r->ctx);
             break;
         }
         case NODE_GROUPNORM:
@@ -740,11 +833,12 @@ void graph_backward(GraphRun *r, const float *P, int B, float *dparams, size_t e
             GroupNormDims d = {B, ti->C, ti->H * ti->W, n->groups, n->eps};
             float *mean = aux(r, n), *rstd = mean + (size_t)r->cap_B * n->groups;
             if (n->kind == NODE_GN_SILU)
-                groupnorm_silu_backward(ga, dparams + n->w, dparams + n->b, go, a, mean, rstd,
-                                        P + n->w, P + n->b, &d, &r->ctx);
+                groupnorm_silu_backward(ga, param_grad(r, dparams, n->w),
+                                        param_grad(r, dparams, n->b), go, a, mean, rstd, P + n->w,
+                                        P + n->b, &d, &r->ctx);
             else
-                groupnorm_backward(ga, dparams + n->w, dparams + n->b, go, a, mean, rstd, P + n->w,
-                                   &d, &r->ctx);
+                groupnorm_backward(ga, param_grad(r, dparams, n->w), param_grad(r, dparams, n->b),
+                                   go, a, mean, rstd, P + n->w, &d, &r->ctx);
             break;
         }
         case NODE_ADD_CHVEC:
@@ -756,8 +850,9 @@ void graph_backward(GraphRun *r, const float *P, int B, float *dparams, size_t e
         case NODE_ATTN: {
             AttnDims d = {B, ti->C, ti->H * ti->W, n->heads, n->scale};
             const size_t *p = n->p;
-            float *const dp[8] = {dparams + p[0], dparams + p[1], dparams + p[2], dparams + p[3],
-                                  dparams + p[4], dparams + p[5], dparams + p[6], dparams + p[7]};
+            float *dp[8];
+            for (int k = 0; k < 8; k++)
+                dp[k] = param_grad(r, dparams, p[k]);
             attention_backward(ga, gb, dp, go, a, aux(r, n), P + p[0], P + p[2], P + p[4], P + p[6],
                                &d, &r->ctx);
             break;

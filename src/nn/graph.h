@@ -174,6 +174,27 @@ size_t graph_run_bytes(const GraphRun *r);
 void graph_run_profile(GraphRun *r, int on);
 void graph_run_profile_seconds(const GraphRun *r, double *conv_s, double *other_s);
 
+/* ---- parameter-gradient selection (per-example gradients over a named parameter subset:
+ * architecture.md "Next shape"; a 57M-parameter model's full per-example gradients do not fit).
+ * compact: one entry per layout entry (g->layout->entries order): that tensor's float offset in
+ * the compact gradient slab, or GRAPH_NO_PARAM to leave it out; NULL selects every parameter at
+ * its slab offset (the default). Selected ranges must not overlap (graph_compact_offsets packs
+ * them in layout order). The array is copied. After it, graph_backward's dparams is the compact
+ * slab: graph_run_grad_floats(r) floats (summed) or one slab of that many per example (example
+ * stride >= it); only selected tensors' gradients are written there. Activation gradients still
+ * flow through every node; an op whose parameters are all left out runs no weight-gradient GEMM
+ * (nn.h: a NULL parameter gradient is skipped). Every gradient that is written is bitwise the
+ * one an unselected run writes at the tensor's slab offset, at any thread count. */
+void graph_run_select_params(GraphRun *r, const size_t *compact);
+/* Nodes of the last graph_backward that were given a parameter gradient to compute (the others,
+ * all of whose parameters are left out, ran no weight-gradient work): for tests and benchmarks. */
+size_t graph_run_param_grad_nodes(const GraphRun *r);
+/* Floats of one parameter-gradient slab of the run: the selected count, or the layout's total. */
+size_t graph_run_grad_floats(const GraphRun *r);
+/* compact (l->count) for the entries with keep[i] != 0, packed in layout order; returns their
+ * total float count. */
+size_t graph_compact_offsets(const ParamLayout *l, const unsigned char *keep, size_t *compact);
+
 /* Copies the first B examples of input `kind` (float, or int for GRAPH_INPUT_LABELS) into the run.
  * Every declared input must be set (for at least the forward's B) before each graph_forward.
  * GRAPH_INPUT_CONTEXT declared as (D, L, 1) takes data token-major (B, L, D), as diffusers'
@@ -185,11 +206,12 @@ void graph_forward(GraphRun *r, const float *params, int B);
 void graph_get_output(const GraphRun *r, int i, int B, float *dst);
 /* Backward of the last forward (same params and B): accumulates (+=) parameter gradients into
  * dparams, summed over the batch (example_stride 0) or example b's at dparams + b*example_stride
- * (example_stride >= the layout's total). douts[i]: d(loss)/d(output i), (B, C, H, W), NULL for
- * zero. dinputs (may be NULL): indexed by GraphInputKind; a non-NULL entry for a tensor input gets
- * that input's gradient written (overwritten); the input gradients of NULL entries are skipped
- * where the op allows (the first operand of a node; both operands of NODE_MHA). The context's
- * gradient, when asked for, is channel-major (B, D, L) like its tensor. */
+ * (example_stride >= graph_run_grad_floats: the layout's total, or the selection's count with
+ * graph_run_select_params, whose compact offsets dparams then follows). douts[i]: d(loss)/d(output
+ * i), (B, C, H, W), NULL for zero. dinputs (may be NULL): indexed by GraphInputKind; a non-NULL
+ * entry for a tensor input gets that input's gradient written (overwritten); the input gradients of
+ * NULL entries are skipped where the op allows (the first operand of a node; both operands of
+ * NODE_MHA). The context's gradient, when asked for, is channel-major (B, D, L) like its tensor. */
 void graph_backward(GraphRun *r, const float *params, int B, float *dparams, size_t example_stride,
                     const float *const *douts, float *const *dinputs);
 

@@ -30,18 +30,18 @@ void linear_backward(float *dx /* (B,in) or NULL */, float *dw /* (out,in) */,
                      const LinearDims *d, const OpCtx *c) {
     lin_check(d);
     nn_check_ctx(c, 0, "linear_backward");
-    CHECK(dw != NULL, "linear_backward: NULL dw");
     const int in = d->in, out = d->out;
     GradSlots gs;
     float *dptr[2] = {dw, dbias};
-    size_t numel[2] = {(size_t)out * in, dbias ? (size_t)out : 0};
+    size_t numel[2] = {(size_t)out * in, (size_t)out};
     grad_slots_begin(&gs, c, d->B, 2, dptr, numel);
+    if (!gs.any && !dx) return;
 #pragma omp parallel for schedule(static, gs.group) num_threads(nn_threads(c))
     for (int b = 0; b < d->B; b++) {
         const float *dyb = dy + (size_t)b * out, *xb = x + (size_t)b * in;
-        float *sw = grad_slot(&gs, b, 0); /* (out, in) */
+        float *sw = grad_slot(&gs, b, 0); /* (out, in) or NULL */
         float *sb = grad_slot(&gs, b, 1); /* (out) or NULL */
-        la_sger(out, in, 1.0f, dyb, xb, sw, in);
+        if (sw) la_sger(out, in, 1.0f, dyb, xb, sw, in);
         if (sb)
             for (int o = 0; o < out; o++)
                 sb[o] += dyb[o];

@@ -117,12 +117,11 @@ void mha_backward(float *dx /* (B,Cq,N) += or NULL */, float *dctx /* (B,Ckv,L) 
     mha_check(d);
     const size_t scratch = mha_scratch_floats(d);
     nn_check_ctx(c, scratch, "mha_backward");
-    for (int i = 0; i < 8; i++) {
+    for (int i = 0; i < 8; i++) { /* a NULL gradient: not needed (nn.h) */
         if (i % 2 == 0)
-            CHECK(w[i] != NULL && dw[i] != NULL, "mha_backward: NULL weight or gradient %d", i);
+            CHECK(w[i] != NULL, "mha_backward: NULL weight %d", i);
         else
-            CHECK((w[i] == NULL) == (dw[i] == NULL),
-                  "mha_backward: bias %d and its gradient must be both given or both NULL", i);
+            CHECK(w[i] != NULL || dw[i] == NULL, "mha_backward: gradient %d of a missing bias", i);
     }
     CHECK(dctx == NULL || dctx != dx || (x == ctx && d->Cq == d->Ckv && d->N == d->L),
           "mha_backward: dctx == dx needs self-attention (ctx == x)");
@@ -131,10 +130,16 @@ void mha_backward(float *dx /* (B,Cq,N) += or NULL */, float *dctx /* (B,Ckv,L) 
     const size_t per = mha_saved_per_example(d);
     const float as = mha_softmax_scale(d);
     GradSlots gs;
-    const size_t numel[8] = {(size_t)C * Cq,        dw[1] ? (size_t)C : 0, (size_t)C * Ckv,
-                             dw[3] ? (size_t)C : 0, (size_t)C * Ckv,       dw[5] ? (size_t)C : 0,
-                             (size_t)C * C,         dw[7] ? (size_t)C : 0};
+    const size_t numel[8] = {(size_t)C * Cq,  (size_t)C, (size_t)C * Ckv, (size_t)C,
+                             (size_t)C * Ckv, (size_t)C, (size_t)C * C,   (size_t)C};
     grad_slots_begin(&gs, c, d->B, 8, dw, numel);
+    /* which of Q, K, V need their gradient dM: a selected weight or bias, or the input's gradient;
+     * what is not needed is not computed (the others are bitwise the same) */
+    int need[3], need_any = 0;
+    for (int p = 0; p < 3; p++) {
+        need[p] = (p == 0 ? dx != NULL : dctx != NULL) || gs.d[2 * p] || gs.d[2 * p + 1];
+        need_any |= need[p];
+    }
 #pragma omp parallel for schedule(static, gs.group) num_threads(nn_threads(c))
     for (int b = 0; b < d->B; b++) {
         const float *xb = x + (size_t)b * Cq * N, *cb = ctx + (size_t)b * Ckv * L;
@@ -146,14 +151,18 @@ void mha_backward(float *dx /* (B,Cq,N) += or NULL */, float *dctx /* (B,Ckv,L) 
         /* out = Wo O + bo: dbo += rowsums g, dWo += g O^T, dO = Wo^T g. */
         float *sbo = grad_slot(&gs, b, 7);
         if (sbo) rowsum_add(sbo, g, C, N);
-        la_sgemm(0, 1, C, C, N, 1.0f, g, N, O, N, 1.0f, grad_slot(&gs, b, 6), C);
+        float *swo = grad_slot(&gs, b, 6);
+        if (swo) la_sgemm(0, 1, C, C, N, 1.0f, g, N, O, N, 1.0f, swo, C);
+        if (!need_any) continue;
         la_sgemm(1, 0, C, N, C, 1.0f, w[6], C, g, N, 0.0f, dO, N);
         for (int h = 0; h < H; h++) {
             const size_t hr = (size_t)h * dh;
             const float *Ph = P + (size_t)h * NL;
             /* dP (N,L) = dO_h^T V_h; dV_h (d,L) = dO_h P_h */
+            if (need[2])
+                la_sgemm(0, 0, dh, L, N, 1.0f, dO + hr * N, N, Ph, L, 0.0f, dV + hr * L, L);
+            if (!need[0] && !need[1]) continue;
             la_sgemm(1, 0, N, L, dh, 1.0f, dO + hr * N, N, V + hr * L, L, 0.0f, dP, L);
-            la_sgemm(0, 0, dh, L, N, 1.0f, dO + hr * N, N, Ph, L, 0.0f, dV + hr * L, L);
             for (int i = 0; i < N; i++) { /* softmax backward, dS overwrites dP (0 where masked) */
                 const float *pr = Ph + (size_t)i * L;
                 float *dr = dP + (size_t)i * L;
@@ -162,8 +171,8 @@ void mha_backward(float *dx /* (B,Cq,N) += or NULL */, float *dctx /* (B,Ckv,L) 
                     dr[j] = pr[j] * (dr[j] - fdot);
             }
             /* dQ_h (d,N) = scale K_h dS^T; dK_h (d,L) = scale Q_h dS */
-            la_sgemm(0, 1, dh, N, L, as, K + hr * L, L, dP, L, 0.0f, dQ + hr * N, N);
-            la_sgemm(0, 0, dh, L, N, as, Q + hr * N, N, dP, L, 0.0f, dK + hr * L, L);
+            if (need[0]) la_sgemm(0, 1, dh, N, L, as, K + hr * L, L, dP, L, 0.0f, dQ + hr * N, N);
+            if (need[1]) la_sgemm(0, 0, dh, L, N, as, Q + hr * N, N, dP, L, 0.0f, dK + hr * L, L);
         }
         /* M = W in + bias (C,T): dW += dM in^T, dbias += rowsums dM, din += W^T dM. */
         const float *dM[3] = {dQ, dK, dV}, *src[3] = {xb, cb, cb};
@@ -172,8 +181,10 @@ void mha_backward(float *dx /* (B,Cq,N) += or NULL */, float *dctx /* (B,Ckv,L) 
                           dctx ? dctx + (size_t)b * Ckv * L : NULL,
                           dctx ? dctx + (size_t)b * Ckv * L : NULL};
         for (int p = 0; p < 3; p++) {
-            la_sgemm(0, 1, C, cin[p], T[p], 1.0f, dM[p], T[p], src[p], T[p], 1.0f,
-                     grad_slot(&gs, b, 2 * p), cin[p]);
+            if (!need[p]) continue;
+            float *sw = grad_slot(&gs, b, 2 * p);
+            if (sw)
+                la_sgemm(0, 1, C, cin[p], T[p], 1.0f, dM[p], T[p], src[p], T[p], 1.0f, sw, cin[p]);
             float *sb = grad_slot(&gs, b, 2 * p + 1);
             if (sb) rowsum_add(sb, dM[p], C, T[p]);
             if (dsrc[p])

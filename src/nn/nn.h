@@ -5,7 +5,10 @@
  *  - inputs are const, every buffer carries a shape comment; ops never allocate: scratch comes from
  *    the OpCtx;
  *  - backward ACCUMULATES (+=) into every gradient it touches (activation and parameter gradients);
- *    a NULL activation-gradient pointer (din) means "not needed" and is skipped;
+ *    a NULL gradient pointer means "not needed" and is skipped: an activation gradient (din), and
+ *    any parameter gradient (dw, dbias, ... : a parameter outside the selection of graph.h's
+ *    graph_run_select_params), whose weight-gradient GEMM is then not run; the gradients that are
+ *    computed are bitwise the same whatever else is skipped;
  *  - work is split over the batch with OpenMP, BLAS runs single-threaded inside; results do not
  *    depend on the number of threads (parameter gradients are reduced over the batch in a fixed
  *    order, see OpCtx);
@@ -36,7 +39,8 @@ typedef struct {
 float *opctx_scratch(const OpCtx *c);
 
 /* Per-example parameter-gradient slots of one op call with n_tensors parameter tensors of sizes
- * numel[i] whose gradient pointers are d[i]. In per-example mode slot (b, i) is d[i] + b*stride.
+ * numel[i] whose gradient pointers are d[i] (NULL: not needed; its slots are NULL and take no
+ * room, whatever numel[i] says). In per-example mode slot (b, i) is d[i] + b*stride.
  * In summed mode the examples b with the same b / group share one zeroed region of grad_buf
  * (group = ceil(B / NN_GRAD_SLOTS), so at most NN_GRAD_SLOTS regions): the op accumulates a group's
  * examples into it in example order, and grad_slots_end adds the regions into d[i] in order, in
@@ -52,7 +56,8 @@ typedef struct {
     int group; /* examples per slot: ceil(B / NN_GRAD_SLOTS) summed, 1 per-example */
     float *d[8];
     size_t numel[8];
-    size_t per_example; /* sum of numel */
+    size_t per_example; /* sum of numel over the non-NULL d[i] */
+    int any;            /* some d[i] is non-NULL: the op has a parameter gradient to compute */
 } GradSlots;
 
 /* Floats of grad_buf a summed-mode backward of a batch of B needs for an op with `params`

@@ -42,13 +42,15 @@ void grad_slots_begin(GradSlots *s, const OpCtx *c, int B, int n_tensors, float 
     s->B = B;
     s->n = n_tensors;
     s->per_example = 0;
+    s->any = 0;
     for (int i = 0; i < n_tensors; i++) {
         s->d[i] = d[i];
-        s->numel[i] = numel[i];
-        s->per_example += numel[i];
+        s->numel[i] = d[i] ? numel[i] : 0; /* an unneeded gradient takes no slot room */
+        s->per_example += s->numel[i];
+        s->any |= d[i] != NULL;
     }
     s->group = c->example_stride > 0 ? 1 : slot_group(B);
-    if (c->example_stride > 0) return;
+    if (c->example_stride > 0 || !s->any) return;
     const size_t total = grad_slots_floats(B, s->per_example);
     CHECK(c->grad_buf != NULL && c->grad_floats >= total,
           "OpCtx.grad_buf holds %zu floats, summed-mode backward of batch %d needs %zu "
@@ -78,7 +80,7 @@ float *grad_slot(const GradSlots *s, int b, int i) {
 #define SLOT_REDUCE_CHUNK 512
 
 void grad_slots_end(GradSlots *s) {
-    if (s->ctx->example_stride > 0) return;
+    if (s->ctx->example_stride > 0 || !s->any) return;
     const float *buf = s->ctx->grad_buf;
     const size_t P = s->per_example;
     const int slots = slot_count(s->B);

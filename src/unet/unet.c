@@ -162,3 +162,12 @@ void unet_backward(const UNet *net, UNetRun *r, int B, float *dparams, size_t ex
     dinputs[GRAPH_INPUT_IMAGE] = dx;
     graph_backward(r->run, net->params, B, dparams, example_stride, &dout, dinputs);
 }
+
+void unet_run_select_params(UNetRun *r, const size_t *compact) {
+    CHECK(r->mode == UNET_RUN_TRAIN, "unet_run_select_params on a forward-only run");
+    graph_run_select_params(r->run, compact);
+}
+
+size_t unet_run_grad_params(const UNetRun *r) {
+    return graph_run_grad_floats(r->run);
+}

@@ -79,5 +79,13 @@ void unet_forward_ctx(const UNet *net, UNetRun *run, int B, float *out /* (B,out
  * written (overwritten) there. */
 void unet_backward(const UNet *net, UNetRun *run, int B, float *dparams, size_t example_stride,
                    const float *dout /* (B,out_ch,H,W) */, float *dx /* (B,in_ch,H,W) or NULL */);
+/* Restricts the run's parameter gradients to a subset (nn/graph.h graph_run_select_params):
+ * compact (unet_layout(net)->count) gives each tensor's offset in a compact gradient slab or
+ * GRAPH_NO_PARAM ((size_t)-1) to leave it out; NULL selects every parameter again. unet_backward
+ * then writes only the selected gradients, at their compact offsets (example_stride >=
+ * unet_run_grad_params). */
+void unet_run_select_params(UNetRun *run, const size_t *compact);
+/* Floats of one gradient slab of the run: the selected count, or unet_num_params. */
+size_t unet_run_grad_params(const UNetRun *run);
 
 #endif
