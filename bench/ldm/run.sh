@@ -37,7 +37,7 @@ $J train --config ldm-xs $LAT $COND --uncond row:10 --uncond-prob 0.1 --steps 15
   --out "$OUT/model" --quiet >/dev/null
 
 stage "samples: $N_SAMPLES guided (w $W), prompt i mod 10"
-PROMPTS=$(seq -s, 0 $((N_SAMPLES - 1)) | tr , '\n' | awk '{printf "%s%d", NR > 1 ? "," : "", $1 % 10}')
+PROMPTS=$(seq -s, 0 $((N_SAMPLES - 1)) | tr , '\n' | awk '{printf "%s%d", (NR > 1 ? "," : ""), $1 % 10}')
 [ -f "$OUT/bench-samples/trajectory.safetensors" ] ||
   $J sample --model "$OUT/model" --out "$OUT/bench-samples" --context "npy:$CAPTIONS" \
     --prompt-index "$PROMPTS" --uncond row:10 --guidance "$W" --vae "$OUT/vae" --quiet >/dev/null
