@@ -22,6 +22,7 @@ W=${W:-3}
 S=${S:-5}; K=${K:-2048}; R=${R:-20}
 T_GRID=${T_GRID:-900,700,500,300,100,0}
 LDS_N=${LDS_N:-1000}; LDS_STEPS=${LDS_STEPS:-400}; LDS_K=${LDS_K:-16}; LDS_TARGETS=${LDS_TARGETS:-8}
+LDS_KPROJ=${LDS_KPROJ:-256} # projection dimension of the LDS features (below the rows: X^T X invertible)
 CAPTIONS=${CAPTIONS:-data/fm-captions/minilm-l16.npy}
 COND="--cond npy:$CAPTIONS --cond-index labels"
 start=$(date +%s)
@@ -62,7 +63,7 @@ if [ "${LDS:-1}" = 1 ]; then
   [ -f "$OUT/lds-samples/trajectory.safetensors" ] ||
     $J sample --model "$OUT/lds-model" --out "$OUT/lds-samples" --context "npy:$CAPTIONS" \
       --prompt-index "$(seq -s, 0 $((LDS_TARGETS - 1)))" --sampler ddim --steps 50 --quiet >/dev/null
-  $J featurize --models "$OUT/lds-model" $LL $COND --k 512 --S "$S" --projection sparse \
+  $J featurize --models "$OUT/lds-model" $LL $COND --k "$LDS_KPROJ" --S "$S" --projection sparse \
     --out "$OUT/lds-features" --quiet >/dev/null
   [ -f "$OUT/lds-journey/manifest.json" ] ||
     $J score --store "$OUT/lds-features" --trajectory "$OUT/lds-samples/trajectory.safetensors" \
