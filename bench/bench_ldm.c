@@ -46,26 +46,13 @@
 #include <string.h>
 #include <sys/resource.h>
 
-static double peak_rss_mb(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return ru.ru_maxrss / 1024.0;
-}
-
-static int has_word(const char *list, const char *word) {
-    size_t n = strlen(word);
-    for (const char *p = list; (p = strstr(p, word)) != NULL; p += n)
-        if ((p == list || p[-1] == ',') && (p[n] == ',' || p[n] == '\0')) return 1;
-    return 0;
-}
-
 static void print_row(const char *config, const char *what, int B, int S, size_t P, int iters,
                       double sec, int ctx_len) {
     double ips = B / sec;
     printf("{\"impl\":\"jtrak\",\"config\":\"%s\",\"what\":\"%s\",\"batch\":%d,\"size\":%d,"
            "\"threads\":%d,\"params\":%zu,\"iters\":%d,\"images_per_s\":%.3f,\"ms_per_image\":%.3f,"
            "\"peak_rss_mb\":%.1f,\"ctx_len\":%d}\n",
-           config, what, B, S, omp_get_max_threads(), P, iters, ips, 1e3 * sec / B, peak_rss_mb(),
+           config, what, B, S, omp_get_max_threads(), P, iters, ips, 1e3 * sec / B, bench_peak_rss_mb(),
            ctx_len);
     fflush(stdout);
 }
@@ -195,7 +182,7 @@ static void print_feat_row(const char *config, const char *what, int B, int S, s
            "\"peak_rss_mb\":%.1f,\"ctx_len\":%d,\"params_select\":\"%s\",\"grad_params\":%zu,"
            "\"grad_slab_mb\":%.1f,\"featurize_mb\":%.1f,\"grad_ms_per_image\":%.3f}\n",
            config, what, B, S, omp_get_max_threads(), P, iters, B / sec, 1e3 * sec / B,
-           peak_rss_mb(), ctx_len, sel, f->P, (double)B * f->P * sizeof(float) / (1 << 20),
+           bench_peak_rss_mb(), ctx_len, sel, f->P, (double)B * f->P * sizeof(float) / (1 << 20),
            f->bytes / (1 << 20), 1e3 * bench_median(f->tg + 1, iters) / B);
 }
 
@@ -348,7 +335,7 @@ int main(int argc, char **argv) {
         if (!S) S = vae_config_height(cfg);
         static const char *const whats[] = {"encode", "decode", "train_step"};
         for (int mode = 0; mode < 3; mode++)
-            if (has_word(what ? what : "encode,decode", whats[mode]))
+            if (bench_has_word(what ? what : "encode,decode", whats[mode]))
                 print_row(name, whats[mode], B, S, vae_layout(vae)->total, iters,
                           time_vae(vae, mode, B, S, iters), 0);
         vae_free(vae);
@@ -363,13 +350,13 @@ int main(int argc, char **argv) {
         if (!S) S = unet_config_height(cfg);
         const size_t P = unet_num_params(net);
         const char *w = what ? what : "forward,train_step";
-        if (has_word(w, "forward"))
+        if (bench_has_word(w, "forward"))
             print_row(name, "forward", B, S, P, iters, time_unet(net, 0, B, S, L, iters), L);
-        if (has_word(w, "train_step"))
+        if (bench_has_word(w, "train_step"))
             print_row(name, "train_step", B, S, P, iters, time_unet(net, 1, B, S, L, iters), L);
-        if (has_word(w, "featurize") && params)
+        if (bench_has_word(w, "featurize") && params)
             time_featurize_params(net, name, B, S, L, iters, params);
-        else if (has_word(w, "featurize"))
+        else if (bench_has_word(w, "featurize"))
             print_row(name, "featurize", B, S, P, iters, time_featurize(net, B, S, L, iters), L);
         unet_free(net);
     }

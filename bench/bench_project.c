@@ -20,13 +20,6 @@
 #include <string.h>
 #include <time.h>
 
-static int has_word(const char *list, const char *word) {
-    size_t n = strlen(word);
-    for (const char *q = list; (q = strstr(q, word)) != NULL; q += n)
-        if ((q == list || q[-1] == ',') && (q[n] == ',' || q[n] == '\0')) return 1;
-    return 0;
-}
-
 static int usage(const char *msg) {
     fprintf(stderr,
             "bench_project: %s\nusage: bench_project [--config CONFIG.json | --p N] [--k K] "
@@ -82,7 +75,7 @@ int main(int argc, char **argv) {
     const ProjKind all[] = {PROJ_RADEMACHER, PROJ_SPARSE, PROJ_HADAMARD};
     for (size_t ki = 0; ki < sizeof all / sizeof all[0]; ki++) {
         const char *name = proj_kind_name(all[ki]);
-        if (!has_word(kinds, name)) continue;
+        if (!bench_has_word(kinds, name)) continue;
         Projector pr;
         proj_init(&pr, all[ki], 0, 0, p, (int)k);
         proj_apply(&pr, G, (int)B, p, out); /* warm-up: pages, caches */

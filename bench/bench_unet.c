@@ -41,19 +41,6 @@
 #include <sys/resource.h>
 #include <time.h>
 
-static double peak_rss_mb(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return ru.ru_maxrss / 1024.0;
-}
-
-static int has_word(const char *list, const char *word) {
-    size_t n = strlen(word);
-    for (const char *p = list; (p = strstr(p, word)) != NULL; p += n)
-        if ((p == list || p[-1] == ',') && (p[n] == ',' || p[n] == '\0')) return 1;
-    return 0;
-}
-
 static void print_row(const char *config, const char *what, int B, int S, size_t P, int iters,
                       double sec, double flops, const char *extra) {
     double ips = B / sec;
@@ -61,7 +48,7 @@ static void print_row(const char *config, const char *what, int B, int S, size_t
            "\"threads\":%d,\"params\":%zu,\"iters\":%d,\"images_per_s\":%.2f,\"ms_per_image\":%.3f,"
            "\"flops_per_image\":%.0f,\"gflops\":%.3f,\"peak_rss_mb\":%.1f%s}\n",
            config, what, B, S, omp_get_max_threads(), P, iters, ips, 1e3 * sec / B, flops,
-           ips * flops / 1e9, peak_rss_mb(), extra);
+           ips * flops / 1e9, bench_peak_rss_mb(), extra);
     fflush(stdout);
 }
 
@@ -243,10 +230,10 @@ int main(int argc, char **argv) {
     }
     unet_init_params(net, 0);
 
-    if (has_word(what, "forward"))
+    if (bench_has_word(what, "forward"))
         print_row(config, "forward", B, S, P, iters, time_steps(net, 0, B, S, iters, NULL), fwd,
                   "");
-    if (has_word(what, "train_step")) {
+    if (bench_has_word(what, "train_step")) {
         /* The convolutions alone: their FLOPs (forward + input and weight gradients) over the
          * time the step spent in them, for the convolution-heavy part beside the SGEMM peak. */
         double conv_s;
@@ -260,7 +247,7 @@ int main(int argc, char **argv) {
                  conv_s / sec, conv_flops / conv_s / 1e9);
         print_row(config, "train_step", B, S, P, iters, sec, unet_train_flops(net, S, S), extra);
     }
-    if (has_word(what, "sample")) {
+    if (bench_has_word(what, "sample")) {
         if (S != cfg.sample_size) {
             fprintf(stderr, "bench_unet: the sampler makes sample_size images; drop --size\n");
             return 2;
