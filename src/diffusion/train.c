@@ -172,20 +172,21 @@ double train_ema_decay(const TrainRecipe *r, long step) {
     return d < r->ema_max_decay ? d : r->ema_max_decay;
 }
 
-int train_cond_label(const TrainRecipe *r, long step, int slot, int label, int null_class) {
-    if (r->uncond_prob <= 0) return label;
+/* The condition-dropout coin of (step, slot): 1 when the draw is unconditional. */
+static int dropout_coin(const TrainRecipe *r, long step, int slot) {
+    if (r->uncond_prob <= 0) return 0;
     double u = rng_uniform_double(r->seed, rng_stream(RNG_TAG_TRAIN_COND, (uint64_t)step, 0),
                                   (uint64_t)slot);
-    return u < r->uncond_prob ? null_class : label;
+    return u < r->uncond_prob;
+}
+
+int train_cond_label(const TrainRecipe *r, long step, int slot, int label, int null_class) {
+    return dropout_coin(r, step, slot) ? null_class : label;
 }
 
 const float *train_cond_context(const TrainRecipe *r, const ContextSet *ctx, long step, int slot,
                                 size_t row) {
-    if (r->uncond_prob > 0) {
-        double u = rng_uniform_double(r->seed, rng_stream(RNG_TAG_TRAIN_COND, (uint64_t)step, 0),
-                                      (uint64_t)slot);
-        if (u < r->uncond_prob) return ctx->uncond;
-    }
+    if (dropout_coin(r, step, slot)) return ctx->uncond;
     int k = context_pick(ctx, r->seed, rng_stream(RNG_TAG_CONTEXT_PICK, (uint64_t)step, 0),
                          (uint64_t)slot);
     return context_of_row(ctx, row, k);
