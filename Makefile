@@ -59,8 +59,10 @@ clean:
 # a table of executions, exec/s, corpus size and findings per target (scripts/fuzz.sh).
 .PHONY: fuzz
 FUZZ_SECONDS ?= 60
+FUZZ_RUNS ?=
+FUZZ_SEED ?=
 fuzz:
 	@scripts/check-deps.sh >/dev/null || scripts/install-deps.sh
 	CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DJTRAK_FUZZ=ON -DJTRAK_WERROR=$(WERROR)
 	cmake --build build-fuzz --target fuzz_targets -j $(JOBS)
-	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh build-fuzz
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_RUNS=$(FUZZ_RUNS) FUZZ_SEED=$(FUZZ_SEED) scripts/fuzz.sh build-fuzz

@@ -6,7 +6,9 @@
 # saved under BUILD/fuzz-findings/<target>/ and stops that target. Prints one row per target:
 # executions, exec/s, corpus size (inputs libFuzzer kept), findings; exits 1 if any target found
 # something. FUZZ_TARGETS="npy idx" runs only those; FUZZ_RUNS=N stops a target after N
-# executions (FUZZ_SECONDS still caps it), for a pass that aims at a number of executions.
+# executions (FUZZ_SECONDS still caps it), for a pass that aims at a number of executions;
+# FUZZ_SEED=N fixes libFuzzer's random seed, so that with FUZZ_RUNS the pass tries the same inputs
+# every time (CI's pass: reproducible, it cannot go red by chance on a defect it did not meet before).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build-fuzz}
@@ -28,11 +30,13 @@ for t in $targets; do
     before=$(ls "$findings" | wc -l)
     runs=()
     [ -n "${FUZZ_RUNS:-}" ] && runs=(-runs="$FUZZ_RUNS")
+    seed=()
+    [ -n "${FUZZ_SEED:-}" ] && seed=(-seed="$FUZZ_SEED")
     dict=()
     [ -f "tests/fuzz/$t.dict" ] && dict=(-dict="tests/fuzz/$t.dict")
     # -timeout: an input that takes 10 s is a hang; -rss_limit_mb / -malloc_limit_mb: a reader
     # that asks for 2 GiB on a fuzz input of a few KB has skipped its limit check.
-    "$bin" "$work" "$SEEDS/$t" "${dict[@]}" "${runs[@]}" -max_total_time="$SECONDS_EACH" -timeout=10 \
+    "$bin" "$work" "$SEEDS/$t" "${dict[@]}" "${runs[@]}" "${seed[@]}" -max_total_time="$SECONDS_EACH" -timeout=10 \
         -rss_limit_mb=2048 -malloc_limit_mb=2048 -artifact_prefix="$findings/" \
         -print_final_stats=1 >"$log" 2>&1
     rc=$?
