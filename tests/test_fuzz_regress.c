@@ -8,6 +8,7 @@
 #include "helpers/tmpdir.h"
 #include "io/npy.h"
 #include "io/safetensors.h"
+#include "text/tokenizer.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -168,4 +169,45 @@ Test(fuzz_regress, stb227_png_empty_idat_stays_well_defined) {
 /* fuzz_image: a corrupt JPEG on which stb_image 2.27 shifts a 32-bit value by 34. */
 Test(fuzz_regress, stb227_jpeg_shift_exponent_stays_well_defined) {
     stays_well_defined("stb227_jpeg_shift_exponent.jpg");
+}
+
+/* Writes a tokenizer folder: the small fixture's files, with vocab.json and tokenizer_config.json
+ * replaced when given. */
+static const char *tokenizer_dir_with(const char *vocab, const char *config) {
+    static char dir[600];
+    snprintf(dir, sizeof dir, "%s/tok", test_tmp);
+    mkdir(dir, 0755);
+    const char *names[] = {"vocab.json", "merges.txt", "special_tokens_map.json",
+                           "tokenizer_config.json"};
+    const char *over[] = {vocab, NULL, NULL, config};
+    for (int i = 0; i < 4; i++) {
+        char src[700], dst[700];
+        snprintf(src, sizeof src, "%s/tests/fixtures/tokenizer/clip_small/%s", JTRAK_SOURCE_DIR,
+                 names[i]);
+        snprintf(dst, sizeof dst, "%s/%s", dir, names[i]);
+        size_t n;
+        uint8_t *b = over[i] ? NULL : slurp(src, &n);
+        FILE *f = fopen(dst, "wb");
+        cr_assert_not_null(f, "%s", dst);
+        if (b) fwrite(b, 1, n, f);
+        else fputs(over[i], f);
+        fclose(f);
+        free(b);
+    }
+    return dir;
+}
+
+/* fuzz_tokenizer: a vocabulary id of 4.4e130 was cast to long long before its range was checked
+ * (UBSan: outside the range of representable values); the same for model_max_length. Fixed in
+ * tokenizer.c (json_is_int_in checks the range first). */
+Test(fuzz_regress, tokenizer_huge_numbers_are_refused) {
+    ClipTokenizer *t = NULL;
+    JtError err = {{0}};
+    expect_words(clip_tokenizer_load(&t, tokenizer_dir_with("{\"a\": 4.44444e130}", NULL), &err),
+                 &err, (const char *const[]){"vocab.json", "\"a\"", "not an integer", NULL});
+    expect_words(clip_tokenizer_load(&t,
+                                     tokenizer_dir_with(NULL, "{\"model_max_length\": -1e300}"),
+                                     &err),
+                 &err, (const char *const[]){"tokenizer_config.json", "model_max_length", NULL});
+    cr_assert_null(t);
 }

@@ -23,6 +23,7 @@
 #include "io/jsonfile.h"
 
 #include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -287,22 +288,29 @@ static int token_id(const ClipTokenizer *t, const char *s) {
     return strmap_get(&t->vocab, s, strlen(s));
 }
 
+/* Whether v is a JSON number holding an integer in [lo, hi]: the range is checked before any
+ * conversion (a cast of 1e130 to an integer type is undefined behaviour). */
+static int json_is_int_in(const cJSON *v, double lo, double hi) {
+    return cJSON_IsNumber(v) && v->valuedouble >= lo && v->valuedouble <= hi &&
+           v->valuedouble == floor(v->valuedouble);
+}
+
 static int load_vocab(ClipTokenizer *t, const cJSON *v, const char *file, JtError *err) {
     if (!cJSON_IsObject(v))
         return jt_fail(err, "%s: the vocabulary is not a JSON object (token -> id)", file);
     strmap_init(&t->vocab, (size_t)cJSON_GetArraySize(v));
     int n = 0;
     for (const cJSON *e = v->child; e; e = e->next, n++) {
-        double d = cJSON_IsNumber(e) ? e->valuedouble : -1;
-        if (!cJSON_IsNumber(e) || d != (double)(long long)d || d < 0 || d >= (double)(1 << 30))
+        if (!json_is_int_in(e, 0, (double)(1 << 30) - 1))
             return jt_fail(err, "%s: token \"%s\": the id is not an integer in [0, 2^30)", file,
                            e->string);
         size_t len = strlen(e->string);
         if (len == 0) return jt_fail(err, "%s: an empty token", file);
         if (utf8_check(e->string, len) != len)
             return jt_fail(err, "%s: token \"%s\" is not valid UTF-8", file, e->string);
-        strmap_put(&t->vocab, e->string, len, (int)d);
-        if ((int)d + 1 > t->vocab_size) t->vocab_size = (int)d + 1;
+        const int id = (int)e->valuedouble;
+        strmap_put(&t->vocab, e->string, len, id);
+        if (id + 1 > t->vocab_size) t->vocab_size = id + 1;
     }
     if (n == 0) return jt_fail(err, "%s: the vocabulary is empty", file);
     return JT_OK;
@@ -452,7 +460,7 @@ static int load_added_list(ClipTokenizer *t, const cJSON *list, const char *file
     for (const cJSON *e = list->child; e; e = e->next, k++) {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "id");
         const char *c = cJSON_IsObject(e) ? json_str(e, "content") : NULL;
-        if (!c || !cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble >= (1 << 30))
+        if (!c || !json_is_int_in(id, 0, (double)(1 << 30) - 1))
             return jt_fail(err, "%s: added_tokens[%d] has no \"content\" and \"id\"", file, k);
         if (read_flags_plain(e, file, c, err)) return JT_ERR;
         int vid = token_id(t, c);
@@ -564,8 +572,7 @@ static int tokenizer_load_impl(ClipTokenizer *t, const char *dir, JtError *err) 
                 goto done;
         const cJSON *ml = cJSON_GetObjectItemCaseSensitive(cfg, "model_max_length");
         if (ml) {
-            if (!cJSON_IsNumber(ml) || ml->valuedouble != (double)(long)ml->valuedouble ||
-                ml->valuedouble < 2 || ml->valuedouble > (1 << 20)) {
+            if (!json_is_int_in(ml, 2, 1 << 20)) {
                 jt_fail(err, "%s: model_max_length is not an integer in [2, 2^20]", p_cfg);
                 goto done;
             }
