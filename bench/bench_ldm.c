@@ -165,7 +165,8 @@ static void feat_loop_init(FeatLoop *f, UNet *net, const NoiseSchedule *sched, c
     f->tg = xmalloc((size_t)(iters + 1) * sizeof *f->tg);
     const UNetConfig *cfg = unet_config(net);
     const size_t D = (size_t)cfg->in_channels * unet_config_height(cfg) * unet_config_width(cfg);
-    f->bytes = (double)featurize_bytes(grad_engine_bytes(f->ge), f->P, B, 1, D, k,
+    const size_t LD = (size_t)L * (size_t)unet_cross_attention_dim(net);
+    f->bytes = (double)featurize_bytes(grad_engine_bytes(f->ge), f->P, B, 1, D, 1, LD, k,
                                        proj_scratch_bytes(&f->pr, B));
 }
 

@@ -67,13 +67,14 @@ static void fmt_duration(char *buf, size_t cap, double s) {
         snprintf(buf, cap, "%dh%02dm", (int)(s / 3600), (int)(s / 60) % 60);
 }
 
-size_t featurize_bytes(size_t engine_bytes, size_t P, int batch, int S, size_t D, int k,
-                       size_t proj_bytes) {
+size_t featurize_bytes(size_t engine_bytes, size_t P, int batch, int S, size_t D, int x0_draws,
+                       size_t context_floats, int k, size_t proj_bytes) {
     size_t B = (size_t)batch, K = (size_t)k;
-    return engine_bytes + B * P * sizeof(float) /* gradient slab (B, P) */
-           + proj_bytes                         /* projector scratch */
-           + B * (size_t)S * D * sizeof(float)  /* draws eps (B, S, D) */
-           + B * D * sizeof(float)              /* x0 */
+    return engine_bytes + B * P * sizeof(float)          /* gradient slab (B, P) */
+           + proj_bytes                                  /* projector scratch */
+           + B * (size_t)S * D * sizeof(float)           /* draws eps (B, S, D) */
+           + B * (size_t)x0_draws * D * sizeof(float)    /* x0 (B, [S,] D) */
+           + B * context_floats * sizeof(float)          /* contexts (B, L, D) */
            + B * K * sizeof(float)              /* projected rows */
            + P * sizeof(float)                  /* the model's weights */
            + K * K * sizeof(double)             /* Gram (rank 0) */
@@ -242,7 +243,8 @@ static int featurize_model(Run *run, int m, int *stopped, JtError *err) {
 
     if (!run->estimated && run->rank == 0 && !opt->quiet) {
         const size_t proj_bytes = proj_scratch_bytes(&pr, (int)B);
-        size_t bytes = featurize_bytes(grad_engine_bytes(ge), P, (int)B, S, D, k, proj_bytes);
+        size_t bytes = featurize_bytes(grad_engine_bytes(ge), P, (int)B, S, D, per_draw ? S : 1,
+                                       LD, k, proj_bytes);
         char b1[32], b2[32], b3[32], b4[32];
         fmt_bytes(b1, sizeof b1, (double)bytes);
         fmt_bytes(b2, sizeof b2, (double)grad_engine_bytes(ge));

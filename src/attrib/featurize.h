@@ -85,10 +85,12 @@ int featurize_run(const FeaturizeOptions *opt, const Dataset *data, JtError *err
 const float *featurize_row_context(const ContextSet *ctx, uint64_t draw_seed, size_t row);
 
 /* Bytes of memory a process needs per model, the estimate featurize prints: grad engine, gradient
- * slab (batch x P floats, P the selected parameter count with --params), projector scratch, draws,
- * features, model, Gram (k x k doubles) and kernel, with the grad engine's and the projector's
- * bytes given (grad_engine_bytes, proj_scratch_bytes). */
-size_t featurize_bytes(size_t engine_bytes, size_t P, int batch, int S, size_t D, int k,
-                       size_t proj_bytes);
+ * slab (batch x P floats, P the selected parameter count with --params), projector scratch, draws
+ * (eps, and x0: x0_draws = S for a latent dataset's posterior sample per draw, else 1), contexts
+ * (context_floats = L x D per example, 0 without), features, model, Gram (k x k doubles) and
+ * kernel, with the grad engine's and the projector's bytes given (grad_engine_bytes,
+ * proj_scratch_bytes). */
+size_t featurize_bytes(size_t engine_bytes, size_t P, int batch, int S, size_t D, int x0_draws,
+                       size_t context_floats, int k, size_t proj_bytes);
 
 #endif
