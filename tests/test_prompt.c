@@ -233,6 +233,14 @@ Test(prompt, negative_prompt_changes_the_uncond_context) {
         cr_assert_eq(memcmp(a.cond + i * L * D, one, sizeof one), 0, "prompt %d", i);
     }
     prompt_contexts_free(&a), prompt_contexts_free(&b), prompt_contexts_free(&c);
+    /* clip skip applies to the prompts only (diffusers 0.42.1's encode_prompt: the negative
+     * embeddings are always text_encoder(ids)[0]) */
+    cr_assert_eq(prompt_contexts(&a, g_tok, te, p, 3, neg, 1, 1, 1, &err), JT_OK, "%s", err.msg);
+    encode_one("a cat", 1, one);
+    cr_assert_eq(memcmp(a.cond + L * D, one, sizeof one), 0, "clip skip 1 prompt");
+    encode_one("blurry", 0, one);
+    cr_assert_eq(memcmp(a.uncond, one, sizeof one), 0, "the negative prompt without clip skip");
+    prompt_contexts_free(&a);
     /* one truncation line over prompts and negative prompt; a repeated prompt counts once */
     char *lp = long_prompt();
     const char *p2[3] = {"a dog", lp, lp}, *neg2[1] = {lp};

@@ -86,8 +86,10 @@ int prompt_contexts(PromptContexts *out, const ClipTokenizer *tok, const ClipTex
         static const char *const empty[1] = {""};
         nu = n_neg == 0 ? 1 : n_neg;
         uncond = xmalloc(nu * LD * sizeof *uncond);
-        rc = encode_distinct(tok, te, n_neg ? negatives : empty, nu, clip_skip, "negative prompt",
-                             uncond, &m2, err);
+        /* clip skip 0: diffusers 0.42.1's encode_prompt applies clip_skip to the prompts only;
+         * negative_prompt_embeds is always text_encoder(...)[0], the last_hidden_state */
+        rc = encode_distinct(tok, te, n_neg ? negatives : empty, nu, 0, "negative prompt", uncond,
+                             &m2, err);
     }
     if (rc != JT_OK) {
         free(cond), free(uncond), free(m1), free(m2);

@@ -1,8 +1,9 @@
 /* prompt.h: the contexts StableDiffusionPipeline.encode_prompt gives for a sampling run (ldm.md
  * §5): each sample's prompt encoded (text_encode.h) and, when classifier-free guidance is on, the
  * unconditional context: the text encoder applied to "" or to the negative prompt, tokenised to the
- * same max_length tokens (diffusers pads uncond_tokens to prompt_embeds' length). Prompts that
- * repeat (one --prompt for every sample) are encoded once. */
+ * same max_length tokens (diffusers pads uncond_tokens to prompt_embeds' length), and, as there,
+ * always the last_hidden_state: diffusers 0.42.1 applies clip_skip to the prompts only. Prompts
+ * that repeat (one --prompt for every sample) are encoded once. */
 #ifndef JTRAK_TEXT_PROMPT_H
 #define JTRAK_TEXT_PROMPT_H
 
