@@ -292,11 +292,20 @@ typedef struct {
     int open;
 } ScoreFile;
 
+/* The top-k lists on stdout; a target with a prompt (text-conditional trajectory) gets a line
+ * with it, and with the guidance and negative prompt, first. */
 static void print_table(const TopK *tk, int n_eff, const int *tg, int N, const int *labels_t,
-                        const Dataset *data, int real) {
+                        const Dataset *data, int real, const Trajectory *tr) {
     for (int j = 0; j < N; j++)
         for (int s = 0; s < n_eff; s++) {
             const TopK *t = &tk[s];
+            if (s == 0 && !real && tr->prompts) {
+                printf("target %d (sample %d) prompt \"%s\" guidance %g", j, tg[j],
+                       tr->prompts[tg[j]], (double)tr->guidance);
+                if (tr->negative_prompt && tr->uncond_context)
+                    printf(" negative prompt \"%s\"", tr->negative_prompt);
+                printf("\n");
+            }
             if (labels_t)
                 printf("target %d (sample %d) t=%d\n", j, tg[j], labels_t[s]);
             else
@@ -660,7 +669,7 @@ static int score_run_locked(const ScoreOptions *o, const Dataset *data_in, JtErr
         rc = write_json(o->out_dir, "manifest.json", man, err);
         cJSON_Delete(man);
     }
-    if (rc == JT_OK) print_table(tk, n_eff, tg, N, labels_t, data, tgt.real);
+    if (rc == JT_OK) print_table(tk, n_eff, tg, N, labels_t, data, tgt.real, &tgt.tr);
     for (int s = 0; s < n_eff; s++)
         topk_free(&tk[s]);
     for (int m = 0; m < M; m++)

@@ -206,6 +206,8 @@ int cmd_report(int argc, char **argv) {
         }
         if (!any) free(tlabels), tlabels = NULL;
     }
+    /* each target's prompt, from the trajectory (a text-conditional model's) */
+    const char **tprompts = !real && tgt.tr.prompts ? xcalloc((size_t)N, sizeof *tprompts) : NULL;
     float *xhat = xmalloc((size_t)N * (n_steps ? n_steps : 1) * D * sizeof(float));
     float *final = xmalloc((size_t)N * D * sizeof(float));
     size_t cells = (size_t)N * n_cols * (K > 0 ? K : 1);
@@ -220,6 +222,7 @@ int cmd_report(int argc, char **argv) {
                          real ? "target images" : "trajectory's samples");
             break;
         }
+        if (tprompts) tprompts[j] = tgt.tr.prompts[tid[j]];
         memcpy(final + j * D, targets_image(&tgt, tid[j], -1), D * sizeof(float));
         for (int s = 0; rc == JT_OK && s < n_steps; s++) {
             int k = traj_step_index(&tgt.tr, step_v[s]);
@@ -321,12 +324,16 @@ int cmd_report(int argc, char **argv) {
         .train_captions = (const char *const *)data.captions,
         .class_names = (const char *const *)data.class_names, .n_classes = data.n_classes,
         .target_ids = tid, .target_labels = tlabels,
-        .has_guidance = !real && tgt.tr.labels != NULL, .guidance = real ? 0.0f : tgt.tr.guidance,
+        .has_guidance = !real && (tgt.tr.labels != NULL || tgt.tr.context != NULL),
+        .guidance = real ? 0.0f : tgt.tr.guidance,
+        .target_prompts = (const char *const *)tprompts,
+        .negative_prompt = real ? NULL : tgt.tr.negative_prompt,
         .title = NULL, .method = method, .provenance = prov,
         .real_targets = real};
     if (rc == JT_OK) rc = report_write_html(html, &rd, &err);
     if (rc == JT_OK) rc = report_write_png(png, &rd, &err);
     if (rc == JT_OK) printf("%s\n%s\n", html, png);
+    free(tprompts);
     free(step_v), free(tid), free(tlabels), free(xhat), free(final), free(pro_idx), free(opp_idx), free(pro_val);
     free(opp_val), free(train), free(html_def), free(png_def);
     cJSON_Delete(man), cJSON_Delete(topk);

@@ -2,8 +2,11 @@
  * DDPMPipeline math) or DDIM and writes samples.png, trajectory.png (x̂_0 along the trajectory)
  * and trajectory.safetensors (every step's x_t, x̂_0 and sampler noise; see trajectory.h). A
  * class-conditional model samples the classes of --class, with classifier-free guidance when
- * --guidance is not 1. */
+ * --guidance is not 1. A text-conditional one samples the contexts of --context (a table of
+ * encoder hidden states), or of --prompt / --prompts encoded here by a CLIP text encoder as
+ * StableDiffusionPipeline does (cli_prompt.h; guidance then only when W > 1, its rule). */
 #include "cli/cli_common.h"
+#include "cli/cli_prompt.h"
 #include "cli/commands.h"
 #include "data/context.h"
 #include "diffusion/trajectory.h"
@@ -13,6 +16,7 @@
 #include "io/npy.h"
 #include "io/png.h"
 #include "model/model.h"
+#include "text/clip_text.h"
 
 #include <errno.h>
 #include <math.h>
@@ -47,7 +51,19 @@ static void help(void) {
         "  --prompt-index I which prompt each sample uses: one row, a comma list (its length\n"
         "                   sets --n) or all (sample i gets row i mod M; default 0)\n"
         "  --uncond U       the unconditional context for --guidance: row:R of the table or\n"
-        "                   npy:FILE (L, D) (the empty prompt's, as StableDiffusionPipeline)\n");
+        "                   npy:FILE (L, D) (the empty prompt's, as StableDiffusionPipeline)\n"
+        "  or, instead of --context, prompts encoded here (StableDiffusionPipeline's rules):\n"
+        "  --prompt TEXT    one prompt for every sample\n"
+        "  --prompts FILE   one prompt per line, one line per sample (its count sets --n)\n"
+        "  --text-encoder DIR  the CLIPTextModel folder (hidden_size = cross_attention_dim)\n"
+        "  --tokenizer DIR  its CLIP tokenizer folder; a prompt longer than model_max_length\n"
+        "                   tokens is truncated (said once on stderr)\n"
+        "  --clip-skip K    diffusers' clip_skip of the prompts (default 0: last_hidden_state;\n"
+        "                   the unconditional context never skips, as diffusers 0.42.1)\n"
+        "  --guidance W     W > 1: classifier-free guidance with the context of \"\" (or of\n"
+        "                   --negative-prompt); W <= 1: the conditional eps alone (recorded\n"
+        "                   as guidance 1)\n"
+        "  --negative-prompt TEXT  the unconditional context's text (needs --guidance > 1)\n");
 }
 
 /* Parses --class into a count and ids: "all" and "null" give count 0 and *kind 'a' / 'n', one id
@@ -106,6 +122,14 @@ int cmd_sample(int argc, char **argv) {
     ContextSpec cspec = {args_str(&a, "context", NULL), NULL, args_str(&a, "uncond", NULL)};
     const char *vae_dir = args_str(&a, "vae", NULL), *clip = args_str(&a, "clip-sample", NULL);
     const char *prompt_text = args_str(&a, "prompt-index", NULL);
+    const char *prompt = args_str(&a, "prompt", NULL),
+               *prompts_file = args_str(&a, "prompts", NULL);
+    const char *negative = args_str(&a, "negative-prompt", NULL);
+    const char *te_opt = args_str(&a, "text-encoder", NULL),
+               *tok_opt = args_str(&a, "tokenizer", NULL);
+    int skip_given = args_str(&a, "clip-skip", NULL) != NULL;
+    int clip_skip = (int)args_long(&a, "clip-skip", 0, 0, CLIP_TEXT_MAX_LAYERS - 1);
+    const int text_mode = prompt || prompts_file;
     int rc = args_finish(&a);
     if (rc == 0 && (!model || !out)) {
         fprintf(stderr,
@@ -119,6 +143,53 @@ int cmd_sample(int argc, char **argv) {
     if (rc == 0 && strcmp(sampler, "ddpm") != 0 && strcmp(sampler, "ddim") != 0) {
         fprintf(stderr, "jtrak sample: --sampler must be ddpm or ddim, not '%s'\n", sampler);
         rc = 2;
+    }
+    if (rc == 0 && prompt && prompts_file) {
+        fprintf(stderr, "jtrak sample: --prompt and --prompts: give one of them\n");
+        rc = 2;
+    }
+    if (rc == 0 && text_mode && cspec.file) {
+        fprintf(stderr,
+                "jtrak sample: --%s and --context are two ways to give the contexts: "
+                "give one of them\n",
+                prompt ? "prompt" : "prompts");
+        rc = 2;
+    }
+    if (rc == 0 && !text_mode && (negative || te_opt || tok_opt || skip_given)) {
+        fprintf(stderr, "jtrak sample: --negative-prompt, --text-encoder, --tokenizer and "
+                        "--clip-skip go with --prompt or --prompts\n");
+        rc = 2;
+    }
+    if (rc == 0 && text_mode && negative && !(guidance > 1.0)) {
+        fprintf(stderr,
+                "jtrak sample: --negative-prompt needs --guidance W > 1 (it is the "
+                "unconditional side of classifier-free guidance, which StableDiffusionPipeline "
+                "runs only when W > 1)\n");
+        rc = 2;
+    }
+    const char *te_dir = NULL, *tok_dir = NULL;
+    JtError err;
+    if (rc == 0 && text_mode) {
+        int trc = sample_text_dirs(model, te_opt, tok_opt, &te_dir, &tok_dir, &err);
+        if (trc == 2) fprintf(stderr, "jtrak sample: %s\n", err.msg);
+        if (trc != JT_OK) rc = trc == 2 ? 2 : cli_error("sample", &err);
+    }
+    /* the --prompts file is input (a bad one exits 1), read before --n is settled */
+    char **lines = NULL;
+    size_t n_lines = 0;
+    if (rc == 0 && prompts_file &&
+        cli_read_prompts(prompts_file, 1 << 20, &lines, &n_lines, &err) != JT_OK)
+        rc = cli_error("sample", &err);
+    if (rc == 0 && lines) {
+        if (n_given && (size_t)opt.n != n_lines) {
+            fprintf(stderr,
+                    "jtrak sample: --prompts %s holds %zu prompts but --n is %d (one prompt per "
+                    "sample)\n",
+                    prompts_file, n_lines, opt.n);
+            rc = 2;
+        }
+        opt.n = (int)n_lines;
+        n_given = 1;
     }
     int *ids = NULL, n_ids = 0;
     char class_kind = 0;
@@ -156,36 +227,39 @@ int cmd_sample(int argc, char **argv) {
         }
         opt.n = n_ids;
     }
-    if (rc == 0 && guidance_given && !class_text && !cspec.file) {
-        fprintf(stderr, "jtrak sample: --guidance needs --class or --context (classifier-free "
-                        "guidance of a conditional model)\n");
+    if (rc == 0 && guidance_given && !class_text && !cspec.file && !text_mode) {
+        fprintf(stderr, "jtrak sample: --guidance needs --class, --context or --prompt "
+                        "(classifier-free guidance of a conditional model)\n");
         rc = 2;
     }
     args_free(&a);
     if (rc) {
         free(ids), free(pids);
+        cli_prompts_free(lines, n_lines);
         return rc;
     }
     opt.sampler = strcmp(sampler, "ddim") == 0 ? SAMPLER_DDIM : SAMPLER_DDPM;
     if (opt.steps == 0) opt.steps = opt.sampler == SAMPLER_DDIM ? 50 : 1000;
 
-    JtError err;
     /* A trajectory folder is sampled again in place (score folders record the trajectory's
      * fingerprint, so old scores are not paired with the new file); any other artifact is kept. */
     const ArtifactKind ok[] = {ARTIFACT_TRAJECTORY};
     if (artifact_check_out(out, "--out", "a trajectory folder", ok, 1, &err) != JT_OK) {
-        free(ids);
+        free(ids), free(pids);
+        cli_prompts_free(lines, n_lines);
         return cli_error("sample", &err);
     }
     /* held for the run: two samples never write one folder (io/lock.h) */
     DirLock lock;
     if (dir_lock(&lock, out, "sample", &err) != JT_OK) {
-        free(ids);
+        free(ids), free(pids);
+        cli_prompts_free(lines, n_lines);
         return cli_error("sample", &err);
     }
     Model *loaded;
     if (model_load_unet(model, &loaded, &err) != JT_OK) {
-        free(ids);
+        free(ids), free(pids);
+        cli_prompts_free(lines, n_lines);
         dir_unlock(&lock);
         return cli_error("sample", &err);
     }
@@ -204,11 +278,17 @@ int cmd_sample(int argc, char **argv) {
                      model, K, K - 2, K - 1);
     const int X = unet_cross_attention_dim(net);
     ContextSet ctx = {0};
-    if (rc == JT_OK && X > 0 && !cspec.file)
+    if (rc == JT_OK && X > 0 && !cspec.file && !text_mode)
         rc = jt_fail(&err,
-                     "%s has cross-attention (cross_attention_dim %d): give the prompts' "
-                     "contexts with --context npy:FILE",
+                     "%s has cross-attention (cross_attention_dim %d): give --prompt TEXT (with "
+                     "--text-encoder and --tokenizer) or the prompts' contexts with --context "
+                     "npy:FILE",
                      model, X);
+    if (rc == JT_OK && X == 0 && text_mode)
+        rc = jt_fail(&err,
+                     "--%s: %s has no cross-attention (no cross_attention_dim): it takes no "
+                     "text prompt",
+                     prompt ? "prompt" : "prompts", model);
     if (rc == JT_OK && vae_dir) rc = cli_check_vae(vae_dir, cfg->in_channels, &err);
     if (rc == JT_OK && cspec.file) rc = context_load(&ctx, &cspec, NULL, &err);
     if (rc == JT_OK && cspec.file) rc = context_check_model(&ctx, X, model, &err);
@@ -218,6 +298,7 @@ int cmd_sample(int argc, char **argv) {
                          cspec.file, ctx.m, ctx.m - 1);
     if (rc != JT_OK) {
         free(ids), free(pids);
+        cli_prompts_free(lines, n_lines);
         context_free(&ctx);
         model_free(loaded);
         dir_unlock(&lock);
@@ -231,6 +312,7 @@ int cmd_sample(int argc, char **argv) {
     if (rc == JT_OK) rc = sched_init(&sched, &sc, &err);
     if (rc != JT_OK) {
         free(ids), free(pids);
+        cli_prompts_free(lines, n_lines);
         context_free(&ctx);
         model_free(loaded);
         dir_unlock(&lock);
@@ -249,6 +331,9 @@ int cmd_sample(int argc, char **argv) {
         if (rc == JT_OK && n_ids > 1 && (int)h.shape[0] != n_ids)
             rc = jt_fail(&err, "%s: %d initial noises but --class lists %d classes", noise,
                          (int)h.shape[0], n_ids);
+        if (rc == JT_OK && lines && h.shape[0] != n_lines)
+            rc = jt_fail(&err, "%s: %d initial noises but --prompts %s holds %zu prompts", noise,
+                         (int)h.shape[0], prompts_file, n_lines);
         if (rc == JT_OK) rc = jt_check_finite(data, h.count, noise, "the initial noise", &err);
         if (rc == JT_OK) opt.n = (int)h.shape[0];
         x_T = data;
@@ -294,6 +379,33 @@ int cmd_sample(int argc, char **argv) {
         opt.ctx_dim = ctx.D;
         opt.context_source = source;
     }
+    /* --prompt / --prompts: StableDiffusionPipeline's contexts, guidance only when W > 1 */
+    SamplePrompts sp = {0};
+    const char **texts = NULL;
+    if (rc == JT_OK && text_mode) {
+        const int guided = guidance > 1.0;
+        texts = xmalloc((size_t)opt.n * sizeof *texts);
+        for (int i = 0; i < opt.n; i++)
+            texts[i] = lines ? lines[i] : prompt;
+        rc = sample_prompts_encode(&sp, model, X, te_dir, tok_dir, texts, (size_t)opt.n, negative,
+                                   guided, clip_skip, &err);
+        if (rc == JT_OK && sp.pc.truncation)
+            fprintf(stderr, "sample: warning: %s\n", sp.pc.truncation);
+        if (rc == JT_OK && guidance_given && !guided && guidance != 1.0 && !opt.quiet)
+            fprintf(stderr,
+                    "sample: --guidance %g <= 1: no classifier-free guidance (as "
+                    "StableDiffusionPipeline); the conditional eps alone, recorded as guidance "
+                    "1\n",
+                    guidance);
+        opt.guidance = guided ? (float)guidance : 1.0f;
+        opt.context = sp.pc.cond;
+        opt.uncond_context = guided ? sp.pc.uncond : NULL;
+        opt.ctx_len = sp.pc.L;
+        opt.ctx_dim = sp.pc.D;
+        opt.context_source = sp.source;
+        opt.prompts = texts;
+        opt.negative_prompt = guided ? (negative ? negative : "") : NULL;
+    }
     Trajectory tr = {0};
     if (rc == JT_OK) rc = traj_sample(net, &sched, &opt, x_T, &tr, &err);
     char *p = xmalloc(strlen(out) + 40);
@@ -327,7 +439,9 @@ int cmd_sample(int argc, char **argv) {
     }
     free(p);
     free(x_T), free(ids), free(labels), free(pids), free(contexts), free(source);
-    free(prompts);
+    free(prompts), free(texts);
+    sample_prompts_free(&sp);
+    cli_prompts_free(lines, n_lines);
     context_free(&ctx);
     traj_free(&tr);
     sched_free(&sched);

@@ -32,6 +32,7 @@ void traj_free(Trajectory *tr) {
     for (int i = 0; tr->prompts && i < tr->n; i++)
         free(tr->prompts[i]);
     free(tr->prompts);
+    free(tr->negative_prompt);
     memset(tr, 0, sizeof *tr);
 }
 
@@ -184,6 +185,8 @@ int traj_sample(const UNet *net, const NoiseSchedule *sched, const SampleOptions
         for (int i = 0; i < tr->n; i++)
             tr->prompts[i] = xstrdup(opt->prompts[i] ? opt->prompts[i] : "");
     }
+    if (opt->negative_prompt && tr->uncond_context)
+        tr->negative_prompt = xstrdup(opt->negative_prompt);
     if (traj_conditional(tr)) tr->guidance = opt->guidance;
 
     const size_t D = (size_t)tr->C * tr->H * tr->W;
@@ -338,6 +341,7 @@ int traj_save(const Trajectory *tr, const char *path, JtError *err) {
         cJSON_Delete(arr);
         st_writer_set_metadata(&w, "prompts", prompts);
     }
+    if (tr->negative_prompt) st_writer_set_metadata(&w, "negative_prompt", tr->negative_prompt);
     char buf[64];
     st_writer_set_metadata(&w, "format", "jtrak-trajectory-v1");
     st_writer_set_metadata(&w, "sampler", traj_sampler_name(tr->sampler));
@@ -555,6 +559,8 @@ static int read_cond(StFile *f, Trajectory *tr, JtError *err) {
             tr->prompts[i] = xstrdup(cJSON_GetArrayItem(arr, i)->valuestring);
         cJSON_Delete(arr);
     }
+    const char *neg = st_metadata_get(f, "negative_prompt");
+    if (neg) tr->negative_prompt = xstrdup(neg);
     if (!has_labels) return JT_OK;
     const StTensor *t = &f->tensors[il];
     if (t->dtype != ST_I32 || t->ndim != 1 || t->shape[0] != tr->n)

@@ -18,7 +18,8 @@
  * "uncond_context" (L,D) when guided; metadata: sampler, steps, eta, seed, model fingerprint, cond
  * ("none" | "class" | "context" | "class+context"), guidance ("%.9g"), context_source (where the
  * contexts came from, for people), prompts (a JSON array of each sample's prompt text, when
- * known), format "jtrak-trajectory-v1". Files written before
+ * known), negative_prompt (the text of the unconditional context, when one was given), format
+ * "jtrak-trajectory-v1". Files written before
  * conditioning existed (no cond, guidance) load as unconditional with guidance 1. */
 #ifndef JTRAK_TRAJECTORY_H
 #define JTRAK_TRAJECTORY_H
@@ -48,6 +49,7 @@ typedef struct {
     int ctx_len, ctx_dim;
     const char *context_source; /* recorded as metadata (NULL: none) */
     const char *const *prompts; /* (n) each sample's prompt text, or NULL: metadata, for people */
+    const char *negative_prompt; /* the text uncond_context encodes, or NULL: metadata */
 } SampleOptions;
 
 typedef struct {
@@ -71,6 +73,8 @@ typedef struct {
     char *context_source;  /* or NULL */
     char **prompts;        /* (n) the samples' prompt texts (metadata "prompts", a JSON array),
                               or NULL; not in the fingerprint (texts for people) */
+    char *negative_prompt; /* metadata "negative_prompt" (guided, from a negative prompt), or
+                              NULL; not in the fingerprint (uncond_context is) */
     uint64_t fingerprint; /* traj_fingerprint, set by traj_load (0 otherwise) */
 } Trajectory;
 

@@ -186,7 +186,8 @@ const char *report_target_class(const ReportData *d, int t, char *buf, size_t n)
     return buf;
 }
 
-/* ", class Sandal, guidance 3" after a target's heading: its class and the sampler's guidance. */
+/* ", class Sandal, guidance 3" after a target's heading: its class and the sampler's guidance;
+ * a text-conditional target's prompt, guidance and negative prompt on a line of their own. */
 static void put_target_cond(FILE *fp, const ReportData *d, int t) {
     char buf[32];
     const char *cls = report_target_class(d, t, buf, sizeof buf);
@@ -194,7 +195,19 @@ static void put_target_cond(FILE *fp, const ReportData *d, int t) {
         fputs(", class ", fp);
         put_esc(fp, cls);
     }
+    const char *prompt = d->target_prompts ? d->target_prompts[t] : NULL;
+    if (d->has_guidance && !prompt) fprintf(fp, ", guidance %g", d->guidance);
+    if (!prompt) return;
+    fputs("<br><span class=\"prompt\">prompt &ldquo;", fp);
+    put_esc(fp, prompt);
+    fputs("&rdquo;", fp);
     if (d->has_guidance) fprintf(fp, ", guidance %g", d->guidance);
+    if (d->negative_prompt && d->guidance != 1.0f) {
+        fputs(", negative prompt &ldquo;", fp);
+        put_esc(fp, d->negative_prompt);
+        fputs("&rdquo;", fp);
+    }
+    fputs("</span>", fp);
 }
 
 static const char CSS[] =
@@ -222,6 +235,7 @@ static const char CSS[] =
     "figcaption .file,figcaption .caption{display:inline-block;max-width:12em;"
     "overflow-wrap:anywhere;color:#555}\n"
     ".empty{color:#aaa;font-size:11px}\n"
+    "h2 .prompt{font-weight:400;font-size:.85em;color:#333}\n"
     ".pro-t{color:#137a2d;font-weight:600}.opp-t{color:#b0201a;font-weight:600}\n";
 
 /* The method's sentence into buf (empty for an unknown method); noun is final_noun. */

@@ -47,16 +47,19 @@ typedef struct {
     const char *const *train_files; /* (n_train) or NULL (an entry may be NULL): the file each
                                        training row came from, shown beside it */
     const char *const *train_captions; /* (n_train) or NULL (an entry may be NULL): captions */
-    const char *const *class_names; /* (n_classes) or NULL: names for train_labels */
+    const char *const *class_names;    /* (n_classes) or NULL: names for train_labels */
     int n_classes;
-    const int *target_ids;  /* (n_targets) or NULL: sample index in the trajectory file (image
-                               index among the real targets) */
+    const int *target_ids;    /* (n_targets) or NULL: sample index in the trajectory file (image
+                                 index among the real targets) */
     const int *target_labels; /* (n_targets) or NULL: each target's class (-1: none), named by
                                  class_names when it has them; shown in the HTML and as the
                                  figure's label of the final column */
-    int has_guidance;         /* the targets come from a trajectory of a class-conditional model: */
+    int has_guidance;         /* the targets come from a trajectory of a conditional model: */
     float guidance;           /* its classifier-free guidance scale, shown in the HTML */
-    const char *title;      /* e.g. "jtrak: Journey-TRAK attributions"; NULL: a default */
+    const char *const *target_prompts; /* (n_targets) or NULL: each target's prompt text (a
+                                          text-conditional trajectory), shown in the HTML */
+    const char *negative_prompt; /* or NULL: the text of the guidance's unconditional context */
+    const char *title;           /* e.g. "jtrak: Journey-TRAK attributions"; NULL: a default */
     const char *method;     /* "journey", "trak", "dtrak", "pixel" (other names are shown as is) */
     const char *provenance; /* free text: model, store, trajectory fingerprints, command; or NULL */
 } ReportData;
