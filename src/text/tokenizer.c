@@ -20,6 +20,7 @@
  * Unicode data (NFC, general categories, White_Space, lower case) comes from ICU (libicu-dev). */
 #include "text/tokenizer.h"
 
+#include "core/hash.h"
 #include "io/jsonfile.h"
 
 #include <limits.h>
@@ -181,6 +182,7 @@ struct ClipTokenizer {
     int byte_id[256],
         byte_eow_id[256]; /* ids of the byte symbols alone and with "</w>" (-1: none) */
     const char *layout;
+    uint64_t fingerprint; /* clip_tokenizer_fingerprint, computed at load */
 };
 
 /* GPT-2's bytes_to_unicode: printable Latin-1 bytes map to themselves, the other 68 to U+0100.. in
@@ -625,6 +627,86 @@ done:
     return rc;
 }
 
+/* ---------------------------------------------------------------- fingerprint */
+
+typedef struct {
+    const char *s;
+    size_t n;
+    int id;
+} VocabEntry;
+
+static int vocab_entry_cmp(const void *a, const void *b) {
+    const VocabEntry *x = a, *y = b;
+    if (x->id != y->id) return x->id < y->id ? -1 : 1;
+    size_t m = x->n < y->n ? x->n : y->n;
+    int c = memcmp(x->s, y->s, m);
+    return c ? c : (x->n > y->n) - (x->n < y->n);
+}
+
+typedef struct {
+    int rank, a, b, merged;
+} MergeEntry;
+
+static int merge_entry_cmp(const void *p, const void *q) {
+    const MergeEntry *x = p, *y = q;
+    if (x->rank != y->rank) return x->rank < y->rank ? -1 : 1;
+    if (x->a != y->a) return x->a < y->a ? -1 : 1;
+    return (x->b > y->b) - (x->b < y->b);
+}
+
+static uint64_t hash_int(uint64_t h, int64_t v) {
+    return hash_fnv1a(h, &v, sizeof v);
+}
+
+/* FNV-1a 64 over what determines the ids, each part in a canonical order (the hash maps' slot order
+ * depends on their capacity): the vocabulary sorted by (id, token), the merges by rank with their
+ * ids, the added tokens in list order with their normalized flags, bos/eos/unk/pad and max_len. The
+ * layout that was read is not included: vocab.json+merges.txt and tokenizer.json holding the same
+ * data give the same fingerprint. */
+static uint64_t tokenizer_fingerprint(const ClipTokenizer *t) {
+    uint64_t h = hash_fnv1a(HASH_FNV_OFFSET, "clip-bpe-v1", 11);
+    VocabEntry *v = xmalloc((t->vocab.count + 1) * sizeof *v);
+    size_t nv = 0;
+    for (size_t i = 0; i < t->vocab.cap; i++)
+        if (t->vocab.key[i])
+            v[nv++] = (VocabEntry){t->vocab.key[i], t->vocab.klen[i], t->vocab.val[i]};
+    qsort(v, nv, sizeof *v, vocab_entry_cmp);
+    h = hash_int(h, (int64_t)nv);
+    for (size_t i = 0; i < nv; i++) {
+        h = hash_int(h, v[i].id);
+        h = hash_int(h, (int64_t)v[i].n);
+        h = hash_fnv1a(h, v[i].s, v[i].n);
+    }
+    free(v);
+    size_t nm = 0;
+    for (size_t i = 0; i < t->merges.cap; i++)
+        nm += t->merges.key[i] != 0;
+    MergeEntry *m = xmalloc((nm + 1) * sizeof *m);
+    nm = 0;
+    for (size_t i = 0; i < t->merges.cap; i++)
+        if (t->merges.key[i]) {
+            uint64_t k = t->merges.key[i] - 1;
+            m[nm++] = (MergeEntry){t->merges.rank[i], (int)(uint32_t)(k >> 32), (int)(uint32_t)k,
+                                   t->merges.merged[i]};
+        }
+    qsort(m, nm, sizeof *m, merge_entry_cmp);
+    h = hash_int(h, (int64_t)nm);
+    for (size_t i = 0; i < nm; i++) {
+        h = hash_int(h, m[i].rank), h = hash_int(h, m[i].a);
+        h = hash_int(h, m[i].b), h = hash_int(h, m[i].merged);
+    }
+    free(m);
+    h = hash_int(h, t->n_added);
+    for (int i = 0; i < t->n_added; i++) {
+        h = hash_int(h, (int64_t)t->added[i].len);
+        h = hash_fnv1a(h, t->added[i].content, t->added[i].len);
+        h = hash_int(h, t->added[i].id), h = hash_int(h, t->added[i].normalized);
+    }
+    h = hash_int(h, t->bos), h = hash_int(h, t->eos), h = hash_int(h, t->unk);
+    h = hash_int(h, t->pad), h = hash_int(h, t->max_len);
+    return h;
+}
+
 int clip_tokenizer_load(ClipTokenizer **out, const char *dir, JtError *err) {
     ClipTokenizer *t = xcalloc(1, sizeof *t);
     if (tokenizer_load_impl(t, dir, err) != JT_OK) {
@@ -632,6 +714,7 @@ int clip_tokenizer_load(ClipTokenizer **out, const char *dir, JtError *err) {
         *out = NULL;
         return JT_ERR;
     }
+    t->fingerprint = tokenizer_fingerprint(t);
     *out = t;
     return JT_OK;
 }
@@ -660,6 +743,9 @@ int clip_tokenizer_max_length(const ClipTokenizer *t) {
 }
 int clip_tokenizer_vocab_size(const ClipTokenizer *t) {
     return t->vocab_size;
+}
+uint64_t clip_tokenizer_fingerprint(const ClipTokenizer *t) {
+    return t->fingerprint;
 }
 const char *clip_tokenizer_layout(const ClipTokenizer *t) {
     return t->layout;

@@ -9,6 +9,8 @@
 
 #include "core/common.h"
 
+#include <stdint.h>
+
 typedef struct ClipTokenizer ClipTokenizer;
 
 /* Loads a tokenizer folder: either vocab.json + merges.txt (a diffusers pipeline's tokenizer/,
@@ -30,6 +32,11 @@ int clip_tokenizer_eos_id(const ClipTokenizer *t);
 int clip_tokenizer_pad_id(const ClipTokenizer *t);
 int clip_tokenizer_max_length(const ClipTokenizer *t); /* model_max_length (77 by default) */
 int clip_tokenizer_vocab_size(const ClipTokenizer *t); /* 1 + the largest id */
+/* FNV-1a 64 (core/hash.h) over what determines the ids: the vocabulary, the merges, the added
+ * tokens, the bos/eos/unk/pad ids and model_max_length, in a canonical order; not which layout was
+ * read (the same data as vocab.json+merges.txt or tokenizer.json gives the same value). Computed at
+ * load. */
+uint64_t clip_tokenizer_fingerprint(const ClipTokenizer *t);
 /* Which files were read: "vocab.json+merges.txt" or "tokenizer.json". */
 const char *clip_tokenizer_layout(const ClipTokenizer *t);
 
