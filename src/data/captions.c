@@ -336,6 +336,8 @@ static int parse_csv(Captions *c, const char *buf, size_t len, RecordList *l, Jt
     if (rc == JT_OK && header)
         rc = jt_fail(err, "%s: empty: a captions CSV starts with the header 'file,caption'",
                      c->what);
+    else if (rc == JT_OK && l->n == 0)
+        rc = jt_fail(err, "%s: no captions after the header", c->what);
     free(f[0].b);
     free(f[1].b);
     free(map.slot);
