@@ -66,7 +66,8 @@ Test(captions, coco_order_and_captions) {
     cr_assert_str_eq(captions_text(&c, 0, 0), "A man is in a kitchen making pizzas.");
     cr_assert_str_eq(captions_text(&c, 0, 4), "A chef prepares food in a restaurant kitchen.");
     cr_assert_str_eq(captions_text(&c, 1, 1), "A room with chairs, a table, and a woman in it.");
-    cr_assert_str_eq(captions_text(&c, 2, 5), "A bear with a \xc3\xa9 in its caption, and \"quotes\".");
+    cr_assert_str_eq(captions_text(&c, 2, 5),
+                     "A bear with a \xc3\xa9 in its caption, and \"quotes\".");
     captions_free(&c);
     /* without a root: the annotations file's folder */
     cr_assert(captions_read(&c, CAPTIONS_COCO, COCO, NULL, &err) == JT_OK, "%s", err.msg);
@@ -108,14 +109,15 @@ Test(captions, csv_and_jsonl_agree) {
 
 static void parse_ok(CaptionsFormat fmt, const char *text, Captions *c) {
     JtError err;
-    cr_assert(captions_parse(c, fmt, text, strlen(text), "mem.csv", "/r", &err) == JT_OK,
-              "%s: %s", text, err.msg);
+    cr_assert(captions_parse(c, fmt, text, strlen(text), "mem.csv", "/r", &err) == JT_OK, "%s: %s",
+              text, err.msg);
 }
 
 Test(captions, csv_quoting_cases) {
     Captions c;
     parse_ok(CAPTIONS_CSV,
-             "\xef\xbb\xbf" "file,caption\r\n\"x,1.png\",\"\"\"\"\r\n"
+             "\xef\xbb\xbf"
+             "file,caption\r\n\"x,1.png\",\"\"\"\"\r\n"
              "/abs/y.png,\"a,b\r\nc\"\r\n\"x,1.png\",plain",
              &c);
     cr_assert_eq(c.n, 2);
@@ -170,10 +172,12 @@ Test(captions, jsonl_refusals) {
             "not a JSON object");
     REFUSED(CAPTIONS_JSONL, "{\"file\": \"a.png\", \"caption\": \"x\"\n", "line 1",
             "not a JSON object");
-    REFUSED(CAPTIONS_JSONL, "{\"file\": 3, \"caption\": \"x\"}\n", "line 1", "'file' must be a string");
+    REFUSED(CAPTIONS_JSONL, "{\"file\": 3, \"caption\": \"x\"}\n", "line 1",
+            "'file' must be a string");
     REFUSED(CAPTIONS_JSONL, "{\"file\": \"a.png\"}\n", "line 1", "'caption' must be a string");
     REFUSED(CAPTIONS_JSONL, "{\"file\": \"a.png\", \"caption\": \"\"}\n", "caption is empty");
-    REFUSED(CAPTIONS_JSONL, "{\"file\": \"a.png\", \"caption\": \"\\u0000x\"}\n", "caption is empty");
+    REFUSED(CAPTIONS_JSONL, "{\"file\": \"a.png\", \"caption\": \"\\u0000x\"}\n",
+            "caption is empty");
     REFUSED(CAPTIONS_JSONL, "{\"file\": \"a\xfe.png\", \"caption\": \"x\"}\n", "file name",
             "not valid UTF-8");
 }
@@ -188,23 +192,25 @@ Test(captions, coco_refusals) {
     REFUSED(CAPTIONS_COCO, "{\"images\": []}", "no 'annotations' array");
     REFUSED(CAPTIONS_COCO, "{\"images\": [], \"annotations\": []}", "'images' is empty");
     REFUSED(CAPTIONS_COCO, "{\"images\": [3], \"annotations\": []}", "images[0] is not an object");
-    REFUSED(CAPTIONS_COCO, "{\"images\": [{\"id\": -1, \"file_name\": \"a\"}], \"annotations\": []}",
-            "images[0]", "'id' must be a non-negative integer");
-    REFUSED(CAPTIONS_COCO, "{\"images\": [{\"id\": 1.5, \"file_name\": \"a\"}], \"annotations\": []}",
-            "images[0]", "'id' must be a non-negative integer");
+    REFUSED(CAPTIONS_COCO,
+            "{\"images\": [{\"id\": -1, \"file_name\": \"a\"}], \"annotations\": []}", "images[0]",
+            "'id' must be a non-negative integer");
+    REFUSED(CAPTIONS_COCO,
+            "{\"images\": [{\"id\": 1.5, \"file_name\": \"a\"}], \"annotations\": []}", "images[0]",
+            "'id' must be a non-negative integer");
     REFUSED(CAPTIONS_COCO, "{\"images\": [{\"id\": 4, \"file_name\": 7}], \"annotations\": []}",
             "images[0] (id 4)", "'file_name' must be a string");
     REFUSED(CAPTIONS_COCO,
-            "{\"images\": [" IMG(4, "a.jpg") ", " IMG(5, "b.jpg") ", " IMG(4, "c.jpg")
-            "], \"annotations\": []}",
+            "{\"images\": [" IMG(4, "a.jpg") ", " IMG(5, "b.jpg") ", " IMG(
+                4, "c.jpg") "], \"annotations\": []}",
             "images[0] and images[2] have the same id 4");
     REFUSED(CAPTIONS_COCO,
-            "{\"images\": [" IMG(4, "a.jpg") "], \"annotations\": [" ANN(4, 1, "\"x\"") ", "
-            ANN(9, 2, "\"y\"") "]}",
+            "{\"images\": [" IMG(4, "a.jpg") "], \"annotations\": [" ANN(4, 1, "\"x\"") ", " ANN(
+                9, 2, "\"y\"") "]}",
             "annotations[1] (id 2)", "image_id 9 names no image");
     REFUSED(CAPTIONS_COCO,
-            "{\"images\": [" IMG(4, "a.jpg") "], \"annotations\": [" ANN(4, 1, "\"x\"") ", "
-            ANN(4, 1, "\"y\"") "]}",
+            "{\"images\": [" IMG(4, "a.jpg") "], \"annotations\": [" ANN(4, 1, "\"x\"") ", " ANN(
+                4, 1, "\"y\"") "]}",
             "annotations[0] and annotations[1] have the same id 1");
     REFUSED(CAPTIONS_COCO,
             "{\"images\": [" IMG(4, "a.jpg") "], \"annotations\": [" ANN(4, 1, "[\"x\"]") "]}",
@@ -213,18 +219,19 @@ Test(captions, coco_refusals) {
             "{\"images\": [" IMG(4, "a.jpg") "], \"annotations\": [" ANN(4, 1, "\"\"") "]}",
             "annotations[0] (id 1)", "caption is empty");
     REFUSED(CAPTIONS_COCO,
-            "{\"images\": [" IMG(4, "a.jpg") ", " IMG(8, "b.jpg") "], \"annotations\": ["
-            ANN(4, 1, "\"x\"") "]}",
+            "{\"images\": [" IMG(4, "a.jpg") ", " IMG(8, "b.jpg") "], \"annotations\": [" ANN(
+                4, 1, "\"x\"") "]}",
             "image id 8 (b.jpg) has no captions");
     REFUSED(CAPTIONS_COCO, "{\"images\": [" IMG(4, "a.jpg") "], \"annotations\": [3]}",
             "annotations[0] is not an object");
     REFUSED(CAPTIONS_COCO,
             "{\"images\": [" IMG(4, "a.jpg") "], \"annotations\": [{\"image_id\": 4, \"caption\": "
-            "\"x\"}]}",
+                                             "\"x\"}]}",
             "annotations[0]", "'id' must be");
-    REFUSED(CAPTIONS_COCO,
-            "{\"images\": [" IMG(4, "a.jpg") "], \"annotations\": [{\"id\": 1, \"caption\": \"x\"}]}",
-            "annotations[0] (id 1)", "'image_id' must be");
+    REFUSED(
+        CAPTIONS_COCO,
+        "{\"images\": [" IMG(4, "a.jpg") "], \"annotations\": [{\"id\": 1, \"caption\": \"x\"}]}",
+        "annotations[0] (id 1)", "'image_id' must be");
     REFUSED(CAPTIONS_COCO,
             "{\"images\": [" IMG(4, "a.jpg") "], \"annotations\": [" ANN(4, 1, "\"bad \xff\"") "]}",
             "annotations[0] (id 1)", "not valid UTF-8");
@@ -259,7 +266,8 @@ Test(captions, limits) {
     cr_assert(strstr(err.msg, "none.csv") != NULL, "%s", err.msg);
 }
 
-/* ---- sources ----------------------------------------------------------------------------------- */
+/* ---- sources -----------------------------------------------------------------------------------
+ */
 
 static void load(const char *data, const char *limit, Dataset *ds) {
     DatasetSpec s;
@@ -389,7 +397,8 @@ Test(captions, source_refusals) {
     data_spec_free(&s);
 }
 
-/* ---- encode-text --captions ---------------------------------------------------------------------- */
+/* ---- encode-text --captions
+ * ---------------------------------------------------------------------- */
 
 static float *read_f32(const char *path, NpyHeader *h) {
     void *v = NULL;
@@ -524,8 +533,8 @@ Test(captions, encode_text_refusals) {
                        out);
     static const char *const w_kind[] = {"not a captioned dataset", NULL};
     cli_expect_failure(err, sizeof err, 2, "encode-text", w_kind,
-                       "encode-text --captions folder:/tmp --text-encoder " CLIP
-                       " --tokenizer " TOK " --out %s",
+                       "encode-text --captions folder:/tmp --text-encoder " CLIP " --tokenizer " TOK
+                       " --out %s",
                        out);
     static const char *const w_both[] = {"--ids or --captions, not both", NULL};
     cli_expect_failure(err, sizeof err, 2, "encode-text", w_both,
@@ -553,7 +562,8 @@ Test(captions, encode_text_refusals) {
     cr_assert(!exists(out) && !exists(man) && !exists(txt));
 }
 
-/* ---- a context file made for another dataset ------------------------------------------------------ */
+/* ---- a context file made for another dataset
+ * ------------------------------------------------------ */
 
 /* A tiny UNet2DConditionModel config for 8x8 RGB and 32-wide contexts (the fixture CLIP's). */
 static void write_cond_config(const char *path) {

@@ -160,8 +160,9 @@ static int write_manifest(const char *path, const EncodeCaptionsOptions *o, cons
     cJSON_AddItemToArray(shape, cJSON_CreateNumber(mi->D));
     cJSON_AddStringToObject(j, "dtype", "float32");
     cJSON_AddStringToObject(j, "layout",
-                            mi->K > 1 ? "(N, K, L, D): K captions per row, each encoder_hidden_states"
-                                      : "token-major (N, L, D): encoder_hidden_states");
+                            mi->K > 1
+                                ? "(N, K, L, D): K captions per row, each encoder_hidden_states"
+                                : "token-major (N, L, D): encoder_hidden_states");
     cJSON_AddStringToObject(j, "contexts_fnv1a64", hex(mi->out_hash, h));
     int rc = write_json(path, j, err);
     cJSON_Delete(j);
@@ -202,14 +203,21 @@ static int encode(const EncodeCaptionsOptions *o, const Rows *r, int K, const Mo
         firsts[i] = (char *)captions_text(r->caps, r->rows[i], 0);
         names[i] = r->caps->names[r->rows[i]];
     }
-    ManifestInfo mi = {m, tok, r, K, L, D, captions_fingerprint_texts(texts, total),
-                       data_text_fingerprint(N, names, firsts), HASH_FNV_OFFSET, 0};
+    ManifestInfo mi = {m,
+                       tok,
+                       r,
+                       K,
+                       L,
+                       D,
+                       captions_fingerprint_texts(texts, total),
+                       data_text_fingerprint(N, names, firsts),
+                       HASH_FNV_OFFSET,
+                       0};
     free(firsts);
     free(names);
 
     const char *out = o->out;
-    char *tmp = xmalloc(strlen(out) + 40), *man = xmalloc(strlen(out) + 8),
-         *txt = texts_path(out);
+    char *tmp = xmalloc(strlen(out) + 40), *man = xmalloc(strlen(out) + 8), *txt = texts_path(out);
     snprintf(tmp, strlen(out) + 40, "%s.tmp.%ld", out, (long)getpid());
     snprintf(man, strlen(out) + 8, "%s.json", out);
     const size_t shape4[4] = {N, (size_t)K, (size_t)L, (size_t)D},

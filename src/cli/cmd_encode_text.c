@@ -1,7 +1,7 @@
 /* cmd_encode_text.c: `jtrak encode-text --text-encoder DIR --ids FILE.npy --out FILE.npy
  * [--clip-skip K] [--batch B]` (the --captions SRC mode, a captioned dataset's captions tokenised
- * and encoded, is cli_encode_captions.c) runs a CLIPTextModel folder (text/clip_text.h) on token ids (N, L)
- * (int32 or int64 .npy, as a CLIP tokenizer pads them to L) and writes the contexts every
+ * and encoded, is cli_encode_captions.c) runs a CLIPTextModel folder (text/clip_text.h) on token
+ * ids (N, L) (int32 or int64 .npy, as a CLIP tokenizer pads them to L) and writes the contexts every
  * text-conditional stage reads with --cond npy:FILE: last_hidden_state (N, L, D) float32 (with
  * --clip-skip K, diffusers' clip_skip state), token-major as diffusers' encoder_hidden_states.
  * Beside it FILE.npy.json records the text encoder's model fingerprint (model/model.h), the ids

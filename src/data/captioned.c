@@ -99,19 +99,23 @@ int data_open_captioned(DataSource *src, const DatasetSpec *spec, JtError *err) 
     char *root = NULL;
     int rc = JT_OK;
     if (spec->kind == DATA_SRC_COCO) {
-        if (spec->path2) root = xstrdup(spec->path2);
-        else rc = coco_image_dir(spec->path, &root, err);
+        if (spec->path2)
+            root = xstrdup(spec->path2);
+        else
+            rc = coco_image_dir(spec->path, &root, err);
         if (rc == JT_OK) rc = captions_format_of(spec->path, &fmt, err);
         if (rc == JT_OK && fmt != CAPTIONS_COCO)
-            rc = jt_fail(err, "coco:%s: a COCO annotations file is .json (for CSV or JSONL "
-                              "captions write captions:FILE)",
+            rc = jt_fail(err,
+                         "coco:%s: a COCO annotations file is .json (for CSV or JSONL "
+                         "captions write captions:FILE)",
                          spec->path);
     } else {
         if (spec->path2) root = xstrdup(spec->path2);
         rc = captions_format_of(spec->path, &fmt, err);
         if (rc == JT_OK && fmt == CAPTIONS_COCO)
-            rc = jt_fail(err, "captions:%s: a captions file is .csv or .jsonl (for COCO's "
-                              "captions_*.json write coco:FILE)",
+            rc = jt_fail(err,
+                         "captions:%s: a captions file is .csv or .jsonl (for COCO's "
+                         "captions_*.json write coco:FILE)",
                          spec->path);
     }
     CaptionedImpl *m = NULL;

@@ -28,10 +28,14 @@ int captions_utf8_valid(const char *str, size_t n, size_t *bad) {
             i++;
             continue;
         }
-        if (c >= 0xc2 && c <= 0xdf) len = 2, cp = c & 0x1f, min = 0x80;
-        else if (c >= 0xe0 && c <= 0xef) len = 3, cp = c & 0x0f, min = 0x800;
-        else if (c >= 0xf0 && c <= 0xf4) len = 4, cp = c & 0x07, min = 0x10000;
-        else goto fail;
+        if (c >= 0xc2 && c <= 0xdf)
+            len = 2, cp = c & 0x1f, min = 0x80;
+        else if (c >= 0xe0 && c <= 0xef)
+            len = 3, cp = c & 0x0f, min = 0x800;
+        else if (c >= 0xf0 && c <= 0xf4)
+            len = 4, cp = c & 0x07, min = 0x10000;
+        else
+            goto fail;
         if (n - i < len) goto fail;
         for (size_t k = 1; k < len; k++) {
             if ((s[i + k] & 0xc0) != 0x80) goto fail;
@@ -56,9 +60,12 @@ uint64_t captions_fingerprint_texts(const char *const *texts, size_t n) {
 
 int captions_format_of(const char *path, CaptionsFormat *fmt, JtError *err) {
     const char *dot = strrchr(path, '.');
-    if (dot && strcmp(dot, ".json") == 0) *fmt = CAPTIONS_COCO;
-    else if (dot && strcmp(dot, ".csv") == 0) *fmt = CAPTIONS_CSV;
-    else if (dot && strcmp(dot, ".jsonl") == 0) *fmt = CAPTIONS_JSONL;
+    if (dot && strcmp(dot, ".json") == 0)
+        *fmt = CAPTIONS_COCO;
+    else if (dot && strcmp(dot, ".csv") == 0)
+        *fmt = CAPTIONS_CSV;
+    else if (dot && strcmp(dot, ".jsonl") == 0)
+        *fmt = CAPTIONS_JSONL;
     else
         return jt_fail(err,
                        "%s: cannot tell the captions format from the name (expected .json for "
@@ -105,8 +112,8 @@ static int check_text(const char *what, const char *where, const char *s, size_t
         return jt_fail(err, "%s: %s: the %s is %zu bytes; at most %d", what, where, kind, n,
                        is_name ? CAPTIONS_MAX_NAME : CAPTIONS_MAX_TEXT);
     if (!captions_utf8_valid(s, n, &bad))
-        return jt_fail(err, "%s: %s: the %s is not valid UTF-8 (%s at byte %zu)", what, where,
-                       kind, s[bad] == 0 ? "a NUL byte" : "a bad sequence", bad);
+        return jt_fail(err, "%s: %s: the %s is not valid UTF-8 (%s at byte %zu)", what, where, kind,
+                       s[bad] == 0 ? "a NUL byte" : "a bad sequence", bad);
     return JT_OK;
 }
 
@@ -166,7 +173,8 @@ static int build(Captions *c, RecordList *l, const char *image_root, JtError *er
     return JT_OK;
 }
 
-/* ---- CSV and JSONL: images by first appearance ------------------------------------------------ */
+/* ---- CSV and JSONL: images by first appearance ------------------------------------------------
+ */
 
 /* File name -> image index, open addressing over FNV-1a. */
 typedef struct {
@@ -256,8 +264,9 @@ static int parse_csv(Captions *c, const char *buf, size_t len, RecordList *l, Jt
                 i++;
                 for (;;) {
                     if (i >= len) {
-                        rc = jt_fail(err, "%s: line %zu: a quoted field opened here is never "
-                                          "closed",
+                        rc = jt_fail(err,
+                                     "%s: line %zu: a quoted field opened here is never "
+                                     "closed",
                                      c->what, open);
                         break;
                     }
@@ -271,8 +280,10 @@ static int parse_csv(Captions *c, const char *buf, size_t len, RecordList *l, Jt
                         break;
                     }
                     if (buf[i] == '\n') line++;
-                    if (cur) field_put(cur, buf[i]);
-                    else extra++;
+                    if (cur)
+                        field_put(cur, buf[i]);
+                    else
+                        extra++;
                     if ((cur ? cur->n : extra) > CAPTIONS_MAX_TEXT + CAPTIONS_MAX_NAME) {
                         rc = jt_fail(err, "%s: line %zu: a field longer than %d bytes", c->what,
                                      open, CAPTIONS_MAX_TEXT + CAPTIONS_MAX_NAME);
@@ -367,8 +378,9 @@ static int parse_jsonl(Captions *c, const char *buf, size_t len, RecordList *l, 
         const cJSON *f = cJSON_GetObjectItemCaseSensitive(o, "file"),
                     *t = cJSON_GetObjectItemCaseSensitive(o, "caption");
         if (!cJSON_IsObject(o))
-            rc = jt_fail(err, "%s: line %zu: not a JSON object (each line is {\"file\": ..., "
-                              "\"caption\": ...})",
+            rc = jt_fail(err,
+                         "%s: line %zu: not a JSON object (each line is {\"file\": ..., "
+                         "\"caption\": ...})",
                          c->what, line);
         else if (!cJSON_IsString(f))
             rc = jt_fail(err, "%s: line %zu: 'file' must be a string", c->what, line);
@@ -434,8 +446,7 @@ static int parse_coco(Captions *c, const char *buf, size_t len, RecordList *l, J
     int rc = JT_OK;
     IdPos *ids = NULL, *aids = NULL;
     if (!cJSON_IsObject(root))
-        rc = jt_fail(err, "%s: not a COCO captions file (the top level is not an object)",
-                     c->what);
+        rc = jt_fail(err, "%s: not a COCO captions file (the top level is not an object)", c->what);
     else if (!cJSON_IsArray(images))
         rc = jt_fail(err, "%s: not a COCO captions file: no 'images' array", c->what);
     else if (!cJSON_IsArray(anns))
@@ -479,8 +490,8 @@ static int parse_coco(Captions *c, const char *buf, size_t len, RecordList *l, J
             break;
         }
         if (!json_id(e, "id", &aid)) {
-            rc = jt_fail(err, "%s: annotations[%zu]: 'id' must be a non-negative integer",
-                         c->what, i);
+            rc = jt_fail(err, "%s: annotations[%zu]: 'id' must be a non-negative integer", c->what,
+                         i);
             break;
         }
         if (!json_id(e, "image_id", &iid)) {

@@ -233,7 +233,8 @@ static int check_dataset(const char *path, const Dataset *data, JtError *err) {
         const char *want = o ? json_str(o, "dataset_text_fingerprint") : NULL;
         const cJSON *f = o ? cJSON_GetObjectItemCaseSensitive(o, "dataset_text_fingerprint") : NULL;
         char have[17];
-        snprintf(have, sizeof have, "%016llx", (unsigned long long)data_rows_text_fingerprint(data));
+        snprintf(have, sizeof have, "%016llx",
+                 (unsigned long long)data_rows_text_fingerprint(data));
         if (!o) {
             rc = JT_ERR;
         } else if (f && !want) {
