@@ -1,6 +1,7 @@
 /* cmd_encode_text.c: `jtrak encode-text --text-encoder DIR --ids FILE.npy --out FILE.npy
- * [--clip-skip K] [--batch B]` runs a CLIPTextModel folder (text/clip_text.h) on token ids (N, L)
- * (int32 or int64 .npy, as a CLIP tokenizer pads them to L) and writes the contexts every
+ * [--clip-skip K] [--batch B]` (the --captions SRC mode, a captioned dataset's captions tokenised
+ * and encoded, is cli_encode_captions.c) runs a CLIPTextModel folder (text/clip_text.h) on token
+ * ids (N, L) (int32 or int64 .npy, as a CLIP tokenizer pads them to L) and writes the contexts every
  * text-conditional stage reads with --cond npy:FILE: last_hidden_state (N, L, D) float32 (with
  * --clip-skip K, diffusers' clip_skip state), token-major as diffusers' encoder_hidden_states.
  * Beside it FILE.npy.json records the text encoder's model fingerprint (model/model.h), the ids
@@ -9,8 +10,10 @@
  * manifest, so a failed run leaves neither behind. Progress on stderr. */
 #include "cli/cli_common.h"
 #include "cli/commands.h"
+#include "cli/encode_captions.h"
 #include "core/hash.h"
 #include "core/progress.h"
+#include "data/context.h"
 #include "io/npy.h"
 #include "io/safetensors.h"
 #include "model/model.h"
@@ -188,25 +191,64 @@ int cmd_encode_text(int argc, char **argv) {
     if (args_flag(&a, "help")) {
         printf("usage: jtrak encode-text --text-encoder DIR --ids FILE.npy --out FILE.npy "
                "[--clip-skip K] [--batch B]\n"
+               "       jtrak encode-text --captions SRC --text-encoder DIR --tokenizer DIR "
+               "--out FILE.npy\n"
+               "                         [--captions-per-image K] [--limit N] [--indices FILE] "
+               "[--clip-skip K] [--batch B]\n"
                "DIR is a transformers CLIPTextModel folder (config.json + model.safetensors);\n"
                "FILE.npy holds token ids (N, L), int32 or int64. Writes last_hidden_state\n"
                "(N, L, D) float32 (with --clip-skip K: final_layer_norm(hidden_states[-(K+1)]))\n"
-               "and a manifest OUT.json; read them with --cond npy:OUT.\n");
+               "and a manifest OUT.json; read them with --cond npy:OUT.\n"
+               "--captions SRC: a captioned dataset as --data takes it (coco:ANNOTATIONS.json\n"
+               "[,IMAGEDIR] or captions:FILE.csv|FILE.jsonl[,IMAGEDIR]; --limit and --indices\n"
+               "select rows as for --data), each row's first K captions tokenised with the\n"
+               "CLIP tokenizer in --tokenizer DIR and encoded: (N, K, L, D) (K default: the\n"
+               "fewest captions any row has), or (N, L, D) when K is 1; OUT.json records the\n"
+               "encoder, tokenizer, captions and dataset fingerprints; FILE.json the texts.\n");
         args_free(&a);
         return 0;
     }
     const char *te = args_str(&a, "text-encoder", NULL), *ids = args_str(&a, "ids", NULL);
-    const char *out = args_str(&a, "out", NULL);
+    const char *out = args_str(&a, "out", NULL), *caps = args_str(&a, "captions", NULL);
     int skip = (int)args_long(&a, "clip-skip", 0, 0, CLIP_TEXT_MAX_LAYERS);
     int batch = (int)args_long(&a, "batch", 16, 1, 4096);
+    EncodeCaptionsOptions co = {0};
+    if (caps) {
+        co.captions = caps;
+        co.tokenizer = args_str(&a, "tokenizer", NULL);
+        co.limit = args_str(&a, "limit", NULL);
+        co.indices = args_str(&a, "indices", NULL);
+        co.per_image = (int)args_long(&a, "captions-per-image", 0, 1, CONTEXT_MAX_PER_ROW);
+    }
     int rc = args_finish(&a);
-    if (rc == 0 && (!te || !ids || !out)) {
-        fprintf(stderr, "jtrak encode-text: --text-encoder, --ids and --out are required\n");
+    if (rc == 0 && caps && ids) {
+        fprintf(stderr, "jtrak encode-text: give --ids or --captions, not both\n");
+        rc = 2;
+    } else if (rc == 0 && caps && (!te || !co.tokenizer || !out)) {
+        fprintf(stderr, "jtrak encode-text: --captions needs --text-encoder, --tokenizer and "
+                        "--out\n");
+        rc = 2;
+    } else if (rc == 0 && !caps && (!te || !ids || !out)) {
+        fprintf(stderr, "jtrak encode-text: --text-encoder, --ids and --out are required (or "
+                        "--captions SRC with --tokenizer)\n");
         rc = 2;
     }
     args_free(&a);
     if (rc) return rc;
     JtError err;
+    if (caps) {
+        co.text_encoder = te;
+        co.out = out;
+        co.clip_skip = skip;
+        co.batch = batch;
+        int usage = 0;
+        if (cli_encode_captions(&co, &usage, &err) != JT_OK) {
+            if (!usage) return cli_error("encode-text", &err);
+            fprintf(stderr, "jtrak encode-text: %s\n", err.msg);
+            return 2;
+        }
+        return 0;
+    }
     if (encode(te, ids, out, skip, batch, &err) != JT_OK) return cli_error("encode-text", &err);
     return 0;
 }

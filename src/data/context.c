@@ -218,6 +218,42 @@ static int read_captions(ContextSet *cs, const char *path, JtError *err) {
     return rc;
 }
 
+/* FILE.npy.json, the manifest encode-text writes beside FILE.npy, when it names the rows it was
+ * made for ("dataset_text_fingerprint", data_text_fingerprint of the captioned dataset's rows):
+ * a context file made for other images, or the same images in another order or selection, is
+ * refused even when the row count agrees. A manifest without the field (encode-text --ids, hand-
+ * made files) names no dataset and is not checked; one that does not parse is an error. */
+static int check_dataset(const char *path, const Dataset *data, JtError *err) {
+    char *mp = xmalloc(strlen(path) + 6);
+    sprintf(mp, "%s.json", path);
+    struct stat sb;
+    int rc = JT_OK;
+    if (stat(mp, &sb) == 0) {
+        cJSON *o = json_load_file(mp, err);
+        const char *want = o ? json_str(o, "dataset_text_fingerprint") : NULL;
+        const cJSON *f = o ? cJSON_GetObjectItemCaseSensitive(o, "dataset_text_fingerprint") : NULL;
+        char have[17];
+        snprintf(have, sizeof have, "%016llx",
+                 (unsigned long long)data_rows_text_fingerprint(data));
+        if (!o) {
+            rc = JT_ERR;
+        } else if (f && !want) {
+            rc = jt_fail(err, "%s: 'dataset_text_fingerprint' must be a string", mp);
+        } else if (want && strcmp(want, have) != 0) {
+            const char *made = json_str(o, "dataset");
+            rc = jt_fail(err,
+                         "%s: made for another dataset: its manifest records the rows of %s (text "
+                         "fingerprint %s), but the data here (%s) has text fingerprint %s (run "
+                         "jtrak encode-text --captions on this dataset)",
+                         path, made ? made : "(not named)", want,
+                         data->description ? data->description : "dataset", have);
+        }
+        cJSON_Delete(o);
+    }
+    free(mp);
+    return rc;
+}
+
 static void fingerprint(ContextSet *cs) {
     uint64_t h = hash_fnv1a(HASH_FNV_OFFSET, "jtrak-context-v1", 16);
     const uint64_t dims[5] = {cs->m, (uint64_t)cs->L, (uint64_t)cs->D, cs->n, (uint64_t)cs->k};
@@ -240,6 +276,7 @@ int context_load(ContextSet *cs, const ContextSpec *spec, const Dataset *data, J
     int rc = read_table(cs, path, err);
     if (rc == JT_OK) rc = read_captions(cs, path, err);
     if (rc == JT_OK && data) rc = assign_rows(cs, spec, path, data, err);
+    if (rc == JT_OK && data) rc = check_dataset(path, data, err);
     if (rc == JT_OK && !data) {
         if (spec->index) rc = jt_fail(err, "--cond-index is for training data, not prompts");
         cs->k = cs->k ? cs->k : 1;

@@ -22,6 +22,10 @@
  * they are read for people (the prompts a trajectory records and the report shows), not for the
  * numbers.
  *
+ * The dataset: when FILE.npy.json (the manifest of encode-text --captions) names the dataset the
+ * contexts were made for ("dataset_text_fingerprint", data_rows_text_fingerprint of its rows), a
+ * dataset whose rows have other names or captions is refused, even with the same row count.
+ *
  * The fingerprint covers the contexts, each row's candidates and the unconditional context, so an
  * artifact made with one context set refuses another. */
 #ifndef JTRAK_CONTEXT_H

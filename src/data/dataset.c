@@ -61,6 +61,9 @@ static int open_source(const DatasetSpec *s, DataSource *src, JtError *err) {
         return data_open_folder(src, s->path, err);
     case DATA_SRC_NPY:
         return data_open_npy(src, s->path, s->path2, err);
+    case DATA_SRC_COCO:
+    case DATA_SRC_CAPTIONS:
+        return data_open_captioned(src, s, err);
     case DATA_SRC_LATENTS:
         break; /* data_load_latents */
     }
@@ -104,6 +107,37 @@ static void absolutize(char **p) {
     snprintf(abs, n, "%s/%s", cwd, rel);
     free(*p);
     *p = abs;
+}
+
+char *data_spec_describe_abs(const DatasetSpec *spec) {
+    DatasetSpec s;
+    data_spec_copy(&s, spec);
+    absolutize(&s.path);
+    absolutize(&s.path2);
+    absolutize(&s.index_file);
+    char *d = data_spec_describe(&s);
+    data_spec_free(&s);
+    return d;
+}
+
+uint64_t data_text_fingerprint(size_t n, char *const *item_names, char *const *captions) {
+    static const char tag[] = "jtrak-rows-text-v1";
+    uint64_t h = hash_fnv1a(HASH_FNV_OFFSET, tag, sizeof tag - 1);
+    unsigned char le[8];
+    for (int b = 0; b < 8; b++)
+        le[b] = (unsigned char)((uint64_t)n >> (8 * b));
+    h = hash_fnv1a(h, le, 8);
+    for (size_t i = 0; i < n; i++) {
+        const char *name = item_names && item_names[i] ? item_names[i] : "";
+        const char *cap = captions && captions[i] ? captions[i] : "";
+        h = hash_fnv1a(h, name, strlen(name) + 1);
+        h = hash_fnv1a(h, cap, strlen(cap) + 1);
+    }
+    return h;
+}
+
+uint64_t data_rows_text_fingerprint(const Dataset *ds) {
+    return data_text_fingerprint(ds->n, ds->item_names, ds->captions);
 }
 
 static char *describe_loaded(const DatasetSpec *spec, const Dataset *ds, const DataSource *src) {

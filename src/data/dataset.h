@@ -19,8 +19,15 @@
  *   latents:FILE.npy                     a latent store of `jtrak encode` (float32 (N, 2z, h, w):
  *                                        posterior mean and clamped log-variance, and its manifest
  *                                        FILE.npy.json); see latents.c and "Latent datasets" below
+ *   coco:ANNOTATIONS.json[,IMAGEDIR]     COCO captions (annotations/captions_SPLIT.json) and
+ *                                        its images (default IMAGEDIR: SPLIT/ beside the
+ *                                        annotations folder, COCO's layout); images in the order
+ *                                        of the file's "images" array (data/captions.h)
+ *   captions:FILE.csv|FILE.jsonl[,DIR]   a captions file (file,caption records) and the images
+ *                                        it names, relative to DIR (default: FILE's folder)
  *   PATH                                 any of the above guessed from what PATH is (FILE.npy
- *                                        with a FILE.npy.json beside it: latents:)
+ *                                        with a FILE.npy.json beside it: latents:; *.csv and
+ *                                        *.jsonl: captions:; captions_*.json: coco:)
  *
  * Selection, applied in this order to the source as loaded: the indices file (kept in file order),
  * the class filter, then the first-N limit. Row i of the Dataset is source image index[i]; the
@@ -60,7 +67,9 @@ typedef enum {
     DATA_SRC_CIFAR10,
     DATA_SRC_FOLDER,
     DATA_SRC_NPY,
-    DATA_SRC_LATENTS
+    DATA_SRC_LATENTS,
+    DATA_SRC_COCO,
+    DATA_SRC_CAPTIONS
 } DataSourceKind;
 
 /* What a latent dataset's draws are (data_batch_draw); DEFAULT reads as SAMPLE for a latent source
@@ -91,7 +100,7 @@ typedef enum {
 typedef struct {
     DataSourceKind kind;
     char *path;       /* directory or file; NULL for fashion-mnist means DATA_FASHION_MNIST_DIR */
-    char *path2;      /* labels file for idx:/npy:, else NULL */
+    char *path2;      /* labels file for idx:/npy:, image folder for coco:/captions:, else NULL */
     int test_split;   /* fashion-mnist, mnist, cifar10 directories: 1 = the test split */
     char *classes;    /* class filter as given ("0,3", "sneaker,bag"), NULL = all */
     size_t limit;     /* keep the first `limit` images after the other filters; 0 = all */
@@ -215,6 +224,16 @@ float *data_images_f32(const Dataset *ds);
 const char *data_item_name(const Dataset *ds, size_t row);
 /* Row `row`'s caption, or NULL when the source has none. */
 const char *data_item_caption(const Dataset *ds, size_t row);
+/* FNV-1a 64 over "jtrak-rows-text-v1", n, then each row's item name and caption (each followed
+ * by a NUL; a missing one hashes as the empty string): which images, with which first captions,
+ * the rows are, whatever their size, fit or encoding (pixels or latents). A context file made by
+ * encode-text --captions records it for its rows, and train/featurize compare it with theirs. */
+uint64_t data_text_fingerprint(size_t n, char *const *item_names, char *const *captions);
+/* The same for a loaded Dataset. */
+uint64_t data_rows_text_fingerprint(const Dataset *ds);
+/* A spec's description (data_spec_describe) with its paths made absolute against the working
+ * directory, as a loaded Dataset records it (without the resolved size): malloc'd. */
+char *data_spec_describe_abs(const DatasetSpec *s);
 /* Class name of a label, or NULL (unlabelled, or out of range). */
 const char *data_class_name(const Dataset *ds, int label);
 /* The fingerprint as 16 lowercase hex digits into buf (17 bytes). */

@@ -209,17 +209,22 @@ static int read_image_file(const char *path, const char *what, uint8_t **buf, si
     return rc;
 }
 
+int data_image_read(const char *path, const char *what, DataImage *img, JtError *err) {
+    memset(img, 0, sizeof *img);
+    uint8_t *buf;
+    size_t len = 0;
+    if (read_image_file(path, what, &buf, &len, err) != JT_OK) return JT_ERR;
+    int rc = data_image_decode(buf, len, what, img, err);
+    free(buf);
+    return rc;
+}
+
 static int folder_get(DataSource *src, size_t i, DataRaw *img, JtError *err) {
     FolderImpl *m = src->impl;
     data_image_free(&m->image);
     char what[1024];
     snprintf(what, sizeof what, "image %zu of %s (%s)", i, src->what, m->files[i]);
-    uint8_t *buf;
-    size_t len = 0;
-    if (read_image_file(m->files[i], what, &buf, &len, err) != JT_OK) return JT_ERR;
-    int rc = data_image_decode(buf, len, what, &m->image, err);
-    free(buf);
-    if (rc != JT_OK) return rc;
+    if (data_image_read(m->files[i], what, &m->image, err) != JT_OK) return JT_ERR;
     img->data = m->image.pixels;
     img->h = m->image.h;
     img->w = m->image.w;

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "core/common.h"
+#include "data/captions.h"
 #include "data/dataset.h"
 
 /* One image as the source holds it: pixel (y, x, ch) is data[y*sy + x*sx + ch*sc]. c is 1 (gray),
@@ -90,5 +91,14 @@ typedef struct {
 int data_image_decode(const uint8_t *buf, size_t len, const char *what, DataImage *img,
                       JtError *err);
 void data_image_free(DataImage *img);
+/* Reads the file at path (refused above INT_MAX bytes) and decodes it as data_image_decode. */
+int data_image_read(const char *path, const char *what, DataImage *img, JtError *err);
+
+/* Captioned sources (captioned.c): coco:ANNOTATIONS.json[,IMAGEDIR] and captions:FILE[,IMAGEDIR]
+ * (data/captions.h), unlabelled, images decoded as folder: does, item names the file names as the
+ * captions file gives them, each image's caption its first. */
+int data_open_captioned(DataSource *src, const DatasetSpec *spec, JtError *err);
+/* The captions behind a source data_open_captioned opened (all its images), else NULL. */
+const Captions *data_source_captions(const DataSource *src);
 
 #endif

@@ -38,8 +38,8 @@ void data_spec_copy(DatasetSpec *dst, const DatasetSpec *src) {
     dst->index_file = dup_or_null(src->index_file);
 }
 
-static const char *const KIND_NAMES[] = {"fashion-mnist", "mnist", "idx",    "cifar10",
-                                         "folder",        "npy",   "latents"};
+static const char *const KIND_NAMES[] = {"fashion-mnist", "mnist",   "idx",  "cifar10", "folder",
+                                         "npy",           "latents", "coco", "captions"};
 static const char *const FIT_NAMES[] = {"none", "pad", "crop", "resize", "nearest"};
 static const char *const COLOR_NAMES[] = {"auto", "gray", "rgb"};
 static const char *const FLIP_NAMES[] = {"none", "all", "random"};
@@ -119,12 +119,18 @@ static int guess_source(DatasetSpec *s, const char *path, JtError *err) {
         s->kind = DATA_SRC_IDX;
     } else if (ends_with(path, ".bin")) {
         s->kind = DATA_SRC_CIFAR10;
+    } else if (ends_with(path, ".csv") || ends_with(path, ".jsonl")) {
+        s->kind = DATA_SRC_CAPTIONS;
+    } else if (ends_with(path, ".json") && strncmp(strrchr(path, '/') ? strrchr(path, '/') + 1
+                                                                      : path,
+                                                   "captions_", 9) == 0) {
+        s->kind = DATA_SRC_COCO;
     } else {
         free(s->path);
         s->path = NULL;
         return jt_fail(err,
                        "--data %s: cannot tell what kind of dataset this file is (write idx:, "
-                       "npy: or cifar10: before the path)",
+                       "npy:, cifar10:, coco: or captions: before the path)",
                        path);
     }
     return JT_OK;
@@ -157,7 +163,7 @@ static int set_source(DatasetSpec *s, const char *text, JtError *err) {
     if (kind < 0)
         return jt_fail(err,
                        "--data %s: unknown dataset kind '%.*s' (expected fashion-mnist, mnist, "
-                       "idx, cifar10, folder, npy or latents)",
+                       "idx, cifar10, folder, npy, latents, coco or captions)",
                        text, (int)plen, text);
     if (rest[0] == '\0') return jt_fail(err, "--data %s: nothing after the ':'", text);
     s->kind = (DataSourceKind)kind;
@@ -179,6 +185,14 @@ static int set_source(DatasetSpec *s, const char *text, JtError *err) {
         split_pair(rest, &s->path, &s->path2);
         if (s->path[0] == '\0' || (s->path2 && s->path2[0] == '\0'))
             return jt_fail(err, "--data %s: expected %s:IMAGES[,LABELS]", text, KIND_NAMES[kind]);
+        return JT_OK;
+    case DATA_SRC_COCO:
+    case DATA_SRC_CAPTIONS:
+        split_pair(rest, &s->path, &s->path2);
+        if (s->path[0] == '\0' || (s->path2 && s->path2[0] == '\0'))
+            return jt_fail(err, "--data %s: expected %s", text,
+                           kind == DATA_SRC_COCO ? "coco:ANNOTATIONS.json[,IMAGEDIR]"
+                                                 : "captions:FILE.csv|FILE.jsonl[,IMAGEDIR]");
         return JT_OK;
     case DATA_SRC_FOLDER:
     case DATA_SRC_LATENTS:
