@@ -17,6 +17,7 @@
 
 #include "core/common.h"
 #include "diffusion/schedule.h"
+#include "unet/config.h"
 
 #define PIPELINE_INDEX_FILE "model_index.json"
 
@@ -59,6 +60,11 @@ typedef struct {
     const char *vae_dir, *text_encoder_dir, *tokenizer_dir;
     const SchedConfig *scheduler; /* required: written as scheduler/scheduler_config.json */
 } PipelineSources;
+
+/* The checks pipeline_write makes of the sources before it writes anything: each a folder (not a
+ * pipeline) with its files and configs, and the cross-checks of pipeline_open. unet_cfg, when not
+ * NULL, stands for src->unet_dir's config (train checks the sources before it trains). */
+int pipeline_check_sources(const PipelineSources *src, const UNetConfig *unet_cfg, JtError *err);
 
 /* Writes the pipeline folder out: checks the sources first (the same checks as pipeline_open),
  * copies each component's files byte for byte into out/NAME/ (each file to a temporary name,
