@@ -32,7 +32,8 @@ static void help(void) {
         "  --batch B        U-Net batch (default 64)\n"
         "  --vae DIR        a latent model's AutoencoderKL: samples.png and trajectory.png show\n"
         "                   decoded images (decode(x / scaling_factor)); without it a latent\n"
-        "                   model's PNGs are skipped (the trajectory file holds the latents)\n"
+        "                   model's PNGs are skipped (the trajectory file holds the latents);\n"
+        "                   default: a pipeline folder's vae/\n"
         "  --clip-sample M  on or off: override the model scheduler's clip_sample\n"
         "  --quiet          no progress line\n"
         "class-conditional models (num_class_embeds K: classes 0..K-2, null class K-1):\n"
@@ -106,6 +107,8 @@ int cmd_sample(int argc, char **argv) {
     ContextSpec cspec = {args_str(&a, "context", NULL), NULL, args_str(&a, "uncond", NULL)};
     const char *vae_dir = args_str(&a, "vae", NULL), *clip = args_str(&a, "clip-sample", NULL);
     const char *prompt_text = args_str(&a, "prompt-index", NULL);
+    /* a pipeline folder's vae/ decodes its latents unless --vae names another */
+    if (!vae_dir && model) vae_dir = cli_pipeline_vae(model);
     int rc = args_finish(&a);
     if (rc == 0 && (!model || !out)) {
         fprintf(stderr,

@@ -517,8 +517,11 @@ int sched_set_timesteps(const NoiseSchedule *s, int n, int *timesteps, JtError *
             return jt_fail(err,
                            "set_timesteps: field \"steps_offset\"/\"timestep_spacing\": %s "
                            "spacing with %d steps and steps_offset %d gives timestep %d, outside "
-                           "0..%d",
-                           spacing, n, s->cfg.steps_offset, timesteps[i], T - 1);
+                           "0..%d%s",
+                           spacing, n, s->cfg.steps_offset, timesteps[i], T - 1,
+                           /* e.g. a StableDiffusionPipeline's scheduler (steps_offset 1,
+                              model/pipeline.h) with as many steps as training timesteps */
+                           s->cfg.steps_offset > 0 ? " (sample with fewer steps)" : "");
     return JT_OK;
 }
 

@@ -362,6 +362,11 @@ int pipeline_open(const char *dir, PipelineFolder *p, JtError *err) {
     return rc;
 }
 
+static void sd_rewrite(SchedConfig *cfg) {
+    cfg->steps_offset = 1;
+    cfg->clip_sample = false;
+}
+
 int pipeline_sched_config_load(SchedConfig *cfg, const PipelineFolder *p, JtError *err) {
     if (sched_config_load(cfg, p->scheduler_dir, err) != JT_OK) return JT_ERR;
     /* diffusers 0.42.1 StableDiffusionPipeline.__init__ (pipeline_stable_diffusion.py) rewrites
@@ -371,10 +376,7 @@ int pipeline_sched_config_load(SchedConfig *cfg, const PipelineFolder *p, JtErro
      * and as many steps as training timesteps, the first timestep is T, outside the tables:
      * diffusers then fails with an IndexError, jtrak's set_timesteps with a message naming
      * steps_offset. */
-    if (strcmp(p->class_name, "StableDiffusionPipeline") == 0) {
-        cfg->steps_offset = 1;
-        cfg->clip_sample = false;
-    }
+    if (strcmp(p->class_name, "StableDiffusionPipeline") == 0) sd_rewrite(cfg);
     return JT_OK;
 }
 
@@ -596,7 +598,12 @@ int pipeline_write(const PipelineSources *s, const char *out, JtError *err) {
     char *sched_file = path_join(sched_dir, "scheduler_config.json");
     if (rc == JT_OK) rc = make_dir(&made, sched_dir, err);
     int had_sched = exists(sched_file);
-    if (rc == JT_OK) rc = sched_config_save(s->scheduler, sched_file, err);
+    /* a StableDiffusionPipeline's scheduler is written as the pipeline will read it (the betas
+     * are the training's either way), so that the file says what diffusers and jtrak use and
+     * loading it does not warn of an outdated config */
+    SchedConfig sc = *s->scheduler;
+    if (sd) sd_rewrite(&sc);
+    if (rc == JT_OK) rc = sched_config_save(&sc, sched_file, err);
     if (rc == JT_OK && !had_sched) created_add(&made, sched_file, 0);
     /* model_index.json last: before it exists, neither jtrak nor diffusers takes out for a
      * pipeline */
