@@ -61,9 +61,16 @@ int cmd_pipeline(int argc, char **argv) {
                        src.unet_dir, src.unet_dir)
              : sched_config_load_model(&sc, src.unet_dir, &err);
     src.scheduler = &sc;
-    /* an existing pipeline folder is rewritten; other artifacts are refused */
+    /* an existing pipeline folder is rewritten; any other non-empty folder is refused (it may
+     * be a model folder of another library, e.g. a text encoder's) */
     const ArtifactKind ok[] = {ARTIFACT_PIPELINE};
+    char marker[200];
     if (rc == JT_OK) rc = artifact_check_out(out, "--out", "a pipeline folder", ok, 1, &err);
+    if (rc == JT_OK && artifact_kind(out, marker, sizeof marker) == ARTIFACT_UNKNOWN)
+        rc = jt_fail(&err,
+                     "%s: --out holds other files (%s), not a pipeline folder: writing here "
+                     "would mix them; give a new or empty --out",
+                     out, marker);
     DirLock lock = {-1, NULL, 0};
     if (rc == JT_OK) rc = pipeline_check_sources(&src, NULL, &err);
     if (rc == JT_OK) rc = dir_lock(&lock, out, "pipeline", &err);
