@@ -314,24 +314,33 @@ Test(pipeline, refuses_a_malformed_model_index) {
     } cases[] = {
         {"\"_class_name\":", "\"_klass\":", {"field '_class_name' missing", NULL}},
         {"\"StableDiffusionPipeline\"", "7", {"'_class_name': expected a string", NULL}},
-        {"StableDiffusionPipeline", "StableDiffusionXLPipeline",
+        {"StableDiffusionPipeline",
+         "StableDiffusionXLPipeline",
          {"StableDiffusionXLPipeline is not supported", "StableDiffusionPipeline, DDPMPipeline"}},
-        {"StableDiffusionPipeline", "StableDiffusion3Pipeline",
+        {"StableDiffusionPipeline",
+         "StableDiffusion3Pipeline",
          {"StableDiffusion3Pipeline is not supported", NULL}},
         {"\"vae\":", "\"_vae\":", {"field 'vae' missing", "[null, null] when absent"}},
-        {"[\"diffusers\", \"AutoencoderKL\"]", "[\"diffusers\"]",
+        {"[\"diffusers\", \"AutoencoderKL\"]",
+         "[\"diffusers\"]",
          {"field 'vae': expected [library, class]", NULL}},
-        {"[\"diffusers\", \"AutoencoderKL\"]", "[\"diffusers\", \"VQModel\"]",
+        {"[\"diffusers\", \"AutoencoderKL\"]",
+         "[\"diffusers\", \"VQModel\"]",
          {"field 'vae': [\"diffusers\", \"VQModel\"] is not supported", "AutoencoderKL"}},
-        {"[\"transformers\", \"CLIPTextModel\"]", "[\"diffusers\", \"CLIPTextModel\"]",
+        {"[\"transformers\", \"CLIPTextModel\"]",
+         "[\"diffusers\", \"CLIPTextModel\"]",
          {"field 'text_encoder'", "transformers CLIPTextModel"}},
-        {"[\"diffusers\", \"UNet2DConditionModel\"]", "[null, null]",
+        {"[\"diffusers\", \"UNet2DConditionModel\"]",
+         "[null, null]",
          {"field 'unet' is [null, null]", NULL}},
-        {"[\"diffusers\", \"UNet2DConditionModel\"]", "[\"diffusers\", \"UNet2DModel\"]",
+        {"[\"diffusers\", \"UNet2DConditionModel\"]",
+         "[\"diffusers\", \"UNet2DModel\"]",
          {"a StableDiffusionPipeline holds a UNet2DConditionModel, not a UNet2DModel", NULL}},
-        {"[\"diffusers\", \"DDPMScheduler\"]", "[\"diffusers\", \"PNDMScheduler\"]",
+        {"[\"diffusers\", \"DDPMScheduler\"]",
+         "[\"diffusers\", \"PNDMScheduler\"]",
          {"field 'scheduler'", "DDPMScheduler or DDIMScheduler"}},
-        {"\"vae\":", "\"text_encoder_2\": [\"transformers\", \"CLIPTextModel\"], \"vae\":",
+        {"\"vae\":",
+         "\"text_encoder_2\": [\"transformers\", \"CLIPTextModel\"], \"vae\":",
          {"field 'text_encoder_2': not a component of StableDiffusionPipeline", NULL}},
         {"{", "[", {"model_index.json", NULL}},
     };
@@ -358,16 +367,16 @@ Test(pipeline, refuses_a_missing_component) {
                                                  "(transformers CLIPTextModel) but",
                                                  "P/text_encoder/config.json is missing", NULL});
     test_rm_tree(tmp("P/text_encoder"));
-    expect_open_refused(P, (const char *const[]){"lists text_encoder", "P/text_encoder/ is missing",
-                                                 NULL});
+    expect_open_refused(
+        P, (const char *const[]){"lists text_encoder", "P/text_encoder/ is missing", NULL});
     cr_assert_eq(unlink(tmp("P/tokenizer/merges.txt")), 0);
     edit_index(P, "[\"transformers\", \"CLIPTextModel\"]", "[null, null]");
     expect_open_refused(P, (const char *const[]){"lists tokenizer (transformers CLIPTokenizer)",
                                                  "P/tokenizer/merges.txt is missing", NULL});
     test_rm_tree(tmp("P/scheduler"));
     edit_index(P, "[\"transformers\", \"CLIPTokenizer\"]", "[null, null]");
-    expect_open_refused(P, (const char *const[]){"lists scheduler", "P/scheduler/ is missing",
-                                                 NULL});
+    expect_open_refused(P,
+                        (const char *const[]){"lists scheduler", "P/scheduler/ is missing", NULL});
 }
 
 /* A component folder holding its own model_index.json (e.g. unet -> .) is refused. */
@@ -394,8 +403,8 @@ Test(pipeline, refuses_mismatched_components) {
     cr_assert_eq(model_load(make_unet("u3", 32, 3), &m, &err), JT_OK, "%s", err.msg);
     cr_assert_eq(model_save(m, tmp("P/unet"), &err), JT_OK, "%s", err.msg);
     model_free(m);
-    expect_open_refused(P, (const char *const[]){"P/vae/config.json: latent_channels is 4",
-                                                 "in_channels 3", NULL});
+    expect_open_refused(
+        P, (const char *const[]){"P/vae/config.json: latent_channels is 4", "in_channels 3", NULL});
     /* a tokenizer longer than the text encoder's positions */
     cr_assert_eq(model_load(tmp("u3/../unet_src"), &m, &err), JT_OK, "%s", err.msg);
     cr_assert_eq(model_save(m, tmp("P/unet"), &err), JT_OK, "%s", err.msg);
@@ -404,8 +413,8 @@ Test(pipeline, refuses_mismatched_components) {
     char *t2 = replace(tc, "\"model_max_length\": 77", "\"model_max_length\": 100");
     spit(tmp("P/tokenizer/tokenizer_config.json"), t2);
     free(tc), free(t2);
-    expect_open_refused(P, (const char *const[]){"model_max_length is 100",
-                                                 "max_position_embeddings 77", NULL});
+    expect_open_refused(
+        P, (const char *const[]){"model_max_length is 100", "max_position_embeddings 77", NULL});
 }
 
 /* Bad sources: refused before anything is written, and nothing is left behind. */
@@ -462,9 +471,16 @@ Test(pipeline, cli_pipeline_and_info) {
     cr_assert_eq(cli_run(cmd, g_err, sizeof g_err), 0, "%s", g_err);
     snprintf(cmd, sizeof cmd, "info %s", tmp("C"));
     cr_assert_eq(cli_run_out(cmd, out, sizeof out, g_err, sizeof g_err), 0, "%s", g_err);
-    const char *want[] = {"pipeline: ", "(StableDiffusionPipeline)", "vae: ", "AutoencoderKL",
-                          "text_encoder: ", "width 32", "tokenizer: ", "model_max_length 77",
-                          "steps_offset 1, clip_sample false", "class: UNet2DConditionModel",
+    const char *want[] = {"pipeline: ",
+                          "(StableDiffusionPipeline)",
+                          "vae: ",
+                          "AutoencoderKL",
+                          "text_encoder: ",
+                          "width 32",
+                          "tokenizer: ",
+                          "model_max_length 77",
+                          "steps_offset 1, clip_sample false",
+                          "class: UNet2DConditionModel",
                           "fingerprint: "};
     for (size_t i = 0; i < sizeof want / sizeof *want; i++)
         cr_assert(strstr(out, want[i]) != NULL, "info lacks \"%s\":\n%s", want[i], out);

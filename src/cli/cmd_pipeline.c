@@ -13,18 +13,19 @@
 #include <stdio.h>
 
 static void help(void) {
-    printf("usage: jtrak pipeline --unet DIR --out PIPE [options]\n"
-           "Writes PIPE as a diffusers pipeline folder: model_index.json, unet/, scheduler/ and\n"
-           "the components given (each copied byte for byte). A UNet2DConditionModel makes a\n"
-           "StableDiffusionPipeline, a UNet2DModel a DDPMPipeline.\n"
-           "  --unet DIR          the U-Net model folder (required)\n"
-           "  --from PIPE         take the VAE, text encoder and tokenizer of this pipeline folder\n"
-           "                      (each replaced by the option below when given)\n"
-           "  --vae DIR           the AutoencoderKL of a latent U-Net\n"
-           "  --text-encoder DIR  the CLIPTextModel of a text-conditional U-Net\n"
-           "  --tokenizer DIR     its CLIP tokenizer (vocab.json + merges.txt or tokenizer.json)\n"
-           "  --scheduler FILE    a scheduler_config.json (default: the U-Net folder's own, else\n"
-           "                      diffusers' DDPMScheduler defaults)\n");
+    printf(
+        "usage: jtrak pipeline --unet DIR --out PIPE [options]\n"
+        "Writes PIPE as a diffusers pipeline folder: model_index.json, unet/, scheduler/ and\n"
+        "the components given (each copied byte for byte). A UNet2DConditionModel makes a\n"
+        "StableDiffusionPipeline, a UNet2DModel a DDPMPipeline.\n"
+        "  --unet DIR          the U-Net model folder (required)\n"
+        "  --from PIPE         take the VAE, text encoder and tokenizer of this pipeline folder\n"
+        "                      (each replaced by the option below when given)\n"
+        "  --vae DIR           the AutoencoderKL of a latent U-Net\n"
+        "  --text-encoder DIR  the CLIPTextModel of a text-conditional U-Net\n"
+        "  --tokenizer DIR     its CLIP tokenizer (vocab.json + merges.txt or tokenizer.json)\n"
+        "  --scheduler FILE    a scheduler_config.json (default: the U-Net folder's own, else\n"
+        "                      diffusers' DDPMScheduler defaults)\n");
 }
 
 int cmd_pipeline(int argc, char **argv) {
@@ -55,11 +56,12 @@ int cmd_pipeline(int argc, char **argv) {
     if (!src.text_encoder_dir) src.text_encoder_dir = base.text_encoder_dir;
     if (!src.tokenizer_dir) src.tokenizer_dir = base.tokenizer_dir;
     SchedConfig sc;
-    rc = sched_file ? sched_config_load(&sc, sched_file, &err)
-         : pipeline_is_folder(src.unet_dir)
-             ? jt_fail(&err, "--unet %s: a pipeline folder, not a U-Net model folder (give %s/unet)",
-                       src.unet_dir, src.unet_dir)
-             : sched_config_load_model(&sc, src.unet_dir, &err);
+    rc =
+        sched_file ? sched_config_load(&sc, sched_file, &err)
+        : pipeline_is_folder(src.unet_dir)
+            ? jt_fail(&err, "--unet %s: a pipeline folder, not a U-Net model folder (give %s/unet)",
+                      src.unet_dir, src.unet_dir)
+            : sched_config_load_model(&sc, src.unet_dir, &err);
     src.scheduler = &sc;
     /* an existing pipeline folder is rewritten; any other non-empty folder is refused (it may
      * be a model folder of another library, e.g. a text encoder's) */

@@ -2,9 +2,10 @@
  * save_pretrained for the StableDiffusionPipeline layout (ldm.md section 5): model_index.json maps
  * each __init__ argument to [library, class] ([null, null] for None), one subfolder per component.
  *
- * Ignored components: safety_checker, feature_extractor and image_encoder (StableDiffusionPipeline's
- * optional NSFW filter and IP-adapter image encoder) are not read, whatever they hold: jtrak never
- * filters outputs or takes image prompts, and attribution does not depend on them.
+ * Ignored components: safety_checker, feature_extractor and image_encoder
+ * (StableDiffusionPipeline's optional NSFW filter and IP-adapter image encoder) are not read,
+ * whatever they hold: jtrak never filters outputs or takes image prompts, and attribution does not
+ * depend on them.
  *
  * Weights: diffusers' from_pretrained reads diffusion_pytorch_model.safetensors (model.safetensors
  * for transformers) unless asked for a variant; hub folders may instead, or also, hold
@@ -31,7 +32,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* The diffusers version whose from_pretrained loads what pipeline_write writes (ref/check_pipeline.py). */
+/* The diffusers version whose from_pretrained loads what pipeline_write writes
+ * (ref/check_pipeline.py). */
 #define PIPELINE_DIFFUSERS_VERSION "0.42.1"
 
 enum { C_UNET, C_VAE, C_TEXT, C_TOK, C_SCHED, N_COMPONENTS };
@@ -66,9 +68,12 @@ static const char *const IGNORED[] = {"safety_checker", "feature_extractor", "im
                                       "requires_safety_checker"};
 
 /* The tokenizer files a pipeline_write copies (those present). */
-static const char *const TOKENIZER_FILES[] = {"vocab.json",           "merges.txt",
-                                              "tokenizer.json",       "tokenizer_config.json",
-                                              "special_tokens_map.json", "added_tokens.json"};
+static const char *const TOKENIZER_FILES[] = {"vocab.json",
+                                              "merges.txt",
+                                              "tokenizer.json",
+                                              "tokenizer_config.json",
+                                              "special_tokens_map.json",
+                                              "added_tokens.json"};
 
 static int exists(const char *path) {
     struct stat sb;
@@ -117,8 +122,9 @@ static int load_config(const char *dir, const char *want, const ModelKind **kind
         rc = jt_fail(err, "%s: holds a %s, but the pipeline needs a %s there", path, got, want);
     if (rc == JT_OK && !want && strcmp(got, "UNet2DModel") != 0 &&
         strcmp(got, "UNet2DConditionModel") != 0)
-        rc = jt_fail(err, "%s: holds a %s, but the pipeline's unet must be a UNet2DModel or "
-                          "UNet2DConditionModel",
+        rc = jt_fail(err,
+                     "%s: holds a %s, but the pipeline's unet must be a UNet2DModel or "
+                     "UNet2DConditionModel",
                      path, got);
     if (rc != JT_OK) {
         free(*cfg);
@@ -147,8 +153,9 @@ static int check_parts(const UNetConfig *ucfg, const char *unet_what, const char
     if (rc == JT_OK && te && (rc = load_config(te, CLIP_TEXT_CLASS, &k, &tc, err)) == JT_OK) {
         const ClipTextConfig *c = tc;
         if (!ucfg->cond || ucfg->cross_attention_dim <= 0)
-            rc = jt_fail(err, "%s has no cross-attention, but the pipeline lists a text encoder "
-                              "(%s)",
+            rc = jt_fail(err,
+                         "%s has no cross-attention, but the pipeline lists a text encoder "
+                         "(%s)",
                          unet_what, te);
         else if (c->hidden_size != ucfg->cross_attention_dim)
             rc = jt_fail(err,
@@ -238,8 +245,9 @@ static int read_pair(const cJSON *v, const char *path, const char *key, const ch
     const cJSON *b = a ? a->next : NULL;
     if (a && cJSON_IsNull(a) && cJSON_IsNull(b)) return JT_OK;
     if (!a || !cJSON_IsString(a) || !cJSON_IsString(b))
-        return jt_fail(err, "%s: field '%s': expected [library, class] (two strings) or "
-                            "[null, null]",
+        return jt_fail(err,
+                       "%s: field '%s': expected [library, class] (two strings) or "
+                       "[null, null]",
                        path, key);
     *lib = a->valuestring, *cls = b->valuestring;
     return JT_OK;
@@ -256,8 +264,7 @@ static void class_list(int c, char *buf, size_t cap) {
 
 static int open_index(const char *dir, PipelineFolder *p, const char *path, cJSON *root,
                       JtError *err) {
-    if (!cJSON_IsObject(root))
-        return jt_fail(err, "%s: the top level is not a JSON object", path);
+    if (!cJSON_IsObject(root)) return jt_fail(err, "%s: the top level is not a JSON object", path);
     const cJSON *cls = cJSON_GetObjectItemCaseSensitive(root, "_class_name");
     if (!cls) return jt_fail(err, "%s: field '_class_name' missing (the pipeline class)", path);
     if (!cJSON_IsString(cls))
@@ -277,8 +284,9 @@ static int open_index(const char *dir, PipelineFolder *p, const char *path, cJSO
         if (key[0] == '_' || is_ignored(key)) continue;
         int c = component_index(key);
         if (c < 0 || !PIPELINES[pi].components[c])
-            return jt_fail(err, "%s: field '%.80s': not a component of %s (jtrak cannot read "
-                                "this pipeline)",
+            return jt_fail(err,
+                           "%s: field '%.80s': not a component of %s (jtrak cannot read "
+                           "this pipeline)",
                            path, key, p->class_name);
         if (read_pair(it, path, key, &lib[c], &name[c], err) != JT_OK) return JT_ERR;
         seen[c] = 1;
@@ -287,8 +295,9 @@ static int open_index(const char *dir, PipelineFolder *p, const char *path, cJSO
         if (!PIPELINES[pi].components[c]) continue;
         const char *key = COMPONENTS[c].name;
         if (!seen[c])
-            return jt_fail(err, "%s: field '%s' missing (a %s lists every component, [null, "
-                                "null] when absent)",
+            return jt_fail(err,
+                           "%s: field '%s' missing (a %s lists every component, [null, "
+                           "null] when absent)",
                            path, key, p->class_name);
         if (!name[c]) {
             if (c == C_UNET || c == C_SCHED)
@@ -302,12 +311,13 @@ static int open_index(const char *dir, PipelineFolder *p, const char *path, cJSO
         for (int i = 0; i < 3 && COMPONENTS[c].classes[i]; i++)
             ok |= strcmp(COMPONENTS[c].classes[i], name[c]) == 0;
         if (strcmp(lib[c], COMPONENTS[c].library) != 0 || !ok)
-            return jt_fail(err, "%s: field '%s': [\"%.40s\", \"%.60s\"] is not supported (jtrak "
-                                "reads %s %s)",
+            return jt_fail(err,
+                           "%s: field '%s': [\"%.40s\", \"%.60s\"] is not supported (jtrak "
+                           "reads %s %s)",
                            path, key, lib[c], name[c], COMPONENTS[c].library, classes);
         if (c == C_UNET && strcmp(name[c], PIPELINES[pi].unet_class) != 0)
-            return jt_fail(err, "%s: field 'unet': a %s holds a %s, not a %s", path,
-                           p->class_name, PIPELINES[pi].unet_class, name[c]);
+            return jt_fail(err, "%s: field 'unet': a %s holds a %s, not a %s", path, p->class_name,
+                           PIPELINES[pi].unet_class, name[c]);
         char *sub = path_join(dir, key);
         char *nested = path_join(sub, PIPELINE_INDEX_FILE);
         char *miss = is_dir(sub) ? missing_file(c, sub) : NULL;
@@ -316,11 +326,11 @@ static int open_index(const char *dir, PipelineFolder *p, const char *path, cJSO
             rc = jt_fail(err, "%s: %s lists %s (%s %s) but %s/ is missing", dir,
                          PIPELINE_INDEX_FILE, key, lib[c], name[c], sub);
         else if (miss)
-            rc = jt_fail(err, "%s: %s lists %s (%s %s) but %s is missing", dir,
-                         PIPELINE_INDEX_FILE, key, lib[c], name[c], miss);
+            rc = jt_fail(err, "%s: %s lists %s (%s %s) but %s is missing", dir, PIPELINE_INDEX_FILE,
+                         key, lib[c], name[c], miss);
         else if (exists(nested)) /* e.g. unet -> . : never read a pipeline inside a pipeline */
-            rc = jt_fail(err, "%s: component folder %s/ holds a %s of its own: not a component", dir,
-                         sub, PIPELINE_INDEX_FILE);
+            rc = jt_fail(err, "%s: component folder %s/ holds a %s of its own: not a component",
+                         dir, sub, PIPELINE_INDEX_FILE);
         free(miss);
         free(nested);
         if (rc != JT_OK) {
@@ -345,8 +355,9 @@ int pipeline_open(const char *dir, PipelineFolder *p, JtError *err) {
     if (rc == JT_OK) rc = cf_json_parse(text, path, &root, err);
     if (rc == JT_OK) rc = open_index(dir, p, path, root, err);
     /* the U-Net's config must be the class model_index.json lists */
-    if (rc == JT_OK) rc = load_config(p->unet_dir, PIPELINES[find_pipeline(p->class_name)].unet_class,
-                                      &k, &ucfg, err);
+    if (rc == JT_OK)
+        rc = load_config(p->unet_dir, PIPELINES[find_pipeline(p->class_name)].unet_class, &k, &ucfg,
+                         err);
     if (rc == JT_OK) {
         char *what = path_join(p->unet_dir, MODEL_CONFIG_FILE);
         rc = check_parts(ucfg, what, p->vae_dir, p->text_encoder_dir, p->tokenizer_dir, err);
@@ -416,7 +427,8 @@ static void created_free(Created *c) {
 /* mkdir dir (its parent exists), remembered when new. */
 static int make_dir(Created *c, const char *dir, JtError *err) {
     if (is_dir(dir)) return JT_OK;
-    if (mkdir(dir, 0755) != 0) return jt_fail(err, "%s: cannot create folder: %s", dir, strerror(errno));
+    if (mkdir(dir, 0755) != 0)
+        return jt_fail(err, "%s: cannot create folder: %s", dir, strerror(errno));
     created_add(c, dir, 1);
     return JT_OK;
 }
@@ -507,8 +519,10 @@ static char *index_json(int sd, const PipelineSources *s) {
             continue;
         }
         cJSON *a = cJSON_AddArrayToObject(o, rows[i].key);
-        cJSON_AddItemToArray(a, rows[i].present ? cJSON_CreateString(rows[i].lib) : cJSON_CreateNull());
-        cJSON_AddItemToArray(a, rows[i].present ? cJSON_CreateString(rows[i].cls) : cJSON_CreateNull());
+        cJSON_AddItemToArray(a, rows[i].present ? cJSON_CreateString(rows[i].lib)
+                                                : cJSON_CreateNull());
+        cJSON_AddItemToArray(a, rows[i].present ? cJSON_CreateString(rows[i].cls)
+                                                : cJSON_CreateNull());
     }
     char *text = cJSON_Print(o);
     cJSON_Delete(o);
@@ -614,8 +628,10 @@ int pipeline_write(const PipelineSources *s, const char *out, JtError *err) {
         if (rc == JT_OK) created_add(&made, index, 0);
     }
     PipelineFolder p;
-    if (rc == JT_OK && pipeline_open(out, &p, err) == JT_OK) pipeline_close(&p);
-    else if (rc == JT_OK) rc = JT_ERR;
+    if (rc == JT_OK && pipeline_open(out, &p, err) == JT_OK)
+        pipeline_close(&p);
+    else if (rc == JT_OK)
+        rc = JT_ERR;
     if (rc != JT_OK) created_undo(&made);
     created_free(&made);
     free(sched_dir), free(sched_file), free(index), free(unet_out);

@@ -70,9 +70,9 @@ int pipeline_check_sources(const PipelineSources *src, const UNetConfig *unet_cf
  * copies each component's files byte for byte into out/NAME/ (each file to a temporary name,
  * then renamed; out/unet is not copied when it is src->unet_dir itself, as train writes it),
  * writes scheduler/scheduler_config.json (for a StableDiffusionPipeline with the rewrite its
- * __init__ would apply, see pipeline_sched_config_load) and, last, model_index.json, then opens the result
- * again. An existing out/model_index.json is removed first, so that a folder being rewritten or
- * killed mid-write is never taken for a pipeline. On error what this call created is removed. */
+ * __init__ would apply, see pipeline_sched_config_load) and, last, model_index.json, then opens the
+ * result again. An existing out/model_index.json is removed first, so that a folder being rewritten
+ * or killed mid-write is never taken for a pipeline. On error what this call created is removed. */
 int pipeline_write(const PipelineSources *src, const char *out, JtError *err);
 
 #endif
