@@ -1,7 +1,8 @@
 /* cmd_info.c: `jtrak info MODEL` describes a model (a shipped config name, a config.json, a model
- * folder or a pipeline folder, whose components are listed before its U-Net): its class (from the model class table), architecture, parameter count, the memory a
- * training batch needs (and a forward batch, for a UNet2DConditionModel, with its context length),
- * and for a folder with weights the model fingerprint that every artifact derived from it records.
+ * folder or a pipeline folder, whose components are listed before its U-Net): its class (from the
+ * model class table), architecture, parameter count, the memory a training batch needs (and a
+ * forward batch, for a UNet2DConditionModel, with its context length), and for a folder with
+ * weights the model fingerprint that every artifact derived from it records.
  */
 #include "cli/cli_common.h"
 #include "cli/commands.h"

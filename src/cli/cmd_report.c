@@ -96,15 +96,16 @@ int cmd_report(int argc, char **argv) {
     Args a;
     args_init(&a, "report", argc, argv);
     if (args_flag(&a, "help")) {
-        printf("usage: jtrak report --scores DIR [--out report.html] [--png figure.png]\n"
-               "                    [--vae VAE_DIR]\n"
-               "Writes a self-contained HTML page and a PNG figure from a folder written by\n"
-               "jtrak score (default: DIR/report.html and DIR/figure.png).\n"
-               "  --vae VAE_DIR  a latent model (trained on latents:FILE.npy): the AutoencoderKL\n"
-               "                 the latents were encoded with; x̂_0, the samples and the training\n"
-               "                 rows are shown decoded (the training rows as their original\n"
-               "                 images when the store's dataset still loads); default: the vae/ of\n"
-               "                 the store's model when it is a pipeline folder\n");
+        printf(
+            "usage: jtrak report --scores DIR [--out report.html] [--png figure.png]\n"
+            "                    [--vae VAE_DIR]\n"
+            "Writes a self-contained HTML page and a PNG figure from a folder written by\n"
+            "jtrak score (default: DIR/report.html and DIR/figure.png).\n"
+            "  --vae VAE_DIR  a latent model (trained on latents:FILE.npy): the AutoencoderKL\n"
+            "                 the latents were encoded with; x̂_0, the samples and the training\n"
+            "                 rows are shown decoded (the training rows as their original\n"
+            "                 images when the store's dataset still loads); default: the vae/ of\n"
+            "                 the store's model when it is a pipeline folder\n");
         args_free(&a);
         return 0;
     }

@@ -120,7 +120,8 @@ int cmd_train(int argc, char **argv) {
     const char *pipe_from = args_str(&a, "pipeline", NULL);
     PipelineSources psrc = {NULL, args_str(&a, "vae", NULL), args_str(&a, "text-encoder", NULL),
                             args_str(&a, "tokenizer", NULL), NULL};
-    const int as_pipeline = pipe_from || psrc.vae_dir || psrc.text_encoder_dir || psrc.tokenizer_dir;
+    const int as_pipeline =
+        pipe_from || psrc.vae_dir || psrc.text_encoder_dir || psrc.tokenizer_dir;
 
     JtError err;
     UNetConfig cfg;

@@ -121,7 +121,8 @@ int model_load(const char *dir, Model **out, JtError *err) {
     int rc = model_kind_load_config(cfg_path, &k, &cfg, err);
     if (rc == JT_OK) rc = k->create(&net, cfg, err);
     if (rc == JT_OK) {
-        w_path = model_folder_weights_path(dir, k->weights_file ? k->weights_file : MODEL_WEIGHTS_FILE);
+        w_path =
+            model_folder_weights_path(dir, k->weights_file ? k->weights_file : MODEL_WEIGHTS_FILE);
         rc = k->load_weights ? k->load_weights(net, w_path, err)
                              : model_slab_load(w_path, k->layout(net), k->params(net), err);
     }
