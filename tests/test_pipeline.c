@@ -11,6 +11,7 @@
 #include "helpers/tiny_unet.h"
 #include "helpers/tmpdir.h"
 #include "io/model_folder.h"
+#include "io/npy.h"
 #include "model/model.h"
 #include "model/model_kind.h"
 #include "model/pipeline.h"
@@ -503,4 +504,25 @@ Test(pipeline, cli_pipeline_and_info) {
     snprintf(cmd, sizeof cmd, "pipeline --unet %s --out %s", tmp("unet_src"), tmp("unet_src"));
     cli_expect_failure(g_err, sizeof g_err, 1, "pipeline",
                        (const char *const[]){"holds a model folder", NULL}, "%s", cmd);
+}
+
+/* train --pipeline: the sources are checked against the model before any training, and a refused
+ * run leaves no --out behind. */
+Test(pipeline, train_refuses_bad_sources_before_training) {
+    uint8_t pix[4 * 64];
+    for (int i = 0; i < 4 * 64; i++)
+        pix[i] = (uint8_t)(i * 37);
+    size_t shape[3] = {4, 8, 8};
+    JtError err = {{0}};
+    cr_assert_eq(npy_write(tmp("img.npy"), NPY_U8, 3, shape, pix, &err), JT_OK, "%s", err.msg);
+    cli_expect_failure(g_err, sizeof g_err, 1, "train",
+                       (const char *const[]){"UNet2DModel", "has no VAE", NULL},
+                       "train --data npy:%s --config t8 --steps 1 --vae " VAE " --out %s --quiet",
+                       tmp("img.npy"), tmp("T"));
+    cr_assert_eq(file_exists(tmp("T")), 0, "a refused train --pipeline left its --out");
+    cli_expect_failure(g_err, sizeof g_err, 1, "train",
+                       (const char *const[]){"model_index.json", "cannot open", NULL},
+                       "train --data npy:%s --config t8 --steps 1 --pipeline %s --out %s --quiet",
+                       tmp("img.npy"), tmp("nowhere"), tmp("T"));
+    cr_assert_eq(file_exists(tmp("T")), 0);
 }
