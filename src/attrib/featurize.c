@@ -19,6 +19,7 @@
 #include "io/lock.h"
 #include "io/model_folder.h"
 #include "model/model.h"
+#include "model/pipeline.h"
 #include "unet/unet.h"
 
 #include <cjson/cJSON.h>
@@ -106,7 +107,9 @@ static int check_model_data(const char *dir, const UNet *net, const Dataset *dat
 
 /* A warning (not an error) when the model's training.json names other data than `data`. */
 static void warn_training_data(const char *dir, const Dataset *data) {
-    char *path = path_join(dir, "training.json");
+    char *unet_dir = pipeline_model_dir(dir); /* a pipeline keeps it beside its U-Net */
+    char *path = path_join(unet_dir, "training.json");
+    free(unet_dir);
     FILE *f = fopen(path, "rb");
     if (!f) {
         free(path);

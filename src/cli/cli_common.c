@@ -4,6 +4,7 @@
 #include "io/model_folder.h"
 #include "io/png.h"
 #include "model/model_kind.h"
+#include "model/pipeline.h"
 #include "unet/presets.h"
 
 #include <stdlib.h>
@@ -23,7 +24,9 @@ int cli_model_config(const char *spec, UNetConfig *cfg, JtError *err) {
                        "model config '%s': not a shipped config (%s) nor an existing file "
                        "or folder",
                        spec, unet_config_preset_names());
-    char *path = S_ISDIR(sb.st_mode) ? path_join(spec, MODEL_CONFIG_FILE) : xstrdup(spec);
+    char *dir = S_ISDIR(sb.st_mode) ? pipeline_model_dir(spec) : NULL; /* a pipeline: its unet/ */
+    char *path = dir ? path_join(dir, MODEL_CONFIG_FILE) : xstrdup(spec);
+    free(dir);
     const ModelKind *kind;
     void *c;
     int rc = model_kind_load_config(path, &kind, &c, err);

@@ -39,6 +39,10 @@ int cli_decode_latents(const char *vae_dir, const float *lat, int n, int c, int 
                        float **out, int *oc, int *oh, int *ow, JtError *err);
 /* JT_OK when vae_dir is an AutoencoderKL with c latent channels (checked before sampling). */
 int cli_check_vae(const char *vae_dir, int c, JtError *err);
+/* The vae/ folder of the pipeline folder `model` (model/pipeline.h), or NULL when model is not a
+ * pipeline folder, has no VAE or does not open (the command's model_load then says why). The
+ * string stays valid until the program exits. */
+const char *cli_pipeline_vae(const char *model);
 /* Runs `jtrak <cmd> <args...>` in-process (args NULL-terminated), printing the command line on
  * stderr first, as the demos do. */
 int cli_run_subcommand(int (*fn)(int, char **), const char *cmd, const char *const *args);

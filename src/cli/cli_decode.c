@@ -4,6 +4,7 @@
  * every x̂_0 would cost a decoder pass each). */
 #include "cli/cli_common.h"
 #include "model/model.h"
+#include "model/pipeline.h"
 #include "vae/vae.h"
 
 #include <stdlib.h>
@@ -29,6 +30,16 @@ static int open_vae(const char *vae_dir, int c, Model **out, JtError *err) {
     }
     *out = m;
     return rc;
+}
+
+const char *cli_pipeline_vae(const char *model) {
+    static char *vae; /* one per process: a command opens one model */
+    PipelineFolder p;
+    JtError err;
+    if (vae || !pipeline_is_folder(model) || pipeline_open(model, &p, &err) != JT_OK) return vae;
+    if (p.vae_dir) vae = xstrdup(p.vae_dir);
+    pipeline_close(&p);
+    return vae;
 }
 
 int cli_check_vae(const char *vae_dir, int c, JtError *err) {

@@ -2,6 +2,7 @@
 #include "cli/cli_prompt.h"
 
 #include "model/model.h"
+#include "model/pipeline.h"
 #include "text/tokenizer.h"
 
 #include <stdio.h>
@@ -10,10 +11,21 @@
 
 int sample_text_dirs(const char *model_dir, const char *te_opt, const char *tok_opt,
                      const char **te_dir, const char **tok_dir, JtError *err) {
-    (void)model_dir; /* a pipeline folder's text_encoder/ and tokenizer/ will be the defaults */
+    /* one pair per process (a command samples one model); the options win over the pipeline's */
+    static char *pipe_te, *pipe_tok;
     *te_dir = te_opt, *tok_dir = tok_opt;
-    if (te_opt && tok_opt) return JT_OK;
-    jt_fail(err, "--prompt needs the text encoder and its tokenizer: give --text-encoder DIR (a "
+    if ((!te_opt || !tok_opt) && model_dir && pipeline_is_folder(model_dir)) {
+        PipelineFolder p;
+        if (pipeline_open(model_dir, &p, err) != JT_OK) return JT_ERR;
+        if (!pipe_te && p.text_encoder_dir) pipe_te = xstrdup(p.text_encoder_dir);
+        if (!pipe_tok && p.tokenizer_dir) pipe_tok = xstrdup(p.tokenizer_dir);
+        pipeline_close(&p);
+        if (!*te_dir) *te_dir = pipe_te;
+        if (!*tok_dir) *tok_dir = pipe_tok;
+    }
+    if (*te_dir && *tok_dir) return JT_OK;
+    jt_fail(err, "--prompt needs the text encoder and its tokenizer: give --model a pipeline "
+                 "folder with text_encoder/ and tokenizer/, or --text-encoder DIR (a "
                  "CLIPTextModel folder) and --tokenizer DIR");
     return 2;
 }

@@ -10,8 +10,8 @@
 #include <stddef.h>
 
 /* The one place the text encoder and tokenizer folders are chosen: --text-encoder and
- * --tokenizer as given (te_opt, tok_opt; NULL when absent) for the model folder model_dir. A
- * pipeline folder will supply its text_encoder/ and tokenizer/ here. Returns JT_OK, 2 when an
+ * --tokenizer as given (te_opt, tok_opt; NULL when absent), else, when model_dir is a pipeline
+ * folder, its text_encoder/ and tokenizer/. Returns JT_OK, 2 when an
  * option is missing (a usage error; err holds it) or JT_ERR. */
 int sample_text_dirs(const char *model_dir, const char *te_opt, const char *tok_opt,
                      const char **te_dir, const char **tok_dir, JtError *err);

@@ -1,12 +1,15 @@
-/* cmd_info.c: `jtrak info MODEL` describes a model (a shipped config name, a config.json or a model
- * folder): its class (from the model class table), architecture, parameter count, the memory a
- * training batch needs (and a forward batch, for a UNet2DConditionModel, with its context length),
- * and for a folder with weights the model fingerprint that every artifact derived from it records.
+/* cmd_info.c: `jtrak info MODEL` describes a model (a shipped config name, a config.json, a model
+ * folder or a pipeline folder, whose components are listed before its U-Net): its class (from the
+ * model class table), architecture, parameter count, the memory a training batch needs (and a
+ * forward batch, for a UNet2DConditionModel, with its context length), and for a folder with
+ * weights the model fingerprint that every artifact derived from it records.
  */
 #include "cli/cli_common.h"
 #include "cli/commands.h"
 #include "io/model_folder.h"
 #include "model/model.h"
+#include "model/pipeline.h"
+#include "text/tokenizer.h"
 #include "unet/unet.h"
 #include "unet/unet_flops.h"
 #include "vae/vae.h"
@@ -48,6 +51,59 @@ static int info_vae(const char *spec, Model *m, int have_weights, int B) {
     return 0;
 }
 
+/* One line per component of a pipeline folder; its U-Net is described after them. */
+static int info_pipeline(const PipelineFolder *p) {
+    JtError err;
+    char fp[17];
+    printf("pipeline: %s (%s)\n", p->dir, p->class_name);
+    printf("  unet: %s (described below)\n", p->unet_dir);
+    Model *m = NULL;
+    if (p->vae_dir) {
+        if (model_load(p->vae_dir, &m, &err) != JT_OK) return cli_error("info", &err);
+        const VaeConfig *vc = vae_config(model_vae_const(m));
+        printf("  vae: %s (%s, fingerprint %s, latent_channels %d, factor %d, scaling_factor "
+               "%.7g)\n",
+               p->vae_dir, model_kind(m)->class_name,
+               model_fingerprint_hex(model_fingerprint(m), fp), vc->latent_channels,
+               vae_config_factor(vc), (double)vc->scaling_factor);
+        model_free(m);
+    } else {
+        printf("  vae: none\n");
+    }
+    if (p->text_encoder_dir) {
+        if (model_load(p->text_encoder_dir, &m, &err) != JT_OK) return cli_error("info", &err);
+        const ClipTextConfig *tc = clip_text_config(model_text_encoder_const(m));
+        printf("  text_encoder: %s (%s, fingerprint %s, width %d, %d layers, %d positions)\n",
+               p->text_encoder_dir, model_kind(m)->class_name,
+               model_fingerprint_hex(model_fingerprint(m), fp), tc->hidden_size,
+               tc->num_hidden_layers, tc->max_position_embeddings);
+        model_free(m);
+    } else {
+        printf("  text_encoder: none\n");
+    }
+    if (p->tokenizer_dir) {
+        ClipTokenizer *t;
+        if (clip_tokenizer_load(&t, p->tokenizer_dir, &err) != JT_OK)
+            return cli_error("info", &err);
+        printf("  tokenizer: %s (%s, %d ids, model_max_length %d)\n", p->tokenizer_dir,
+               clip_tokenizer_layout(t), clip_tokenizer_vocab_size(t),
+               clip_tokenizer_max_length(t));
+        clip_tokenizer_free(t);
+    } else {
+        printf("  tokenizer: none\n");
+    }
+    SchedConfig sc;
+    if (pipeline_sched_config_load(&sc, p, &err) != JT_OK) return cli_error("info", &err);
+    printf("  scheduler: %s (%s: %s betas %g..%g, %d steps; as the pipeline loads it: "
+           "steps_offset %d, clip_sample %s)\n",
+           p->scheduler_dir, p->scheduler_class, sched_beta_schedule_name(sc.beta_schedule),
+           sc.beta_start, sc.beta_end, sc.num_train_timesteps, sc.steps_offset,
+           sc.clip_sample ? "true" : "false");
+    return 0;
+}
+
+static int info_model(const char *spec, int B, int ctx_arg);
+
 int cmd_info(int argc, char **argv) {
     Args a;
     args_init(&a, "info", argc, argv);
@@ -70,7 +126,18 @@ int cmd_info(int argc, char **argv) {
     }
     args_free(&a);
     if (rc) return rc;
+    if (!pipeline_is_folder(spec)) return info_model(spec, B, ctx_arg);
+    PipelineFolder p;
+    JtError err;
+    if (pipeline_open(spec, &p, &err) != JT_OK) return cli_error("info", &err);
+    rc = info_pipeline(&p);
+    if (rc == 0) rc = info_model(p.unet_dir, B, ctx_arg);
+    pipeline_close(&p);
+    return rc;
+}
 
+/* A model: a shipped config, a config.json or a model folder. */
+static int info_model(const char *spec, int B, int ctx_arg) {
     JtError err;
     Model *m = NULL;
     /* A folder with weights is loaded (and fingerprinted); otherwise the config alone. */

@@ -75,18 +75,37 @@ static int check_out_path(const char *path, const char *opt, const char *ext, Jt
     return rc;
 }
 
+/* The vae/ of the store's first model when that is a pipeline folder (the default --vae), or
+ * NULL. */
+static const char *store_pipeline_vae(const cJSON *man) {
+    const cJSON *store = cJSON_GetObjectItem(man, "store");
+    const char *sp = store ? json_str(store, "path") : NULL;
+    if (!sp) return NULL;
+    JtError e;
+    char *mp = path_join(sp, "manifest.json");
+    cJSON *sm = json_load_file(mp, &e);
+    free(mp);
+    const cJSON *models = sm ? cJSON_GetObjectItem(sm, "models") : NULL;
+    const cJSON *m0 = cJSON_IsArray(models) ? cJSON_GetArrayItem(models, 0) : NULL;
+    const char *vae = m0 && json_str(m0, "path") ? cli_pipeline_vae(json_str(m0, "path")) : NULL;
+    cJSON_Delete(sm);
+    return vae;
+}
+
 int cmd_report(int argc, char **argv) {
     Args a;
     args_init(&a, "report", argc, argv);
     if (args_flag(&a, "help")) {
-        printf("usage: jtrak report --scores DIR [--out report.html] [--png figure.png]\n"
-               "                    [--vae VAE_DIR]\n"
-               "Writes a self-contained HTML page and a PNG figure from a folder written by\n"
-               "jtrak score (default: DIR/report.html and DIR/figure.png).\n"
-               "  --vae VAE_DIR  a latent model (trained on latents:FILE.npy): the AutoencoderKL\n"
-               "                 the latents were encoded with; x̂_0, the samples and the training\n"
-               "                 rows are shown decoded (the training rows as their original\n"
-               "                 images when the store's dataset still loads)\n");
+        printf(
+            "usage: jtrak report --scores DIR [--out report.html] [--png figure.png]\n"
+            "                    [--vae VAE_DIR]\n"
+            "Writes a self-contained HTML page and a PNG figure from a folder written by\n"
+            "jtrak score (default: DIR/report.html and DIR/figure.png).\n"
+            "  --vae VAE_DIR  a latent model (trained on latents:FILE.npy): the AutoencoderKL\n"
+            "                 the latents were encoded with; x̂_0, the samples and the training\n"
+            "                 rows are shown decoded (the training rows as their original\n"
+            "                 images when the store's dataset still loads); default: the vae/ of\n"
+            "                 the store's model when it is a pipeline folder\n");
         args_free(&a);
         return 0;
     }
@@ -148,6 +167,7 @@ int cmd_report(int argc, char **argv) {
     if (rc == JT_OK)
         rc = load_checked(json_str(ds, "spec"), json_str(ds, "fingerprint"), NULL, &data, NULL,
                           &err);
+    if (rc == JT_OK && data.latent && !vae_dir) vae_dir = store_pipeline_vae(man);
     if (rc == JT_OK && data.latent && !vae_dir)
         rc = jt_fail(&err,
                      "the training data are latents (%s): give --vae DIR, the VAE they were "

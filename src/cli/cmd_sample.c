@@ -36,7 +36,8 @@ static void help(void) {
         "  --batch B        U-Net batch (default 64)\n"
         "  --vae DIR        a latent model's AutoencoderKL: samples.png and trajectory.png show\n"
         "                   decoded images (decode(x / scaling_factor)); without it a latent\n"
-        "                   model's PNGs are skipped (the trajectory file holds the latents)\n"
+        "                   model's PNGs are skipped (the trajectory file holds the latents);\n"
+        "                   default: a pipeline folder's vae/\n"
         "  --clip-sample M  on or off: override the model scheduler's clip_sample\n"
         "  --quiet          no progress line\n"
         "class-conditional models (num_class_embeds K: classes 0..K-2, null class K-1):\n"
@@ -55,9 +56,11 @@ static void help(void) {
         "  or, instead of --context, prompts encoded here (StableDiffusionPipeline's rules):\n"
         "  --prompt TEXT    one prompt for every sample\n"
         "  --prompts FILE   one prompt per line, one line per sample (its count sets --n)\n"
-        "  --text-encoder DIR  the CLIPTextModel folder (hidden_size = cross_attention_dim)\n"
-        "  --tokenizer DIR  its CLIP tokenizer folder; a prompt longer than model_max_length\n"
-        "                   tokens is truncated (said once on stderr)\n"
+        "  --text-encoder DIR  the CLIPTextModel folder (hidden_size = cross_attention_dim;\n"
+        "                   default: a pipeline folder's text_encoder/)\n"
+        "  --tokenizer DIR  its CLIP tokenizer folder (default: a pipeline's tokenizer/); a\n"
+        "                   prompt longer than model_max_length tokens is truncated (said\n"
+        "                   once on stderr)\n"
         "  --clip-skip K    diffusers' clip_skip of the prompts (default 0: last_hidden_state;\n"
         "                   the unconditional context never skips, as diffusers 0.42.1)\n"
         "  --guidance W     W > 1: classifier-free guidance with the context of \"\" (or of\n"
@@ -130,6 +133,8 @@ int cmd_sample(int argc, char **argv) {
     int skip_given = args_str(&a, "clip-skip", NULL) != NULL;
     int clip_skip = (int)args_long(&a, "clip-skip", 0, 0, CLIP_TEXT_MAX_LAYERS - 1);
     const int text_mode = prompt || prompts_file;
+    /* a pipeline folder's vae/ decodes its latents unless --vae names another */
+    if (!vae_dir && model) vae_dir = cli_pipeline_vae(model);
     int rc = args_finish(&a);
     if (rc == 0 && (!model || !out)) {
         fprintf(stderr,

@@ -7,7 +7,12 @@
 #include "cli/cli_common.h"
 #include "cli/commands.h"
 #include "diffusion/train.h"
+#include "io/artifact.h"
+#include "io/lock.h"
+#include "model/pipeline.h"
 #include "unet/presets.h"
+
+#include <stdlib.h>
 
 #include <stdio.h>
 #include <string.h>
@@ -55,6 +60,12 @@ static void help(void) {
         "  --uncond-prob P      probability each label becomes the null class, or each context\n"
         "                       the unconditional one (condition dropout; default 0.1)\n"
         "  --seed N             initialisation, data order, timesteps and noise (default 0)\n"
+        "pipeline folder (OUT becomes one that StableDiffusionPipeline.from_pretrained loads;\n"
+        "the U-Net and its training state are OUT/unet, written when the run completes):\n"
+        "  --pipeline SRC       take the VAE, text encoder and tokenizer of the pipeline SRC\n"
+        "  --vae DIR            the AutoencoderKL of the latents (replaces SRC's)\n"
+        "  --text-encoder DIR   the CLIPTextModel of the contexts (replaces SRC's)\n"
+        "  --tokenizer DIR      its CLIP tokenizer (replaces SRC's)\n"
         "run control:\n"
         "  --save-every N       save the resumable state every N steps (default 200)\n"
         "  --log-every N        log.jsonl line every N steps (default 50)\n"
@@ -106,6 +117,11 @@ int cmd_train(int argc, char **argv) {
     ctl.log_every = args_long(&a, "log-every", 50, 1, 1L << 40);
     ctl.stop_after = args_long(&a, "stop-after", 0, 0, 1L << 40);
     ctl.quiet = args_flag(&a, "quiet");
+    const char *pipe_from = args_str(&a, "pipeline", NULL);
+    PipelineSources psrc = {NULL, args_str(&a, "vae", NULL), args_str(&a, "text-encoder", NULL),
+                            args_str(&a, "tokenizer", NULL), NULL};
+    const int as_pipeline =
+        pipe_from || psrc.vae_dir || psrc.text_encoder_dir || psrc.tokenizer_dir;
 
     JtError err;
     UNetConfig cfg;
@@ -246,10 +262,35 @@ int cmd_train(int argc, char **argv) {
             rec[0] ? ": see --help)" : "", ctl.out_dir);
     }
     int stopped = 0;
-    rc = train_run_ctx(&cfg, &sc, &data, text_cond ? &ctx : NULL, &r, &ctl, &stopped, &err);
+    const char *out = ctl.out_dir;
+    char *unet_out = as_pipeline ? path_join(out, "unet") : NULL;
+    PipelineFolder base = {0};
+    DirLock lock = {-1, NULL, 0};
+    rc = JT_OK;
+    if (as_pipeline) {
+        /* the sources are checked against the model before any training (model/pipeline.h) */
+        const ArtifactKind ok[] = {ARTIFACT_PIPELINE};
+        if (pipe_from) rc = pipeline_open(pipe_from, &base, &err);
+        if (!psrc.vae_dir) psrc.vae_dir = base.vae_dir;
+        if (!psrc.text_encoder_dir) psrc.text_encoder_dir = base.text_encoder_dir;
+        if (!psrc.tokenizer_dir) psrc.tokenizer_dir = base.tokenizer_dir;
+        psrc.unet_dir = unet_out;
+        psrc.scheduler = &sc;
+        if (rc == JT_OK) rc = artifact_check_out(out, "--out", "a pipeline folder", ok, 1, &err);
+        if (rc == JT_OK) rc = pipeline_check_sources(&psrc, &cfg, &err);
+        if (rc == JT_OK) rc = dir_lock(&lock, out, "train", &err);
+        ctl.out_dir = unet_out;
+    }
+    if (rc == JT_OK)
+        rc = train_run_ctx(&cfg, &sc, &data, text_cond ? &ctx : NULL, &r, &ctl, &stopped, &err);
+    /* the pipeline is written once the U-Net is final; model_index.json last */
+    if (rc == JT_OK && as_pipeline && !stopped) rc = pipeline_write(&psrc, out, &err);
+    dir_unlock(&lock);
+    pipeline_close(&base);
+    free(unet_out);
     data_free(&data);
     if (text_cond) context_free(&ctx);
     if (rc != JT_OK) return cli_error("train", &err);
-    printf("%s\n", ctl.out_dir);
+    printf("%s\n", out);
     return stopped == 2 ? 130 : 0; /* 130: interrupted, as shells report SIGINT */
 }

@@ -23,6 +23,7 @@ static const Command COMMANDS[] = {
     {"info", cmd_info, "describe a model folder (config, parameters, memory per batch)"},
     {"init", cmd_init, "create a model folder with freshly initialised weights from a config.json"},
     {"lds", cmd_lds, "linear datamodeling score: retrain on subsets, measure, correlate"},
+    {"pipeline", cmd_pipeline, "assemble a diffusers pipeline folder (model_index.json) from model folders"},
     {"report", cmd_report, "an HTML page and a PNG figure of the top proponents and opponents"},
     {"sample", cmd_sample, "draw samples (DDPM or DDIM) and save their full trajectories"},
     {"score", cmd_score, "attribution scores of generated samples, per sampling step"},

@@ -14,6 +14,8 @@
  *   delta = (start - T/n) - start. */
 #include "diffusion/schedule.h"
 
+#include "model/pipeline.h"
+
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <limits.h>
@@ -259,6 +261,13 @@ static char *sched_config_path(const char *path) {
 
 int sched_config_load_model(SchedConfig *cfg, const char *model_dir, JtError *err) {
     sched_config_default(cfg);
+    if (pipeline_is_folder(model_dir)) { /* its scheduler/, as the pipeline class loads it */
+        PipelineFolder p;
+        if (pipeline_open(model_dir, &p, err) != JT_OK) return JT_ERR;
+        int rc = pipeline_sched_config_load(cfg, &p, err);
+        pipeline_close(&p);
+        return rc;
+    }
     char *file = path_join(model_dir, SCHED_CONFIG_NAME);
     struct stat sb;
     int rc = stat(file, &sb) == 0 ? sched_config_load(cfg, file, err) : JT_OK;
@@ -508,8 +517,11 @@ int sched_set_timesteps(const NoiseSchedule *s, int n, int *timesteps, JtError *
             return jt_fail(err,
                            "set_timesteps: field \"steps_offset\"/\"timestep_spacing\": %s "
                            "spacing with %d steps and steps_offset %d gives timestep %d, outside "
-                           "0..%d",
-                           spacing, n, s->cfg.steps_offset, timesteps[i], T - 1);
+                           "0..%d%s",
+                           spacing, n, s->cfg.steps_offset, timesteps[i], T - 1,
+                           /* e.g. a StableDiffusionPipeline's scheduler (steps_offset 1,
+                              model/pipeline.h) with as many steps as training timesteps */
+                           s->cfg.steps_offset > 0 ? " (sample with fewer steps)" : "");
     return JT_OK;
 }
 

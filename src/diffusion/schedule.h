@@ -64,7 +64,9 @@ int sched_config_parse(SchedConfig *cfg, const char *json, size_t len, const cha
 /* Reads `path`, a scheduler_config.json or a folder containing one, starting from the defaults. */
 int sched_config_load(SchedConfig *cfg, const char *path, JtError *err);
 /* The schedule of a model folder: its scheduler_config.json when it has one, else diffusers'
- * defaults (what DDPMScheduler() gives a folder without one). */
+ * defaults (what DDPMScheduler() gives a folder without one). A pipeline folder's is its
+ * scheduler/, as the pipeline loads it (pipeline_sched_config_load: StableDiffusionPipeline sets
+ * steps_offset 1 and clip_sample false). */
 int sched_config_load_model(SchedConfig *cfg, const char *model_dir, JtError *err);
 /* Writes a scheduler_config.json that DDPMScheduler.from_pretrained loads (every DDPMScheduler
  * field, plus set_alpha_to_one when it is false so that a DDIMScheduler built from it keeps it).

@@ -5,6 +5,7 @@
 #include "io/jsonfile.h"
 #include "io/model_folder.h"
 #include "model/model.h"
+#include "model/pipeline.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -19,7 +20,9 @@ int model_record_load(ModelRecord *mr, const char *model_dir, const char *why, J
     mr->cfg = *unet_config(model_unet(model));
     mr->fingerprint = model_fingerprint(model);
     model_free(model);
-    char *tp = path_join(model_dir, "training.json");
+    char *unet_dir = pipeline_model_dir(model_dir); /* a pipeline keeps it beside its U-Net */
+    char *tp = path_join(unet_dir, "training.json");
+    free(unet_dir);
     struct stat sb;
     int rc = sched_config_load_model(&mr->sched, model_dir, err);
     cJSON *rec = NULL;

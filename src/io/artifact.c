@@ -18,7 +18,8 @@ static const char *const NAMES[ARTIFACT_KINDS] = {"nothing",
                                                   "a feature store",
                                                   "a score folder",
                                                   "an LDS folder",
-                                                  "a counterfactual folder"};
+                                                  "a counterfactual folder",
+                                                  "a pipeline folder"};
 
 const char *artifact_kind_name(ArtifactKind k) {
     CHECK(k >= ARTIFACT_NONE && k < ARTIFACT_KINDS, "bad artifact kind %d", (int)k);
@@ -72,6 +73,7 @@ ArtifactKind artifact_kind(const char *dir, char *marker, size_t cap) {
         ArtifactKind kind;
     } files[] = {{"counterfactual.json", ARTIFACT_COUNTERFACTUAL},
                  {"trajectory.safetensors", ARTIFACT_TRAJECTORY},
+                 {"model_index.json", ARTIFACT_PIPELINE},
                  {"training.json", ARTIFACT_TRAINING},
                  {"train_state.safetensors", ARTIFACT_TRAINING}};
     for (size_t i = 0; i < sizeof files / sizeof *files; i++)

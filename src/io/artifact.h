@@ -3,7 +3,8 @@
  * never overwrites another artifact): a feature store or score or LDS folder (manifest.json's
  * "format"), a counterfactual folder (counterfactual.json), a trajectory folder
  * (trajectory.safetensors), a training run (training.json or train_state.safetensors), a model
- * folder (config.json with diffusion_pytorch_model.safetensors). */
+ * folder (config.json with diffusion_pytorch_model.safetensors), a pipeline folder
+ * (model_index.json). */
 #ifndef JTRAK_ARTIFACT_H
 #define JTRAK_ARTIFACT_H
 
@@ -21,6 +22,7 @@ typedef enum {
     ARTIFACT_SCORES,     /* a score folder (jtrak-scores-v1) */
     ARTIFACT_LDS,        /* an LDS folder (jtrak-lds-v1, or its gt-heldout jtrak-lds-heldout-v1) */
     ARTIFACT_COUNTERFACTUAL, /* a counterfactual folder (counterfactual.json) */
+    ARTIFACT_PIPELINE,       /* a diffusers pipeline folder (model_index.json) */
     ARTIFACT_KINDS
 } ArtifactKind;
 

@@ -29,6 +29,24 @@ int model_mkdirs(const char *dir, JtError *err) {
     return rc;
 }
 
+char *model_folder_weights_path(const char *dir, const char *file) {
+    char *plain = path_join(dir, file);
+    struct stat sb;
+    const char *dot = strrchr(file, '.');
+    if (stat(plain, &sb) == 0 || !dot || strcmp(dot, ".safetensors") != 0) return plain;
+    size_t stem = (size_t)(dot - file);
+    char *name = xmalloc(stem + sizeof ".fp16.safetensors");
+    snprintf(name, stem + sizeof ".fp16.safetensors", "%.*s.fp16.safetensors", (int)stem, file);
+    char *variant = path_join(dir, name);
+    free(name);
+    if (stat(variant, &sb) == 0) {
+        free(plain);
+        return variant;
+    }
+    free(variant);
+    return plain;
+}
+
 /* ---- slabs ---- */
 
 void model_slab_add(StWriter *w, const char *prefix, const ParamLayout *l, const float *slab,

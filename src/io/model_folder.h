@@ -20,6 +20,11 @@
 #define MODEL_CONFIG_FILE "config.json"
 #define MODEL_WEIGHTS_FILE "diffusion_pytorch_model.safetensors"
 
+/* dir/file when it exists, else its fp16 variant dir/STEM.fp16.safetensors (the hub's
+ * save_pretrained(variant="fp16") name) when that exists, else dir/file (malloc'd): the weights
+ * file a folder is read from. The variant's F16 tensors are converted to float32 on reading. */
+char *model_folder_weights_path(const char *dir, const char *file);
+
 /* ---- slabs ---- */
 
 /* Adds every layout entry as tensor prefix + name, stored as `stored` (ST_F32, or ST_F16 / ST_BF16

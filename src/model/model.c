@@ -5,6 +5,7 @@
 
 #include "core/hash.h"
 #include "io/model_folder.h"
+#include "model/pipeline.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,6 +106,14 @@ int model_create_kind(Model **out, const ModelKind *k, const void *cfg, JtError 
 
 int model_load(const char *dir, Model **out, JtError *err) {
     *out = NULL;
+    /* a pipeline folder (model_index.json) is its U-Net, once the whole folder checks out */
+    if (pipeline_is_folder(dir)) {
+        PipelineFolder p;
+        if (pipeline_open(dir, &p, err) != JT_OK) return JT_ERR;
+        int rc = model_load(p.unet_dir, out, err);
+        pipeline_close(&p);
+        return rc;
+    }
     char *cfg_path = path_join(dir, MODEL_CONFIG_FILE);
     char *w_path = NULL;
     void *cfg = NULL, *net = NULL;
@@ -112,7 +121,8 @@ int model_load(const char *dir, Model **out, JtError *err) {
     int rc = model_kind_load_config(cfg_path, &k, &cfg, err);
     if (rc == JT_OK) rc = k->create(&net, cfg, err);
     if (rc == JT_OK) {
-        w_path = path_join(dir, k->weights_file ? k->weights_file : MODEL_WEIGHTS_FILE);
+        w_path =
+            model_folder_weights_path(dir, k->weights_file ? k->weights_file : MODEL_WEIGHTS_FILE);
         rc = k->load_weights ? k->load_weights(net, w_path, err)
                              : model_slab_load(w_path, k->layout(net), k->params(net), err);
     }

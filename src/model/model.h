@@ -20,8 +20,10 @@
 typedef struct Model Model;
 
 /* Reads dir/config.json, dispatches on its "_class_name", builds the network and fills its
- * parameters from dir/diffusion_pytorch_model.safetensors; computes the fingerprint. On error *out
- * is NULL and err names the file and the field, class or tensor. */
+ * parameters from dir/diffusion_pytorch_model.safetensors (or its .fp16 variant when only that
+ * exists); computes the fingerprint. A pipeline folder (model_index.json, model/pipeline.h) is
+ * opened and checked whole, and its unet/ is loaded. On error *out is NULL and err names the file
+ * and the field, class or tensor. */
 int model_load(const char *dir, Model **out, JtError *err);
 /* model_load for the commands that run a diffusion U-Net: a folder of another class (an
  * AutoencoderKL, a CLIPTextModel) is refused with "DIR: holds a model of class C; this command
