@@ -44,7 +44,8 @@ static const char *const PROMPTS[NB] = {
     "boat drifting on a calm misty lake at dawn with mountains behind it and birds flying overhead "
     "a highly detailed photograph of an old wooden boat drifting on a calm misty lake at dawn with "
     "mountains behind it and birds flying overhead a highly detailed photograph of an old wooden "
-    "boat drifting on a calm misty lake at dawn with mountains behind it and birds flying overhead"};
+    "boat drifting on a calm misty lake at dawn with mountains behind it and birds flying "
+    "overhead"};
 
 static void suite_init(void) {
     la_blas_single_threaded();
@@ -102,8 +103,8 @@ static Expect *read_expect(void) {
     read_f32(&f, "step_latents", e->step_latents, S * NB * LAT);
     read_f32(&f, "decoded", e->decoded, NB * IMGN);
     read_f32(&f, "image", e->image, NB * IMGN);
-    cr_assert_eq(st_read_raw(&f, find(&f, "image_u8", ST_U8, NB * IMGN), e->image_u8, &err),
-                 JT_OK, "%s", err.msg);
+    cr_assert_eq(st_read_raw(&f, find(&f, "image_u8", ST_U8, NB * IMGN), e->image_u8, &err), JT_OK,
+                 "%s", err.msg);
     st_close(&f);
     return e;
 }
@@ -167,8 +168,8 @@ Test(sd_pipeline, prompt_embeds_match_encode_prompt) {
     Model *m = load(PIPE "/text_encoder", "CLIPTextModel");
     float *got = xmalloc(sizeof e->prompt_embeds);
     encode(model_text_encoder_const(m), e->ids, got);
-    NumDiff a = expect_close("prompt_embeds", got, e->prompt_embeds, NB * NL * ND, EMB_ATOL,
-                             EMB_RTOL);
+    NumDiff a =
+        expect_close("prompt_embeds", got, e->prompt_embeds, NB * NL * ND, EMB_ATOL, EMB_RTOL);
     encode(model_text_encoder_const(m), e->uncond_ids, got);
     NumDiff b = expect_close("negative_prompt_embeds", got, e->negative_embeds, NB * NL * ND,
                              EMB_ATOL, EMB_RTOL);
@@ -204,8 +205,8 @@ Test(sd_pipeline, id_outside_the_text_encoders_vocabulary_refused) {
 Test(sd_pipeline, scheduler_config_is_sds_ddim) {
     SchedConfig sc;
     JtError err;
-    cr_assert_eq(sched_config_load(&sc, PIPE "/scheduler/scheduler_config.json", &err), JT_OK,
-                 "%s", err.msg);
+    cr_assert_eq(sched_config_load(&sc, PIPE "/scheduler/scheduler_config.json", &err), JT_OK, "%s",
+                 err.msg);
     cr_assert(sc.beta_schedule == SCHED_BETA_SCALED_LINEAR && sc.beta_start == 0.00085 &&
               sc.beta_end == 0.012 && sc.num_train_timesteps == 1000);
     cr_assert(sc.steps_offset == 1 && !sc.clip_sample && !sc.set_alpha_to_one);
@@ -263,8 +264,8 @@ Test(sd_pipeline, scheduler_refusals_name_the_field) {
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         JtError err;
         cr_assert_eq(load_edited(cases[k][0], cases[k][1], &err), JT_ERR, "%s", cases[k][0]);
-        cr_assert(strstr(err.msg, "scheduler_config.json") && strstr(err.msg, cases[k][2]),
-                  "%s", err.msg);
+        cr_assert(strstr(err.msg, "scheduler_config.json") && strstr(err.msg, cases[k][2]), "%s",
+                  err.msg);
         cr_assert(strchr(err.msg, '\n') == NULL, "one line: %s", err.msg);
     }
     /* and the valid edit the pipeline's own fix-up would make is accepted */
@@ -299,9 +300,8 @@ Test(sd_pipeline, guided_ddim_and_decode_match_the_pipeline) {
     cr_assert_eq(model_load_unet(PIPE "/unet", &unet_m, &err), JT_OK, "%s", err.msg);
     cr_assert_str_eq(model_kind(unet_m)->class_name, "UNet2DConditionModel");
     const UNet *net = model_unet_const(unet_m);
-    cr_assert_eq(unet_config(net)->cross_attention_dim, clip_text_config(
-                                                            model_text_encoder_const(te_m))
-                                                            ->hidden_size);
+    cr_assert_eq(unet_config(net)->cross_attention_dim,
+                 clip_text_config(model_text_encoder_const(te_m))->hidden_size);
 
     /* contexts from jtrak's own tokenizer and text encoder, not the fixture's embeddings */
     int ids[NB * NL], uncond_ids[NB * NL], n_real[NB], trunc[NB];
@@ -363,8 +363,8 @@ Test(sd_pipeline, guided_ddim_and_decode_match_the_pipeline) {
                  err.msg);
     vae_decode(vae, run, NB, z, dec);
     vae_run_free(run);
-    NumDiff dd = expect_close("decoded (before the clamp)", dec, e->decoded, NB * IMGN, IMG_ATOL,
-                              IMG_RTOL);
+    NumDiff dd =
+        expect_close("decoded (before the clamp)", dec, e->decoded, NB * IMGN, IMG_ATOL, IMG_RTOL);
     for (int b = 0; b < NB; b++)
         for (int c = 0; c < IC; c++)
             for (int p = 0; p < IH * IW; p++) {
@@ -431,7 +431,8 @@ Test(sd_pipeline, cli_tokenize_pipeline_tokenizer) {
     char want[NL * 8] = "";
     size_t k = 0;
     for (int i = 0; i < NL; i++)
-        k += (size_t)snprintf(want + k, sizeof want - k, "%d%c", e->ids[i], i + 1 < NL ? ' ' : '\n');
+        k +=
+            (size_t)snprintf(want + k, sizeof want - k, "%d%c", e->ids[i], i + 1 < NL ? ' ' : '\n');
     cr_assert_str_eq(out, want);
     free(e);
 }
