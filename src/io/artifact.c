@@ -85,6 +85,10 @@ ArtifactKind artifact_kind(const char *dir, char *marker, size_t cap) {
         set_marker(marker, cap, "config.json, diffusion_pytorch_model.safetensors");
         return ARTIFACT_MODEL;
     }
+    if (has(dir, "config.json") && has(dir, "model.safetensors")) { /* transformers' (CLIP) */
+        set_marker(marker, cap, "config.json, model.safetensors");
+        return ARTIFACT_MODEL;
+    }
     if (marker && cap && marker[0]) return ARTIFACT_UNKNOWN; /* a manifest of unknown format */
     DIR *d = opendir(dir);
     if (!d) return ARTIFACT_UNKNOWN;

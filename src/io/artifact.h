@@ -15,7 +15,8 @@
 typedef enum {
     ARTIFACT_NONE = 0,   /* missing, or empty (a lock file aside) */
     ARTIFACT_UNKNOWN,    /* files, but no jtrak marker (or a manifest of unknown format) */
-    ARTIFACT_MODEL,      /* a diffusers model folder without a jtrak training record */
+    ARTIFACT_MODEL,      /* a diffusers model folder (or a transformers CLIPTextModel one) without a
+                            jtrak training record */
     ARTIFACT_TRAINING,   /* a jtrak train folder (a model folder with its training record) */
     ARTIFACT_TRAJECTORY, /* a jtrak sample folder */
     ARTIFACT_STORE,      /* a feature store (jtrak-features-v1) */

@@ -151,10 +151,15 @@ int model_load_unet(const char *dir, Model **out, JtError *err) {
 
 int model_save(Model *m, const char *dir, JtError *err) {
     const ModelKind *k = m->kind;
-    if (k->load_weights)
+    if (k->load_weights && !k->save)
         return jt_fail(err, "%s: saving a %s folder is not implemented (jtrak only reads them)",
                        dir, k->class_name);
     if (model_mkdirs(dir, err) != JT_OK) return JT_ERR;
+    if (k->save) { /* a transformers folder (CLIPTextModel): its own file names and config form */
+        int rc = k->save(m->net, dir, err);
+        model_refresh_fingerprint(m);
+        return rc;
+    }
     char *cfg_path = path_join(dir, MODEL_CONFIG_FILE);
     char *w_path = path_join(dir, MODEL_WEIGHTS_FILE);
     int rc = model_slab_save(w_path, k->layout(m->net), k->params(m->net), err);

@@ -30,7 +30,8 @@ int model_load(const char *dir, Model **out, JtError *err);
  * needs a U-Net", so
  * that model_unet() of the result is never NULL. */
 int model_load_unet(const char *dir, Model **out, JtError *err);
-/* Writes dir/config.json and dir/diffusion_pytorch_model.safetensors (F32), creating dir (and its
+/* Writes dir/config.json and dir/diffusion_pytorch_model.safetensors (F32) (a CLIPTextModel:
+ * transformers' config.json and model.safetensors, kind->save), creating dir (and its
  * parents) if needed; each file atomically. Recomputes the fingerprint of what was written. */
 int model_save(Model *m, const char *dir, JtError *err);
 /* A fresh UNet2DModel (UNet2DConditionModel when cfg->cond) with zero parameters. */

@@ -115,6 +115,9 @@ static float *clip_params(void *net) {
 static int clip_load_weights(void *net, const char *path, JtError *err) {
     return clip_text_load_weights(net, path, err);
 }
+static int clip_save(const void *net, const char *dir, JtError *err) {
+    return clip_text_save(net, dir, err);
+}
 
 #define UNSUPPORTED(cls, what, why)                                                                \
     { .class_name = cls, .summary = what, .refusal = why }
@@ -171,7 +174,8 @@ static const ModelKind KINDS[] = {
      .layout = clip_layout,
      .params = clip_params,
      .weights_file = CLIP_TEXT_WEIGHTS_FILE,
-     .load_weights = clip_load_weights},
+     .load_weights = clip_load_weights,
+     .save = clip_save},
     UNSUPPORTED("CLIPTextModelWithProjection",
                 "transformers' CLIP text encoder with projection (SDXL's text_encoder_2)",
                 "the CLIP text encoder (ldm.md 2.7)"),

@@ -32,6 +32,9 @@ typedef struct ModelKind {
      * (NULL: model_slab_load, names exactly the layout's); transformers' classes differ in both. */
     const char *weights_file;
     int (*load_weights)(void *net, const char *path, JtError *err);
+    /* Writes the folder dir (existing) in the class's own layout (NULL: config.json from
+     * to_json + diffusion_pytorch_model.safetensors; with load_weights but no save: read-only). */
+    int (*save)(const void *net, const char *dir, JtError *err);
 } ModelKind;
 
 /* The row for class_name (supported or not), or NULL. */

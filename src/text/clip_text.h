@@ -18,8 +18,8 @@
  * The layout holds transformers 5's names ("embeddings.token_embedding.weight", ...,
  * "final_layer_norm.bias"), in named_parameters() order; a model.safetensors written with
  * transformers 4's "text_model." prefix loads too, and the "position_ids" buffer 4.x saved is
- * ignored. Parameters registered here take PyTorch's module defaults (blocks.h), not transformers'
- * _init_weights: the encoder is loaded and frozen, never trained by jtrak. */
+ * ignored. Parameters registered here take PyTorch's module defaults (blocks.h); `jtrak init`
+ * draws transformers' _init_weights distribution instead (clip_text_init_params). */
 #ifndef JTRAK_TEXT_CLIP_TEXT_H
 #define JTRAK_TEXT_CLIP_TEXT_H
 
@@ -84,6 +84,29 @@ size_t clip_text_num_params(const ClipText *net);
 int clip_text_load_weights(ClipText *net, const char *path, JtError *err);
 /* config.json + model.safetensors of a transformers folder. */
 int clip_text_load(ClipText **out, const char *dir, JtError *err);
+
+/* ---- init and save (clip_text_init.c) ---- */
+
+/* Shipped configs: "clip-tiny" (hidden 32, MLP 37, 4 heads, 2 layers, the default vocabulary of
+ * 49408 tokens, 77 positions, quick_gelu, transformers' default token ids). Returns 1 and fills
+ * cfg for a shipped name, else 0. */
+int clip_text_config_preset(const char *name, ClipTextConfig *cfg);
+const char *clip_text_config_preset_names(void);
+/* Random weights as transformers 5.23's CLIPPreTrainedModel._init_weights with
+ * initializer_factor 1 (the distribution; the draws are jtrak's Philox streams keyed by (seed,
+ * tensor index)): embeddings N(0, 0.02^2), q/k/v and fc2 N(0, 1/(2 N D)), out_proj N(0, 1/D),
+ * fc1 N(0, 1/(2D)), biases 0, LayerNorms weight 1 and bias 0. */
+void clip_text_init_params(ClipText *net, uint64_t seed);
+/* The std clip_text_init_params draws the named tensor with (0: a constant tensor), -1 for a
+ * name it has no rule for. */
+double clip_text_init_std(const ClipTextConfig *cfg, const char *name);
+/* transformers' config.json of a CLIPTextModel (architectures, model_type "clip_text_model",
+ * every CLIPTextConfig field; malloc'd), which CLIPTextModel.from_pretrained and
+ * clip_text_config_from_json both read. */
+char *clip_text_config_to_transformers_json(const ClipTextConfig *cfg);
+/* Writes dir/config.json (above) and dir/model.safetensors (F32, transformers 5 names, metadata
+ * format "pt"), creating dir and its parents; each file atomically. */
+int clip_text_save(const ClipText *net, const char *dir, JtError *err);
 
 /* ---- forward ---- */
 typedef struct ClipTextRun ClipTextRun;
