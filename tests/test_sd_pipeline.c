@@ -17,6 +17,7 @@
 #include "helpers/fixture_npy.h"
 #include "helpers/numcheck.h"
 #include "helpers/tmpdir.h"
+#include "io/npy.h"
 #include "io/safetensors.h"
 #include "model/model.h"
 #include "text/clip_text.h"
@@ -29,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define FIX JTRAK_FIXTURES "/sd_pipeline"
 #define PIPE FIX "/pipe"
@@ -434,5 +436,62 @@ Test(sd_pipeline, cli_tokenize_pipeline_tokenizer) {
         k +=
             (size_t)snprintf(want + k, sizeof want - k, "%d%c", e->ids[i], i + 1 < NL ? ' ' : '\n');
     cr_assert_str_eq(out, want);
+    free(e);
+}
+
+/* ---- the CLI on the folder: `jtrak sample --model PIPE --prompts FILE` as a user types it ---- */
+
+/* The pipeline folder itself as --model: its unet/, scheduler/ (SD's DDIM), text_encoder/,
+ * tokenizer/ and vae/ are taken from model_index.json, the prompts tokenized and encoded in-process
+ * with "" as the unconditional prompt, guided DDIM from the fixture's latents. The trajectory must
+ * hold diffusers' prompt embeddings and every step's latents (the tolerances above), record the
+ * prompts, and say once that the long prompt was truncated. */
+Test(sd_pipeline, cli_sample_on_the_folder_matches_the_pipeline) {
+    Expect *e = read_expect();
+    char noise[400], prompts[400], out[400], args[1800], err[4096];
+    snprintf(noise, sizeof noise, "%s/latents.npy", test_tmp);
+    snprintf(prompts, sizeof prompts, "%s/prompts.txt", test_tmp);
+    snprintf(out, sizeof out, "%s/T", test_tmp);
+    const size_t shape[4] = {NB, LC, LH, LW};
+    JtError jerr;
+    cr_assert_eq(npy_write(noise, NPY_F32, 4, shape, e->latents_in, &jerr), JT_OK, "%s", jerr.msg);
+    FILE *f = fopen(prompts, "w");
+    cr_assert_not_null(f);
+    fprintf(f, "%s\n%s\n", PROMPTS[0], PROMPTS[1]);
+    fclose(f);
+    snprintf(args, sizeof args,
+             "sample --model %s --prompts %s --guidance 3 --sampler ddim --steps %d --noise %s "
+             "--out %s --quiet",
+             PIPE, prompts, S, noise, out);
+    cr_assert_eq(cli_run(args, err, sizeof err), 0, "jtrak %s: %s", args, err);
+    const char *warn = strstr(err, "truncated");
+    cr_assert(warn && !strstr(warn + 1, "truncated") && strstr(err, "prompt 1"),
+              "the truncation of prompt 1 is said once: %s", err);
+
+    char path[500];
+    snprintf(path, sizeof path, "%s/trajectory.safetensors", out);
+    Trajectory tr;
+    cr_assert_eq(traj_load(&tr, path, &jerr), JT_OK, "%s", jerr.msg);
+    cr_assert(tr.n == NB && tr.S == S && tr.ctx_len == NL && tr.ctx_dim == ND && tr.guidance == 3);
+    for (int k = 0; k < S; k++)
+        cr_assert_eq(tr.timesteps[k], e->timesteps[k]);
+    cr_assert(tr.prompts && strcmp(tr.prompts[0], PROMPTS[0]) == 0 &&
+              strcmp(tr.prompts[1], PROMPTS[1]) == 0);
+    /* encode_prompt's embeddings within float32 rounding of a 2-layer encoder */
+    expect_close("encoder_hidden_states", tr.context, e->prompt_embeds, NB * NL * ND, 1e-5, 1e-5);
+    expect_close("uncond_context", tr.uncond_context, e->negative_embeds, NL * ND, 1e-5, 1e-5);
+    for (int k = 0; k < S; k++)
+        for (int b = 0; b < NB; b++) {
+            const float *got =
+                k + 1 < S ? tr.x_t + ((size_t)b * S + k + 1) * LAT : tr.x_0 + (size_t)b * LAT;
+            char what[64];
+            snprintf(what, sizeof what, "sample %d after step %d", b, k);
+            expect_close(what, got, e->step_latents + ((size_t)k * NB + b) * LAT, LAT, LAT_ATOL,
+                         LAT_RTOL);
+        }
+    /* the pipeline's vae/ decoded the PNGs without --vae */
+    snprintf(path, sizeof path, "%s/samples.png", out);
+    cr_assert_eq(access(path, F_OK), 0, "no %s", path);
+    traj_free(&tr);
     free(e);
 }
