@@ -19,5 +19,6 @@ int cmd_encode(int argc, char **argv);
 int cmd_encode_text(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_pipeline(int argc, char **argv);
+int cmd_tokenizer(int argc, char **argv);
 
 #endif

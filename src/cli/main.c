@@ -28,6 +28,7 @@ static const Command COMMANDS[] = {
     {"sample", cmd_sample, "draw samples (DDPM or DDIM) and save their full trajectories"},
     {"score", cmd_score, "attribution scores of generated samples, per sampling step"},
     {"tokenize", cmd_tokenize, "the CLIP token ids of a prompt (a tokenizer folder's vocabulary)"},
+    {"tokenizer", cmd_tokenizer, "a CLIP tokenizer folder from OpenCLIP's BPE merges file (offline)"},
     {"train", cmd_train, "train a DDPM U-Net on a dataset (resumable)"},
     {"train-vae", cmd_train_vae, "train an AutoencoderKL (MSE + beta KL) on a dataset (resumable)"},
 };

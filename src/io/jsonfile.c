@@ -46,3 +46,26 @@ const char *json_str(const cJSON *o, const char *key) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
+
+char *json_print_indent2(const cJSON *o) {
+    char *text = cJSON_Print(o);
+    CHECK(text != NULL, "cJSON_Print failed");
+    /* cJSON indents with tabs and puts a tab after ':'; strings escape their own tabs, so every
+     * raw tab is layout */
+    size_t len = strlen(text), k = 0;
+    char *out = xmalloc(2 * len + 2);
+    int line_start = 1;
+    for (size_t i = 0; i < len; i++) {
+        if (text[i] == '\t') {
+            out[k++] = ' ';
+            if (line_start) out[k++] = ' ';
+            continue;
+        }
+        line_start = text[i] == '\n';
+        out[k++] = text[i];
+    }
+    out[k++] = '\n';
+    out[k] = 0;
+    free(text);
+    return out;
+}

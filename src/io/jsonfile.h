@@ -15,4 +15,8 @@ cJSON *json_load_file(const char *path, JtError *err);
 /* The string member `key` of o, or NULL when absent or not a string. */
 const char *json_str(const cJSON *o, const char *key);
 
+/* o as text the way Python's json.dumps(indent=2) lays it out (two spaces per level, one space
+ * after a colon), with a final newline; malloc'd. */
+char *json_print_indent2(const cJSON *o);
+
 #endif

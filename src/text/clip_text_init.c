@@ -14,6 +14,7 @@
  * draws are jtrak's Philox streams keyed by (seed, tensor index), as layout_init_params: the
  * distribution is transformers', the values are not torch's. */
 #include "core/rng.h"
+#include "io/jsonfile.h"
 #include "io/model_folder.h"
 #include "io/safetensors.h"
 #include "text/clip_text.h"
@@ -126,25 +127,8 @@ char *clip_text_config_to_transformers_json(const ClipTextConfig *c) {
     cJSON_AddNumberToObject(o, "projection_dim", c->projection_dim);
     cJSON_AddStringToObject(o, "transformers_version", CLIP_INIT_TRANSFORMERS_VERSION);
     cJSON_AddNumberToObject(o, "vocab_size", c->vocab_size);
-    char *text = cJSON_Print(o);
-    CHECK(text != NULL, "cJSON_Print failed");
+    char *out = json_print_indent2(o);
     cJSON_Delete(o);
-    /* cJSON's tabs as json.dumps(indent=2) spaces: two per indent level, one after a colon */
-    size_t len = strlen(text), k = 0;
-    char *out = xmalloc(2 * len + 2);
-    int line_start = 1;
-    for (size_t i = 0; i < len; i++) {
-        if (text[i] == '\t') {
-            out[k++] = ' ';
-            if (line_start) out[k++] = ' ';
-            continue;
-        }
-        line_start = text[i] == '\n';
-        out[k++] = text[i];
-    }
-    out[k++] = '\n';
-    out[k] = 0;
-    free(text);
     return out;
 }
 

@@ -238,6 +238,16 @@ static size_t utf8_check(const char *s, size_t n) {
     return n;
 }
 
+size_t clip_byte_symbol(int b, char out[5]) {
+    size_t n = utf8_put(out, byte_to_cp(b & 255));
+    out[n] = 0;
+    return n;
+}
+
+size_t clip_utf8_check(const char *s, size_t n) {
+    return utf8_check(s, n);
+}
+
 /* ---------------------------------------------------------------- loading */
 
 typedef struct {

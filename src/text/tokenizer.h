@@ -10,6 +10,7 @@
 #include "core/common.h"
 
 #include <stdint.h>
+#include <stddef.h>
 
 typedef struct ClipTokenizer ClipTokenizer;
 
@@ -39,5 +40,11 @@ int clip_tokenizer_vocab_size(const ClipTokenizer *t); /* 1 + the largest id */
 uint64_t clip_tokenizer_fingerprint(const ClipTokenizer *t);
 /* Which files were read: "vocab.json+merges.txt" or "tokenizer.json". */
 const char *clip_tokenizer_layout(const ClipTokenizer *t);
+
+/* GPT-2's bytes_to_unicode symbol of byte b as NUL-terminated UTF-8 in out; returns its length
+ * (the vocabulary's first 256 ids are these symbols, in that table's order: tokenizer_build.h). */
+size_t clip_byte_symbol(int b, char out[5]);
+/* Strict UTF-8 check of n bytes: the offset of the first bad sequence, or n when all is well. */
+size_t clip_utf8_check(const char *s, size_t n);
 
 #endif
