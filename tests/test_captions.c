@@ -12,6 +12,7 @@
 #include "data/context.h"
 #include "data/dataset.h"
 #include "helpers/cli_run.h"
+#include "helpers/tiny_cond.h"
 #include "helpers/tmpdir.h"
 #include "io/jsonfile.h"
 #include "io/npy.h"
@@ -567,20 +568,7 @@ Test(captions, encode_text_refusals) {
 
 /* A tiny UNet2DConditionModel config for 8x8 RGB and 32-wide contexts (the fixture CLIP's). */
 static void write_cond_config(const char *path) {
-    JtError err;
-    cJSON *o = json_load_file(JTRAK_FIXTURES "/unet_cond/cond2_8x12/config.json", &err);
-    cr_assert_not_null(o, "%s", err.msg);
-    cJSON_ReplaceItemInObject(o, "in_channels", cJSON_CreateNumber(3));
-    cJSON_ReplaceItemInObject(o, "out_channels", cJSON_CreateNumber(3));
-    cJSON_ReplaceItemInObject(o, "sample_size", cJSON_CreateNumber(8));
-    cJSON_ReplaceItemInObject(o, "cross_attention_dim", cJSON_CreateNumber(32));
-    char *text = cJSON_Print(o);
-    FILE *f = fopen(path, "w");
-    cr_assert_not_null(f);
-    fputs(text, f);
-    fclose(f);
-    free(text);
-    cJSON_Delete(o);
+    test_write_tiny_cond_config(path, 3, 8, 32);
 }
 
 Test(captions, context_for_another_dataset_refused) {

@@ -18,6 +18,7 @@
 #include "helpers/cli_run.h"
 #include "helpers/model_unet.h"
 #include "helpers/numcheck.h"
+#include "helpers/tiny_cond.h"
 #include "helpers/tmpdir.h"
 #include "io/jsonfile.h"
 #include "io/npy.h"
@@ -61,25 +62,9 @@ static void write_f32(const char *path, int ndim, const size_t *shape, const flo
     cr_assert(npy_write(path, NPY_F32, ndim, shape, v, &err) == JT_OK, "%s", err.msg);
 }
 
-/* The tiny UNet2DConditionModel: the cond2_8x12 fixture's architecture made 1-channel 8x8 with a
- * context width of DC. */
+/* The tiny UNet2DConditionModel: 1 channel, 8x8, a context width of DC. */
 static void write_tiny_cond_config(const char *path) {
-    char src[400];
-    snprintf(src, sizeof src, "%s/unet_cond/cond2_8x12/config.json", JTRAK_FIXTURES);
-    JtError err;
-    cJSON *o = json_load_file(src, &err);
-    cr_assert(o != NULL, "%s", err.msg);
-    cJSON_ReplaceItemInObject(o, "in_channels", cJSON_CreateNumber(1));
-    cJSON_ReplaceItemInObject(o, "out_channels", cJSON_CreateNumber(1));
-    cJSON_ReplaceItemInObject(o, "sample_size", cJSON_CreateNumber(8));
-    cJSON_ReplaceItemInObject(o, "cross_attention_dim", cJSON_CreateNumber(DC));
-    char *text = cJSON_Print(o);
-    FILE *f = fopen(path, "w");
-    cr_assert(f != NULL);
-    fputs(text, f);
-    fclose(f);
-    free(text);
-    cJSON_Delete(o);
+    test_write_tiny_cond_config(path, 1, 8, DC);
 }
 
 static void setup(void) {

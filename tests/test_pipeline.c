@@ -9,6 +9,7 @@
 #include "core/config_fields.h"
 #include "helpers/cli_run.h"
 #include "helpers/tiny_unet.h"
+#include "helpers/tiny_cond.h"
 #include "helpers/tmpdir.h"
 #include "io/model_folder.h"
 #include "io/npy.h"
@@ -69,17 +70,8 @@ static char *replace(const char *text, const char *from, const char *to) {
 /* A UNet2DConditionModel folder (cond2_8x12's architecture at 8x8) of context width xdim and
  * in/out channels ch, seeded weights. */
 static const char *make_unet(const char *name, int xdim, int ch) {
-    char *cfg = slurp(FIX "/unet_cond/cond2_8x12/config.json");
-    char a[64], b[64], c[64];
-    snprintf(a, sizeof a, "\"cross_attention_dim\": %d", xdim);
-    snprintf(b, sizeof b, "\"in_channels\": %d", ch);
-    snprintf(c, sizeof c, "\"out_channels\": %d", ch);
-    char *t1 = replace(cfg, "\"cross_attention_dim\": 24", a);
-    char *t2 = replace(t1, "\"in_channels\": 4", b);
-    char *t3 = replace(t2, "\"out_channels\": 4", c);
     const char *cpath = tmp("ucfg.json");
-    spit(cpath, t3);
-    free(cfg), free(t1), free(t2), free(t3);
+    test_write_tiny_cond_config(cpath, ch, 0, xdim);
     const ModelKind *k;
     void *uc;
     JtError err = {{0}};

@@ -17,6 +17,7 @@
 #include "diffusion/trajectory.h"
 #include "helpers/cli_run.h"
 #include "helpers/model_unet.h"
+#include "helpers/tiny_cond.h"
 #include "helpers/tmpdir.h"
 #include "io/jsonfile.h"
 #include "io/npy.h"
@@ -277,23 +278,10 @@ static int exists(const char *path) {
 /* The tiny UNet2DConditionModel of test_context (the cond2_8x12 fixture's architecture, 1
  * channel, 8x8) with cross_attention_dim X, saved to dir. */
 static void write_cond_model(const char *dir, int X) {
-    char src[400], cfgp[400];
-    snprintf(src, sizeof src, "%s/unet_cond/cond2_8x12/config.json", JTRAK_FIXTURES);
+    char cfgp[400];
     snprintf(cfgp, sizeof cfgp, "%s.config.json", dir);
+    test_write_tiny_cond_config(cfgp, 1, 8, X);
     JtError err;
-    cJSON *o = json_load_file(src, &err);
-    cr_assert(o != NULL, "%s", err.msg);
-    cJSON_ReplaceItemInObject(o, "in_channels", cJSON_CreateNumber(1));
-    cJSON_ReplaceItemInObject(o, "out_channels", cJSON_CreateNumber(1));
-    cJSON_ReplaceItemInObject(o, "sample_size", cJSON_CreateNumber(8));
-    cJSON_ReplaceItemInObject(o, "cross_attention_dim", cJSON_CreateNumber(X));
-    char *text = cJSON_Print(o);
-    FILE *f = fopen(cfgp, "w");
-    cr_assert(f != NULL);
-    fputs(text, f);
-    fclose(f);
-    free(text);
-    cJSON_Delete(o);
     const ModelKind *kind;
     void *cfg = NULL;
     cr_assert(model_kind_load_config(cfgp, &kind, &cfg, &err) == JT_OK, "%s", err.msg);

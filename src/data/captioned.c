@@ -20,18 +20,7 @@ typedef struct {
 
 static int captioned_get(DataSource *src, size_t i, DataRaw *img, JtError *err) {
     CaptionedImpl *m = src->impl;
-    data_image_free(&m->image);
-    char what[1024];
-    snprintf(what, sizeof what, "image %zu of %s (%s)", i, src->what, m->caps.files[i]);
-    if (data_image_read(m->caps.files[i], what, &m->image, err) != JT_OK) return JT_ERR;
-    img->data = m->image.pixels;
-    img->h = m->image.h;
-    img->w = m->image.w;
-    img->c = m->image.c;
-    img->sy = (ptrdiff_t)m->image.w * m->image.c;
-    img->sx = m->image.c;
-    img->sc = 1;
-    return JT_OK;
+    return data_image_fetch(m->caps.files[i], i, src->what, &m->image, img, err);
 }
 
 static const char *captioned_item_name(const DataSource *src, size_t i) {

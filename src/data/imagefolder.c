@@ -219,20 +219,25 @@ int data_image_read(const char *path, const char *what, DataImage *img, JtError 
     return rc;
 }
 
+int data_image_fetch(const char *path, size_t i, const char *src_what, DataImage *image,
+                     DataRaw *raw, JtError *err) {
+    data_image_free(image);
+    char what[1024];
+    snprintf(what, sizeof what, "image %zu of %s (%s)", i, src_what, path);
+    if (data_image_read(path, what, image, err) != JT_OK) return JT_ERR;
+    raw->data = image->pixels;
+    raw->h = image->h;
+    raw->w = image->w;
+    raw->c = image->c;
+    raw->sy = (ptrdiff_t)image->w * image->c;
+    raw->sx = image->c;
+    raw->sc = 1;
+    return JT_OK;
+}
+
 static int folder_get(DataSource *src, size_t i, DataRaw *img, JtError *err) {
     FolderImpl *m = src->impl;
-    data_image_free(&m->image);
-    char what[1024];
-    snprintf(what, sizeof what, "image %zu of %s (%s)", i, src->what, m->files[i]);
-    if (data_image_read(m->files[i], what, &m->image, err) != JT_OK) return JT_ERR;
-    img->data = m->image.pixels;
-    img->h = m->image.h;
-    img->w = m->image.w;
-    img->c = m->image.c;
-    img->sy = (ptrdiff_t)m->image.w * m->image.c;
-    img->sx = m->image.c;
-    img->sc = 1;
-    return JT_OK;
+    return data_image_fetch(m->files[i], i, src->what, &m->image, img, err);
 }
 
 static const char *folder_item_name(const DataSource *src, size_t i) {

@@ -93,6 +93,10 @@ int data_image_decode(const uint8_t *buf, size_t len, const char *what, DataImag
 void data_image_free(DataImage *img);
 /* Reads the file at path (refused above INT_MAX bytes) and decodes it as data_image_decode. */
 int data_image_read(const char *path, const char *what, DataImage *img, JtError *err);
+/* A file source's get: frees *image, decodes path (row i of the source src_what, named so in
+ * messages) into it and views it as *raw (h, w, c interleaved). */
+int data_image_fetch(const char *path, size_t i, const char *src_what, DataImage *image,
+                     DataRaw *raw, JtError *err);
 
 /* Captioned sources (captioned.c): coco:ANNOTATIONS.json[,IMAGEDIR] and captions:FILE[,IMAGEDIR]
  * (data/captions.h), unlabelled, images decoded as folder: does, item names the file names as the

@@ -1,0 +1,25 @@
+/* tiny_cond.c: see tiny_cond.h. */
+#include "helpers/tiny_cond.h"
+
+#include "io/jsonfile.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+void test_write_tiny_cond_config(const char *path, int channels, int size, int context_dim) {
+    JtError err;
+    cJSON *o = json_load_file(JTRAK_FIXTURES "/unet_cond/cond2_8x12/config.json", &err);
+    cr_assert_not_null(o, "%s", err.msg);
+    cJSON_ReplaceItemInObject(o, "in_channels", cJSON_CreateNumber(channels));
+    cJSON_ReplaceItemInObject(o, "out_channels", cJSON_CreateNumber(channels));
+    if (size) cJSON_ReplaceItemInObject(o, "sample_size", cJSON_CreateNumber(size));
+    cJSON_ReplaceItemInObject(o, "cross_attention_dim", cJSON_CreateNumber(context_dim));
+    char *text = cJSON_Print(o);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f, "cannot write %s", path);
+    fputs(text, f);
+    fclose(f);
+    free(text);
+    cJSON_Delete(o);
+}

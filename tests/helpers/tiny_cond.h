@@ -1,0 +1,11 @@
+/* tiny_cond.h: the small UNet2DConditionModel the text-conditional tests build on: the
+ * cond2_8x12 fixture's architecture (tests/fixtures/unet_cond) with its channels, size and
+ * context width set per test. */
+#ifndef JTRAK_TEST_TINY_COND_H
+#define JTRAK_TEST_TINY_COND_H
+
+/* Writes the config.json to path: in/out channels `channels`, sample_size `size` (0 keeps the
+ * fixture's 8x12), cross_attention_dim `context_dim`. Fails the test on error. */
+void test_write_tiny_cond_config(const char *path, int channels, int size, int context_dim);
+
+#endif
