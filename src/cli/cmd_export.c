@@ -91,8 +91,9 @@ static int export_captions(const Dataset *ds, const char *tmpl, char ***texts, J
                              "%zu (source image %zu) of %s has no label",
                              tmpl, i, ds->index[i], ds->description);
             else if (!t[i][0])
-                rc = jt_fail(err, "--caption \"%.80s\": the caption of row %zu is empty (a "
-                                  "captioned dataset refuses empty captions)",
+                rc = jt_fail(err,
+                             "--caption \"%.80s\": the caption of row %zu is empty (a "
+                             "captioned dataset refuses empty captions)",
                              tmpl, i);
             else if (strlen(t[i]) > CAPTIONS_MAX_TEXT)
                 rc = jt_fail(err, "--caption: the caption of row %zu has %zu bytes, more than %d",
@@ -203,8 +204,10 @@ static int export_write(const Dataset *ds, char *const *texts, const char *tmp, 
         Captions back;
         rc = captions_read(&back, CAPTIONS_CSV, csv_path, NULL, err);
         if (rc == JT_OK) {
-            CHECK(back.n == ds->n && back.n_texts == ds->n, "export: %zu images, %zu captions "
-                  "read back from %zu rows", back.n, back.n_texts, ds->n);
+            CHECK(back.n == ds->n && back.n_texts == ds->n,
+                  "export: %zu images, %zu captions "
+                  "read back from %zu rows",
+                  back.n, back.n_texts, ds->n);
             for (size_t i = 0; i < ds->n; i++)
                 CHECK(strcmp(captions_text(&back, i, 0), texts[i]) == 0,
                       "export: row %zu's caption reads back differently", i);
@@ -288,8 +291,10 @@ int cmd_export(int argc, char **argv) {
     }
     if (rc == 0 && drc != JT_OK) rc = cli_error("export", &err);
     if (rc == 0 && ds.latent) {
-        jt_fail(&err, "%s: latent rows have no pixels to export (export the dataset they were "
-                      "encoded from)", ds.description);
+        jt_fail(&err,
+                "%s: latent rows have no pixels to export (export the dataset they were "
+                "encoded from)",
+                ds.description);
         rc = cli_error("export", &err);
     }
     if (rc == 0 && ds.n == 0) {
@@ -297,7 +302,8 @@ int cmd_export(int argc, char **argv) {
         rc = cli_error("export", &err);
     }
     char **texts = NULL;
-    if (rc == 0 && export_captions(&ds, tmpl, &texts, &err) != JT_OK) rc = cli_error("export", &err);
+    if (rc == 0 && export_captions(&ds, tmpl, &texts, &err) != JT_OK)
+        rc = cli_error("export", &err);
     char fp_hex[17] = "", cap_hex[17] = "";
     if (rc == 0) {
         data_fingerprint_hex(&ds, fp_hex);
