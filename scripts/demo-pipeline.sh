@@ -27,11 +27,12 @@
 #   TOKENIZER=DIR  use this tokenizer folder instead of building one from BPE
 #   TEXT_CONFIG=F  a CLIPTextModel config.json for jtrak init instead of clip-tiny
 #   CHECK=0        skip ref/check_pipeline.py
+#   JTRAK=FILE     the jtrak binary (default BUILD_DIR/jtrak)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${1:-build}
 case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
-J=$BUILD/jtrak
+J=${JTRAK:-$BUILD/jtrak}
 [ -x "$J" ] || { echo "demo-pipeline: $J not built (run make)" >&2; exit 1; }
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 
