@@ -46,7 +46,7 @@ elif [ "$QUICK" = 1 ]; then
     SAMPLE_STEPS=10; NSAMP=2; K=128; S=2; R=4
 else
     DEF_W=out/demo-pipeline; DEF_N=2000; VAE_STEPS=200; VAE_WARMUP=50; STEPS=1000; WARMUP=100
-    SAMPLE_STEPS=20; NSAMP=4; K=2048; S=5; R=20
+    SAMPLE_STEPS=20; NSAMP=4; K=1024; S=5; R=20
 fi
 W=${W:-$ROOT/$DEF_W}
 N=${N:-$DEF_N}
