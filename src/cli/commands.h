@@ -20,5 +20,6 @@ int cmd_encode_text(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_pipeline(int argc, char **argv);
 int cmd_tokenizer(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 
 #endif

@@ -19,6 +19,7 @@ static const Command COMMANDS[] = {
     {"demo-ldm", cmd_demo_ldm, "the latent, text-conditional system on Fashion-MNIST (offline)"},
     {"encode", cmd_encode, "posterior moments of a dataset under an AutoencoderKL (latents .npy)"},
     {"encode-text", cmd_encode_text, "CLIP text-encoder contexts (N, L, D) of token ids"},
+    {"export", cmd_export, "write a dataset's rows as PNGs + captions.csv (a captions: source)"},
     {"featurize", cmd_featurize, "TRAK features and kernels of the training set for an ensemble"},
     {"info", cmd_info, "describe a model folder (config, parameters, memory per batch)"},
     {"init", cmd_init, "create a model folder with freshly initialised weights from a config.json"},

@@ -239,6 +239,25 @@ static void field_put(Field *f, char ch) {
     f->b[f->n++] = ch;
 }
 
+char *captions_csv_field(const char *s) {
+    size_t n = strlen(s), quotes = 0;
+    int quote = n == 0 || s[0] == ' ' || s[n - 1] == ' ';
+    for (size_t i = 0; i < n; i++) {
+        quotes += s[i] == '"';
+        quote |= s[i] == ',' || s[i] == '"' || s[i] == '\r' || s[i] == '\n';
+    }
+    if (!quote) return xstrdup(s);
+    char *out = xmalloc(n + quotes + 3), *o = out;
+    *o++ = '"';
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '"') *o++ = '"';
+        *o++ = s[i];
+    }
+    *o++ = '"';
+    *o = 0;
+    return out;
+}
+
 /* RFC 4180: fields separated by ',', records by CRLF or LF; a field starting with '"' runs to the
  * next '"' not doubled, and may hold ',', newlines and "" (one quote). */
 static int parse_csv(Captions *c, const char *buf, size_t len, RecordList *l, JtError *err) {

@@ -61,6 +61,11 @@ const char *captions_text(const Captions *c, size_t i, size_t k);
  * context file records as the fingerprint of the captions it encodes. */
 uint64_t captions_fingerprint_texts(const char *const *texts, size_t n);
 
+/* s as one CSV field the CSV reader above reads back as s (RFC 4180): in double quotes, with each
+ * quote doubled, when s holds a comma, a quote, CR or LF, starts or ends with a space, or is
+ * empty; else s unchanged. malloc'd. */
+char *captions_csv_field(const char *s);
+
 /* 1 when the n bytes are valid UTF-8 (no overlong forms, surrogates or code points past U+10FFFF)
  * without NUL bytes; else 0 and *bad = the offset of the first offending byte. */
 int captions_utf8_valid(const char *s, size_t n, size_t *bad);

@@ -19,7 +19,8 @@ static const char *const NAMES[ARTIFACT_KINDS] = {"nothing",
                                                   "a score folder",
                                                   "an LDS folder",
                                                   "a counterfactual folder",
-                                                  "a pipeline folder"};
+                                                  "a pipeline folder",
+                                                  "an image export"};
 
 const char *artifact_kind_name(ArtifactKind k) {
     CHECK(k >= ARTIFACT_NONE && k < ARTIFACT_KINDS, "bad artifact kind %d", (int)k);
@@ -58,7 +59,8 @@ ArtifactKind artifact_kind(const char *dir, char *marker, size_t cap) {
         } formats[] = {{"jtrak-features-v1", ARTIFACT_STORE},
                        {"jtrak-scores-v1", ARTIFACT_SCORES},
                        {"jtrak-lds-v1", ARTIFACT_LDS},
-                       {"jtrak-lds-heldout-v1", ARTIFACT_LDS}};
+                       {"jtrak-lds-heldout-v1", ARTIFACT_LDS},
+                       {"jtrak-export-v1", ARTIFACT_EXPORT}};
         ArtifactKind k = ARTIFACT_UNKNOWN;
         for (size_t i = 0; fmt && i < sizeof formats / sizeof *formats; i++)
             if (strcmp(fmt, formats[i].format) == 0) k = formats[i].kind;

@@ -4,7 +4,7 @@
  * "format"), a counterfactual folder (counterfactual.json), a trajectory folder
  * (trajectory.safetensors), a training run (training.json or train_state.safetensors), a model
  * folder (config.json with diffusion_pytorch_model.safetensors), a pipeline folder
- * (model_index.json). */
+ * (model_index.json), an image export (manifest.json's format jtrak-export-v1). */
 #ifndef JTRAK_ARTIFACT_H
 #define JTRAK_ARTIFACT_H
 
@@ -24,6 +24,7 @@ typedef enum {
     ARTIFACT_LDS,        /* an LDS folder (jtrak-lds-v1, or its gt-heldout jtrak-lds-heldout-v1) */
     ARTIFACT_COUNTERFACTUAL, /* a counterfactual folder (counterfactual.json) */
     ARTIFACT_PIPELINE,       /* a diffusers pipeline folder (model_index.json) */
+    ARTIFACT_EXPORT,         /* PNGs + captions.csv written by jtrak export (jtrak-export-v1) */
     ARTIFACT_KINDS
 } ArtifactKind;
 
