@@ -8,7 +8,7 @@
 #   text_encoder  jtrak init --config clip-tiny                        (random CLIPTextModel)
 #   export        jtrak export --data fashion-mnist --caption "a photo of a {class}"
 #   vae, encode   jtrak train-vae / encode on captions:W/fm/captions.csv (padded to 32x32)
-#   contexts      jtrak encode-text --captions ...; the empty prompt's (tokenize --out + --ids)
+#   contexts      jtrak encode-text --captions ...; the empty prompt's (encode-text --text '')
 #   train         jtrak train --config ldm-xs (cross_attention_dim 32) ... --vae --text-encoder
 #                 --tokenizer --out W/pipe                             (a pipeline folder)
 #   sample        jtrak sample --model W/pipe --prompt "a photo of a trouser" --guidance 3 (DDIM)
@@ -123,9 +123,8 @@ stage encode "$J" encode --vae "$W/vae" --data "$CAPS" --size 32 --fit pad --out
 stage contexts "$J" encode-text --captions "$CAPS" --text-encoder "$W/text_encoder" \
     --tokenizer "$TOK" --out "$W/ctx.npy"
 empty_context() {
-    "$J" tokenize --tokenizer "$TOK" --out "$W/empty_ids.npy" "" >/dev/null &&
-        "$J" encode-text --text-encoder "$W/text_encoder" --ids "$W/empty_ids.npy" \
-            --out "$W/empty_ctx.npy"
+    "$J" encode-text --text "" --text-encoder "$W/text_encoder" --tokenizer "$TOK" \
+        --out "$W/empty_ctx.npy"
 }
 stage empty "empty_context"
 

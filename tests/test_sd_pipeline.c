@@ -495,3 +495,40 @@ Test(sd_pipeline, cli_sample_on_the_folder_matches_the_pipeline) {
     traj_free(&tr);
     free(e);
 }
+
+/* `jtrak encode-text --text ""`: the unconditional context a user passes as --uncond npy:FILE is
+ * the pipeline's negative_prompt_embeds for "" (encode_prompt); --text excludes --ids and
+ * --captions, needs --tokenizer, and a failed run leaves no file. */
+Test(sd_pipeline, cli_encode_text_of_the_empty_prompt) {
+    Expect *e = read_expect();
+    char out[400], args[1600], err[4096];
+    snprintf(out, sizeof out, "%s/empty.npy", test_tmp);
+    snprintf(args, sizeof args,
+             "encode-text --text '' --text-encoder %s/text_encoder --tokenizer %s/tokenizer "
+             "--out %s",
+             PIPE, PIPE, out);
+    cr_assert_eq(cli_run(args, err, sizeof err), 0, "jtrak %s: %s", args, err);
+    NpyShape shp;
+    float *got = fixture_npy_f32(out, &shp);
+    cr_assert(shp.ndim == 3 && shp.shape[0] == 1 && shp.shape[1] == NL && shp.shape[2] == ND);
+    expect_close("encode-text --text ''", got, e->negative_embeds, NL * ND, 1e-5, 1e-5);
+    free(got);
+    free(e);
+
+    char bad[400];
+    snprintf(bad, sizeof bad, "%s/bad.npy", test_tmp);
+    cli_expect_failure(err, sizeof err, 2, "encode-text", (const char *const[]){"--text", NULL},
+                       "encode-text --text '' --text-encoder %s/text_encoder --out %s", PIPE, bad);
+    cli_expect_failure(err, sizeof err, 2, "encode-text", (const char *const[]){"one of", NULL},
+                       "encode-text --text '' --ids x.npy --text-encoder %s/text_encoder "
+                       "--tokenizer %s/tokenizer --out %s",
+                       PIPE, PIPE, bad);
+    /* a tokenizer folder that is not one: refused, nothing written */
+    cli_expect_failure(err, sizeof err, 1, "encode-text", (const char *const[]){"vae", NULL},
+                       "encode-text --text 'a cat' --text-encoder %s/text_encoder --tokenizer "
+                       "%s/vae --out %s",
+                       PIPE, PIPE, bad);
+    char man[420];
+    snprintf(man, sizeof man, "%s.json", bad);
+    cr_assert(access(bad, F_OK) != 0 && access(man, F_OK) != 0, "a failed run left files");
+}

@@ -18,6 +18,7 @@
 #include "data/captions.h"
 #include "data/context.h"
 #include "data/source.h"
+#include "io/jsonfile.h"
 #include "io/npy.h"
 #include "io/safetensors.h"
 #include "model/model.h"
@@ -100,18 +101,6 @@ static char *hex(uint64_t h, char buf[17]) {
     return buf;
 }
 
-static int write_json(const char *path, cJSON *o, JtError *err) {
-    char *text = cJSON_Print(o);
-    CHECK(text, "cJSON_Print: out of memory");
-    size_t n = strlen(text);
-    text = xrealloc(text, n + 2);
-    text[n] = '\n';
-    text[n + 1] = '\0';
-    int rc = atomic_file_write(path, text, n + 1, err);
-    free(text);
-    return rc;
-}
-
 typedef struct {
     const Model *m;
     const ClipTokenizer *tok;
@@ -164,7 +153,7 @@ static int write_manifest(const char *path, const EncodeCaptionsOptions *o, cons
                                 ? "(N, K, L, D): K captions per row, each encoder_hidden_states"
                                 : "token-major (N, L, D): encoder_hidden_states");
     cJSON_AddStringToObject(j, "contexts_fnv1a64", hex(mi->out_hash, h));
-    int rc = write_json(path, j, err);
+    int rc = json_write_file(path, j, err);
     cJSON_Delete(j);
     return rc;
 }
@@ -175,7 +164,7 @@ static int write_texts(const char *path, const char *const *texts, size_t n, JtE
     cJSON *a = cJSON_AddArrayToObject(j, "captions");
     for (size_t i = 0; i < n; i++)
         cJSON_AddItemToArray(a, cJSON_CreateString(texts[i]));
-    int rc = write_json(path, j, err);
+    int rc = json_write_file(path, j, err);
     cJSON_Delete(j);
     return rc;
 }

@@ -14,10 +14,13 @@
 #include "core/hash.h"
 #include "core/progress.h"
 #include "data/context.h"
+#include "io/jsonfile.h"
 #include "io/npy.h"
 #include "io/safetensors.h"
 #include "model/model.h"
 #include "text/clip_text.h"
+#include "text/text_encode.h"
+#include "text/tokenizer.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -86,18 +89,17 @@ static int read_ids(const char *path, int vocab, int max_len, int **ids, size_t 
     return JT_OK;
 }
 
-static int write_manifest(const char *path, const char *te_dir, const Model *m, const char *ids,
-                          uint64_t ids_hash, int skip, size_t N, int L, int D, uint64_t out_hash,
-                          JtError *err) {
-    char fp[17], ih[17], oh[17];
+/* What every contexts manifest of encode-text says: the encoder, the clip skip, the shape and the
+ * contexts' FNV-1a 64; each mode adds where the ids came from. */
+static cJSON *contexts_manifest(const char *te_dir, const Model *m, int skip, size_t N, int L,
+                                int D, uint64_t out_hash) {
+    char fp[17], oh[17];
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "kind", "text_contexts");
     cJSON_AddStringToObject(o, "text_encoder", te_dir);
     cJSON_AddStringToObject(o, "text_encoder_class", model_kind(m)->class_name);
     cJSON_AddStringToObject(o, "text_encoder_fingerprint",
                             model_fingerprint_hex(model_fingerprint(m), fp));
-    cJSON_AddStringToObject(o, "ids", ids);
-    cJSON_AddStringToObject(o, "ids_fnv1a64", model_fingerprint_hex(ids_hash, ih));
     cJSON_AddNumberToObject(o, "clip_skip", skip);
     cJSON *shape = cJSON_AddArrayToObject(o, "shape");
     cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)N));
@@ -106,17 +108,18 @@ static int write_manifest(const char *path, const char *te_dir, const Model *m, 
     cJSON_AddStringToObject(o, "dtype", "float32");
     cJSON_AddStringToObject(o, "layout", "token-major (N, L, D): encoder_hidden_states");
     cJSON_AddStringToObject(o, "contexts_fnv1a64", model_fingerprint_hex(out_hash, oh));
-    char *text = cJSON_Print(o);
+    return o;
+}
+
+static int write_manifest(const char *path, const char *te_dir, const Model *m, const char *ids,
+                          uint64_t ids_hash, int skip, size_t N, int L, int D, uint64_t out_hash,
+                          JtError *err) {
+    char ih[17];
+    cJSON *o = contexts_manifest(te_dir, m, skip, N, L, D, out_hash);
+    cJSON_AddStringToObject(o, "ids", ids);
+    cJSON_AddStringToObject(o, "ids_fnv1a64", model_fingerprint_hex(ids_hash, ih));
+    int rc = json_write_file(path, o, err);
     cJSON_Delete(o);
-    CHECK(text, "cJSON_Print: out of memory");
-    size_t n = strlen(text);
-    char *withnl = xmalloc(n + 2);
-    memcpy(withnl, text, n);
-    withnl[n] = '\n';
-    withnl[n + 1] = 0;
-    free(text);
-    int rc = atomic_file_write(path, withnl, n + 1, err);
-    free(withnl);
     return rc;
 }
 
@@ -185,12 +188,75 @@ static int encode(const char *te_dir, const char *ids_path, const char *out, int
     return rc;
 }
 
+/* --text TEXT: one text (the empty prompt for --uncond, most often) tokenised and encoded as
+ * StableDiffusionPipeline.encode_prompt does, written as (1, L, D) with its manifest and FILE.json
+ * (the text), so that `--uncond npy:FILE` and `--context npy:FILE` read it. */
+static int encode_text(const char *te_dir, const char *tok_dir, const char *text, const char *out,
+                       int skip, JtError *err) {
+    Model *m = NULL;
+    ClipTokenizer *tok = NULL;
+    if (model_load(te_dir, &m, err) != JT_OK) return JT_ERR;
+    const ClipText *te = model_text_encoder_const(m);
+    int rc = te ? clip_tokenizer_load(&tok, tok_dir, err)
+                : jt_fail(err, "--text-encoder %s: a %s folder, not a CLIPTextModel text encoder",
+                          te_dir, model_kind(m)->class_name);
+    const int L = rc == JT_OK ? clip_tokenizer_max_length(tok) : 0;
+    const int D = te ? clip_text_config(te)->hidden_size : 0;
+    float *ctx = rc == JT_OK ? xmalloc((size_t)L * D * sizeof *ctx) : NULL;
+    TextEncodeNotes notes;
+    if (rc == JT_OK) rc = text_encode(tok, te, &text, 1, skip, ctx, &notes, err);
+    if (rc == JT_OK && notes.n_truncated) {
+        char *msg = text_encode_truncation_message(&notes, &text, "text");
+        fprintf(stderr, "encode-text: warning: %s\n", msg);
+        free(msg);
+    }
+    char *man = xmalloc(strlen(out) + 8);
+    snprintf(man, strlen(out) + 8, "%s.json", out);
+    char *texts = NULL;
+    if (rc == JT_OK) {
+        char tf[17];
+        const uint64_t h = hash_fnv1a(HASH_FNV_OFFSET, ctx, (size_t)L * D * sizeof *ctx);
+        cJSON *o = contexts_manifest(te_dir, m, skip, 1, L, D, h);
+        cJSON_AddStringToObject(o, "text", text);
+        cJSON_AddStringToObject(o, "tokenizer", tok_dir);
+        cJSON_AddStringToObject(o, "tokenizer_fingerprint",
+                                model_fingerprint_hex(clip_tokenizer_fingerprint(tok), tf));
+        rc = json_write_file(man, o, err);
+        cJSON_Delete(o);
+    }
+    /* FILE.json beside FILE.npy lists the text (data/context.h), for the trajectory and report */
+    size_t n = strlen(out);
+    if (rc == JT_OK && n > 4 && strcmp(out + n - 4, ".npy") == 0) {
+        texts = xmalloc(n + 2);
+        memcpy(texts, out, n - 4);
+        strcpy(texts + n - 4, ".json");
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "captions"), cJSON_CreateString(text));
+        rc = json_write_file(texts, o, err);
+        cJSON_Delete(o);
+    }
+    const size_t shape[3] = {1, (size_t)L, (size_t)D};
+    if (rc == JT_OK) rc = npy_write(out, NPY_F32, 3, shape, ctx, err);
+    if (rc != JT_OK) {
+        unlink(man);
+        if (texts) unlink(texts);
+    } else {
+        printf("%s\n", out);
+    }
+    free(man), free(texts), free(ctx);
+    clip_tokenizer_free(tok);
+    model_free(m);
+    return rc;
+}
+
 int cmd_encode_text(int argc, char **argv) {
     Args a;
     args_init(&a, "encode-text", argc, argv);
     if (args_flag(&a, "help")) {
         printf("usage: jtrak encode-text --text-encoder DIR --ids FILE.npy --out FILE.npy "
                "[--clip-skip K] [--batch B]\n"
+               "       jtrak encode-text --text TEXT --text-encoder DIR --tokenizer DIR "
+               "--out FILE.npy [--clip-skip K]\n"
                "       jtrak encode-text --captions SRC --text-encoder DIR --tokenizer DIR "
                "--out FILE.npy\n"
                "                         [--captions-per-image K] [--limit N] [--indices FILE] "
@@ -204,12 +270,16 @@ int cmd_encode_text(int argc, char **argv) {
                "select rows as for --data), each row's first K captions tokenised with the\n"
                "CLIP tokenizer in --tokenizer DIR and encoded: (N, K, L, D) (K default: the\n"
                "fewest captions any row has), or (N, L, D) when K is 1; OUT.json records the\n"
-               "encoder, tokenizer, captions and dataset fingerprints; FILE.json the texts.\n");
+               "encoder, tokenizer, captions and dataset fingerprints; FILE.json the texts.\n"
+               "--text TEXT: one text (e.g. \"\" for the unconditional context: --uncond\n"
+               "npy:OUT) tokenised and encoded as StableDiffusionPipeline does: (1, L, D).\n");
         args_free(&a);
         return 0;
     }
     const char *te = args_str(&a, "text-encoder", NULL), *ids = args_str(&a, "ids", NULL);
     const char *out = args_str(&a, "out", NULL), *caps = args_str(&a, "captions", NULL);
+    const char *text = args_str(&a, "text", NULL);
+    const char *text_tok = text ? args_str(&a, "tokenizer", NULL) : NULL;
     int skip = (int)args_long(&a, "clip-skip", 0, 0, CLIP_TEXT_MAX_LAYERS);
     int batch = (int)args_long(&a, "batch", 16, 1, 4096);
     EncodeCaptionsOptions co = {0};
@@ -221,14 +291,17 @@ int cmd_encode_text(int argc, char **argv) {
         co.per_image = (int)args_long(&a, "captions-per-image", 0, 1, CONTEXT_MAX_PER_ROW);
     }
     int rc = args_finish(&a);
-    if (rc == 0 && caps && ids) {
-        fprintf(stderr, "jtrak encode-text: give --ids or --captions, not both\n");
+    if (rc == 0 && (!!caps + !!ids + !!text) > 1) {
+        fprintf(stderr, "jtrak encode-text: give one of --ids, --captions and --text\n");
+        rc = 2;
+    } else if (rc == 0 && text && (!te || !text_tok || !out)) {
+        fprintf(stderr, "jtrak encode-text: --text needs --text-encoder, --tokenizer and --out\n");
         rc = 2;
     } else if (rc == 0 && caps && (!te || !co.tokenizer || !out)) {
         fprintf(stderr, "jtrak encode-text: --captions needs --text-encoder, --tokenizer and "
                         "--out\n");
         rc = 2;
-    } else if (rc == 0 && !caps && (!te || !ids || !out)) {
+    } else if (rc == 0 && !caps && !text && (!te || !ids || !out)) {
         fprintf(stderr, "jtrak encode-text: --text-encoder, --ids and --out are required (or "
                         "--captions SRC with --tokenizer)\n");
         rc = 2;
@@ -247,6 +320,11 @@ int cmd_encode_text(int argc, char **argv) {
             fprintf(stderr, "jtrak encode-text: %s\n", err.msg);
             return 2;
         }
+        return 0;
+    }
+    if (text) {
+        if (encode_text(te, text_tok, text, out, skip, &err) != JT_OK)
+            return cli_error("encode-text", &err);
         return 0;
     }
     if (encode(te, ids, out, skip, batch, &err) != JT_OK) return cli_error("encode-text", &err);

@@ -1,6 +1,8 @@
 /* jsonfile.c: see jsonfile.h. */
 #include "io/jsonfile.h"
 
+#include "io/safetensors.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,4 +70,16 @@ char *json_print_indent2(const cJSON *o) {
     out[k] = 0;
     free(text);
     return out;
+}
+
+int json_write_file(const char *path, const cJSON *o, JtError *err) {
+    char *text = cJSON_Print(o);
+    CHECK(text != NULL, "cJSON_Print failed (out of memory)");
+    size_t n = strlen(text);
+    text = xrealloc(text, n + 2);
+    text[n] = '\n';
+    text[n + 1] = '\0';
+    int rc = atomic_file_write(path, text, n + 1, err);
+    free(text);
+    return rc;
 }

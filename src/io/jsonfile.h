@@ -19,4 +19,8 @@ const char *json_str(const cJSON *o, const char *key);
  * after a colon), with a final newline; malloc'd. */
 char *json_print_indent2(const cJSON *o);
 
+/* Writes o (cJSON_Print's layout) and a final newline to path atomically (a temporary name, then
+ * renamed: atomic_file_write). */
+int json_write_file(const char *path, const cJSON *o, JtError *err);
+
 #endif

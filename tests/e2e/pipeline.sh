@@ -68,9 +68,14 @@ grep -q '"format": "jtrak-export-v1"' "$W/fm/manifest.json" || fail "export mani
 grep -q "(32, 77, 32)" <(head -c 128 "$W/ctx.npy") || fail "ctx.npy shape: $(head -c 80 "$W/ctx.npy")"
 grep -q "dataset_text_fingerprint" "$W/ctx.npy.json" || fail "ctx.npy.json has no dataset"
 grep -q "(1, 77, 32)" <(head -c 128 "$W/empty_ctx.npy") || fail "empty_ctx.npy shape"
-# the empty prompt's ids: bos, eos, then the pad, as `jtrak tokenize` prints them
+# the empty prompt's context equals tokenize --out + encode-text --ids of "" (the two paths agree
+# bit for bit), and tokenize --out wrote the ids `jtrak tokenize` prints: bos, eos, then the pad
+"$JTRAK" tokenize --tokenizer "$TOK" --out "$T/empty_ids.npy" "" >/dev/null || fail "tokenize --out"
+"$JTRAK" encode-text --text-encoder "$W/text_encoder" --ids "$T/empty_ids.npy" \
+    --out "$T/empty_ctx_ids.npy" >/dev/null || fail "encode-text --ids"
+cmp -s "$W/empty_ctx.npy" "$T/empty_ctx_ids.npy" || fail "encode-text --text '' != tokenize + --ids"
 want=$("$JTRAK" tokenize --tokenizer "$TOK" "")
-got=$(od -An -v -t d4 -j 128 "$W/empty_ids.npy" | tr -s ' \n' ' ' | sed 's/^ //; s/ $//')
+got=$(od -An -v -t d4 -j 128 "$T/empty_ids.npy" | tr -s ' \n' ' ' | sed 's/^ //; s/ $//')
 [ "$got" = "$want" ] || fail "empty_ids.npy: $got, tokenize prints $want"
 # the pipeline folder: every component, and jtrak reads it as one
 for f in model_index.json unet/config.json unet/diffusion_pytorch_model.safetensors \
