@@ -521,7 +521,11 @@ int sched_set_timesteps(const NoiseSchedule *s, int n, int *timesteps, JtError *
                            spacing, n, s->cfg.steps_offset, timesteps[i], T - 1,
                            /* e.g. a StableDiffusionPipeline's scheduler (steps_offset 1,
                               model/pipeline.h) with as many steps as training timesteps */
-                           s->cfg.steps_offset > 0 ? " (sample with fewer steps)" : "");
+                           s->cfg.steps_offset > 0
+                               ? " (sample with fewer steps; a StableDiffusionPipeline folder's "
+                                 "schedule has the steps_offset 1 diffusers gives it, its unet/ "
+                                 "folder samples with the schedule it was trained with)"
+                               : "");
     return JT_OK;
 }
 
