@@ -330,7 +330,7 @@ Test(pipeline, refuses_a_malformed_model_index) {
          "[\"diffusers\", \"UNet2DModel\"]",
          {"a StableDiffusionPipeline holds a UNet2DConditionModel, not a UNet2DModel", NULL}},
         {"[\"diffusers\", \"DDPMScheduler\"]",
-         "[\"diffusers\", \"PNDMScheduler\"]",
+         "[\"diffusers\", \"EulerDiscreteScheduler\"]",
          {"field 'scheduler'", "DDPMScheduler or DDIMScheduler"}},
         {"\"vae\":",
          "\"text_encoder_2\": [\"transformers\", \"CLIPTextModel\"], \"vae\":",

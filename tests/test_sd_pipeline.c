@@ -532,3 +532,47 @@ Test(sd_pipeline, cli_encode_text_of_the_empty_prompt) {
     snprintf(man, sizeof man, "%s.json", bad);
     cr_assert(access(bad, F_OK) != 0 && access(man, F_OK) != 0, "a failed run left files");
 }
+
+/* An SD-1.x folder's PNDMScheduler: its config (the keys SD-1.5's scheduler_config.json has) is
+ * read for the betas it shares with DDIM, and `sample --sampler ddim` of the folder gives the very
+ * trajectory of the DDIM folder (the same betas, steps_offset and set_alpha_to_one). */
+Test(sd_pipeline, pndm_scheduler_folder_samples_with_its_betas) {
+    char pndm[400], cmd[1400], err[4096];
+    snprintf(pndm, sizeof pndm, "%s/pndm", test_tmp);
+    snprintf(cmd, sizeof cmd, "cp -r %s %s", PIPE, pndm);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    char path[500];
+    snprintf(path, sizeof path, "%s/scheduler/scheduler_config.json", pndm);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs("{\"_class_name\": \"PNDMScheduler\", \"_diffusers_version\": \"0.6.0\", "
+          "\"beta_end\": 0.012, \"beta_schedule\": \"scaled_linear\", \"beta_start\": 0.00085, "
+          "\"num_train_timesteps\": 1000, \"set_alpha_to_one\": false, \"skip_prk_steps\": true, "
+          "\"steps_offset\": 1, \"trained_betas\": null, \"clip_sample\": false}\n",
+          f);
+    fclose(f);
+    snprintf(cmd, sizeof cmd,
+             "sed -i 's/\"DDIMScheduler\"/\"PNDMScheduler\"/' %s/model_index.json && grep -q "
+             "PNDMScheduler %s/model_index.json",
+             pndm, pndm);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    const char *models[2] = {PIPE, pndm};
+    Trajectory tr[2];
+    for (int i = 0; i < 2; i++) {
+        char out[420], args[1400];
+        snprintf(out, sizeof out, "%s/T%d", test_tmp, i);
+        snprintf(args, sizeof args,
+                 "sample --model %s --prompt 'a photo of a cat' --guidance 3 --sampler ddim "
+                 "--steps %d --n 2 --out %s --quiet",
+                 models[i], S, out);
+        cr_assert_eq(cli_run(args, err, sizeof err), 0, "jtrak %s: %s", args, err);
+        snprintf(path, sizeof path, "%s/trajectory.safetensors", out);
+        JtError jerr;
+        cr_assert_eq(traj_load(&tr[i], path, &jerr), JT_OK, "%s", jerr.msg);
+    }
+    for (int k = 0; k < S; k++)
+        cr_assert_eq(tr[0].timesteps[k], tr[1].timesteps[k]);
+    cr_assert(memcmp(tr[0].x_0, tr[1].x_0, (size_t)NB * LAT * sizeof(float)) == 0,
+              "the PNDM folder's DDIM sample differs from the DDIM folder's");
+    traj_free(&tr[0]), traj_free(&tr[1]);
+}

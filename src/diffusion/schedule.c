@@ -211,12 +211,19 @@ static int sched_config_field(SchedConfig *c, const cJSON *it, const char *name,
     if (strcmp(k, "steps_offset") == 0) return sched_get_int(it, name, &c->steps_offset, err);
     if (strcmp(k, "set_alpha_to_one") == 0)
         return sched_get_bool(it, name, &c->set_alpha_to_one, err);
+    /* PNDMScheduler's (SD-1.x and SD-2-base pipelines): an option of its own sampler. The noise
+     * schedule is the betas above, which is all training and attribution use; jtrak samples with
+     * --sampler ddpm|ddim over them. */
+    if (strcmp(k, "skip_prk_steps") == 0) {
+        bool ignored;
+        return sched_get_bool(it, name, &ignored, err);
+    }
     if (strcmp(k, "rescale_betas_zero_snr") == 0)
         return sched_require_bool(it, name, false, "zero-terminal-SNR rescaling is not implemented",
                                   err);
     return jt_fail(err,
-                   "%s: field \"%s\": unknown scheduler field (not a DDPMScheduler or "
-                   "DDIMScheduler option jtrak knows)",
+                   "%s: field \"%s\": unknown scheduler field (not a DDPMScheduler, "
+                   "DDIMScheduler or PNDMScheduler option jtrak knows)",
                    name, k);
 }
 

@@ -41,13 +41,15 @@ enum { C_UNET, C_VAE, C_TEXT, C_TOK, C_SCHED, N_COMPONENTS };
 /* The components jtrak reads: model_index.json key (= subfolder), library, accepted classes. */
 static const struct {
     const char *name, *library;
-    const char *classes[3];
+    const char *classes[4];
 } COMPONENTS[N_COMPONENTS] = {
     [C_UNET] = {"unet", "diffusers", {"UNet2DConditionModel", "UNet2DModel", NULL}},
     [C_VAE] = {"vae", "diffusers", {VAE_CLASS, NULL, NULL}},
     [C_TEXT] = {"text_encoder", "transformers", {CLIP_TEXT_CLASS, NULL, NULL}},
     [C_TOK] = {"tokenizer", "transformers", {"CLIPTokenizer", "CLIPTokenizerFast", NULL}},
-    [C_SCHED] = {"scheduler", "diffusers", {"DDPMScheduler", "DDIMScheduler", NULL}},
+    /* PNDMScheduler (SD-1.x's): its betas are the schedule; jtrak samples with --sampler */
+    [C_SCHED] = {"scheduler", "diffusers",
+                 {"DDPMScheduler", "DDIMScheduler", "PNDMScheduler", NULL}},
 };
 
 /* The pipelines jtrak reads: their components (all must be listed; unet and scheduler not null)
@@ -257,7 +259,7 @@ static int read_pair(const cJSON *v, const char *path, const char *key, const ch
 static void class_list(int c, char *buf, size_t cap) {
     size_t k = 0;
     buf[0] = 0;
-    for (int i = 0; i < 3 && COMPONENTS[c].classes[i]; i++)
+    for (int i = 0; COMPONENTS[c].classes[i]; i++)
         k += (size_t)snprintf(buf + k, cap > k ? cap - k : 0, "%s%s", i ? " or " : "",
                               COMPONENTS[c].classes[i]);
 }
@@ -308,7 +310,7 @@ static int open_index(const char *dir, PipelineFolder *p, const char *path, cJSO
         char classes[96];
         class_list(c, classes, sizeof classes);
         int ok = 0;
-        for (int i = 0; i < 3 && COMPONENTS[c].classes[i]; i++)
+        for (int i = 0; COMPONENTS[c].classes[i]; i++)
             ok |= strcmp(COMPONENTS[c].classes[i], name[c]) == 0;
         if (strcmp(lib[c], COMPONENTS[c].library) != 0 || !ok)
             return jt_fail(err,

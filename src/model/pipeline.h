@@ -4,7 +4,8 @@
  *   vae/           config.json + diffusion_pytorch_model.safetensors (AutoencoderKL)
  *   text_encoder/  config.json + model.safetensors (transformers' CLIPTextModel)
  *   tokenizer/     vocab.json + merges.txt, or tokenizer.json (+ tokenizer_config.json)
- *   scheduler/     scheduler_config.json (DDPMScheduler or DDIMScheduler)
+ *   scheduler/     scheduler_config.json (DDPMScheduler or DDIMScheduler; PNDMScheduler, SD-1.x's,
+ *                  for its betas: jtrak samples with --sampler ddpm|ddim)
  * as StableDiffusionPipeline.save_pretrained writes it; DDPMPipeline and DDIMPipeline folders
  * (unet + scheduler, a pixel UNet2DModel) are read too.
  *
@@ -27,7 +28,7 @@ typedef struct {
     char *dir;
     char *class_name; /* "StableDiffusionPipeline", "DDPMPipeline" or "DDIMPipeline" */
     char *unet_dir, *vae_dir, *text_encoder_dir, *tokenizer_dir, *scheduler_dir;
-    char *scheduler_class; /* "DDPMScheduler" or "DDIMScheduler" */
+    char *scheduler_class; /* "DDPMScheduler", "DDIMScheduler" or "PNDMScheduler" (its betas) */
 } PipelineFolder;
 
 /* 1 when dir/model_index.json exists (dir is meant as a pipeline folder), else 0. */
