@@ -537,7 +537,7 @@ Test(captions, encode_text_refusals) {
                        "encode-text --captions folder:/tmp --text-encoder " CLIP " --tokenizer " TOK
                        " --out %s",
                        out);
-    static const char *const w_both[] = {"--ids or --captions, not both", NULL};
+    static const char *const w_both[] = {"one of --ids, --captions and --text", NULL};
     cli_expect_failure(err, sizeof err, 2, "encode-text", w_both,
                        "encode-text --captions coco:" COCO " --ids x.npy --text-encoder " CLIP
                        " --tokenizer " TOK " --out %s",
