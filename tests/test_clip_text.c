@@ -425,6 +425,28 @@ Test(clip_text, cli_info) {
         cr_assert(strstr(g_out, want[i]), "'%s' not in: %s", want[i], g_out);
 }
 
+/* A config without weights, of any class jtrak reads: the clip-tiny preset, a CLIPTextModel
+ * config.json and an AutoencoderKL config.json are described (no fingerprint), not refused as
+ * "not a U-Net". */
+Test(clip_text, cli_info_of_configs) {
+    static const struct {
+        const char *spec, *want[3];
+    } cases[] = {
+        {"clip-tiny", {"class: CLIPTextModel", "parameters: 1597162 in 36 tensors", "vocabulary 49408"}},
+        {FIX "clip2_quick/config.json", {"class: CLIPTextModel", "parameters: 48106", "quick_gelu"}},
+        {JTRAK_FIXTURES "/vae/vae3_32/config.json", {"class: AutoencoderKL", "latent: 4x8x8", NULL}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char args[600];
+        snprintf(args, sizeof args, "info %s", cases[i].spec);
+        int st = cli_run_out(args, g_out, sizeof g_out, g_err, sizeof g_err);
+        cr_assert_eq(st, 0, "jtrak %s: %s", args, g_err);
+        cr_assert(strstr(g_out, "fingerprint: none (a config without weights)"), "%s", g_out);
+        for (int k = 0; k < 3 && cases[i].want[k]; k++)
+            cr_assert(strstr(g_out, cases[i].want[k]), "'%s' not in: %s", cases[i].want[k], g_out);
+    }
+}
+
 static void write_ids(const char *path, NpyDtype dt, const int *ids) {
     size_t shape[2] = {B, L};
     JtError err;

@@ -10,6 +10,7 @@
 #include "model/model.h"
 #include "model/pipeline.h"
 #include "text/tokenizer.h"
+#include "unet/presets.h"
 #include "unet/unet.h"
 #include "unet/unet_flops.h"
 #include "vae/vae.h"
@@ -137,6 +138,29 @@ int cmd_info(int argc, char **argv) {
 }
 
 /* A model: a shipped config, a config.json or a model folder. */
+/* A model of any class from its config alone (zero weights): a shipped preset (U-Net, VAE or
+ * CLIP text encoder) or a config.json, given as the file or as a folder without weights. */
+static int config_model(const char *spec, Model **m, JtError *err) {
+    VaeConfig vc;
+    ClipTextConfig tc;
+    if (vae_config_preset(spec, &vc))
+        return model_create_kind(m, model_kind_find(VAE_CLASS), &vc, err);
+    if (clip_text_config_preset(spec, &tc))
+        return model_create_kind(m, model_kind_find(CLIP_TEXT_CLASS), &tc, err);
+    UNetConfig uc;
+    struct stat sb;
+    if (unet_config_preset(spec, &uc) || stat(spec, &sb) != 0) /* the presets' message */
+        return cli_model_config(spec, &uc, err) || model_create(m, &uc, err) ? JT_ERR : JT_OK;
+    char *path = S_ISDIR(sb.st_mode) ? path_join(spec, MODEL_CONFIG_FILE) : xstrdup(spec);
+    const ModelKind *kind;
+    void *cfg = NULL;
+    int rc = model_kind_load_config(path, &kind, &cfg, err);
+    if (rc == JT_OK) rc = model_create_kind(m, kind, cfg, err);
+    free(cfg);
+    free(path);
+    return rc;
+}
+
 static int info_model(const char *spec, int B, int ctx_arg) {
     JtError err;
     Model *m = NULL;
@@ -148,18 +172,12 @@ static int info_model(const char *spec, int B, int ctx_arg) {
                        (stat(weights, &sb) == 0 || stat(tweights, &sb) == 0);
     free(weights);
     free(tweights);
-    VaeConfig vc;
     if (have_weights) {
         if (model_load(spec, &m, &err) != JT_OK) return cli_error("info", &err);
         if (model_vae(m)) return info_vae(spec, m, 1, B);
-    } else if (vae_config_preset(spec, &vc)) {
-        if (model_create_kind(&m, model_kind_find(VAE_CLASS), &vc, &err))
-            return cli_error("info", &err);
-        return info_vae(spec, m, 0, B);
     } else {
-        UNetConfig c;
-        if (cli_model_config(spec, &c, &err) || model_create(&m, &c, &err))
-            return cli_error("info", &err);
+        if (config_model(spec, &m, &err) != JT_OK) return cli_error("info", &err);
+        if (model_vae(m)) return info_vae(spec, m, 0, B);
     }
     const ClipText *te = model_text_encoder_const(m);
     if (te) {
@@ -167,7 +185,8 @@ static int info_model(const char *spec, int B, int ctx_arg) {
         const ParamLayout *tl = model_layout(m);
         char fp[17];
         printf("model: %s\nclass: %s\nfingerprint: %s\n", spec, model_kind(m)->class_name,
-               model_fingerprint_hex(model_fingerprint(m), fp));
+               have_weights ? model_fingerprint_hex(model_fingerprint(m), fp)
+                            : "none (a config without weights)");
         printf("text encoder: %d layers, width %d, %d heads, MLP %d, %s, vocabulary %d, %d "
                "positions\n",
                tc->num_hidden_layers, tc->hidden_size, tc->num_attention_heads,
