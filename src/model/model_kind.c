@@ -1,9 +1,8 @@
 /* model_kind.c: see model_kind.h. The UNet2DModel and UNet2DConditionModel rows wrap unet/
  * (config.h, config_cond.c, unet.h: one network type, the config says which class), the
- * AutoencoderKL row vae/ (vae.h); the rows
- * marked unsupported are the networks of the latent-diffusion system (ldm.md section 2.7) that
- * jtrak will implement next, known so that a folder holding one is refused by name rather than
- * as a UNet2DModel with unknown fields. */
+ * AutoencoderKL row vae/ (vae.h), the CLIPTextModel row text/ (clip_text.h); the rows marked
+ * unsupported (VQModel, CLIPTextModelWithProjection) are known so that a folder holding one is
+ * refused by name rather than as a UNet2DModel with unknown fields. */
 #include "model/model_kind.h"
 
 #include "core/config_fields.h"
@@ -17,101 +16,56 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- UNet2DModel hooks ---- */
+/* A row's hooks take and give void pointers; each network module has a typed API. NETWORK_HOOKS
+ * writes the adapters P_parse, P_validate, P_to_json, P_create, P_destroy, P_config, P_layout and
+ * P_params from a module's functions (calling a function through a pointer of another type would
+ * be undefined behaviour, so the adapters are real functions). */
+#define NETWORK_HOOKS(P, Net, from_json, validate_fn, to_json_fn, create_fn, free_fn, config_fn,   \
+                      layout_fn, params_fn)                                                        \
+    static int P##_parse(void *cfg, const void *root, const char *path, JtError *err) {            \
+        return from_json(cfg, root, path, err);                                                    \
+    }                                                                                              \
+    static int P##_validate(const void *cfg, const char *path, JtError *err) {                     \
+        return validate_fn(cfg, path, err);                                                        \
+    }                                                                                              \
+    static char *P##_to_json(const void *cfg) {                                                    \
+        return to_json_fn(cfg);                                                                    \
+    }                                                                                              \
+    static int P##_create(void **net, const void *cfg, JtError *err) {                             \
+        Net *n = NULL;                                                                             \
+        int rc = create_fn(&n, cfg, err);                                                          \
+        *net = n;                                                                                  \
+        return rc;                                                                                 \
+    }                                                                                              \
+    static void P##_destroy(void *net) {                                                           \
+        free_fn(net);                                                                              \
+    }                                                                                              \
+    static const void *P##_config(const void *net) {                                               \
+        return config_fn(net);                                                                     \
+    }                                                                                              \
+    static const ParamLayout *P##_layout(const void *net) {                                        \
+        return layout_fn(net);                                                                     \
+    }                                                                                              \
+    static float *P##_params(void *net) {                                                          \
+        return params_fn(net);                                                                     \
+    }
 
-static int unet2d_parse(void *cfg, const void *root, const char *path, JtError *err) {
-    return unet_config_from_json(cfg, root, path, err);
-}
-static int unet2d_validate(const void *cfg, const char *path, JtError *err) {
-    return unet_config_validate(cfg, path, err);
-}
-static char *unet2d_to_json(const void *cfg) {
-    return unet_config_to_json(cfg);
-}
-static int unet2d_create(void **net, const void *cfg, JtError *err) {
-    UNet *u = NULL;
-    int rc = unet_create(&u, cfg, err);
-    *net = u;
-    return rc;
-}
-static void unet2d_destroy(void *net) {
-    unet_free(net);
-}
-static const void *unet2d_config(const void *net) {
-    return unet_config(net);
-}
-static const ParamLayout *unet2d_layout(const void *net) {
-    return unet_layout(net);
-}
-static float *unet2d_params(void *net) {
-    return unet_params(net);
-}
+/* The designated initialisers of a row's hooks, with the parse hook given apart. */
+#define NETWORK_ROW_HOOKS(P, parse_fn)                                                             \
+    .parse = parse_fn, .validate = P##_validate, .to_json = P##_to_json, .create = P##_create,     \
+    .destroy = P##_destroy, .config = P##_config, .layout = P##_layout, .params = P##_params
 
-/* ---- UNet2DConditionModel hooks (the network is the same UNet type, cfg.cond = 1) ---- */
-
+NETWORK_HOOKS(unet2d, UNet, unet_config_from_json, unet_config_validate, unet_config_to_json,
+              unet_create, unet_free, unet_config, unet_layout, unet_params)
+/* UNet2DConditionModel: the same UNet type (cfg.cond = 1), its own config fields */
 static int unet2d_cond_parse(void *cfg, const void *root, const char *path, JtError *err) {
     return unet_config_cond_from_json(cfg, root, path, err);
 }
-
-/* ---- AutoencoderKL hooks ---- */
-
-static int vae_kind_parse(void *cfg, const void *root, const char *path, JtError *err) {
-    return vae_config_from_json(cfg, root, path, err);
-}
-static int vae_kind_validate(const void *cfg, const char *path, JtError *err) {
-    return vae_config_validate(cfg, path, err);
-}
-static char *vae_kind_to_json(const void *cfg) {
-    return vae_config_to_json(cfg);
-}
-static int vae_kind_create(void **net, const void *cfg, JtError *err) {
-    Vae *v = NULL;
-    int rc = vae_create(&v, cfg, err);
-    *net = v;
-    return rc;
-}
-static void vae_kind_destroy(void *net) {
-    vae_free(net);
-}
-static const void *vae_kind_config(const void *net) {
-    return vae_config(net);
-}
-static const ParamLayout *vae_kind_layout(const void *net) {
-    return vae_layout(net);
-}
-static float *vae_kind_params(void *net) {
-    return vae_params(net);
-}
-
-/* ---- CLIPTextModel hooks ---- */
-
-static int clip_parse(void *cfg, const void *root, const char *path, JtError *err) {
-    return clip_text_config_from_json(cfg, root, path, err);
-}
-static int clip_validate(const void *cfg, const char *path, JtError *err) {
-    return clip_text_config_validate(cfg, path, err);
-}
-static char *clip_to_json(const void *cfg) {
-    return clip_text_config_to_json(cfg);
-}
-static int clip_create(void **net, const void *cfg, JtError *err) {
-    ClipText *t = NULL;
-    int rc = clip_text_create(&t, cfg, err);
-    *net = t;
-    return rc;
-}
-static void clip_destroy(void *net) {
-    clip_text_free(net);
-}
-static const void *clip_config(const void *net) {
-    return clip_text_config(net);
-}
-static const ParamLayout *clip_layout(const void *net) {
-    return clip_text_layout(net);
-}
-static float *clip_params(void *net) {
-    return clip_text_params(net);
-}
+NETWORK_HOOKS(vae_kind, Vae, vae_config_from_json, vae_config_validate, vae_config_to_json,
+              vae_create, vae_free, vae_config, vae_layout, vae_params)
+NETWORK_HOOKS(clip, ClipText, clip_text_config_from_json, clip_text_config_validate,
+              clip_text_config_to_json, clip_text_create, clip_text_free, clip_text_config,
+              clip_text_layout, clip_text_params)
 static int clip_load_weights(void *net, const char *path, JtError *err) {
     return clip_text_load_weights(net, path, err);
 }
@@ -127,52 +81,24 @@ static const ModelKind KINDS[] = {
      .summary = "diffusers' unconditional (or class-conditional) 2D UNet (DDPM)",
      .supported = 1,
      .config_size = sizeof(UNetConfig),
-     .parse = unet2d_parse,
-     .validate = unet2d_validate,
-     .to_json = unet2d_to_json,
-     .create = unet2d_create,
-     .destroy = unet2d_destroy,
-     .config = unet2d_config,
-     .layout = unet2d_layout,
-     .params = unet2d_params},
+     NETWORK_ROW_HOOKS(unet2d, unet2d_parse)},
     {.class_name = "UNet2DConditionModel",
      .summary = "diffusers' text-conditioned 2D UNet with cross-attention (Stable Diffusion)",
      .supported = 1,
      .config_size = sizeof(UNetConfig),
-     .parse = unet2d_cond_parse,
-     .validate = unet2d_validate,
-     .to_json = unet2d_to_json,
-     .create = unet2d_create,
-     .destroy = unet2d_destroy,
-     .config = unet2d_config,
-     .layout = unet2d_layout,
-     .params = unet2d_params},
+     NETWORK_ROW_HOOKS(unet2d, unet2d_cond_parse)},
     {.class_name = VAE_CLASS,
      .summary = "diffusers' KL autoencoder (the latent-diffusion VAE)",
      .supported = 1,
      .config_size = sizeof(VaeConfig),
-     .parse = vae_kind_parse,
-     .validate = vae_kind_validate,
-     .to_json = vae_kind_to_json,
-     .create = vae_kind_create,
-     .destroy = vae_kind_destroy,
-     .config = vae_kind_config,
-     .layout = vae_kind_layout,
-     .params = vae_kind_params},
+     NETWORK_ROW_HOOKS(vae_kind, vae_kind_parse)},
     UNSUPPORTED("VQModel", "diffusers' VQ autoencoder (CompVis latent diffusion)",
                 "the vector-quantised autoencoder"),
     {.class_name = CLIP_TEXT_CLASS,
      .summary = "transformers' CLIP text encoder (Stable Diffusion's text_encoder), forward only",
      .supported = 1,
      .config_size = sizeof(ClipTextConfig),
-     .parse = clip_parse,
-     .validate = clip_validate,
-     .to_json = clip_to_json,
-     .create = clip_create,
-     .destroy = clip_destroy,
-     .config = clip_config,
-     .layout = clip_layout,
-     .params = clip_params,
+     NETWORK_ROW_HOOKS(clip, clip_parse),
      .weights_file = CLIP_TEXT_WEIGHTS_FILE,
      .load_weights = clip_load_weights,
      .save = clip_save},
