@@ -50,6 +50,13 @@ static int read_table(ContextSet *cs, const char *path, JtError *err) {
     if (npy_read_header(path, &h, err) != JT_OK) return JT_ERR;
     if (h.dtype != NPY_F32)
         return jt_fail(err, "%s: dtype %s: contexts are float32", path, npy_dtype_descr(h.dtype));
+    /* the floats are read in place from the mapping, so they must be aligned (NumPy pads its
+     * header to a multiple of 64 bytes; a file that does not would be read misaligned) */
+    if (h.data_offset % sizeof(float) != 0)
+        return jt_fail(err,
+                       "%s: the array data starts at byte %zu, not a multiple of 4 (numpy.save "
+                       "pads the header to 64 bytes): write the file again with numpy.save",
+                       path, (size_t)h.data_offset);
     char shape[128];
     int rc = JT_OK;
     const size_t bytes = h.data_offset + h.count * sizeof(float);
