@@ -62,11 +62,6 @@ static void write_f32(const char *path, int ndim, const size_t *shape, const flo
     cr_assert(npy_write(path, NPY_F32, ndim, shape, v, &err) == JT_OK, "%s", err.msg);
 }
 
-/* The tiny UNet2DConditionModel: 1 channel, 8x8, a context width of DC. */
-static void write_tiny_cond_config(const char *path) {
-    test_write_tiny_cond_config(path, 1, 8, DC);
-}
-
 static void setup(void) {
     test_tmp_setup();
     uint8_t pix[N_ROWS * IMG];
@@ -95,16 +90,7 @@ static void setup(void) {
           "\"\"]}\n",
           f);
     fclose(f);
-    write_tiny_cond_config(g_cfg);
-    const ModelKind *kind;
-    void *cfg = NULL;
-    cr_assert(model_kind_load_config(g_cfg, &kind, &cfg, &err) == JT_OK, "%s", err.msg);
-    UNet *net;
-    cr_assert(unet_create(&net, cfg, &err) == JT_OK, "%s", err.msg);
-    free(cfg);
-    unet_init_params(net, 7);
-    cr_assert(test_save_unet(net, g_model, &err) == JT_OK, "%s", err.msg);
-    unet_free(net);
+    test_write_tiny_cond_model(g_cfg, g_model, 1, 8, DC);
 }
 
 static void teardown(void) {

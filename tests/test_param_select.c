@@ -20,6 +20,7 @@
 #include "diffusion/schedule.h"
 #include "diffusion/trajectory.h"
 #include "helpers/cli_run.h"
+#include "helpers/copy_trajectory.h"
 #include "helpers/model_unet.h"
 #include "helpers/tiny_unet.h"
 #include "helpers/tmpdir.h"
@@ -580,27 +581,7 @@ enum { N_COPIES = 3 };
 static void write_copy_trajectory(const char *path) {
     Dataset ds = {0};
     load_data(&ds);
-    UNet *net;
-    JtError err;
-    cr_assert(test_load_unet(g_model, &net, &err) == JT_OK, "%s", err.msg);
-    const size_t D = 64, img = N_COPIES * D;
-    Trajectory tr;
-    memset(&tr, 0, sizeof tr);
-    tr.n = N_COPIES, tr.S = 1, tr.C = 1, tr.H = 8, tr.W = 8;
-    tr.sampler = SAMPLER_DDIM, tr.num_inference_steps = 1;
-    tr.model_fingerprint = model_fingerprint_of(net);
-    int t0 = 0;
-    tr.timesteps = &t0;
-    tr.x_T = calloc(img, sizeof(float)), tr.x_0 = calloc(img, sizeof(float));
-    tr.x_t = calloc(img, sizeof(float)), tr.x0_hat = calloc(img, sizeof(float));
-    tr.noise = calloc(img, sizeof(float));
-    size_t rows[N_COPIES];
-    for (int i = 0; i < N_COPIES; i++)
-        rows[i] = (size_t)i;
-    data_batch_f32(&ds, rows, NULL, N_COPIES, tr.x_0);
-    cr_assert(traj_save(&tr, path, &err) == JT_OK, "%s", err.msg);
-    free(tr.x_T), free(tr.x_0), free(tr.x_t), free(tr.x0_hat), free(tr.noise);
-    unet_free(net);
+    test_write_copy_trajectory(path, g_model, &ds, N_COPIES);
     data_free(&ds);
 }
 

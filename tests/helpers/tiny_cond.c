@@ -1,6 +1,7 @@
 /* tiny_cond.c: see tiny_cond.h. */
 #include "helpers/tiny_cond.h"
 
+#include "helpers/model_unet.h"
 #include "io/jsonfile.h"
 
 #include <criterion/criterion.h>
@@ -22,4 +23,19 @@ void test_write_tiny_cond_config(const char *path, int channels, int size, int c
     fclose(f);
     free(text);
     cJSON_Delete(o);
+}
+
+void test_write_tiny_cond_model(const char *config_path, const char *dir, int channels, int size,
+                                int context_dim) {
+    test_write_tiny_cond_config(config_path, channels, size, context_dim);
+    JtError err;
+    const ModelKind *kind;
+    void *cfg = NULL;
+    cr_assert(model_kind_load_config(config_path, &kind, &cfg, &err) == JT_OK, "%s", err.msg);
+    UNet *net;
+    cr_assert(unet_create(&net, cfg, &err) == JT_OK, "%s", err.msg);
+    free(cfg);
+    unet_init_params(net, 7);
+    cr_assert(test_save_unet(net, dir, &err) == JT_OK, "%s", err.msg);
+    unet_free(net);
 }

@@ -7,5 +7,9 @@
 /* Writes the config.json to path: in/out channels `channels`, sample_size `size` (0 keeps the
  * fixture's 8x12), cross_attention_dim `context_dim`. Fails the test on error. */
 void test_write_tiny_cond_config(const char *path, int channels, int size, int context_dim);
+/* That config written to config_path, and a model folder dir of it with seeded weights
+ * (unet_init_params, seed 7). Fails the test on error. */
+void test_write_tiny_cond_model(const char *config_path, const char *dir, int channels, int size,
+                                int context_dim);
 
 #endif
