@@ -13,6 +13,7 @@
 #include "core/linalg.h"
 #include "helpers/cli_run.h"
 #include "helpers/numcheck.h"
+#include "helpers/read_file.h"
 #include "helpers/tmpdir.h"
 #include "io/jsonfile.h"
 #include "io/model_folder.h"
@@ -268,16 +269,6 @@ static void write_file(const char *path, const char *text) {
     fclose(f);
 }
 
-static char *read_text(const char *path) {
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f, "%s", path);
-    static char buf[8192];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    buf[n] = 0;
-    fclose(f);
-    return buf;
-}
-
 static void expect_msg(const char *msg, const char *const *want) {
     cr_assert_null(strchr(msg, '\n'), "not one line: %s", msg);
     for (int i = 0; want[i]; i++)
@@ -285,11 +276,12 @@ static void expect_msg(const char *msg, const char *const *want) {
 }
 
 Test(clip_text, refused_hidden_act) {
-    char *text = read_text(FIX "clip2_gelu/config.json");
+    char *text = test_read_file(FIX "clip2_gelu/config.json", NULL);
     char *p = strstr(text, "\"gelu\"");
     cr_assert_not_null(p);
     char edited[8192];
     snprintf(edited, sizeof edited, "%.*s\"relu\"%s", (int)(p - text), text, p + 6);
+    free(text);
     char path[512];
     snprintf(path, sizeof path, "%s/config.json", test_tmp);
     write_file(path, edited);

@@ -11,6 +11,7 @@
 #include "data/captions.h"
 #include "data/dataset.h"
 #include "helpers/cli_run.h"
+#include "helpers/read_file.h"
 #include "helpers/tmpdir.h"
 #include "io/jsonfile.h"
 #include "io/png.h"
@@ -95,19 +96,6 @@ static void make_folder_source(const char *dir, int per_class) {
             cr_assert(png_write(p, pix, 6, 5, 3, &err) == JT_OK, "%s", err.msg);
         }
     }
-}
-
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f, "%s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *t = malloc((size_t)n + 1);
-    cr_assert_eq(fread(t, 1, (size_t)n, f), (size_t)n);
-    t[n] = 0;
-    fclose(f);
-    return t;
 }
 
 /* ---- the CSV field writer ------------------------------------------------------------------- */
@@ -212,7 +200,7 @@ Test(export, rgb_folder_round_trip_quoted_classes) {
         cr_assert_str_eq(data_item_caption(&back, i), want, "row %zu", i);
     }
     /* the file quotes what needs it */
-    char *csv = slurp(tpath("ex/captions.csv"));
+    char *csv = test_read_file(tpath("ex/captions.csv"), NULL);
     cr_assert(strncmp(csv, "file,caption\n00000.png,\"", 24) == 0, "%.60s", csv);
     free(csv);
     data_free(&back);
@@ -366,7 +354,7 @@ Test(export, refusals) {
                        "export --data folder:%s --limit 2 --caption 'a {class}' --out %s", src,
                        tpath("ex"));
     /* the export was left as it was, and an export folder is protected from other commands */
-    char *csv = slurp(tpath("ex/captions.csv"));
+    char *csv = test_read_file(tpath("ex/captions.csv"), NULL);
     cr_assert(strstr(csv, "a coat") != NULL);
     free(csv);
     static const char *const w_prot[] = {"an image export", NULL};

@@ -6,6 +6,7 @@
 #include "data/context.h"
 #include "data/source.h"
 #include "diffusion/trajectory.h"
+#include "helpers/read_file.h"
 #include "helpers/tmpdir.h"
 #include "io/npy.h"
 #include "io/safetensors.h"
@@ -21,18 +22,6 @@
 
 TestSuite(fuzz_regress, .init = test_tmp_setup, .fini = test_tmp_teardown);
 
-static uint8_t *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f, "%s", path);
-    struct stat st;
-    cr_assert_eq(fstat(fileno(f), &st), 0);
-    *n = (size_t)st.st_size;
-    uint8_t *b = malloc(*n ? *n : 1);
-    cr_assert_eq(fread(b, 1, *n, f), *n);
-    fclose(f);
-    return b;
-}
-
 static void expect_words(int rc, const JtError *err, const char *const *want) {
     cr_assert_eq(rc, JT_ERR, "accepted");
     cr_assert_null(strchr(err->msg, '\n'), "message spans lines: %s", err->msg);
@@ -45,7 +34,7 @@ static void expect_words(int rc, const JtError *err, const char *const *want) {
  * imagefolder.c (jpeg_check_huffman). */
 Test(fuzz_regress, jpeg_huffman_counts_over_256) {
     size_t n;
-    uint8_t *b = slurp(REGRESS "jpeg_huffman_counts_over_256.jpg", &n);
+    uint8_t *b = (uint8_t *)test_read_file(REGRESS "jpeg_huffman_counts_over_256.jpg", &n);
     DataImage img;
     JtError err = {{0}};
     expect_words(data_image_decode(b, n, "x.jpg", &img, &err), &err,
@@ -146,7 +135,7 @@ static void stays_well_defined(const char *name) {
     char path[600];
     snprintf(path, sizeof path, "%s/tests/fuzz/known/%s", JTRAK_SOURCE_DIR, name);
     size_t n;
-    uint8_t *b = slurp(path, &n);
+    uint8_t *b = (uint8_t *)test_read_file(path, &n);
     DataImage img;
     JtError err = {{0}};
     if (data_image_decode(b, n, name, &img, &err) == JT_OK) {
@@ -187,7 +176,7 @@ static const char *tokenizer_dir_with(const char *vocab, const char *config) {
                  names[i]);
         snprintf(dst, sizeof dst, "%s/%s", dir, names[i]);
         size_t n;
-        uint8_t *b = over[i] ? NULL : slurp(src, &n);
+        uint8_t *b = over[i] ? NULL : (uint8_t *)test_read_file(src, &n);
         FILE *f = fopen(dst, "wb");
         cr_assert_not_null(f, "%s", dst);
         if (b) fwrite(b, 1, n, f);

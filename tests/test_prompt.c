@@ -17,6 +17,7 @@
 #include "diffusion/trajectory.h"
 #include "helpers/cli_run.h"
 #include "helpers/model_unet.h"
+#include "helpers/read_file.h"
 #include "helpers/tiny_cond.h"
 #include "helpers/tmpdir.h"
 #include "io/jsonfile.h"
@@ -334,19 +335,6 @@ static void write_ids(const char *path, const char *const *texts, int n) {
     clip_tokenizer_free(t);
 }
 
-static char *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    cr_assert(f != NULL, "%s", path);
-    fseek(f, 0, SEEK_END);
-    long sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = xmalloc((size_t)sz + 1);
-    *n = fread(b, 1, (size_t)sz, f);
-    b[*n] = 0;
-    fclose(f);
-    return b;
-}
-
 #define TEXT_ARGS "--text-encoder " TE_DIR " --tokenizer " TOK_DIR
 #define SAMPLE_ARGS "--sampler ddim --steps 3 --quiet"
 
@@ -440,7 +428,7 @@ Test(prompt, cli_sample_score_report) {
     snprintf(f1, sizeof f1, "%s/topk.json", sc1);
     snprintf(f2, sizeof f2, "%s/topk.json", sc2);
     size_t n1, n2;
-    char *b1 = slurp(f1, &n1), *b2 = slurp(f2, &n2);
+    char *b1 = test_read_file(f1, &n1), *b2 = test_read_file(f2, &n2);
     cr_assert(n1 == n2 && memcmp(b1, b2, n1) == 0, "the two trajectories score differently");
     free(b1), free(b2);
 
@@ -450,7 +438,7 @@ Test(prompt, cli_sample_score_report) {
     snprintf(cmd, sizeof cmd, "report --scores %s --out %s", sc1, html);
     cr_assert_eq(cli_run(cmd, g_err, sizeof g_err), 0, "%s", g_err);
     size_t nh;
-    char *h = slurp(html, &nh);
+    char *h = test_read_file(html, &nh);
     cr_assert(strstr(h, "prompt &ldquo;a photo of a dog&rdquo;, guidance 3, negative prompt "
                         "&ldquo;blurry&rdquo;") &&
                   strstr(h, "prompt &ldquo;a red cat &lt;sitting&gt;&rdquo;"),
