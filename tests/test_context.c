@@ -272,17 +272,9 @@ Test(context, bad_files_and_disagreements_are_refused) {
 }
 
 Test(context, guided_ddim_with_a_context_matches_diffusers) {
+    UNet *net = test_load_cond2_8x12();
     char path[400];
-    snprintf(path, sizeof path, "%s/unet_cond/cond2_8x12", JTRAK_FIXTURES);
-    UNet *loaded, *net;
     JtError err;
-    cr_assert(test_load_unet(path, &loaded, &err) == JT_OK, "%s", err.msg);
-    /* the fixture's config says sample_size 8; its inputs are 8x12 */
-    UNetConfig sized = *unet_config(loaded);
-    unet_config_set_size(&sized, 8, 12);
-    cr_assert(unet_create(&net, &sized, &err) == JT_OK, "%s", err.msg);
-    memcpy(unet_params(net), unet_params_const(loaded), unet_num_params(net) * sizeof(float));
-    unet_free(loaded);
     snprintf(path, sizeof path, "%s/sampler/cfg_ddim_cond2_8x12.safetensors", JTRAK_FIXTURES);
     StFile f;
     cr_assert(st_open(&f, path, &err) == JT_OK, "%s", err.msg);

@@ -22,6 +22,7 @@
 #include "helpers/cli_run.h"
 #include "helpers/copy_trajectory.h"
 #include "helpers/model_unet.h"
+#include "helpers/tiny_cond.h"
 #include "helpers/tiny_unet.h"
 #include "helpers/tmpdir.h"
 #include "io/npy.h"
@@ -219,19 +220,9 @@ Test(param_select, tiny_unet_selected_gradients_are_the_full_ones) {
     unet_free(net);
 }
 
-/* The UNet2DConditionModel fixture at its 8x12 input size (its config says sample_size 8). */
+/* The UNet2DConditionModel fixture at its 8x12 input size. */
 static UNet *cond_net(void) {
-    char path[400];
-    snprintf(path, sizeof path, "%s/unet_cond/cond2_8x12", JTRAK_FIXTURES);
-    UNet *loaded, *net;
-    JtError err;
-    cr_assert(test_load_unet(path, &loaded, &err) == JT_OK, "%s", err.msg);
-    UNetConfig sized = *unet_config(loaded);
-    unet_config_set_size(&sized, 8, 12);
-    cr_assert(unet_create(&net, &sized, &err) == JT_OK, "%s", err.msg);
-    memcpy(unet_params(net), unet_params_const(loaded), unet_num_params(net) * sizeof(float));
-    unet_free(loaded);
-    return net;
+    return test_load_cond2_8x12();
 }
 
 enum { CTX_L = 7 };

@@ -7,6 +7,7 @@
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 void test_write_tiny_cond_config(const char *path, int channels, int size, int context_dim) {
     JtError err;
@@ -38,4 +39,17 @@ void test_write_tiny_cond_model(const char *config_path, const char *dir, int ch
     unet_init_params(net, 7);
     cr_assert(test_save_unet(net, dir, &err) == JT_OK, "%s", err.msg);
     unet_free(net);
+}
+
+UNet *test_load_cond2_8x12(void) {
+    UNet *loaded, *net;
+    JtError err;
+    cr_assert(test_load_unet(JTRAK_FIXTURES "/unet_cond/cond2_8x12", &loaded, &err) == JT_OK, "%s",
+              err.msg);
+    UNetConfig sized = *unet_config(loaded);
+    unet_config_set_size(&sized, 8, 12);
+    cr_assert(unet_create(&net, &sized, &err) == JT_OK, "%s", err.msg);
+    memcpy(unet_params(net), unet_params_const(loaded), unet_num_params(net) * sizeof(float));
+    unet_free(loaded);
+    return net;
 }

@@ -4,6 +4,8 @@
 #ifndef JTRAK_TEST_TINY_COND_H
 #define JTRAK_TEST_TINY_COND_H
 
+#include "unet/unet.h"
+
 /* Writes the config.json to path: in/out channels `channels`, sample_size `size` (0 keeps the
  * fixture's 8x12), cross_attention_dim `context_dim`. Fails the test on error. */
 void test_write_tiny_cond_config(const char *path, int channels, int size, int context_dim);
@@ -11,5 +13,9 @@ void test_write_tiny_cond_config(const char *path, int channels, int size, int c
  * (unet_init_params, seed 7). Fails the test on error. */
 void test_write_tiny_cond_model(const char *config_path, const char *dir, int channels, int size,
                                 int context_dim);
+
+/* The cond2_8x12 fixture's network with its weights, sized for its 8x12 inputs (its config says
+ * sample_size 8). Fails the test on error; unet_free it. */
+UNet *test_load_cond2_8x12(void);
 
 #endif
